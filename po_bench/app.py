@@ -1,0 +1,80 @@
+"""The Hydra app: ``po-bench [overrides]`` runs one configuration, ``po-bench -m ...`` a sweep.
+
+Every run writes ``run.json`` in its Hydra output folder: status ``done`` or ``failed`` (with the
+error), the resolved config, package versions and the metrics.  Inside a multirun a failing job
+is recorded as failed and the sweep goes on; a single run exits non-zero.  Configuration errors
+are one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import traceback
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from .config import ConfigError, register
+from .record import write_run_record
+
+log = logging.getLogger("po_bench")
+CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+
+register()
+
+
+def _verbose() -> bool:
+    return bool(os.environ.get("PO_BENCH_TRACEBACK")) or bool(HydraConfig.get().verbose)
+
+
+def run_job(cfg: DictConfig) -> dict | None:
+    from . import pipeline
+
+    hc = HydraConfig.get()
+    out_dir = Path(hc.runtime.output_dir)
+    multirun = hc.mode == RunMode.MULTIRUN
+    config = OmegaConf.to_container(cfg, resolve=True)
+    try:
+        metrics = pipeline.run(cfg, out_dir)
+    except ConfigError as e:
+        write_run_record(out_dir, status="failed", config=config, error=f"config error: {e}")
+        if multirun:
+            log.error("config error: %s", e)
+            return None
+        print(f"po-bench: config error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except Exception as e:  # recorded, then the sweep goes on
+        msg = f"{type(e).__name__}: {e}"
+        write_run_record(out_dir, status="failed", config=config, error=msg,
+                         extra={"traceback": traceback.format_exc()})
+        log.error("run failed: %s (see %s)", msg, out_dir / "run.json")
+        if _verbose():
+            traceback.print_exc()
+        if multirun:
+            return None
+        sys.exit(1)
+    history = metrics.pop("history", [])
+    write_run_record(out_dir, status="done", config=config, metrics=metrics, extra={"history": history})
+    m = metrics
+    log.info("done: loss=%s gold_reward=%.3f (sft %.3f) win_rate_vs_sft=%.3f kl=%.2f -> %s",
+             cfg.loss.name, m.get("gold_reward", float("nan")), m.get("gold_reward_sft", float("nan")),
+             m.get("win_rate_vs_sft", float("nan")), m.get("kl_to_ref", float("nan")), out_dir / "run.json")
+    return m
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
+def main(cfg: DictConfig) -> dict | None:
+    return run_job(cfg)
+
+
+def cli() -> None:
+    main()
+
+
+if __name__ == "__main__":
+    cli()

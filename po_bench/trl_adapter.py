@@ -1,0 +1,211 @@
+"""The one module that touches TRL.
+
+TRL moves fast (CPO/ORPO/OnlineDPO live in ``trl.experimental`` in 1.16); every import of TRL and
+every use of its trainers and config classes is here, so that a TRL upgrade is a change to this
+file only.  Losses name a *backend* (``dpo``, ``cpo``, ``kto``, ``sft``) and a dict of arguments
+for that backend's TRL config class; :func:`validate_backend_args` checks those before any compute.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+log = logging.getLogger(__name__)
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _backend_classes(backend: str):
+    if backend == "dpo":
+        from trl import DPOConfig, DPOTrainer
+
+        return DPOConfig, DPOTrainer
+    if backend == "cpo":
+        from trl.experimental.cpo import CPOConfig, CPOTrainer
+
+        return CPOConfig, CPOTrainer
+    if backend == "kto":
+        from trl import KTOConfig, KTOTrainer
+
+        return KTOConfig, KTOTrainer
+    if backend == "sft":
+        from trl import SFTConfig, SFTTrainer
+
+        return SFTConfig, SFTTrainer
+    raise ValueError(f"unknown TRL backend {backend!r}; valid: dpo, cpo, kto, sft")
+
+
+BACKENDS = ("dpo", "cpo", "kto", "sft")
+
+
+def backend_fields(backend: str) -> set[str]:
+    cfg_cls, _ = _backend_classes(backend)
+    return {f.name for f in dataclasses.fields(cfg_cls)}
+
+
+def validate_backend_args(backend: str, args: dict[str, Any]) -> None:
+    """Raise ValueError naming the first argument the backend's TRL config does not have."""
+    fields = backend_fields(backend)
+    for key in args:
+        if key not in fields:
+            raise ValueError(f"loss.args.{key} is not an option of TRL's {_backend_classes(backend)[0].__name__}")
+
+
+class _MetricsLog:
+    """Collects the trainer's logged dicts (loss curve, rewards) for the run record."""
+
+    def __init__(self):
+        from transformers import TrainerCallback
+
+        history: list[dict] = []
+
+        class _CB(TrainerCallback):
+            def on_log(self, args, state, control, logs=None, **kw):
+                if logs:
+                    history.append({"step": state.global_step, **{k: float(v) for k, v in logs.items()
+                                                                  if isinstance(v, (int, float))}})
+
+        self.history = history
+        self.callback = _CB()
+
+    def final_loss(self) -> float | None:
+        losses = [h["loss"] for h in self.history if "loss" in h]
+        if losses:
+            return losses[-1]
+        tl = [h["train_loss"] for h in self.history if "train_loss" in h]
+        return tl[-1] if tl else None
+
+
+def _common_args(train_cfg, out_dir: Path, seed: int, lr: float, epochs: float, batch_size: int) -> dict:
+    return dict(
+        output_dir=str(out_dir),
+        per_device_train_batch_size=batch_size,
+        gradient_accumulation_steps=train_cfg.grad_accum,
+        num_train_epochs=epochs,
+        max_steps=train_cfg.max_steps if train_cfg.max_steps > 0 else -1,
+        learning_rate=lr,
+        lr_scheduler_type=train_cfg.lr_scheduler,
+        warmup_ratio=train_cfg.warmup_ratio,
+        weight_decay=0.0,
+        logging_steps=train_cfg.logging_steps,
+        save_strategy="no",
+        report_to="none",
+        seed=seed,
+        data_seed=seed,
+        use_cpu=not torch.cuda.is_available(),
+        bf16=False,
+        fp16=False,
+        disable_tqdm=not train_cfg.progress,
+        dataloader_num_workers=0,
+        remove_unused_columns=True,
+    )
+
+
+def _filter_kwargs(cfg_cls, kwargs: dict) -> dict:
+    names = {f.name for f in dataclasses.fields(cfg_cls)}
+    return {k: v for k, v in kwargs.items() if k in names}
+
+
+def train_sft(model, tokenizer, examples: list[dict], train_cfg, out_dir: Path, seed: int) -> dict:
+    """Supervised fine-tuning on prompt/completion examples (loss on completions only)."""
+    from datasets import Dataset
+
+    cfg_cls, trainer_cls = _backend_classes("sft")
+    kwargs = _common_args(train_cfg, out_dir, seed, train_cfg.sft_lr, train_cfg.sft_epochs, train_cfg.sft_batch_size)
+    kwargs.update(max_length=train_cfg.max_length, completion_only_loss=True, packing=False,
+                  dataset_num_proc=None)
+    args = cfg_cls(**_filter_kwargs(cfg_cls, kwargs))
+    mlog = _MetricsLog()
+    trainer = trainer_cls(model=model, args=args, train_dataset=Dataset.from_list(examples),
+                          processing_class=tokenizer, callbacks=[mlog.callback])
+    trainer.train()
+    return {"train_loss_final": mlog.final_loss(), "history": mlog.history, "steps": trainer.state.global_step}
+
+
+def unpaired_view(pairs: list[dict]) -> list[dict]:
+    """KTO's view of pairwise data: each chosen response desirable, each rejected undesirable."""
+    out = []
+    for p in pairs:
+        out.append({"prompt": p["prompt"], "completion": p["chosen"], "label": True})
+        out.append({"prompt": p["prompt"], "completion": p["rejected"], "label": False})
+    return out
+
+
+def train_preference(
+    policy,
+    ref_model,
+    tokenizer,
+    pairs: list[dict],
+    loss_cfg,
+    train_cfg,
+    out_dir: Path,
+    seed: int,
+    ref_logps_cache: tuple[Callable[[], Any], Callable[[Any], None]] | None = None,
+) -> dict:
+    """Run the loss's TRL trainer on preference pairs; returns the logged history and final loss.
+
+    ``ref_logps_cache`` is a (load, save) pair used by the DPO backend to read/write the reference
+    log-probs of the training set through po-bench's artifact store instead of recomputing them.
+    """
+    from datasets import Dataset
+
+    backend = loss_cfg.backend
+    cfg_cls, trainer_cls = _backend_classes(backend)
+    kwargs = _common_args(train_cfg, out_dir, seed, loss_cfg.lr, train_cfg.epochs, train_cfg.batch_size)
+    kwargs["max_length"] = train_cfg.max_length
+    kwargs.update(dict(loss_cfg.args))
+    if "beta" in {f.name for f in dataclasses.fields(cfg_cls)}:
+        kwargs["beta"] = loss_cfg.beta
+    mlog = _MetricsLog()
+    rows = [{"prompt": p["prompt"], "chosen": p["chosen"], "rejected": p["rejected"]} for p in pairs]
+
+    if backend == "dpo":
+        kwargs["precompute_ref_log_probs"] = ref_logps_cache is not None
+        args = cfg_cls(**_filter_kwargs(cfg_cls, kwargs))
+        trainer_cls = _cached_dpo_trainer(trainer_cls, ref_logps_cache)
+        trainer = trainer_cls(model=policy, ref_model=ref_model, args=args, train_dataset=Dataset.from_list(rows),
+                              processing_class=tokenizer, callbacks=[mlog.callback])
+    elif backend == "cpo":
+        args = cfg_cls(**_filter_kwargs(cfg_cls, kwargs))
+        trainer = trainer_cls(model=policy, args=args, train_dataset=Dataset.from_list(rows),
+                              processing_class=tokenizer, callbacks=[mlog.callback])
+    elif backend == "kto":
+        args = cfg_cls(**_filter_kwargs(cfg_cls, kwargs))
+        trainer = trainer_cls(model=policy, ref_model=ref_model, args=args,
+                              train_dataset=Dataset.from_list(unpaired_view(pairs)),
+                              processing_class=tokenizer, callbacks=[mlog.callback])
+    else:
+        raise ValueError(f"backend {backend!r} has no preference stage")
+    trainer.train()
+    return {"train_loss_final": mlog.final_loss(), "history": mlog.history, "steps": trainer.state.global_step}
+
+
+def _cached_dpo_trainer(base_cls, cache):
+    """DPOTrainer whose reference log-prob precomputation goes through po-bench's store."""
+    if cache is None:
+        return base_cls
+    load, save = cache
+
+    class CachedRefDPOTrainer(base_cls):
+        def _precompute_ref_logps(self, dataset, name, batch_size):
+            from datasets import Dataset
+
+            if name == "train":
+                cached = load()
+                if cached is not None and len(cached["ref_chosen_logps"]) == len(dataset):
+                    log.info("reference log-probs: loaded from the artifact store")
+                    return dataset.add_column("ref_chosen_logps", cached["ref_chosen_logps"]).add_column(
+                        "ref_rejected_logps", cached["ref_rejected_logps"])
+            out = super()._precompute_ref_logps(dataset, name, batch_size)
+            if name == "train":
+                save({"ref_chosen_logps": [float(x) for x in out["ref_chosen_logps"]],
+                      "ref_rejected_logps": [float(x) for x in out["ref_rejected_logps"]]})
+            return out
+
+    return CachedRefDPOTrainer

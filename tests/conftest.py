@@ -1,0 +1,37 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+
+# Small world sizes: real SFT + preference training + generation in a few seconds.
+SMALL = [
+    "dataset.n_sft=400", "dataset.n_pref=96", "dataset.n_eval=48", "dataset.n_ood=32",
+    "train.sft_epochs=2", "train.epochs=1", "train.batch_size=16", "train.logging_steps=2",
+    "generation.progress=false", "train.progress=false", "threads=2",
+]
+
+
+def run_cli(args, cwd, env_extra=None, timeout=900):
+    env = dict(os.environ, TOKENIZERS_PARALLELISM="false", HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT))
+    env.pop("PO_BENCH_CACHE", None)
+    if env_extra:
+        env.update(env_extra)
+    return subprocess.run([sys.executable, "-m", "po_bench", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def read_runs(folder):
+    return [json.loads(p.read_text()) | {"_dir": p.parent} for p in sorted(Path(folder).rglob("run.json"))]
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    from po_bench.models import train_world_tokenizer
+
+    return train_world_tokenizer()
