@@ -94,7 +94,8 @@ def run(cfg, out_dir: str | Path) -> dict:
 
     # ---- SFT ----------------------------------------------------------------------------
     sft_fields = {
-        "world": data.spec_fields(spec),
+        "world": {k: v for k, v in data.spec_fields(spec).items()
+                  if k not in ("n_pref", "n_eval", "n_ood", "ood_keywords")},  # what SFT data depends on
         "model": _plain(cfg.model),
         "sft": {k: cfg.train[k] for k in ("sft_lr", "sft_epochs", "sft_batch_size", "max_length",
                                             "lr_scheduler", "warmup_ratio")},

@@ -1,0 +1,70 @@
+"""Config composition and validation: typos and bad values fail before any compute."""
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from po_bench.app import CONF_DIR
+from po_bench.config import ConfigError, validate
+
+from .conftest import ROOT, run_cli
+
+
+def _compose(overrides=()):
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides))
+
+
+def test_default_composes_and_validates():
+    cfg = _compose()
+    assert (cfg.model.name, cfg.dataset.name, cfg.loss.name, cfg.noise.kind, cfg.judge.name,
+            cfg.generation.backend) == ("tiny", "world", "dpo", "none", "gold", "hf")
+    validate(cfg)
+
+
+@pytest.mark.parametrize("loss", ["sft", "dpo", "ipo", "simpo", "kto"])
+def test_every_loss_config_validates(loss):
+    validate(_compose([f"loss={loss}"]))
+
+
+def test_typo_in_key_fails_at_composition():
+    with pytest.raises(Exception, match="betaa"):
+        _compose(["loss.betaa=0.2"])
+
+
+def test_unknown_group_option_lists_choices():
+    with pytest.raises(Exception) as e:
+        _compose(["loss=dpoo"])
+    msg = str(e.value)
+    assert "dpoo" in msg and "dpo" in msg and "simpo" in msg
+
+
+@pytest.mark.parametrize("overrides, needle", [
+    (["noise=flip", "noise.rate=0.5"], "noise.rate"),
+    (["noise=flip", "noise.rate=-0.1"], "noise.rate"),
+    (["noise.rate=0.2"], "noise=flip"),
+    (["loss.beta=0"], "loss.beta"),
+    (["+loss.args.not_a_trl_option=1"], "not_a_trl_option"),
+    (["loss=simpo", "loss.implicit_reward=logratio"], "reference-free"),
+    (["model.kind=hub", "model.name_or_path=/no/such/model"], "no such directory"),
+    (["loss=kto", "train.batch_size=1"], "batch_size"),
+])
+def test_semantic_errors_name_the_key(overrides, needle):
+    with pytest.raises(ConfigError, match=needle):
+        validate(_compose(overrides))
+
+
+def test_cli_config_error_is_one_line_exit_2(tmp_path):
+    r = run_cli(["noise=flip", "noise.rate=0.7", f"cache_dir={tmp_path}/c", f"hydra.run.dir={tmp_path}/run"], ROOT)
+    assert r.returncode == 2, r.stderr[-2000:]
+    err = [ln for ln in r.stderr.strip().splitlines() if ln.strip()]
+    assert err[-1].startswith("po-bench: config error: noise.rate=0.7")
+    assert "Traceback" not in r.stderr
+    assert not (tmp_path / "c").exists()  # nothing computed, nothing cached
+
+
+def test_help_lists_groups():
+    r = run_cli(["--help"], ROOT)
+    assert r.returncode == 0
+    for group in ("model", "dataset", "loss", "noise", "judge", "generation"):
+        assert f"{group}:" in r.stdout
+    assert "simpo" in r.stdout and "kto" in r.stdout
