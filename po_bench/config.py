@@ -43,19 +43,30 @@ class DatasetConfig:
     ood_max_keywords: int = 5
     annotator_temperature: float = 0.5
     annotator_length_bias: float = 0.03
+    # Real data (kind: hf / file; see conf/dataset/*.yaml).  Unused by kind=world.
+    hub_id: Optional[str] = None  # Hub dataset id (users with the Hub)
+    path: Optional[str] = None  # local JSONL / JSON / Parquet file (wins over hub_id when set)
+    split: str = "train"
+    eval_split: Optional[str] = None
+    format: str = "pairs"  # pairs | conversational | hh | ranked | unpaired
+    columns: Dict[str, str] = field(default_factory=dict)  # internal name -> column name in the source
+    max_rows: int = 0  # >0: keep the first N rows
+    sft: Optional[str] = None  # name of a separate SFT dataset config (e.g. ultrachat)
 
 
 @dataclass
 class LossConfig:
     name: str = MISSING
     label: str = ""  # method label used in results tables (matches the papers' row names)
-    backend: str = "dpo"  # TRL trainer: dpo | cpo | kto; or sft (no preference stage)
+    backend: str = "dpo"  # TRL trainer: dpo | cpo | orpo | kto; pobench (po_bench.losses); sft (no preference stage)
+    function: str = ""  # backend=pobench: the loss function in po_bench.losses
     beta: float = 0.1
     lr: float = 2.0e-4
     reference_free: bool = False
     paired: bool = True  # False: trains on the unpaired (prompt, completion, label) view
     implicit_reward: str = "logratio"  # logratio: beta*log(pi/ref) | avg_logp: beta*mean token logp
     citation: str = ""
+    formula: str = ""  # the per-example loss, for docs/losses.md
     args: Dict[str, Any] = field(default_factory=dict)  # passed to the backend's TRL config
 
 
@@ -131,7 +142,20 @@ class ConfigError(ValueError):
     """A user error in the configuration: reported as one line, exit code 2."""
 
 
-BACKENDS = ("dpo", "cpo", "kto", "sft")
+BACKENDS = ("dpo", "cpo", "orpo", "kto", "pobench", "sft")
+# Ranges of TRL arguments that losses set: name -> (low, high, low_inclusive, high_inclusive)
+TRL_ARG_RANGES = {
+    "label_smoothing": (0.0, 0.5, True, False),
+    "simpo_gamma": (0.0, None, True, False),
+    "cpo_alpha": (0.0, None, True, False),
+    "ld_alpha": (0.0, 1.0, True, True),
+    "discopop_tau": (0.0, None, False, False),
+    "ref_model_mixup_alpha": (0.0, 1.0, True, True),
+    "ref_model_sync_steps": (1, None, True, False),
+    "desirable_weight": (0.0, None, False, False),
+    "undesirable_weight": (0.0, None, False, False),
+    "alpha": (None, None, True, True),
+}
 IMPLICIT_REWARDS = ("logratio", "avg_logp")
 
 
@@ -146,7 +170,7 @@ def validate(cfg) -> None:
     _check(loss.backend in BACKENDS, f"loss.backend={loss.backend!r}: allowed {', '.join(BACKENDS)}")
     _check(loss.implicit_reward in IMPLICIT_REWARDS,
            f"loss.implicit_reward={loss.implicit_reward!r}: allowed {', '.join(IMPLICIT_REWARDS)}")
-    _check(loss.beta > 0, f"loss.beta={loss.beta}: must be > 0")
+    _check(loss.beta > 0, f"loss.beta={loss.beta:g} for {loss.name}: allowed (0, inf)")
     _check(loss.lr > 0, f"loss.lr={loss.lr}: must be > 0")
     if loss.reference_free:
         _check(loss.implicit_reward != "logratio",
@@ -155,9 +179,17 @@ def validate(cfg) -> None:
         from . import trl_adapter
 
         try:
-            trl_adapter.validate_backend_args(loss.backend, dict(loss.args))
+            trl_adapter.validate_backend_args(loss.backend, dict(loss.args), loss.function)
         except ValueError as e:
-            raise ConfigError(str(e)) from None
+            raise ConfigError(f"loss={loss.name}: {e}") from None
+        if loss.backend != "pobench":
+            from .losses import _fmt_range
+
+            for k, v in dict(loss.args).items():
+                if k in TRL_ARG_RANGES and isinstance(v, (int, float)):
+                    lo, hi, lo_inc, hi_inc = TRL_ARG_RANGES[k]
+                    ok = (lo is None or (v >= lo if lo_inc else v > lo)) and (hi is None or (v <= hi if hi_inc else v < hi))
+                    _check(ok, f"loss.args.{k}={v:g} for {loss.name}: allowed {_fmt_range(lo, hi, lo_inc, hi_inc)}")
     noise = cfg.noise
     _check(noise.kind in ("none", "flip"), f"noise.kind={noise.kind!r}: allowed none, flip")
     _check(0.0 <= noise.rate < 0.5, f"noise.rate={noise.rate}: must be in [0, 0.5)")

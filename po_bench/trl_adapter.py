@@ -19,10 +19,11 @@ import torch
 log = logging.getLogger(__name__)
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 
 
 def _backend_classes(backend: str):
-    if backend == "dpo":
+    if backend in ("dpo", "pobench"):
         from trl import DPOConfig, DPOTrainer
 
         return DPOConfig, DPOTrainer
@@ -34,14 +35,18 @@ def _backend_classes(backend: str):
         from trl import KTOConfig, KTOTrainer
 
         return KTOConfig, KTOTrainer
+    if backend == "orpo":
+        from trl.experimental.orpo import ORPOConfig, ORPOTrainer
+
+        return ORPOConfig, ORPOTrainer
     if backend == "sft":
         from trl import SFTConfig, SFTTrainer
 
         return SFTConfig, SFTTrainer
-    raise ValueError(f"unknown TRL backend {backend!r}; valid: dpo, cpo, kto, sft")
+    raise ValueError(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
 
 
-BACKENDS = ("dpo", "cpo", "kto", "sft")
+BACKENDS = ("dpo", "cpo", "orpo", "kto", "pobench", "sft")
 
 
 def backend_fields(backend: str) -> set[str]:
@@ -49,8 +54,13 @@ def backend_fields(backend: str) -> set[str]:
     return {f.name for f in dataclasses.fields(cfg_cls)}
 
 
-def validate_backend_args(backend: str, args: dict[str, Any]) -> None:
-    """Raise ValueError naming the first argument the backend's TRL config does not have."""
+def validate_backend_args(backend: str, args: dict[str, Any], function: str = "") -> None:
+    """Raise ValueError naming the first argument the backend does not have."""
+    if backend == "pobench":
+        from .losses import check_hparams
+
+        check_hparams(function, args)
+        return
     fields = backend_fields(backend)
     for key in args:
         if key not in fields:
@@ -137,6 +147,22 @@ def unpaired_view(pairs: list[dict]) -> list[dict]:
     return out
 
 
+def build_trl_config(loss_cfg, train_cfg, out_dir, seed: int, precompute_ref: bool = False):
+    """The TRL config object a loss maps onto: training hyperparameters + the loss's beta and args."""
+    cfg_cls, _ = _backend_classes(loss_cfg.backend)
+    kwargs = _common_args(train_cfg, Path(out_dir), seed, loss_cfg.lr, train_cfg.epochs, train_cfg.batch_size)
+    kwargs["max_length"] = train_cfg.max_length
+    if loss_cfg.backend != "pobench":  # pobench: args are the loss function's hyperparameters
+        kwargs.update(dict(loss_cfg.args))
+    kwargs["beta"] = loss_cfg.beta
+    if loss_cfg.backend in ("dpo", "pobench"):
+        # reference-free po-bench losses take the "precomputed" path with nothing to precompute,
+        # so that TRL neither builds nor runs a reference model
+        kwargs["precompute_ref_log_probs"] = precompute_ref or (
+            loss_cfg.backend == "pobench" and loss_cfg.reference_free)
+    return cfg_cls(**_filter_kwargs(cfg_cls, kwargs))
+
+
 def train_preference(
     policy,
     ref_model,
@@ -157,26 +183,24 @@ def train_preference(
 
     backend = loss_cfg.backend
     cfg_cls, trainer_cls = _backend_classes(backend)
-    kwargs = _common_args(train_cfg, out_dir, seed, loss_cfg.lr, train_cfg.epochs, train_cfg.batch_size)
-    kwargs["max_length"] = train_cfg.max_length
-    kwargs.update(dict(loss_cfg.args))
-    if "beta" in {f.name for f in dataclasses.fields(cfg_cls)}:
-        kwargs["beta"] = loss_cfg.beta
+    needs_ref = not loss_cfg.reference_free
+    if dict(loss_cfg.args).get("sync_ref_model"):  # TR-DPO: the reference moves, nothing to cache
+        ref_logps_cache = None
+    args = build_trl_config(loss_cfg, train_cfg, out_dir, seed,
+                            precompute_ref=ref_logps_cache is not None and needs_ref)
     mlog = _MetricsLog()
     rows = [{"prompt": p["prompt"], "chosen": p["chosen"], "rejected": p["rejected"]} for p in pairs]
 
-    if backend == "dpo":
-        kwargs["precompute_ref_log_probs"] = ref_logps_cache is not None
-        args = cfg_cls(**_filter_kwargs(cfg_cls, kwargs))
-        trainer_cls = _cached_dpo_trainer(trainer_cls, ref_logps_cache)
+    if backend in ("dpo", "pobench"):
+        trainer_cls = _cached_dpo_trainer(trainer_cls, ref_logps_cache if needs_ref else None)
+        if backend == "pobench":
+            trainer_cls = _pobench_trainer(trainer_cls, loss_cfg.function, dict(loss_cfg.args), needs_ref)
         trainer = trainer_cls(model=policy, ref_model=ref_model, args=args, train_dataset=Dataset.from_list(rows),
                               processing_class=tokenizer, callbacks=[mlog.callback])
-    elif backend == "cpo":
-        args = cfg_cls(**_filter_kwargs(cfg_cls, kwargs))
+    elif backend in ("cpo", "orpo"):
         trainer = trainer_cls(model=policy, args=args, train_dataset=Dataset.from_list(rows),
                               processing_class=tokenizer, callbacks=[mlog.callback])
     elif backend == "kto":
-        args = cfg_cls(**_filter_kwargs(cfg_cls, kwargs))
         trainer = trainer_cls(model=policy, ref_model=ref_model, args=args,
                               train_dataset=Dataset.from_list(unpaired_view(pairs)),
                               processing_class=tokenizer, callbacks=[mlog.callback])
@@ -209,3 +233,53 @@ def _cached_dpo_trainer(base_cls, cache):
             return out
 
     return CachedRefDPOTrainer
+
+
+def _pobench_trainer(base_cls, function: str, hparams: dict, needs_ref: bool):
+    """DPOTrainer whose loss is one of po-bench's pure functions (po_bench.losses).
+
+    TRL's data pipeline (tokenisation, collation, reference precompute, logging) is reused; only
+    the loss is replaced: per-sequence statistics are computed here and handed to the function.
+    """
+    from .losses import LOSSES, PairStats
+
+    spec = LOSSES[function]
+
+    class PoBenchLossTrainer(base_cls):
+        if not needs_ref:
+            def _precompute_ref_logps(self, dataset, name, batch_size):
+                return dataset  # reference-free: no reference log-probs at all
+
+        def _sequence_logps(self, model, inputs):
+            ids, attn = inputs["input_ids"], inputs["attention_mask"]
+            logits = model(input_ids=ids, attention_mask=attn, use_cache=False).logits[:, :-1].float()
+            tok = torch.log_softmax(logits, dim=-1).gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
+            mask = inputs["completion_mask"][:, 1:].to(tok.dtype)
+            return (tok * mask).sum(1), mask.sum(1)
+
+        def _compute_loss(self, model, inputs, return_outputs):
+            mode = "train" if self.model.training else "eval"
+            logps, lens = self._sequence_logps(model, inputs)
+            c, r = logps.chunk(2)
+            nc, nr = lens.chunk(2)
+            rc = rr = None
+            if needs_ref:
+                if "ref_chosen_logps" in inputs:
+                    rc, rr = inputs["ref_chosen_logps"].to(c.dtype), inputs["ref_rejected_logps"].to(c.dtype)
+                else:
+                    with torch.no_grad():
+                        ref = self.ref_model if self.ref_model is not None else model
+                        ref_logps, _ = self._sequence_logps(ref, inputs)
+                    rc, rr = ref_logps.chunk(2)
+            out = spec.fn(PairStats(c, r, nc, nr, rc, rr), beta=self.beta, **hparams)
+            loss = out.losses.mean()
+            m = self._metrics[mode]
+            m["rewards/chosen"].append(out.chosen_rewards.mean().item())
+            m["rewards/rejected"].append(out.rejected_rewards.mean().item())
+            m["rewards/margins"].append((out.chosen_rewards - out.rejected_rewards).mean().item())
+            m["rewards/accuracies"].append((out.chosen_rewards > out.rejected_rewards).float().mean().item())
+            m["logps/chosen"].append(c.detach().mean().item())
+            m["logps/rejected"].append(r.detach().mean().item())
+            return (loss, None) if return_outputs else loss
+
+    return PoBenchLossTrainer

@@ -1,6 +1,7 @@
 """Real TRL optimizer steps for every preference loss on the tiny model."""
 
 import copy
+from pathlib import Path
 from types import SimpleNamespace as NS
 
 import pytest
@@ -9,7 +10,12 @@ import torch
 from po_bench import models, trl_adapter, world
 from po_bench.app import CONF_DIR
 
-LOSSES = ["dpo", "ipo", "simpo", "kto"]
+# DiscoPOP (arXiv:2406.08414) is non-convex at zero margin: with rho = sigmoid(L/tau), its loss
+# (1-rho)*softplus(-L) + rho*exp(-L) has dL-derivative rho'(0)(1 - ln 2) - 0.75 = (0.25/0.05)(0.307) - 0.75
+# = +0.78 > 0 at L = 0 for tau = 0.05, so from a policy equal to its reference the first step
+# lowers the margin.  Every other loss raises it.
+MARGIN_DIRECTION_AT_INIT = {"discopop": -1}
+LOSSES = sorted(p.stem for p in (Path(CONF_DIR) / "loss").glob("*.yaml") if p.stem != "sft")
 
 
 def _loss_cfg(name):
@@ -30,12 +36,17 @@ def pairs():
 
 @pytest.mark.parametrize("loss", LOSSES)
 def test_two_real_optimizer_steps(loss, tokenizer, pairs, tmp_path):
+    """Two optimizer steps on one fixed batch: finite loss, parameters move, the logged reward
+    margin on that batch grows (the loss pushes chosen above rejected)."""
     cfg = _loss_cfg(loss)
+    pairs = pairs[:8]
     model = models.build_tiny_model(tokenizer, hidden_size=64, num_layers=1, intermediate_size=128)
     ref = None if cfg.loss.reference_free else copy.deepcopy(model)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    train = NS(**{**cfg.train, "max_steps": 2, "batch_size": 8, "logging_steps": 1, "progress": False})
-    loss_cfg = NS(**{**cfg.loss, "args": dict(cfg.loss.args), "lr": 1e-3})
+    train = NS(**{**cfg.train, "max_steps": 2, "batch_size": 8, "logging_steps": 1, "progress": False,
+                  "warmup_ratio": 0.0, "lr_scheduler": "constant"})
+    lr = 1e-2 if loss == "sft_lowlr" else 1e-3
+    loss_cfg = NS(**{**cfg.loss, "args": dict(cfg.loss.args), "lr": lr})
     saved = {}
     cache = (lambda: None, lambda obj: saved.update(obj)) if loss_cfg.backend == "dpo" else None
     res = trl_adapter.train_preference(model, ref, tokenizer, pairs, loss_cfg, train, tmp_path, 0, ref_logps_cache=cache)
@@ -45,8 +56,13 @@ def test_two_real_optimizer_steps(loss, tokenizer, pairs, tmp_path):
     assert changed > 0, "no parameter moved after two optimizer steps"
     if ref is not None:  # the reference stays frozen
         assert all(torch.equal(before[k], v) for k, v in ref.state_dict().items())
-    if cache is not None:  # reference log-probs went through the store hook, one per pair
+    if cache is not None and not loss_cfg.reference_free and not loss_cfg.args.get("sync_ref_model"):
+        # reference log-probs went through the store hook
         assert len(saved["ref_chosen_logps"]) == len(pairs)
+    margins = [h["rewards/margins"] for h in res["history"] if "rewards/margins" in h]
+    assert len(margins) == 2, res["history"]
+    direction = MARGIN_DIRECTION_AT_INIT.get(loss, +1)
+    assert direction * (margins[1] - margins[0]) > 0, f"{loss}: reward margin moved the wrong way: {margins}"
 
 
 def test_cached_reference_logps_are_used(tokenizer, pairs, tmp_path):

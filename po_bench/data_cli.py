@@ -1,0 +1,352 @@
+"""``po-bench-data``: build and inspect preference data.
+
+``po-bench-data onpolicy``: SimPO-style on-policy data.  Sample k responses per prompt from a
+model, score each with a scorer (the world's gold reward, or a reward model: a local
+``AutoModelForSequenceClassification`` folder), and write
+
+* ``<name>.ranked.jsonl``: prompt, responses (k), scores (k), one line per prompt;
+* ``<name>.pairs.jsonl``: the best-vs-worst view (prompt, chosen, rejected; ties skipped, counted);
+* ``<name>.recipe.json``: k, sampling settings, seeds, scorer, model, prompt source, counts, wall times.
+
+Prompts come from the world (``--world pref`` / ``--world eval``) or a file (``--prompts``: a
+.jsonl/.json/.parquet with a prompt column, or a .txt file with one prompt per line).  Sample j of
+every prompt is drawn with its own seed ``sample_seeds[j]`` (generation seeds each batch from
+(sample seed, batch index)), so the k samples of a prompt differ and the files are reproducible.
+
+    po-bench-data onpolicy --model runs/sft --world pref --n 1600 -k 4 --scorer gold --out data/onpolicy
+    po-bench-data onpolicy --model ~/.cache/po-bench/smollm2-135m-instruct --prompts prompts.jsonl --chat \\
+        --scorer path/to/reward-model --out data/smol
+
+``po-bench-data inspect``: load a dataset config (``--dataset ultrafeedback --path ...``), convert it,
+and print the conversion report, token statistics (``--tokenizer``) and eval-prompt leakage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+
+log = logging.getLogger("po_bench.data")
+
+
+# ---------------------------------------------------------------------------------------------
+# scorers
+# ---------------------------------------------------------------------------------------------
+
+class GoldScorer:
+    """The embedded world's exact reward r*(prompt, response)."""
+
+    def __init__(self):
+        self.desc = {"kind": "gold", "name": "po_bench.world.gold_reward"}
+
+    def __call__(self, prompts: list, responses: list[str]) -> list[float]:
+        from . import world
+        from .prefdata import prompt_key
+
+        out = []
+        for p, r in zip(prompts, responses):
+            text = p if isinstance(p, str) else prompt_key(p)
+            out.append(float(world.gold_reward(text, r)))
+        return out
+
+
+class RewardModelScorer:
+    """A sequence-classification reward model (one logit): score(prompt, response).
+
+    Conversations go through the reward model tokenizer's chat template when it has one
+    (user prompt + assistant response); otherwise the text is prompt + response.
+    """
+
+    def __init__(self, path: str, batch_size: int = 16, device: str | None = None):
+        import torch
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        self.tok = AutoTokenizer.from_pretrained(path)
+        if self.tok.pad_token is None:
+            self.tok.pad_token = self.tok.eos_token or self.tok.unk_token
+        self.tok.padding_side = "right"
+        self.model = AutoModelForSequenceClassification.from_pretrained(path)
+        if self.model.config.num_labels != 1:
+            raise SystemExit(f"po-bench-data: reward model {path} has num_labels={self.model.config.num_labels}; need 1")
+        if self.model.config.pad_token_id is None:
+            self.model.config.pad_token_id = self.tok.pad_token_id
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.model.to(self.device).eval()
+        self.batch_size = batch_size
+        self.desc = {"kind": "reward_model", "path": str(path),
+                     "architecture": type(self.model).__name__, "chat_template": bool(self.tok.chat_template)}
+
+    def _text(self, prompt, response: str) -> str:
+        if self.tok.chat_template:
+            msgs = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
+            return self.tok.apply_chat_template(msgs + [{"role": "assistant", "content": response.strip()}],
+                                                tokenize=False)
+        from .prefdata import prompt_key
+
+        return (prompt if isinstance(prompt, str) else prompt_key(prompt)) + response
+
+    def __call__(self, prompts: list, responses: list[str]) -> list[float]:
+        import torch
+
+        texts = [self._text(p, r) for p, r in zip(prompts, responses)]
+        out: list[float] = []
+        with torch.no_grad():
+            for s in range(0, len(texts), self.batch_size):
+                enc = self.tok(texts[s:s + self.batch_size], return_tensors="pt", padding=True, truncation=True,
+                               add_special_tokens=not bool(self.tok.chat_template)).to(self.device)
+                logits = self.model(**enc).logits
+                out += [float(x) for x in logits[:, 0].float().cpu()]
+        return out
+
+
+def make_scorer(spec: str, batch_size: int = 16):
+    if spec == "gold":
+        return GoldScorer()
+    if not Path(spec).expanduser().exists():
+        raise SystemExit(f"po-bench-data: --scorer {spec}: not 'gold' and no such reward-model folder")
+    return RewardModelScorer(str(Path(spec).expanduser()), batch_size=batch_size)
+
+
+# ---------------------------------------------------------------------------------------------
+# prompts
+# ---------------------------------------------------------------------------------------------
+
+def world_prompts(split: str, n: int, world_seed: int) -> list[str]:
+    from . import data, world
+    from .config import DatasetConfig
+
+    dcfg = DatasetConfig(seed=world_seed)
+    if n > 0:  # a split's first n prompts do not depend on its size
+        dcfg.n_pref = dcfg.n_eval = n
+    return world.make_prompts(data.world_spec(dcfg), split)
+
+
+def file_prompts(path: str, column: str, n: int) -> list:
+    from .prefdata import read_file
+
+    p = Path(path).expanduser()
+    if p.suffix == ".txt":
+        lines = [ln.rstrip("\n") for ln in p.read_text(encoding="utf-8").splitlines() if ln.strip()]
+        return lines[:n] if n > 0 else lines
+    rows = read_file(p, n if n > 0 else 0)
+    out, bad = [], 0
+    for r in rows:
+        v = r.get(column)
+        if isinstance(v, str) and v.strip() or isinstance(v, list) and v:
+            out.append(v)
+        else:
+            bad += 1
+    if bad:
+        log.warning("%s: %d rows without a usable %r column skipped", p, bad, column)
+    if not out:
+        raise SystemExit(f"po-bench-data: {p}: no prompts in column {column!r}")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# onpolicy
+# ---------------------------------------------------------------------------------------------
+
+def sample_seeds(seed: int, k: int) -> list[int]:
+    """One seed per sample index, distinct across (run seed, j)."""
+    return [int(np.random.SeedSequence([int(seed), j, 7]).generate_state(1)[0]) for j in range(k)]
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> None:
+    from .store import atomic_write_text
+
+    atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+
+
+def onpolicy(a: argparse.Namespace) -> dict:
+    import torch
+
+    from . import generate, models, prefdata
+    from .store import atomic_write_json
+
+    t_start = time.perf_counter()
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    if a.world:
+        prompts = world_prompts(a.world, a.n, a.world_seed)
+        source = {"world": a.world, "world_seed": a.world_seed, "n": len(prompts)}
+    else:
+        prompts = file_prompts(a.prompts, a.prompt_column, a.n)
+        source = {"file": str(Path(a.prompts).resolve()), "column": a.prompt_column, "n": len(prompts)}
+    if a.chat:
+        prompts = [[{"role": "user", "content": p}] if isinstance(p, str) else p for p in prompts]
+    if a.k < 2:
+        raise SystemExit("po-bench-data: -k must be >= 2 (best vs worst)")
+
+    t0 = time.perf_counter()
+    model, tok = models.load_pretrained(a.model, dtype=a.dtype)
+    if torch.cuda.is_available():
+        model.to("cuda")
+    t_load = time.perf_counter() - t0
+    gen_cfg = SimpleNamespace(backend="hf", temperature=a.temperature, top_p=a.top_p,
+                              max_new_tokens=a.max_new_tokens, batch_size=a.batch_size, progress=a.progress)
+    seeds = sample_seeds(a.seed, a.k)
+    t0 = time.perf_counter()
+    samples = [generate.generate(model, tok, prompts, gen_cfg, s, f"samples ({j + 1}/{a.k})")
+               for j, s in enumerate(seeds)]
+    t_gen = time.perf_counter() - t0
+    del model
+    conversational = [not isinstance(p, str) for p in prompts]
+    responses = [[samples[j][i].strip() if conversational[i] else samples[j][i] for j in range(a.k)]
+                 for i in range(len(prompts))]
+
+    t0 = time.perf_counter()
+    scorer = make_scorer(a.scorer, a.score_batch_size)
+    flat_p = [p for p, rs in zip(prompts, responses) for _ in rs]
+    flat_r = [r for rs in responses for r in rs]
+    flat_s = scorer(flat_p, flat_r)
+    t_score = time.perf_counter() - t0
+    ranked = [{"prompt": p, "responses": rs, "scores": flat_s[i * a.k:(i + 1) * a.k]}
+              for i, (p, rs) in enumerate(zip(prompts, responses))]
+
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    files = {"ranked": out / f"{a.name}.ranked.jsonl", "pairs": out / f"{a.name}.pairs.jsonl",
+             "recipe": out / f"{a.name}.recipe.json"}
+    pairs, report = prefdata.to_pairs(ranked, "ranked", source=str(files["ranked"]))
+    _write_jsonl(files["ranked"], ranked)
+    _write_jsonl(files["pairs"], pairs)
+    scores = np.asarray(flat_s, dtype=float)
+    distinct = [len({r.strip() for r in rs}) for rs in responses]
+    import transformers
+
+    recipe = {
+        "kind": "onpolicy",
+        "model": str(a.model),
+        "prompt_source": source,
+        "chat": bool(a.chat),
+        "k": a.k,
+        "generation": {"backend": "hf", "temperature": a.temperature, "top_p": a.top_p,
+                       "max_new_tokens": a.max_new_tokens, "batch_size": a.batch_size, "dtype": a.dtype},
+        "seed": a.seed,
+        "sample_seeds": seeds,
+        "seeding": "sample j of every prompt uses sample_seeds[j]; po_bench.generate seeds each batch of "
+                   "batch_size prompts with hash((sample_seeds[j], batch_index))",
+        "scorer": scorer.desc,
+        "counts": {"prompts": len(prompts), "responses": len(flat_r), "pairs": len(pairs),
+                   "ties_skipped": report["skipped"].get("tie", 0), "skipped": report["skipped"],
+                   "prompts_with_all_samples_identical": sum(1 for d in distinct if d == 1),
+                   "mean_distinct_samples": float(np.mean(distinct))},
+        "scores": {"mean": float(scores.mean()), "std": float(scores.std()),
+                   "mean_best": float(np.mean([max(r["scores"]) for r in ranked])),
+                   "mean_worst": float(np.mean([min(r["scores"]) for r in ranked]))},
+        "wall_seconds": {"load_model": round(t_load, 3), "generate": round(t_gen, 3), "score": round(t_score, 3),
+                         "total": round(time.perf_counter() - t_start, 3)},
+        "files": {k: v.name for k, v in files.items()},
+        "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "command": ["po-bench-data", *a.argv],
+    }
+    atomic_write_json(files["recipe"], recipe)
+    print(f"po-bench-data: {len(prompts)} prompts x {a.k} samples -> {len(pairs)} pairs "
+          f"({recipe['counts']['ties_skipped']} ties) in {recipe['wall_seconds']['total']:.1f}s: {out}")
+    return recipe
+
+
+# ---------------------------------------------------------------------------------------------
+# inspect
+# ---------------------------------------------------------------------------------------------
+
+def inspect(a: argparse.Namespace) -> dict:
+    from . import prefdata
+
+    overrides = {k: v for k, v in (("path", a.path), ("hub_id", a.hub_id), ("format", a.format),
+                                   ("max_rows", a.max_rows)) if v is not None}
+    dcfg = prefdata.dataset_config(a.dataset, **overrides)
+    for item in a.column or []:
+        k, _, v = item.partition("=")
+        dcfg.columns[k] = v
+    split = a.split or dcfg.split
+    rows = prefdata.load_rows(dcfg, split)
+    src = prefdata.source_name(dcfg, split)
+    if dcfg.format == "unpaired":
+        items, report = prefdata.to_unpaired(rows, dcfg.format, dict(dcfg.columns), src)
+        prompts = [x["prompt"] for x in items]
+    else:
+        items, report = prefdata.to_pairs(rows, dcfg.format, dict(dcfg.columns), src)
+        prompts = [x["prompt"] for x in items]
+    out: dict = {"report": report}
+    if a.tokenizer and dcfg.format != "unpaired":
+        from transformers import AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(a.tokenizer)
+        out["stats"] = prefdata.data_stats(items, tok, a.max_length)
+    out["leakage"] = prefdata.leakage(prompts, prefdata.eval_sets(shared_data=a.shared_data))
+    print(json.dumps(out, indent=2, ensure_ascii=False, default=str))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="po-bench-data", description="Build and inspect preference data.")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+
+    o = sub.add_parser("onpolicy", help="sample k responses per prompt, score them, write ranked + pairs + recipe")
+    src = o.add_mutually_exclusive_group(required=True)
+    src.add_argument("--world", choices=["pref", "eval"], help="prompts from the embedded world's split")
+    src.add_argument("--prompts", help="prompt file: .jsonl/.json/.parquet (see --prompt-column) or .txt")
+    o.add_argument("--prompt-column", default="prompt")
+    o.add_argument("--world-seed", type=int, default=0, help="dataset.seed of the world")
+    o.add_argument("--n", type=int, default=0, help="use the first N prompts (0: all)")
+    o.add_argument("--chat", action="store_true", help="wrap text prompts as a user message (chat template)")
+    o.add_argument("--model", required=True, help="policy: a local model folder or a Hub id")
+    o.add_argument("--dtype", default="float32")
+    o.add_argument("-k", type=int, default=4, help="samples per prompt")
+    o.add_argument("--temperature", type=float, default=1.0)
+    o.add_argument("--top-p", type=float, default=1.0)
+    o.add_argument("--max-new-tokens", type=int, default=24)
+    o.add_argument("--batch-size", type=int, default=64)
+    o.add_argument("--seed", type=int, default=0)
+    o.add_argument("--scorer", default="gold", help="'gold' (world reward) or a reward-model folder")
+    o.add_argument("--score-batch-size", type=int, default=16)
+    o.add_argument("--out", required=True, help="output folder")
+    o.add_argument("--name", default="onpolicy", help="file stem: <name>.ranked.jsonl, .pairs.jsonl, .recipe.json")
+    o.add_argument("--threads", type=int, default=0)
+    o.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
+    o.set_defaults(func=onpolicy)
+
+    i = sub.add_parser("inspect", help="convert a dataset config and print report, token stats, leakage")
+    i.add_argument("--dataset", required=True, help="a conf/dataset/*.yaml name (ultrafeedback, hh_rlhf, file, ...)")
+    i.add_argument("--path")
+    i.add_argument("--hub-id")
+    i.add_argument("--format")
+    i.add_argument("--split")
+    i.add_argument("--max-rows", type=int)
+    i.add_argument("--column", action="append", help="FIELD=COLUMN (repeatable)")
+    i.add_argument("--tokenizer", help="tokenizer folder or id for token statistics")
+    i.add_argument("--max-length", type=int, default=1024)
+    i.add_argument("--shared-data", default=str(Path(__file__).resolve().parent.parent.parent / "shared" / "data"))
+    i.set_defaults(func=inspect)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    a = build_parser().parse_args(argv)
+    a.argv = argv
+    from .prefdata import DataError
+
+    try:
+        a.func(a)
+    except DataError as e:
+        print(f"po-bench-data: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
