@@ -72,7 +72,38 @@ def main(cfg: DictConfig) -> dict | None:
     return run_job(cfg)
 
 
+def _one_line_config_errors() -> None:
+    """Make Hydra's composition errors (unknown group option, unknown key, bad override) one line
+    on stderr with exit code 2, like po-bench's own validation.  HYDRA_FULL_ERROR=1 or
+    PO_BENCH_TRACEBACK=1 keep Hydra's own report."""
+    import hydra._internal.utils as hu
+    from hydra.errors import CompactHydraException, ConfigCompositionException, OverrideParseException
+    from omegaconf.errors import OmegaConfBaseException
+
+    original = hu.run_and_report
+
+    def run_and_report(func):
+        try:
+            return func()
+        except (CompactHydraException, ConfigCompositionException, OverrideParseException,
+                OmegaConfBaseException) as ex:
+            if os.environ.get("HYDRA_FULL_ERROR") or os.environ.get("PO_BENCH_TRACEBACK"):
+                return original(lambda: (_ for _ in ()).throw(ex))
+            parts = [str(ex)]
+            if ex.__cause__ is not None and str(ex.__cause__) not in parts[0]:
+                parts.append(str(ex.__cause__))
+            lines = [ln.strip() for part in parts for ln in part.splitlines() if ln.strip()]
+            lines = [ln for ln in lines if not ln.startswith(("full_key:", "object_type=", "reference_type="))]
+            msg = " ".join(lines).split(" Config search path:")[0]
+            msg = msg.replace(" Available options in", "; available options in").replace(" ;", ";")
+            print(f"po-bench: config error: {msg}", file=sys.stderr)
+            sys.exit(2)
+
+    hu.run_and_report = run_and_report
+
+
 def cli() -> None:
+    _one_line_config_errors()
     main()
 
 

@@ -132,10 +132,9 @@ class Config:
 
 def register() -> None:
     cs = ConfigStore.instance()
+    # One schema for the whole tree: every group option merges into its typed node, so unknown
+    # keys and wrong types fail while Hydra composes.
     cs.store(name="po_bench_schema", node=Config)
-    for group, node in [("model", ModelConfig), ("dataset", DatasetConfig), ("loss", LossConfig),
-                        ("noise", NoiseConfig), ("judge", JudgeConfig), ("generation", GenerationConfig)]:
-        cs.store(group=group, name=f"{group}_schema", node=node)
 
 
 class ConfigError(ValueError):

@@ -90,10 +90,12 @@ def columns_for(fmt: str, columns: dict | None = None) -> dict[str, str]:
     if fmt not in FORMATS:
         raise DataError(f"dataset.format={fmt!r}: allowed {', '.join(FORMATS)}")
     cols = dict(DEFAULT_COLUMNS[fmt])
+    known = {k for c in DEFAULT_COLUMNS.values() for k in c}
     for k, v in dict(columns or {}).items():
-        if k not in cols:
-            raise DataError(f"dataset.columns.{k}: format {fmt} has no field {k!r} (fields: {', '.join(cols)})")
-        cols[k] = str(v)
+        if k not in known:  # a typo; fields of other formats are ignored (a config's mapping survives format=...)
+            raise DataError(f"dataset.columns.{k}: no field {k!r} in any format (format {fmt} has: {', '.join(cols)})")
+        if k in cols:
+            cols[k] = str(v)
     return cols
 
 

@@ -58,6 +58,9 @@ def smollm2_path(cache_dir: str | Path | None = None) -> Path:
     try:
         _convert(tmp)
         (tmp / _MARKER).write_text(GGUF_NAME + "\n")
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private
         try:
             os.rename(tmp, target)
         except OSError:

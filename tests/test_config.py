@@ -68,3 +68,19 @@ def test_help_lists_groups():
     for group in ("model", "dataset", "loss", "noise", "judge", "generation"):
         assert f"{group}:" in r.stdout
     assert "simpo" in r.stdout and "kto" in r.stdout
+
+
+@pytest.mark.parametrize("args, needles", [
+    (["loss=dpoo"], ["Could not find 'loss/dpoo'", "available options in 'loss'", "simpo"]),
+    (["loss.betaa=0.2"], ["loss.betaa", "not in 'LossConfig'"]),
+    (["-m", "loss=dpo,nope"], ["loss/nope"]),
+])
+def test_cli_composition_errors_are_one_line_exit_2(args, needles, tmp_path):
+    r = run_cli([*args, f"cache_dir={tmp_path}/c", f"hydra.run.dir={tmp_path}/run",
+                 f"hydra.sweep.dir={tmp_path}/sweep"], ROOT)
+    assert r.returncode == 2, (r.returncode, r.stderr[-2000:])
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("po-bench: config error: "), r.stderr
+    for n in needles:
+        assert n in lines[0]
+    assert not (tmp_path / "c").exists()

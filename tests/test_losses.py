@@ -166,3 +166,13 @@ def test_reference_labels_have_configs():
     labels = {yaml.safe_load(p.read_text())["label"] for p in (Path(CONF_DIR) / "loss").glob("*.yaml")}
     for method in ("SFT", "RRHF", "SLiC-HF", "DPO", "IPO", "CPO", "KTO", "ORPO", "R-DPO", "SimPO"):
         assert method in labels
+
+
+def test_loss_docs_are_generated_from_configs():
+    import subprocess
+    import sys
+
+    from .conftest import ROOT
+
+    r = subprocess.run([sys.executable, "scripts/gen_loss_docs.py", "--check"], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
