@@ -13,7 +13,7 @@ export TOKENIZERS_PARALLELISM := false
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 
-.PHONY: install test test-fast demo clean help
+.PHONY: install test test-fast demo clean help table-noise table-hitchhiker figure-frontier
 
 help:
 	@echo "make demo       the main job: a 5-method x 2-seed sweep on the embedded world -> results/demo.{md,csv,png}"
@@ -47,6 +47,24 @@ demo: $(STAMP)
 	    hydra.sweep.dir=$(DEMO_DIR)
 	$(VENV)/bin/po-bench-table $(DEMO_DIR) --out results --name demo --plot \
 	    --title "po-bench demo: embedded world, tiny model, 2 seeds"
+
+# Paper-table presets on the embedded world (SCALE=tiny is the only scale these have).
+SCALE ?= tiny
+define sweep_table
+	rm -rf results/.runs/$(1)
+	$(VENV)/bin/po-bench -m +experiment=$(2) generation.progress=false train.progress=false \
+	    hydra.sweep.dir=results/.runs/$(1)
+	$(VENV)/bin/po-bench-table results/.runs/$(1) --out results --name $(1) --plot --title "$(3)"
+endef
+
+table-noise: $(STAMP)
+	$(call sweep_table,noise,noise_robustness,Label-noise robustness on the embedded world (scale=$(SCALE)))
+
+table-hitchhiker: $(STAMP)
+	$(call sweep_table,hitchhiker,hitchhiker,Hyperparameter robustness: DPO / LN-DPO / SimPO over learning rates (scale=$(SCALE)))
+
+figure-frontier: $(STAMP)
+	$(call sweep_table,frontier,dpo_frontier,DPO frontier: gold reward vs KL across beta (scale=$(SCALE)))
 
 clean:
 	rm -rf outputs multirun .po_bench_cache results/.runs

@@ -39,6 +39,10 @@ def run_job(cfg: DictConfig) -> dict | None:
     out_dir = Path(hc.runtime.output_dir)
     multirun = hc.mode == RunMode.MULTIRUN
     config = OmegaConf.to_container(cfg, resolve=True)
+    previous = _finished_record(out_dir, config)
+    if previous is not None:  # relaunching a sweep: runs already done are skipped
+        log.info("already done, skipped: %s", out_dir / "run.json")
+        return previous["metrics"]
     try:
         metrics = pipeline.run(cfg, out_dir)
     except ConfigError as e:
@@ -52,6 +56,7 @@ def run_job(cfg: DictConfig) -> dict | None:
         msg = f"{type(e).__name__}: {e}"
         write_run_record(out_dir, status="failed", config=config, error=msg,
                          extra={"traceback": traceback.format_exc()})
+        _track(cfg, out_dir, config, "failed", {}, [], error=msg)
         log.error("run failed: %s (see %s)", msg, out_dir / "run.json")
         if _verbose():
             traceback.print_exc()
@@ -60,11 +65,40 @@ def run_job(cfg: DictConfig) -> dict | None:
         sys.exit(1)
     history = metrics.pop("history", [])
     write_run_record(out_dir, status="done", config=config, metrics=metrics, extra={"history": history})
+    _track(cfg, out_dir, config, "done", metrics, history)
     m = metrics
     log.info("done: loss=%s gold_reward=%.3f (sft %.3f) win_rate_vs_sft=%.3f kl=%.2f -> %s",
              cfg.loss.name, m.get("gold_reward", float("nan")), m.get("gold_reward_sft", float("nan")),
              m.get("win_rate_vs_sft", float("nan")), m.get("kl_to_ref", float("nan")), out_dir / "run.json")
     return m
+
+
+def _finished_record(out_dir: Path, config: dict) -> dict | None:
+    import json
+
+    path = out_dir / "run.json"
+    try:
+        rec = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return rec if rec.get("status") == "done" and rec.get("config") == config else None
+
+
+def _track(cfg, out_dir: Path, config: dict, status: str, metrics: dict, history: list, error=None) -> None:
+    """Log the run to wandb (offline without an API key); tracking problems never fail a run."""
+    from . import tracking
+
+    hc = HydraConfig.get()
+    if hc.mode == RunMode.MULTIRUN:
+        sweep = Path(hc.sweep.dir)
+        group, name = f"{sweep.parent.name}/{sweep.name}", f"{hc.job.num}_{cfg.loss.name}_s{cfg.seed}"
+    else:
+        group, name = out_dir.name, f"{cfg.loss.name}_s{cfg.seed}"
+    try:
+        tracking.log_run(cfg.tracking, out_dir, group, name, config, status, metrics, history,
+                         out_dir / "samples.jsonl", error)
+    except Exception as e:  # noqa: BLE001
+        log.warning("tracking failed (the run itself is recorded): %s: %s", type(e).__name__, e)
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")

@@ -108,6 +108,16 @@ class TrainConfig:
 
 
 @dataclass
+class TrackingConfig:
+    backend: str = "wandb"  # wandb | none
+    project: str = "po-bench"
+    entity: Optional[str] = None
+    mode: str = "auto"  # auto (online with WANDB_API_KEY, else offline) | online | offline | disabled
+    group: Optional[str] = None
+    n_samples: int = 32
+
+
+@dataclass
 class StagesConfig:
     sft: bool = True
     train: bool = True
@@ -125,6 +135,7 @@ class Config:
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     stages: StagesConfig = field(default_factory=StagesConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
     seed: int = 0
     cache_dir: str = "${oc.env:PO_BENCH_CACHE,.po_bench_cache}"
     threads: int = 0  # torch threads; 0 = all cores
@@ -196,6 +207,9 @@ def validate(cfg) -> None:
     _check(cfg.judge.name == "gold", f"judge={cfg.judge.name!r}: allowed gold")
     _check(cfg.judge.name != "gold" or cfg.dataset.kind == "world",
            "judge=gold needs dataset=world (the gold reward is defined on the embedded world only)")
+    _check(cfg.tracking.backend in ("wandb", "none"), f"tracking={cfg.tracking.backend!r}: allowed wandb, none")
+    _check(cfg.tracking.mode in ("auto", "online", "offline", "disabled"),
+           f"tracking.mode={cfg.tracking.mode!r}: allowed auto, online, offline, disabled")
     _check(cfg.generation.backend == "hf", f"generation.backend={cfg.generation.backend!r}: allowed hf")
     _check(cfg.generation.temperature >= 0, "generation.temperature must be >= 0")
     _check(0 < cfg.generation.top_p <= 1, "generation.top_p must be in (0, 1]")

@@ -180,6 +180,8 @@ def onpolicy(a: argparse.Namespace) -> dict:
     else:
         prompts = file_prompts(a.prompts, a.prompt_column, a.n)
         source = {"file": str(Path(a.prompts).resolve()), "column": a.prompt_column, "n": len(prompts)}
+    if a.scorer == "gold" and not a.world:
+        log.warning("--scorer gold is the embedded world's reward: meaningful for world prompts only")
     if a.chat:
         prompts = [[{"role": "user", "content": p}] if isinstance(p, str) else p for p in prompts]
     if a.k < 2:

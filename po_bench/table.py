@@ -177,11 +177,22 @@ def plot(runs: list[dict], path: str | Path, x: str = "kl_to_ref", y: str = "gol
     plt.close(fig)
 
 
-def write_tables(sweep_dir: str | Path, out_dir: str | Path | None = None, name: str = "results",
+def write_tables(sweep_dir: str | Path | list, out_dir: str | Path | None = None, name: str = "results",
                  make_plot: bool = False, title: str = "") -> dict[str, Path]:
-    runs = load_runs(sweep_dir)
+    """Tabulate one sweep folder, or several merged (a list: e.g. a sweep and its relaunch)."""
+    dirs = [Path(d) for d in (sweep_dir if isinstance(sweep_dir, (list, tuple)) else [sweep_dir])]
+    runs, seen = [], {}
+    for r in (r for d in dirs for r in load_runs(d)):  # a run present in several folders counts once
+        key = json.dumps(r.get("config", {}), sort_keys=True, default=str) if r.get("status") == "done" else None
+        if key is not None and key in seen:
+            runs[seen[key]] = r
+            continue
+        if key is not None:
+            seen[key] = len(runs)
+        runs.append(r)
     if not runs:
-        raise FileNotFoundError(f"no run.json under {sweep_dir}")
+        raise FileNotFoundError(f"no run.json under {', '.join(map(str, dirs))}")
+    sweep_dir = dirs[0]
     hp_cols, rows, failed = build_table(runs)
     out = Path(out_dir) if out_dir else Path(sweep_dir)
     paths = {"csv": out / f"{name}.csv", "md": out / f"{name}.md"}
@@ -196,15 +207,17 @@ def write_tables(sweep_dir: str | Path, out_dir: str | Path | None = None, name:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="po-bench-table", description=__doc__.split("\n\n")[0])
-    ap.add_argument("sweep_dir", help="a multirun folder (searched recursively for run.json)")
+    ap.add_argument("sweep_dir", nargs="+", help="multirun folder(s), searched recursively for run.json; several are merged")
     ap.add_argument("--out", default=None, help="output folder (default: the sweep folder)")
     ap.add_argument("--name", default="results", help="file stem (default: results)")
     ap.add_argument("--plot", action="store_true", help="also write NAME.png (gold reward vs KL)")
     ap.add_argument("--title", default="")
+    ap.add_argument("--wandb", action="store_true", help="also log the table as a wandb Table (offline without WANDB_API_KEY)")
     a = ap.parse_args(argv)
-    if not Path(a.sweep_dir).is_dir():
-        print(f"po-bench-table: {a.sweep_dir}: no such folder", file=sys.stderr)
-        return 2
+    for d in a.sweep_dir:
+        if not Path(d).is_dir():
+            print(f"po-bench-table: {d}: no such folder", file=sys.stderr)
+            return 2
     try:
         paths = write_tables(a.sweep_dir, a.out, a.name, a.plot, a.title)
     except FileNotFoundError as e:
@@ -212,6 +225,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(paths["md"].read_text())
     print("written: " + ", ".join(str(p) for p in paths.values()))
+    if a.wandb:
+        from .tracking import log_table
+
+        sweep = Path(a.sweep_dir[0]).resolve()
+        print("wandb:", log_table(paths["csv"], f"{sweep.parent.name}/{sweep.name}", out_dir=paths["csv"].parent))
     return 0
 
 

@@ -13,7 +13,7 @@ SHARED = ROOT.parent / "shared"
 SMALL = [
     "dataset.n_sft=400", "dataset.n_pref=96", "dataset.n_eval=48", "dataset.n_ood=32",
     "train.sft_epochs=2", "train.epochs=1", "train.batch_size=16", "train.logging_steps=2",
-    "generation.progress=false", "train.progress=false", "threads=2",
+    "generation.progress=false", "train.progress=false", "threads=2", "tracking=none",
 ]
 
 

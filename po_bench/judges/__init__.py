@@ -1,0 +1,59 @@
+"""Judges beyond the embedded world's gold reward.
+
+=============== ===============================================================================
+``judge=``       what it measures
+=============== ===============================================================================
+alpaca_eval      AlpacaEval 2: win rate (and length-controlled win rate where alpaca_eval's GLM
+                 data is available) against GPT-4-turbo reference outputs, with alpaca_eval's
+                 ``weighted_alpaca_eval_gpt4_turbo`` annotator (prompt, order switch, logprob parser)
+mt_bench         MT-Bench: FastChat single-answer grading (1-10) of two-turn answers, with GPT-4
+                 reference answers for math / reasoning / coding
+arena_hard       Arena-Hard-Auto v0.1: pairwise verdicts against a baseline's answers in both
+                 orders, Bradley-Terry win rate with a bootstrap confidence interval
+reward_model     a local sequence-classification reward model: mean rewards and win rate of the
+                 policy over the SFT policy's responses
+=============== ===============================================================================
+
+LLM judges talk to any OpenAI-compatible endpoint through :class:`client.JudgeClient`
+(concurrency, retries with backoff, an on-disk response cache, token and cost accounting,
+structured outputs).  Every judge returns a :class:`JudgeResult`: ``metrics`` (JSON-ready, for the
+run record) and ``records`` (one per judged item).  Replies that cannot be parsed are counted in
+``metrics["n_parse_failures"]`` and left out of the scores, never counted as ties.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+JUDGES = ("alpaca_eval", "mt_bench", "arena_hard", "reward_model")
+
+
+@dataclass
+class JudgeResult:
+    metrics: dict
+    records: list[dict] = field(default_factory=list)
+
+
+def get_judge(cfg: Any, client=None):
+    """The judge object for a judge config (``cfg.kind``, else ``cfg.name``)."""
+    from .client import cfg_get
+
+    kind = cfg_get(cfg, "kind") or cfg_get(cfg, "name")
+    if kind == "alpaca_eval":
+        from .alpaca_eval import AlpacaEvalJudge
+
+        return AlpacaEvalJudge(cfg, client)
+    if kind == "mt_bench":
+        from .mt_bench import MTBenchJudge
+
+        return MTBenchJudge(cfg, client)
+    if kind == "arena_hard":
+        from .arena_hard import ArenaHardJudge
+
+        return ArenaHardJudge(cfg, client)
+    if kind == "reward_model":
+        from .reward_model import RewardModelJudge
+
+        return RewardModelJudge(cfg)
+    raise ValueError(f"judge kind {kind!r} is not available; valid: {', '.join(JUDGES)}")

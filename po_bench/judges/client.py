@@ -1,0 +1,402 @@
+"""An OpenAI-compatible chat client for LLM judges.
+
+* **endpoint**: any server speaking the OpenAI chat-completions API (OpenAI itself, a vLLM server
+  ``python -m vllm.entrypoints.openai.api_server``, ...), named by ``base_url`` and ``model``; the
+  API key is read from the environment variable named by ``api_key_env`` (never stored in a config).
+* **concurrency**: :meth:`JudgeClient.chat_many` runs up to ``max_concurrency`` requests at once.
+* **retries**: timeouts, connection errors, HTTP 429 and 5xx are retried up to ``max_retries``
+  times with exponential backoff (``backoff_base * 2**attempt``, capped at ``backoff_max``, with
+  jitter; a ``Retry-After`` header is honoured up to the cap); other errors are not retried.
+* **cache**: every successful response is stored on disk, keyed by the judge's identity
+  (``name``, ``version``, ``model``), the prompt messages and the sampling parameters, so a rerun
+  pays for nothing twice.  Where the endpoint lives (``base_url``), concurrency, timeouts and
+  retries are not part of the key.
+* **accounting**: :attr:`JudgeClient.stats` counts requests sent, retries, cache hits, failures,
+  prompt/completion tokens (from ``usage``) and cost (``price_input_per_mtok`` /
+  ``price_output_per_mtok``, USD per million tokens; 0 for a local judge).
+* **structured outputs**: ``structured_outputs={"choice": [...]}`` or ``{"regex": ...}`` is sent as
+  ``extra_body={"structured_outputs": ...}`` (vLLM's request field; its older ``guided_choice``
+  is silently ignored by current vLLM).
+
+Judges parse the text themselves; a reply they cannot parse is counted as a parse failure in
+their result and never turned into a tie.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import random
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+log = logging.getLogger("po_bench.judges")
+
+# Request fields that determine a response (and so the cache key), besides the judge identity.
+_SAMPLING_KEYS = ("temperature", "top_p", "max_tokens", "n", "seed", "logprobs", "top_logprobs", "stop",
+                  "presence_penalty", "frequency_penalty")
+
+
+def cfg_get(cfg: Any, key: str, default: Any = None) -> Any:
+    """``cfg.key`` for a dict, an OmegaConf node, a dataclass or any object; ``default`` when
+    missing or None."""
+    if cfg is None:
+        return default
+    if isinstance(cfg, Mapping):
+        val = cfg.get(key, default)
+    else:
+        try:
+            val = getattr(cfg, key)
+        except AttributeError:  # OmegaConf struct nodes raise a subclass of AttributeError
+            val = default
+    return default if val is None else val
+
+
+def to_plain(obj: Any) -> Any:
+    """OmegaConf nodes / dataclasses -> plain Python containers (for hashing and JSON)."""
+    try:
+        from omegaconf import OmegaConf
+
+        if OmegaConf.is_config(obj):
+            return OmegaConf.to_container(obj, resolve=True)
+    except ImportError:  # pragma: no cover
+        pass
+    if hasattr(obj, "__dataclass_fields__"):
+        return asdict(obj)
+    if isinstance(obj, Mapping):
+        return {k: to_plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_plain(v) for v in obj]
+    return obj
+
+
+def load_judge_config(name_or_path: str | os.PathLike, **overrides) -> Any:
+    """A judge config from ``conf/judge/<name>.yaml`` (or a yaml path), with dotted-key overrides
+    (``load_judge_config("mt_bench", **{"cache.dir": "/tmp/c"})``); an OmegaConf node."""
+    from omegaconf import OmegaConf
+
+    p = Path(name_or_path)
+    if not p.suffix:
+        p = Path(__file__).resolve().parents[2] / "conf" / "judge" / f"{name_or_path}.yaml"
+    cfg = OmegaConf.load(p)
+    for k, v in overrides.items():
+        OmegaConf.update(cfg, k, v, force_add=True)
+    return cfg
+
+
+class JudgeRequestError(RuntimeError):
+    """A request that failed for good (non-retryable error, or retries exhausted)."""
+
+
+@dataclass
+class ChatResult:
+    text: str | None = None
+    finish_reason: str | None = None
+    logprobs: list[dict] | None = None  # per generated token: {token, logprob, top_logprobs: [{token, logprob}]}
+    usage: dict = field(default_factory=dict)
+    cached: bool = False
+    error: str | None = None
+    key: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass
+class ClientStats:
+    requests: int = 0  # HTTP requests sent (retries included); 0 on a fully cached rerun
+    responses: int = 0  # successful responses received
+    retries: int = 0
+    cache_hits: int = 0
+    failures: int = 0  # requests that failed for good
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    errors: dict = field(default_factory=dict)  # error kind -> count (retried ones included)
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["cost_usd"] = round(d["cost_usd"], 6)
+        return d
+
+
+def _canonical(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+class ResponseCache:
+    """One JSON file per response under ``root/<judge>-<version>/<kk>/<key>.json`` (atomic writes)."""
+
+    def __init__(self, root: str | os.PathLike, namespace: str):
+        self.dir = Path(root).expanduser() / namespace
+
+    def _path(self, key: str) -> Path:
+        return self.dir / key[:2] / f"{key}.json"
+
+    def get(self, key: str) -> dict | None:
+        p = self._path(key)
+        try:
+            return json.loads(p.read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, json.JSONDecodeError):  # a damaged entry is a miss, rewritten on success
+            log.warning("unreadable judge cache entry %s: ignored", p)
+            return None
+
+    def put(self, key: str, record: dict) -> None:
+        from ..store import atomic_write_text
+
+        atomic_write_text(self._path(key), json.dumps(record, ensure_ascii=False))
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("PO_BENCH_CACHE") or ".po_bench_cache") / "judge"
+
+
+class JudgeClient:
+    """Chat completions against one judge endpoint, with retries, a disk cache and accounting.
+
+    ``cfg`` is a judge config (see ``conf/judge/*.yaml``); keys read here: ``name``, ``version``,
+    ``base_url``, ``model``, ``api_key_env``, ``max_concurrency``, ``timeout``, ``max_retries``,
+    ``backoff_base``, ``backoff_max``, ``price_input_per_mtok``, ``price_output_per_mtok``,
+    ``cache.enabled``, ``cache.dir``.
+    """
+
+    def __init__(self, cfg: Any, sleep=time.sleep):
+        self.cfg = cfg
+        self.name = str(cfg_get(cfg, "name", "judge"))
+        self.version = str(cfg_get(cfg, "version", "0"))
+        self.model = cfg_get(cfg, "model")
+        if not self.model:
+            raise ValueError(f"judge {self.name}: `model` is not set")
+        self.base_url = cfg_get(cfg, "base_url", "https://api.openai.com/v1")
+        self.max_concurrency = max(1, int(cfg_get(cfg, "max_concurrency", 4)))
+        self.timeout = float(cfg_get(cfg, "timeout", 120.0))
+        self.max_retries = int(cfg_get(cfg, "max_retries", 5))
+        self.backoff_base = float(cfg_get(cfg, "backoff_base", 1.0))
+        self.backoff_max = float(cfg_get(cfg, "backoff_max", 60.0))
+        self.price_in = float(cfg_get(cfg, "price_input_per_mtok", 0.0))
+        self.price_out = float(cfg_get(cfg, "price_output_per_mtok", 0.0))
+        cache_cfg = cfg_get(cfg, "cache", {})
+        self.cache = None
+        if cfg_get(cache_cfg, "enabled", True):
+            root = cfg_get(cache_cfg, "dir") or default_cache_dir()
+            self.cache = ResponseCache(root, f"{self.name}-{self.version}")
+        self.stats = ClientStats()
+        self._lock = threading.Lock()
+        self._sleep = sleep
+        self._client = None
+
+    # -- plumbing ---------------------------------------------------------------------------
+    def _api(self):
+        if self._client is None:
+            from openai import OpenAI
+
+            env = cfg_get(self.cfg, "api_key_env")
+            key = os.environ.get(env) if env else None
+            if env and not key:
+                raise JudgeRequestError(f"judge {self.name}: environment variable {env} (the API key) is not set")
+            # retries are ours (counted, logged); the SDK's own are switched off
+            self._client = OpenAI(base_url=self.base_url, api_key=key or "EMPTY", timeout=self.timeout,
+                                  max_retries=0)
+        return self._client
+
+    def identity(self) -> dict:
+        return {"name": self.name, "version": self.version, "model": self.model}
+
+    def request_body(self, messages: Sequence[Mapping], structured_outputs: Mapping | None = None,
+                     **params) -> dict:
+        body: dict = {"model": self.model, "messages": [dict(m) for m in messages]}
+        for k in _SAMPLING_KEYS:
+            if params.get(k) is not None:
+                body[k] = params[k]
+        unknown = set(params) - set(_SAMPLING_KEYS)
+        if unknown:
+            raise TypeError(f"unsupported request parameters: {sorted(unknown)}")
+        if structured_outputs:
+            body["extra_body"] = {"structured_outputs": to_plain(structured_outputs)}
+        return body
+
+    def cache_key(self, body: Mapping) -> str:
+        return hashlib.sha256(_canonical({"judge": self.identity(), "request": body}).encode()).hexdigest()
+
+    def _bump(self, **inc) -> None:
+        with self._lock:
+            for k, v in inc.items():
+                setattr(self.stats, k, getattr(self.stats, k) + v)
+
+    def _error(self, kind: str) -> None:
+        with self._lock:
+            self.stats.errors[kind] = self.stats.errors.get(kind, 0) + 1
+
+    def _retry_delay(self, attempt: int, exc: Exception | None) -> float:
+        delay = min(self.backoff_max, self.backoff_base * (2 ** attempt))
+        delay *= 1.0 + 0.25 * random.random()
+        resp = getattr(exc, "response", None)
+        ra = resp.headers.get("retry-after") if resp is not None and hasattr(resp, "headers") else None
+        if ra:
+            try:
+                delay = max(delay, min(float(ra), self.backoff_max))
+            except ValueError:
+                pass
+        return min(delay, self.backoff_max * 1.25)
+
+    def _send(self, body: dict):
+        import openai
+
+        api = self._api()
+        attempt = 0
+        while True:
+            self._bump(requests=1)
+            exc: Exception
+            try:
+                return api.chat.completions.create(**body)
+            except openai.APITimeoutError as e:
+                kind, exc = "timeout", e
+            except openai.APIConnectionError as e:
+                kind, exc = "connection", e
+            except openai.RateLimitError as e:
+                kind, exc = "429", e
+            except openai.APIStatusError as e:
+                if e.status_code < 500:
+                    self._error(str(e.status_code))
+                    raise JudgeRequestError(f"judge {self.name}: HTTP {e.status_code}: {e.message}") from e
+                kind, exc = str(e.status_code), e
+            self._error(kind)
+            if attempt >= self.max_retries:
+                raise JudgeRequestError(f"judge {self.name}: {kind} after {attempt + 1} attempts: {exc}") from exc
+            delay = self._retry_delay(attempt, exc)
+            log.warning("judge %s: %s, retry %d/%d in %.2fs", self.name, kind, attempt + 1, self.max_retries, delay)
+            self._bump(retries=1)
+            self._sleep(delay)
+            attempt += 1
+
+    @staticmethod
+    def _record(resp) -> dict:
+        ch = resp.choices[0]
+        lp = None
+        if getattr(ch, "logprobs", None) is not None and ch.logprobs.content is not None:
+            lp = [{"token": t.token, "logprob": t.logprob,
+                   "top_logprobs": [{"token": x.token, "logprob": x.logprob} for x in (t.top_logprobs or [])]}
+                  for t in ch.logprobs.content]
+        u = resp.usage
+        usage = {"prompt_tokens": int(u.prompt_tokens or 0), "completion_tokens": int(u.completion_tokens or 0)} if u else {}
+        return {"text": ch.message.content, "finish_reason": ch.finish_reason, "logprobs": lp, "usage": usage}
+
+    # -- public -----------------------------------------------------------------------------
+    def _run_one(self, body: dict, key: str) -> ChatResult:
+        try:
+            resp = self._send(body)
+        except JudgeRequestError as e:
+            self._bump(failures=1)
+            return ChatResult(error=str(e), key=key)
+        rec = self._record(resp)
+        u = rec["usage"]
+        cost = u.get("prompt_tokens", 0) * self.price_in / 1e6 + u.get("completion_tokens", 0) * self.price_out / 1e6
+        self._bump(responses=1, prompt_tokens=u.get("prompt_tokens", 0),
+                   completion_tokens=u.get("completion_tokens", 0), cost_usd=cost)
+        if self.cache is not None:
+            self.cache.put(key, {"request": body, "judge": self.identity(), "response": rec,
+                                 "time": time.strftime("%Y-%m-%dT%H:%M:%S")})
+        return ChatResult(key=key, **rec)
+
+    def chat(self, messages: Sequence[Mapping], structured_outputs: Mapping | None = None, **params) -> ChatResult:
+        """One chat completion (from the cache when this exact request was answered before).
+        Failures come back as a result with ``error`` set (and are counted), never raised."""
+        return self.chat_many([{"messages": messages, "structured_outputs": structured_outputs, **params}])[0]
+
+    def chat_many(self, requests: Sequence[Mapping], desc: str | None = None) -> list[ChatResult]:
+        """Many chat completions, up to ``max_concurrency`` in flight; results in request order.
+        Each request is a dict of :meth:`chat`'s arguments.  Identical requests are sent once."""
+        bodies = [self.request_body(**dict(r)) for r in requests]
+        keys = [self.cache_key(b) for b in bodies]
+        results: dict[str, ChatResult] = {}
+        todo: dict[str, dict] = {}
+        for k, b in zip(keys, bodies):
+            if k in results or k in todo:
+                continue
+            rec = self.cache.get(k) if self.cache is not None else None
+            if rec is not None:
+                self._bump(cache_hits=1)
+                results[k] = ChatResult(cached=True, key=k, **rec["response"])
+            else:
+                todo[k] = b
+        if todo:
+            if desc:
+                log.info("judge %s: %s: %d requests (%d cached)", self.name, desc, len(todo), len(results))
+            with ThreadPoolExecutor(max_workers=min(self.max_concurrency, len(todo))) as ex:
+                for k, res in zip(todo, ex.map(lambda kb: self._run_one(kb[1], kb[0]), todo.items())):
+                    results[k] = res
+        return [results[k] for k in keys]
+
+    def summary(self) -> dict:
+        return {"judge": self.identity(), **self.stats.as_dict()}
+
+
+def make_client(cfg: Any) -> JudgeClient:
+    return JudgeClient(cfg)
+
+
+def resolve_data_file(path: str | os.PathLike | None, source: str | None, what: str) -> Path:
+    """A local copy of a judge's data file: ``path`` when given (a local file wins), else
+    ``source``: ``hf://datasets/<owner>/<repo>/<file in repo>`` (Hugging Face Hub, cached by
+    huggingface_hub) or an ``https://`` URL (downloaded once into ``<judge cache>/data/``)."""
+    if path:
+        p = Path(path).expanduser()
+        if not p.is_file():
+            raise FileNotFoundError(f"{what}: no such file {p}")
+        return p
+    if not source:
+        raise ValueError(f"{what}: neither a local path nor a source is configured")
+    if source.startswith("hf://datasets/"):
+        from huggingface_hub import hf_hub_download
+
+        owner, repo, filename = source[len("hf://datasets/"):].split("/", 2)
+        try:
+            return Path(hf_hub_download(repo_id=f"{owner}/{repo}", filename=filename, repo_type="dataset"))
+        except Exception as e:
+            raise RuntimeError(f"{what}: could not fetch {source} from the Hub ({type(e).__name__}); "
+                               f"give a local copy in the judge config's path field") from e
+    if source.startswith(("https://", "http://")):
+        import urllib.request
+
+        from ..store import atomic_write_text
+
+        target = default_cache_dir() / "data" / hashlib.sha256(source.encode()).hexdigest()[:16] / source.rsplit("/", 1)[-1]
+        if not target.is_file():
+            try:
+                with urllib.request.urlopen(source, timeout=60) as r:
+                    text = r.read().decode("utf-8")
+            except Exception as e:
+                raise RuntimeError(f"{what}: could not download {source} ({type(e).__name__}: {e}); "
+                                   f"give a local copy in the judge config's path field") from e
+            atomic_write_text(target, text)
+        return target
+    p = Path(source).expanduser()
+    if p.is_file():
+        return p
+    raise ValueError(f"{what}: unsupported source {source!r} (hf://datasets/..., https://... or a file)")
+
+
+def read_json_or_jsonl(path: str | os.PathLike) -> list[dict]:
+    """Rows of a .json (a list), .jsonl, or either gzipped."""
+    import gzip
+
+    p = Path(path)
+    opener = gzip.open if p.suffix == ".gz" else open
+    with opener(p, "rt", encoding="utf-8") as f:
+        text = f.read()
+    name = p.name[:-3] if p.suffix == ".gz" else p.name
+    if name.endswith(".jsonl"):
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+    data = json.loads(text)
+    if not isinstance(data, list):
+        raise ValueError(f"{p}: expected a JSON list of rows")
+    return data

@@ -1,0 +1,205 @@
+"""Hydra launchers for sweeps: conf/hydra/launcher/{slurm,local,parallel}.yaml on the plugins
+hydra-submitit-launcher and hydra-joblib-launcher; a real single-node Slurm cluster
+(scripts/slurm_up.sh) runs a sweep through submitit; conf/accelerate/ configs load in accelerate.
+
+The Slurm test starts its own cluster (root; installs Debian's slurm/munge with apt-get if missing)
+and stops it, or uses one already up when PO_BENCH_SLURM_CONF names its slurm.conf
+(PO_BENCH_SLURM_PARTITION: its partition, default: the cluster's default partition).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from .conftest import ROOT, SMALL, read_runs, run_cli
+
+SCRIPTS = ROOT / "scripts"
+# the tiny world with one torch thread per run: two runs side by side on two cores
+SWEEP = [o for o in SMALL if not o.startswith("threads=")] + ["threads=1", "loss=sft,dpo", "seed=0"]
+SWEEP_TIMEOUT = 240  # a job killed outside Python can leave submitit polling forever
+
+
+# ---- configs (fast) ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name, target, values", [
+    ("slurm", "SlurmLauncher", {"timeout_min": 240, "gpus_per_node": 1, "cpus_per_task": 8, "mem_gb": 64,
+                                "tasks_per_node": 1, "nodes": 1, "partition": None, "max_num_timeout": 0}),
+    ("local", "LocalLauncher", {"timeout_min": 240, "tasks_per_node": 1}),
+    ("parallel", "JoblibLauncher", {"n_jobs": 2, "prefer": "processes"}),
+])
+def test_launcher_configs_compose(name, target, values, monkeypatch):
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from po_bench.app import CONF_DIR
+
+    monkeypatch.delenv("PO_BENCH_SLURM_PARTITION", raising=False)
+    monkeypatch.delenv("PO_BENCH_SLURM_ACCOUNT", raising=False)
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose("config", overrides=[f"hydra/launcher={name}"], return_hydra_config=True)
+        launcher = OmegaConf.to_container(cfg.hydra.launcher, resolve=False)
+        assert launcher["_target_"].endswith(target)
+        for key, value in values.items():
+            assert cfg.hydra.launcher[key] == value, key
+        # the plugin's schema types the preset: a misspelt key fails at composition
+        with pytest.raises(Exception, match="nosuchkey"):
+            compose("config", overrides=[f"hydra/launcher={name}", "hydra.launcher.nosuchkey=1"],
+                    return_hydra_config=True)
+    if name == "slurm":
+        monkeypatch.setenv("PO_BENCH_SLURM_PARTITION", "gpu")
+        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+            cfg = compose("config", overrides=["hydra/launcher=slurm"], return_hydra_config=True)
+            assert cfg.hydra.launcher.partition == "gpu"
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "conf" / "accelerate").glob("*.yaml")), ids=lambda p: p.stem)
+def test_accelerate_configs_load(path):
+    """accelerate's own config class (unknown keys fail) and its launch-argument validation."""
+    from accelerate.commands.config.config_args import ClusterConfig, load_config_from_file
+    from accelerate.commands.launch import _validate_launch_command, launch_command_parser
+    from accelerate.utils import DistributedType
+
+    cfg = load_config_from_file(str(path))
+    assert isinstance(cfg, ClusterConfig)
+    parser = launch_command_parser()
+    known = {a.dest for a in parser._actions}
+    assert set(cfg.deepspeed_config) <= known, set(cfg.deepspeed_config) - known
+    args, _, _ = _validate_launch_command(parser.parse_args(["--config_file", str(path), "-m", "po_bench"]))
+    assert args.num_processes >= 2 and args.mixed_precision == "bf16" and args.module
+    if cfg.distributed_type == DistributedType.DEEPSPEED:
+        assert args.use_deepspeed and args.zero_stage == int(path.stem[-1])  # deepspeed_zero<N>
+    else:
+        assert cfg.distributed_type == DistributedType.MULTI_GPU and args.multi_gpu
+
+
+def test_slurm_scripts_parse():
+    for name in ("slurm_up.sh", "slurm_down.sh", "slurm/common.sh"):
+        subprocess.run(["bash", "-n", str(SCRIPTS / name)], check=True)
+
+
+# ---- sweeps (slow) ----------------------------------------------------------------------------
+
+def _done_runs(sweep: Path) -> list[dict]:
+    runs = read_runs(sweep)
+    assert len(runs) == 2, [r["_dir"] for r in runs]
+    for r in runs:
+        assert r["status"] == "done", r.get("error")
+    assert sorted(r["config"]["loss"]["name"] for r in runs) == ["dpo", "sft"]
+    return runs
+
+
+def _tail(paths, n=3000) -> str:
+    return "\n".join(f"== {p}\n{p.read_text(errors='replace')[-n:]}" for p in paths if p.is_file())
+
+
+@pytest.mark.slow
+def test_joblib_parallel_sweep(tmp_path):
+    sweep = tmp_path / "sweep"
+    r = run_cli(["-m", "hydra/launcher=parallel", "hydra.launcher.n_jobs=2", *SWEEP,
+                 f"cache_dir={tmp_path}/cache", f"hydra.sweep.dir={sweep}"], ROOT, timeout=SWEEP_TIMEOUT)
+    assert r.returncode == 0, r.stderr[-3000:]
+    runs = _done_runs(sweep)
+    assert "JoblibLauncher" in r.stdout + r.stderr or "Joblib" in (r.stdout + r.stderr)
+    # the two runs overlapped in time (finished_at has 1 s resolution; each run takes > 5 s)
+    spans = []
+    for x in runs:
+        end = datetime.strptime(x["finished_at"], "%Y-%m-%dT%H:%M:%S%z").timestamp()
+        spans.append((end - x["metrics"]["seconds"]["total"], end))
+    (s0, e0), (s1, e1) = sorted(spans)
+    assert s1 + 1 < e0, f"runs did not overlap: {spans}"
+
+
+@pytest.mark.slow
+def test_submitit_local_sweep(tmp_path):
+    sweep = tmp_path / "sweep"
+    r = run_cli(["-m", "hydra/launcher=local", *SWEEP, f"cache_dir={tmp_path}/cache", f"hydra.sweep.dir={sweep}",
+                 "hydra.launcher.timeout_min=5"], ROOT, timeout=SWEEP_TIMEOUT)
+    assert r.returncode == 0, r.stderr[-3000:] + _tail((sweep / ".submitit").rglob("*.out"))
+    _done_runs(sweep)
+    assert len(list((sweep / ".submitit").rglob("*_result.pkl"))) == 2
+
+
+def _free_port_pair() -> int:
+    for _ in range(100):
+        port = random.randrange(20000, 30000)
+        try:
+            for p in (port, port + 1):
+                with socket.socket() as s:
+                    s.bind(("0.0.0.0", p))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no free port pair")
+
+
+@pytest.fixture(scope="module")
+def slurm_cluster():
+    """(SLURM_CONF, partition or None): a cluster already up (PO_BENCH_SLURM_CONF), or one started
+    here by scripts/slurm_up.sh in a fresh folder and stopped by scripts/slurm_down.sh."""
+    conf = os.environ.get("PO_BENCH_SLURM_CONF")
+    if conf:
+        assert Path(conf).is_file(), f"PO_BENCH_SLURM_CONF={conf}: no such file"
+        yield conf, os.environ.get("PO_BENCH_SLURM_PARTITION") or None
+        return
+    if os.geteuid() != 0:
+        pytest.skip("starting a Slurm cluster needs root (or set PO_BENCH_SLURM_CONF to a running cluster)")
+    folder = Path(tempfile.mkdtemp(prefix="po-bench-slurm-", dir="/tmp"))
+    folder.chmod(0o755)  # munged: every folder on its socket path must be reachable (x) by all
+    env = dict(os.environ, PO_BENCH_SLURM_PORT=str(_free_port_pair()), PO_BENCH_SLURM_PARTITION="debug")
+    try:
+        up = subprocess.run([str(SCRIPTS / "slurm_up.sh"), str(folder)], env=env, capture_output=True,
+                            text=True, timeout=600)
+        if up.returncode == 3:  # packages missing and apt-get could not install them
+            pytest.skip(f"slurm/munge not installable here: {up.stderr.strip()[-500:]}")
+        assert up.returncode == 0, up.stderr[-3000:]
+        yield up.stdout.strip().splitlines()[-1], "debug"
+    finally:
+        down = subprocess.run([str(SCRIPTS / "slurm_down.sh"), str(folder)], capture_output=True, text=True,
+                              timeout=120)
+        shutil.rmtree(folder, ignore_errors=True)
+        assert down.returncode == 0, down.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_submitit_slurm_sweep(tmp_path, slurm_cluster):
+    conf, partition = slurm_cluster
+    env = {"SLURM_CONF": conf}
+    # the jobs run this python (submitit: sys.executable) and unpickle po_bench's task there
+    check = subprocess.run([sys.executable, "-c", "import po_bench, submitit, hydra_plugins.hydra_submitit_launcher"],
+                           cwd="/", capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
+    sweep = tmp_path / "sweep"
+    launcher = [f"hydra.launcher.partition={partition or 'null'}", "hydra.launcher.gpus_per_node=null",
+                "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=2", "hydra.launcher.timeout_min=5"]
+    try:
+        r = run_cli(["-m", "hydra/launcher=slurm", *launcher, *SWEEP, f"cache_dir={tmp_path}/cache",
+                     f"hydra.sweep.dir={sweep}"], ROOT, env_extra=env, timeout=SWEEP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"sweep on Slurm did not finish in {SWEEP_TIMEOUT}s\n"
+                    + _tail(sorted((sweep / ".submitit").rglob("*.out"))))
+    assert r.returncode == 0, r.stderr[-3000:] + _tail(sorted((sweep / ".submitit").rglob("*.out")))
+    _done_runs(sweep)
+    # two Slurm jobs (an array: <id>_0, <id>_1), each with its submitit log and result
+    job_dirs = [d for d in (sweep / ".submitit").iterdir() if d.is_dir()]
+    assert len(job_dirs) == 2 and all("_" in d.name for d in job_dirs), job_dirs
+    assert len(list((sweep / ".submitit").rglob("*_result.pkl"))) == 2
+    log = _tail(sorted((sweep / ".submitit").rglob("*.out")), n=100000)
+    assert "SLURM" in log or "slurm" in log.lower()
+
+    from po_bench.table import write_tables
+
+    paths = write_tables(sweep, name="results")
+    md = paths["md"].read_text()
+    assert "| SFT |" in md and "| DPO |" in md
+    assert len(paths["csv"].read_text().strip().splitlines()) == 1 + 2
