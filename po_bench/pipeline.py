@@ -86,6 +86,15 @@ def run(cfg, out_dir: str | Path) -> dict:
     seed = int(cfg.seed)
     t_start = time.perf_counter()
 
+    if cfg.dataset.kind != "world":
+        from . import pipeline_real
+
+        metrics = pipeline_real.run(cfg, out_dir, store, seconds)
+        seconds["total"] = round(time.perf_counter() - t_start, 3)
+        metrics["seconds"] = seconds
+        metrics["artifacts"] = {"hits": sorted(set(store.hits)), "built": sorted(set(store.misses))}
+        return metrics
+
     # ---- data ---------------------------------------------------------------------------
     with _timed(seconds, "data"):
         spec = data.world_spec(cfg.dataset)
@@ -219,11 +228,13 @@ def _two_samples(model, tokenizer, prompts, gen_cfg, seed: int) -> list[list[str
 
 
 def _write_samples(path: Path, prompts, samples, sft_samples, spec, n: int = 32) -> None:
-    lines = []
-    for p, y, s in list(zip(prompts, samples, sft_samples))[:n]:
-        lines.append(json.dumps({"prompt": p, "policy": y, "sft": s,
-                                 "gold_policy": world.gold_reward(p, y, spec.weights),
-                                 "gold_sft": world.gold_reward(p, s, spec.weights)}))
+    _write_jsonl(path, [{"prompt": p, "policy": y, "sft": s,
+                         "gold_policy": world.gold_reward(p, y, spec.weights),
+                         "gold_sft": world.gold_reward(p, s, spec.weights)}
+                        for p, y, s in list(zip(prompts, samples, sft_samples))[:n]])
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> None:
     from .store import atomic_write_text
 
-    atomic_write_text(path, "\n".join(lines) + "\n")
+    atomic_write_text(path, "".join(json.dumps(r, default=str) + "\n" for r in rows))

@@ -128,8 +128,9 @@ def train_sft(model, tokenizer, examples: list[dict], train_cfg, out_dir: Path, 
 
     cfg_cls, trainer_cls = _backend_classes("sft")
     kwargs = _common_args(train_cfg, out_dir, seed, train_cfg.sft_lr, train_cfg.sft_epochs, train_cfg.sft_batch_size)
-    kwargs.update(max_length=train_cfg.max_length, completion_only_loss=True, packing=False,
-                  dataset_num_proc=None)
+    # prompt/completion data: loss on completions only; conversations ("messages"): TRL's default
+    kwargs.update(max_length=train_cfg.max_length, packing=False, dataset_num_proc=None,
+                  completion_only_loss=None if "messages" in examples[0] else True)
     args = cfg_cls(**_filter_kwargs(cfg_cls, kwargs))
     mlog = _MetricsLog()
     trainer = trainer_cls(model=model, args=args, train_dataset=Dataset.from_list(examples),
@@ -189,7 +190,10 @@ def train_preference(
     args = build_trl_config(loss_cfg, train_cfg, out_dir, seed,
                             precompute_ref=ref_logps_cache is not None and needs_ref)
     mlog = _MetricsLog()
-    rows = [{"prompt": p["prompt"], "chosen": p["chosen"], "rejected": p["rejected"]} for p in pairs]
+    rows = ([{"prompt": p["prompt"], "chosen": p["chosen"], "rejected": p["rejected"]} for p in pairs]
+            if "chosen" in pairs[0] else None)
+    if rows is None and backend != "kto":
+        raise ValueError(f"loss={loss_cfg.name} needs paired data (prompt/chosen/rejected); got unpaired rows")
 
     if backend in ("dpo", "pobench"):
         trainer_cls = _cached_dpo_trainer(trainer_cls, ref_logps_cache if needs_ref else None)
@@ -202,7 +206,7 @@ def train_preference(
                               processing_class=tokenizer, callbacks=[mlog.callback])
     elif backend == "kto":
         trainer = trainer_cls(model=policy, ref_model=ref_model, args=args,
-                              train_dataset=Dataset.from_list(unpaired_view(pairs)),
+                              train_dataset=Dataset.from_list(pairs if "label" in pairs[0] else unpaired_view(pairs)),
                               processing_class=tokenizer, callbacks=[mlog.callback])
     else:
         raise ValueError(f"backend {backend!r} has no preference stage")

@@ -24,8 +24,9 @@ for d in slurmd:run/slurmd.pid slurmctld:run/slurmctld.pid munged:munge/munged.p
   if pid="$(pid_of "$file" "$name")"; then stop_pid "$pid" "$name" || rc=1; fi
   rm -f "$file"
 done
+# left when slurmctld was gone (no scancel) or a job step hung: slurmstepd and the job under it
 for pid in $(marked_pids); do
-  stop_pid "$pid" "$(cat "/proc/$pid/comm" 2>/dev/null || echo process)" || rc=1
+  kill_tree "$pid" "$(cat "/proc/$pid/comm" 2>/dev/null || echo process)" || rc=1
 done
 rm -f "$SLURM_DIR/munge/run/munge.socket.2" "$SLURM_DIR/munge/run/munge.socket.2.lock"
 exit $rc

@@ -28,7 +28,7 @@ if ((${#need[@]})); then
   command -v apt-get >/dev/null || { log "missing ${need[*]} and no apt-get"; exit 3; }
   log "installing ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
-  apt_install() { apt-get install -y -q --no-install-recommends slurmctld slurmd slurm-client munge >"$1" 2>&1; }
+  apt_install() { apt-get -o DPkg::Lock::Timeout=120 install -y -q --no-install-recommends slurmctld slurmd slurm-client munge >"$1" 2>&1; }
   tmplog="$(mktemp)"
   if ! apt_install "$tmplog"; then
     apt-get update -q >>"$tmplog" 2>&1 || true
@@ -39,6 +39,10 @@ fi
 id munge >/dev/null 2>&1 || { log "no user munge (package munge should have created it)"; exit 3; }
 
 # --- fresh state: stop a cluster left in DIR, wipe DIR --------------------------------------
+if [[ -d "$SLURM_DIR" && -n "$(ls -A "$SLURM_DIR")" ]] \
+   && ! grep -qs '^# written by scripts/slurm_up.sh' "$SLURM_DIR/slurm.conf"; then
+  log "$SLURM_DIR is not empty and holds no cluster of slurm_up.sh: not wiping it"; exit 2
+fi
 "$HERE/slurm_down.sh" "$SLURM_DIR" >/dev/null 2>&1 || true
 rm -rf "$SLURM_DIR"
 mkdir -p "$SLURM_DIR"/{state/ctld,state/d,log,run,munge/run}

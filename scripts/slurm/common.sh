@@ -51,3 +51,36 @@ marked_pids() {
   done
   return 0
 }
+
+# all live descendants of PID (children first listed after their parent)
+descendants() {
+  local root="$1" p stat ppid
+  declare -A kids=()
+  for p in /proc/[0-9]*; do
+    p="${p#/proc/}"
+    stat="$(cat "/proc/$p/stat" 2>/dev/null)" || continue
+    stat="${stat##*) }"                       # fields after "(comm) ": state ppid ...
+    ppid="${stat#* }"; ppid="${ppid%% *}"
+    kids[$ppid]+=" $p"
+  done
+  local queue=("$root") cur c
+  while ((${#queue[@]})); do
+    cur="${queue[0]}"; queue=("${queue[@]:1}")
+    for c in ${kids[$cur]:-}; do alive "$c" && echo "$c"; queue+=("$c"); done
+  done
+}
+
+# kill_tree PID NAME: the job processes under a slurmstepd, then the stepd itself (stepd ignores TERM)
+kill_tree() {
+  local pid="$1" name="$2" d rc=0
+  local desc=($(descendants "$pid"))
+  ((${#desc[@]})) && kill -TERM "${desc[@]}" 2>/dev/null
+  for ((i = 0; i < 50; i++)); do
+    local left=0; for d in "${desc[@]}"; do alive "$d" && left=1; done
+    ((left)) || break; sleep 0.1
+  done
+  for d in "${desc[@]}"; do alive "$d" && kill -KILL "$d" 2>/dev/null; done
+  kill -KILL "$pid" 2>/dev/null || true
+  for ((i = 0; i < 50; i++)); do alive "$pid" || { log "stopped $name ($pid) and ${#desc[@]} job process(es)"; return 0; }; sleep 0.1; done
+  log "could not stop $name ($pid)"; return 1
+}

@@ -1,0 +1,98 @@
+"""A local reward model as judge: ``AutoModelForSequenceClassification`` with one output (the
+reward), e.g. a Skywork / ArmoRM-style RM checkpoint on disk or on the Hub.
+
+Each (prompt, response) is rendered with the reward model's chat template when its tokenizer has
+one ([user prompt, assistant response]; message-list prompts are extended with the response),
+else as ``prompt + response`` text; the reward is the logit of the last non-padding token (the
+model's own pooling).  Metrics: mean reward of the policy and of the SFT policy's responses on the
+same prompts, and the win rate of the policy over the SFT response (ties count half).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from . import JudgeResult
+from .client import cfg_get
+
+
+class RewardModelJudge:
+    def __init__(self, cfg: Any = None, model=None, tokenizer=None):
+        """``cfg.model_path`` (a local folder or Hub id), ``cfg.dtype``, ``cfg.batch_size``,
+        ``cfg.max_length``; or a ready ``model`` and ``tokenizer``."""
+        self.cfg = cfg
+        self.model = model
+        self.tokenizer = tokenizer
+        self.batch_size = int(cfg_get(cfg, "batch_size", 8))
+        self.max_length = int(cfg_get(cfg, "max_length", 2048))
+
+    def _load(self):
+        if self.model is None:
+            import torch
+            from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+            path = cfg_get(self.cfg, "model_path")
+            if not path:
+                raise ValueError("reward_model judge: model_path is not set")
+            self.tokenizer = self.tokenizer or AutoTokenizer.from_pretrained(str(path))
+            self.model = AutoModelForSequenceClassification.from_pretrained(
+                str(path), dtype=getattr(torch, cfg_get(self.cfg, "dtype", "float32")))
+        tok = self.tokenizer
+        if tok.pad_token is None:
+            tok.pad_token = tok.eos_token
+        if self.model.config.pad_token_id is None:
+            self.model.config.pad_token_id = tok.pad_token_id
+        if self.model.config.num_labels != 1:
+            raise ValueError(f"reward_model judge: the model has {self.model.config.num_labels} outputs, expected 1")
+        return self.model, tok
+
+    def render(self, prompt, response: str) -> str:
+        tok = self.tokenizer
+        response = response.strip()
+        if isinstance(prompt, str):
+            msgs = [{"role": "user", "content": prompt}]
+        else:
+            msgs = [dict(m) for m in prompt]
+        if getattr(tok, "chat_template", None):
+            return tok.apply_chat_template(msgs + [{"role": "assistant", "content": response}], tokenize=False)
+        text = prompt if isinstance(prompt, str) else "\n".join(m["content"] for m in msgs)
+        return text + " " + response
+
+    def score(self, prompts: Sequence, responses: Sequence[str]) -> list[float]:
+        import torch
+
+        model, tok = self._load()
+        model.eval()
+        device = next(model.parameters()).device
+        texts = [self.render(p, r) for p, r in zip(prompts, responses)]
+        out: list[float] = []
+        side = tok.padding_side
+        tok.padding_side = "right"  # sequence classifiers pool the last non-pad token
+        try:
+            with torch.no_grad():
+                for s in range(0, len(texts), self.batch_size):
+                    enc = tok(texts[s:s + self.batch_size], return_tensors="pt", padding=True, truncation=True,
+                              max_length=self.max_length, add_special_tokens=not getattr(tok, "chat_template", None))
+                    logits = model(**enc.to(device)).logits.float()
+                    out += logits[:, 0].cpu().tolist()
+        finally:
+            tok.padding_side = side
+        return out
+
+    def evaluate(self, prompts: Sequence, policy_responses: Sequence[str], sft_responses: Sequence[str]) -> JudgeResult:
+        if not (len(prompts) == len(policy_responses) == len(sft_responses)):
+            raise ValueError("reward_model: prompts, policy and SFT responses differ in length")
+        rp = np.asarray(self.score(prompts, policy_responses))
+        rs = np.asarray(self.score(prompts, sft_responses))
+        wins = (rp > rs).astype(float) + 0.5 * (rp == rs)
+        m = {
+            "benchmark": "reward_model", "model_path": str(cfg_get(self.cfg, "model_path", "")),
+            "reward": float(rp.mean()), "reward_sft": float(rs.mean()),
+            "win_rate_vs_sft": float(wins.mean()), "n": int(len(rp)),
+            "n_ties": int((rp == rs).sum()),
+        }
+        recs = [{"prompt": p if isinstance(p, str) else list(p), "policy": a, "sft": b, "reward": float(x),
+                 "reward_sft": float(y)} for p, a, b, x, y in zip(prompts, policy_responses, sft_responses, rp, rs)]
+        return JudgeResult(metrics=m, records=recs)

@@ -1,0 +1,145 @@
+"""One run on real data (``dataset.kind=hf``): data -> optional SFT -> preference training ->
+generation on held-out prompts -> judging -> metrics.
+
+Artifacts go through the same store as the world pipeline, keyed by the fields that determine
+them: the SFT checkpoint (base model, SFT dataset config, SFT hyperparameters, seed), the
+trained policy (+ a fingerprint of the exact training data, loss, noise, training
+hyperparameters), policy generations (+ generation config) and judgments (+ judge config).
+There is no gold reward here: quality comes from the configured judge; every run also gets the
+implicit-reward accuracy on the eval split and the KL / length of its samples.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from . import generate, judge as judge_mod, models, prefdata
+from .noise import flip_labels
+from .pipeline import _gen_fields, _load_model, _plain, _seed_everything, _timed, _write_jsonl
+from .store import Store, atomic_write_json, fingerprint
+
+
+def run(cfg, out_dir: Path, store: Store, seconds: dict) -> dict:
+    from transformers import AutoTokenizer
+
+    from . import trl_adapter
+
+    seed = int(cfg.seed)
+    d, loss = cfg.dataset, cfg.loss
+
+    # ---- data ---------------------------------------------------------------------------
+    with _timed(seconds, "data"):
+        if loss.paired or d.format != "unpaired":
+            pairs, report = prefdata.load_pairs(d)
+        else:
+            pairs, report = prefdata.load_unpaired(d)
+        if d.eval_split:
+            eval_pairs = prefdata.load_pairs(d, d.eval_split)[0][: d.n_eval]
+        else:  # no eval split: hold out the last n_eval pairs (never trained on)
+            n_hold = min(d.n_eval, len(pairs) // 4)
+            eval_pairs = pairs[len(pairs) - n_hold:] if "chosen" in pairs[0] and n_hold else []
+            pairs = pairs[: len(pairs) - len(eval_pairs)]
+        flipped: list[int] = []
+        if cfg.noise.kind == "flip" and "chosen" in pairs[0]:
+            pairs, flipped = flip_labels(pairs, cfg.noise.rate, seed)
+        base_path = models.model_path(cfg.model)
+
+    # ---- SFT (optional: instruct models start from themselves) --------------------------
+    sft_fields = {"base": _plain(cfg.model), "base_path": base_path, "seed": seed,
+                  "sft_data": None, "sft": None}
+    sft_dir: Path | str = base_path
+    sft_metrics: dict = {}
+    if d.sft and cfg.stages.sft:
+        sft_cfg = prefdata.dataset_config(d.sft)
+        sft_fields.update(sft_data=_plain(sft_cfg), sft={k: cfg.train[k] for k in (
+            "sft_lr", "sft_epochs", "sft_batch_size", "max_length", "lr_scheduler", "warmup_ratio")})
+
+        def build_sft(out: Path) -> None:
+            _seed_everything(seed)
+            model, tok = models.load_pretrained(base_path, dtype=cfg.model.dtype)
+            examples, rep = prefdata.load_sft(sft_cfg)
+            res = trl_adapter.train_sft(model, tok, examples, cfg.train, out / "trainer", seed)
+            model.save_pretrained(str(out))
+            tok.save_pretrained(str(out))
+            atomic_write_json(out / "train_metrics.json", {**res, "data": rep})
+
+        with _timed(seconds, "sft"):
+            sft_dir = store.get_or_build_dir("sft", sft_fields, build_sft)
+            sft_metrics = json.loads((Path(sft_dir) / "train_metrics.json").read_text())
+    tokenizer = AutoTokenizer.from_pretrained(str(sft_dir))
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"
+    sft_model = _load_model(sft_dir, cfg.model)
+
+    # ---- preference training --------------------------------------------------------------
+    policy, train_metrics = sft_model, {"train_loss_final": sft_metrics.get("train_loss_final")}
+    policy_key: dict = {"sft": sft_fields}
+    if loss.backend != "sft" and cfg.stages.train:
+        policy_key = {"sft": sft_fields, "data": fingerprint(pairs), "dataset": _plain(d), "loss": _plain(loss),
+                      "noise": _plain(cfg.noise), "seed": seed,
+                      "train": {k: v for k, v in _plain(cfg.train).items() if k not in ("progress", "logging_steps")}}
+        ref_fields = {"sft": sft_fields, "pairs": fingerprint(pairs), "max_length": cfg.train.max_length}
+        ref_cache = (lambda: store.load_json("ref_logps", ref_fields),
+                     lambda obj: store.save_json("ref_logps", ref_fields, obj))
+
+        def build_policy(out: Path) -> None:
+            _seed_everything(seed)
+            pol = _load_model(sft_dir, cfg.model)
+            ref = None if loss.reference_free else _load_model(sft_dir, cfg.model)
+            res = trl_adapter.train_preference(pol, ref, tokenizer, pairs, loss, cfg.train, out / "trainer", seed,
+                                               ref_logps_cache=ref_cache if loss.backend in ("dpo", "pobench") else None)
+            pol.save_pretrained(str(out))
+            tokenizer.save_pretrained(str(out))
+            atomic_write_json(out / "train_metrics.json", res)
+
+        with _timed(seconds, "train"):
+            policy_dir = store.get_or_build_dir("policy", policy_key, build_policy)
+            policy = _load_model(policy_dir, cfg.model)
+            train_metrics = json.loads((policy_dir / "train_metrics.json").read_text())
+
+    metrics: dict = {
+        "train_loss_final": train_metrics.get("train_loss_final"),
+        "gold_reward": None, "gold_reward_sft": None, "win_rate_vs_sft": None,
+        "implicit_reward_accuracy_ood": None,
+        "data": {"conversion": report, "noise_flipped_count": len(flipped), "noise_flipped_rows": flipped,
+                 "tokens": prefdata.data_stats(pairs, tokenizer, cfg.train.max_length) if "chosen" in pairs[0] else {},
+                 "leakage": prefdata.leakage([p["prompt"] for p in pairs], prefdata.eval_sets())},
+        "history": train_metrics.get("history", []),
+    }
+
+    # ---- generation + judging ---------------------------------------------------------------
+    prompts = [p["prompt"] for p in eval_pairs]
+    gen_fields = _gen_fields(cfg)
+    if cfg.stages.generate:
+        with _timed(seconds, "generate"):
+            samples = store.get_or_build_json(
+                "generations", {"policy": policy_key, "gen": gen_fields, "seed": seed, "prompts": fingerprint(prompts)},
+                lambda: generate.generate(policy, tokenizer, prompts, cfg.generation, seed, "policy samples (eval)"))
+            sft_samples = samples if policy is sft_model else store.get_or_build_json(
+                "generations", {"policy": {"sft": sft_fields}, "gen": gen_fields, "seed": seed,
+                                "prompts": fingerprint(prompts)},
+                lambda: generate.generate(sft_model, tokenizer, prompts, cfg.generation, seed, "sft samples (eval)"))
+        if cfg.stages.judge:
+            with _timed(seconds, "judge"):
+                metrics.update(judge_mod.kl_and_length(policy, sft_model, tokenizer, prompts, samples))
+                kind = loss.implicit_reward if loss.backend != "sft" else "avg_logp"
+                metrics["implicit_reward_accuracy"] = judge_mod.implicit_reward_accuracy(
+                    policy, sft_model, tokenizer, eval_pairs, kind, float(loss.beta)) if eval_pairs else None
+                metrics.update(_external_judge(cfg, store, policy, sft_model, tokenizer, prompts, samples,
+                                               sft_samples, policy_key))
+        _write_jsonl(out_dir / "samples.jsonl", [{"prompt": p, "policy": y, "sft": s}
+                                                 for p, y, s in list(zip(prompts, samples, sft_samples))[:32]])
+    return metrics
+
+
+def _external_judge(cfg, store, policy, sft_model, tokenizer, prompts, samples, sft_samples, policy_key) -> dict:
+    """The configured judge's metrics (``judge=none`` reports none)."""
+    name = cfg.judge.name
+    if name == "none":
+        return {}
+    from .judging import run_judge
+
+    return run_judge(cfg, store=store, policy=policy, sft_model=sft_model, tokenizer=tokenizer, prompts=prompts,
+                     samples=samples, sft_samples=sft_samples, policy_key=policy_key)

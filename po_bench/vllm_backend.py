@@ -1,0 +1,302 @@
+"""Generation with vLLM's offline engine (``generation=vllm``).
+
+Same contract as :func:`po_bench.generate.generate_hf`: one completion per prompt, returned as
+``" " + text.strip()`` where ``text`` is the decoded new tokens without special tokens.
+
+* **prompts**: rendered exactly as the HF backend does (:func:`po_bench.logprobs.render_prompt`:
+  strings pass through, message lists go through the tokenizer's chat template with
+  ``add_generation_prompt``), tokenised with the same tokenizer (``add_special_tokens=False``) and
+  handed to vLLM as token ids, so both backends see identical inputs.
+* **sampling**: ``SamplingParams`` from the generation config (temperature, top_p, max_new_tokens,
+  n; temperature 0 is greedy), stopping at the tokenizer's EOS as the HF backend does.
+* **seeds**: one seed per prompt, derived from (run seed, prompt index): a run is reproducible,
+  and identical prompts still get different samples (a single fixed seed would make every
+  sample of a batch the same).
+* **engine**: ``vllm.LLM`` built from the config's engine options (dtype, max_model_len,
+  gpu_memory_utilization or kv_cache_memory_gib, enforce_eager, max_num_seqs,
+  tensor_parallel_size, multiprocessing, engine_args) and kept for the next call on the same
+  model; :func:`close_engine` frees it.  The engine spawns processes, so a script that uses it
+  needs an ``if __name__ == "__main__":`` guard.
+
+Greedy decoding gives the HF backend's tokens (tests/test_vllm.py); ``python -m
+po_bench.vllm_backend compare --model DIR`` checks a model and reports where the two part.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from .logprobs import render_prompt
+
+log = logging.getLogger("po_bench")
+
+_ENGINE: dict = {"key": None, "llm": None}
+
+
+def _opt(cfg: Any, name: str, default: Any = None) -> Any:
+    try:
+        v = cfg.get(name, default) if isinstance(cfg, dict) else getattr(cfg, name, default)
+    except AttributeError:
+        v = default
+    return default if v is None else v
+
+
+def prompt_seed(seed: int, index: int) -> int:
+    """The sampling seed of prompt ``index`` in a run with seed ``seed`` (stable across processes)."""
+    h = hashlib.sha256(f"po-bench:{int(seed)}:{int(index)}".encode()).digest()
+    return int.from_bytes(h[:4], "little") & 0x7FFFFFFF
+
+
+def prompt_token_ids(tokenizer, prompts: Sequence) -> list[list[int]]:
+    texts = [render_prompt(tokenizer, p) for p in prompts]
+    return [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+
+
+def engine_kwargs(model_path: str | os.PathLike, gen_cfg: Any) -> dict:
+    """Arguments of ``vllm.LLM`` from the generation config."""
+    kw: dict = {
+        "model": str(model_path),
+        "dtype": str(_opt(gen_cfg, "dtype", "auto")),
+        "enforce_eager": bool(_opt(gen_cfg, "enforce_eager", True)),
+        "tensor_parallel_size": int(_opt(gen_cfg, "tensor_parallel_size", 1)),
+        "seed": 0,
+    }
+    if _opt(gen_cfg, "max_model_len"):
+        kw["max_model_len"] = int(_opt(gen_cfg, "max_model_len"))
+    if _opt(gen_cfg, "max_num_seqs"):
+        kw["max_num_seqs"] = int(_opt(gen_cfg, "max_num_seqs"))
+    if _opt(gen_cfg, "kv_cache_memory_gib"):
+        kw["kv_cache_memory_bytes"] = int(float(_opt(gen_cfg, "kv_cache_memory_gib")) * 2**30)
+    elif _opt(gen_cfg, "gpu_memory_utilization"):
+        kw["gpu_memory_utilization"] = float(_opt(gen_cfg, "gpu_memory_utilization"))
+    extra = _opt(gen_cfg, "engine_args", {}) or {}
+    try:
+        from omegaconf import OmegaConf
+
+        if OmegaConf.is_config(extra):
+            extra = OmegaConf.to_container(extra, resolve=True)
+    except ImportError:  # pragma: no cover
+        pass
+    kw.update(dict(extra))
+    return kw
+
+
+def get_engine(model_path: str | os.PathLike, gen_cfg: Any):
+    """The vLLM engine for ``model_path`` (reused while the model and engine options stay the same)."""
+    kw = engine_kwargs(model_path, gen_cfg)
+    mp = bool(_opt(gen_cfg, "multiprocessing", True))
+    key = json.dumps({"kw": kw, "mp": mp, "mtime": _mtime(model_path)}, sort_keys=True, default=str)
+    if _ENGINE["key"] == key:
+        return _ENGINE["llm"]
+    close_engine()
+    # In-process engine core (no extra processes: starts in seconds instead of a minute on CPU,
+    # but vLLM's CPU worker then pins this process's OpenMP threads).
+    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "1" if mp else "0"
+    from vllm import LLM
+
+    t0 = time.perf_counter()
+    llm = LLM(**kw)
+    log.info("vLLM engine for %s ready in %.1fs", model_path, time.perf_counter() - t0)
+    _ENGINE.update(key=key, llm=llm)
+    return llm
+
+
+def _mtime(path) -> float:
+    p = Path(path)
+    files = [f for f in p.glob("*.safetensors")] + [p / "config.json"] if p.is_dir() else []
+    return max((f.stat().st_mtime for f in files if f.exists()), default=0.0)
+
+
+def close_engine() -> None:
+    """Shut the cached engine down (its processes and memory)."""
+    llm = _ENGINE.get("llm")
+    _ENGINE.update(key=None, llm=None)
+    if llm is None:
+        return
+    try:
+        llm.llm_engine.engine_core.shutdown()
+    except Exception:  # best effort: older/newer vLLM internals
+        pass
+    del llm
+    gc.collect()
+
+
+def sampling_params(gen_cfg: Any, seed: int, eos_token_id: int | None, n: int = 1):
+    from vllm import SamplingParams
+
+    temp = float(_opt(gen_cfg, "temperature", 1.0))
+    kw = dict(n=n, max_tokens=int(_opt(gen_cfg, "max_new_tokens", 24)), detokenize=False)
+    if temp > 0:
+        kw.update(temperature=temp, top_p=float(_opt(gen_cfg, "top_p", 1.0)), top_k=0, seed=int(seed))
+    else:
+        kw.update(temperature=0.0)
+    if eos_token_id is not None:
+        kw["stop_token_ids"] = [int(eos_token_id)]
+    return SamplingParams(**kw)
+
+
+def generate_vllm_ids(model_path, tokenizer, prompts: Sequence, gen_cfg: Any, seed: int,
+                      desc: str = "generate (vllm)") -> list[list[list[int]]]:
+    """Generated token ids: per prompt, ``n`` samples (EOS excluded)."""
+    from vllm.inputs import TokensPrompt
+
+    if not prompts:
+        return []
+    llm = get_engine(model_path, gen_cfg)
+    n = int(_opt(gen_cfg, "n", 1))
+    eos = tokenizer.eos_token_id
+    ids = prompt_token_ids(tokenizer, prompts)
+    params = [sampling_params(gen_cfg, prompt_seed(seed, i), eos, n) for i in range(len(ids))]
+    outs = llm.generate([TokensPrompt(prompt_token_ids=x) for x in ids], params,
+                        use_tqdm=bool(_opt(gen_cfg, "progress", False)))
+    result = []
+    for o in outs:
+        samples = []
+        for c in sorted(o.outputs, key=lambda c: c.index):
+            t = list(c.token_ids)
+            if eos is not None and t and t[-1] == eos:
+                t = t[:-1]
+            samples.append(t)
+        result.append(samples)
+    return result
+
+
+def generate_vllm(model_path, tokenizer, prompts: Sequence, gen_cfg: Any, seed: int,
+                  desc: str = "generate (vllm)") -> list:
+    """One completion per prompt (``n`` = 1: a list of str, as generate_hf) or ``n`` per prompt
+    (a list of lists of str)."""
+    ids = generate_vllm_ids(model_path, tokenizer, prompts, gen_cfg, seed, desc)
+    texts = [[" " + t.strip() for t in tokenizer.batch_decode(s, skip_special_tokens=True)] for s in ids]
+    return [t[0] for t in texts] if int(_opt(gen_cfg, "n", 1)) == 1 else texts
+
+
+# ---- HF vs vLLM comparison (python -m po_bench.vllm_backend compare) --------------------------------
+
+def hf_greedy_ids(model, tokenizer, prompts: Sequence, max_new_tokens: int, batch_size: int = 32) -> list[list[int]]:
+    """Greedy new-token ids from transformers' generate, batched and left-padded exactly like
+    :func:`po_bench.generate.generate_hf` (EOS and padding removed)."""
+    import torch
+
+    model.eval()
+    tokenizer.padding_side = "left"
+    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    out: list[list[int]] = []
+    with torch.no_grad():
+        for s in range(0, len(prompts), batch_size):
+            texts = [render_prompt(tokenizer, p) for p in prompts[s:s + batch_size]]
+            enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+            gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad,
+                                 eos_token_id=eos)
+            for row in gen[:, enc["input_ids"].shape[1]:].tolist():
+                if eos in row:
+                    row = row[:row.index(eos)]
+                out.append(row)
+    return out
+
+
+def first_divergence(model, tokenizer, prompt, hf_ids: list[int], vllm_ids: list[int]) -> dict:
+    """Where two greedy continuations part: position, both tokens, and the HF log-prob gap
+    log p(hf token) - log p(vllm token) at that position (a near-tie when small)."""
+    import torch
+
+    t = next((i for i, (a, b) in enumerate(zip(hf_ids, vllm_ids)) if a != b), min(len(hf_ids), len(vllm_ids)))
+    ctx = prompt_token_ids(tokenizer, [prompt])[0] + hf_ids[:t]
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([ctx])).logits[0, -1].float()
+    lp = torch.log_softmax(logits, -1)
+    eos = tokenizer.eos_token_id
+    a = hf_ids[t] if t < len(hf_ids) else eos  # a shorter side stopped with EOS there
+    b = vllm_ids[t] if t < len(vllm_ids) else eos
+    top2 = torch.topk(lp, 2).values
+    return {"position": t, "hf_token": int(a), "vllm_token": int(b),
+            "hf_token_text": tokenizer.decode([a]), "vllm_token_text": tokenizer.decode([b]),
+            "logprob_gap": float(lp[a] - lp[b]), "top2_gap": float(top2[0] - top2[1])}
+
+
+def compare(model_path, prompts: Sequence, max_new_tokens: int, gen_cfg: dict | None = None,
+            batch_size: int = 32) -> dict:
+    """Greedy HF vs vLLM on ``prompts``: agreement and, where they part, the near-tie gaps.
+    HF runs first (the vLLM CPU engine pins this process's threads)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(model_path))
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    model = AutoModelForCausalLM.from_pretrained(str(model_path), dtype=torch.float32)
+    t0 = time.perf_counter()
+    hf = hf_greedy_ids(model, tok, prompts, max_new_tokens, batch_size)
+    t_hf = time.perf_counter() - t0
+    cfg = {"temperature": 0.0, "max_new_tokens": max_new_tokens, "dtype": "float32", "enforce_eager": True,
+           "multiprocessing": False, "kv_cache_memory_gib": 1, **(gen_cfg or {})}
+    get_engine(model_path, cfg)
+    t0 = time.perf_counter()
+    vl = [s[0] for s in generate_vllm_ids(model_path, tok, prompts, cfg, seed=0)]
+    t_vl = time.perf_counter() - t0
+    same = [a == b for a, b in zip(hf, vl)]
+    div = [dict(first_divergence(model, tok, p, a, b), prompt_index=i)
+           for i, (p, a, b, s) in enumerate(zip(prompts, hf, vl, same)) if not s]
+    texts_hf = [" " + x.strip() for x in tok.batch_decode(hf, skip_special_tokens=True)]
+    texts_vl = [" " + x.strip() for x in tok.batch_decode(vl, skip_special_tokens=True)]
+    return {
+        "model": str(model_path), "n_prompts": len(prompts), "max_new_tokens": max_new_tokens,
+        "n_identical": int(sum(same)), "agreement": float(sum(same) / max(1, len(same))),
+        "n_identical_text": int(sum(a == b for a, b in zip(texts_hf, texts_vl))),
+        "divergences": div,
+        "max_logprob_gap": max((abs(d["logprob_gap"]) for d in div), default=0.0),
+        "hf_tokens": int(sum(map(len, hf))), "vllm_tokens": int(sum(map(len, vl))),
+        "hf_seconds": t_hf, "vllm_seconds": t_vl,
+        "hf_ids": hf, "vllm_ids": vl,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m po_bench.vllm_backend")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    c = sub.add_parser("compare", help="greedy HF vs vLLM token agreement on a model")
+    c.add_argument("--model", required=True)
+    c.add_argument("--prompts", required=True, help="a JSON list of prompts (strings or message lists)")
+    c.add_argument("--max-new-tokens", type=int, default=32)
+    c.add_argument("--batch-size", type=int, default=32)
+    c.add_argument("--out", default=None, help="write the report (JSON) here")
+    s = sub.add_parser("sample", help="sample twice with the same seeds (reproducibility check)")
+    s.add_argument("--model", required=True)
+    s.add_argument("--prompts", required=True)
+    s.add_argument("--max-new-tokens", type=int, default=16)
+    s.add_argument("--temperature", type=float, default=1.0)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", default=None)
+    a = ap.parse_args(argv)
+    prompts = json.loads(Path(a.prompts).read_text())
+    if a.cmd == "compare":
+        rep = compare(a.model, prompts, a.max_new_tokens, batch_size=a.batch_size)
+    else:
+        from transformers import AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(a.model)
+        cfg = {"temperature": a.temperature, "top_p": 1.0, "max_new_tokens": a.max_new_tokens, "dtype": "float32",
+               "multiprocessing": False, "kv_cache_memory_gib": 1}
+        r1 = generate_vllm(a.model, tok, prompts, cfg, a.seed)
+        r2 = generate_vllm(a.model, tok, prompts, cfg, a.seed)
+        r3 = generate_vllm(a.model, tok, prompts, cfg, a.seed + 1)
+        rep = {"run1": r1, "run2": r2, "other_seed": r3}
+    close_engine()
+    text = json.dumps(rep, indent=1)
+    if a.out:
+        Path(a.out).write_text(text)
+    else:
+        print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
