@@ -25,12 +25,19 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
     return n
 
 
-def tokenize_completion(tokenizer, prompt, completion: str) -> tuple[list[int], list[int]]:
+def tokenize_completion(tokenizer, prompt, completion) -> tuple[list[int], list[int]]:
+    """(prompt ids, completion ids).  A message-list completion ([{"role": "assistant", ...}]) is
+    rendered with the chat template together with its prompt, as TRL does for conversational data."""
     text = render_prompt(tokenizer, prompt)
-    eos = tokenizer.eos_token or ""
-    full_text = text + completion
-    if eos and not full_text.endswith(eos):
-        full_text += eos
+    if isinstance(completion, str):
+        if not isinstance(prompt, str):
+            completion = completion.lstrip()
+        eos = tokenizer.eos_token or ""
+        full_text = text + completion
+        if eos and not full_text.endswith(eos):
+            full_text += eos
+    else:
+        full_text = tokenizer.apply_chat_template(list(prompt) + list(completion), tokenize=False)
     p_ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     f_ids = tokenizer(full_text, add_special_tokens=False)["input_ids"]
     n = _common_prefix(p_ids, f_ids)

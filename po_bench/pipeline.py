@@ -159,6 +159,9 @@ def run(cfg, out_dir: str | Path) -> dict:
                 "pref_samples", {"sft": sft_fields, "gen": gen_fields, "seed": seed},
                 lambda: _two_samples(sft_model, tokenizer, splits["pref"], cfg.generation, seed + 3000))
             pairs, data_stats = data.label_and_noise(splits["pref"], pref, cfg.dataset, cfg.noise, seed)
+            from .prefdata import leakage
+
+            data_stats["leakage"] = leakage(splits["pref"], {"world_eval": splits["eval"], "world_ood": splits["ood"]})
         if not pairs:
             raise RuntimeError("no preference pairs left after labelling (every sample pair was identical)")
         policy_key = {

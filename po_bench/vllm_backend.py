@@ -267,29 +267,25 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--prompts", required=True, help="a JSON list of prompts (strings or message lists)")
     c.add_argument("--max-new-tokens", type=int, default=32)
     c.add_argument("--batch-size", type=int, default=32)
+    c.add_argument("--sampling-prompts", default=None,
+                   help="also sample these prompts (temperature 1) twice with seed 0 and once with seed 1")
     c.add_argument("--out", default=None, help="write the report (JSON) here")
-    s = sub.add_parser("sample", help="sample twice with the same seeds (reproducibility check)")
-    s.add_argument("--model", required=True)
-    s.add_argument("--prompts", required=True)
-    s.add_argument("--max-new-tokens", type=int, default=16)
-    s.add_argument("--temperature", type=float, default=1.0)
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--out", default=None)
     a = ap.parse_args(argv)
     prompts = json.loads(Path(a.prompts).read_text())
-    if a.cmd == "compare":
+    try:
         rep = compare(a.model, prompts, a.max_new_tokens, batch_size=a.batch_size)
-    else:
-        from transformers import AutoTokenizer
+        if a.sampling_prompts:
+            from transformers import AutoTokenizer
 
-        tok = AutoTokenizer.from_pretrained(a.model)
-        cfg = {"temperature": a.temperature, "top_p": 1.0, "max_new_tokens": a.max_new_tokens, "dtype": "float32",
-               "multiprocessing": False, "kv_cache_memory_gib": 1}
-        r1 = generate_vllm(a.model, tok, prompts, cfg, a.seed)
-        r2 = generate_vllm(a.model, tok, prompts, cfg, a.seed)
-        r3 = generate_vllm(a.model, tok, prompts, cfg, a.seed + 1)
-        rep = {"run1": r1, "run2": r2, "other_seed": r3}
-    close_engine()
+            sp = json.loads(Path(a.sampling_prompts).read_text())
+            tok = AutoTokenizer.from_pretrained(a.model)
+            cfg = {"temperature": 1.0, "top_p": 1.0, "max_new_tokens": a.max_new_tokens, "dtype": "float32",
+                   "enforce_eager": True, "multiprocessing": False, "kv_cache_memory_gib": 1}
+            rep["sampling"] = {"seed0": generate_vllm(a.model, tok, sp, cfg, 0),
+                               "seed0_again": generate_vllm(a.model, tok, sp, cfg, 0),
+                               "seed1": generate_vllm(a.model, tok, sp, cfg, 1)}
+    finally:
+        close_engine()
     text = json.dumps(rep, indent=1)
     if a.out:
         Path(a.out).write_text(text)

@@ -166,10 +166,11 @@ class JudgeClient:
     ``cfg`` is a judge config (see ``conf/judge/*.yaml``); keys read here: ``name``, ``version``,
     ``base_url``, ``model``, ``api_key_env``, ``max_concurrency``, ``timeout``, ``max_retries``,
     ``backoff_base``, ``backoff_max``, ``price_input_per_mtok``, ``price_output_per_mtok``,
-    ``cache.enabled``, ``cache.dir``.
+    ``cache.enabled``, ``cache.dir`` (else ``cache_root``, else ``$PO_BENCH_CACHE/judge`` or
+    ``.po_bench_cache/judge``).
     """
 
-    def __init__(self, cfg: Any, sleep=time.sleep):
+    def __init__(self, cfg: Any, cache_root: str | os.PathLike | None = None, sleep=time.sleep):
         self.cfg = cfg
         self.name = str(cfg_get(cfg, "name", "judge"))
         self.version = str(cfg_get(cfg, "version", "0"))
@@ -187,7 +188,7 @@ class JudgeClient:
         cache_cfg = cfg_get(cfg, "cache", {})
         self.cache = None
         if cfg_get(cache_cfg, "enabled", True):
-            root = cfg_get(cache_cfg, "dir") or default_cache_dir()
+            root = cfg_get(cache_cfg, "dir") or cache_root or default_cache_dir()
             self.cache = ResponseCache(root, f"{self.name}-{self.version}")
         self.stats = ClientStats()
         self._lock = threading.Lock()
@@ -340,8 +341,8 @@ class JudgeClient:
         return {"judge": self.identity(), **self.stats.as_dict()}
 
 
-def make_client(cfg: Any) -> JudgeClient:
-    return JudgeClient(cfg)
+def make_client(cfg: Any, cache_root: str | os.PathLike | None = None) -> JudgeClient:
+    return JudgeClient(cfg, cache_root=cache_root)
 
 
 def resolve_data_file(path: str | os.PathLike | None, source: str | None, what: str) -> Path:
