@@ -30,6 +30,7 @@ def run(cfg, out_dir: Path, store: Store, seconds: dict) -> dict:
 
     # ---- data ---------------------------------------------------------------------------
     with _timed(seconds, "data"):
+        base_path = models.model_path(cfg.model)
         if loss.paired or d.format != "unpaired":
             pairs, report = prefdata.load_pairs(d)
         else:
@@ -40,10 +41,10 @@ def run(cfg, out_dir: Path, store: Store, seconds: dict) -> dict:
             n_hold = min(d.n_eval, len(pairs) // 4)
             eval_pairs = pairs[len(pairs) - n_hold:] if "chosen" in pairs[0] and n_hold else []
             pairs = pairs[: len(pairs) - len(eval_pairs)]
+        pairs, too_long = _drop_overlong_prompts(pairs, models_tokenizer(base_path), cfg.train.max_length)
         flipped: list[int] = []
         if cfg.noise.kind == "flip" and "chosen" in pairs[0]:
             pairs, flipped = flip_labels(pairs, cfg.noise.rate, seed)
-        base_path = models.model_path(cfg.model)
 
     # ---- SFT (optional: instruct models start from themselves) --------------------------
     sft_fields = {"base": _plain(cfg.model), "base_path": base_path, "seed": seed,
@@ -103,7 +104,7 @@ def run(cfg, out_dir: Path, store: Store, seconds: dict) -> dict:
         "train_loss_final": train_metrics.get("train_loss_final"),
         "gold_reward": None, "gold_reward_sft": None, "win_rate_vs_sft": None,
         "implicit_reward_accuracy_ood": None,
-        "data": {"conversion": report, "noise_flipped_count": len(flipped), "noise_flipped_rows": flipped,
+        "data": {"conversion": report, "skipped_prompt_over_max_length": too_long, "noise_flipped_count": len(flipped), "noise_flipped_rows": flipped,
                  "tokens": prefdata.data_stats(pairs, tokenizer, cfg.train.max_length) if "chosen" in pairs[0] else {},
                  "leakage": prefdata.leakage([p["prompt"] for p in pairs], prefdata.eval_sets())},
         "history": train_metrics.get("history", []),
@@ -132,6 +133,26 @@ def run(cfg, out_dir: Path, store: Store, seconds: dict) -> dict:
         _write_jsonl(out_dir / "samples.jsonl", [{"prompt": p, "policy": y, "sft": s}
                                                  for p, y, s in list(zip(prompts, samples, sft_samples))[:32]])
     return metrics
+
+
+def models_tokenizer(path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(path))
+
+
+def _drop_overlong_prompts(pairs: list[dict], tokenizer, max_length: int) -> tuple[list[dict], int]:
+    """Pairs whose prompt alone leaves no room for a completion within max_length cannot be trained
+    on (the completion would be truncated to nothing); they are dropped and counted, never silently."""
+    from .logprobs import render_prompt
+
+    keep = [p for p in pairs
+            if len(tokenizer(render_prompt(tokenizer, p["prompt"]), add_special_tokens=False)["input_ids"]) < max_length - 1]
+    if not keep:
+        from .prefdata import DataError
+
+        raise DataError(f"every prompt is longer than train.max_length={max_length} tokens: raise train.max_length")
+    return keep, len(pairs) - len(keep)
 
 
 def _external_judge(cfg, store, policy, sft_model, tokenizer, prompts, samples, sft_samples, policy_key) -> dict:

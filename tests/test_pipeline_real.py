@@ -47,7 +47,7 @@ def test_hh_rlhf_run(loss, chat_model_dir, tmp_path):
     conv = m["data"]["conversion"]
     # 40 rows read; the last 8 pairs (n_eval) are held out for evaluation, never trained on
     assert conv["rows"] == 40 and conv["pairs"] + conv["n_skipped"] == 40
-    n_train = conv["pairs"] - 8
+    n_train = conv["pairs"] - 8 - m["data"]["skipped_prompt_over_max_length"]
     assert m["data"]["tokens"]["n_pairs"] == n_train
     assert m["data"]["noise_flipped_count"] == round(0.25 * n_train)
     assert set(m["data"]["leakage"]) >= {"alpaca_eval", "mt_bench", "arena_hard"}

@@ -79,6 +79,13 @@ def judge_messages(instruction: str, output_1: str, output_2: str, annotator: st
     return prompt_to_chatml(prompts[0].strip())
 
 
+def request_params_default(annotator: str = ANNOTATOR) -> dict:
+    """The annotator's decoding arguments (max_tokens, temperature, logprobs, top_logprobs)."""
+    ck = dict(annotator_config(annotator).get("completions_kwargs", {}))
+    return {"max_tokens": ck.get("max_tokens", 1), "temperature": ck.get("temperature", 1.0),
+            "logprobs": bool(ck.get("logprobs", True)), "top_logprobs": ck.get("top_logprobs", 5)}
+
+
 def preference_from_logprobs(logprobs: Sequence[dict] | None, annotator: str = ANNOTATOR) -> float | None:
     """alpaca_eval's logprob parser on one judge reply (a list of per-token logprob dicts);
     None when the reply has no usable logprobs (a parse failure)."""
@@ -248,9 +255,7 @@ class AlpacaEvalJudge:
         return to_plain(so) if so else None
 
     def request_params(self) -> dict:
-        ck = dict(self.ann_cfg.get("completions_kwargs", {}))
-        p = {"max_tokens": ck.get("max_tokens", 1), "temperature": ck.get("temperature", 1.0),
-             "logprobs": bool(ck.get("logprobs", True)), "top_logprobs": ck.get("top_logprobs", 5)}
+        p = request_params_default(self.annotator)
         for k in ("max_tokens", "temperature", "top_logprobs"):  # config overrides (None: the annotator's)
             v = cfg_get(self.cfg, k)
             if v is not None:
