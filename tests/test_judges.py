@@ -541,10 +541,15 @@ def judged_twice(vllm_server, tmp_path_factory):
               "arena_hard/arena-hard-v0.1_question.jsonl"):
         _need(SHARED / p)
     work = tmp_path_factory.mktemp("judges_e2e")
-    t0 = time.perf_counter()
-    first = _run_all(vllm_server, work)
-    t1 = time.perf_counter()
-    second = _run_all(vllm_server, work)
+    import huggingface_hub.constants
+
+    with pytest.MonkeyPatch.context() as mp:
+        if not os.environ.get("PO_BENCH_ALPACA_LC_DIR"):
+            mp.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # no Hub here: fail fast
+        t0 = time.perf_counter()
+        first = _run_all(vllm_server, work)
+        t1 = time.perf_counter()
+        second = _run_all(vllm_server, work)
     print(f"judges end to end: first run {t1 - t0:.1f}s, cached rerun {time.perf_counter() - t1:.1f}s")
     return first, second
 

@@ -184,6 +184,9 @@ def winrate_metrics(annotations: Sequence[dict], length_controlled: bool = True,
     if not length_controlled:
         m["lc_unavailable_reason"] = "length_controlled=false in the judge config"
         return m
+    if _LC_FAILURE.get(lc_data_dir):  # the GLM's data could not be had earlier in this process: no retry
+        m["lc_unavailable_reason"] = _LC_FAILURE[lc_data_dir]
+        return m
     try:
         from alpaca_eval.metrics import get_length_controlled_winrate
 
@@ -198,7 +201,18 @@ def winrate_metrics(annotations: Sequence[dict], length_controlled: bool = True,
         m["lc_unavailable_reason"] = (
             "alpaca_eval's length-control GLM needs df_gamed.csv and instruction_difficulty.csv from the Hub "
             f"dataset tatsu-lab/alpaca_eval (or a local copy via lc_data_dir): {type(e).__name__}: {msg}")
+        if _is_missing_data(e):
+            _LC_FAILURE[lc_data_dir] = m["lc_unavailable_reason"]
     return m
+
+
+_LC_FAILURE: dict = {}  # lc_data_dir -> reason, once the GLM's files could not be had
+
+
+def _is_missing_data(e: BaseException) -> bool:
+    names = {type(x).__name__ for x in (e, e.__cause__, e.__context__) if x is not None}
+    return bool(names & {"LocalEntryNotFoundError", "FileNotFoundError", "OfflineModeIsEnabled", "ConnectionError",
+                         "ConnectError", "HfHubHTTPError", "EntryNotFoundError", "RepositoryNotFoundError"})
 
 
 def _isnan(x) -> bool:
