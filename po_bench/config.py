@@ -51,6 +51,7 @@ class DatasetConfig:
     format: str = "pairs"  # pairs | conversational | hh | ranked | unpaired
     columns: Dict[str, str] = field(default_factory=dict)  # internal name -> column name in the source
     max_rows: int = 0  # >0: keep the first N rows
+    on_error: str = "skip"  # skip: bad rows are skipped and counted in run.json | fail: stop at the first bad row
     sft: Optional[str] = None  # name of a separate SFT dataset config (e.g. ultrachat)
 
 
@@ -181,6 +182,7 @@ def _validate_real_data(cfg) -> None:
     _check(bool(d.path or d.hub_id), f"dataset={d.name}: set dataset.path (a local file) or dataset.hub_id")
     _check(d.format in prefdata.FORMATS, f"dataset.format={d.format!r}: allowed {', '.join(prefdata.FORMATS)}")
     _check(d.max_rows >= 0, "dataset.max_rows must be >= 0")
+    _check(d.on_error in ("skip", "fail"), f"dataset.on_error={d.on_error!r}: allowed skip, fail")
     _check(d.format != "unpaired" or (not loss.paired and loss.backend == "kto"),
            f"dataset.format=unpaired has no pairs: loss={loss.name} needs pairs (use loss=kto)")
     try:

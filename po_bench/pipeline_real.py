@@ -35,6 +35,7 @@ def run(cfg, out_dir: Path, store: Store, seconds: dict) -> dict:
             pairs, report = prefdata.load_pairs(d)
         else:
             pairs, report = prefdata.load_unpaired(d)
+        _apply_error_policy(d, report)
         if d.eval_split:
             eval_pairs = prefdata.load_pairs(d, d.eval_split)[0][: d.n_eval]
         else:  # no eval split: hold out the last n_eval pairs (never trained on)
@@ -133,6 +134,15 @@ def run(cfg, out_dir: Path, store: Store, seconds: dict) -> dict:
         _write_jsonl(out_dir / "samples.jsonl", [{"prompt": p, "policy": y, "sft": s}
                                                  for p, y, s in list(zip(prompts, samples, sft_samples))[:32]])
     return metrics
+
+
+def _apply_error_policy(d, report: dict) -> None:
+    """dataset.on_error=fail: the first bad row stops the run, naming the file and row."""
+    if d.on_error != "fail" or not report.get("n_skipped"):
+        return
+    reason, rows = min(report["skipped_examples"].items(), key=lambda kv: kv[1][0])
+    raise prefdata.DataError(f"{report['source']}: row {rows[0]}: {reason} "
+                             f"({report['n_skipped']} bad rows in all; dataset.on_error=skip skips and counts them)")
 
 
 def models_tokenizer(path):
