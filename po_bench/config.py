@@ -105,6 +105,7 @@ class TrainConfig:
     warmup_ratio: float = 0.05
     max_length: int = 48
     logging_steps: int = 5
+    save_steps: int = 0  # >0: checkpoint every N steps; a killed run resumes from the last one
     progress: bool = True
 
 

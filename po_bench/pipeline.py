@@ -168,7 +168,7 @@ def run(cfg, out_dir: str | Path) -> dict:
             "sft": sft_fields, "gen": gen_fields, "loss": _plain(loss), "noise": _plain(cfg.noise),
             "annotator": {"temperature": cfg.dataset.annotator_temperature,
                           "length_bias": cfg.dataset.annotator_length_bias},
-            "train": {k: v for k, v in _plain(cfg.train).items() if k not in ("progress", "logging_steps")},
+            "train": {k: v for k, v in _plain(cfg.train).items() if k not in ("progress", "logging_steps", "save_steps")},
             "seed": seed,
         }
         ref_fields = {"sft": sft_fields, "pairs": fingerprint(pairs), "max_length": cfg.train.max_length}

@@ -81,7 +81,7 @@ def run(cfg, out_dir: Path, store: Store, seconds: dict) -> dict:
     if loss.backend != "sft" and cfg.stages.train:
         policy_key = {"sft": sft_fields, "data": fingerprint(pairs), "dataset": _plain(d), "loss": _plain(loss),
                       "noise": _plain(cfg.noise), "seed": seed,
-                      "train": {k: v for k, v in _plain(cfg.train).items() if k not in ("progress", "logging_steps")}}
+                      "train": {k: v for k, v in _plain(cfg.train).items() if k not in ("progress", "logging_steps", "save_steps")}}
         ref_fields = {"sft": sft_fields, "pairs": fingerprint(pairs), "max_length": cfg.train.max_length}
         ref_cache = (lambda: store.load_json("ref_logps", ref_fields),
                      lambda obj: store.save_json("ref_logps", ref_fields, obj))

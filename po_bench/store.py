@@ -82,7 +82,10 @@ class Store:
                 self.hits.append(self.key(kind, fields))
                 return final
             self.misses.append(self.key(kind, fields))
-            tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}."))
+            # A stable work folder: a build killed outright (SIGKILL, node loss) leaves it in place,
+            # so the next attempt resumes from whatever checkpoints it holds.
+            tmp = final.parent / f".{final.name}.work"
+            tmp.mkdir(parents=True, exist_ok=True)
             try:
                 build(tmp)
                 atomic_write_json(tmp / "fields.json", fields)  # written last: marks completeness

@@ -104,7 +104,9 @@ def _common_args(train_cfg, out_dir: Path, seed: int, lr: float, epochs: float, 
         warmup_ratio=train_cfg.warmup_ratio,
         weight_decay=0.0,
         logging_steps=train_cfg.logging_steps,
-        save_strategy="no",
+        save_strategy="steps" if getattr(train_cfg, "save_steps", 0) > 0 else "no",
+        save_steps=max(1, getattr(train_cfg, "save_steps", 0)),
+        save_total_limit=2,
         report_to="none",
         seed=seed,
         data_seed=seed,
@@ -135,8 +137,21 @@ def train_sft(model, tokenizer, examples: list[dict], train_cfg, out_dir: Path, 
     mlog = _MetricsLog()
     trainer = trainer_cls(model=model, args=args, train_dataset=Dataset.from_list(examples),
                           processing_class=tokenizer, callbacks=[mlog.callback])
-    trainer.train()
+    trainer.train(resume_from_checkpoint=last_checkpoint(out_dir))
     return {"train_loss_final": mlog.final_loss(), "history": mlog.history, "steps": trainer.state.global_step}
+
+
+def last_checkpoint(out_dir) -> str | None:
+    """The newest complete ``checkpoint-N`` under a trainer folder (left by a killed run)."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    d = Path(out_dir)
+    if not d.is_dir():
+        return None
+    ckpt = get_last_checkpoint(str(d))
+    if ckpt:
+        log.info("resuming from %s", ckpt)
+    return ckpt
 
 
 def unpaired_view(pairs: list[dict]) -> list[dict]:
@@ -210,8 +225,9 @@ def train_preference(
                               processing_class=tokenizer, callbacks=[mlog.callback])
     else:
         raise ValueError(f"backend {backend!r} has no preference stage")
-    trainer.train()
-    return {"train_loss_final": mlog.final_loss(), "history": mlog.history, "steps": trainer.state.global_step}
+    trainer.train(resume_from_checkpoint=last_checkpoint(out_dir))
+    return {"train_loss_final": mlog.final_loss(), "history": mlog.history, "steps": trainer.state.global_step,
+            "resumed": bool(mlog.history and mlog.history[0].get("step", 0) > train_cfg.logging_steps)}
 
 
 def _cached_dpo_trainer(base_cls, cache):

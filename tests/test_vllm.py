@@ -158,3 +158,25 @@ def test_smollm2_greedy_agreement(tmp_path):
     for d in rep["divergences"]:
         # HF's own choice is its argmax, so the gap is >= 0; a real disagreement would be far from a tie
         assert -1e-4 <= d["logprob_gap"] <= NEAR_TIE, d
+
+
+def test_first_divergence_reports_the_gap(tiny_report):
+    """The near-tie measure itself: forcing the runner-up token at one position gives the top-2 gap."""
+    import torch
+
+    from po_bench.vllm_backend import first_divergence, prompt_token_ids
+
+    model, tok = tiny_report["model"], tiny_report["tok"]
+    prompt = tiny_report["prompts"][0]
+    hf = tiny_report["report"]["hf_ids"][0]
+    assert len(hf) >= 4
+    ctx = prompt_token_ids(tok, [prompt])[0] + hf[:3]
+    with torch.no_grad():
+        lp = torch.log_softmax(model(input_ids=torch.tensor([ctx])).logits[0, -1].float(), -1)
+    top = torch.topk(lp, 2)
+    assert int(top.indices[0]) == hf[3]
+    other = hf[:3] + [int(top.indices[1])]
+    d = first_divergence(model, tok, prompt, hf, other)
+    assert d["position"] == 3 and d["hf_token"] == hf[3] and d["vllm_token"] == int(top.indices[1])
+    assert d["logprob_gap"] == pytest.approx(float(top.values[0] - top.values[1]), abs=1e-5)
+    assert d["logprob_gap"] == pytest.approx(d["top2_gap"], abs=1e-6)
