@@ -477,7 +477,7 @@ _PAIR_PARSERS = {"pairs": _pair_plain, "conversational": _pair_conversational, "
                  "ranked": _pair_ranked}
 
 
-def _check_columns(rows: Sequence[dict], cols: dict, required: Iterable[str]) -> None:
+def _check_columns(rows: Sequence[dict], cols: dict, required: Iterable[str], source: str = "") -> None:
     """Fail early when a required column is absent from every row (a wrong mapping, not bad rows)."""
     good = [r for r in rows if BAD_ROW not in r]
     if not good:
@@ -485,7 +485,7 @@ def _check_columns(rows: Sequence[dict], cols: dict, required: Iterable[str]) ->
     missing = [k for k in required if all(cols[k] not in r for r in good)]
     if missing:
         have = sorted({c for r in good[:50] for c in r})
-        raise DataError(", ".join(f"column {cols[k]!r} (for {k})" for k in missing)
+        raise DataError((f"{source}: " if source else "") + ", ".join(f"column {cols[k]!r} (for {k})" for k in missing)
                         + f" not found in any row; columns: {', '.join(have)}. Map them with dataset.columns.<field>=<column>")
 
 
@@ -502,7 +502,7 @@ def to_pairs(rows: Sequence[dict], format: str, columns: dict | None = None,
     cols = columns_for(format, columns)
     required = {"pairs": ("prompt", "chosen", "rejected"), "conversational": ("chosen", "rejected"),
                 "hh": ("chosen", "rejected"), "ranked": ("prompt", "responses", "scores")}[format]
-    _check_columns(rows, cols, required)
+    _check_columns(rows, cols, required, source)
     rep = _Report(format, source, len(rows))
     parse = _PAIR_PARSERS[format]
     pairs = []
@@ -548,7 +548,7 @@ def to_unpaired(rows: Sequence[dict], format: str, columns: dict | None = None,
             out.append({"prompt": p["prompt"], "completion": p["rejected"], "label": False})
         return out, {**report, "unpaired": len(out)}
     cols = columns_for(format, columns)
-    _check_columns(rows, cols, ("prompt", "completion", "label"))
+    _check_columns(rows, cols, ("prompt", "completion", "label"), source)
     rep = _Report(format, source, len(rows))
     out = []
     for i, row in enumerate(rows):
