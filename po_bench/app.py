@@ -122,7 +122,8 @@ def _one_line_config_errors() -> None:
         except (CompactHydraException, ConfigCompositionException, OverrideParseException,
                 OmegaConfBaseException) as ex:
             if os.environ.get("HYDRA_FULL_ERROR") or os.environ.get("PO_BENCH_TRACEBACK"):
-                return original(lambda: (_ for _ in ()).throw(ex))
+                err = ex
+                return original(lambda: (_ for _ in ()).throw(err))
             parts = [str(ex)]
             if ex.__cause__ is not None and str(ex.__cause__) not in parts[0]:
                 parts.append(str(ex.__cause__))

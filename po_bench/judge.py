@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from . import world
 from .logprobs import completion_logps

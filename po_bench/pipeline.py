@@ -168,27 +168,10 @@ def run(cfg, out_dir: str | Path) -> dict:
             "sft": sft_fields, "gen": gen_fields, "loss": _plain(loss), "noise": _plain(cfg.noise),
             "annotator": {"temperature": cfg.dataset.annotator_temperature,
                           "length_bias": cfg.dataset.annotator_length_bias},
-            "train": {k: v for k, v in _plain(cfg.train).items() if k not in ("progress", "logging_steps", "save_steps")},
+            "train": train_fields(cfg),
             "seed": seed,
         }
-        ref_fields = {"sft": sft_fields, "pairs": fingerprint(pairs), "max_length": cfg.train.max_length}
-        ref_cache = (lambda: store.load_json("ref_logps", ref_fields),
-                     lambda obj: store.save_json("ref_logps", ref_fields, obj))
-
-        def build_policy(d: Path) -> None:
-            _seed_everything(seed)
-            pol = _load_model(sft_dir, cfg.model)
-            ref = None if loss.reference_free else _load_model(sft_dir, cfg.model)
-            res = trl_adapter.train_preference(pol, ref, tokenizer, pairs, loss, cfg.train, d / "trainer", seed,
-                                               ref_logps_cache=ref_cache if loss.backend == "dpo" else None)
-            pol.save_pretrained(str(d))
-            tokenizer.save_pretrained(str(d))
-            atomic_write_json(d / "train_metrics.json", res)
-
-        with _timed(seconds, "train"):
-            policy_dir = store.get_or_build_dir("policy", policy_key, build_policy)
-            policy = _load_model(policy_dir, cfg.model)
-            train_metrics = json.loads((policy_dir / "train_metrics.json").read_text())
+        policy, train_metrics = train_policy(cfg, store, seconds, sft_dir, sft_fields, tokenizer, pairs, policy_key)
 
     metrics: dict = {"train_loss_final": train_metrics.get("train_loss_final")}
 
@@ -222,6 +205,38 @@ def run(cfg, out_dir: str | Path) -> dict:
     metrics["artifacts"] = {"hits": sorted(set(store.hits)), "built": sorted(set(store.misses))}
     metrics["history"] = train_metrics.get("history", [])
     return metrics
+
+
+def train_fields(cfg) -> dict:
+    """Training hyperparameters that determine the trained policy (not logging or checkpointing)."""
+    return {k: v for k, v in _plain(cfg.train).items() if k not in ("progress", "logging_steps", "save_steps")}
+
+
+def train_policy(cfg, store: Store, seconds: dict, sft_dir, sft_fields: dict, tokenizer, pairs: list[dict],
+                 policy_key: dict):
+    """Preference stage (both pipelines): the policy artifact for ``policy_key``, trained from the
+    SFT checkpoint on ``pairs`` unless the store has it; DPO-backend reference log-probs go through
+    the store too.  Returns (policy model, training metrics)."""
+    from . import trl_adapter
+
+    loss, seed = cfg.loss, int(cfg.seed)
+    ref_fields = {"sft": sft_fields, "pairs": fingerprint(pairs), "max_length": cfg.train.max_length}
+    ref_cache = (lambda: store.load_json("ref_logps", ref_fields),
+                 lambda obj: store.save_json("ref_logps", ref_fields, obj))
+
+    def build_policy(out: Path) -> None:
+        _seed_everything(seed)
+        pol = _load_model(sft_dir, cfg.model)
+        ref = None if loss.reference_free else _load_model(sft_dir, cfg.model)
+        res = trl_adapter.train_preference(pol, ref, tokenizer, pairs, loss, cfg.train, out / "trainer", seed,
+                                           ref_logps_cache=ref_cache if loss.backend in ("dpo", "pobench") else None)
+        pol.save_pretrained(str(out))
+        tokenizer.save_pretrained(str(out))
+        atomic_write_json(out / "train_metrics.json", res)
+
+    with _timed(seconds, "train"):
+        policy_dir = store.get_or_build_dir("policy", policy_key, build_policy)
+        return _load_model(policy_dir, cfg.model), json.loads((policy_dir / "train_metrics.json").read_text())
 
 
 def _two_samples(model, tokenizer, prompts, gen_cfg, seed: int) -> list[list[str]]:

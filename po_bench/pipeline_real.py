@@ -16,7 +16,8 @@ from pathlib import Path
 
 from . import generate, judge as judge_mod, models, prefdata
 from .noise import flip_labels
-from .pipeline import _gen_fields, _load_model, _plain, _seed_everything, _timed, _write_jsonl
+from .pipeline import (_gen_fields, _load_model, _plain, _seed_everything, _timed, _write_jsonl, train_fields,
+                       train_policy)
 from .store import Store, atomic_write_json, fingerprint
 
 
@@ -81,25 +82,8 @@ def run(cfg, out_dir: Path, store: Store, seconds: dict) -> dict:
     if loss.backend != "sft" and cfg.stages.train:
         policy_key = {"sft": sft_fields, "data": fingerprint(pairs), "dataset": _plain(d), "loss": _plain(loss),
                       "noise": _plain(cfg.noise), "seed": seed,
-                      "train": {k: v for k, v in _plain(cfg.train).items() if k not in ("progress", "logging_steps", "save_steps")}}
-        ref_fields = {"sft": sft_fields, "pairs": fingerprint(pairs), "max_length": cfg.train.max_length}
-        ref_cache = (lambda: store.load_json("ref_logps", ref_fields),
-                     lambda obj: store.save_json("ref_logps", ref_fields, obj))
-
-        def build_policy(out: Path) -> None:
-            _seed_everything(seed)
-            pol = _load_model(sft_dir, cfg.model)
-            ref = None if loss.reference_free else _load_model(sft_dir, cfg.model)
-            res = trl_adapter.train_preference(pol, ref, tokenizer, pairs, loss, cfg.train, out / "trainer", seed,
-                                               ref_logps_cache=ref_cache if loss.backend in ("dpo", "pobench") else None)
-            pol.save_pretrained(str(out))
-            tokenizer.save_pretrained(str(out))
-            atomic_write_json(out / "train_metrics.json", res)
-
-        with _timed(seconds, "train"):
-            policy_dir = store.get_or_build_dir("policy", policy_key, build_policy)
-            policy = _load_model(policy_dir, cfg.model)
-            train_metrics = json.loads((policy_dir / "train_metrics.json").read_text())
+                      "train": train_fields(cfg)}
+        policy, train_metrics = train_policy(cfg, store, seconds, sft_dir, sft_fields, tokenizer, pairs, policy_key)
 
     metrics: dict = {
         "train_loss_final": train_metrics.get("train_loss_final"),

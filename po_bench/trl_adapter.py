@@ -238,8 +238,6 @@ def _cached_dpo_trainer(base_cls, cache):
 
     class CachedRefDPOTrainer(base_cls):
         def _precompute_ref_logps(self, dataset, name, batch_size):
-            from datasets import Dataset
-
             if name == "train":
                 cached = load()
                 if cached is not None and len(cached["ref_chosen_logps"]) == len(dataset):

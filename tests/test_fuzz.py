@@ -1,6 +1,5 @@
 """Property tests (hypothesis): the data loaders and the table builder never lose or invent rows."""
 
-import json
 import math
 
 from hypothesis import HealthCheck, given, settings, strategies as st

@@ -505,7 +505,7 @@ def _run_all(url: str, work: Path) -> dict:
     from po_bench.judges.mt_bench import MTBenchJudge
 
     cache = work / "cache"
-    pclient, policy = _policy(url, cache, 48)
+    pclient, policy = _policy(url, cache, 32)
     bclient, baseline = _policy(url, cache, 16)  # the "baseline model": the same model cut short
     out: dict = {"clients": {}}
 

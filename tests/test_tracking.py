@@ -1,9 +1,7 @@
 """wandb offline tracking read back from the files; sweep resume; no planted secret in any file."""
 
-import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 

@@ -131,7 +131,9 @@ def test_engine_kwargs_from_config():
 
     from po_bench.vllm_backend import engine_kwargs
 
-    cfg = OmegaConf.load(ROOT / "conf" / "generation" / "vllm.yaml")
+    root = OmegaConf.create({"model": {"dtype": "float32"},
+                             "generation": OmegaConf.load(ROOT / "conf" / "generation" / "vllm.yaml")})
+    cfg = root.generation
     kw = engine_kwargs("/m", cfg)
     assert kw["model"] == "/m" and kw["dtype"] == "float32" and kw["enforce_eager"] is True
     assert kw["gpu_memory_utilization"] == 0.25 and "kv_cache_memory_bytes" not in kw
