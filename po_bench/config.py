@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
@@ -78,8 +78,61 @@ class NoiseConfig:
 
 
 @dataclass
+class JudgeCacheConfig:
+    enabled: bool = True
+    dir: Optional[str] = None
+
+
+@dataclass
 class JudgeConfig:
+    """Judges: gold (the world), none, and the pinned LLM / reward-model judges of conf/judge/.
+    API keys never live here: ``api_key_env`` names the environment variable that holds one."""
+
     name: str = "gold"
+    kind: str = ""
+    version: str = ""
+    base_url: Optional[str] = None
+    model: Optional[str] = None
+    api_key_env: Optional[str] = None
+    max_concurrency: int = 8
+    timeout: float = 120.0
+    max_retries: int = 6
+    backoff_base: float = 1.0
+    backoff_max: float = 60.0
+    price_input_per_mtok: float = 0.0
+    price_output_per_mtok: float = 0.0
+    temperature: Optional[float] = None
+    max_tokens: Optional[int] = None
+    top_logprobs: Optional[int] = None
+    structured_outputs: Any = None
+    cache: JudgeCacheConfig = field(default_factory=JudgeCacheConfig)
+    subset_size: int = 0
+    subset_seed: int = 0
+    seed: int = 0
+    answer_max_new_tokens: Optional[int] = None
+    annotator: str = "weighted_alpaca_eval_gpt4_turbo"
+    eval_path: Optional[str] = None
+    eval_source: Optional[str] = None
+    switch_seed: int = 0
+    length_controlled: bool = True
+    lc_data_dir: Optional[str] = None
+    questions_path: Optional[str] = None
+    questions_source: Optional[str] = None
+    reference_path: Optional[str] = None
+    reference_source: Optional[str] = None
+    judge_prompts_path: Optional[str] = None
+    judge_prompts_source: Optional[str] = None
+    question_ids: Optional[List[int]] = None
+    baseline_path: Optional[str] = None
+    baseline_source: Optional[str] = None
+    baseline_model: Optional[str] = None
+    verdict_weight: int = 3
+    judgment_attempts: int = 2
+    bootstrap_rounds: int = 100
+    model_path: Optional[str] = None
+    dtype: str = "float32"
+    batch_size: int = 8
+    max_length: int = 2048
 
 
 @dataclass
@@ -90,6 +143,17 @@ class GenerationConfig:
     max_new_tokens: int = 24
     batch_size: int = 128
     progress: bool = True
+    # vLLM engine options (generation=vllm); ignored by hf
+    n: int = 1
+    dtype: str = "float32"
+    max_model_len: Optional[int] = None
+    gpu_memory_utilization: Optional[float] = 0.25
+    kv_cache_memory_gib: Optional[float] = None
+    enforce_eager: bool = True
+    max_num_seqs: Optional[int] = None
+    tensor_parallel_size: int = 1
+    multiprocessing: bool = True
+    engine_args: Dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -243,6 +307,13 @@ def validate(cfg) -> None:
            f"tracking.mode={cfg.tracking.mode!r}: allowed auto, online, offline, disabled")
     _check(cfg.generation.backend in ("hf", "vllm"), f"generation.backend={cfg.generation.backend!r}: allowed hf, vllm")
     _check(cfg.generation.temperature >= 0, "generation.temperature must be >= 0")
+    _check(cfg.generation.n == 1, "generation.n must be 1 (one sample per prompt per run; use seeds for more)")
+    if cfg.judge.name not in ("gold", "none", "reward_model"):
+        _check(bool(cfg.judge.base_url), f"judge={cfg.judge.name} needs an endpoint: set judge.base_url "
+                                         "(OpenAI or a local vLLM server) and judge.model")
+        _check(bool(cfg.judge.model), f"judge={cfg.judge.name}: set judge.model (the judge model's name at the endpoint)")
+    if cfg.judge.name == "reward_model":
+        _check(bool(cfg.judge.model_path), "judge=reward_model: set judge.model_path (a sequence-classification model)")
     _check(0 < cfg.generation.top_p <= 1, "generation.top_p must be in (0, 1]")
     _check(cfg.model.kind in ("tiny", "hub", "smollm2"), f"model.kind={cfg.model.kind!r}: allowed tiny, hub, smollm2")
     if cfg.model.kind == "hub":

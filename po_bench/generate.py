@@ -35,7 +35,23 @@ def generate_hf(model, tokenizer, prompts, gen_cfg, seed: int, desc: str = "gene
     return outs
 
 
-def generate(model, tokenizer, prompts, gen_cfg, seed: int, desc: str = "generate") -> list[str]:
+def generate(model, tokenizer, prompts, gen_cfg, seed: int, desc: str = "generate", model_path=None) -> list[str]:
+    """Samples for prompts: ``generation=hf`` uses the loaded model, ``generation=vllm`` serves the
+    checkpoint at ``model_path`` with vLLM's offline engine (one seed per prompt)."""
     if gen_cfg.backend == "hf":
         return generate_hf(model, tokenizer, prompts, gen_cfg, seed, desc)
-    raise ValueError(f"generation backend {gen_cfg.backend!r} is not available; valid: hf")
+    if gen_cfg.backend == "vllm":
+        if model_path is None:
+            raise ValueError("generation=vllm needs the model's checkpoint folder (model_path)")
+        from .vllm_backend import generate_vllm
+
+        return generate_vllm(model_path, tokenizer, prompts, gen_cfg, seed, desc)
+    raise ValueError(f"generation backend {gen_cfg.backend!r} is not available; valid: hf, vllm")
+
+
+def release() -> None:
+    """Free a vLLM engine (if one was started) before training needs the memory."""
+    import sys
+
+    if "po_bench.vllm_backend" in sys.modules:
+        sys.modules["po_bench.vllm_backend"].close_engine()

@@ -1,7 +1,66 @@
-"""Dispatch from ``judge=<name>`` to the judge modules in ``po_bench.judges`` (real data)."""
+"""Dispatch from ``judge=<name>`` to the judge modules in ``po_bench.judges`` (real data).
+
+The policy's answers to each benchmark's questions are an artifact of the store (keyed by the
+policy, the generation config and the judge's question set), and the judge client keeps its own
+on-disk response cache under ``<cache_dir>/judge``: a rerun pays for nothing twice.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+from types import SimpleNamespace
 
-def run_judge(cfg, **kw) -> dict:
-    raise NotImplementedError(f"judge={cfg.judge.name} is not wired into the pipeline yet")
+from . import generate
+from .pipeline import _gen_fields, _plain
+from .store import fingerprint
+
+
+def _answer_fn(cfg, store, model, model_dir, tokenizer, who: str, key: dict):
+    """A generate function for chat conversations (lists of messages), cached in the store."""
+    gen = _plain(cfg.generation)
+    if cfg.judge.answer_max_new_tokens:
+        gen["max_new_tokens"] = int(cfg.judge.answer_max_new_tokens)
+    gen_cfg = SimpleNamespace(**gen)
+
+    def answer(conversations: list) -> list[str]:
+        fields = {**key, "gen": {**_gen_fields(cfg), "max_new_tokens": gen_cfg.max_new_tokens},
+                  "judge_questions": {k: _plain(cfg.judge).get(k) for k in (
+                      "name", "version", "subset_size", "subset_seed", "question_ids", "eval_path", "questions_path")},
+                  "conversations": fingerprint(conversations)}
+        outs = store.get_or_build_json("answers", fields, lambda: generate.generate(
+            model, tokenizer, conversations, gen_cfg, int(cfg.seed), f"{who} answers ({cfg.judge.name})", model_dir))
+        return [o.strip() for o in outs]
+
+    return answer
+
+
+def run_judge(cfg, *, store, policy, policy_dir, sft_model, sft_dir, tokenizer, prompts, samples, sft_samples,
+              policy_key) -> dict:
+    from .judges import get_judge
+    from .judges.client import JudgeClient
+
+    name = cfg.judge.name
+    if name == "reward_model":
+        res = get_judge(cfg.judge).evaluate(prompts, samples, sft_samples)
+        return {f"rm_{k}" if not k.startswith("rm_") else k: v for k, v in res.metrics.items()}
+
+    client = JudgeClient(cfg.judge, cache_root=Path(cfg.cache_dir) / "judge")
+    judge = get_judge(cfg.judge, client)
+    ask = _answer_fn(cfg, store, policy, policy_dir, tokenizer, "policy", {"policy": policy_key})
+    if name == "alpaca_eval":
+        res = judge.evaluate(ask([[{"role": "user", "content": q}] for q in judge.instructions()]))
+    elif name == "mt_bench":
+        res = judge.evaluate(judge.generate_answers(ask))
+    elif name == "arena_hard":
+        convs = [[{"role": "user", "content": q}] for q in judge.prompts()]
+        if cfg.judge.baseline_path or cfg.judge.baseline_source:
+            res = judge.evaluate(ask(convs))
+        else:  # no baseline answers configured: the SFT policy is the baseline
+            ask_sft = _answer_fn(cfg, store, sft_model, sft_dir, tokenizer, "sft", {"policy": policy_key["sft"]})
+            res = judge.evaluate(ask(convs), baseline_answers=ask_sft(convs), baseline_name="sft")
+    else:
+        raise ValueError(f"judge={name} has no runner")
+    generate.release()
+    out = {f"{name}_{k}": v for k, v in res.metrics.items()}
+    out["judge_client"] = client.summary()  # requests, cache hits, tokens, cost, errors by kind
+    return out

@@ -51,10 +51,18 @@ def _plain(node) -> dict:
     return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else dict(node)
 
 
+_VLLM_ENGINE_FIELDS = ("n", "dtype", "max_model_len", "gpu_memory_utilization", "kv_cache_memory_gib",
+                       "enforce_eager", "max_num_seqs", "tensor_parallel_size", "multiprocessing", "engine_args")
+
+
 def _gen_fields(cfg) -> dict:
+    """Generation settings that determine samples (not speed knobs; hf ignores vLLM's engine options)."""
     g = _plain(cfg.generation)
-    g.pop("progress", None)
-    g.pop("batch_size", None)
+    for k in ("progress", "batch_size", "multiprocessing"):
+        g.pop(k, None)
+    if g.get("backend") == "hf":
+        for k in _VLLM_ENGINE_FIELDS:
+            g.pop(k, None)
     return g
 
 
@@ -138,9 +146,9 @@ def run(cfg, out_dir: str | Path) -> dict:
     def build_sft_samples() -> dict:
         g = cfg.generation
         return {
-            "eval": generate.generate(sft_model, tokenizer, splits["eval"], g, seed, "sft samples (eval)"),
-            "pairs_eval": _two_samples(sft_model, tokenizer, splits["eval"], g, seed + 1000),
-            "pairs_ood": _two_samples(sft_model, tokenizer, splits["ood"], g, seed + 2000),
+            "eval": generate.generate(sft_model, tokenizer, splits["eval"], g, seed, "sft samples (eval)", sft_dir),
+            "pairs_eval": _two_samples(sft_model, tokenizer, splits["eval"], g, seed + 1000, sft_dir),
+            "pairs_ood": _two_samples(sft_model, tokenizer, splits["ood"], g, seed + 2000, sft_dir),
         }
 
     with _timed(seconds, "generate"):
@@ -152,12 +160,12 @@ def run(cfg, out_dir: str | Path) -> dict:
     data_stats: dict = {}
     train_metrics: dict = {"train_loss_final": sft_metrics.get("train_loss_final")}
     policy_key: dict = {"sft": sft_fields}
-    policy = sft_model
+    policy, policy_dir = sft_model, sft_dir
     if loss.backend != "sft" and cfg.stages.train:
         with _timed(seconds, "data"):
             pref = store.get_or_build_json(
                 "pref_samples", {"sft": sft_fields, "gen": gen_fields, "seed": seed},
-                lambda: _two_samples(sft_model, tokenizer, splits["pref"], cfg.generation, seed + 3000))
+                lambda: _two_samples(sft_model, tokenizer, splits["pref"], cfg.generation, seed + 3000, sft_dir))
             pairs, data_stats = data.label_and_noise(splits["pref"], pref, cfg.dataset, cfg.noise, seed)
             from .prefdata import leakage
 
@@ -171,7 +179,8 @@ def run(cfg, out_dir: str | Path) -> dict:
             "train": train_fields(cfg),
             "seed": seed,
         }
-        policy, train_metrics = train_policy(cfg, store, seconds, sft_dir, sft_fields, tokenizer, pairs, policy_key)
+        policy, train_metrics, policy_dir = train_policy(cfg, store, seconds, sft_dir, sft_fields, tokenizer, pairs,
+                                                         policy_key)
 
     metrics: dict = {"train_loss_final": train_metrics.get("train_loss_final")}
 
@@ -184,7 +193,7 @@ def run(cfg, out_dir: str | Path) -> dict:
                 samples = store.get_or_build_json(
                     "generations", {"policy": policy_key, "gen": gen_fields, "seed": seed},
                     lambda: generate.generate(policy, tokenizer, splits["eval"], cfg.generation, seed,
-                                              "policy samples (eval)"))
+                                              "policy samples (eval)", policy_dir))
 
         # ---- judging ----------------------------------------------------------------------
         if cfg.stages.judge:
@@ -236,12 +245,14 @@ def train_policy(cfg, store: Store, seconds: dict, sft_dir, sft_fields: dict, to
 
     with _timed(seconds, "train"):
         policy_dir = store.get_or_build_dir("policy", policy_key, build_policy)
-        return _load_model(policy_dir, cfg.model), json.loads((policy_dir / "train_metrics.json").read_text())
+        generate.release()  # a vLLM engine from the sampling stages frees its memory first
+        return (_load_model(policy_dir, cfg.model), json.loads((policy_dir / "train_metrics.json").read_text()),
+                policy_dir)
 
 
-def _two_samples(model, tokenizer, prompts, gen_cfg, seed: int) -> list[list[str]]:
-    a = generate.generate(model, tokenizer, prompts, gen_cfg, seed, "on-policy samples (1/2)")
-    b = generate.generate(model, tokenizer, prompts, gen_cfg, seed + 1, "on-policy samples (2/2)")
+def _two_samples(model, tokenizer, prompts, gen_cfg, seed: int, model_path=None) -> list[list[str]]:
+    a = generate.generate(model, tokenizer, prompts, gen_cfg, seed, "on-policy samples (1/2)", model_path)
+    b = generate.generate(model, tokenizer, prompts, gen_cfg, seed + 1, "on-policy samples (2/2)", model_path)
     return [[x, y] for x, y in zip(a, b)]
 
 

@@ -77,13 +77,15 @@ def run(cfg, out_dir: Path, store: Store, seconds: dict) -> dict:
     sft_model = _load_model(sft_dir, cfg.model)
 
     # ---- preference training --------------------------------------------------------------
-    policy, train_metrics = sft_model, {"train_loss_final": sft_metrics.get("train_loss_final")}
+    policy, policy_dir = sft_model, sft_dir
+    train_metrics = {"train_loss_final": sft_metrics.get("train_loss_final")}
     policy_key: dict = {"sft": sft_fields}
     if loss.backend != "sft" and cfg.stages.train:
         policy_key = {"sft": sft_fields, "data": fingerprint(pairs), "dataset": _plain(d), "loss": _plain(loss),
                       "noise": _plain(cfg.noise), "seed": seed,
                       "train": train_fields(cfg)}
-        policy, train_metrics = train_policy(cfg, store, seconds, sft_dir, sft_fields, tokenizer, pairs, policy_key)
+        policy, train_metrics, policy_dir = train_policy(cfg, store, seconds, sft_dir, sft_fields, tokenizer, pairs,
+                                                         policy_key)
 
     metrics: dict = {
         "train_loss_final": train_metrics.get("train_loss_final"),
@@ -102,19 +104,21 @@ def run(cfg, out_dir: Path, store: Store, seconds: dict) -> dict:
         with _timed(seconds, "generate"):
             samples = store.get_or_build_json(
                 "generations", {"policy": policy_key, "gen": gen_fields, "seed": seed, "prompts": fingerprint(prompts)},
-                lambda: generate.generate(policy, tokenizer, prompts, cfg.generation, seed, "policy samples (eval)"))
+                lambda: generate.generate(policy, tokenizer, prompts, cfg.generation, seed, "policy samples (eval)",
+                                          policy_dir))
             sft_samples = samples if policy is sft_model else store.get_or_build_json(
                 "generations", {"policy": {"sft": sft_fields}, "gen": gen_fields, "seed": seed,
                                 "prompts": fingerprint(prompts)},
-                lambda: generate.generate(sft_model, tokenizer, prompts, cfg.generation, seed, "sft samples (eval)"))
+                lambda: generate.generate(sft_model, tokenizer, prompts, cfg.generation, seed, "sft samples (eval)",
+                                          sft_dir))
         if cfg.stages.judge:
             with _timed(seconds, "judge"):
                 metrics.update(judge_mod.kl_and_length(policy, sft_model, tokenizer, prompts, samples))
                 kind = loss.implicit_reward if loss.backend != "sft" else "avg_logp"
                 metrics["implicit_reward_accuracy"] = judge_mod.implicit_reward_accuracy(
                     policy, sft_model, tokenizer, eval_pairs, kind, float(loss.beta)) if eval_pairs else None
-                metrics.update(_external_judge(cfg, store, policy, sft_model, tokenizer, prompts, samples,
-                                               sft_samples, policy_key))
+                metrics.update(_external_judge(cfg, store, policy, policy_dir, sft_model, sft_dir, tokenizer,
+                                               prompts, samples, sft_samples, policy_key))
         _write_jsonl(out_dir / "samples.jsonl", [{"prompt": p, "policy": y, "sft": s}
                                                  for p, y, s in list(zip(prompts, samples, sft_samples))[:32]])
     return metrics
@@ -149,12 +153,13 @@ def _drop_overlong_prompts(pairs: list[dict], tokenizer, max_length: int) -> tup
     return keep, len(pairs) - len(keep)
 
 
-def _external_judge(cfg, store, policy, sft_model, tokenizer, prompts, samples, sft_samples, policy_key) -> dict:
+def _external_judge(cfg, store, policy, policy_dir, sft_model, sft_dir, tokenizer, prompts, samples, sft_samples,
+                    policy_key) -> dict:
     """The configured judge's metrics (``judge=none`` reports none)."""
-    name = cfg.judge.name
-    if name == "none":
+    if cfg.judge.name == "none":
         return {}
     from .judging import run_judge
 
-    return run_judge(cfg, store=store, policy=policy, sft_model=sft_model, tokenizer=tokenizer, prompts=prompts,
-                     samples=samples, sft_samples=sft_samples, policy_key=policy_key)
+    return run_judge(cfg, store=store, policy=policy, policy_dir=policy_dir, sft_model=sft_model, sft_dir=sft_dir,
+                     tokenizer=tokenizer, prompts=prompts, samples=samples, sft_samples=sft_samples,
+                     policy_key=policy_key)
