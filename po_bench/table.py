@@ -13,6 +13,7 @@ import csv
 import io
 import json
 import math
+import re
 import sys
 from collections import OrderedDict
 from pathlib import Path
@@ -41,7 +42,10 @@ def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
 
 def load_runs(sweep_dir: str | Path) -> list[dict]:
     runs = []
-    for path in sorted(Path(sweep_dir).rglob("run.json")):
+    def natural(p: Path):  # multirun job folders "0_...", "1_...", "10_..." in job order
+        return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(p))]
+
+    for path in sorted(Path(sweep_dir).rglob("run.json"), key=natural):
         try:
             rec = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as e:
@@ -73,8 +77,8 @@ def build_table(runs: list[dict]) -> tuple[list[str], list[dict], list[dict]]:
     varying = [k for k in keys if k not in IGNORED_KEYS and len({json.dumps(f.get(k), default=str) for f in flats}) > 1]
     # Columns that only restate the method are dropped (loss.name/backend vary with the method).
     hp_cols = [k for k in varying if not k.startswith(("loss.name", "loss.label", "loss.backend", "loss.args",
-                                                         "loss.reference_free", "loss.paired",
-                                                         "loss.implicit_reward"))]
+                                                         "loss.reference_free", "loss.paired", "loss.formula",
+                                                         "loss.function", "loss.implicit_reward"))]
     if any(k.startswith("loss.args") for k in varying):
         per_method: dict[str, set] = {}
         for f in flats:
@@ -150,7 +154,7 @@ def plot(runs: list[dict], path: str | Path, x: str = "kl_to_ref", y: str = "gol
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
+    fig, ax = plt.subplots(figsize=(7.5, 5.0), dpi=120)
     by_method: dict[str, list[tuple[float, float]]] = {}
     sft_level = []
     for r in runs:
@@ -162,15 +166,23 @@ def plot(runs: list[dict], path: str | Path, x: str = "kl_to_ref", y: str = "gol
         by_method.setdefault(_method(_flatten(r.get("config", {}))), []).append((m[x], m[y]))
         if m.get("gold_reward_sft") is not None:
             sft_level.append(m["gold_reward_sft"])
+    many = len(by_method) > 10
     for name, pts in sorted(by_method.items()):
         ax.scatter([p[0] for p in pts], [p[1] for p in pts], label=name, s=36, alpha=0.85)
+        if many:  # too many for a legend: label the points
+            for px, py in pts:
+                ax.annotate(name, (px, py), fontsize=6, xytext=(3, 2), textcoords="offset points")
+    xs = [p[0] for pts in by_method.values() for p in pts]
+    if xs and max(xs) > 20 * max(1e-9, sorted(xs)[len(xs) // 2]):
+        ax.set_xscale("symlog", linthresh=1.0)  # an outlier would squash the rest
     if sft_level and y == "gold_reward":
         ax.axhline(sum(sft_level) / len(sft_level), color="grey", ls="--", lw=1, label="SFT (mean)")
     ax.set_xlabel("KL(policy || SFT reference), nats per sequence" if x == "kl_to_ref" else x)
     ax.set_ylabel("gold reward r* (held-out prompts)" if y == "gold_reward" else y)
     ax.set_title("po-bench: gold reward vs KL, one point per run")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    if not many:
+        ax.legend(fontsize=8)
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
