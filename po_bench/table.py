@@ -25,6 +25,7 @@ METRICS = (
     "gold_reward", "gold_reward_sft", "win_rate_vs_sft", "kl_to_ref", "mean_length",
     "implicit_reward_accuracy", "implicit_reward_accuracy_ood", "train_loss_final",
 )
+METRICS_IN_USE: list[str] = list(METRICS)  # set by build_table
 IGNORED_KEYS = {"seed", "cache_dir", "threads", "generation.progress", "train.progress", "loss.citation",
                 "train.logging_steps"}
 
@@ -68,9 +69,25 @@ def _mean_std(xs: list[float]) -> tuple[float, float]:
     return m, sd
 
 
+JUDGE_PREFIXES = ("alpaca_eval_", "mt_bench_", "arena_hard_", "rm_")
+
+
+def metric_columns(runs: list[dict]) -> list[str]:
+    """The standard metrics plus every numeric judge score the runs report (e.g. mt_bench_score)."""
+    extra = []
+    for r in runs:
+        for k, v in r.get("metrics", {}).items():
+            if k.startswith(JUDGE_PREFIXES) and isinstance(v, (int, float)) and not isinstance(v, bool) \
+                    and not k.split("_")[-1] in ("questions", "judgments", "scored", "failures") and k not in extra:
+                extra.append(k)
+    return list(METRICS) + extra
+
+
 def build_table(runs: list[dict]) -> tuple[list[str], list[dict], list[dict]]:
     """(hyperparameter columns, rows, failed runs)."""
+    global METRICS_IN_USE
     done = [r for r in runs if r.get("status") == "done"]
+    METRICS_IN_USE = metric_columns(done)
     failed = [r for r in runs if r.get("status") != "done"]
     flats = [_flatten(r.get("config", {})) for r in done]
     keys = sorted({k for f in flats for k in f})
@@ -96,7 +113,7 @@ def build_table(runs: list[dict]) -> tuple[list[str], list[dict], list[dict]]:
         for k, v in zip(hp_cols, key[1:]):
             row[k] = json.loads(v)
         row["n_seeds"] = len(members)
-        for m in METRICS:
+        for m in METRICS_IN_USE:
             mean, sd = _mean_std([r.get("metrics", {}).get(m) for r in members])
             row[f"{m}_mean"], row[f"{m}_std"] = mean, sd
         row["seconds_mean"] = _mean_std([r.get("metrics", {}).get("seconds", {}).get("total") for r in members])[0]
@@ -115,7 +132,7 @@ def _fmt_hp(x: Any) -> str:
 
 
 def to_csv(hp_cols: list[str], rows: list[dict]) -> str:
-    cols = ["method"] + hp_cols + ["n_seeds"] + [f"{m}_{s}" for m in METRICS for s in ("mean", "std")] + ["seconds_mean"]
+    cols = ["method"] + hp_cols + ["n_seeds"] + [f"{m}_{s}" for m in METRICS_IN_USE for s in ("mean", "std")] + ["seconds_mean"]
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore", lineterminator="\n")
     w.writeheader()
@@ -125,7 +142,7 @@ def to_csv(hp_cols: list[str], rows: list[dict]) -> str:
 
 
 def to_markdown(hp_cols: list[str], rows: list[dict], failed: list[dict], title: str = "") -> str:
-    head = ["method"] + hp_cols + ["seeds"] + list(METRICS)
+    head = ["method"] + hp_cols + ["seeds"] + list(METRICS_IN_USE)
     lines = []
     if title:
         lines += [f"## {title}", ""]
@@ -133,7 +150,7 @@ def to_markdown(hp_cols: list[str], rows: list[dict], failed: list[dict], title:
     lines.append("|" + "|".join("---" for _ in head) + "|")
     for r in rows:
         cells = [r["method"]] + [_fmt_hp(r[k]) for k in hp_cols] + [str(r["n_seeds"])]
-        for m in METRICS:
+        for m in METRICS_IN_USE:
             mean, sd = r[f"{m}_mean"], r[f"{m}_std"]
             cells.append(_fmt(mean) if r["n_seeds"] < 2 or math.isnan(sd) else f"{_fmt(mean)} ± {_fmt(sd)}")
         lines.append("| " + " | ".join(cells) + " |")
