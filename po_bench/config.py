@@ -16,6 +16,15 @@ from omegaconf import MISSING
 
 
 @dataclass
+class LoraConfig:
+    enabled: bool = False
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: Any = "all-linear"
+
+
+@dataclass
 class ModelConfig:
     name: str = "tiny"
     kind: str = "tiny"  # tiny: built from a config, world tokenizer | hub: a Hub id or local path
@@ -26,6 +35,8 @@ class ModelConfig:
     num_heads: int = 4
     intermediate_size: int = 512
     max_position_embeddings: int = 64
+    chat_template: Optional[str] = None  # a Jinja chat template that replaces the tokenizer's
+    lora: LoraConfig = field(default_factory=LoraConfig)  # train LoRA adapters (peft); merged into the saved policy
 
 
 @dataclass
@@ -321,6 +332,10 @@ def validate(cfg) -> None:
         p = str(cfg.model.name_or_path)
         if p.startswith((".", "/", "~")):
             _check(Path(p).expanduser().exists(), f"model.name_or_path={p}: no such directory")
+    lora = cfg.model.lora
+    if lora.enabled:
+        _check(lora.r > 0 and lora.alpha > 0, "model.lora.r and model.lora.alpha must be > 0")
+        _check(0 <= lora.dropout < 1, "model.lora.dropout must be in [0, 1)")
     _check(cfg.dataset.kind in ("world", "hf"), f"dataset.kind={cfg.dataset.kind!r}: allowed world, hf")
     if world_data:
         _check(cfg.model.kind == "tiny", "dataset=world needs model=tiny (the world has its own word-level tokenizer)")

@@ -238,7 +238,9 @@ def train_policy(cfg, store: Store, seconds: dict, sft_dir, sft_fields: dict, to
         pol = _load_model(sft_dir, cfg.model)
         ref = None if loss.reference_free else _load_model(sft_dir, cfg.model)
         res = trl_adapter.train_preference(pol, ref, tokenizer, pairs, loss, cfg.train, out / "trainer", seed,
-                                           ref_logps_cache=ref_cache if loss.backend in ("dpo", "pobench") else None)
+                                           ref_logps_cache=ref_cache if loss.backend in ("dpo", "pobench") else None,
+                                           model_cfg=cfg.model)
+        pol = trl_adapter.merged(res.pop("model"))  # LoRA adapters merged: a plain checkpoint
         pol.save_pretrained(str(out))
         tokenizer.save_pretrained(str(out))
         atomic_write_json(out / "train_metrics.json", res)

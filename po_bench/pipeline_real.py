@@ -61,6 +61,8 @@ def run(cfg, out_dir: Path, store: Store, seconds: dict) -> dict:
         def build_sft(out: Path) -> None:
             _seed_everything(seed)
             model, tok = models.load_pretrained(base_path, dtype=cfg.model.dtype)
+            if cfg.model.chat_template:
+                tok.chat_template = cfg.model.chat_template
             examples, rep = prefdata.load_sft(sft_cfg)
             res = trl_adapter.train_sft(model, tok, examples, cfg.train, out / "trainer", seed)
             model.save_pretrained(str(out))
@@ -71,6 +73,8 @@ def run(cfg, out_dir: Path, store: Store, seconds: dict) -> dict:
             sft_dir = store.get_or_build_dir("sft", sft_fields, build_sft)
             sft_metrics = json.loads((Path(sft_dir) / "train_metrics.json").read_text())
     tokenizer = AutoTokenizer.from_pretrained(str(sft_dir))
+    if cfg.model.chat_template:
+        tokenizer.chat_template = cfg.model.chat_template
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"

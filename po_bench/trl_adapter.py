@@ -179,6 +179,23 @@ def build_trl_config(loss_cfg, train_cfg, out_dir, seed: int, precompute_ref: bo
     return cfg_cls(**_filter_kwargs(cfg_cls, kwargs))
 
 
+def peft_config(model_cfg):
+    """peft's LoraConfig for ``model.lora.enabled``, else None."""
+    lora = getattr(model_cfg, "lora", None) if model_cfg is not None else None
+    if not lora or not lora.enabled:
+        return None
+    from peft import LoraConfig
+
+    tm = lora.target_modules
+    return LoraConfig(r=int(lora.r), lora_alpha=int(lora.alpha), lora_dropout=float(lora.dropout),
+                      target_modules=tm if isinstance(tm, str) else list(tm), task_type="CAUSAL_LM")
+
+
+def merged(model):
+    """A trained peft model with its adapters merged (a plain model for saving / generation)."""
+    return model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
+
+
 def train_preference(
     policy,
     ref_model,
@@ -189,6 +206,7 @@ def train_preference(
     out_dir: Path,
     seed: int,
     ref_logps_cache: tuple[Callable[[], Any], Callable[[Any], None]] | None = None,
+    model_cfg=None,
 ) -> dict:
     """Run the loss's TRL trainer on preference pairs; returns the logged history and final loss.
 
@@ -204,6 +222,10 @@ def train_preference(
         ref_logps_cache = None
     args = build_trl_config(loss_cfg, train_cfg, out_dir, seed,
                             precompute_ref=ref_logps_cache is not None and needs_ref)
+    peft = peft_config(model_cfg)
+    extra = {"peft_config": peft} if peft is not None else {}
+    if peft is not None and backend in ("dpo", "pobench", "kto"):
+        ref_model = None  # with LoRA the reference is the base model with adapters disabled
     mlog = _MetricsLog()
     rows = ([{"prompt": p["prompt"], "chosen": p["chosen"], "rejected": p["rejected"]} for p in pairs]
             if "chosen" in pairs[0] else None)
@@ -215,19 +237,21 @@ def train_preference(
         if backend == "pobench":
             trainer_cls = _pobench_trainer(trainer_cls, loss_cfg.function, dict(loss_cfg.args), needs_ref)
         trainer = trainer_cls(model=policy, ref_model=ref_model, args=args, train_dataset=Dataset.from_list(rows),
-                              processing_class=tokenizer, callbacks=[mlog.callback])
+                              processing_class=tokenizer, callbacks=[mlog.callback], **extra)
     elif backend in ("cpo", "orpo"):
         trainer = trainer_cls(model=policy, args=args, train_dataset=Dataset.from_list(rows),
-                              processing_class=tokenizer, callbacks=[mlog.callback])
+                              processing_class=tokenizer, callbacks=[mlog.callback], **extra)
     elif backend == "kto":
         trainer = trainer_cls(model=policy, ref_model=ref_model, args=args,
                               train_dataset=Dataset.from_list(pairs if "label" in pairs[0] else unpaired_view(pairs)),
-                              processing_class=tokenizer, callbacks=[mlog.callback])
+                              processing_class=tokenizer, callbacks=[mlog.callback], **extra)
     else:
         raise ValueError(f"backend {backend!r} has no preference stage")
     trainer.train(resume_from_checkpoint=last_checkpoint(out_dir))
-    return {"train_loss_final": mlog.final_loss(), "history": mlog.history, "steps": trainer.state.global_step,
-            "resumed": bool(mlog.history and mlog.history[0].get("step", 0) > train_cfg.logging_steps)}
+    if peft is not None:
+        policy = trainer.model
+    return {"model": policy, "train_loss_final": mlog.final_loss(), "history": mlog.history,
+            "steps": trainer.state.global_step, "resumed": bool(mlog.history and mlog.history[0].get("step", 0) > train_cfg.logging_steps)}
 
 
 def _cached_dpo_trainer(base_cls, cache):

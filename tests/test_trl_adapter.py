@@ -88,3 +88,23 @@ def test_unknown_backend_argument_rejected():
 def test_unpaired_view():
     out = trl_adapter.unpaired_view([{"prompt": "p", "chosen": "a", "rejected": "b"}])
     assert out == [{"prompt": "p", "completion": "a", "label": True}, {"prompt": "p", "completion": "b", "label": False}]
+
+
+def test_lora_trains_adapters_only_and_merges(tokenizer, pairs, tmp_path):
+    """model.lora.enabled: TRL trains peft LoRA adapters (base weights frozen, reference = adapters off);
+    the merged policy differs from the start, and its shape is a plain checkpoint."""
+    cfg = _loss_cfg("dpo")
+    model = models.build_tiny_model(tokenizer, hidden_size=64, num_layers=1, intermediate_size=128)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    train = NS(**{**cfg.train, "max_steps": 2, "batch_size": 8, "logging_steps": 1, "progress": False})
+    loss_cfg = NS(**{**cfg.loss, "args": dict(cfg.loss.args), "lr": 1e-2})
+    model_cfg = NS(lora=NS(enabled=True, r=4, alpha=8, dropout=0.0, target_modules="all-linear"))
+    res = trl_adapter.train_preference(model, None, tokenizer, pairs[:8], loss_cfg, train, tmp_path, 0,
+                                       model_cfg=model_cfg)
+    peft_model = res["model"]
+    trainable = [n for n, p in peft_model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+    plain = trl_adapter.merged(peft_model)
+    after = plain.state_dict()
+    assert set(after) == set(before)
+    assert any(not torch.equal(before[k], after[k]) for k in before)
