@@ -142,16 +142,23 @@ def train_sft(model, tokenizer, examples: list[dict], train_cfg, out_dir: Path, 
 
 
 def last_checkpoint(out_dir) -> str | None:
-    """The newest complete ``checkpoint-N`` under a trainer folder (left by a killed run)."""
-    from transformers.trainer_utils import get_last_checkpoint
+    """The newest *complete* ``checkpoint-N`` under a trainer folder (left by a killed run).
+
+    A kill can land while a checkpoint is being written; the Trainer writes ``trainer_state.json``
+    last, so a checkpoint without it is partial and skipped in favour of the one before."""
+    import re
 
     d = Path(out_dir)
     if not d.is_dir():
         return None
-    ckpt = get_last_checkpoint(str(d))
-    if ckpt:
-        log.info("resuming from %s", ckpt)
-    return ckpt
+    ckpts = sorted((p for p in d.glob("checkpoint-*") if re.fullmatch(r"checkpoint-\d+", p.name)),
+                   key=lambda p: int(p.name.split("-")[1]), reverse=True)
+    for ckpt in ckpts:
+        if (ckpt / "trainer_state.json").is_file():
+            log.info("resuming from %s", ckpt)
+            return str(ckpt)
+        log.warning("skipping partial checkpoint %s (killed while it was written)", ckpt)
+    return None
 
 
 def unpaired_view(pairs: list[dict]) -> list[dict]:

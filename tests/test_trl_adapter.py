@@ -108,3 +108,16 @@ def test_lora_trains_adapters_only_and_merges(tokenizer, pairs, tmp_path):
     after = plain.state_dict()
     assert set(after) == set(before)
     assert any(not torch.equal(before[k], after[k]) for k in before)
+
+
+def test_last_checkpoint_skips_partial_ones(tmp_path):
+    """A kill during a checkpoint write leaves a folder without trainer_state.json: resume from the
+    newest complete one instead."""
+    assert trl_adapter.last_checkpoint(tmp_path / "missing") is None
+    for n in (4, 8):
+        (tmp_path / f"checkpoint-{n}").mkdir()
+    (tmp_path / "checkpoint-4" / "trainer_state.json").write_text("{}")
+    (tmp_path / "checkpoint-8" / "model.safetensors").write_bytes(b"half")  # partial: no trainer_state.json
+    assert trl_adapter.last_checkpoint(tmp_path) == str(tmp_path / "checkpoint-4")
+    (tmp_path / "checkpoint-8" / "trainer_state.json").write_text("{}")
+    assert trl_adapter.last_checkpoint(tmp_path) == str(tmp_path / "checkpoint-8")
