@@ -25,7 +25,6 @@ METRICS = (
     "gold_reward", "gold_reward_sft", "win_rate_vs_sft", "kl_to_ref", "mean_length",
     "implicit_reward_accuracy", "implicit_reward_accuracy_ood", "train_loss_final",
 )
-METRICS_IN_USE: list[str] = list(METRICS)  # set by build_table
 IGNORED_KEYS = {"seed", "cache_dir", "threads", "generation.progress", "train.progress", "loss.citation",
                 "train.logging_steps"}
 
@@ -85,9 +84,8 @@ def metric_columns(runs: list[dict]) -> list[str]:
 
 def build_table(runs: list[dict]) -> tuple[list[str], list[dict], list[dict]]:
     """(hyperparameter columns, rows, failed runs)."""
-    global METRICS_IN_USE
     done = [r for r in runs if r.get("status") == "done"]
-    METRICS_IN_USE = metric_columns(done)
+    metrics = metric_columns(done)
     failed = [r for r in runs if r.get("status") != "done"]
     flats = [_flatten(r.get("config", {})) for r in done]
     keys = sorted({k for f in flats for k in f})
@@ -113,7 +111,7 @@ def build_table(runs: list[dict]) -> tuple[list[str], list[dict], list[dict]]:
         for k, v in zip(hp_cols, key[1:]):
             row[k] = json.loads(v)
         row["n_seeds"] = len(members)
-        for m in METRICS_IN_USE:
+        for m in metrics:
             mean, sd = _mean_std([r.get("metrics", {}).get(m) for r in members])
             row[f"{m}_mean"], row[f"{m}_std"] = mean, sd
         row["seconds_mean"] = _mean_std([r.get("metrics", {}).get("seconds", {}).get("total") for r in members])[0]
@@ -127,12 +125,18 @@ def _fmt(x: Any) -> str:
     return str(x)
 
 
+def _metrics_of(rows: list[dict]) -> list[str]:
+    """The metric columns of built rows (every ``<metric>_mean`` key, in order)."""
+    return [k[: -len("_mean")] for k in (rows[0] if rows else {m + "_mean": 0 for m in METRICS})
+            if k.endswith("_mean") and k != "seconds_mean"]
+
+
 def _fmt_hp(x: Any) -> str:
     return f"{x:g}" if isinstance(x, float) else str(x)
 
 
 def to_csv(hp_cols: list[str], rows: list[dict]) -> str:
-    cols = ["method"] + hp_cols + ["n_seeds"] + [f"{m}_{s}" for m in METRICS_IN_USE for s in ("mean", "std")] + ["seconds_mean"]
+    cols = ["method"] + hp_cols + ["n_seeds"] + [f"{m}_{s}" for m in _metrics_of(rows) for s in ("mean", "std")] + ["seconds_mean"]
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore", lineterminator="\n")
     w.writeheader()
@@ -142,7 +146,8 @@ def to_csv(hp_cols: list[str], rows: list[dict]) -> str:
 
 
 def to_markdown(hp_cols: list[str], rows: list[dict], failed: list[dict], title: str = "") -> str:
-    head = ["method"] + hp_cols + ["seeds"] + list(METRICS_IN_USE)
+    metrics = _metrics_of(rows)
+    head = ["method"] + hp_cols + ["seeds"] + metrics
     lines = []
     if title:
         lines += [f"## {title}", ""]
@@ -150,7 +155,7 @@ def to_markdown(hp_cols: list[str], rows: list[dict], failed: list[dict], title:
     lines.append("|" + "|".join("---" for _ in head) + "|")
     for r in rows:
         cells = [r["method"]] + [_fmt_hp(r[k]) for k in hp_cols] + [str(r["n_seeds"])]
-        for m in METRICS_IN_USE:
+        for m in metrics:
             mean, sd = r[f"{m}_mean"], r[f"{m}_std"]
             cells.append(_fmt(mean) if r["n_seeds"] < 2 or math.isnan(sd) else f"{_fmt(mean)} ± {_fmt(sd)}")
         lines.append("| " + " | ".join(cells) + " |")
