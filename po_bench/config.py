@@ -298,13 +298,12 @@ def validate(cfg) -> None:
         except ValueError as e:
             raise ConfigError(f"loss={loss.name}: {e}") from None
         if loss.backend != "pobench":
-            from .losses import _fmt_range
+            from .losses import _fmt_range, in_range
 
             for k, v in dict(loss.args).items():
                 if k in TRL_ARG_RANGES and isinstance(v, (int, float)):
                     lo, hi, lo_inc, hi_inc = TRL_ARG_RANGES[k]
-                    ok = (lo is None or (v >= lo if lo_inc else v > lo)) and (hi is None or (v <= hi if hi_inc else v < hi))
-                    _check(ok, f"loss.args.{k}={v:g} for {loss.name}: allowed {_fmt_range(lo, hi, lo_inc, hi_inc)}")
+                    _check(in_range(v, lo, hi, lo_inc, hi_inc), f"loss.args.{k}={v:g} for {loss.name}: allowed {_fmt_range(lo, hi, lo_inc, hi_inc)}")
     noise = cfg.noise
     _check(noise.kind in ("none", "flip"), f"noise.kind={noise.kind!r}: allowed none, flip")
     _check(0.0 <= noise.rate < 0.5, f"noise.rate={noise.rate}: must be in [0, 0.5)")

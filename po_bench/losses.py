@@ -113,6 +113,10 @@ LOSSES: dict[str, LossSpec] = {
 }
 
 
+def in_range(v: float, lo, hi, lo_inc, hi_inc) -> bool:
+    return (lo is None or (v >= lo if lo_inc else v > lo)) and (hi is None or (v <= hi if hi_inc else v < hi))
+
+
 def _fmt_range(lo, hi, lo_inc, hi_inc) -> str:
     left = ("[" if lo_inc else "(") + ("-inf" if lo is None else f"{lo:g}")
     right = ("inf" if hi is None else f"{hi:g}") + ("]" if hi_inc else ")")
@@ -135,6 +139,5 @@ def check_hparams(function: str, hparams: dict) -> None:
             raise ValueError(f"loss.args.{k} is required by {function}")
     for k, (lo, hi, lo_inc, hi_inc) in spec.ranges.items():
         v = float(hparams[k])
-        ok = (lo is None or (v >= lo if lo_inc else v > lo)) and (hi is None or (v <= hi if hi_inc else v < hi))
-        if not ok:
+        if not in_range(v, lo, hi, lo_inc, hi_inc):
             raise ValueError(f"loss.args.{k}={v:g} for {function}: allowed {_fmt_range(lo, hi, lo_inc, hi_inc)}")

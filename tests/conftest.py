@@ -35,3 +35,14 @@ def tokenizer():
     from po_bench.models import train_world_tokenizer
 
     return train_world_tokenizer()
+
+
+def smollm2_path_or_skip():
+    """SmolLM2's converted checkpoint folder, or skip with the reason its GGUF file is unavailable."""
+    from po_bench import smollm2
+
+    try:
+        smollm2.gguf_file()
+    except RuntimeError as e:
+        pytest.skip(f"SmolLM2 GGUF unavailable: {e}")
+    return smollm2.smollm2_path()

