@@ -96,6 +96,20 @@ def asft(s: PairStats, beta: float, lam: float) -> LossOutput:
     return LossOutput(losses, beta * pw.detach(), beta * pl.detach())
 
 
+def adpo(s: PairStats, beta: float, q: float) -> LossOutput:
+    """ADPO, pairwise anchored Soft-DPO (Wang 2025, "ADPO: Anchored Direct Preference
+    Optimization", arXiv:2510.18913): KL(q || softmax((l - l_ref) / tau_anc)) over the two
+    completions, with beta = 1/tau_anc and the soft target q = (q, 1-q) on (y_w, y_l).
+    Over a pair the softmax is sig(beta*h) for y_w, so
+    L = q log q + (1-q) log(1-q) - q log sig(beta*h) - (1-q) log sig(-beta*h) >= 0, zero where
+    the policy's anchored preference equals q.  With a constant q its gradient is cDPO's with
+    eps = 1-q (the constant is the target's negative entropy); q = 1 is DPO."""
+    h = s.chosen_logratio - s.rejected_logratio
+    neg_entropy = sum(p * torch.log(torch.tensor(p, dtype=h.dtype)) for p in (q, 1 - q) if p > 0)
+    losses = neg_entropy - q * F.logsigmoid(beta * h) - (1 - q) * F.logsigmoid(-beta * h)
+    return LossOutput(losses, beta * s.chosen_logratio.detach(), beta * s.rejected_logratio.detach())
+
+
 @dataclass(frozen=True)
 class LossSpec:
     fn: Callable[..., LossOutput]
@@ -110,6 +124,7 @@ LOSSES: dict[str, LossSpec] = {
     "rrhf": LossSpec(rrhf, False, {"lam": (0.0, None, True, False)}),
     "slic_hf": LossSpec(slic_hf, False, {"delta": (0.0, None, True, False), "lam": (0.0, None, True, False)}),
     "asft": LossSpec(asft, False, {"lam": (0.0, None, True, False)}),
+    "adpo": LossSpec(adpo, True, {"q": (0.5, 1.0, False, True)}),
 }
 
 

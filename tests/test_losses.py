@@ -57,12 +57,21 @@ def ref_asft(c, r, rc, rr, nc, nl, beta, lam):
     return -(c / nc) + lam * (-log_sig(math.log(odds_w)) - log_sig(-math.log(odds_l)))
 
 
+def ref_adpo(c, r, rc, rr, nc, nl, beta, q):
+    # Wang (2025), ADPO: KL(q || softmax((l - l_ref)/tau_anc)) over {y_w, y_l}, tau_anc = 1/beta
+    u = [(c - rc) * beta, (r - rr) * beta]
+    z = math.log(sum(math.exp(x) for x in u))
+    p = [math.exp(x - z) for x in u]
+    return sum(qi * math.log(qi / pi) for qi, pi in zip((q, 1 - q), p) if qi > 0)
+
+
 FORMULAS = {
     "cdpo": (ref_cdpo, {"beta": 0.1, "eps": 0.2}),
     "r_dpo": (ref_r_dpo, {"beta": 0.1, "alpha": 0.05}),
     "rrhf": (ref_rrhf, {"beta": 1.0, "lam": 1.0}),
     "slic_hf": (ref_slic_hf, {"beta": 1.0, "delta": 1.0, "lam": 0.1}),
     "asft": (ref_asft, {"beta": 1.0, "lam": 0.1}),
+    "adpo": (ref_adpo, {"beta": 0.1, "q": 0.8}),
 }
 
 
@@ -86,6 +95,7 @@ SIGN_CASES = {
     "rrhf": (-20.0, -6.0, 0, 0, 10, 4),  # p_l = -1.5 > p_w = -2: ranking hinge active
     "slic_hf": (-12.0, -12.5, 0, 0, 6, 6),  # margin 0.5 < delta: calibration hinge active
     "asft": (-12.0, -15.0, 0, 0, 6, 9),
+    "adpo": (-14.0, -13.0, -13.0, -14.0, 6, 9),  # policy prefers y_l: below the target q
 }
 
 
@@ -102,6 +112,18 @@ def test_cdpo_eps_zero_is_dpo():
     s = _stats(*CASES[0])
     h = (CASES[0][0] - CASES[0][2]) - (CASES[0][1] - CASES[0][3])
     assert losses.cdpo(s, beta=0.1, eps=0.0).losses.item() == pytest.approx(-log_sig(0.1 * h), abs=1e-9)
+
+
+def test_adpo_is_a_kl_and_q_one_is_dpo():
+    s = _stats(*CASES[0])
+    h = (CASES[0][0] - CASES[0][2]) - (CASES[0][1] - CASES[0][3])
+    assert losses.adpo(s, beta=0.1, q=1.0).losses.item() == pytest.approx(-log_sig(0.1 * h), abs=1e-9)
+    # zero exactly where sig(beta*h) = q
+    beta, q = 0.5, 0.8
+    hq = math.log(q / (1 - q)) / beta
+    at = losses.adpo(_stats(hq, 0.0, 0.0, 0.0, 1, 1), beta=beta, q=q).losses.item()
+    assert at == pytest.approx(0.0, abs=1e-9)
+    assert losses.adpo(_stats(hq + 1, 0.0, 0.0, 0.0, 1, 1), beta=beta, q=q).losses.item() > 0
 
 
 def _compose(overrides):
