@@ -12,6 +12,9 @@ arena_hard       Arena-Hard-Auto v0.1: pairwise verdicts against a baseline's an
                  orders, Bradley-Terry win rate with a bootstrap confidence interval
 reward_model     a local sequence-classification reward model: mean rewards and win rate of the
                  policy over the SFT policy's responses
+openllm_v2       Open LLM Leaderboard v2 (IFEval, BBH, MATH lvl 5, GPQA, MuSR, MMLU-Pro) run by
+                 lm-evaluation-harness on the policy checkpoint, with the leaderboard's
+                 normalized scores (random baseline 0, maximum 100)
 =============== ===============================================================================
 
 LLM judges talk to any OpenAI-compatible endpoint through :class:`client.JudgeClient`
@@ -26,7 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-JUDGES = ("alpaca_eval", "mt_bench", "arena_hard", "reward_model")
+JUDGES = ("alpaca_eval", "mt_bench", "arena_hard", "reward_model", "openllm_v2")
 
 
 @dataclass
@@ -56,4 +59,8 @@ def get_judge(cfg: Any, client=None):
         from .reward_model import RewardModelJudge
 
         return RewardModelJudge(cfg)
+    if kind == "openllm_v2":
+        from .openllm import OpenLLMJudge
+
+        return OpenLLMJudge(cfg)
     raise ValueError(f"judge kind {kind!r} is not available; valid: {', '.join(JUDGES)}")
