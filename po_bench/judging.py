@@ -43,6 +43,8 @@ def run_judge(cfg, *, store, policy, policy_dir, sft_model, sft_dir, tokenizer, 
     if name == "reward_model":
         res = get_judge(cfg.judge).evaluate(prompts, samples, sft_samples)
         return {f"rm_{k}" if not k.startswith("rm_") else k: v for k, v in res.metrics.items()}
+    if name == "openllm_v2":
+        return _openllm(cfg, store, policy_dir, policy_key)
 
     client = JudgeClient(cfg.judge, cache_root=Path(cfg.cache_dir) / "judge")
     judge = get_judge(cfg.judge, client)
@@ -63,4 +65,18 @@ def run_judge(cfg, *, store, policy, policy_dir, sft_model, sft_dir, tokenizer, 
     generate.release()
     out = {f"{name}_{k}": v for k, v in res.metrics.items()}
     out["judge_client"] = client.summary()  # requests, cache hits, tokens, cost, errors by kind
+    out["judge_budget"] = client.budget_report()  # exhausted: the run is recorded failed, with every count kept
     return out
+
+
+def _openllm(cfg, store, policy_dir, policy_key: dict) -> dict:
+    """judge=openllm_v2: lm-evaluation-harness on the policy's checkpoint folder (its own model
+    instance: hf or vLLM), scored as the Open LLM Leaderboard v2.  lm-eval's output is an artifact of
+    the store keyed by the policy and everything that determines the evaluation."""
+    from .judges import get_judge
+
+    judge = get_judge(cfg.judge)
+    generate.release()  # a vLLM engine from the generation stage frees its memory first
+    run = store.get_or_build_json("openllm", {"policy": policy_key, "judge": judge.cache_fields()},
+                                  lambda: judge.run(policy_dir))
+    return judge.score(run).metrics

@@ -51,6 +51,11 @@ def _plain(node) -> dict:
     return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else dict(node)
 
 
+def model_fields(cfg) -> dict:
+    """The model config fields that determine a checkpoint (reference_id only labels tables)."""
+    return {k: v for k, v in _plain(cfg.model).items() if k != "reference_id"}
+
+
 _VLLM_ENGINE_FIELDS = ("n", "dtype", "max_model_len", "gpu_memory_utilization", "kv_cache_memory_gib",
                        "enforce_eager", "max_num_seqs", "tensor_parallel_size", "multiprocessing", "engine_args")
 
@@ -113,7 +118,7 @@ def run(cfg, out_dir: str | Path) -> dict:
     sft_fields = {
         "world": {k: v for k, v in data.spec_fields(spec).items()
                   if k not in ("n_pref", "n_eval", "n_ood", "ood_keywords")},  # what SFT data depends on
-        "model": _plain(cfg.model),
+        "model": model_fields(cfg),
         "sft": {k: cfg.train[k] for k in ("sft_lr", "sft_epochs", "sft_batch_size", "max_length",
                                             "lr_scheduler", "warmup_ratio")},
         "seed": seed,

@@ -12,13 +12,16 @@ implicit-reward accuracy on the eval split and the KL / length of its samples.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 from . import generate, judge as judge_mod, models, prefdata
 from .noise import flip_labels
-from .pipeline import (_gen_fields, _load_model, _plain, _seed_everything, _timed, _write_jsonl, train_fields,
+from .pipeline import (_gen_fields, _load_model, _plain, _seed_everything, _timed, _write_jsonl, model_fields, train_fields,
                        train_policy)
 from .store import Store, atomic_write_json, fingerprint
+
+log = logging.getLogger("po_bench")
 
 
 def run(cfg, out_dir: Path, store: Store, seconds: dict) -> dict:
@@ -37,8 +40,11 @@ def run(cfg, out_dir: Path, store: Store, seconds: dict) -> dict:
         else:
             pairs, report = prefdata.load_unpaired(d)
         _apply_error_policy(d, report)
+        eval_report = None
         if d.eval_split:
-            eval_pairs = prefdata.load_pairs(d, d.eval_split)[0][: d.n_eval]
+            eval_pairs, eval_report = prefdata.load_pairs(d, d.eval_split)
+            _apply_error_policy(d, eval_report)
+            eval_pairs = eval_pairs[: d.n_eval]
         else:  # no eval split: hold out the last n_eval pairs (never trained on)
             n_hold = min(d.n_eval, len(pairs) // 4)
             eval_pairs = pairs[len(pairs) - n_hold:] if "chosen" in pairs[0] and n_hold else []
@@ -49,7 +55,7 @@ def run(cfg, out_dir: Path, store: Store, seconds: dict) -> dict:
             pairs, flipped = flip_labels(pairs, cfg.noise.rate, seed)
 
     # ---- SFT (optional: instruct models start from themselves) --------------------------
-    sft_fields = {"base": _plain(cfg.model), "base_path": base_path, "seed": seed,
+    sft_fields = {"base": model_fields(cfg), "base_path": base_path, "seed": seed,
                   "sft_data": None, "sft": None}
     sft_dir: Path | str = base_path
     sft_metrics: dict = {}
@@ -91,13 +97,20 @@ def run(cfg, out_dir: Path, store: Store, seconds: dict) -> dict:
         policy, train_metrics, policy_dir = train_policy(cfg, store, seconds, sft_dir, sft_fields, tokenizer, pairs,
                                                          policy_key)
 
+    tokens = prefdata.data_stats(pairs, tokenizer, cfg.train.max_length) if "chosen" in pairs[0] else {}
+    train_prompts = [p["prompt"] for p in pairs]
+    leak = {**prefdata.leakage(train_prompts, prefdata.eval_sets()),
+            **prefdata.leakage(train_prompts, {"eval_split": [p["prompt"] for p in eval_pairs]})}
+    if leak["eval_split"]["count"]:
+        log.warning("%d of %d eval prompts also occur among the training prompts (data.leakage.eval_split)",
+                    leak["eval_split"]["count"], leak["eval_split"]["n_eval"])
     metrics: dict = {
         "train_loss_final": train_metrics.get("train_loss_final"),
         "gold_reward": None, "gold_reward_sft": None, "win_rate_vs_sft": None,
         "implicit_reward_accuracy_ood": None,
-        "data": {"conversion": report, "skipped_prompt_over_max_length": too_long, "noise_flipped_count": len(flipped), "noise_flipped_rows": flipped,
-                 "tokens": prefdata.data_stats(pairs, tokenizer, cfg.train.max_length) if "chosen" in pairs[0] else {},
-                 "leakage": prefdata.leakage([p["prompt"] for p in pairs], prefdata.eval_sets())},
+        "data": {"conversion": report, "conversion_eval": eval_report, "skipped_prompt_over_max_length": too_long,
+                 "noise_flipped_count": len(flipped), "noise_flipped_rows": flipped, "tokens": tokens, "leakage": leak,
+                 "counts": data_counts(report, eval_report, too_long, tokens, leak)},
         "history": train_metrics.get("history", []),
     }
 
@@ -128,12 +141,48 @@ def run(cfg, out_dir: Path, store: Store, seconds: dict) -> dict:
     return metrics
 
 
+def data_counts(report: dict, eval_report: dict | None, too_long: int, tokens: dict, leak: dict) -> dict:
+    """Everything left out, cut or flagged on the way from the files to training, by reason, in one
+    place of run.json (``metrics.data.counts``): rows skipped by the converter (train and eval
+    split), pairs dropped because the prompt alone fills ``train.max_length``, pairs kept but
+    truncated by the trainer, kept rows with a note, and eval prompts that also occur in training."""
+    return {
+        "rows_read": report.get("rows"),
+        "skipped": dict(report.get("skipped") or {}),
+        "eval_skipped": dict((eval_report or {}).get("skipped") or {}),
+        "dropped": {"prompt_over_max_length": too_long},
+        "truncated": {"over_max_length": tokens.get("n_truncated", 0)},
+        "kept_with_notes": dict(report.get("notes") or {}),
+        "eval_prompts_in_train": leak["eval_split"]["count"],
+    }
+
+
+def _line_of(source: str, row: int) -> int | None:
+    """The 1-based line of row ``row`` in a JSONL file (blank lines are not rows), else None."""
+    import gzip
+
+    p = Path(source)
+    name = p.name.lower()
+    if not name.endswith((".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz")) or not p.is_file():
+        return None
+    n = -1
+    with (gzip.open if name.endswith(".gz") else open)(p, "rt", encoding="utf-8") as f:
+        for i, line in enumerate(f, 1):
+            if line.strip():
+                n += 1
+                if n == row:
+                    return i
+    return None
+
+
 def _apply_error_policy(d, report: dict) -> None:
-    """dataset.on_error=fail: the first bad row stops the run, naming the file and row."""
+    """dataset.on_error=fail: the first bad row stops the run, naming the file and line (row)."""
     if d.on_error != "fail" or not report.get("n_skipped"):
         return
     reason, rows = min(report["skipped_examples"].items(), key=lambda kv: kv[1][0])
-    raise prefdata.DataError(f"{report['source']}: row {rows[0]}: {reason} "
+    line = _line_of(report["source"], rows[0])
+    where = f"line {line} (row {rows[0]})" if line else f"row {rows[0]}"
+    raise prefdata.DataError(f"{report['source']}: {where}: {reason} "
                              f"({report['n_skipped']} bad rows in all; dataset.on_error=skip skips and counts them)")
 
 

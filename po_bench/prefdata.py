@@ -352,9 +352,30 @@ def _finish_pair(prompt, chosen: str, rejected: str, rep: _Report) -> dict:
         rep.notes["empty_rejected_kept"] += 1
     if isinstance(prompt, str):
         return {"prompt": prompt, "chosen": chosen, "rejected": rejected}
-    if prompt and prompt[-1]["role"] == "assistant":
-        rep.notes["prompt_ends_with_assistant"] += 1
+    _check_roles(prompt, rep)
     return {"prompt": prompt, "chosen": _assistant(chosen), "rejected": _assistant(rejected)}
+
+
+def _check_roles(prompt: list[dict], rep: _Report) -> None:
+    """The role order of a conversational prompt, as a chat template will get it.
+
+    Skipped (counted by reason; under ``dataset.on_error=fail`` the first one stops the run naming
+    the file and line): a system message anywhere but first (``system_not_first``); no user turn
+    first (``first_turn_not_user``, e.g. the assistant speaks first); a prompt whose last turn is
+    the assistant's (``prompt_ends_with_assistant``: the answer would follow an assistant turn).
+    Kept and counted in ``notes``: two turns of one role in a row (``non_alternating_roles``;
+    real HH-RLHF rows have them and ChatML templates render them).
+    """
+    roles = [m["role"] for m in prompt]
+    if "system" in roles[1:]:
+        raise _Skip("system_not_first")
+    turns = roles[1:] if roles and roles[0] == "system" else roles
+    if not turns or turns[0] != "user":
+        raise _Skip("first_turn_not_user")
+    if turns[-1] == "assistant":
+        raise _Skip("prompt_ends_with_assistant")
+    if any(a == b and a != "tool" for a, b in zip(turns, turns[1:])):
+        rep.notes["non_alternating_roles"] += 1
 
 
 def _pair_plain(row, cols, rep):
@@ -437,10 +458,7 @@ def _pair_hh(row, cols, rep):
     prompt, c, r, _ = hh_split_pair(chosen, rejected)
     if _HH_TURN.search("\n\n" + c) or _HH_TURN.search("\n\n" + r):
         rep.notes["response_has_turn_markers"] += 1
-    roles = [m["role"] for m in prompt]
-    if any(a == b for a, b in zip(roles, roles[1:])):
-        rep.notes["non_alternating_roles"] += 1
-    return _finish_pair(prompt, c, r, rep)
+    return _finish_pair(prompt, c, r, rep)  # role order checked (and non-alternating turns noted) there
 
 
 # ---- ranked -----------------------------------------------------------------------------------
@@ -564,8 +582,9 @@ def to_unpaired(rows: Sequence[dict], format: str, columns: dict | None = None,
                     raise _Skip("empty_prompt")
                 out.append({"prompt": prompt, "completion": completion, "label": label})
             else:
-                out.append({"prompt": _conv_prompt(prompt, prefix, rep), "completion": _assistant(completion),
-                            "label": label})
+                conv = _conv_prompt(prompt, prefix, rep)
+                _check_roles(conv, rep)
+                out.append({"prompt": conv, "completion": _assistant(completion), "label": label})
         except _Skip as e:
             rep.skip(i, e.reason)
     rep.check_nonempty(len(out), "unpaired examples")

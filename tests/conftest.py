@@ -46,3 +46,24 @@ def smollm2_path_or_skip():
     except RuntimeError as e:
         pytest.skip(f"SmolLM2 GGUF unavailable: {e}")
     return smollm2.smollm2_path()
+
+
+@pytest.fixture(scope="session")
+def tiny_chat_model(tmp_path_factory):
+    """A one-layer random Llama with SmolLM2's tokenizer and chat template: real-data po-bench runs
+    (dataset.kind=hf, model.kind=hub) in seconds.  Skipped where SmolLM2's GGUF file is unavailable."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from po_bench.smollm2 import smollm2_tokenizer
+
+    try:
+        tok = smollm2_tokenizer()
+    except RuntimeError as e:
+        pytest.skip(f"SmolLM2 tokenizer unavailable: {e}")
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=1,
+                      num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=1024,
+                      pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, tie_word_embeddings=True)
+    d = tmp_path_factory.mktemp("tiny_chat_model")
+    LlamaForCausalLM(cfg).save_pretrained(str(d))
+    tok.save_pretrained(str(d))
+    return d

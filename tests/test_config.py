@@ -47,6 +47,12 @@ def test_unknown_group_option_lists_choices():
     (["loss=simpo", "loss.implicit_reward=logratio"], "reference-free"),
     (["model.kind=hub", "model.name_or_path=/no/such/model"], "no such directory"),
     (["loss=kto", "train.batch_size=1"], "batch_size"),
+    (["judge.max_requests=-1"], "judge.max_requests=-1: must be >= 0"),
+    (["judge.max_cost_usd=-0.5"], "judge.max_cost_usd=-0.5: must be >= 0"),
+    (["judge.max_cost_usd=5"], "judge.max_cost_usd=5 needs the judge's prices"),
+    (["judge.api_key_env=sk-not-a-variable"], "judge.api_key_env must name an environment variable"),
+    (["judge.api_key_file=/no/such/key/file"], "judge.api_key_file: no such file"),
+    (["+judge.api_key=sk-planted"], "judge.api_key: API keys are never read from the config"),
 ])
 def test_semantic_errors_name_the_key(overrides, needle):
     with pytest.raises(ConfigError, match=needle):
@@ -60,6 +66,21 @@ def test_cli_config_error_is_one_line_exit_2(tmp_path):
     assert err[-1].startswith("po-bench: config error: noise.rate=0.7")
     assert "Traceback" not in r.stderr
     assert not (tmp_path / "c").exists()  # nothing computed, nothing cached
+
+
+@pytest.mark.parametrize("override", ["judge.api_key=sk-PLANTED-cli", "+judge.api_key=sk-PLANTED-cli",
+                                      "++judge.openai_token=sk-PLANTED-cli", "judge.api_key_env=sk-PLANTED-cli",
+                                      "judge.api_key_file=sk-PLANTED-cli",
+                                      "hydra.job.env_set.OPENAI_API_KEY=sk-PLANTED-cli"])
+def test_cli_refuses_a_key_on_the_command_line(override, tmp_path):
+    """Keys come only from the environment or a key file: an override that would carry one is
+    refused before Hydra writes anything, in one line that does not echo it."""
+    r = run_cli([override, f"cache_dir={tmp_path}/c", f"hydra.run.dir={tmp_path}/run"], ROOT)
+    assert r.returncode == 2, r.stderr[-2000:]
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("po-bench: config error: ") and "value is not shown" in lines[0]
+    assert "PLANTED" not in r.stdout + r.stderr
+    assert list(tmp_path.iterdir()) == []  # no .hydra/, no run.json, no cache
 
 
 def test_help_lists_groups():

@@ -106,14 +106,19 @@ def test_alpaca_eval_prompt_is_the_packages():
 class FakeOpenAI:
     """A real HTTP server on loopback speaking the chat-completions API.  ``script`` is a list of
     actions consumed one per request ("429", "500", "400", "timeout"); afterwards (or for "ok")
-    ``responder(body) -> (text, logprobs or None)`` answers."""
+    ``responder(body) -> (text, logprobs or None)`` answers.  Every request's Authorization header
+    is kept in ``auth``; with ``require_key`` a request without ``Bearer <require_key>`` gets a 401."""
 
-    def __init__(self, responder=None, script=(), delay: float = 0.0, timeout_sleep: float = 1.5):
+    def __init__(self, responder=None, script=(), delay: float = 0.0, timeout_sleep: float = 1.5,
+                 require_key: str | None = None, usage: bool = True):
         self.responder = responder or (lambda body: ("ok", None))
         self.script = list(script)
         self.delay = delay
         self.timeout_sleep = timeout_sleep
+        self.require_key = require_key
+        self.usage = usage
         self.requests: list[dict] = []
+        self.auth: list[str | None] = []
         self.in_flight = 0
         self.max_in_flight = 0
         self._lock = threading.Lock()
@@ -127,13 +132,16 @@ class FakeOpenAI:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 with outer._lock:
                     outer.requests.append(body)
+                    outer.auth.append(self.headers.get("Authorization"))
                     action = outer.script.pop(0) if outer.script else "ok"
+                    if outer.require_key is not None and outer.auth[-1] != f"Bearer {outer.require_key}":
+                        action = "401"
                     outer.in_flight += 1
                     outer.max_in_flight = max(outer.max_in_flight, outer.in_flight)
                 try:
                     if action == "timeout":
                         time.sleep(outer.timeout_sleep)
-                    if action in ("429", "500", "400"):
+                    if action in ("429", "500", "400", "401"):
                         payload = json.dumps({"error": {"message": f"scripted {action}", "type": "x"}}).encode()
                         self.send_response(int(action))
                         if action == "429":
@@ -146,7 +154,8 @@ class FakeOpenAI:
                             "id": "cmpl-1", "object": "chat.completion", "created": 0, "model": body["model"],
                             "choices": [{"index": 0, "finish_reason": "stop", "logprobs": {"content": lp} if lp else None,
                                          "message": {"role": "assistant", "content": text}}],
-                            "usage": {"prompt_tokens": 100, "completion_tokens": 5, "total_tokens": 105}}).encode()
+                            "usage": {"prompt_tokens": 100, "completion_tokens": 5, "total_tokens": 105}
+                            if outer.usage else None}).encode()
                         self.send_response(200)
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(payload)))
@@ -245,6 +254,91 @@ def test_client_api_key_from_environment_only(tmp_path, monkeypatch):
         client = JudgeClient(_client_cfg(srv.url, tmp_path, api_key_env="PO_BENCH_TEST_KEY"))
         res = client.chat(MSG)
         assert not res.ok and "PO_BENCH_TEST_KEY" in res.error and len(srv.requests) == 0
+
+
+def test_client_api_key_file_wins_and_is_sent(tmp_path, monkeypatch):
+    monkeypatch.setenv("PO_BENCH_TEST_KEY", "sk-from-env")
+    key_file = tmp_path / "key"
+    key_file.write_text("sk-from-file\n")
+    with FakeOpenAI(require_key="sk-from-file") as srv:
+        client = JudgeClient(_client_cfg(srv.url, tmp_path, api_key_env="PO_BENCH_TEST_KEY", api_key_file=str(key_file)))
+        assert client.chat(MSG).ok and srv.auth == ["Bearer sk-from-file"]
+        gone = JudgeClient(_client_cfg(srv.url, tmp_path, api_key_file=str(tmp_path / "absent")))
+        res = gone.chat([{"role": "user", "content": "other"}])
+        assert not res.ok and "api_key_file" in res.error and len(srv.requests) == 1
+        env_only = JudgeClient(_client_cfg(srv.url, tmp_path, api_key_env="PO_BENCH_TEST_KEY"))
+        res = env_only.chat([{"role": "user", "content": "third"}])  # the env key is not the one the server takes
+        assert not res.ok and "401" in res.error and srv.auth[-1] == "Bearer sk-from-env"
+    for f in (tmp_path / "cache").rglob("*.json"):  # the cache holds requests and responses, never a key
+        assert b"sk-from" not in f.read_bytes()
+
+
+def _distinct(n):
+    return [{"messages": [{"role": "user", "content": f"question {i}"}]} for i in range(n)]
+
+
+def test_client_budget_max_requests(tmp_path):
+    """max_requests=N: exactly N HTTP requests reach the server (a retry is one), the rest are not
+    sent, counted as budget stops (not failures); a rerun with a larger cap pays only for the rest."""
+    with FakeOpenAI(script=["500"], delay=0.05) as srv:
+        client = JudgeClient(_client_cfg(srv.url, tmp_path, max_requests=4, max_concurrency=3))
+        res = client.chat_many(_distinct(8))
+        assert len(srv.requests) == 4  # one 500 + its retry + 2 more
+        ok = [r for r in res if r.ok]
+        stopped = [r for r in res if r.budget_stopped]
+        assert len(ok) == 3 and len(stopped) == 5 and all("budget exhausted" in r.error for r in stopped)
+        s = client.stats
+        assert (s.requests, s.responses, s.retries, s.failures, s.budget_skipped, s.budget_exhausted) == (4, 3, 1, 0, 5, True)
+        assert not client.chat(MSG).ok and len(srv.requests) == 4  # spent: nothing more is sent
+        rep = client.budget_report()
+        assert rep["exhausted"] and rep["not_sent"] == 6 and "judge.max_requests=4" in rep["message"]
+
+        more = JudgeClient(_client_cfg(srv.url, tmp_path, max_requests=5))
+        res2 = more.chat_many(_distinct(8))
+        assert all(r.ok for r in res2) and [r.text for r in res2] == ["ok"] * 8
+        assert (more.stats.cache_hits, more.stats.requests, more.stats.budget_exhausted) == (3, 5, False)
+        assert len(srv.requests) == 9
+        assert more.budget_report()["message"] is None
+
+
+def test_client_budget_max_cost(tmp_path):
+    """max_cost_usd: priced from the server's usage (100 prompt + 5 completion tokens at 1 and 2 USD
+    per million = 0.00011 USD a response); a request goes out only while it fits beside those in flight."""
+    each = 100 * 1e-6 + 5 * 2e-6
+    with FakeOpenAI(delay=0.1) as srv:
+        client = JudgeClient(_client_cfg(srv.url, tmp_path, max_cost_usd=3.5 * each, max_concurrency=4, timeout=5))
+        res = client.chat_many(_distinct(10))
+        assert len(srv.requests) == 3 and sum(r.ok for r in res) == 3 and sum(r.budget_stopped for r in res) == 7
+        assert client.stats.cost_usd == pytest.approx(3 * each) and client.stats.cost_usd <= 3.5 * each
+        assert client.stats.prompt_tokens == 300 and client.stats.budget_exhausted
+        assert "judge.max_cost_usd=" in client.budget_report()["message"]
+        again = JudgeClient(_client_cfg(srv.url, tmp_path, max_cost_usd=100 * each))
+        assert all(r.ok for r in again.chat_many(_distinct(10)))
+        assert (again.stats.cache_hits, again.stats.requests) == (3, 7) and len(srv.requests) == 10
+    with FakeOpenAI(usage=False) as srv:  # no token usage: the cost cap cannot be kept, so it stops at once
+        blind = JudgeClient(_client_cfg(srv.url, tmp_path / "blind", max_cost_usd=1.0, max_concurrency=1))
+        res = blind.chat_many(_distinct(4))
+        assert len(srv.requests) == 1 and res[0].ok and sum(r.budget_stopped for r in res) == 3
+        assert "no token usage" in blind.budget_report()["message"]
+    with pytest.raises(ValueError, match="max_requests and max_cost_usd must be >= 0"):
+        JudgeClient(_client_cfg("http://127.0.0.1:9/v1", tmp_path, max_requests=-1))
+
+
+def test_judge_budget_counts_what_was_not_judged(tmp_path):
+    """A judge whose client runs out of budget: the judgments made are scored, the rest counted
+    (n_not_judged_budget, not request failures), and a rerun with a higher cap completes from the cache."""
+    from po_bench.judges.mt_bench import MTBenchJudge
+
+    with FakeOpenAI(lambda body: ("Rating: [[7]]", None)) as srv:
+        cfg = dict(_client_cfg(srv.url, tmp_path, max_concurrency=1, max_requests=3), **_mt_data(tmp_path))
+        m = MTBenchJudge(cfg).run(lambda convs: ["answer"] * len(convs)).metrics
+        assert len(srv.requests) == 3
+        assert (m["budget_exhausted"], m["n_asked"], m["n_not_judged_budget"], m["n_scored"], m["n_request_failures"]) \
+            == (True, 4, 1, 3, 0)
+        assert m["score"] == 7 and m["client"]["budget_skipped"] == 1
+        m2 = MTBenchJudge(dict(cfg, max_requests=10)).run(lambda convs: ["answer"] * len(convs)).metrics
+        assert (m2["budget_exhausted"], m2["n_not_judged_budget"], m2["n_scored"]) == (False, 0, 4)
+        assert m2["client"]["cache_hits"] == 3 and m2["client"]["requests"] == 1 and len(srv.requests) == 4
 
 
 # ---- judges on a scripted judge: bookkeeping and parse failures ---------------------------------------

@@ -29,8 +29,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from . import JudgeResult
-from .alpaca_eval import _delta
-from .client import JudgeClient, cfg_get, read_json_or_jsonl, resolve_data_file, to_plain
+from .alpaca_eval import _delta, budget_metrics
+from .client import JudgeClient, cfg_get, is_budget_stop, read_json_or_jsonl, resolve_data_file, to_plain
 
 log = logging.getLogger("po_bench.judges")
 
@@ -237,11 +237,14 @@ class ArenaHardJudge:
         weight = int(cfg_get(self.cfg, "verdict_weight", 3))
         outcomes: list[float] = []
         counts = {lab: 0 for lab in LABELS}
-        n_parse, n_fail, examples = 0, 0, []
+        n_parse, n_fail, n_budget, examples = 0, 0, 0, []
         for it, (label, err, text) in zip(items, judged):
             it.update(verdict=label, judgment=text)
             if err is not None:
-                n_fail += 1
+                if is_budget_stop(err):
+                    n_budget += 1
+                else:
+                    n_fail += 1
                 it["error"] = err
                 continue
             if label not in LABELS:
@@ -266,6 +269,8 @@ class ArenaHardJudge:
             "verdicts_game1": {k: sum(1 for it in items if it["game"] == 1 and it.get("verdict") == k) for k in LABELS},
             "verdicts_game2": {k: sum(1 for it in items if it["game"] == 2 and it.get("verdict") == k) for k in LABELS},
             "n_parse_failures": n_parse, "n_request_failures": n_fail, "parse_failure_examples": examples,
-            "client": _delta(before, client.stats.as_dict()),
+            "client": _delta(before, client.stats.as_dict()), **budget_metrics(client, len(items), n_budget),
         }
+        if n_budget:
+            log.warning("arena_hard: %d of %d games not judged: the judge budget is spent", n_budget, len(items))
         return JudgeResult(metrics=m, records=items)

@@ -2,7 +2,8 @@
 
 * **endpoint**: any server speaking the OpenAI chat-completions API (OpenAI itself, a vLLM server
   ``python -m vllm.entrypoints.openai.api_server``, ...), named by ``base_url`` and ``model``; the
-  API key is read from the environment variable named by ``api_key_env`` (never stored in a config).
+  API key is read from the file named by ``api_key_file`` when set, else from the environment
+  variable named by ``api_key_env``; it is never stored in a config, a cache entry or a log.
 * **concurrency**: :meth:`JudgeClient.chat_many` runs up to ``max_concurrency`` requests at once.
 * **retries**: timeouts, connection errors, HTTP 429 and 5xx are retried up to ``max_retries``
   times with exponential backoff (``backoff_base * 2**attempt``, capped at ``backoff_max``, with
@@ -14,6 +15,15 @@
 * **accounting**: :attr:`JudgeClient.stats` counts requests sent, retries, cache hits, failures,
   prompt/completion tokens (from ``usage``) and cost (``price_input_per_mtok`` /
   ``price_output_per_mtok``, USD per million tokens; 0 for a local judge).
+* **budget**: ``max_requests`` (HTTP requests sent, retries included) and ``max_cost_usd`` (the
+  cost above), 0 = unlimited, cap what one client (one run) sends; cache hits are free and not
+  counted.  A request is sent only while the budget allows it: under ``max_cost_usd`` the next
+  request must fit, at the dearest response seen so far, beside those in flight (the first one
+  goes alone, to learn the price).  Once the budget is spent nothing more is sent: the requests
+  not made come back as results with ``budget_stopped`` set, counted in ``stats.budget_skipped``
+  with ``stats.budget_exhausted``; every answer already received is cached, so a rerun with a
+  higher budget pays only for the rest.  An endpoint that reports no token usage cannot be held to
+  ``max_cost_usd``: the client then stops after the first such response.
 * **structured outputs**: ``structured_outputs={"choice": [...]}`` or ``{"regex": ...}`` is sent as
   ``extra_body={"structured_outputs": ...}`` (vLLM's request field; its older ``guided_choice``
   is silently ignored by current vLLM).
@@ -94,6 +104,18 @@ class JudgeRequestError(RuntimeError):
     """A request that failed for good (non-retryable error, or retries exhausted)."""
 
 
+class _BudgetStop(Exception):
+    """The client's budget is spent: the request is not sent."""
+
+
+BUDGET_ERROR = "budget exhausted"  # in the error text of a result that the budget stopped
+
+
+def is_budget_stop(error: str | None) -> bool:
+    """Whether a result's ``error`` text is a budget stop (not a failed request)."""
+    return bool(error) and BUDGET_ERROR in error
+
+
 @dataclass
 class ChatResult:
     text: str | None = None
@@ -103,6 +125,7 @@ class ChatResult:
     cached: bool = False
     error: str | None = None
     key: str = ""
+    budget_stopped: bool = False  # not sent: the client's budget (max_requests / max_cost_usd) was spent
 
     @property
     def ok(self) -> bool:
@@ -120,6 +143,8 @@ class ClientStats:
     completion_tokens: int = 0
     cost_usd: float = 0.0
     errors: dict = field(default_factory=dict)  # error kind -> count (retried ones included)
+    budget_exhausted: bool = False  # max_requests / max_cost_usd reached: nothing more was sent
+    budget_skipped: int = 0  # requests not made because the budget was spent (not failures)
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -166,7 +191,7 @@ class JudgeClient:
     ``cfg`` is a judge config (see ``conf/judge/*.yaml``); keys read here: ``name``, ``version``,
     ``base_url``, ``model``, ``api_key_env``, ``max_concurrency``, ``timeout``, ``max_retries``,
     ``backoff_base``, ``backoff_max``, ``price_input_per_mtok``, ``price_output_per_mtok``,
-    ``cache.enabled``, ``cache.dir`` (else ``cache_root``, else ``$PO_BENCH_CACHE/judge`` or
+    ``api_key_file``, ``max_requests``, ``max_cost_usd``, ``cache.enabled``, ``cache.dir`` (else ``cache_root``, else ``$PO_BENCH_CACHE/judge`` or
     ``.po_bench_cache/judge``).
     """
 
@@ -185,6 +210,10 @@ class JudgeClient:
         self.backoff_max = float(cfg_get(cfg, "backoff_max", 60.0))
         self.price_in = float(cfg_get(cfg, "price_input_per_mtok", 0.0))
         self.price_out = float(cfg_get(cfg, "price_output_per_mtok", 0.0))
+        self.max_requests = int(cfg_get(cfg, "max_requests", 0))
+        self.max_cost_usd = float(cfg_get(cfg, "max_cost_usd", 0.0))
+        if self.max_requests < 0 or self.max_cost_usd < 0:
+            raise ValueError(f"judge {self.name}: max_requests and max_cost_usd must be >= 0 (0 = unlimited)")
         cache_cfg = cfg_get(cfg, "cache", {})
         self.cache = None
         if cfg_get(cache_cfg, "enabled", True):
@@ -192,6 +221,10 @@ class JudgeClient:
             self.cache = ResponseCache(root, f"{self.name}-{self.version}")
         self.stats = ClientStats()
         self._lock = threading.Lock()
+        self._budget = threading.Condition(self._lock)  # slots for requests under the budget
+        self._in_flight = 0
+        self._dearest = None  # the highest cost of one response so far (the estimate for the next)
+        self._no_usage = False  # a response came without token usage: its cost is unknown
         self._sleep = sleep
         self._client = None
 
@@ -200,10 +233,20 @@ class JudgeClient:
         if self._client is None:
             from openai import OpenAI
 
+            key_file = cfg_get(self.cfg, "api_key_file")
             env = cfg_get(self.cfg, "api_key_env")
-            key = os.environ.get(env) if env else None
-            if env and not key:
-                raise JudgeRequestError(f"judge {self.name}: environment variable {env} (the API key) is not set")
+            if key_file:  # a file wins: the key never passes through the config or the environment
+                try:
+                    key = Path(str(key_file)).expanduser().read_text(encoding="utf-8").strip()
+                except OSError as e:
+                    raise JudgeRequestError(f"judge {self.name}: api_key_file {key_file}: cannot read it "
+                                            f"({type(e).__name__})") from None
+                if not key:
+                    raise JudgeRequestError(f"judge {self.name}: api_key_file {key_file} is empty")
+            else:
+                key = os.environ.get(env) if env else None
+                if env and not key:
+                    raise JudgeRequestError(f"judge {self.name}: environment variable {env} (the API key) is not set")
             # retries are ours (counted, logged); the SDK's own are switched off
             self._client = OpenAI(base_url=self.base_url, api_key=key or "EMPTY", timeout=self.timeout,
                                   max_retries=0)
@@ -249,16 +292,64 @@ class JudgeClient:
                 pass
         return min(delay, self.backoff_max * 1.25)
 
-    def _send(self, body: dict):
+    def _acquire(self) -> bool:
+        """Count one request about to be sent, or say the budget is spent (then nothing is sent)."""
+        with self._budget:
+            while True:
+                if self.stats.budget_exhausted:
+                    return False
+                spent_out = self.max_requests and self.stats.requests >= self.max_requests
+                if not spent_out and self.max_cost_usd:
+                    spent = self.stats.cost_usd
+                    if spent >= self.max_cost_usd or self._no_usage:  # unknown cost: stop rather than overspend
+                        spent_out = True
+                    elif self._dearest is None or spent + (self._in_flight + 1) * self._dearest > self.max_cost_usd:
+                        if self._in_flight:  # wait for the responses in flight: their cost decides
+                            self._budget.wait()
+                            continue
+                        spent_out = self._dearest is not None  # the next one would pass the cap
+                if spent_out:
+                    self.stats.budget_exhausted = True
+                    log.warning("judge %s: budget spent (max_requests=%d, max_cost_usd=%g; %d requests sent, "
+                                "%.6f USD): no further requests are sent", self.name, self.max_requests,
+                                self.max_cost_usd, self.stats.requests, self.stats.cost_usd)
+                    self._budget.notify_all()
+                    return False
+                self.stats.requests += 1
+                self._in_flight += 1
+                return True
+
+    def _release(self, rec: dict | None = None) -> None:
+        """A request is over: account a response's tokens and cost, free its slot."""
+        with self._budget:
+            if rec is not None:
+                u = rec["usage"]
+                if not u and self.max_cost_usd and not self._no_usage:
+                    self._no_usage = True
+                    log.warning("judge %s: the endpoint reports no token usage: judge.max_cost_usd cannot be "
+                                "enforced, so no further requests are sent", self.name)
+                cost = (u.get("prompt_tokens", 0) * self.price_in + u.get("completion_tokens", 0) * self.price_out) / 1e6
+                self.stats.responses += 1
+                self.stats.prompt_tokens += u.get("prompt_tokens", 0)
+                self.stats.completion_tokens += u.get("completion_tokens", 0)
+                self.stats.cost_usd += cost
+                self._dearest = cost if self._dearest is None else max(self._dearest, cost)
+            self._in_flight -= 1
+            self._budget.notify_all()
+
+    def _send(self, body: dict) -> dict:
+        """The response record of one request (with retries), accounted; raises JudgeRequestError
+        when it fails for good and _BudgetStop when the budget is spent before it could be sent."""
         import openai
 
         api = self._api()
         attempt = 0
         while True:
-            self._bump(requests=1)
+            if not self._acquire():
+                raise _BudgetStop()
             exc: Exception
             try:
-                return api.chat.completions.create(**body)
+                resp = api.chat.completions.create(**body)
             except openai.APITimeoutError as e:
                 kind, exc = "timeout", e
             except openai.APIConnectionError as e:
@@ -266,11 +357,23 @@ class JudgeClient:
             except openai.RateLimitError as e:
                 kind, exc = "429", e
             except openai.APIStatusError as e:
-                if e.status_code < 500:
-                    self._error(str(e.status_code))
-                    raise JudgeRequestError(f"judge {self.name}: HTTP {e.status_code}: {e.message}") from e
                 kind, exc = str(e.status_code), e
+            except BaseException:
+                self._release()
+                raise
+            else:
+                try:
+                    rec = self._record(resp)
+                except (AttributeError, IndexError, KeyError, TypeError, ValueError) as e:
+                    self._release()
+                    self._error("malformed")
+                    raise JudgeRequestError(f"judge {self.name}: malformed response ({type(e).__name__}: {e})") from e
+                self._release(rec)
+                return rec
+            self._release()
             self._error(kind)
+            if isinstance(exc, openai.APIStatusError) and kind != "429" and exc.status_code < 500:
+                raise JudgeRequestError(f"judge {self.name}: HTTP {exc.status_code}: {exc.message}") from exc
             if attempt >= self.max_retries:
                 raise JudgeRequestError(f"judge {self.name}: {kind} after {attempt + 1} attempts: {exc}") from exc
             delay = self._retry_delay(attempt, exc)
@@ -294,15 +397,14 @@ class JudgeClient:
     # -- public -----------------------------------------------------------------------------
     def _run_one(self, body: dict, key: str) -> ChatResult:
         try:
-            resp = self._send(body)
+            rec = self._send(body)
         except JudgeRequestError as e:
             self._bump(failures=1)
             return ChatResult(error=str(e), key=key)
-        rec = self._record(resp)
-        u = rec["usage"]
-        cost = u.get("prompt_tokens", 0) * self.price_in / 1e6 + u.get("completion_tokens", 0) * self.price_out / 1e6
-        self._bump(responses=1, prompt_tokens=u.get("prompt_tokens", 0),
-                   completion_tokens=u.get("completion_tokens", 0), cost_usd=cost)
+        except _BudgetStop:
+            self._bump(budget_skipped=1)
+            return ChatResult(error=f"judge {self.name}: {BUDGET_ERROR} (max_requests={self.max_requests}, "
+                                    f"max_cost_usd={self.max_cost_usd:g}): not sent", key=key, budget_stopped=True)
         if self.cache is not None:
             self.cache.put(key, {"request": body, "judge": self.identity(), "response": rec,
                                  "time": time.strftime("%Y-%m-%dT%H:%M:%S")})
@@ -339,6 +441,24 @@ class JudgeClient:
 
     def summary(self) -> dict:
         return {"judge": self.identity(), **self.stats.as_dict()}
+
+    def budget_report(self) -> dict:
+        """The budget and what was spent of it, with a one-line ``message`` when it ran out."""
+        s = self.stats
+        out = {"max_requests": self.max_requests, "max_cost_usd": self.max_cost_usd, "exhausted": s.budget_exhausted,
+               "requests_sent": s.requests, "cost_usd": round(s.cost_usd, 6), "cache_hits": s.cache_hits,
+               "not_sent": s.budget_skipped, "message": None}
+        if s.budget_exhausted:
+            if self._no_usage:
+                out["no_usage"] = True
+            caps = ", ".join(x for x in (f"judge.max_requests={self.max_requests}" if self.max_requests else "",
+                                         f"judge.max_cost_usd={self.max_cost_usd:g}" if self.max_cost_usd else "") if x)
+            out["message"] = (f"judge budget exhausted ({caps}): {s.requests} requests sent for {s.cost_usd:.6f} USD, "
+                              f"{s.budget_skipped} judge requests not made (counted in run.json); the answers "
+                              f"received are cached, so a rerun with a higher budget pays only for the rest")
+            if self._no_usage:
+                out["message"] += " (the endpoint reports no token usage, so judge.max_cost_usd cannot be enforced)"
+        return out
 
 
 def make_client(cfg: Any, cache_root: str | os.PathLike | None = None) -> JudgeClient:

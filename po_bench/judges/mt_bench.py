@@ -26,7 +26,7 @@ import re
 from typing import Any, Callable, Sequence
 
 from . import JudgeResult
-from .alpaca_eval import _delta
+from .alpaca_eval import _delta, budget_metrics
 from .client import JudgeClient, cfg_get, read_json_or_jsonl, resolve_data_file, to_plain
 
 log = logging.getLogger("po_bench.judges")
@@ -149,10 +149,13 @@ class MTBenchJudge:
         client = self._client()
         before = client.stats.as_dict()
         results = client.chat_many(requests, desc="mt_bench")
-        n_parse, n_fail, examples = 0, 0, []
+        n_parse, n_fail, n_budget, examples = 0, 0, 0, []
         for it, res in zip(items, results):
             if not res.ok:
-                n_fail += 1
+                if res.budget_stopped:
+                    n_budget += 1
+                else:
+                    n_fail += 1
                 it.update(score=None, error=res.error)
                 continue
             it["judgment"] = res.text
@@ -180,8 +183,10 @@ class MTBenchJudge:
             "n_questions": len(qs), "n_judgments": len(items),
             "n_scored": sum(it.get("score") is not None for it in items),
             "n_parse_failures": n_parse, "n_request_failures": n_fail, "parse_failure_examples": examples,
-            "client": _delta(before, client.stats.as_dict()),
+            "client": _delta(before, client.stats.as_dict()), **budget_metrics(client, len(items), n_budget),
         }
+        if n_budget:
+            log.warning("mt_bench: %d of %d judgments not made: the judge budget is spent", n_budget, len(items))
         return JudgeResult(metrics=m, records=items)
 
     def run(self, generate_fn: GenerateFn, model_name: str = "po-bench-policy") -> JudgeResult:
