@@ -3,7 +3,10 @@
 Every run writes ``run.json`` in its Hydra output folder: status ``done`` or ``failed`` (with the
 error), the resolved config, package versions and the metrics.  Inside a multirun a failing job
 is recorded as failed and the sweep goes on; a single run exits non-zero.  Configuration errors
-are one line on stderr and exit code 2.
+are one line on stderr and exit code 2.  A run whose LLM judge spent its budget
+(``judge.max_requests`` / ``judge.max_cost_usd``) is recorded ``failed`` with that one line as its
+error and all its metrics (the judged part, marked ``budget_exhausted``, and the count of judgments
+not made); a single run then exits with code 3.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ def run_job(cfg: DictConfig) -> dict | None:
         log.info("already done, skipped: %s", out_dir / "run.json")
         return previous["metrics"]
     try:
+        check_preset(cfg, hc.runtime.choices.get("experiment"))
         metrics = pipeline.run(cfg, out_dir)
     except ConfigError as e:
         write_run_record(out_dir, status="failed", config=config, error=f"config error: {e}")
@@ -64,6 +68,16 @@ def run_job(cfg: DictConfig) -> dict | None:
             return None
         sys.exit(1)
     history = metrics.pop("history", [])
+    budget_stop = (metrics.get("judge_budget") or {}).get("message")
+    if budget_stop:  # the judge's budget ran out: failed, one line, every metric and count kept
+        write_run_record(out_dir, status="failed", config=config, metrics=metrics, error=budget_stop,
+                         extra={"history": history})
+        _track(cfg, out_dir, config, "failed", metrics, history, error=budget_stop)
+        log.error("run stopped: %s (see %s)", budget_stop, out_dir / "run.json")
+        if multirun:
+            return None
+        print(f"po-bench: {budget_stop}", file=sys.stderr)
+        sys.exit(3)
     write_run_record(out_dir, status="done", config=config, metrics=metrics, extra={"history": history})
     _track(cfg, out_dir, config, "done", metrics, history)
     m = metrics
@@ -71,6 +85,16 @@ def run_job(cfg: DictConfig) -> dict | None:
              cfg.loss.name, m.get("gold_reward", float("nan")), m.get("gold_reward_sft", float("nan")),
              m.get("win_rate_vs_sft", float("nan")), m.get("kl_to_ref", float("nan")), out_dir / "run.json")
     return m
+
+
+def check_preset(cfg, experiment: str | None) -> None:
+    """experiment=<name> needs conf/preset/<name>/<scale>.yaml (its defaults list marks it optional)."""
+    if not experiment:
+        return
+    if cfg.preset.name != experiment or cfg.preset.scale != cfg.scale.name:
+        have = sorted(p.stem for p in (Path(CONF_DIR) / "preset" / experiment).glob("*.yaml"))
+        raise ConfigError(f"experiment={experiment} has no scale={cfg.scale.name} preset "
+                          f"(conf/preset/{experiment}/ has: {', '.join(have) or 'nothing'})")
 
 
 def _finished_record(out_dir: Path, config: dict) -> dict | None:
@@ -137,7 +161,37 @@ def _one_line_config_errors() -> None:
     hu.run_and_report = run_and_report
 
 
+def _refuse_keys_in_overrides(argv: list[str]) -> None:
+    """API keys come only from the environment or a key file.  An override that would carry one
+    (``judge.api_key=...``, ``+judge.token=...``, an ``api_key_env`` value that is no variable name,
+    an ``api_key_file`` that is no file) is refused before Hydra composes or writes anything
+    (.hydra/, run.json, wandb), with one line that never echoes the value; exit code 2."""
+    from .config import ENV_NAME, SECRET_KEY
+
+    def refuse(msg: str) -> None:
+        print(f"po-bench: config error: {msg} (the value is not shown: it could be a key)", file=sys.stderr)
+        sys.exit(2)
+
+    for arg in argv:
+        if arg.startswith("-") or "=" not in arg:
+            continue
+        key, value = arg.split("=", 1)
+        key = key.lstrip("+~")
+        leaf = key.rsplit(".", 1)[-1]
+        values = [v.strip() for v in value.split(",") if v.strip() not in ("", "null")]
+        if leaf == "api_key_env":
+            if any(not ENV_NAME.fullmatch(v) for v in values):
+                refuse(f"{key} must name an environment variable (letters, digits, _), not hold the key itself")
+        elif leaf == "api_key_file":
+            if any(not Path(v).expanduser().is_file() for v in values):
+                refuse(f"{key}: no such file")
+        elif SECRET_KEY.search(leaf):
+            refuse(f"{key}: API keys are never read from the command line or a config; put the key in the "
+                   "environment variable named by judge.api_key_env or a file named by judge.api_key_file")
+
+
 def cli() -> None:
+    _refuse_keys_in_overrides(sys.argv[1:])
     _one_line_config_errors()
     main()
 

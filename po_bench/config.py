@@ -7,6 +7,7 @@ combinations, raising :class:`ConfigError` with one line naming the key and what
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -36,6 +37,7 @@ class ModelConfig:
     intermediate_size: int = 512
     max_position_embeddings: int = 64
     chat_template: Optional[str] = None  # a Jinja chat template that replaces the tokenizer's
+    reference_id: Optional[str] = None  # this model's name in results/reference/*.csv (paper tables)
     lora: LoraConfig = field(default_factory=LoraConfig)  # train LoRA adapters (peft); merged into the saved policy
 
 
@@ -97,7 +99,8 @@ class JudgeCacheConfig:
 @dataclass
 class JudgeConfig:
     """Judges: gold (the world), none, and the pinned LLM / reward-model judges of conf/judge/.
-    API keys never live here: ``api_key_env`` names the environment variable that holds one."""
+    API keys never live here: ``api_key_env`` names the environment variable that holds one, or
+    ``api_key_file`` a file that holds one (it wins when set)."""
 
     name: str = "gold"
     kind: str = ""
@@ -105,6 +108,9 @@ class JudgeConfig:
     base_url: Optional[str] = None
     model: Optional[str] = None
     api_key_env: Optional[str] = None
+    api_key_file: Optional[str] = None  # a file holding the key (wins over api_key_env)
+    max_requests: int = 0  # budget: HTTP requests this run may send (retries included); 0 = unlimited
+    max_cost_usd: float = 0.0  # budget: USD this run may spend (from usage and the prices); 0 = unlimited
     max_concurrency: int = 8
     timeout: float = 120.0
     max_retries: int = 6
@@ -144,6 +150,15 @@ class JudgeConfig:
     dtype: str = "float32"
     batch_size: int = 8
     max_length: int = 2048
+    # judge=openllm_v2 (lm-evaluation-harness on the policy checkpoint; conf/judge/openllm_v2.yaml)
+    tasks: Optional[List[str]] = None  # lm-eval tasks / groups; null: the six Open LLM Leaderboard v2 tasks
+    lm_eval_backend: str = "hf"  # lm-eval model backend: hf | vllm
+    limit: Optional[float] = None  # documents per task (< 1: a fraction); null: all (leaderboard-comparable)
+    num_fewshot: Optional[int] = None  # null: each task's own (the leaderboard's)
+    apply_chat_template: Optional[bool] = None  # null: when the checkpoint's tokenizer has a chat template
+    fewshot_as_multiturn: bool = True  # with a chat template: few-shot examples as conversation turns
+    include_path: Optional[str] = None  # a folder of extra lm-eval task YAMLs
+    model_args: Dict[str, Any] = field(default_factory=dict)  # extra lm-eval model_args (e.g. vLLM engine options)
 
 
 @dataclass
@@ -203,6 +218,36 @@ class StagesConfig:
 
 
 @dataclass
+class ScaleConfig:
+    """``scale=tiny`` (CPU, minutes: the embedded world) or ``scale=paper`` (the published setup, GPUs)."""
+
+    name: str = "tiny"
+    description: str = ""
+
+
+@dataclass
+class ReferenceConfig:
+    """Where a preset's published numbers live, printed beside ours by ``po-bench-table``."""
+
+    csv: Optional[str] = None  # a file in results/reference/
+    columns: List[str] = field(default_factory=list)  # its metric columns to show
+    models: List[str] = field(default_factory=list)  # rows' model has no reference_id (the world): show these
+    citation: str = ""
+
+
+@dataclass
+class PresetConfig:
+    """Set by ``experiment=<name>`` (conf/experiment/) and its ``scale`` half (conf/preset/<name>/)."""
+
+    name: Optional[str] = None
+    scale: Optional[str] = None
+    title: str = ""
+    reference: ReferenceConfig = field(default_factory=ReferenceConfig)
+    select_best: Optional[str] = None  # a metric: per method, report the grid point with the best mean
+    ours: List[str] = field(default_factory=list)  # our metric columns to show first (default: all)
+
+
+@dataclass
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
@@ -213,6 +258,8 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     stages: StagesConfig = field(default_factory=StagesConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    scale: ScaleConfig = field(default_factory=ScaleConfig)
+    preset: PresetConfig = field(default_factory=PresetConfig)
     seed: int = 0
     cache_dir: str = "${oc.env:PO_BENCH_CACHE,.po_bench_cache}"
     threads: int = 0  # torch threads; 0 = all cores
@@ -246,7 +293,10 @@ TRL_ARG_RANGES = {
 IMPLICIT_REWARDS = ("logratio", "avg_logp")
 
 
-JUDGES = ("gold", "none", "reward_model", "alpaca_eval", "mt_bench", "arena_hard")
+JUDGES = ("gold", "none", "reward_model", "alpaca_eval", "mt_bench", "arena_hard", "openllm_v2")
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# config keys that would carry a key (max_tokens does not match: whole _-separated words only)
+SECRET_KEY = re.compile(r"(^|_)(api_?key|secret|token|passw(or)?d|credentials?)($|_)", re.IGNORECASE)
 
 
 def _validate_real_data(cfg) -> None:
@@ -272,6 +322,19 @@ def _validate_real_data(cfg) -> None:
         for split in {d.split, d.eval_split} - {None}:
             p = Path(str(d.path).replace("{split}", str(split))).expanduser()
             _check(p.exists(), f"dataset.path={p}: no such file")
+
+
+def _validate_openllm(j, world_data: bool) -> None:
+    _check(not world_data, "judge=openllm_v2 evaluates a real model's checkpoint: use a real dataset and model "
+                           "(e.g. model=smollm2_135m dataset=hh_rlhf); the world is scored by judge=gold")
+    _check(j.lm_eval_backend in ("hf", "vllm"), f"judge.lm_eval_backend={j.lm_eval_backend!r}: allowed hf, vllm")
+    _check(j.tasks is None or len(j.tasks) > 0,
+           "judge.tasks is empty: list lm-eval tasks, or null for the six leaderboard v2 tasks")
+    _check(j.limit is None or j.limit > 0, f"judge.limit={j.limit}: must be > 0 (< 1: a fraction of each task), or null")
+    _check(j.num_fewshot is None or j.num_fewshot >= 0, f"judge.num_fewshot={j.num_fewshot}: must be >= 0, or null")
+    _check(j.batch_size >= 1, f"judge.batch_size={j.batch_size}: must be >= 1")
+    if j.include_path:
+        _check(Path(j.include_path).expanduser().is_dir(), f"judge.include_path={j.include_path}: no such folder")
 
 
 def _check(cond: bool, msg: str) -> None:
@@ -318,12 +381,27 @@ def validate(cfg) -> None:
     _check(cfg.generation.backend in ("hf", "vllm"), f"generation.backend={cfg.generation.backend!r}: allowed hf, vllm")
     _check(cfg.generation.temperature >= 0, "generation.temperature must be >= 0")
     _check(cfg.generation.n == 1, "generation.n must be 1 (one sample per prompt per run; use seeds for more)")
-    if cfg.judge.name not in ("gold", "none", "reward_model"):
+    if cfg.judge.name not in ("gold", "none", "reward_model", "openllm_v2"):
         _check(bool(cfg.judge.base_url), f"judge={cfg.judge.name} needs an endpoint: set judge.base_url "
                                          "(OpenAI or a local vLLM server) and judge.model")
         _check(bool(cfg.judge.model), f"judge={cfg.judge.name}: set judge.model (the judge model's name at the endpoint)")
+    j = cfg.judge
+    _check(j.max_requests >= 0, f"judge.max_requests={j.max_requests}: must be >= 0 (0 = unlimited)")
+    _check(j.max_cost_usd >= 0, f"judge.max_cost_usd={j.max_cost_usd:g}: must be >= 0 (0 = unlimited)")
+    _check(not j.max_cost_usd or j.price_input_per_mtok > 0 or j.price_output_per_mtok > 0,
+           f"judge.max_cost_usd={j.max_cost_usd:g} needs the judge's prices: set judge.price_input_per_mtok "
+           "and judge.price_output_per_mtok (USD per million tokens)")
+    _check(not j.api_key_env or bool(ENV_NAME.fullmatch(str(j.api_key_env))),
+           "judge.api_key_env must name an environment variable (letters, digits, _), not hold the key itself")
+    _check(not j.api_key_file or Path(str(j.api_key_file)).expanduser().is_file(),
+           "judge.api_key_file: no such file (its value is not shown here: it could be a key)")
+    secret = [k for k in j if SECRET_KEY.search(str(k)) and k not in ("api_key_env", "api_key_file")]
+    _check(not secret, f"judge.{secret[0] if secret else ''}: API keys are never read from the config; put the key "
+                       "in the environment variable named by judge.api_key_env or a file named by judge.api_key_file")
     if cfg.judge.name == "reward_model":
         _check(bool(cfg.judge.model_path), "judge=reward_model: set judge.model_path (a sequence-classification model)")
+    if cfg.judge.name == "openllm_v2":
+        _validate_openllm(cfg.judge, world_data)
     _check(0 < cfg.generation.top_p <= 1, "generation.top_p must be in (0, 1]")
     _check(cfg.model.kind in ("tiny", "hub", "smollm2"), f"model.kind={cfg.model.kind!r}: allowed tiny, hub, smollm2")
     if cfg.model.kind == "hub":

@@ -30,6 +30,33 @@ def package_versions() -> dict[str, str]:
     return out
 
 
+def hardware() -> dict[str, Any]:
+    """What ran it: CPU model and cores, memory, GPUs (names via torch when CUDA is available)."""
+    import os
+
+    hw: dict[str, Any] = {"platform": platform.platform(), "machine": platform.machine(),
+                          "cpus": os.cpu_count()}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                hw["cpu"] = line.split(":", 1)[1].strip()
+                break
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                hw["memory_gib"] = round(int(line.split()[1]) / 2**20, 1)
+                break
+    except OSError:
+        pass
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            hw["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    except Exception:  # noqa: BLE001
+        pass
+    return hw
+
+
 def write_run_record(out_dir: str | Path, *, status: str, config: dict, metrics: dict | None = None,
                      error: str | None = None, extra: dict[str, Any] | None = None) -> Path:
     rec: dict[str, Any] = {
@@ -38,7 +65,7 @@ def write_run_record(out_dir: str | Path, *, status: str, config: dict, metrics:
         "config": config,
         "metrics": metrics or {},
         "versions": package_versions(),
-        "host": {"platform": platform.platform(), "machine": platform.machine()},
+        "host": hardware(),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     if extra:

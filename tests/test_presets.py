@@ -1,0 +1,255 @@
+"""Paper presets (experiment=<name> scale=tiny|paper) and the union-of-grids sweeper.
+
+The scale=paper presets only run on GPUs with the Hub; here every one of them is composed with
+Hydra, its sweep expanded by the real sweeper code, each job composed and validated, and the
+hyperparameters checked against the papers' numbers in results/reference/.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from hydra import compose, initialize_config_dir
+from hydra.core.override_parser.overrides_parser import OverridesParser
+
+from po_bench.app import CONF_DIR, check_preset
+from po_bench.config import ConfigError, validate
+from po_bench.sweep import SweepError, expand
+
+from .conftest import ROOT, SMALL, run_cli
+
+REF = ROOT / "results" / "reference"
+EXPERIMENTS = sorted(p.stem for p in (Path(CONF_DIR) / "experiment").glob("*.yaml"))
+SETTINGS = {"mistral_base": "mistral-7b-base", "mistral_instruct": "mistral-7b-instruct",
+            "llama3_base": "llama-3-8b-base", "llama3_instruct": "llama-3-8b-instruct"}
+
+
+def _parse(args):
+    return OverridesParser.create().parse_overrides(args)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _hydra():
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):  # once: composing is then ~10 ms
+        yield
+
+
+def _compose(overrides, hydra_cfg=False):
+    return compose(config_name="config", overrides=overrides, return_hydra_config=hydra_cfg)
+
+
+def _jobs(experiment, scale, cli=()):
+    c = _compose([f"experiment={experiment}", f"scale={scale}"], hydra_cfg=True)
+    sw = c.hydra.sweeper
+    assert sw._target_.endswith("GridSweeper")
+    return expand(dict(sw.params or {}), [dict(g) for g in sw.grids or []], list(cli), _parse)
+
+
+# --- the sweeper's expansion ------------------------------------------------------------------
+
+def test_expand_is_a_union_of_products_with_params_crossed_in():
+    jobs = expand({"seed": "0,1"}, [{"loss": "dpo", "loss.beta": "0.1,0.3"}, {"loss": "simpo"}], [], _parse)
+    assert sorted(map(tuple, jobs)) == sorted([
+        ("seed=0", "loss=dpo", "loss.beta=0.1"), ("seed=0", "loss=dpo", "loss.beta=0.3"),
+        ("seed=1", "loss=dpo", "loss.beta=0.1"), ("seed=1", "loss=dpo", "loss.beta=0.3"),
+        ("seed=0", "loss=simpo"), ("seed=1", "loss=simpo")])
+
+
+def test_expand_command_line_selects_inside_grids_and_crosses_elsewhere():
+    grids = [{"loss": "dpo", "loss.beta": "0.1,0.3"}, {"loss": "simpo", "+setting": "a"}]
+    params = {"+setting": "a,b"}
+    # loss=dpo selects the DPO grid; train.max_steps (in no grid) is crossed into every job
+    jobs = expand(params, grids, ["loss=dpo", "train.max_steps=2"], _parse)
+    assert {j[-1] for j in jobs} == {"train.max_steps=2"} and len(jobs) == 4
+    assert all("loss=dpo" in j for j in jobs)
+    # a grid that pins +setting=a is dropped when the command line asks for b
+    jobs = expand(params, grids, ["+setting=b"], _parse)
+    assert not any("loss=simpo" in j for j in jobs) and len(jobs) == 2
+    with pytest.raises(SweepError, match="no job left: loss=kto matches no grid point"):
+        expand(params, grids, ["loss=kto"], _parse)
+
+
+def test_expand_without_grids_is_the_basic_sweepers_product():
+    jobs = expand({"loss": "dpo,ipo"}, [], ["seed=0,1,2"], _parse)
+    assert len(jobs) == 6 and ["loss=ipo", "seed=2"] in jobs
+
+
+def test_expand_deduplicates_identical_jobs():
+    assert len(expand({}, [{"loss": "dpo"}, {"loss": "dpo,ipo"}], [], _parse)) == 2
+
+
+# --- every preset at every scale -----------------------------------------------------------------
+
+def _one_per_method(jobs):
+    """Large sweeps: the first job of each (method, judge) and of each (method, setting)."""
+    seen, out = set(), []
+    for j in jobs:
+        keys = [tuple(x for x in j if x.startswith(("loss=", p))) for p in ("judge=", "+setting=")]
+        if any(k not in seen for k in keys):
+            seen.update(keys)
+            out.append(j)
+    return out
+
+
+@pytest.mark.parametrize("scale", ["tiny", "paper"])
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_preset_composes_and_its_jobs_validate(experiment, scale):
+    jobs = _jobs(experiment, scale)
+    assert jobs
+    if len(jobs) > 30:  # simpo/survey at paper scale: 2,232 and 744 jobs
+        jobs = _one_per_method(jobs)
+    for job in jobs:
+        cfg = _compose([f"experiment={experiment}", f"scale={scale}", *job])
+        assert (cfg.preset.name, cfg.preset.scale, cfg.scale.name) == (experiment, scale, scale)
+        validate(cfg)
+        for ov in job:  # every override of the job landed in the composed config
+            key, val = ov.lstrip("+").split("=", 1)
+            if "." in key:
+                assert str(_get_raw(cfg, key)) == str(yaml.safe_load(val)), ov
+        if scale == "tiny":
+            assert cfg.dataset.kind == "world" and cfg.model.kind == "tiny"
+        else:
+            assert cfg.model.kind == "hub" and cfg.dataset.kind == "hf" and cfg.judge.name not in ("gold", "none")
+
+
+def _get_raw(cfg, dotted):
+    node = cfg
+    for part in dotted.split("."):
+        node = node[part]
+    return node
+
+
+def test_tiny_presets_are_small_enough_for_a_cpu():
+    sizes = {e: len(_jobs(e, "tiny")) for e in EXPERIMENTS}
+    assert sizes == {"dpo_frontier": 10, "hitchhiker": 27, "noise_robustness": 30, "simpo_table": 18,
+                     "survey_table": 20}
+
+
+def test_a_preset_without_this_scale_is_one_clear_error():
+    cfg = _compose(["experiment=dpo_frontier"])
+    check_preset(cfg, "dpo_frontier")
+    cfg.preset.scale = "tiny"
+    cfg.scale.name = "huge"
+    with pytest.raises(ConfigError, match=r"experiment=dpo_frontier has no scale=huge preset \(conf/preset/dpo_frontier/ has: paper, tiny\)"):
+        check_preset(cfg, "dpo_frontier")
+
+
+# --- scale=paper against the papers ------------------------------------------------------------
+
+def _paper_cfgs(experiment, **select):
+    cli = [f"{k}={v}" for k, v in select.items()]
+    for job in _jobs(experiment, "paper", cli):
+        yield job, _compose([f"experiment={experiment}", "scale=paper", *job])
+
+
+def test_simpo_table_paper_runs_simpo_at_its_published_hyperparameters():
+    rows = list(csv.DictReader(open(REF / "simpo_hparams.csv")))
+    assert len(rows) == 4
+    seen = {}
+    for job, cfg in _paper_cfgs("simpo_table", loss="simpo", judge="alpaca_eval"):
+        seen[cfg.model.reference_id] = (cfg.loss.beta, cfg.loss.args.simpo_gamma, cfg.loss.lr)
+        assert cfg.loss.args.cpo_alpha == 0 and cfg.loss.args.loss_type == "simpo"
+    assert seen == {r["model"]: (float(r["beta"]), float(r["gamma"]), float(r["learning_rate"])) for r in rows}
+
+
+# SimPO's Table 3 names -> po-bench's config keys (TRL's names)
+GRID_KEYS = {
+    "slic_hf": {"lambda": "loss.args.lam", "delta": "loss.args.delta"},
+    "dpo": {"beta": "loss.beta"},
+    "ipo": {"tau": "loss.beta"},
+    "cpo": {"alpha": "loss.args.cpo_alpha", "beta": "loss.beta"},
+    "kto": {"lambda_w": "loss.args.desirable_weight", "lambda_l": "loss.args.undesirable_weight", "beta": "loss.beta"},
+    "orpo": {"lambda": "loss.beta"},
+    "r_dpo": {"alpha": "loss.args.alpha", "beta": "loss.beta"},
+}
+
+
+def _get(cfg, dotted):
+    node = cfg
+    for part in dotted.split("."):
+        node = node[part]
+    return float(node)
+
+
+def _as_dict(job):
+    return dict(x.lstrip("+").split("=", 1) for x in job)
+
+
+@pytest.mark.parametrize("setting", sorted(SETTINGS))
+def test_simpo_table_paper_searches_each_baselines_published_grid(setting):
+    """The sweep's jobs hold exactly Table 3's grid x the shared learning rates, per setting (read
+    from the expanded overrides; one composed job per method shows the keys land where TRL reads them)."""
+    grids = yaml.safe_load(open(REF / "baseline_grids.yaml"))
+    lrs = [float(x) for x in grids["shared"]["learning_rate"]]
+    jobs = _jobs("simpo_table", "paper", ["judge=alpaca_eval", f"+setting={setting}"])
+    found: dict[str, set] = {}
+    for job in jobs:
+        d = _as_dict(job)
+        if d["loss"] in GRID_KEYS:
+            keys = GRID_KEYS[d["loss"]]
+            found.setdefault(d["loss"], set()).add(tuple(float(d[keys[k]]) for k in keys) + (float(d["loss.lr"]),))
+    assert set(found) == set(GRID_KEYS)
+    for name, keys in GRID_KEYS.items():
+        expected = {tuple(float(v) for v in combo) + (lr,)
+                    for combo in itertools.product(*(grids[name][k] for k in keys)) for lr in lrs}
+        assert found[name] == expected, name
+    for job in _one_per_method(jobs):
+        cfg = _compose(["experiment=simpo_table", "scale=paper", *job])
+        d = _as_dict(job)
+        assert cfg.model.reference_id == SETTINGS[setting]
+        assert (cfg.train.epochs, cfg.train.warmup_ratio, cfg.train.lr_scheduler) == (1, 0.1, "cosine")
+        assert cfg.train.batch_size * cfg.train.grad_accum * 8 == 128  # 8 GPUs: the paper's batch 128
+        for k in GRID_KEYS.get(d["loss"], {}).values():
+            assert _get(cfg, k) == float(d[k])
+
+
+def test_simpo_table_paper_is_the_whole_table():
+    jobs = _jobs("simpo_table", "paper")
+    policies = {tuple(x for x in j if not x.startswith("judge=")) for j in jobs}
+    assert len(policies) == 744 and len(jobs) == 3 * 744
+    methods = {x for j in jobs for x in j if x.startswith("loss=")}
+    assert methods == {f"loss={m}" for m in ("sft", "rrhf", "slic_hf", "dpo", "ipo", "cpo", "kto", "orpo", "r_dpo", "simpo")}
+    ref_methods = {r["method"] for r in csv.DictReader(open(REF / "simpo_table4.csv"))}
+    labels = {_compose([m]).loss.label for m in methods}
+    assert labels == ref_methods
+
+
+def test_survey_table_paper_scores_the_same_policies_on_the_open_llm_leaderboard():
+    simpo = {tuple(x for x in j if not x.startswith("judge=")) for j in _jobs("simpo_table", "paper")}
+    survey = _jobs("survey_table", "paper")
+    assert {tuple(x for x in j if not x.startswith("judge=")) for j in survey} == simpo
+    assert {x for j in survey for x in j if x.startswith("judge=")} == {"judge=openllm_v2"}
+    ref = list(csv.DictReader(open(REF / "survey_openllm_v2.csv")))
+    assert {r["model"] for r in ref} == set(SETTINGS.values())
+
+
+# --- a tiny preset end to end through the grid sweeper -----------------------------------------
+
+@pytest.mark.slow
+def test_simpo_table_tiny_sweep_selects_best_grid_point_and_prints_the_paper(tmp_path):
+    sweep = tmp_path / "sweep"
+    r = run_cli(["-m", "experiment=simpo_table", "loss=dpo,simpo", *SMALL, "train.max_steps=3",
+                 f"hydra.sweep.dir={sweep}", f"cache_dir={tmp_path / 'cache'}"], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    recs = [json.loads(p.read_text()) for p in sweep.rglob("run.json")]
+    assert len(recs) == 4 and all(x["status"] == "done" for x in recs)
+    assert sorted((x["config"]["loss"]["name"], x["config"]["loss"]["beta"], x["config"]["loss"]["args"].get("simpo_gamma"))
+                  for x in recs) == [("dpo", 0.05, None), ("dpo", 0.1, None), ("simpo", 2.0, 0.5), ("simpo", 2.0, 1.0)]
+    from po_bench.table import write_tables
+
+    paths = write_tables(sweep, tmp_path, "simpo", wall_seconds=12.0)
+    md = paths["md"].read_text()
+    rows = list(csv.DictReader(open(paths["csv"])))
+    assert [row["method"] for row in rows] == ["DPO", "SimPO"] and {row["grid_points"] for row in rows} == {"2"}
+    for row in rows:  # the kept grid point is the better one by win rate
+        cands = [x["metrics"]["win_rate_vs_sft"] for x in recs if x["config"]["loss"]["label"] == row["method"]]
+        assert float(row["win_rate_vs_sft_mean"]) == pytest.approx(max(cands))
+    assert float(next(r for r in rows if r["method"] == "SimPO")["paper llama-3-8b-instruct alpacaeval2_lc"]) == 44.7
+    assert float(next(r for r in rows if r["method"] == "DPO")["paper mistral-7b-base alpacaeval2_wr"]) == 12.5
+    assert "SimPO Table 4" in md and "scale=tiny" in md and "arXiv:2405.14734" in md
+    assert "Hardware:" in md and "Versions:" in md and "sweep wall time 12 s" in md
