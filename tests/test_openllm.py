@@ -365,26 +365,8 @@ def test_vllm_backend_agrees_with_hf_on_smollm2(tmp_path):
 HH = SHARED / "data" / "hh_rlhf" / "harmless-base_test.jsonl.gz"
 
 
-@pytest.fixture(scope="module")
-def chat_model_dir(tmp_path_factory):
-    """A small Llama with SmolLM2's tokenizer and chat template (as tests/test_pipeline_real.py)."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from po_bench.smollm2 import smollm2_tokenizer
-
-    smollm2_path_or_skip()
-    tok = smollm2_tokenizer()
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=1,
-                      num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=1024,
-                      pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, tie_word_embeddings=True)
-    d = tmp_path_factory.mktemp("chat_model")
-    LlamaForCausalLM(cfg).save_pretrained(str(d))
-    tok.save_pretrained(str(d))
-    return d
-
-
 @pytest.mark.slow
-def test_pipeline_run_records_openllm_metrics(chat_model_dir, tmp_path):
+def test_pipeline_run_records_openllm_metrics(tiny_chat_model, tmp_path):
     """po-bench end to end with judge=openllm_v2 on HH-RLHF (../shared): 2 DPO steps, then lm-eval (hf)
     on the trained policy's checkpoint with local tasks, through the chat template.  (The same run
     with model=smollm2_135m works too; it takes minutes on 2 CPU cores, most of them training.)"""
@@ -392,7 +374,7 @@ def test_pipeline_run_records_openllm_metrics(chat_model_dir, tmp_path):
         pytest.skip(f"{HH} is absent (../shared/data is provided to developers and CI only)")
     tasks = _smol_tasks(tmp_path / "tasks")
     args = [
-        "model.kind=hub", f"model.name_or_path={chat_model_dir}", "model.name=tiny-chat",
+        "model.kind=hub", f"model.name_or_path={tiny_chat_model}", "model.name=tiny-chat",
         "dataset=hh_rlhf", f"dataset.path={HH}", "dataset.eval_split=null", "dataset.max_rows=40",
         "dataset.n_eval=8", "loss=dpo", "train.max_steps=2", "train.batch_size=4", "train.max_length=192",
         "generation.max_new_tokens=8", "generation.batch_size=8",

@@ -11,28 +11,12 @@ pytestmark = pytest.mark.slow
 HH = SHARED / "data" / "hh_rlhf" / "harmless-base_test.jsonl.gz"
 
 
-@pytest.fixture(scope="module")
-def chat_model_dir(tmp_path_factory):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from po_bench.smollm2 import smollm2_tokenizer
-
-    tok = smollm2_tokenizer()
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=1,
-                      num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=1024,
-                      pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, tie_word_embeddings=True)
-    d = tmp_path_factory.mktemp("chat_model")
-    LlamaForCausalLM(cfg).save_pretrained(str(d))
-    tok.save_pretrained(str(d))
-    return d
-
-
 @pytest.mark.parametrize("loss", ["dpo", "simpo", "kto", "cdpo"])
-def test_hh_rlhf_run(loss, chat_model_dir, tmp_path):
+def test_hh_rlhf_run(loss, tiny_chat_model, tmp_path):
     if not HH.exists():
         pytest.skip(f"{HH} is absent (../shared/data is provided to developers and CI only)")
     args = [
-        "model.kind=hub", f"model.name_or_path={chat_model_dir}", "model.name=tiny-chat",
+        "model.kind=hub", f"model.name_or_path={tiny_chat_model}", "model.name=tiny-chat",
         "dataset=hh_rlhf", f"dataset.path={HH}", "dataset.eval_split=null", "dataset.max_rows=40",
         "dataset.n_eval=8", "judge=none", f"loss={loss}", "train.max_steps=2", "train.batch_size=4",
         "train.max_length=192", "generation.max_new_tokens=8", "generation.batch_size=8",

@@ -52,7 +52,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from . import JudgeResult
-from .client import cfg_get
+from .client import cfg_get, to_plain
 
 LEADERBOARD_V2_TASKS = ("leaderboard_ifeval", "leaderboard_bbh", "leaderboard_math_hard", "leaderboard_gpqa",
                         "leaderboard_musr", "leaderboard_mmlu_pro")
@@ -224,16 +224,6 @@ def random_baselines(samples: Mapping[str, Sequence[Mapping]], configs: Mapping[
 
 # ---- the judge --------------------------------------------------------------------------------------
 
-def _plain(x: Any) -> Any:
-    try:
-        from omegaconf import OmegaConf
-
-        if OmegaConf.is_config(x):
-            return OmegaConf.to_container(x, resolve=True)
-    except ImportError:  # pragma: no cover
-        pass
-    return x
-
 
 def _folder_fingerprint(path: str | None) -> str | None:
     """A hash of every file under a task folder (task YAMLs, their utils and local data)."""
@@ -297,7 +287,7 @@ class OpenLLMJudge:
 
     def __init__(self, cfg: Any = None):
         self.cfg = cfg
-        self.tasks = list(_plain(cfg_get(cfg, "tasks")) or LEADERBOARD_V2_TASKS)
+        self.tasks = list(to_plain(cfg_get(cfg, "tasks")) or LEADERBOARD_V2_TASKS)
         self.backend = str(cfg_get(cfg, "lm_eval_backend", "hf"))
         if self.backend not in BACKENDS:
             raise ValueError(f"openllm_v2: lm_eval_backend={self.backend!r}: allowed {', '.join(BACKENDS)}")
@@ -309,7 +299,7 @@ class OpenLLMJudge:
         self.include_path = cfg_get(cfg, "include_path")
         self.batch_size = cfg_get(cfg, "batch_size", 8)
         self.dtype = str(cfg_get(cfg, "dtype", "auto"))
-        self.model_args = dict(_plain(cfg_get(cfg, "model_args")) or {})
+        self.model_args = dict(to_plain(cfg_get(cfg, "model_args")) or {})
 
     def cache_fields(self) -> dict:
         """Everything that determines the evaluation of a given checkpoint (the store's key)."""
