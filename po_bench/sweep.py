@@ -19,8 +19,11 @@ import itertools
 from typing import Callable, Iterable, Mapping, Sequence
 
 
-class SweepError(ValueError):
-    pass
+from hydra.errors import CompactHydraException
+
+
+class SweepError(CompactHydraException, ValueError):
+    """A sweep that cannot be expanded: reported as one line (``po-bench: config error: ...``), exit 2."""
 
 
 def _values(key: str, value: str, parse: Callable[[list[str]], list]) -> list[str]:
@@ -58,6 +61,7 @@ def expand(params: Mapping[str, str] | None, grids: Sequence[Mapping[str, str]] 
     jobs: list[list[str]] = []
     seen: set[tuple] = set()
     grid_list = [dict(g) for g in (grids or [])] or [{}]
+    selecting: set[str] = set()
     for gi, grid in enumerate(grid_list):
         axes: dict[str, list[str]] = dict(base)
         own = set()
@@ -67,6 +71,7 @@ def expand(params: Mapping[str, str] | None, grids: Sequence[Mapping[str, str]] 
         empty = False
         for k, vals in cli.items():
             if k in own:  # the grid sets this key itself: the command line selects among its values
+                selecting.add(k)
                 keep = [v for v in axes[k] if v in vals]
                 if not keep:
                     empty = True
@@ -83,6 +88,6 @@ def expand(params: Mapping[str, str] | None, grids: Sequence[Mapping[str, str]] 
                 seen.add(job)
                 jobs.append(list(job))
     if not jobs:
-        sel = ", ".join(f"{k}={','.join(v)}" for k, v in cli.items())
+        sel = ", ".join(f"{k}={','.join(v)}" for k, v in cli.items() if k in selecting)
         raise SweepError(f"no job left: {sel} matches no grid point")
     return jobs

@@ -124,6 +124,13 @@ def _get_raw(cfg, dotted):
     return node
 
 
+def test_a_selection_outside_every_grid_is_one_line_before_any_compute(tmp_path):
+    r = run_cli(["-m", "experiment=hitchhiker", "loss=kto", f"hydra.sweep.dir={tmp_path / 's'}"], cwd=tmp_path)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip() == "po-bench: config error: no job left: loss=kto matches no grid point"
+    assert not list(tmp_path.rglob("run.json"))
+
+
 def test_tiny_presets_are_small_enough_for_a_cpu():
     sizes = {e: len(_jobs(e, "tiny")) for e in EXPERIMENTS}
     assert sizes == {"dpo_frontier": 10, "hitchhiker": 27, "noise_robustness": 30, "simpo_table": 18,
