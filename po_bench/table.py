@@ -260,6 +260,31 @@ def rank_agreement(rows: list[dict], ours: str, ref_cols: list[str]) -> list[str
     return out
 
 
+SPREAD_DEFAULT = ("win_rate_vs_sft", "kl_to_ref", "mean_length")
+
+
+def spread(rows: list[dict], metrics: list[str]) -> list[str]:
+    """Per method with several rows (a hyperparameter grid, noise rates): range and std of each
+    metric's mean across them -- the Hitchhiker's measure of robustness to hyperparameters."""
+    out = []
+    by_method: "OrderedDict[str, list[dict]]" = OrderedDict()
+    for r in rows:
+        by_method.setdefault(r["method"], []).append(r)
+    for method, rs in by_method.items():
+        if len(rs) < 2:
+            continue
+        parts = []
+        for m in metrics:
+            vals = [r.get(f"{m}_mean") for r in rs]
+            vals = [v for v in vals if v is not None and not math.isnan(v)]
+            if len(vals) >= 2:
+                sd = _mean_std(vals)[1]
+                parts.append(f"{m} {min(vals):.3f}..{max(vals):.3f} (sd {sd:.3f})")
+        if parts:
+            out.append(f"- {method} over {len(rs)} rows: " + "; ".join(parts))
+    return out
+
+
 def footer(runs: list[dict], wall_seconds: float | None = None) -> str:
     """Hardware, package versions and wall time, for under a table."""
     from .record import hardware
@@ -440,6 +465,10 @@ def write_tables(sweep_dir: str | Path | list, out_dir: str | Path | None = None
                      f"is optimistic, as in the papers' own tuning.")
     ref_cols = add_reference(rows, runs, preset)
     ours = list(preset.get("ours") or [])
+    spread_lines = spread(rows, [m for m in (ours or SPREAD_DEFAULT) if m in _metrics_of(rows)])
+    if spread_lines:
+        notes.append("Spread across each method's rows (min..max of the row means, and their std):\n\n"
+                     + "\n".join(spread_lines))
     if ref_cols:
         primary = ours[0] if ours else _metrics_of(rows)[0]
         agreement = rank_agreement(rows, primary, ref_cols)

@@ -82,3 +82,12 @@ def test_a_method_missing_from_the_paper_gets_an_empty_reference_cell(tmp_path):
 ])
 def test_spearman(xs, ys, rho):
     assert table.spearman(xs, ys) == pytest.approx(rho, abs=1e-6)
+
+
+def test_spread_across_a_methods_grid(tmp_path):
+    for i, (beta, w, kl) in enumerate([(0.1, 0.6, 1.0), (0.3, 0.5, 0.5), (1.0, 0.4, 0.25)]):
+        _run(tmp_path, f"r{i}", "dpo", "DPO", beta=beta, metrics={"win_rate_vs_sft": w, "kl_to_ref": kl})
+    _run(tmp_path, "s", "sft", "SFT", beta=1.0, metrics={"win_rate_vs_sft": 0.5, "kl_to_ref": 0.0})
+    hp, rows, _ = table.build_table(table.load_runs(tmp_path))
+    lines = table.spread(rows, ["win_rate_vs_sft", "kl_to_ref"])
+    assert lines == ["- DPO over 3 rows: win_rate_vs_sft 0.400..0.600 (sd 0.100); kl_to_ref 0.250..1.000 (sd 0.382)"]
