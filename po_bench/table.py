@@ -373,6 +373,12 @@ def to_markdown(hp_cols: list[str], rows: list[dict], failed: list[dict], title:
     return "\n".join(lines) + "\n"
 
 
+def _wrap(text: str, width: int = 80) -> str:
+    import textwrap
+
+    return "\n".join(textwrap.wrap(text, width))
+
+
 def plot(runs: list[dict], path: str | Path, x: str = "kl_to_ref", y: str = "gold_reward",
          color_by: str | None = None, title: str = "") -> None:
     """One point per run; colour by method, or by a config value (``color_by``, e.g. loss.beta,
@@ -423,7 +429,7 @@ def plot(runs: list[dict], path: str | Path, x: str = "kl_to_ref", y: str = "gol
         ax.axhline(sum(sft_level) / len(sft_level), color="grey", ls="--", lw=1, label="SFT (mean)")
     ax.set_xlabel("KL(policy || SFT reference), nats per sequence" if x == "kl_to_ref" else x)
     ax.set_ylabel("gold reward r* (held-out prompts)" if y == "gold_reward" else y)
-    ax.set_title(title or f"po-bench: {y} vs {x}, one point per run")
+    ax.set_title(_wrap(title or f"po-bench: {y} vs {x}, one point per run"), fontsize=10)
     ax.grid(alpha=0.3)
     if not many:
         ax.legend(fontsize=8)
@@ -512,7 +518,7 @@ def plot_curves(runs: list[dict], path: str | Path, x: str, y: str, title: str =
         ax.plot(xs, [sum(by_x[v]) / len(by_x[v]) for v in xs], marker="o", label=name)
     ax.set_xlabel(x)
     ax.set_ylabel(y)
-    ax.set_title(title or f"po-bench: {y} against {x}")
+    ax.set_title(_wrap(title or f"po-bench: {y} against {x}"), fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
