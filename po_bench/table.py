@@ -516,6 +516,10 @@ def plot_curves(runs: list[dict], path: str | Path, x: str, y: str, title: str =
     for name, by_x in sorted(pts.items()):
         xs = sorted(by_x)
         ax.plot(xs, [sum(by_x[v]) / len(by_x[v]) for v in xs], marker="o", label=name)
+    sft = [r["metrics"]["gold_reward_sft"] for r in runs
+           if r.get("status") == "done" and r.get("metrics", {}).get("gold_reward_sft") is not None]
+    if sft and y == "gold_reward":
+        ax.axhline(sum(sft) / len(sft), color="grey", ls="--", lw=1, label="SFT (mean)")
     ax.set_xlabel(x)
     ax.set_ylabel(y)
     ax.set_title(_wrap(title or f"po-bench: {y} against {x}"), fontsize=10)
