@@ -170,22 +170,29 @@ def read_reference(csv_name: str) -> dict[tuple[str, str], dict[str, float]]:
 TUNED_PREFIXES = ("loss.", "train.")
 
 
-def select_best(hp_cols: list[str], rows: list[dict], metric: str) -> list[dict]:
+def select_best(hp_cols: list[str], rows: list[dict], metric: str) -> tuple[list[str], list[dict]]:
     """Per method (and per setting: the non-hyperparameter columns such as model or noise rate),
-    keep the grid point with the best mean ``metric``; ``grid_points`` says how many competed."""
+    keep the grid point with the best mean ``metric``.  Returns the display columns (the setting
+    columns + ``grid point``: the kept values of the keys that vary within that method's grid) and
+    the rows, with ``grid_points`` = how many competed."""
     tuned = [k for k in hp_cols if k.startswith(TUNED_PREFIXES)]
     fixed = [k for k in hp_cols if k not in tuned]
     best: "OrderedDict[tuple, dict]" = OrderedDict()
-    counts: dict[tuple, int] = {}
+    members: dict[tuple, list[dict]] = {}
     for r in rows:
         key = (r["method"],) + tuple(json.dumps(r.get(k), default=str) for k in fixed)
-        counts[key] = counts.get(key, 0) + 1
+        members.setdefault(key, []).append(r)
         v = r.get(f"{metric}_mean", float("nan"))
         cur = best.get(key)
         cur_v = float("nan") if cur is None else cur.get(f"{metric}_mean", float("nan"))
         if cur is None or (not math.isnan(v) and (math.isnan(cur_v) or v > cur_v)):
             best[key] = r
-    return [dict(r, grid_points=counts[k]) for k, r in best.items()]
+    out = []
+    for key, r in best.items():
+        varying = [k for k in tuned if len({json.dumps(m.get(k), default=str) for m in members[key]}) > 1]
+        point = ", ".join(f"{k.replace('loss.args.', '').replace('loss.', '')}={_fmt_hp(r.get(k))}" for k in varying)
+        out.append(dict(r, grid_points=len(members[key]), **{"grid point": point or "-"}))
+    return fixed + ["grid point"], out
 
 
 def add_reference(rows: list[dict], runs: list[dict], preset: dict) -> list[str]:
@@ -465,7 +472,7 @@ def write_tables(sweep_dir: str | Path | list, out_dir: str | Path | None = None
     metric = best_by or preset.get("select_best")
     if metric:
         n_before = len(rows)
-        rows = select_best(hp_cols, rows, metric)
+        shown, rows = select_best(hp_cols, rows, metric)
         notes.append(f"Each method's best grid point by `{metric}` ({n_before} grid points in all; "
                      f"'grid points' counts a method's candidates).  Selecting on the evaluation itself "
                      f"is optimistic, as in the papers' own tuning.")
@@ -487,8 +494,8 @@ def write_tables(sweep_dir: str | Path | list, out_dir: str | Path | None = None
     title = title or (f"{preset.get('title')} (scale={preset.get('scale')})" if preset.get("title") else "")
     out = Path(out_dir) if out_dir else Path(sweep_dir)
     paths = {"csv": out / f"{name}.csv", "md": out / f"{name}.md"}
-    atomic_write_text(paths["csv"], to_csv(hp_cols, rows, ref_cols))
-    md = to_markdown(hp_cols, rows, failed, title, ref_cols, ours, notes, footer(runs, wall_seconds))
+    atomic_write_text(paths["csv"], to_csv(hp_cols + (["grid point"] if metric else []), rows, ref_cols))
+    md = to_markdown(shown if metric else hp_cols, rows, failed, title, ref_cols, ours, notes, footer(runs, wall_seconds))
     atomic_write_text(paths["md"], md)
     if make_plot:
         paths["png"] = out / f"{name}.png"
