@@ -132,6 +132,7 @@ def build_table(runs: list[dict]) -> tuple[list[str], list[dict], list[dict]]:
         for k, v in zip(hp_cols, key[1:]):
             row[k] = json.loads(v)
         row["n_seeds"] = len({json.dumps(r.get("config", {}).get("seed")) for r in members})
+        row["n_runs"] = len(members)  # > n_seeds when one policy is scored by several judges
         for m in metrics:
             mean, sd = _mean_std([r.get("metrics", {}).get(m) for r in members])
             row[f"{m}_mean"], row[f"{m}_std"] = mean, sd

@@ -45,7 +45,8 @@ def test_table_groups_every_done_run_once(runs):
              "config": {"loss": {"name": r["loss"], "label": r["loss"].upper(), "beta": r["beta"]}, "seed": r["seed"]},
              "metrics": {"gold_reward": r["gold"]}, "_path": f"/x/{i}"} for i, r in enumerate(runs)]
     hp, rows, failed = build_table(recs)
-    assert sum(r["n_seeds"] for r in rows) == sum(r["status"] == "done" for r in runs)
+    assert sum(r["n_runs"] for r in rows) == sum(r["status"] == "done" for r in runs)
+    assert all(1 <= r["n_seeds"] <= r["n_runs"] for r in rows)
     assert len(failed) == sum(r["status"] != "done" for r in runs)
     for row in rows:
         members = [r for r in runs if r["status"] == "done" and r["loss"].upper() == row["method"]
