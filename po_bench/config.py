@@ -375,6 +375,9 @@ def validate(cfg) -> None:
     _check(cfg.judge.name in JUDGES, f"judge={cfg.judge.name!r}: allowed {', '.join(JUDGES)}")
     _check(cfg.judge.name != "gold" or world_data,
            "judge=gold needs dataset=world (the gold reward is defined on the embedded world only)")
+    _check(not world_data or cfg.judge.name in ("gold", "none", "openllm_v2"),
+           f"judge={cfg.judge.name} scores real-data answers: dataset=world is scored by judge=gold "
+           "(use a real dataset and model, e.g. model=smollm2_135m dataset=hh_rlhf)")
     _check(cfg.tracking.backend in ("wandb", "none"), f"tracking={cfg.tracking.backend!r}: allowed wandb, none")
     _check(cfg.tracking.mode in ("auto", "online", "offline", "disabled"),
            f"tracking.mode={cfg.tracking.mode!r}: allowed auto, online, offline, disabled")

@@ -53,6 +53,9 @@ def test_unknown_group_option_lists_choices():
     (["judge.api_key_env=sk-not-a-variable"], "judge.api_key_env must name an environment variable"),
     (["judge.api_key_file=/no/such/key/file"], "judge.api_key_file: no such file"),
     (["+judge.api_key=sk-planted"], "judge.api_key: API keys are never read from the config"),
+    (["model=smollm2_135m", "dataset=hh_rlhf", "judge=alpaca_eval", "judge.base_url=null"],
+     "judge=alpaca_eval needs an endpoint: set judge.base_url"),
+    (["judge=mt_bench"], "judge=mt_bench scores real-data answers: dataset=world is scored by judge=gold"),
 ])
 def test_semantic_errors_name_the_key(overrides, needle):
     with pytest.raises(ConfigError, match=needle):
