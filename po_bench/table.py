@@ -500,11 +500,41 @@ def write_tables(sweep_dir: str | Path | list, out_dir: str | Path | None = None
     atomic_write_text(paths["md"], md)
     if make_plot:
         paths["png"] = out / f"{name}.png"
+        if ref_cols and len({r["method"] for r in rows}) == len(rows):
+            paths["vs_paper"] = out / f"{name}-vs-paper.png"
+            plot_vs_paper(rows, ours[0] if ours else _metrics_of(rows)[0], ref_cols, paths["vs_paper"], title)
         if plot_x.startswith(("loss.", "noise.", "train.", "model.", "dataset.")):
             plot_curves(runs, paths["png"], plot_x, plot_y, title)
         else:
             plot(runs, paths["png"], plot_x, plot_y, color_by=color_by, title=title)
     return paths
+
+
+def plot_vs_paper(rows: list[dict], ours: str, ref_cols: list[str], path: str | Path, title: str = "") -> None:
+    """One panel per paper column: the paper's number (x) against ours (y), one labelled point per
+    method, Spearman in the panel title -- the rank agreement at a glance."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = ref_cols[:4]
+    fig, axes = plt.subplots(1, len(cols), figsize=(4.2 * len(cols), 4.0), dpi=110, squeeze=False)
+    for ax, c in zip(axes[0], cols):
+        pts = [(r.get(c), r.get(f"{ours}_mean"), r["method"]) for r in rows]
+        pts = [(x, y, m) for x, y, m in pts if x is not None and y is not None and not math.isnan(x) and not math.isnan(y)]
+        ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=30)
+        for x, y, m in pts:
+            ax.annotate(m, (x, y), fontsize=7, xytext=(3, 2), textcoords="offset points")
+        rho = spearman([p[0] for p in pts], [p[1] for p in pts])
+        ax.set_title(_wrap(f"{c.replace('paper ', '')}: Spearman {rho:+.2f}", 40), fontsize=9)
+        ax.set_xlabel("paper", fontsize=8)
+        ax.set_ylabel(f"ours: {ours}", fontsize=8)
+        ax.grid(alpha=0.3)
+    fig.suptitle(_wrap(title or "ours vs the paper", 100), fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
 
 
 def plot_curves(runs: list[dict], path: str | Path, x: str, y: str, title: str = "") -> None:

@@ -33,7 +33,8 @@ def test_best_grid_point_per_method_and_paper_columns_at_tiny_scale(tmp_path):
     _run(tmp_path, "b", "dpo", "DPO", beta=0.1, metrics={"win_rate_vs_sft": 0.6})
     _run(tmp_path, "c", "simpo", "SimPO", beta=2.0, metrics={"win_rate_vs_sft": 0.7})
     _run(tmp_path, "d", "sft", "SFT", beta=1.0, metrics={"win_rate_vs_sft": 0.5})
-    paths = table.write_tables(tmp_path, tmp_path / "out", "t", wall_seconds=99)
+    paths = table.write_tables(tmp_path, tmp_path / "out", "t", make_plot=True, wall_seconds=99)
+    assert paths["png"].stat().st_size > 10_000 and paths["vs_paper"].stat().st_size > 10_000
     rows = {r["method"]: r for r in csv.DictReader(open(paths["csv"]))}
     assert float(rows["DPO"]["win_rate_vs_sft_mean"]) == 0.6 and rows["DPO"]["grid_points"] == "2"
     assert float(rows["DPO"]["loss.beta"]) == 0.1
