@@ -311,9 +311,12 @@ def footer(runs: list[dict], wall_seconds: float | None = None) -> str:
     ver = ", ".join(f"{k} {v[k]}" for k in names if k in v)
     total = sum((r.get("metrics", {}).get("seconds") or {}).get("total", 0.0) for r in done)
     wall = f"sweep wall time {wall_seconds:.0f} s; " if wall_seconds else ""
+    built = sum(len((r.get("metrics", {}).get("artifacts") or {}).get("built") or []) for r in done)
+    hits = sum(len((r.get("metrics", {}).get("artifacts") or {}).get("hits") or []) for r in done)
     return (f"Hardware: {hw} ({host.get('platform', '?')}).  \nVersions: {ver}.  \n"
             f"Time: {wall}{len(done)} runs done ({len(runs) - len(done)} failed), "
-            f"{total:.0f} s summed over runs (shared artifacts are built once and reused).")
+            f"{total:.0f} s summed over runs; artifacts: {built} built, {hits} reused from the store "
+            f"(a sweep whose artifacts are all reused only re-reads them).")
 
 
 def _fmt(x: Any) -> str:
