@@ -36,11 +36,6 @@ def _values(key: str, value: str, parse: Callable[[list[str]], list]) -> list[st
     return [ov.get_value_element_as_str()]
 
 
-def _key(raw: str, parse) -> tuple[str, str]:
-    (ov,) = parse([raw])
-    return ov.get_key_element(), raw
-
-
 def expand(params: Mapping[str, str] | None, grids: Sequence[Mapping[str, str]] | None,
            arguments: Iterable[str], parse: Callable[[list[str]], list]) -> list[list[str]]:
     """Every job's override list.  ``parse`` is Hydra's ``OverridesParser.parse_overrides``."""

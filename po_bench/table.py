@@ -214,19 +214,12 @@ def add_reference(rows: list[dict], runs: list[dict], preset: dict) -> list[str]
     for row in rows:
         model_ref = ref_of_model.get(row.get("model.name")) if "model.name" in row else (
             next(iter(ref_of_model.values())) if len(set(ref_of_model.values())) == 1 else None)
-        if model_ref:
-            for c in cols:
-                name = f"paper {c}"
-                row[name] = table.get((row["method"], model_ref), {}).get(c, float("nan"))
-                if name not in added:
-                    added.append(name)
-        else:
-            for mdl in ref.get("models") or []:
-                for c in cols:
-                    name = f"paper {mdl} {c}"
-                    row[name] = table.get((row["method"], mdl), {}).get(c, float("nan"))
-                    if name not in added:
-                        added.append(name)
+        cells = ([(f"paper {c}", model_ref, c) for c in cols] if model_ref else
+                 [(f"paper {mdl} {c}", mdl, c) for mdl in ref.get("models") or [] for c in cols])
+        for name, mdl, c in cells:
+            row[name] = table.get((row["method"], mdl), {}).get(c, float("nan"))
+            if name not in added:
+                added.append(name)
     return added
 
 
@@ -390,6 +383,11 @@ def _wrap(text: str, width: int = 80) -> str:
     return "\n".join(textwrap.wrap(text, width))
 
 
+def _symlog_if_outlier(ax, xs: list[float]) -> None:
+    if xs and max(xs) > 20 * max(1e-9, sorted(xs)[len(xs) // 2]):
+        ax.set_xscale("symlog", linthresh=1.0)  # an outlier would squash the rest
+
+
 def plot(runs: list[dict], path: str | Path, x: str = "kl_to_ref", y: str = "gold_reward",
          color_by: str | None = None, title: str = "") -> None:
     """One point per run; colour by method, or by a config value (``color_by``, e.g. loss.beta,
@@ -426,16 +424,13 @@ def plot(runs: list[dict], path: str | Path, x: str = "kl_to_ref", y: str = "gol
         sc = ax.scatter(xs_, ys_, c=cs, cmap="viridis", norm=norm, s=46, edgecolors="k", linewidths=0.4)
         fig.colorbar(sc, ax=ax, label=color_by)
         by_method = {}
-        if xs_ and max(xs_) > 20 * max(1e-9, sorted(xs_)[len(xs_) // 2]):
-            ax.set_xscale("symlog", linthresh=1.0)
+        _symlog_if_outlier(ax, xs_)
     for name, pts in sorted(by_method.items()):
         ax.scatter([p[0] for p in pts], [p[1] for p in pts], label=name, s=36, alpha=0.85)
         if many:  # too many for a legend: label the points
             for px, py in pts:
                 ax.annotate(name, (px, py), fontsize=6, xytext=(3, 2), textcoords="offset points")
-    xs = [p[0] for pts in by_method.values() for p in pts]
-    if xs and max(xs) > 20 * max(1e-9, sorted(xs)[len(xs) // 2]):
-        ax.set_xscale("symlog", linthresh=1.0)  # an outlier would squash the rest
+    _symlog_if_outlier(ax, [p[0] for pts in by_method.values() for p in pts])
     if sft_level and y == "gold_reward":
         ax.axhline(sum(sft_level) / len(sft_level), color="grey", ls="--", lw=1, label="SFT (mean)")
     ax.set_xlabel("KL(policy || SFT reference), nats per sequence" if x == "kl_to_ref" else x)

@@ -16,6 +16,7 @@ import pytest
 import yaml
 from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import OmegaConf
 
 from po_bench.app import CONF_DIR, check_preset
 from po_bench.config import ConfigError, validate
@@ -110,18 +111,11 @@ def test_every_preset_composes_and_its_jobs_validate(experiment, scale):
         for ov in job:  # every override of the job landed in the composed config
             key, val = ov.lstrip("+").split("=", 1)
             if "." in key:
-                assert str(_get_raw(cfg, key)) == str(yaml.safe_load(val)), ov
+                assert str(OmegaConf.select(cfg, key)) == str(yaml.safe_load(val)), ov
         if scale == "tiny":
             assert cfg.dataset.kind == "world" and cfg.model.kind == "tiny"
         else:
             assert cfg.model.kind == "hub" and cfg.dataset.kind == "hf" and cfg.judge.name not in ("gold", "none")
-
-
-def _get_raw(cfg, dotted):
-    node = cfg
-    for part in dotted.split("."):
-        node = node[part]
-    return node
 
 
 def test_a_selection_outside_every_grid_is_one_line_before_any_compute(tmp_path):
@@ -176,13 +170,6 @@ GRID_KEYS = {
 }
 
 
-def _get(cfg, dotted):
-    node = cfg
-    for part in dotted.split("."):
-        node = node[part]
-    return float(node)
-
-
 def _as_dict(job):
     return dict(x.lstrip("+").split("=", 1) for x in job)
 
@@ -212,7 +199,7 @@ def test_simpo_table_paper_searches_each_baselines_published_grid(setting):
         assert (cfg.train.epochs, cfg.train.warmup_ratio, cfg.train.lr_scheduler) == (1, 0.1, "cosine")
         assert cfg.train.batch_size * cfg.train.grad_accum * 8 == 128  # 8 GPUs: the paper's batch 128
         for k in GRID_KEYS.get(d["loss"], {}).values():
-            assert _get(cfg, k) == float(d[k])
+            assert float(OmegaConf.select(cfg, k)) == float(d[k])
 
 
 def test_simpo_table_paper_is_the_whole_table():

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from . import JudgeResult
-from .client import JudgeClient, cfg_get, read_json_or_jsonl, resolve_data_file, to_plain
+from .client import FailureTally, JudgeClient, cfg_get, read_json_or_jsonl, resolve_data_file, stats_delta, to_plain
 
 log = logging.getLogger("po_bench.judges")
 
@@ -301,14 +301,11 @@ class AlpacaEvalJudge:
         client = self._client()
         before = client.stats.as_dict()
         results = client.chat_many(requests, desc="alpaca_eval")
-        n_parse, n_fail, n_budget, examples = 0, 0, 0, []
+        n_parse, failures, examples = 0, FailureTally(len(requests)), []
         for i, res in zip(pending, results):
             row = rows[i]
             if not res.ok:
-                if res.budget_stopped:
-                    n_budget += 1
-                else:
-                    n_fail += 1
+                failures.add(res.error)
                 row.update(preference=None, error=res.error)
                 continue
             p = preference_from_logprobs(res.logprobs, self.annotator)
@@ -324,24 +321,9 @@ class AlpacaEvalJudge:
             log.warning("alpaca_eval: %d judge replies without usable logprobs for m/M (left out)", n_parse)
         m = winrate_metrics(rows, bool(cfg_get(self.cfg, "length_controlled", True)), cfg_get(self.cfg, "lc_data_dir"))
         m.update(benchmark="alpaca_eval", annotator=self.annotator, judge=client.identity(), n_instructions=len(rows),
-                 n_judged=len(rows) - n_parse - n_fail - n_budget, n_parse_failures=n_parse, n_request_failures=n_fail,
-                 parse_failure_examples=examples, client=_delta(before, client.stats.as_dict()),
-                 **budget_metrics(client, len(requests), n_budget))
-        if n_budget:
-            log.warning("alpaca_eval: %d of %d judgments not made: the judge budget is spent", n_budget, len(requests))
+                 n_judged=len(rows) - n_parse - failures.n_request_failures - failures.n_not_judged_budget,
+                 n_parse_failures=n_parse, parse_failure_examples=examples,
+                 client=stats_delta(before, client.stats.as_dict()), **failures.metrics(client, "alpaca_eval"))
         return JudgeResult(metrics=m, records=rows)
 
 
-def budget_metrics(client: JudgeClient, n_asked: int, n_not_judged: int) -> dict:
-    """How the judge's budget went, for a judge's metrics: the judgments the benchmark asked for,
-    how many the budget left unmade (counted, never dropped silently) and whether it ran out."""
-    return {"budget_exhausted": bool(client.stats.budget_exhausted or n_not_judged), "n_asked": n_asked,
-            "n_not_judged_budget": n_not_judged}
-
-
-def _delta(before: dict, after: dict) -> dict:
-    out = {}
-    for k, v in after.items():
-        if isinstance(v, (int, float)) and not isinstance(v, bool):
-            out[k] = round(v - before.get(k, 0), 6) if isinstance(v, float) else v - before.get(k, 0)
-    return out

@@ -29,8 +29,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from . import JudgeResult
-from .alpaca_eval import _delta, budget_metrics
-from .client import JudgeClient, cfg_get, is_budget_stop, read_json_or_jsonl, resolve_data_file, to_plain
+from .client import FailureTally, JudgeClient, cfg_get, read_json_or_jsonl, resolve_data_file, stats_delta, to_plain
 
 log = logging.getLogger("po_bench.judges")
 
@@ -237,14 +236,11 @@ class ArenaHardJudge:
         weight = int(cfg_get(self.cfg, "verdict_weight", 3))
         outcomes: list[float] = []
         counts = {lab: 0 for lab in LABELS}
-        n_parse, n_fail, n_budget, examples = 0, 0, 0, []
+        n_parse, failures, examples = 0, FailureTally(len(items)), []
         for it, (label, err, text) in zip(items, judged):
             it.update(verdict=label, judgment=text)
             if err is not None:
-                if is_budget_stop(err):
-                    n_budget += 1
-                else:
-                    n_fail += 1
+                failures.add(err)
                 it["error"] = err
                 continue
             if label not in LABELS:
@@ -268,9 +264,7 @@ class ArenaHardJudge:
             "n_questions": len(qs), "n_games": len(items), "n_battles": len(outcomes),
             "verdicts_game1": {k: sum(1 for it in items if it["game"] == 1 and it.get("verdict") == k) for k in LABELS},
             "verdicts_game2": {k: sum(1 for it in items if it["game"] == 2 and it.get("verdict") == k) for k in LABELS},
-            "n_parse_failures": n_parse, "n_request_failures": n_fail, "parse_failure_examples": examples,
-            "client": _delta(before, client.stats.as_dict()), **budget_metrics(client, len(items), n_budget),
+            "n_parse_failures": n_parse, "parse_failure_examples": examples,
+            "client": stats_delta(before, client.stats.as_dict()), **failures.metrics(client, "arena_hard", "games"),
         }
-        if n_budget:
-            log.warning("arena_hard: %d of %d games not judged: the judge budget is spent", n_budget, len(items))
         return JudgeResult(metrics=m, records=items)

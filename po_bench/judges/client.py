@@ -117,6 +117,40 @@ def is_budget_stop(error: str | None) -> bool:
 
 
 @dataclass
+class FailureTally:
+    """A judge's unmade judgments, by kind: requests that failed, and requests the budget stopped
+    (counted, never dropped silently).  One per ``evaluate`` call."""
+
+    n_asked: int
+    n_request_failures: int = 0
+    n_not_judged_budget: int = 0
+
+    def add(self, error: str | None) -> None:
+        if is_budget_stop(error):
+            self.n_not_judged_budget += 1
+        else:
+            self.n_request_failures += 1
+
+    def metrics(self, client: "JudgeClient", name: str, what: str = "judgments") -> dict:
+        """The counts for the judge's metrics, plus whether the budget ran out (logged when it did)."""
+        if self.n_not_judged_budget:
+            log.warning("%s: %d of %d %s not made: the judge budget is spent", name, self.n_not_judged_budget,
+                        self.n_asked, what)
+        return {"n_request_failures": self.n_request_failures,
+                "budget_exhausted": bool(client.stats.budget_exhausted or self.n_not_judged_budget),
+                "n_asked": self.n_asked, "n_not_judged_budget": self.n_not_judged_budget}
+
+
+def stats_delta(before: dict, after: dict) -> dict:
+    """What a judge's calls added to the client's numeric stats (requests, tokens, cost, ...)."""
+    out = {}
+    for k, v in after.items():
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            out[k] = round(v - before.get(k, 0), 6) if isinstance(v, float) else v - before.get(k, 0)
+    return out
+
+
+@dataclass
 class ChatResult:
     text: str | None = None
     finish_reason: str | None = None

@@ -26,8 +26,7 @@ import re
 from typing import Any, Callable, Sequence
 
 from . import JudgeResult
-from .alpaca_eval import _delta, budget_metrics
-from .client import JudgeClient, cfg_get, read_json_or_jsonl, resolve_data_file, to_plain
+from .client import FailureTally, JudgeClient, cfg_get, read_json_or_jsonl, resolve_data_file, stats_delta, to_plain
 
 log = logging.getLogger("po_bench.judges")
 
@@ -149,13 +148,10 @@ class MTBenchJudge:
         client = self._client()
         before = client.stats.as_dict()
         results = client.chat_many(requests, desc="mt_bench")
-        n_parse, n_fail, n_budget, examples = 0, 0, 0, []
+        n_parse, failures, examples = 0, FailureTally(len(items)), []
         for it, res in zip(items, results):
             if not res.ok:
-                if res.budget_stopped:
-                    n_budget += 1
-                else:
-                    n_fail += 1
+                failures.add(res.error)
                 it.update(score=None, error=res.error)
                 continue
             it["judgment"] = res.text
@@ -182,11 +178,9 @@ class MTBenchJudge:
             "score_by_category": {c: mean(v) for c, v in sorted(by_cat.items())},
             "n_questions": len(qs), "n_judgments": len(items),
             "n_scored": sum(it.get("score") is not None for it in items),
-            "n_parse_failures": n_parse, "n_request_failures": n_fail, "parse_failure_examples": examples,
-            "client": _delta(before, client.stats.as_dict()), **budget_metrics(client, len(items), n_budget),
+            "n_parse_failures": n_parse, "parse_failure_examples": examples,
+            "client": stats_delta(before, client.stats.as_dict()), **failures.metrics(client, "mt_bench"),
         }
-        if n_budget:
-            log.warning("mt_bench: %d of %d judgments not made: the judge budget is spent", n_budget, len(items))
         return JudgeResult(metrics=m, records=items)
 
     def run(self, generate_fn: GenerateFn, model_name: str = "po-bench-policy") -> JudgeResult:
