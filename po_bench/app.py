@@ -22,8 +22,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from .config import ConfigError, register
-from .record import write_run_record
+from po_bench.config import ConfigError, register
+from po_bench.results.record import write_run_record
 
 log = logging.getLogger("po_bench")
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
@@ -36,7 +36,7 @@ def _verbose() -> bool:
 
 
 def run_job(cfg: DictConfig) -> dict | None:
-    from . import pipeline
+    from po_bench import pipeline
 
     hc = HydraConfig.get()
     out_dir = Path(hc.runtime.output_dir)
@@ -110,7 +110,7 @@ def _finished_record(out_dir: Path, config: dict) -> dict | None:
 
 def _track(cfg, out_dir: Path, config: dict, status: str, metrics: dict, history: list, error=None) -> None:
     """Log the run to wandb (offline without an API key); tracking problems never fail a run."""
-    from . import tracking
+    from po_bench.results import tracking
 
     hc = HydraConfig.get()
     if hc.mode == RunMode.MULTIRUN:
@@ -166,7 +166,7 @@ def _refuse_keys_in_overrides(argv: list[str]) -> None:
     (``judge.api_key=...``, ``+judge.token=...``, an ``api_key_env`` value that is no variable name,
     an ``api_key_file`` that is no file) is refused before Hydra composes or writes anything
     (.hydra/, run.json, wandb), with one line that never echoes the value; exit code 2."""
-    from .config import ENV_NAME, SECRET_KEY
+    from po_bench.config import ENV_NAME, SECRET_KEY
 
     def refuse(msg: str) -> None:
         print(f"po-bench: config error: {msg} (the value is not shown: it could be a key)", file=sys.stderr)

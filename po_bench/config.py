@@ -72,8 +72,8 @@ class DatasetConfig:
 class LossConfig:
     name: str = MISSING
     label: str = ""  # method label used in results tables (matches the papers' row names)
-    backend: str = "dpo"  # TRL trainer: dpo | cpo | orpo | kto; pobench (po_bench.losses); sft (no preference stage)
-    function: str = ""  # backend=pobench: the loss function in po_bench.losses
+    backend: str = "dpo"  # TRL trainer: dpo | cpo | orpo | kto; pobench (po_bench.training.losses); sft (no preference stage)
+    function: str = ""  # backend=pobench: the loss function in po_bench.training.losses
     beta: float = 0.1
     lr: float = 2.0e-4
     reference_free: bool = False
@@ -272,6 +272,27 @@ def register() -> None:
     cs.store(name="po_bench_schema", node=Config)
 
 
+CONF_DATASET_DIR = Path(__file__).resolve().parent.parent / "conf" / "dataset"
+
+
+def dataset_config(name: str, **overrides):
+    """A dataset config from ``conf/dataset/<name>.yaml`` merged onto the structured schema (used
+    to resolve ``dataset.sft: ultrachat`` to the SFT dataset's own config)."""
+    from omegaconf import OmegaConf
+
+    from po_bench.data.formats import DataError
+
+    path = CONF_DATASET_DIR / f"{name}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in CONF_DATASET_DIR.glob("*.yaml"))
+        raise DataError(f"no dataset config {name!r} in {CONF_DATASET_DIR} (known: {', '.join(known)})")
+    cfg = OmegaConf.merge(OmegaConf.structured(DatasetConfig), OmegaConf.load(path))
+    for k, v in overrides.items():
+        OmegaConf.update(cfg, k, v, merge=False)
+    return cfg
+
+
+
 class ConfigError(ValueError):
     """A user error in the configuration: reported as one line, exit code 2."""
 
@@ -300,20 +321,20 @@ SECRET_KEY = re.compile(r"(^|_)(api_?key|secret|token|passw(or)?d|credentials?)(
 
 
 def _validate_real_data(cfg) -> None:
-    from . import prefdata
+    from po_bench.data import formats
 
     d, loss = cfg.dataset, cfg.loss
     _check(cfg.model.kind != "tiny", "dataset.kind=hf needs a real model (model=smollm2_135m or a Hub model); "
                                      "the tiny model's tokenizer only knows the world")
     _check(bool(d.path or d.hub_id), f"dataset={d.name}: set dataset.path (a local file) or dataset.hub_id")
-    _check(d.format in prefdata.FORMATS, f"dataset.format={d.format!r}: allowed {', '.join(prefdata.FORMATS)}")
+    _check(d.format in formats.FORMATS, f"dataset.format={d.format!r}: allowed {', '.join(formats.FORMATS)}")
     _check(d.max_rows >= 0, "dataset.max_rows must be >= 0")
     _check(d.on_error in ("skip", "fail"), f"dataset.on_error={d.on_error!r}: allowed skip, fail")
     _check(d.format != "unpaired" or (not loss.paired and loss.backend == "kto"),
            f"dataset.format=unpaired has no pairs: loss={loss.name} needs pairs (use loss=kto)")
     try:
-        prefdata.columns_for(d.format, dict(d.columns or {}))
-    except prefdata.DataError as e:
+        formats.columns_for(d.format, dict(d.columns or {}))
+    except formats.DataError as e:
         raise ConfigError(str(e)) from None
     if d.sft:
         _check((Path(__file__).resolve().parent.parent / "conf" / "dataset" / f"{d.sft}.yaml").exists(),
@@ -354,19 +375,19 @@ def validate(cfg) -> None:
         _check(loss.implicit_reward != "logratio",
                f"loss={loss.name} is reference-free: loss.implicit_reward must be avg_logp, not logratio")
     if loss.backend != "sft":
-        from . import trl_adapter
+        from po_bench.training import trl_adapter
 
         try:
             trl_adapter.validate_backend_args(loss.backend, dict(loss.args), loss.function)
         except ValueError as e:
             raise ConfigError(f"loss={loss.name}: {e}") from None
         if loss.backend != "pobench":
-            from .losses import _fmt_range, in_range
+            from po_bench.training.losses import fmt_range, in_range
 
             for k, v in dict(loss.args).items():
                 if k in TRL_ARG_RANGES and isinstance(v, (int, float)):
                     lo, hi, lo_inc, hi_inc = TRL_ARG_RANGES[k]
-                    _check(in_range(v, lo, hi, lo_inc, hi_inc), f"loss.args.{k}={v:g} for {loss.name}: allowed {_fmt_range(lo, hi, lo_inc, hi_inc)}")
+                    _check(in_range(v, lo, hi, lo_inc, hi_inc), f"loss.args.{k}={v:g} for {loss.name}: allowed {fmt_range(lo, hi, lo_inc, hi_inc)}")
     noise = cfg.noise
     _check(noise.kind in ("none", "flip"), f"noise.kind={noise.kind!r}: allowed none, flip")
     _check(0.0 <= noise.rate < 0.5, f"noise.rate={noise.rate}: must be in [0, 0.5)")

@@ -31,9 +31,12 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
-from . import data, generate, judge, models, world
-from .config import validate
-from .store import Store, atomic_write_json, fingerprint
+from po_bench.data import world_pairs as data, world
+from po_bench.generation import generate
+from po_bench.judges import implicit as judge
+from po_bench.training import models
+from po_bench.config import validate
+from po_bench.store import Store, atomic_write_json, fingerprint
 
 log = logging.getLogger("po_bench")
 
@@ -87,7 +90,7 @@ def _load_model(path: Path, model_cfg):
 
 def run(cfg, out_dir: str | Path) -> dict:
     """Run every enabled stage for one configuration; returns the metrics dict."""
-    from . import trl_adapter
+    from po_bench.training import trl_adapter
 
     validate(cfg)
     out_dir = Path(out_dir)
@@ -100,7 +103,7 @@ def run(cfg, out_dir: str | Path) -> dict:
     t_start = time.perf_counter()
 
     if cfg.dataset.kind != "world":
-        from . import pipeline_real
+        from po_bench import pipeline_real
 
         metrics = pipeline_real.run(cfg, out_dir, store, seconds)
         seconds["total"] = round(time.perf_counter() - t_start, 3)
@@ -172,7 +175,7 @@ def run(cfg, out_dir: str | Path) -> dict:
                 "pref_samples", {"sft": sft_fields, "gen": gen_fields, "seed": seed},
                 lambda: _two_samples(sft_model, tokenizer, splits["pref"], cfg.generation, seed + 3000, sft_dir))
             pairs, data_stats = data.label_and_noise(splits["pref"], pref, cfg.dataset, cfg.noise, seed)
-            from .prefdata import leakage
+            from po_bench.data.formats import leakage
 
             data_stats["leakage"] = leakage(splits["pref"], {"world_eval": splits["eval"], "world_ood": splits["ood"]})
         if not pairs:
@@ -231,7 +234,7 @@ def train_policy(cfg, store: Store, seconds: dict, sft_dir, sft_fields: dict, to
     """Preference stage (both pipelines): the policy artifact for ``policy_key``, trained from the
     SFT checkpoint on ``pairs`` unless the store has it; DPO-backend reference log-probs go through
     the store too.  Returns (policy model, training metrics)."""
-    from . import trl_adapter
+    from po_bench.training import trl_adapter
 
     loss, seed = cfg.loss, int(cfg.seed)
     ref_fields = {"sft": sft_fields, "pairs": fingerprint(pairs), "max_length": cfg.train.max_length}
@@ -271,6 +274,6 @@ def _write_samples(path: Path, prompts, samples, sft_samples, spec, n: int = 32)
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> None:
-    from .store import atomic_write_text
+    from po_bench.store import atomic_write_text
 
     atomic_write_text(path, "".join(json.dumps(r, default=str) + "\n" for r in rows))

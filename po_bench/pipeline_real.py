@@ -15,11 +15,13 @@ import json
 import logging
 from pathlib import Path
 
-from . import generate, judge as judge_mod, models, prefdata
-from .noise import flip_labels
-from .pipeline import (_gen_fields, _load_model, _plain, _seed_everything, _timed, _write_jsonl, model_fields, train_fields,
-                       train_policy)
-from .store import Store, atomic_write_json, fingerprint
+from po_bench.generation import generate
+from po_bench.judges import implicit as judge_mod
+from po_bench.training import models
+from po_bench.data import formats
+from po_bench.data.noise import flip_labels
+from po_bench.pipeline import _gen_fields, _load_model, _plain, _seed_everything, _timed, _write_jsonl, model_fields, train_fields, train_policy
+from po_bench.store import Store, atomic_write_json, fingerprint
 
 log = logging.getLogger("po_bench")
 
@@ -27,7 +29,7 @@ log = logging.getLogger("po_bench")
 def run(cfg, out_dir: Path, store: Store, seconds: dict) -> dict:
     from transformers import AutoTokenizer
 
-    from . import trl_adapter
+    from po_bench.training import trl_adapter
 
     seed = int(cfg.seed)
     d, loss = cfg.dataset, cfg.loss
@@ -36,13 +38,13 @@ def run(cfg, out_dir: Path, store: Store, seconds: dict) -> dict:
     with _timed(seconds, "data"):
         base_path = models.model_path(cfg.model)
         if loss.paired or d.format != "unpaired":
-            pairs, report = prefdata.load_pairs(d)
+            pairs, report = formats.load_pairs(d)
         else:
-            pairs, report = prefdata.load_unpaired(d)
+            pairs, report = formats.load_unpaired(d)
         _apply_error_policy(d, report)
         eval_report = None
         if d.eval_split:
-            eval_pairs, eval_report = prefdata.load_pairs(d, d.eval_split)
+            eval_pairs, eval_report = formats.load_pairs(d, d.eval_split)
             _apply_error_policy(d, eval_report)
             eval_pairs = eval_pairs[: d.n_eval]
         else:  # no eval split: hold out the last n_eval pairs (never trained on)
@@ -60,7 +62,7 @@ def run(cfg, out_dir: Path, store: Store, seconds: dict) -> dict:
     sft_dir: Path | str = base_path
     sft_metrics: dict = {}
     if d.sft and cfg.stages.sft:
-        sft_cfg = prefdata.dataset_config(d.sft)
+        sft_cfg = dataset_config(d.sft)
         sft_fields.update(sft_data=_plain(sft_cfg), sft={k: cfg.train[k] for k in (
             "sft_lr", "sft_epochs", "sft_batch_size", "max_length", "lr_scheduler", "warmup_ratio")})
 
@@ -69,7 +71,7 @@ def run(cfg, out_dir: Path, store: Store, seconds: dict) -> dict:
             model, tok = models.load_pretrained(base_path, dtype=cfg.model.dtype)
             if cfg.model.chat_template:
                 tok.chat_template = cfg.model.chat_template
-            examples, rep = prefdata.load_sft(sft_cfg)
+            examples, rep = formats.load_sft(sft_cfg)
             res = trl_adapter.train_sft(model, tok, examples, cfg.train, out / "trainer", seed)
             model.save_pretrained(str(out))
             tok.save_pretrained(str(out))
@@ -97,10 +99,10 @@ def run(cfg, out_dir: Path, store: Store, seconds: dict) -> dict:
         policy, train_metrics, policy_dir = train_policy(cfg, store, seconds, sft_dir, sft_fields, tokenizer, pairs,
                                                          policy_key)
 
-    tokens = prefdata.data_stats(pairs, tokenizer, cfg.train.max_length) if "chosen" in pairs[0] else {}
+    tokens = formats.data_stats(pairs, tokenizer, cfg.train.max_length) if "chosen" in pairs[0] else {}
     train_prompts = [p["prompt"] for p in pairs]
-    leak = {**prefdata.leakage(train_prompts, prefdata.eval_sets()),
-            **prefdata.leakage(train_prompts, {"eval_split": [p["prompt"] for p in eval_pairs]})}
+    leak = {**formats.leakage(train_prompts, formats.eval_sets()),
+            **formats.leakage(train_prompts, {"eval_split": [p["prompt"] for p in eval_pairs]})}
     if leak["eval_split"]["count"]:
         log.warning("%d of %d eval prompts also occur among the training prompts (data.leakage.eval_split)",
                     leak["eval_split"]["count"], leak["eval_split"]["n_eval"])
@@ -182,7 +184,7 @@ def _apply_error_policy(d, report: dict) -> None:
     reason, rows = min(report["skipped_examples"].items(), key=lambda kv: kv[1][0])
     line = _line_of(report["source"], rows[0])
     where = f"line {line} (row {rows[0]})" if line else f"row {rows[0]}"
-    raise prefdata.DataError(f"{report['source']}: {where}: {reason} "
+    raise formats.DataError(f"{report['source']}: {where}: {reason} "
                              f"({report['n_skipped']} bad rows in all; dataset.on_error=skip skips and counts them)")
 
 
@@ -195,12 +197,12 @@ def models_tokenizer(path):
 def _drop_overlong_prompts(pairs: list[dict], tokenizer, max_length: int) -> tuple[list[dict], int]:
     """Pairs whose prompt alone leaves no room for a completion within max_length cannot be trained
     on (the completion would be truncated to nothing); they are dropped and counted, never silently."""
-    from .logprobs import render_prompt
+    from po_bench.generation.logprobs import render_prompt
 
     keep = [p for p in pairs
             if len(tokenizer(render_prompt(tokenizer, p["prompt"]), add_special_tokens=False)["input_ids"]) < max_length - 1]
     if not keep:
-        from .prefdata import DataError
+        from po_bench.data.formats import DataError
 
         raise DataError(f"every prompt is longer than train.max_length={max_length} tokens: raise train.max_length")
     return keep, len(pairs) - len(keep)
@@ -211,7 +213,7 @@ def _external_judge(cfg, store, policy, policy_dir, sft_model, sft_dir, tokenize
     """The configured judge's metrics (``judge=none`` reports none)."""
     if cfg.judge.name == "none":
         return {}
-    from .judging import run_judge
+    from po_bench.judges.runner import run_judge
 
     return run_judge(cfg, store=store, policy=policy, policy_dir=policy_dir, sft_model=sft_model, sft_dir=sft_dir,
                      tokenizer=tokenizer, prompts=prompts, samples=samples, sft_samples=sft_samples,

@@ -1,4 +1,4 @@
-"""Generation throughput: the HF backend (po_bench.generate.generate_hf) vs vLLM (po_bench.vllm_backend).
+"""Generation throughput: the HF backend (po_bench.generation.generate.generate_hf) vs vLLM (po_bench.generation.vllm_engine).
 
     .venv/bin/python scripts/bench_generation.py                     # tiny world model + SmolLM2-135M-Instruct
     .venv/bin/python scripts/bench_generation.py --models tiny --n-prompts 512 --max-new-tokens 24
@@ -12,7 +12,7 @@ machine and say which machine.
 
 * tiny: the world's 2-layer, 128-wide Llama (random N(0, 0.1) weights, so greedy continuations
   vary) on world eval prompts;
-* smollm2: SmolLM2-135M-Instruct (po_bench.smollm2, float32) on chat prompts through its template.
+* smollm2: SmolLM2-135M-Instruct (po_bench.training.smollm2, float32) on chat prompts through its template.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ TASKS = ["Write one sentence about {}.", "Give two facts about {}.", "Describe {
 def tiny_model(out: Path):
     import torch
 
-    from po_bench.models import build_tiny_model, train_world_tokenizer
+    from po_bench.training.models import build_tiny_model, train_world_tokenizer
 
     tok = train_world_tokenizer()
     model = build_tiny_model(tok, hidden_size=128, num_layers=2, num_heads=4, intermediate_size=512,
@@ -60,7 +60,7 @@ def tiny_model(out: Path):
 
 def prompts_for(name: str, n: int):
     if name == "tiny":
-        from po_bench import world
+        from po_bench.data import world
 
         return world.make_prompts(world.WorldSpec(n_eval=n), "eval")
     base = [[{"role": "user", "content": t.format(x)}] for t in TASKS for x in TOPICS]
@@ -75,8 +75,8 @@ def bench_hf(path: Path, prompts, max_new: int, batch_size: int, temperature: fl
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from po_bench.generate import generate_hf
-    from po_bench.vllm_backend import hf_greedy_ids
+    from po_bench.generation.generate import generate_hf
+    from po_bench.generation.vllm_engine import hf_greedy_ids
 
     tok = AutoTokenizer.from_pretrained(str(path))
     if tok.pad_token is None:
@@ -98,7 +98,7 @@ def bench_hf(path: Path, prompts, max_new: int, batch_size: int, temperature: fl
 def bench_vllm(path: Path, prompts, max_new: int, temperature: float, engine: dict) -> dict:
     from transformers import AutoTokenizer
 
-    from po_bench.vllm_backend import generate_vllm_ids, get_engine
+    from po_bench.generation.vllm_engine import generate_vllm_ids, get_engine
 
     tok = AutoTokenizer.from_pretrained(str(path))
     cfg = {"temperature": temperature, "top_p": 1.0, "max_new_tokens": max_new, "dtype": "float32", **engine}
@@ -137,7 +137,7 @@ def main() -> int:
         if name == "tiny":
             path = tiny_model(tmp / "tiny")
         else:
-            from po_bench.smollm2 import smollm2_path
+            from po_bench.training.smollm2 import smollm2_path
 
             path = smollm2_path()
         setups.append({"name": name, "path": path, "prompts": prompts_for(name, n), "max_new": mx, "bs": bs})
@@ -162,7 +162,7 @@ def main() -> int:
             s[f"vllm_{t}"] = r
             print(f"[vllm] {s['name']:8s} T={t:g}: {r['tokens']} tokens in {r['seconds']:.1f}s = "
                   f"{r['tokens'] / r['seconds']:.0f} tok/s (engine start {r['startup_seconds']:.1f}s)", flush=True)
-        from po_bench.vllm_backend import close_engine
+        from po_bench.generation.vllm_engine import close_engine
 
         close_engine()
     print()

@@ -32,14 +32,14 @@ def read_runs(folder):
 
 @pytest.fixture(scope="session")
 def tokenizer():
-    from po_bench.models import train_world_tokenizer
+    from po_bench.training.models import train_world_tokenizer
 
     return train_world_tokenizer()
 
 
 def smollm2_path_or_skip():
     """SmolLM2's converted checkpoint folder, or skip with the reason its GGUF file is unavailable."""
-    from po_bench import smollm2
+    from po_bench.training import smollm2
 
     try:
         smollm2.gguf_file()
@@ -54,7 +54,7 @@ def tiny_chat_model(tmp_path_factory):
     (dataset.kind=hf, model.kind=hub) in seconds.  Skipped where SmolLM2's GGUF file is unavailable."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from po_bench.smollm2 import smollm2_tokenizer
+    from po_bench.training.smollm2 import smollm2_tokenizer
 
     try:
         tok = smollm2_tokenizer()

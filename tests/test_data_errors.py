@@ -7,7 +7,7 @@ from types import SimpleNamespace as NS
 
 import pytest
 
-from po_bench import prefdata
+from po_bench.data import formats
 from po_bench.pipeline_real import _apply_error_policy
 
 from .conftest import ROOT, run_cli
@@ -29,7 +29,7 @@ def test_skip_counts_and_fail_names_row(tmp_path):
     ])
     d = NS(path=str(f), hub_id=None, split="train", format="pairs", columns={}, max_rows=0, on_error="skip",
            name="file")
-    pairs, rep = prefdata.load_pairs(d)
+    pairs, rep = formats.load_pairs(d)
     assert [p["prompt"] for p in pairs] == ["a", "c", "e"]
     assert rep["notes"]["empty_chosen_kept"] == 1
     assert rep["rows"] + rep.get("n_unreadable", 0) >= 5
@@ -38,7 +38,7 @@ def test_skip_counts_and_fail_names_row(tmp_path):
     _apply_error_policy(d, rep)  # skip: no error
 
     d.on_error = "fail"
-    with pytest.raises(prefdata.DataError) as e:
+    with pytest.raises(formats.DataError) as e:
         _apply_error_policy(d, rep)
     msg = str(e.value)
     assert "pairs.jsonl" in msg and "row " in msg and "dataset.on_error=skip" in msg
@@ -49,8 +49,8 @@ def test_empty_after_filtering_is_an_error(tmp_path):
     _write(f, [{"prompt": "b", "chosen": "same", "rejected": "same"}])
     d = NS(path=str(f), hub_id=None, split="train", format="pairs", columns={}, max_rows=0, on_error="skip",
            name="file")
-    with pytest.raises(prefdata.DataError, match="bad.jsonl"):
-        prefdata.load_pairs(d)
+    with pytest.raises(formats.DataError, match="bad.jsonl"):
+        formats.load_pairs(d)
 
 
 def _u(text):
@@ -82,25 +82,25 @@ def test_role_order_skipped_by_reason_and_fail_names_line(tmp_path):
     f.write_text("\n" + "".join(json.dumps(r) + "\n" for r in rows))  # a blank first line: line != row + 1
     d = NS(path=str(f), hub_id=None, split="train", format="conversational", columns={}, max_rows=0,
            on_error="skip", name="file")
-    pairs, rep = prefdata.load_pairs(d)
+    pairs, rep = formats.load_pairs(d)
     assert [p["prompt"][-1]["content"] for p in pairs] == ["q0", "q4 again", "q6b"]
     assert rep["skipped"] == {"first_turn_not_user": 2, "system_not_first": 1, "prompt_ends_with_assistant": 1}
     assert rep["skipped_examples"]["first_turn_not_user"] == [1, 5]
     assert rep["notes"] == {"non_alternating_roles": 1}
     _apply_error_policy(d, rep)
     d.on_error = "fail"
-    with pytest.raises(prefdata.DataError) as e:
+    with pytest.raises(formats.DataError) as e:
         _apply_error_policy(d, rep)
     assert str(e.value).startswith(f"{f}: line 3 (row 1): first_turn_not_user (4 bad rows in all;")
 
     # the same checks in the other formats that build conversations
     hh = [{"chosen": "\n\nAssistant: hi\n\nHuman: q\n\nAssistant: good", "rejected": "\n\nAssistant: hi\n\nHuman: q\n\nAssistant: bad"},
           {"chosen": "\n\nHuman: q\n\nHuman: q2\n\nAssistant: good", "rejected": "\n\nHuman: q\n\nHuman: q2\n\nAssistant: bad"}]
-    pairs, rep = prefdata.to_pairs(hh, "hh")
+    pairs, rep = formats.to_pairs(hh, "hh")
     assert len(pairs) == 1 and rep["skipped"] == {"first_turn_not_user": 1} and rep["notes"]["non_alternating_roles"] == 1
     un = [{"prompt": [_u("q"), _a("x")], "completion": "c", "label": True},
           {"prompt": [_u("q")], "completion": "c", "label": False}]
-    out, rep = prefdata.to_unpaired(un, "unpaired")
+    out, rep = formats.to_unpaired(un, "unpaired")
     assert len(out) == 1 and rep["skipped"] == {"prompt_ends_with_assistant": 1}
 
 

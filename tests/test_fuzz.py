@@ -4,8 +4,8 @@ import math
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from po_bench import prefdata
-from po_bench.table import build_table, to_csv, to_markdown
+from po_bench.data import formats
+from po_bench.results.table import build_table, to_csv, to_markdown
 
 text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=0, max_size=12)
 row = st.fixed_dictionaries({}, optional={"prompt": st.one_of(text, st.integers(), st.none()),
@@ -17,8 +17,8 @@ row = st.fixed_dictionaries({}, optional={"prompt": st.one_of(text, st.integers(
 @given(rows=st.lists(row, min_size=1, max_size=30))
 def test_pairs_loader_accounts_for_every_row(rows):
     try:
-        pairs, rep = prefdata.to_pairs(rows, "pairs", {}, "fuzz.jsonl")
-    except prefdata.DataError as e:  # nothing usable: a clear error naming the source
+        pairs, rep = formats.to_pairs(rows, "pairs", {}, "fuzz.jsonl")
+    except formats.DataError as e:  # nothing usable: a clear error naming the source
         assert "fuzz.jsonl" in str(e)
         return
     assert rep["rows"] == len(rows)

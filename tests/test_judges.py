@@ -35,7 +35,7 @@ import pytest
 
 from .conftest import smollm2_path_or_skip
 
-from po_bench.judges import JudgeResult
+from po_bench.judges.api import JudgeResult
 from po_bench.judges.client import JudgeClient, load_judge_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -478,7 +478,7 @@ def test_reward_model_judge(tokenizer):
     import torch
     from transformers import LlamaConfig, LlamaForSequenceClassification
 
-    from po_bench import world
+    from po_bench.data import world
     from po_bench.judges.reward_model import RewardModelJudge
 
     torch.manual_seed(0)

@@ -213,7 +213,7 @@ def test_submitit_slurm_sweep(tmp_path, slurm_cluster):
             time.sleep(0.5)
         assert states == ["JobState=COMPLETED"] * 2, show.stdout
 
-    from po_bench.table import write_tables
+    from po_bench.results.table import write_tables
 
     paths = write_tables(sweep, name="results")
     md = paths["md"].read_text()

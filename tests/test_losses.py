@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from po_bench import losses
+from po_bench.training import losses
 from po_bench.app import CONF_DIR
 from po_bench.config import ConfigError, validate
 
@@ -171,7 +171,7 @@ def test_invalid_hyperparameters_fail_at_config_time(overrides, needle):
     ("kto", "KTOConfig", {"beta": 0.1, "desirable_weight": 1.0}),
 ])
 def test_trl_mapping(loss, cls, expect, tmp_path):
-    from po_bench.trl_adapter import build_trl_config
+    from po_bench.training.trl_adapter import build_trl_config
 
     cfg = _compose([f"loss={loss}"])
     trl_cfg = build_trl_config(cfg.loss, cfg.train, tmp_path, 0)

@@ -3,7 +3,7 @@
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from po_bench.noise import flip_labels
+from po_bench.data.noise import flip_labels
 
 
 def _pairs(n):

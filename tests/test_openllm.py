@@ -133,7 +133,7 @@ def tiny_dir(tmp_path_factory):
     """The tiny world Llama (random N(0, 0.1) weights: clear preferences, varied greedy text), saved."""
     import torch
 
-    from po_bench.models import build_tiny_model, train_world_tokenizer
+    from po_bench.training.models import build_tiny_model, train_world_tokenizer
 
     tok = train_world_tokenizer()
     model = build_tiny_model(tok, hidden_size=64, num_layers=2, num_heads=2, intermediate_size=128)

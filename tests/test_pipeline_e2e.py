@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from po_bench.record import REQUIRED_METRICS
-from po_bench.table import write_tables
+from po_bench.results.record import REQUIRED_METRICS
+from po_bench.results.table import write_tables
 
 from .conftest import ROOT, SMALL, read_runs, run_cli
 

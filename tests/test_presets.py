@@ -20,7 +20,7 @@ from omegaconf import OmegaConf
 
 from po_bench.app import CONF_DIR, check_preset
 from po_bench.config import ConfigError, validate
-from po_bench.sweep import SweepError, expand
+from po_bench.results.sweep import SweepError, expand
 
 from .conftest import ROOT, SMALL, run_cli
 
@@ -234,7 +234,7 @@ def test_simpo_table_tiny_sweep_selects_best_grid_point_and_prints_the_paper(tmp
     assert len(recs) == 4 and all(x["status"] == "done" for x in recs)
     assert sorted((x["config"]["loss"]["name"], x["config"]["loss"]["beta"], x["config"]["loss"]["args"].get("simpo_gamma"))
                   for x in recs) == [("dpo", 0.05, None), ("dpo", 0.1, None), ("simpo", 2.0, 0.5), ("simpo", 2.0, 1.0)]
-    from po_bench.table import write_tables
+    from po_bench.results.table import write_tables
 
     paths = write_tables(sweep, tmp_path, "simpo", wall_seconds=12.0)
     md = paths["md"].read_text()

@@ -9,7 +9,7 @@ import math
 
 import pytest
 
-from po_bench import table
+from po_bench.results import table
 
 
 def _run(tmp, name, method, label, seed=0, model=None, judge="gold", metrics=None, **loss):

@@ -5,8 +5,8 @@ import sys
 
 import pytest
 
-from po_bench.table import write_tables
-from po_bench.tracking import read_offline_run
+from po_bench.results.table import write_tables
+from po_bench.results.tracking import read_offline_run
 
 from .conftest import ROOT, SMALL, read_runs, run_cli
 
@@ -37,7 +37,7 @@ def test_wandb_offline_sweep_resume_and_no_secret(tmp_path):
         assert table["columns"][:3] == ["prompt", "policy", "sft"] and len(table["data"]) > 0
 
     # the sweep's results table as a wandb Table
-    t = subprocess.run([sys.executable, "-m", "po_bench.table", str(sweep), "--wandb"], cwd=ROOT,
+    t = subprocess.run([sys.executable, "-m", "po_bench.results.table", str(sweep), "--wandb"], cwd=ROOT,
                        capture_output=True, text=True, env={**__import__("os").environ, "WANDB_API_KEY": ""})
     assert t.returncode == 0, t.stderr[-2000:]
     res_dir = next(sweep.glob("wandb/offline-run-*"))

@@ -7,7 +7,8 @@ from types import SimpleNamespace as NS
 import pytest
 import torch
 
-from po_bench import models, trl_adapter, world
+from po_bench.training import models, trl_adapter
+from po_bench.data import world
 from po_bench.app import CONF_DIR
 
 # DiscoPOP (arXiv:2406.08414) is non-convex at zero margin: with rho = sigmoid(L/tau), its loss

@@ -1,12 +1,12 @@
 """generation=vllm: vLLM's offline engine against the HF backend.
 
-The vLLM engine runs in a subprocess (``python -m po_bench.vllm_backend compare``): on CPU its
+The vLLM engine runs in a subprocess (``python -m po_bench.generation.vllm_engine compare``): on CPU its
 worker pins the process's OpenMP threads and replaces ``torch.set_num_threads``, which must not
 leak into the test process.
 
 * tiny world model (a 2-layer Llama with the world's word-level tokenizer, random weights with a
   wide init so that greedy continuations are varied): greedy tokens identical to HF for every
-  prompt, and the decoded strings equal ``po_bench.generate.generate_hf``'s output; sampling with
+  prompt, and the decoded strings equal ``po_bench.generation.generate.generate_hf``'s output; sampling with
   per-prompt seeds is reproducible and differs between identical prompts.
 * SmolLM2-135M-Instruct (chat prompts through the chat template): identical greedy tokens on at
   least 95% of a fixed prompt set, and where they part the first differing token is a near-tie
@@ -48,7 +48,7 @@ def _env():
 def _compare(model_dir: Path, prompts, max_new_tokens: int, out: Path, sampling_prompts=None, timeout=900) -> dict:
     pfile = out.with_suffix(".prompts.json")
     pfile.write_text(json.dumps(prompts))
-    cmd = [sys.executable, "-m", "po_bench.vllm_backend", "compare", "--model", str(model_dir), "--prompts", str(pfile),
+    cmd = [sys.executable, "-m", "po_bench.generation.vllm_engine", "compare", "--model", str(model_dir), "--prompts", str(pfile),
            "--max-new-tokens", str(max_new_tokens), "--batch-size", "64", "--out", str(out)]
     if sampling_prompts is not None:
         sfile = out.with_suffix(".sampling.json")
@@ -63,7 +63,7 @@ def build_tiny_world_model(out: Path, std: float = 0.1, seed: int = 0):
     """The tiny world Llama (head_dim 32: vLLM's CPU attention needs >= 32) with N(0, std) weights."""
     import torch
 
-    from po_bench.models import build_tiny_model, train_world_tokenizer
+    from po_bench.training.models import build_tiny_model, train_world_tokenizer
 
     tok = train_world_tokenizer()
     model = build_tiny_model(tok, hidden_size=128, num_layers=2, num_heads=4, intermediate_size=512,
@@ -80,7 +80,7 @@ def build_tiny_world_model(out: Path, std: float = 0.1, seed: int = 0):
 
 @pytest.fixture(scope="module")
 def tiny_report(tmp_path_factory):
-    from po_bench import world
+    from po_bench.data import world
 
     d = tmp_path_factory.mktemp("tiny_vllm")
     model, tok = build_tiny_world_model(d / "model")
@@ -103,7 +103,7 @@ def test_tiny_matches_generate_hf_convention(tiny_report):
     """The project's HF backend (generate_hf) and the vLLM tokens decoded by generate_vllm's rule agree."""
     from types import SimpleNamespace
 
-    from po_bench.generate import generate_hf
+    from po_bench.generation.generate import generate_hf
 
     tok, model = tiny_report["tok"], tiny_report["model"]
     gen = SimpleNamespace(backend="hf", temperature=0.0, top_p=1.0, max_new_tokens=24, batch_size=16, progress=False)
@@ -120,7 +120,7 @@ def test_tiny_sampling_seeds(tiny_report):
 
 
 def test_prompt_seed_is_stable():
-    from po_bench.vllm_backend import prompt_seed
+    from po_bench.generation.vllm_engine import prompt_seed
 
     assert prompt_seed(0, 0) == prompt_seed(0, 0)
     assert len({prompt_seed(0, i) for i in range(1000)}) == 1000
@@ -131,7 +131,7 @@ def test_prompt_seed_is_stable():
 def test_engine_kwargs_from_config():
     from omegaconf import OmegaConf
 
-    from po_bench.vllm_backend import engine_kwargs
+    from po_bench.generation.vllm_engine import engine_kwargs
 
     root = OmegaConf.create({"model": {"dtype": "float32"},
                              "generation": OmegaConf.load(ROOT / "conf" / "generation" / "vllm.yaml")})
@@ -163,7 +163,7 @@ def test_first_divergence_reports_the_gap(tiny_report):
     """The near-tie measure itself: forcing the runner-up token at one position gives the top-2 gap."""
     import torch
 
-    from po_bench.vllm_backend import first_divergence, prompt_token_ids
+    from po_bench.generation.vllm_engine import first_divergence, prompt_token_ids
 
     model, tok = tiny_report["model"], tiny_report["tok"]
     prompt = tiny_report["prompts"][0]

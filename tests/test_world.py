@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from po_bench import world
+from po_bench.data import world
 
 
 def test_world_is_deterministic_per_seed():

@@ -1,4 +1,4 @@
-"""``hydra/sweeper=grid``: Hydra's basic sweeper over a union of cartesian grids (po_bench.sweep).
+"""``hydra/sweeper=grid``: Hydra's basic sweeper over a union of cartesian grids (po_bench.results.sweep).
 
 It launches through whichever ``hydra/launcher`` is configured (basic, joblib, submitit), writes
 ``multirun.yaml`` like the basic sweeper, and honours ``max_batch_size``.
@@ -31,7 +31,7 @@ class GridSweeper(BasicSweeper):
         self.grids = [dict(g) for g in (grids or [])]
 
     def sweep(self, arguments: List[str]) -> Any:
-        from po_bench.sweep import expand
+        from po_bench.results.sweep import expand
 
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
         jobs = expand(self.params, self.grids, arguments, parser.parse_overrides)

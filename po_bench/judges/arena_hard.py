@@ -28,8 +28,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from . import JudgeResult
-from .client import FailureTally, JudgeClient, cfg_get, read_json_or_jsonl, resolve_data_file, stats_delta, to_plain
+from po_bench.judges.api import JudgeResult
+from po_bench.judges.client import FailureTally, JudgeClient, cfg_get, read_json_or_jsonl, resolve_data_file, stats_delta, to_plain
 
 log = logging.getLogger("po_bench.judges")
 

@@ -210,7 +210,7 @@ class ResponseCache:
             return None
 
     def put(self, key: str, record: dict) -> None:
-        from ..store import atomic_write_text
+        from po_bench.store import atomic_write_text
 
         atomic_write_text(self._path(key), json.dumps(record, ensure_ascii=False))
 
@@ -522,7 +522,7 @@ def resolve_data_file(path: str | os.PathLike | None, source: str | None, what: 
     if source.startswith(("https://", "http://")):
         import urllib.request
 
-        from ..store import atomic_write_text
+        from po_bench.store import atomic_write_text
 
         target = default_cache_dir() / "data" / hashlib.sha256(source.encode()).hexdigest()[:16] / source.rsplit("/", 1)[-1]
         if not target.is_file():

@@ -25,8 +25,8 @@ import logging
 import re
 from typing import Any, Callable, Sequence
 
-from . import JudgeResult
-from .client import FailureTally, JudgeClient, cfg_get, read_json_or_jsonl, resolve_data_file, stats_delta, to_plain
+from po_bench.judges.api import JudgeResult
+from po_bench.judges.client import FailureTally, JudgeClient, cfg_get, read_json_or_jsonl, resolve_data_file, stats_delta, to_plain
 
 log = logging.getLogger("po_bench.judges")
 

@@ -51,8 +51,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from . import JudgeResult
-from .client import cfg_get, to_plain
+from po_bench.judges.api import JudgeResult
+from po_bench.judges.client import cfg_get, to_plain
 
 LEADERBOARD_V2_TASKS = ("leaderboard_ifeval", "leaderboard_bbh", "leaderboard_math_hard", "leaderboard_gpqa",
                         "leaderboard_musr", "leaderboard_mmlu_pro")

@@ -14,8 +14,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from . import JudgeResult
-from .client import cfg_get
+from po_bench.judges.api import JudgeResult
+from po_bench.judges.client import cfg_get
 
 
 class RewardModelJudge:

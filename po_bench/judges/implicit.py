@@ -1,7 +1,5 @@
-"""Judging stage: the gold reward on the embedded world, and the implicit-reward evaluation.
+"""Judges every run gets, on any data: the implicit-reward accuracy and the KL to the reference.
 
-* ``gold_metrics``: mean r* of policy and SFT samples on the same held-out prompts, win rate of
-  the policy sample over the SFT sample (ties count half), mean length.
 * ``implicit_reward_accuracy``: how often the trained policy's implicit reward ranks the better
   response (by r*) of a held-out pair higher (ties count half).  The implicit reward is
   ``beta * log(pi/ref)`` for reference-based losses and ``beta * mean token log pi`` for
@@ -12,22 +10,7 @@
 
 from __future__ import annotations
 
-import numpy as np
-
-from . import world
-from .logprobs import completion_logps
-
-
-def gold_metrics(prompts, policy_samples, sft_samples, weights=world.RewardWeights()) -> dict:
-    rp = np.array([world.gold_reward(p, y, weights) for p, y in zip(prompts, policy_samples)])
-    rs = np.array([world.gold_reward(p, y, weights) for p, y in zip(prompts, sft_samples)])
-    wins = (rp > rs).astype(float) + 0.5 * (rp == rs)
-    return {
-        "gold_reward": float(rp.mean()),
-        "gold_reward_sft": float(rs.mean()),
-        "win_rate_vs_sft": float(wins.mean()),
-        "mean_length_words": float(np.mean([len(y.split()) for y in policy_samples])),
-    }
+from po_bench.generation.logprobs import completion_logps
 
 
 def implicit_rewards(policy, ref, tokenizer, prompts, completions, kind: str, beta: float, batch_size=128):

@@ -11,8 +11,8 @@ from dataclasses import asdict
 
 import numpy as np
 
-from . import world
-from .noise import flip_labels
+from po_bench.data import world
+from po_bench.data.noise import flip_labels
 
 
 def world_spec(dcfg) -> world.WorldSpec:

@@ -8,7 +8,7 @@ is saved together with the tokenizer (it carries SmolLM2's ChatML chat template)
 folder, once.  The folder is built in a temporary sibling and renamed into place, so a crash never
 leaves a half-written checkpoint and concurrent callers agree on the result.
 
-    from po_bench.smollm2 import smollm2_path
+    from po_bench.training.smollm2 import smollm2_path
     path = smollm2_path()            # ~/.cache/po-bench/smollm2-135m-instruct (or $PO_BENCH_SMOLLM2_DIR)
     # model=hub model.name_or_path=<path>
 """
@@ -131,7 +131,7 @@ def _convert(out: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m po_bench.smollm2",
+    ap = argparse.ArgumentParser(prog="python -m po_bench.training.smollm2",
                                  description="Build (once) and print the SmolLM2-135M-Instruct checkpoint folder.")
     ap.add_argument("--cache-dir", default=None)
     ap.add_argument("--chat", default=None, help="a user message to answer (greedy) as a smoke check")
@@ -139,9 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     path = smollm2_path(a.cache_dir)
     print(path)
     if a.chat:
-        from .models import load_pretrained
+        from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        model, tok = load_pretrained(path)
+        tok, model = AutoTokenizer.from_pretrained(str(path)), AutoModelForCausalLM.from_pretrained(str(path))
         text = tok.apply_chat_template([{"role": "user", "content": a.chat}], tokenize=False,
                                        add_generation_prompt=True)
         enc = tok(text, return_tensors="pt", add_special_tokens=False)

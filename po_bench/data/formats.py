@@ -46,7 +46,6 @@ from typing import Any, Iterable, Sequence
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"
-CONF_DATASET_DIR = ROOT / "conf" / "dataset"
 
 FORMATS = ("pairs", "conversational", "hh", "ranked", "unpaired")
 DEFAULT_COLUMNS: dict[str, dict[str, str]] = {
@@ -63,27 +62,6 @@ _EXAMPLES = 5
 
 class DataError(ValueError):
     """Unusable data (empty after conversion, unreadable file, missing source)."""
-
-
-# ---------------------------------------------------------------------------------------------
-# dataset configs
-# ---------------------------------------------------------------------------------------------
-
-def dataset_config(name: str, **overrides):
-    """A dataset config from ``conf/dataset/<name>.yaml`` merged onto the structured schema (used
-    to resolve ``dataset.sft: ultrachat`` to the SFT dataset's own config)."""
-    from omegaconf import OmegaConf
-
-    from .config import DatasetConfig
-
-    path = CONF_DATASET_DIR / f"{name}.yaml"
-    if not path.is_file():
-        known = sorted(p.stem for p in CONF_DATASET_DIR.glob("*.yaml"))
-        raise DataError(f"no dataset config {name!r} in {CONF_DATASET_DIR} (known: {', '.join(known)})")
-    cfg = OmegaConf.merge(OmegaConf.structured(DatasetConfig), OmegaConf.load(path))
-    for k, v in overrides.items():
-        OmegaConf.update(cfg, k, v, merge=False)
-    return cfg
 
 
 def columns_for(fmt: str, columns: dict | None = None) -> dict[str, str]:
@@ -655,7 +633,7 @@ def _lengths(tokenizer, prompt, response) -> tuple[int, int]:
     """(prompt tokens, response tokens) as a preference trainer sees them: plain prompts as text,
     responses with EOS appended; conversational ones through the chat template, the response being
     what the template adds after the generation prompt (end-of-turn tokens included)."""
-    from .logprobs import render_prompt
+    from po_bench.generation.logprobs import render_prompt
 
     p_text = render_prompt(tokenizer, prompt)
     n_p = _n_tokens(tokenizer, p_text)
@@ -768,7 +746,7 @@ def arena_hard_prompts(path: str | Path = SHARED_DATA / "arena_hard" / "arena-ha
 def eval_sets(world_spec=None, shared_data: str | Path | None = SHARED_DATA) -> dict[str, list]:
     """The eval prompt sets to check for leakage: the world's held-out prompts (when a world spec
     is given) and AlpacaEval / MT-Bench / Arena-Hard where their files exist under ``shared_data``."""
-    from . import world
+    from po_bench.data import world
 
     sets: dict[str, list] = {}
     if world_spec is not None:

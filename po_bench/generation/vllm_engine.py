@@ -1,9 +1,9 @@
 """Generation with vLLM's offline engine (``generation=vllm``).
 
-Same contract as :func:`po_bench.generate.generate_hf`: one completion per prompt, returned as
+Same contract as :func:`po_bench.generation.generate.generate_hf`: one completion per prompt, returned as
 ``" " + text.strip()`` where ``text`` is the decoded new tokens without special tokens.
 
-* **prompts**: rendered exactly as the HF backend does (:func:`po_bench.logprobs.render_prompt`:
+* **prompts**: rendered exactly as the HF backend does (:func:`po_bench.generation.logprobs.render_prompt`:
   strings pass through, message lists go through the tokenizer's chat template with
   ``add_generation_prompt``), tokenised with the same tokenizer (``add_special_tokens=False``) and
   handed to vLLM as token ids, so both backends see identical inputs.
@@ -19,7 +19,7 @@ Same contract as :func:`po_bench.generate.generate_hf`: one completion per promp
   needs an ``if __name__ == "__main__":`` guard.
 
 Greedy decoding gives the HF backend's tokens (tests/test_vllm.py); ``python -m
-po_bench.vllm_backend compare --model DIR`` checks a model and reports where the two part.
+po_bench.generation.vllm_engine compare --model DIR`` checks a model and reports where the two part.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from .logprobs import render_prompt
+from po_bench.generation.logprobs import render_prompt
 
 log = logging.getLogger("po_bench")
 
@@ -177,11 +177,11 @@ def generate_vllm(model_path, tokenizer, prompts: Sequence, gen_cfg: Any, seed: 
     return [t[0] for t in texts] if int(_opt(gen_cfg, "n", 1)) == 1 else texts
 
 
-# ---- HF vs vLLM comparison (python -m po_bench.vllm_backend compare) --------------------------------
+# ---- HF vs vLLM comparison (python -m po_bench.generation.vllm_engine compare) --------------------------------
 
 def hf_greedy_ids(model, tokenizer, prompts: Sequence, max_new_tokens: int, batch_size: int = 32) -> list[list[int]]:
     """Greedy new-token ids from transformers' generate, batched and left-padded exactly like
-    :func:`po_bench.generate.generate_hf` (EOS and padding removed)."""
+    :func:`po_bench.generation.generate.generate_hf` (EOS and padding removed)."""
     import torch
 
     model.eval()
@@ -260,7 +260,7 @@ def compare(model_path, prompts: Sequence, max_new_tokens: int, gen_cfg: dict | 
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    ap = argparse.ArgumentParser(prog="python -m po_bench.vllm_backend")
+    ap = argparse.ArgumentParser(prog="python -m po_bench.generation.vllm_engine")
     sub = ap.add_subparsers(dest="cmd", required=True)
     c = sub.add_parser("compare", help="greedy HF vs vLLM token agreement on a model")
     c.add_argument("--model", required=True)

@@ -44,11 +44,11 @@ class GoldScorer:
     """The embedded world's exact reward r*(prompt, response)."""
 
     def __init__(self):
-        self.desc = {"kind": "gold", "name": "po_bench.world.gold_reward"}
+        self.desc = {"kind": "gold", "name": "po_bench.data.world.gold_reward"}
 
     def __call__(self, prompts: list, responses: list[str]) -> list[float]:
-        from . import world
-        from .prefdata import prompt_key
+        from po_bench.data import world
+        from po_bench.data.formats import prompt_key
 
         out = []
         for p, r in zip(prompts, responses):
@@ -88,7 +88,7 @@ class RewardModelScorer:
             msgs = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
             return self.tok.apply_chat_template(msgs + [{"role": "assistant", "content": response.strip()}],
                                                 tokenize=False)
-        from .prefdata import prompt_key
+        from po_bench.data.formats import prompt_key
 
         return (prompt if isinstance(prompt, str) else prompt_key(prompt)) + response
 
@@ -119,8 +119,8 @@ def make_scorer(spec: str, batch_size: int = 16):
 # ---------------------------------------------------------------------------------------------
 
 def world_prompts(split: str, n: int, world_seed: int) -> list[str]:
-    from . import data, world
-    from .config import DatasetConfig
+    from po_bench.data import world_pairs as data, world
+    from po_bench.config import DatasetConfig
 
     dcfg = DatasetConfig(seed=world_seed)
     if n > 0:  # a split's first n prompts do not depend on its size
@@ -129,7 +129,7 @@ def world_prompts(split: str, n: int, world_seed: int) -> list[str]:
 
 
 def file_prompts(path: str, column: str, n: int) -> list:
-    from .prefdata import read_file
+    from po_bench.data.formats import read_file
 
     p = Path(path).expanduser()
     if p.suffix == ".txt":
@@ -160,7 +160,7 @@ def sample_seeds(seed: int, k: int) -> list[int]:
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> None:
-    from .store import atomic_write_text
+    from po_bench.store import atomic_write_text
 
     atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
@@ -168,8 +168,10 @@ def _write_jsonl(path: Path, rows: list[dict]) -> None:
 def onpolicy(a: argparse.Namespace) -> dict:
     import torch
 
-    from . import generate, models, prefdata
-    from .store import atomic_write_json
+    from po_bench.generation import generate
+    from po_bench.training import models
+    from po_bench.data import formats
+    from po_bench.store import atomic_write_json
 
     t_start = time.perf_counter()
     if a.threads:
@@ -217,7 +219,7 @@ def onpolicy(a: argparse.Namespace) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     files = {"ranked": out / f"{a.name}.ranked.jsonl", "pairs": out / f"{a.name}.pairs.jsonl",
              "recipe": out / f"{a.name}.recipe.json"}
-    pairs, report = prefdata.to_pairs(ranked, "ranked", source=str(files["ranked"]))
+    pairs, report = formats.to_pairs(ranked, "ranked", source=str(files["ranked"]))
     _write_jsonl(files["ranked"], ranked)
     _write_jsonl(files["pairs"], pairs)
     scores = np.asarray(flat_s, dtype=float)
@@ -234,7 +236,7 @@ def onpolicy(a: argparse.Namespace) -> dict:
                        "max_new_tokens": a.max_new_tokens, "batch_size": a.batch_size, "dtype": a.dtype},
         "seed": a.seed,
         "sample_seeds": seeds,
-        "seeding": "sample j of every prompt uses sample_seeds[j]; po_bench.generate seeds each batch of "
+        "seeding": "sample j of every prompt uses sample_seeds[j]; po_bench.generation.generate seeds each batch of "
                    "batch_size prompts with hash((sample_seeds[j], batch_index))",
         "scorer": scorer.desc,
         "counts": {"prompts": len(prompts), "responses": len(flat_r), "pairs": len(pairs),
@@ -262,30 +264,31 @@ def onpolicy(a: argparse.Namespace) -> dict:
 # ---------------------------------------------------------------------------------------------
 
 def inspect(a: argparse.Namespace) -> dict:
-    from . import prefdata
+    from po_bench.config import dataset_config
+    from po_bench.data import formats
 
     overrides = {k: v for k, v in (("path", a.path), ("hub_id", a.hub_id), ("format", a.format),
                                    ("max_rows", a.max_rows)) if v is not None}
-    dcfg = prefdata.dataset_config(a.dataset, **overrides)
+    dcfg = dataset_config(a.dataset, **overrides)
     for item in a.column or []:
         k, _, v = item.partition("=")
         dcfg.columns[k] = v
     split = a.split or dcfg.split
-    rows = prefdata.load_rows(dcfg, split)
-    src = prefdata.source_name(dcfg, split)
+    rows = formats.load_rows(dcfg, split)
+    src = formats.source_name(dcfg, split)
     if dcfg.format == "unpaired":
-        items, report = prefdata.to_unpaired(rows, dcfg.format, dict(dcfg.columns), src)
+        items, report = formats.to_unpaired(rows, dcfg.format, dict(dcfg.columns), src)
         prompts = [x["prompt"] for x in items]
     else:
-        items, report = prefdata.to_pairs(rows, dcfg.format, dict(dcfg.columns), src)
+        items, report = formats.to_pairs(rows, dcfg.format, dict(dcfg.columns), src)
         prompts = [x["prompt"] for x in items]
     out: dict = {"report": report}
     if a.tokenizer and dcfg.format != "unpaired":
         from transformers import AutoTokenizer
 
         tok = AutoTokenizer.from_pretrained(a.tokenizer)
-        out["stats"] = prefdata.data_stats(items, tok, a.max_length)
-    out["leakage"] = prefdata.leakage(prompts, prefdata.eval_sets(shared_data=a.shared_data))
+        out["stats"] = formats.data_stats(items, tok, a.max_length)
+    out["leakage"] = formats.leakage(prompts, formats.eval_sets(shared_data=a.shared_data))
     print(json.dumps(out, indent=2, ensure_ascii=False, default=str))
     return out
 
@@ -340,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     a = build_parser().parse_args(argv)
     a.argv = argv
-    from .prefdata import DataError
+    from po_bench.data.formats import DataError
 
     try:
         a.func(a)

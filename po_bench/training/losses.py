@@ -132,7 +132,7 @@ def in_range(v: float, lo, hi, lo_inc, hi_inc) -> bool:
     return (lo is None or (v >= lo if lo_inc else v > lo)) and (hi is None or (v <= hi if hi_inc else v < hi))
 
 
-def _fmt_range(lo, hi, lo_inc, hi_inc) -> str:
+def fmt_range(lo, hi, lo_inc, hi_inc) -> str:
     left = ("[" if lo_inc else "(") + ("-inf" if lo is None else f"{lo:g}")
     right = ("inf" if hi is None else f"{hi:g}") + ("]" if hi_inc else ")")
     return f"{left}, {right}"
@@ -155,4 +155,4 @@ def check_hparams(function: str, hparams: dict) -> None:
     for k, (lo, hi, lo_inc, hi_inc) in spec.ranges.items():
         v = float(hparams[k])
         if not in_range(v, lo, hi, lo_inc, hi_inc):
-            raise ValueError(f"loss.args.{k}={v:g} for {function}: allowed {_fmt_range(lo, hi, lo_inc, hi_inc)}")
+            raise ValueError(f"loss.args.{k}={v:g} for {function}: allowed {fmt_range(lo, hi, lo_inc, hi_inc)}")

@@ -57,7 +57,7 @@ def backend_fields(backend: str) -> set[str]:
 def validate_backend_args(backend: str, args: dict[str, Any], function: str = "") -> None:
     """Raise ValueError naming the first argument the backend does not have."""
     if backend == "pobench":
-        from .losses import check_hparams
+        from po_bench.training.losses import check_hparams
 
         check_hparams(function, args)
         return
@@ -285,12 +285,12 @@ def _cached_dpo_trainer(base_cls, cache):
 
 
 def _pobench_trainer(base_cls, function: str, hparams: dict, needs_ref: bool):
-    """DPOTrainer whose loss is one of po-bench's pure functions (po_bench.losses).
+    """DPOTrainer whose loss is one of po-bench's pure functions (po_bench.training.losses).
 
     TRL's data pipeline (tokenisation, collation, reference precompute, logging) is reused; only
     the loss is replaced: per-sequence statistics are computed here and handed to the function.
     """
-    from .losses import LOSSES, PairStats
+    from po_bench.training.losses import LOSSES, PairStats
 
     spec = LOSSES[function]
 

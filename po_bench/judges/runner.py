@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from types import SimpleNamespace
 
-from . import generate
-from .pipeline import _gen_fields, _plain
-from .store import fingerprint
+from po_bench.generation import generate
+from po_bench.pipeline import _gen_fields, _plain
+from po_bench.store import fingerprint
 
 
 def _answer_fn(cfg, store, model, model_dir, tokenizer, who: str, key: dict):
@@ -36,8 +36,8 @@ def _answer_fn(cfg, store, model, model_dir, tokenizer, who: str, key: dict):
 
 def run_judge(cfg, *, store, policy, policy_dir, sft_model, sft_dir, tokenizer, prompts, samples, sft_samples,
               policy_key) -> dict:
-    from .judges import get_judge
-    from .judges.client import JudgeClient
+    from po_bench.judges.registry import get_judge
+    from po_bench.judges.client import JudgeClient
 
     name = cfg.judge.name
     if name == "reward_model":
@@ -73,7 +73,7 @@ def _openllm(cfg, store, policy_dir, policy_key: dict) -> dict:
     """judge=openllm_v2: lm-evaluation-harness on the policy's checkpoint folder (its own model
     instance: hf or vLLM), scored as the Open LLM Leaderboard v2.  lm-eval's output is an artifact of
     the store keyed by the policy and everything that determines the evaluation."""
-    from .judges import get_judge
+    from po_bench.judges.registry import get_judge
 
     judge = get_judge(cfg.judge)
     generate.release()  # a vLLM engine from the generation stage frees its memory first

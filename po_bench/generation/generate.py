@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from tqdm.auto import tqdm
 
-from .logprobs import render_prompt
+from po_bench.generation.logprobs import render_prompt
 
 
 @torch.no_grad()
@@ -43,7 +43,7 @@ def generate(model, tokenizer, prompts, gen_cfg, seed: int, desc: str = "generat
     if gen_cfg.backend == "vllm":
         if model_path is None:
             raise ValueError("generation=vllm needs the model's checkpoint folder (model_path)")
-        from .vllm_backend import generate_vllm
+        from po_bench.generation.vllm_engine import generate_vllm
 
         return generate_vllm(model_path, tokenizer, prompts, gen_cfg, seed, desc)
     raise ValueError(f"generation backend {gen_cfg.backend!r} is not available; valid: hf, vllm")
@@ -53,5 +53,5 @@ def release() -> None:
     """Free a vLLM engine (if one was started) before training needs the memory."""
     import sys
 
-    if "po_bench.vllm_backend" in sys.modules:
-        sys.modules["po_bench.vllm_backend"].close_engine()
+    if "po_bench.generation.vllm_engine" in sys.modules:
+        sys.modules["po_bench.generation.vllm_engine"].close_engine()

