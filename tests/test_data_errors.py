@@ -8,7 +8,7 @@ from types import SimpleNamespace as NS
 import pytest
 
 from po_bench.data import formats
-from po_bench.pipeline_real import _apply_error_policy
+from po_bench.data.sources import apply_error_policy
 
 from .conftest import ROOT, run_cli
 
@@ -35,11 +35,11 @@ def test_skip_counts_and_fail_names_row(tmp_path):
     assert rep["rows"] + rep.get("n_unreadable", 0) >= 5
     assert rep["n_skipped"] + len(pairs) == rep["rows"]
     assert len(rep["skipped"]) >= 3  # distinct reasons, each counted
-    _apply_error_policy(d, rep)  # skip: no error
+    apply_error_policy(d, rep)  # skip: no error
 
     d.on_error = "fail"
     with pytest.raises(formats.DataError) as e:
-        _apply_error_policy(d, rep)
+        apply_error_policy(d, rep)
     msg = str(e.value)
     assert "pairs.jsonl" in msg and "row " in msg and "dataset.on_error=skip" in msg
 
@@ -87,10 +87,10 @@ def test_role_order_skipped_by_reason_and_fail_names_line(tmp_path):
     assert rep["skipped"] == {"first_turn_not_user": 2, "system_not_first": 1, "prompt_ends_with_assistant": 1}
     assert rep["skipped_examples"]["first_turn_not_user"] == [1, 5]
     assert rep["notes"] == {"non_alternating_roles": 1}
-    _apply_error_policy(d, rep)
+    apply_error_policy(d, rep)
     d.on_error = "fail"
     with pytest.raises(formats.DataError) as e:
-        _apply_error_policy(d, rep)
+        apply_error_policy(d, rep)
     assert str(e.value).startswith(f"{f}: line 3 (row 1): first_turn_not_user (4 bad rows in all;")
 
     # the same checks in the other formats that build conversations

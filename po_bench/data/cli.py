@@ -119,13 +119,13 @@ def make_scorer(spec: str, batch_size: int = 16):
 # ---------------------------------------------------------------------------------------------
 
 def world_prompts(split: str, n: int, world_seed: int) -> list[str]:
-    from po_bench.data import world_pairs as data, world
     from po_bench.config import DatasetConfig
+    from po_bench.data.sources import WorldSource, prompts
 
     dcfg = DatasetConfig(seed=world_seed)
     if n > 0:  # a split's first n prompts do not depend on its size
         dcfg.n_pref = dcfg.n_eval = n
-    return world.make_prompts(data.world_spec(dcfg), split)
+    return prompts(WorldSource(WorldSource.spec_of(dcfg)).prompt_spec(split))
 
 
 def file_prompts(path: str, column: str, n: int) -> list:

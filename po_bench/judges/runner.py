@@ -10,21 +10,22 @@ from __future__ import annotations
 from pathlib import Path
 from types import SimpleNamespace
 
+from po_bench.common import plain
 from po_bench.generation import generate
-from po_bench.pipeline import _gen_fields, _plain
+from po_bench.specs import gen_fields
 from po_bench.store import fingerprint
 
 
 def _answer_fn(cfg, store, model, model_dir, tokenizer, who: str, key: dict):
     """A generate function for chat conversations (lists of messages), cached in the store."""
-    gen = _plain(cfg.generation)
+    gen = plain(cfg.generation)
     if cfg.judge.answer_max_new_tokens:
         gen["max_new_tokens"] = int(cfg.judge.answer_max_new_tokens)
     gen_cfg = SimpleNamespace(**gen)
 
     def answer(conversations: list) -> list[str]:
-        fields = {**key, "gen": {**_gen_fields(cfg), "max_new_tokens": gen_cfg.max_new_tokens},
-                  "judge_questions": {k: _plain(cfg.judge).get(k) for k in (
+        fields = {**key, "gen": {**gen_fields(cfg), "max_new_tokens": gen_cfg.max_new_tokens},
+                  "judge_questions": {k: plain(cfg.judge).get(k) for k in (
                       "name", "version", "subset_size", "subset_seed", "question_ids", "eval_path", "questions_path")},
                   "conversations": fingerprint(conversations)}
         outs = store.get_or_build_json("answers", fields, lambda: generate.generate(
@@ -35,7 +36,9 @@ def _answer_fn(cfg, store, model, model_dir, tokenizer, who: str, key: dict):
 
 
 def run_judge(cfg, *, store, policy, policy_dir, sft_model, sft_dir, tokenizer, prompts, samples, sft_samples,
-              policy_key) -> dict:
+              policy_key, sft_key) -> dict:
+    """The configured judge's metrics for the policy (``policy_key``/``sft_key``: the checkpoints'
+    references in the store, which key the judges' answer artifacts)."""
     from po_bench.judges.registry import get_judge
     from po_bench.judges.client import JudgeClient
 
@@ -58,7 +61,7 @@ def run_judge(cfg, *, store, policy, policy_dir, sft_model, sft_dir, tokenizer, 
         if cfg.judge.baseline_path or cfg.judge.baseline_source:
             res = judge.evaluate(ask(convs))
         else:  # no baseline answers configured: the SFT policy is the baseline
-            ask_sft = _answer_fn(cfg, store, sft_model, sft_dir, tokenizer, "sft", {"policy": policy_key["sft"]})
+            ask_sft = _answer_fn(cfg, store, sft_model, sft_dir, tokenizer, "sft", {"policy": sft_key})
             res = judge.evaluate(ask(convs), baseline_answers=ask_sft(convs), baseline_name="sft")
     else:
         raise ValueError(f"judge={name} has no runner")

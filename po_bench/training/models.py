@@ -81,12 +81,25 @@ def model_path(model_cfg) -> str:
     return str(model_cfg.name_or_path)
 
 
-def load_pretrained(path: str | Path, dtype: str = "float32"):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def load_tokenizer(path: str | Path, chat_template: str | None = None):
+    """A checkpoint's tokenizer as every stage uses it: left padding, a pad token (EOS when the
+    tokenizer has none) and the config's chat template when one is set."""
+    from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(str(path))
+    if chat_template:
+        tok.chat_template = chat_template
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     tok.padding_side = "left"
-    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=getattr(torch, dtype))
-    return model, tok
+    return tok
+
+
+def load_checkpoint(path: str | Path, dtype: str = "float32"):
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(str(path), dtype=getattr(torch, dtype))
+
+
+def load_pretrained(path: str | Path, dtype: str = "float32"):
+    return load_checkpoint(path, dtype), load_tokenizer(path)

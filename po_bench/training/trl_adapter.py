@@ -67,6 +67,17 @@ def validate_backend_args(backend: str, args: dict[str, Any], function: str = ""
             raise ValueError(f"loss.args.{key} is not an option of TRL's {_backend_classes(backend)[0].__name__}")
 
 
+# Fields of TRL's DPO config that its reference log-prob pass reads (besides the reference model,
+# the pairs and max_length): LD-DPO weights the reference's tail tokens by ld_alpha, and truncation
+# decides which tokens are scored.  Part of the reference log-probs' artifact key.
+REF_LOGP_ARGS = ("ld_alpha", "truncation_mode")
+
+
+def ref_logp_args(backend: str, args: dict) -> dict:
+    """The loss arguments that change TRL's reference log-probs (po-bench losses: none)."""
+    return {} if backend == "pobench" else {k: args[k] for k in REF_LOGP_ARGS if k in args}
+
+
 class _MetricsLog:
     """Collects the trainer's logged dicts (loss curve, rewards) for the run record."""
 

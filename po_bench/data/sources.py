@@ -1,0 +1,325 @@
+"""Data sources: what the one pipeline needs from a dataset, behind one interface.
+
+A source is built from a plain *spec* (the dataset fields that determine its data) and answers:
+
+================================  =====================================================================
+``sft_spec()``                    the fields the SFT data depends on (``None``: no SFT stage; the base
+                                  model is the starting point, as for instruct models)
+``sft_examples(spec)``            SFT examples for that spec (prompt/completion or messages)
+``prompt_spec(split)``            the spec of a prompt split (``pref``/``eval``/``ood``); prompts come
+                                  from :func:`prompts` of that spec, in any process
+``onpolicy``                      True: preference pairs are sampled from the SFT policy on the
+                                  ``pref`` prompts (two samples per prompt) and labelled by the
+                                  source's annotator (the world); False: pairs come from files
+``make_pairs(spec, samples)``     the labelled pairs (before noise), held-out eval pairs and the
+                                  conversion statistics
+``heldout_splits()``              splits whose SFT sample pairs, labelled by the gold reward, measure
+                                  implicit-reward accuracy (the world: eval and OOD; real data: none,
+                                  the eval split's own pairs are used)
+``gold``                          the gold scorer (the world's r*), or ``None`` for real data
+================================  =====================================================================
+
+Adding a data source = a class here with these members and an entry in :data:`SOURCES`; the
+pipeline does not change.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from po_bench.data import formats, world
+
+# ---------------------------------------------------------------------------------------------
+# the embedded world
+# ---------------------------------------------------------------------------------------------
+
+WORLD_FIELDS = ("seed", "n_sft", "n_pref", "n_eval", "n_ood", "min_keywords", "max_keywords",
+                "ood_min_keywords", "ood_max_keywords", "annotator_temperature", "annotator_length_bias")
+_SPLIT_FIELDS = {  # the world fields each prompt split is drawn from (world.make_prompts)
+    "sft": ("seed", "n_sft", "min_keywords", "max_keywords"),
+    "pref": ("seed", "n_pref", "min_keywords", "max_keywords"),
+    "eval": ("seed", "n_eval", "min_keywords", "max_keywords"),
+    "ood": ("seed", "n_ood", "ood_min_keywords", "ood_max_keywords"),
+}
+
+
+def _world_spec(fields: dict) -> world.WorldSpec:
+    """A WorldSpec from (a subset of) the world's fields; absent ones keep their defaults, which
+    the split being drawn does not read."""
+    kw: dict[str, Any] = {k: fields[k] for k in ("seed", "n_sft", "n_pref", "n_eval", "n_ood", "min_keywords",
+                                                  "max_keywords") if k in fields}
+    if "ood_min_keywords" in fields:
+        kw["ood_keywords"] = (fields["ood_min_keywords"], fields["ood_max_keywords"])
+    return world.WorldSpec(**kw)
+
+
+class WorldSource:
+    """The embedded world: SFT demonstrations, on-policy pairs labelled by a Bradley-Terry annotator
+    on the gold reward r*, held-out eval and OOD prompts, and r* itself as the gold judge."""
+
+    kind = "world"
+    onpolicy = True
+
+    def __init__(self, spec: dict):
+        self.spec = {k: spec[k] for k in WORLD_FIELDS}
+        self.weights = world.RewardWeights()
+
+    @staticmethod
+    def spec_of(dcfg) -> dict:
+        return {"kind": "world", **{k: dcfg[k] for k in WORLD_FIELDS}}
+
+    def sft_spec(self) -> dict:
+        return {"kind": "world", **{k: self.spec[k] for k in _SPLIT_FIELDS["sft"]}}
+
+    @staticmethod
+    def sft_examples(spec: dict) -> list[dict]:
+        return world.sft_examples(_world_spec(spec))
+
+    def prompt_spec(self, split: str) -> dict:
+        return {"kind": "world", "split": split, **{k: self.spec[k] for k in _SPLIT_FIELDS[split]}}
+
+    def pairs_spec(self) -> dict:
+        """What labelling reads besides the samples: the pref prompts and the annotator."""
+        return {"kind": "world", "prompts": self.prompt_spec("pref"),
+                "annotator": {"temperature": self.spec["annotator_temperature"],
+                              "length_bias": self.spec["annotator_length_bias"]}}
+
+    @staticmethod
+    def make_pairs(spec: dict, samples: list[list[str]] | None, seed: int, store=None) -> dict:
+        """Label two on-policy samples per pref prompt with the annotator (identical pairs skipped)."""
+        prompts_ = prompts(spec["prompts"])
+        ann = world.Annotator(temperature=spec["annotator"]["temperature"],
+                              length_bias=spec["annotator"]["length_bias"])
+        pairs = world.label_pairs(prompts_, samples, ann, seed, world.RewardWeights())
+        agree = float(np.mean([p["gold_margin"] > 0 for p in pairs])) if pairs else float("nan")
+        return {"train": pairs, "eval": [],
+                "stats": {"n_pairs": len(pairs), "n_identical_skipped": len(prompts_) - len(pairs),
+                          "annotator_gold_agreement": agree}}
+
+    @staticmethod
+    def heldout_splits() -> dict[str, str]:
+        return {"implicit_reward_accuracy": "eval", "implicit_reward_accuracy_ood": "ood"}
+
+    def heldout_pairs(self, prompts_: list, samples: list[list[str]]) -> list[dict]:
+        return world.gold_pairs(prompts_, samples, self.weights)
+
+    def gold(self, prompts_: list, policy_samples: list[str], sft_samples: list[str]) -> dict:
+        from po_bench.judges.gold import gold_metrics
+
+        return gold_metrics(prompts_, policy_samples, sft_samples, self.weights)
+
+    def sample_rows(self, prompts_, samples, sft_samples) -> list[dict]:
+        return [{"prompt": p, "policy": y, "sft": s, "gold_policy": world.gold_reward(p, y, self.weights),
+                 "gold_sft": world.gold_reward(p, s, self.weights)} for p, y, s in zip(prompts_, samples, sft_samples)]
+
+    @staticmethod
+    def describe(pairs: list[dict], tokenizer, max_length: int) -> dict:
+        len_c = [len(p["chosen"].split()) for p in pairs]
+        len_r = [len(p["rejected"].split()) for p in pairs]
+        return {"chosen_minus_rejected_length": float(np.mean(np.array(len_c) - np.array(len_r))) if pairs else 0.0}
+
+
+# ---------------------------------------------------------------------------------------------
+# real preference data (files and Hub datasets)
+# ---------------------------------------------------------------------------------------------
+
+REAL_FIELDS = ("name", "hub_id", "path", "split", "eval_split", "format", "columns", "max_rows", "on_error", "sft", "n_eval")
+
+
+def file_fingerprint(path: str | Path) -> str:
+    """sha256 of a local file's bytes (its content determines the data, not its name or time)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+def _content(dcfg_fields: dict) -> dict:
+    """What identifies the bytes a real-data config reads: each local file's checksum (train and
+    eval split), or the Hub id (whose revision the user pins in ``hub_id``: ``repo@rev``)."""
+    out: dict[str, Any] = {}
+    if dcfg_fields.get("path"):
+        for split in dict.fromkeys([dcfg_fields.get("split"), dcfg_fields.get("eval_split")]):
+            if split is None:
+                continue
+            p = Path(str(dcfg_fields["path"]).replace("{split}", str(split))).expanduser()
+            if p.is_file():
+                out[str(split)] = file_fingerprint(p)
+            elif p.is_dir():  # a saved datasets folder: every file in it
+                out[str(split)] = {str(f.relative_to(p)): file_fingerprint(f) for f in sorted(p.rglob("*")) if f.is_file()}
+    return out
+
+
+class FileSource:
+    """Real preference data from a local file or the Hub (``dataset.kind=hf``): pairs from the
+    files, held-out pairs from the eval split (or the last ``n_eval`` pairs), an optional separate
+    SFT dataset, no gold reward (quality comes from the configured judge)."""
+
+    kind = "hf"
+    onpolicy = False
+    gold = None
+
+    def __init__(self, spec: dict):
+        self.spec = spec
+
+    @staticmethod
+    def spec_of(dcfg) -> dict:
+        from po_bench.common import plain
+
+        fields = {k: v for k, v in plain(dcfg).items() if k in REAL_FIELDS}
+        return {"kind": "hf", **fields, "content": _content(fields)}
+
+    def sft_spec(self) -> dict | None:
+        if not self.spec.get("sft"):
+            return None
+        from po_bench.common import plain
+        from po_bench.config import dataset_config
+
+        sft = plain(dataset_config(self.spec["sft"]))
+        fields = {k: v for k, v in sft.items() if k in REAL_FIELDS}
+        return {"kind": "hf", **fields, "content": _content(fields)}
+
+    @staticmethod
+    def sft_examples(spec: dict) -> tuple[list[dict], dict]:
+        from omegaconf import OmegaConf
+
+        examples, report = formats.load_sft(OmegaConf.create({k: v for k, v in spec.items() if k != "content"}))
+        return examples, report
+
+    def prompt_spec(self, split: str) -> dict:
+        return {"kind": "pairs", "split": split}  # completed by the pipeline with the pairs artifact's spec
+
+    def pairs_spec(self) -> dict:
+        return dict(self.spec)
+
+    @staticmethod
+    def make_pairs(spec: dict, samples, seed: int, store=None, *, paired: bool = True, tokenizer=None,
+                   max_length: int = 0) -> dict:
+        from omegaconf import OmegaConf
+
+        d = OmegaConf.create({k: v for k, v in spec.items() if k != "content"})
+        pairs, report = formats.load_pairs(d) if paired or d.format != "unpaired" else formats.load_unpaired(d)
+        apply_error_policy(d, report)
+        eval_report = None
+        if d.eval_split:
+            eval_pairs, eval_report = formats.load_pairs(d, d.eval_split)
+            apply_error_policy(d, eval_report)
+            eval_pairs = eval_pairs[: d.n_eval]
+        else:  # no eval split: hold out the last n_eval pairs (never trained on)
+            n_hold = min(d.n_eval, len(pairs) // 4)
+            eval_pairs = pairs[len(pairs) - n_hold:] if "chosen" in pairs[0] and n_hold else []
+            pairs = pairs[: len(pairs) - len(eval_pairs)]
+        pairs, too_long = drop_overlong_prompts(pairs, tokenizer, max_length)
+        return {"train": pairs, "eval": eval_pairs,
+                "stats": {"conversion": report, "conversion_eval": eval_report,
+                          "skipped_prompt_over_max_length": too_long}}
+
+    @staticmethod
+    def heldout_splits() -> dict[str, str]:
+        return {}
+
+    @staticmethod
+    def describe(pairs: list[dict], tokenizer, max_length: int) -> dict:
+        return {"tokens": formats.data_stats(pairs, tokenizer, max_length) if "chosen" in pairs[0] else {}}
+
+    @staticmethod
+    def sample_rows(prompts_, samples, sft_samples) -> list[dict]:
+        return [{"prompt": p, "policy": y, "sft": s} for p, y, s in zip(prompts_, samples, sft_samples)]
+
+
+SOURCES: dict[str, Callable[[dict], Any]] = {"world": WorldSource, "hf": FileSource}
+
+
+def source_class(spec: dict):
+    """The source class of a (full or partial) data spec (``spec["kind"]``): what stages call the
+    static builders (``sft_examples``, ``make_pairs``) of."""
+    try:
+        return SOURCES[spec["kind"]]
+    except KeyError:
+        raise ValueError(f"dataset.kind={spec.get('kind')!r}: allowed {', '.join(SOURCES)}") from None
+
+
+def source_for(dcfg):
+    """The source for a dataset config node."""
+    cls = SOURCES.get(dcfg.kind)
+    if cls is None:
+        raise ValueError(f"dataset.kind={dcfg.kind!r}: allowed {', '.join(SOURCES)}")
+    return cls(cls.spec_of(dcfg))
+
+
+def prompts(pspec: dict, pairs_artifact: dict | None = None) -> list:
+    """The prompts of a prompt spec: a world split, or the eval pairs of a pairs artifact."""
+    if pspec["kind"] == "world":
+        return world.make_prompts(_world_spec(pspec), pspec["split"])
+    if pspec["kind"] == "pairs":
+        if pairs_artifact is None:
+            raise ValueError("prompts of a pairs artifact need the artifact")
+        return [p["prompt"] for p in pairs_artifact["eval" if pspec["split"] == "eval" else "train"]]
+    raise ValueError(f"unknown prompt spec kind {pspec['kind']!r}")
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers of real-data conversion
+# ---------------------------------------------------------------------------------------------
+
+def _line_of(source: str, row: int) -> int | None:
+    """The 1-based line of row ``row`` in a JSONL file (blank lines are not rows), else None."""
+    import gzip
+
+    p = Path(source)
+    name = p.name.lower()
+    if not name.endswith((".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz")) or not p.is_file():
+        return None
+    n = -1
+    with (gzip.open if name.endswith(".gz") else open)(p, "rt", encoding="utf-8") as f:
+        for i, line in enumerate(f, 1):
+            if line.strip():
+                n += 1
+                if n == row:
+                    return i
+    return None
+
+
+def apply_error_policy(d, report: dict) -> None:
+    """dataset.on_error=fail: the first bad row stops the run, naming the file and line (row)."""
+    if d.on_error != "fail" or not report.get("n_skipped"):
+        return
+    reason, rows = min(report["skipped_examples"].items(), key=lambda kv: kv[1][0])
+    line = _line_of(report["source"], rows[0])
+    where = f"line {line} (row {rows[0]})" if line else f"row {rows[0]}"
+    raise formats.DataError(f"{report['source']}: {where}: {reason} "
+                            f"({report['n_skipped']} bad rows in all; dataset.on_error=skip skips and counts them)")
+
+
+def drop_overlong_prompts(pairs: list[dict], tokenizer, max_length: int) -> tuple[list[dict], int]:
+    """Pairs whose prompt alone leaves no room for a completion within max_length cannot be trained
+    on (the completion would be truncated to nothing); they are dropped and counted, never silently."""
+    from po_bench.generation.logprobs import render_prompt
+
+    keep = [p for p in pairs
+            if len(tokenizer(render_prompt(tokenizer, p["prompt"]), add_special_tokens=False)["input_ids"]) < max_length - 1]
+    if not keep:
+        raise formats.DataError(f"every prompt is longer than train.max_length={max_length} tokens: raise train.max_length")
+    return keep, len(pairs) - len(keep)
+
+
+def data_counts(report: dict, eval_report: dict | None, too_long: int, tokens: dict, leak: dict) -> dict:
+    """Everything left out, cut or flagged on the way from the files to training, by reason, in one
+    place of run.json (``metrics.data.counts``): rows skipped by the converter (train and eval
+    split), pairs dropped because the prompt alone fills ``train.max_length``, pairs kept but
+    truncated by the trainer, kept rows with a note, and eval prompts that also occur in training."""
+    return {
+        "rows_read": report.get("rows"),
+        "skipped": dict(report.get("skipped") or {}),
+        "eval_skipped": dict((eval_report or {}).get("skipped") or {}),
+        "dropped": {"prompt_over_max_length": too_long},
+        "truncated": {"over_max_length": tokens.get("n_truncated", 0)},
+        "kept_with_notes": dict(report.get("notes") or {}),
+        "eval_prompts_in_train": leak["eval_split"]["count"],
+    }
+

@@ -1,0 +1,213 @@
+"""From a run's config to the specs of its artifacts: the one place where config fields become keys.
+
+A *spec* is the plain dict of exactly the fields a stage reads (:mod:`po_bench.stages` builds each
+artifact from its spec and nothing else); the store keys the artifact by the spec's hash, so a key
+is complete by construction.  :func:`plan` is pure (no training, no generation: at most a checksum
+of the data files), so the whole dependency structure of a run can be inspected before any compute.
+
+=================  ===================================================================================
+artifact           spec (what determines it)
+=================  ===================================================================================
+sft                model fields, the source's SFT data fields, SFT hyperparameters, seed
+sft_samples        start checkpoint, eval prompts (their fields), generation config, seed
+heldout_<split>    start checkpoint, that split's prompts, generation config, seed (+1000/+2000), n=2
+pref_samples       start checkpoint, pref prompts, generation config, seed + 3000, n=2 (on-policy data)
+pairs              the source's pair fields (+ pref_samples, annotator / files' checksums, tokenizer
+                   and max_length for over-long prompts), noise, seed
+ref_logps          start checkpoint, model, pairs, max_length and the TRL fields its reference pass
+                   reads (``trl_adapter.REF_LOGP_ARGS``)
+policy             start checkpoint, model, pairs, loss (its trainer-facing fields), preference
+                   hyperparameters, seed
+generations        policy, eval prompts, generation config, seed
+=================  ===================================================================================
+
+:data:`DEPENDS` is the dependency table (config field -> artifacts it determines) that
+``tests/test_specs.py`` checks field by field against :func:`plan`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from po_bench.common import plain
+from po_bench.data.sources import source_for
+from po_bench.store import fingerprint
+
+# Bumped when a stage's code changes what it produces for the same spec.
+VERSIONS = {"sft": 1, "samples": 1, "pairs": 1, "ref_logps": 1, "policy": 1}
+
+# Run options that never change an artifact (logging, progress bars, checkpoint frequency, threads).
+RUN_OPTIONS = ("logging_steps", "save_steps", "progress")
+SFT_TRAIN_FIELDS = ("sft_lr", "sft_epochs", "sft_batch_size", "max_length", "lr_scheduler", "warmup_ratio",
+                    "grad_accum", "max_steps")
+PREF_TRAIN_FIELDS = ("epochs", "batch_size", "grad_accum", "max_steps", "lr_scheduler", "warmup_ratio", "max_length")
+DESCRIPTIVE_LOSS_FIELDS = ("label", "citation", "formula")  # tables and docs only; no trainer reads them
+_VLLM_ENGINE_FIELDS = ("n", "dtype", "max_model_len", "gpu_memory_utilization", "kv_cache_memory_gib",
+                       "enforce_eager", "max_num_seqs", "tensor_parallel_size", "multiprocessing", "engine_args")
+
+
+def model_fields(cfg) -> dict:
+    """The model config fields that determine a checkpoint (``name`` and ``reference_id`` only label)."""
+    return {k: v for k, v in plain(cfg.model).items() if k not in ("name", "reference_id")}
+
+
+def gen_fields(cfg) -> dict:
+    """Generation settings that determine samples (not speed knobs; hf ignores vLLM's engine options)."""
+    g = plain(cfg.generation)
+    for k in ("progress", "batch_size", "multiprocessing"):
+        g.pop(k, None)
+    if g.get("backend") == "hf":
+        for k in _VLLM_ENGINE_FIELDS:
+            g.pop(k, None)
+    return g
+
+
+def loss_fields(cfg) -> dict:
+    return {k: v for k, v in plain(cfg.loss).items() if k not in DESCRIPTIVE_LOSS_FIELDS}
+
+
+def run_options(cfg) -> dict:
+    return {k: cfg.train[k] for k in RUN_OPTIONS}
+
+
+def ref(stage: str, spec: dict) -> dict:
+    """A reference to a stored artifact, for use inside another spec."""
+    return {"stage": stage, "spec": spec}
+
+
+def spec_key(stage: str, spec: dict) -> str:
+    return f"{stage}/{fingerprint(spec)}"
+
+
+@dataclass
+class Plan:
+    """Every artifact spec of one run, by role (``None``: the run has no such artifact)."""
+
+    source: object
+    start: dict  # the checkpoint preference training starts from: ref("sft", ...) or {"base": model fields}
+    sft: dict | None = None
+    samples: dict[str, dict] = field(default_factory=dict)  # role -> samples spec
+    pairs: dict | None = None
+    ref_logps: dict | None = None
+    policy: dict | None = None
+    eval_prompts: dict | None = None
+
+    @property
+    def policy_ref(self) -> dict:
+        return ref("policy", self.policy) if self.policy is not None else self.start
+
+    def keys(self) -> dict[str, str]:
+        """Role -> store key of every artifact of the run (what the dependency test compares)."""
+        out = {}
+        if self.sft is not None:
+            out["sft"] = spec_key("sft", self.sft)
+        for role, s in self.samples.items():
+            out[role] = spec_key("samples", s)
+        for role in ("pairs", "ref_logps", "policy"):
+            s = getattr(self, role)
+            if s is not None:
+                out[role] = spec_key(role, s)
+        return out
+
+
+def _samples(start: dict, model: dict, prompts: dict, gen: dict, seed: int, n: int) -> dict:
+    return {"stage": "samples", "version": VERSIONS["samples"], "model": start, "model_fields": model,
+            "prompts": prompts, "gen": gen, "seed": seed, "n": n}
+
+
+def plan(cfg) -> Plan:
+    """The specs of every artifact the run ``cfg`` reads or builds."""
+    from po_bench.training.trl_adapter import ref_logp_args
+
+    seed = int(cfg.seed)
+    src = source_for(cfg.dataset)
+    model = model_fields(cfg)
+    gen = gen_fields(cfg)
+    loss = cfg.loss
+
+    # ---- SFT: the world always builds its (tiny) model; real data only with an SFT dataset ----
+    sft_data = src.sft_spec()
+    sft = None
+    if src.kind == "world" or (sft_data is not None and cfg.stages.sft):
+        sft = {"stage": "sft", "version": VERSIONS["sft"], "model": model, "data": sft_data,
+               "train": {k: cfg.train[k] for k in SFT_TRAIN_FIELDS} if cfg.stages.sft else None, "seed": seed}
+        start = ref("sft", sft)
+    else:
+        start = {"base": model}
+    p = Plan(source=src, start=start, sft=sft)
+
+    # ---- preference data -----------------------------------------------------------------------
+    trains = loss.backend != "sft" and cfg.stages.train
+    noise = plain(cfg.noise)
+    if src.onpolicy:
+        pref = _samples(start, model, src.prompt_spec("pref"), gen, seed + 3000, 2)
+        if trains:
+            p.samples["pref_samples"] = pref
+        pairs = {"stage": "pairs", "version": VERSIONS["pairs"], "source": src.pairs_spec(), "samples": pref,
+                 "noise": noise, "seed": seed}
+    else:
+        pairs = {"stage": "pairs", "version": VERSIONS["pairs"], "source": src.pairs_spec(),
+                 "view": "pairs" if loss.paired or cfg.dataset.format != "unpaired" else "unpaired",
+                 "tokenizer": model, "max_length": cfg.train.max_length, "noise": noise, "seed": seed}
+    # real data: the eval prompts are the pairs artifact's held-out pairs, so it is always built
+    if trains or not src.onpolicy:
+        p.pairs = pairs
+    p.eval_prompts = src.prompt_spec("eval") if src.onpolicy else {**src.prompt_spec("eval"), "pairs": pairs}
+
+    # ---- SFT samples (the comparison for win rate; held-out pairs for implicit-reward accuracy) ---
+    if cfg.stages.generate:
+        p.samples["sft_samples"] = _samples(start, model, p.eval_prompts, gen, seed, 1)
+        if cfg.stages.judge:
+            for offset, (role, split) in zip((1000, 2000), src.heldout_splits().items()):
+                p.samples[f"heldout_{split}"] = _samples(start, model, src.prompt_spec(split), gen, seed + offset, 2)
+
+    # ---- preference training -----------------------------------------------------------------------
+    if trains:
+        lf = loss_fields(cfg)
+        if loss.backend in ("dpo", "pobench") and not loss.reference_free and not dict(loss.args).get("sync_ref_model"):
+            p.ref_logps = {"stage": "ref_logps", "version": VERSIONS["ref_logps"], "ref": start, "model": model,
+                           "pairs": pairs, "max_length": cfg.train.max_length,
+                           "args": ref_logp_args(loss.backend, dict(loss.args))}
+        p.policy = {"stage": "policy", "version": VERSIONS["policy"], "start": start, "model": model,
+                    "pairs": pairs, "loss": lf, "train": {k: cfg.train[k] for k in PREF_TRAIN_FIELDS},
+                    "seed": seed, "ref_logps": p.ref_logps}
+        if cfg.stages.generate:
+            p.samples["generations"] = _samples(p.policy_ref, model, p.eval_prompts, gen, seed, 1)
+    return p
+
+
+# The dependency table: config field -> the artifacts (Plan.keys() roles) whose key it changes, for
+# the default world run (loss=dpo).  ``tests/test_specs.py`` perturbs every field in turn and checks
+# that exactly these keys change (no stale reuse, no needless rebuild).
+ALL = ("sft", "sft_samples", "heldout_eval", "heldout_ood", "pref_samples", "pairs", "ref_logps", "policy",
+       "generations")
+AFTER_SFT = ALL[1:]
+_POLICY = ("policy", "generations")
+DEPENDS: dict[str, tuple[str, ...]] = {
+    "seed": ALL,
+    "model.kind": ALL, "model.name_or_path": ALL, "model.dtype": ALL, "model.hidden_size": ALL,
+    "model.num_layers": ALL, "model.num_heads": ALL, "model.intermediate_size": ALL,
+    "model.max_position_embeddings": ALL, "model.chat_template": ALL, "model.lora.enabled": ALL,
+    "model.lora.r": ALL, "model.lora.alpha": ALL, "model.lora.dropout": ALL, "model.lora.target_modules": ALL,
+    "model.name": (), "model.reference_id": (),
+    "dataset.seed": ALL, "dataset.n_sft": ALL, "dataset.min_keywords": ALL, "dataset.max_keywords": ALL,
+    "dataset.n_pref": ("pref_samples", "pairs", "ref_logps", "policy", "generations"),
+    "dataset.n_eval": ("sft_samples", "heldout_eval", "generations"),
+    "dataset.n_ood": ("heldout_ood",),
+    "dataset.ood_min_keywords": ("heldout_ood",), "dataset.ood_max_keywords": ("heldout_ood",),
+    "dataset.annotator_temperature": ("pairs", "ref_logps", "policy", "generations"),
+    "dataset.annotator_length_bias": ("pairs", "ref_logps", "policy", "generations"),
+    "loss.beta": _POLICY, "loss.lr": _POLICY, "loss.args.loss_type": _POLICY,
+    "loss.implicit_reward": _POLICY, "loss.reference_free": ("ref_logps",) + _POLICY,
+    "loss.label": (), "loss.citation": (), "loss.formula": (),
+    "noise.rate": ("pairs", "ref_logps", "policy", "generations"),
+    "generation.temperature": AFTER_SFT, "generation.top_p": AFTER_SFT, "generation.max_new_tokens": AFTER_SFT,
+    "generation.batch_size": (), "generation.progress": (),
+    "train.sft_lr": ALL, "train.sft_epochs": ALL, "train.sft_batch_size": ALL, "train.warmup_ratio": ALL,
+    "train.lr_scheduler": ALL, "train.grad_accum": ALL, "train.max_steps": ALL,
+    "train.max_length": ("sft",) + AFTER_SFT,
+    "train.epochs": _POLICY, "train.batch_size": _POLICY,
+    "train.logging_steps": (), "train.save_steps": (), "train.progress": (),
+    "stages.sft": ALL,
+    "judge.name": (), "tracking.backend": (), "threads": (), "cache_dir": (),
+}

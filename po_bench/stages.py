@@ -1,0 +1,218 @@
+"""The stages: each a function from a spec (:mod:`po_bench.specs`) to an artifact in the store.
+
+A stage reads its spec and the artifacts its spec names, nothing else; so it can run in any
+process that has the store: ``python -m po_bench.stages <stage> <spec.json> --store DIR`` builds
+one artifact (what a distributed launcher starts on every rank).  In the pipeline's process the
+same functions run in-process and may be handed objects already loaded (the SFT model, the
+tokenizer): those save time and never change the result.
+
+Run options that do not determine an artifact (logging steps, progress bars, checkpoint
+frequency) come separately as ``opts``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from po_bench.common import seed_everything
+from po_bench.data.noise import flip_labels
+from po_bench.data.sources import prompts as spec_prompts, source_class
+from po_bench.store import Store, atomic_write_json
+
+log = logging.getLogger("po_bench")
+
+DEFAULT_OPTS = {"logging_steps": 5, "save_steps": 0, "progress": False}  # training run options
+GEN_OPTS = {"progress": False, "batch_size": 128, "multiprocessing": True}  # generation speed knobs
+
+
+def train_opts(opts: dict | None) -> dict:
+    return {**DEFAULT_OPTS, **{k: v for k, v in (opts or {}).items() if k in DEFAULT_OPTS}}
+
+
+def checkpoint_dir(store: Store, ckpt: dict) -> str:
+    """The folder of a checkpoint reference: a stored artifact (``{"stage", "spec"}``) or the base
+    model of a model spec (``{"base": model fields}``: a Hub id, a local folder, or SmolLM2)."""
+    if "base" in ckpt:
+        from po_bench.training.models import model_path
+
+        return model_path(OmegaConf.create(ckpt["base"]))
+    d = store.path(ckpt["stage"], ckpt["spec"])
+    if not store.exists(ckpt["stage"], ckpt["spec"]):
+        raise FileNotFoundError(f"artifact {store.key(ckpt['stage'], ckpt['spec'])} is not in the store {store.root} "
+                                "(build the stages it depends on first)")
+    return str(d)
+
+
+def load_tokenizer(path: str, model: dict):
+    from po_bench.training import models
+
+    return models.load_tokenizer(path, chat_template=model.get("chat_template"))
+
+
+def load_model(path: str, model: dict):
+    from po_bench.training.models import load_checkpoint
+
+    return load_checkpoint(path, model["dtype"])
+
+
+# ---------------------------------------------------------------------------------------------
+# sft
+# ---------------------------------------------------------------------------------------------
+
+def build_sft(spec: dict, out: Path, store: Store, opts: dict | None = None) -> None:
+    from po_bench.training import models, trl_adapter
+
+    seed = int(spec["seed"])
+    seed_everything(seed)
+    mcfg = OmegaConf.create(spec["model"])
+    model, tok = models.load_model_and_tokenizer(mcfg, seed=seed)
+    if mcfg.chat_template:
+        tok.chat_template = mcfg.chat_template
+    info: dict = {}
+    if spec["train"] is not None:
+        src = source_class(spec["data"])
+        examples = src.sft_examples(spec["data"])
+        report = None
+        if isinstance(examples, tuple):
+            examples, report = examples
+        train = OmegaConf.create({**spec["train"], **train_opts(opts)})
+        info = trl_adapter.train_sft(model, tok, examples, train, out / "trainer", seed)
+        if report is not None:
+            info["data"] = report
+    model.save_pretrained(str(out))
+    tok.save_pretrained(str(out))
+    atomic_write_json(out / "train_metrics.json", info)
+
+
+# ---------------------------------------------------------------------------------------------
+# samples
+# ---------------------------------------------------------------------------------------------
+
+def resolve_prompts(store: Store, pspec: dict) -> list:
+    if pspec["kind"] == "pairs":
+        return spec_prompts(pspec, get(store, "pairs", pspec["pairs"]))
+    return spec_prompts(pspec)
+
+
+def build_samples(spec: dict, store: Store, opts: dict | None = None, *, model=None, tokenizer=None,
+                  desc: str = "samples") -> list:
+    """``n`` samples per prompt (n = 2: on-policy / held-out pairs, the second with seed + 1)."""
+    from po_bench.generation import generate
+
+    path = checkpoint_dir(store, spec["model"])
+    if tokenizer is None:
+        tokenizer = load_tokenizer(path, spec["model_fields"])
+    if model is None and spec["gen"]["backend"] == "hf":
+        model = load_model(path, spec["model_fields"])
+    prompts_ = resolve_prompts(store, spec["prompts"])
+    gen = OmegaConf.create({**spec["gen"], **GEN_OPTS, **{k: v for k, v in (opts or {}).items() if k in GEN_OPTS}})
+    seed = int(spec["seed"])
+    if spec["n"] == 1:
+        return generate.generate(model, tokenizer, prompts_, gen, seed, desc, path)
+    outs = [generate.generate(model, tokenizer, prompts_, gen, seed + i, f"{desc} ({i + 1}/{spec['n']})", path)
+            for i in range(spec["n"])]
+    return [list(x) for x in zip(*outs)]
+
+
+# ---------------------------------------------------------------------------------------------
+# pairs
+# ---------------------------------------------------------------------------------------------
+
+def build_pairs(spec: dict, store: Store, opts: dict | None = None) -> dict:
+    """Labelled preference pairs (after noise), held-out eval pairs and their statistics."""
+    src = source_class(spec["source"])
+    seed = int(spec["seed"])
+    if src.onpolicy:
+        art = src.make_pairs(spec["source"], get(store, "samples", spec["samples"]), seed)
+    else:
+        tok_model = spec["tokenizer"]
+        tokenizer = load_tokenizer_plain(checkpoint_dir(store, {"base": tok_model}))
+        art = src.make_pairs(spec["source"], None, seed, paired=spec["view"] == "pairs", tokenizer=tokenizer,
+                             max_length=int(spec["max_length"]))
+    pairs = art["train"]
+    flipped: list[int] = []
+    if spec["noise"]["kind"] == "flip" and pairs and "chosen" in pairs[0]:
+        pairs, flipped = flip_labels(pairs, spec["noise"]["rate"], seed)
+    art["train"] = pairs
+    art["stats"].update(noise_flipped_count=len(flipped), noise_flipped_rows=flipped)
+    if not pairs:
+        raise RuntimeError("no preference pairs left after labelling (every sample pair was identical)")
+    return art
+
+
+def load_tokenizer_plain(path: str):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(path))
+
+
+# ---------------------------------------------------------------------------------------------
+# policy (preference training; reference log-probs through the store)
+# ---------------------------------------------------------------------------------------------
+
+def build_policy(spec: dict, out: Path, store: Store, opts: dict | None = None, *, tokenizer=None) -> None:
+    from po_bench.training import trl_adapter
+
+    seed = int(spec["seed"])
+    start = checkpoint_dir(store, spec["start"])
+    if tokenizer is None:
+        tokenizer = load_tokenizer(start, spec["model"])
+    pairs = get(store, "pairs", spec["pairs"])["train"]
+    loss = OmegaConf.create(spec["loss"])
+    ref_spec = spec["ref_logps"]
+    cache = None
+    if ref_spec is not None:
+        cache = (lambda: store.load_json("ref_logps", ref_spec), lambda obj: store.save_json("ref_logps", ref_spec, obj))
+    seed_everything(seed)
+    pol = load_model(start, spec["model"])
+    ref = None if loss.reference_free else load_model(start, spec["model"])
+    train = OmegaConf.create({**spec["train"], **train_opts(opts)})
+    res = trl_adapter.train_preference(pol, ref, tokenizer, pairs, loss, train, out / "trainer", seed,
+                                       ref_logps_cache=cache, model_cfg=OmegaConf.create(spec["model"]))
+    pol = trl_adapter.merged(res.pop("model"))  # LoRA adapters merged: a plain checkpoint
+    pol.save_pretrained(str(out))
+    tokenizer.save_pretrained(str(out))
+    atomic_write_json(out / "train_metrics.json", res)
+
+
+# ---------------------------------------------------------------------------------------------
+# the registry: stage name -> (artifact kind, builder)
+# ---------------------------------------------------------------------------------------------
+
+DIR_STAGES = {"sft": build_sft, "policy": build_policy}
+JSON_STAGES = {"samples": build_samples, "pairs": build_pairs}
+
+
+def get(store: Store, stage: str, spec: dict, opts: dict | None = None, **loaded: Any):
+    """The artifact of ``spec`` from the store, built first when absent: a folder (sft, policy)
+    or the JSON object (samples, pairs)."""
+    if stage in DIR_STAGES:
+        return store.get_or_build_dir(stage, spec, lambda d: DIR_STAGES[stage](spec, d, store, opts, **loaded))
+    if stage in JSON_STAGES:
+        return store.get_or_build_json(stage, spec, lambda: JSON_STAGES[stage](spec, store, opts, **loaded))
+    raise ValueError(f"unknown stage {stage!r}; stages: {', '.join([*DIR_STAGES, *JSON_STAGES])}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m po_bench.stages",
+                                 description="Build one artifact from its spec (a JSON file) in the store.")
+    ap.add_argument("stage", choices=[*DIR_STAGES, *JSON_STAGES])
+    ap.add_argument("spec", help="the spec as a JSON file")
+    ap.add_argument("--store", required=True, help="the artifact store's root (cache_dir)")
+    ap.add_argument("--opts", default="{}", help="run options as JSON (logging_steps, save_steps, progress)")
+    a = ap.parse_args(argv)
+    store = Store(a.store)
+    spec = json.loads(Path(a.spec).read_text())
+    out = get(store, a.stage, spec, json.loads(a.opts))
+    print(out if isinstance(out, Path) else store.path(a.stage, spec))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
