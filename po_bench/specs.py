@@ -177,7 +177,7 @@ def plan(cfg) -> Plan:
 
 
 # The dependency table: config field -> the artifacts (Plan.keys() roles) whose key it changes, for
-# the default world run (loss=dpo).  ``tests/test_specs.py`` perturbs every field in turn and checks
+# the default world run (loss=dpo); every field not listed changes no artifact.  ``tests/test_specs.py`` perturbs every field in turn and checks
 # that exactly these keys change (no stale reuse, no needless rebuild).
 ALL = ("sft", "sft_samples", "heldout_eval", "heldout_ood", "pref_samples", "pairs", "ref_logps", "policy",
        "generations")
@@ -199,7 +199,10 @@ DEPENDS: dict[str, tuple[str, ...]] = {
     "dataset.annotator_length_bias": ("pairs", "ref_logps", "policy", "generations"),
     "loss.beta": _POLICY, "loss.lr": _POLICY, "loss.args.loss_type": _POLICY,
     "loss.implicit_reward": _POLICY, "loss.reference_free": ("ref_logps",) + _POLICY,
+    "loss.name": _POLICY, "loss.backend": _POLICY, "loss.function": _POLICY, "loss.paired": _POLICY,
     "loss.label": (), "loss.citation": (), "loss.formula": (),
+    "noise.kind": ("pairs", "ref_logps", "policy", "generations"),
+    "generation.backend": AFTER_SFT,
     "noise.rate": ("pairs", "ref_logps", "policy", "generations"),
     "generation.temperature": AFTER_SFT, "generation.top_p": AFTER_SFT, "generation.max_new_tokens": AFTER_SFT,
     "generation.batch_size": (), "generation.progress": (),
@@ -208,6 +211,10 @@ DEPENDS: dict[str, tuple[str, ...]] = {
     "train.max_length": ("sft",) + AFTER_SFT,
     "train.epochs": _POLICY, "train.batch_size": _POLICY,
     "train.logging_steps": (), "train.save_steps": (), "train.progress": (),
-    "stages.sft": ALL,
+    "stages.sft": ALL,  # off: the world's untrained model is the start
+    # switching a stage off removes its artifacts (and those built on them) from the run
+    "stages.train": ("pref_samples", "pairs", "ref_logps", "policy", "generations"),
+    "stages.generate": ("sft_samples", "heldout_eval", "heldout_ood", "generations"),
+    "stages.judge": ("heldout_eval", "heldout_ood"),
     "judge.name": (), "tracking.backend": (), "threads": (), "cache_dir": (),
 }

@@ -13,7 +13,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 BACKEND = {
     "dpo": "TRL DPOTrainer", "cpo": "TRL CPOTrainer (trl.experimental)", "orpo": "TRL ORPOTrainer (trl.experimental)",
-    "kto": "TRL KTOTrainer", "pobench": "po-bench (po_bench/losses.py) on TRL DPOTrainer", "sft": "TRL SFTTrainer (SFT stage only)",
+    "kto": "TRL KTOTrainer", "pobench": "po-bench (po_bench/training/losses.py) on TRL DPOTrainer", "sft": "TRL SFTTrainer (SFT stage only)",
 }
 SKIP_ARGS = {"loss_type"}
 

@@ -44,7 +44,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the repository
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 FORMATS = ("pairs", "conversational", "hh", "ranked", "unpaired")

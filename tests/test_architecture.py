@@ -1,0 +1,135 @@
+"""The package's shape: no import cycle between its modules (imports inside functions count too),
+no module importing another module's private names, data formats independent of the config schema."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PKG = Path(__file__).resolve().parent.parent / "po_bench"
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(PKG.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {_module_name(p): p for p in PKG.rglob("*.py")}
+
+
+def _resolve(mod: str, is_pkg: bool, node: ast.ImportFrom) -> str:
+    if node.level == 0:
+        return node.module or ""
+    base = mod.split(".") if is_pkg else mod.split(".")[:-1]
+    base = base[: len(base) - (node.level - 1)]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
+def imports_of(mod: str) -> tuple[set[str], list[str], list[str]]:
+    """(po_bench modules imported, private names imported from them, private attributes used on them)."""
+    path = MODULES[mod]
+    tree = ast.parse(path.read_text())
+    deps: set[str] = set()
+    private: list[str] = []
+    aliases: dict[str, str] = {}  # local name -> po_bench module
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name.startswith("po_bench"):
+                    deps.add(a.name)
+                    aliases[a.asname or a.name.split(".")[0]] = a.name
+        elif isinstance(node, ast.ImportFrom):
+            src = _resolve(mod, path.name == "__init__.py", node)
+            if not src.startswith("po_bench"):
+                continue
+            for a in node.names:
+                sub = f"{src}.{a.name}"
+                if sub in MODULES:  # `from po_bench.data import world`: a module
+                    deps.add(sub)
+                    aliases[a.asname or a.name] = sub
+                else:
+                    deps.add(src)
+                    if a.name.startswith("_") and src != mod:
+                        private.append(f"{mod} imports {src}.{a.name}")
+    attrs = [f"{mod} uses {aliases[n.value.id]}.{n.attr}" for n in ast.walk(tree)
+             if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and n.value.id in aliases
+             and n.attr.startswith("_") and not n.attr.startswith("__")]
+    return {d for d in deps if d in MODULES and d != mod}, private, attrs
+
+
+GRAPH = {m: imports_of(m)[0] for m in MODULES}
+
+
+def test_the_walk_sees_the_package():
+    assert len(MODULES) > 30 and "po_bench.pipeline" in MODULES
+    assert "po_bench.stages" in GRAPH["po_bench.pipeline"]
+    assert "po_bench.generation.logprobs" in GRAPH["po_bench.judges.implicit"]  # function-level imports count
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Every strongly connected component with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    out: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in graph:
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_no_import_cycles():
+    assert _cycles(GRAPH) == []
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+@pytest.mark.parametrize("mod", sorted(MODULES))
+def test_no_private_names_across_modules(mod):
+    _, private, attrs = imports_of(mod)
+    assert private == [] and attrs == []
+
+
+def test_data_formats_do_not_import_the_config_schema():
+    assert "po_bench.config" not in GRAPH["po_bench.data.formats"]
+    assert "po_bench.config" not in GRAPH["po_bench.data.world"]
+
+
+def _imports_trl(path: Path) -> bool:
+    for n in ast.walk(ast.parse(path.read_text())):
+        if isinstance(n, ast.Import) and any(a.name.split(".")[0] == "trl" for a in n.names):
+            return True
+        if isinstance(n, ast.ImportFrom) and n.level == 0 and (n.module or "").split(".")[0] == "trl":
+            return True
+    return False
+
+
+def test_one_module_owns_trl():
+    assert [m for m, p in MODULES.items() if _imports_trl(p)] == ["po_bench.training.trl_adapter"]

@@ -1,0 +1,125 @@
+"""Artifact keys complete by construction: every config field perturbed in turn changes exactly the
+artifacts the dependency table (``po_bench.specs.DEPENDS``) declares, and no others."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf, open_dict
+
+from po_bench.app import CONF_DIR
+from po_bench.specs import DEPENDS, plan
+
+
+def _compose(overrides=()):
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides))
+
+
+BASE = _compose()
+# Fields of groups that a world run's artifacts cannot depend on, checked like every other field
+# (they must change nothing); the preset/scale groups only label tables.
+SKIP_GROUPS = ("preset", "scale")
+
+
+def _leaves(node, prefix=""):
+    for k in node:
+        key = f"{prefix}{k}"
+        v = OmegaConf.select(node, str(k), throw_on_resolution_failure=False) if False else node._get_node(k)
+        if OmegaConf.is_dict(v):
+            if len(v) == 0:
+                yield key, v
+            else:
+                yield from _leaves(v, key + ".")
+        else:
+            yield key, v
+
+
+def _perturbed(value):
+    v = value._value() if hasattr(value, "_value") else value
+    if isinstance(v, bool):
+        return not v
+    if isinstance(v, int):
+        return v + 1
+    if isinstance(v, float):
+        return v * 1.5 + 0.01
+    if isinstance(v, str) and v.startswith("${"):
+        return "/tmp/elsewhere"
+    if isinstance(v, str):
+        return v + "x"
+    if v is None:
+        return "x"
+    if OmegaConf.is_list(value) or isinstance(v, list):
+        return list(OmegaConf.to_container(value)) + ["x"] if OmegaConf.is_list(value) else v + ["x"]
+    if OmegaConf.is_dict(value):
+        return {"x": 1}
+    raise AssertionError(f"no perturbation for {v!r}")
+
+
+# Perturbations that must keep the value valid in kind (others are generic).
+SPECIAL = {"generation.backend": "vllm", "loss.backend": "pobench", "noise.kind": "flip", "model.kind": "hub",
+           "dataset.kind": "world", "loss.args.loss_type": ["ipo"], "train.lr_scheduler": "linear",
+           "model.dtype": "bfloat16", "generation.dtype": "bfloat16"}
+
+FIELDS = [k for k, _ in _leaves(BASE) if not k.startswith(SKIP_GROUPS)]
+
+
+def _keys(cfg):
+    return plan(cfg).keys()
+
+
+BASE_KEYS = _keys(BASE)
+
+
+def test_the_default_run_has_every_artifact():
+    assert sorted(BASE_KEYS) == sorted(["sft", "sft_samples", "heldout_eval", "heldout_ood", "pref_samples", "pairs",
+                                        "ref_logps", "policy", "generations"])
+
+
+@pytest.mark.parametrize("field", FIELDS)
+def test_perturbing_a_field_changes_exactly_its_artifacts(field):
+    cfg = OmegaConf.create(OmegaConf.to_container(BASE, resolve=False))
+    node = BASE._get_node(field) if "." not in field else OmegaConf.select(BASE, field.rsplit(".", 1)[0])._get_node(
+        field.rsplit(".", 1)[1])
+    new = SPECIAL.get(field, _perturbed(node))
+    with open_dict(cfg):
+        OmegaConf.update(cfg, field, new, merge=False, force_add=True)
+    keys = _keys(cfg)
+    changed = sorted(r for r in set(BASE_KEYS) | set(keys) if BASE_KEYS.get(r) != keys.get(r))
+    declared = sorted(DEPENDS.get(field, ()))
+    assert changed == declared, f"{field} -> {new!r}: changes {changed}, the table says {declared}"
+
+
+def test_the_table_names_only_real_fields():
+    assert set(DEPENDS) - set(FIELDS) == set()
+
+
+def test_how_much_is_checked():
+    n_artifacts = len(BASE_KEYS)
+    print(f"dependency table: {len(FIELDS)} config fields x {n_artifacts} artifacts = {len(FIELDS) * n_artifacts} cells")
+    assert len(FIELDS) > 100
+
+
+def test_real_data_keys_follow_the_file_content(tmp_path):
+    """Real data: the pairs (and so everything trained on them) are keyed by the files' checksums,
+    so editing the data file in place rebuilds; an unrelated file does not."""
+    f = tmp_path / "pairs.jsonl"
+    f.write_text("".join(json.dumps({"prompt": f"q{i}", "chosen": "good", "rejected": "bad"}) + "\n" for i in range(8)))
+    cfg = _compose(["model=smollm2_135m", "dataset=file", f"dataset.path={f}", "dataset.eval_split=null",
+                    "judge=none"])
+    before = _keys(cfg)
+    (tmp_path / "other.jsonl").write_text("{}\n")
+    assert _keys(cfg) == before
+    f.write_text(f.read_text() + json.dumps({"prompt": "q9", "chosen": "good", "rejected": "bad"}) + "\n")
+    after = _keys(cfg)
+    assert sorted(r for r in before if before[r] != after.get(r)) == ["generations", "pairs", "policy", "ref_logps",
+                                                                     "sft_samples"]
+
+
+def test_reference_log_probs_are_shared_only_where_trl_computes_the_same():
+    dpo, ipo, ld = (_keys(_compose([f"loss={name}"])) for name in ("dpo", "ipo", "ld_dpo"))
+    assert dpo["ref_logps"] == ipo["ref_logps"]  # the loss type does not enter the reference pass
+    assert ld["ref_logps"] != dpo["ref_logps"]  # LD-DPO's ld_alpha weights the reference's tail tokens
+    assert "ref_logps" not in _keys(_compose(["loss=simpo"]))  # reference-free
