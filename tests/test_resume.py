@@ -29,7 +29,7 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path):
     deadline = time.time() + 600
     ckpt = None
     while time.time() < deadline and proc.poll() is None:
-        found = sorted(cache.glob("policy/.*.work/trainer/checkpoint-*"))
+        found = sorted(cache.glob("v2/policy/.*.work/trainer/checkpoint-*"))
         if any(p.name == "checkpoint-8" for p in found):
             ckpt = found
             break

@@ -119,10 +119,21 @@ def test_tiny_sampling_seeds(tiny_report):
     assert s["seed0"] != s["seed1"]  # the run seed matters
 
 
+PINNED_PROMPT_SEEDS = {(0, 0): 520764916, (0, 1): 779758677, (1, 0): 1674445335, (7, 123): 1434889998}
+
+
 def test_prompt_seed_is_stable():
+    """The same (run seed, prompt index) gives the same sampling seed in another process (another
+    PYTHONHASHSEED, so str hashing cannot leak in) and in another po-bench version (pinned values)."""
     from po_bench.generation.vllm_engine import prompt_seed
 
-    assert prompt_seed(0, 0) == prompt_seed(0, 0)
+    code = ("import json; from po_bench.generation.vllm_engine import prompt_seed; "
+            f"print(json.dumps([prompt_seed(s, i) for s, i in {sorted(PINNED_PROMPT_SEEDS)!r}]))")
+    env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONHASHSEED="12345")
+    other = json.loads(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                                      check=True, timeout=120).stdout)
+    assert other == [PINNED_PROMPT_SEEDS[k] for k in sorted(PINNED_PROMPT_SEEDS)]
+    assert {k: prompt_seed(*k) for k in PINNED_PROMPT_SEEDS} == PINNED_PROMPT_SEEDS
     assert len({prompt_seed(0, i) for i in range(1000)}) == 1000
     assert prompt_seed(0, 1) != prompt_seed(1, 0)
     assert all(0 <= prompt_seed(s, i) < 2**31 for s in range(3) for i in range(50))
