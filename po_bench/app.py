@@ -49,12 +49,18 @@ def run_job(cfg: DictConfig) -> dict | None:
     try:
         check_preset(cfg, hc.runtime.choices.get("experiment"))
         metrics = pipeline.run(cfg, out_dir)
-    except ConfigError as e:
-        write_run_record(out_dir, status="failed", config=config, error=f"config error: {e}")
+    except ConfigError as e:  # nothing ran: no run folder is left behind (tables would count it)
+        removed = _remove_config_error_folder(out_dir)
+        where = f"; its folder {out_dir} was removed" if removed else ""
         if multirun:
-            log.error("config error: %s", e)
+            from po_bench.results.sweep_report import record_config_error
+
+            sweep = Path(hc.sweep.dir).absolute()
+            job = out_dir.relative_to(sweep) if out_dir.is_relative_to(sweep) else out_dir.name
+            record_config_error(sweep, str(job), str(e))
+            log.error("config error: %s%s", e, where)
             return None
-        print(f"po-bench: config error: {e}", file=sys.stderr)
+        print(f"po-bench: config error: {e}{where}", file=sys.stderr)
         sys.exit(2)
     except Exception as e:  # recorded, then the sweep goes on
         msg = f"{type(e).__name__}: {e}"
@@ -78,13 +84,56 @@ def run_job(cfg: DictConfig) -> dict | None:
             return None
         print(f"po-bench: {budget_stop}", file=sys.stderr)
         sys.exit(3)
-    write_run_record(out_dir, status="done", config=config, metrics=metrics, extra={"history": history})
-    _track(cfg, out_dir, config, "done", metrics, history)
+    from po_bench.judges.runner import judging_incomplete
+
+    missing = judging_incomplete(metrics)  # judgments still missing after retries: partial, with the counts
+    status = "partial" if missing else "done"
+    if missing:
+        log.warning("run recorded partial: %s", missing)
+    write_run_record(out_dir, status=status, config=config, metrics=metrics, extra={"history": history},
+                     **({"error": missing} if missing else {}))
+    _track(cfg, out_dir, config, status, metrics, history, **({"error": missing} if missing else {}))
     m = metrics
-    log.info("done: loss=%s gold_reward=%.3f (sft %.3f) win_rate_vs_sft=%.3f kl=%.2f -> %s",
-             cfg.loss.name, m.get("gold_reward", float("nan")), m.get("gold_reward_sft", float("nan")),
-             m.get("win_rate_vs_sft", float("nan")), m.get("kl_to_ref", float("nan")), out_dir / "run.json")
+    log.info("done: loss=%s gold_reward=%s (sft %s) win_rate_vs_sft=%s kl=%s -> %s", cfg.loss.name,
+             _num(m.get("gold_reward")), _num(m.get("gold_reward_sft")), _num(m.get("win_rate_vs_sft")),
+             _num(m.get("kl_to_ref"), 2), out_dir / "run.json")
+    reused = _reuse_line(m.get("artifacts"))
+    if reused:
+        log.info(reused)
     return m
+
+
+def _num(x, digits: int = 3) -> str:
+    """A metric for the log: 'n/a' when the run has none (judge=none, stages switched off)."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return "n/a"
+    return f"{x:.{digits}f}"
+
+
+def _reuse_line(artifacts: dict | None) -> str:
+    """One line on what came from the artifact store (empty when the run built everything)."""
+    hits = sorted({h.split("/")[0] for h in (artifacts or {}).get("hits") or []})
+    built = sorted({b.split("/")[0] for b in (artifacts or {}).get("built") or []})
+    if not hits:
+        return ""
+    if not built:
+        return f"reused from the artifact store: {', '.join(hits)} (nothing was rebuilt)"
+    return f"reused from the artifact store: {', '.join(hits)}; built: {', '.join(built)}"
+
+
+def _remove_config_error_folder(out_dir: Path) -> bool:
+    """Remove the folder Hydra made for a run that failed its config validation, when it holds
+    nothing but what Hydra and this run wrote (.hydra/, the job log, wandb/); a folder that holds an
+    earlier run's files is left alone."""
+    import shutil
+
+    if not out_dir.is_dir():
+        return False
+    own = {".hydra", "wandb", f"{HydraConfig.get().job.name}.log"}
+    if any(p.name not in own for p in out_dir.iterdir()):
+        return False
+    shutil.rmtree(out_dir, ignore_errors=True)
+    return not out_dir.exists()
 
 
 def check_preset(cfg, experiment: str | None) -> None:
@@ -112,15 +161,12 @@ def _track(cfg, out_dir: Path, config: dict, status: str, metrics: dict, history
     """Log the run to wandb (offline without an API key); tracking problems never fail a run."""
     from po_bench.results import tracking
 
-    hc = HydraConfig.get()
-    if hc.mode == RunMode.MULTIRUN:
-        sweep = Path(hc.sweep.dir)
-        group, name = f"{sweep.parent.name}/{sweep.name}", f"{hc.job.num}_{cfg.loss.name}_s{cfg.seed}"
-    else:
-        group, name = out_dir.name, f"{cfg.loss.name}_s{cfg.seed}"
+    group, name = tracking.group_and_name(cfg, out_dir)
     try:
-        tracking.log_run(cfg.tracking, out_dir, group, name, config, status, metrics, history,
-                         out_dir / "samples.jsonl", error)
+        where = tracking.log_run(cfg.tracking, out_dir, group, name, config, status, metrics, history,
+                                 out_dir / "samples.jsonl", error)
+        if where and "offline-run-" in Path(where).name:  # wandb's own hint is silenced (WANDB_SILENT)
+            log.info("wandb offline run: %s (upload: wandb sync %s)", where, where)
     except Exception as e:  # noqa: BLE001
         log.warning("tracking failed (the run itself is recorded): %s: %s", type(e).__name__, e)
 
@@ -191,9 +237,15 @@ def _refuse_keys_in_overrides(argv: list[str]) -> None:
 
 
 def cli() -> None:
+    if sys.argv[1:2] == ["cache"]:  # po-bench cache ls|du|verify|gc (po_bench/cache_cli.py)
+        from po_bench.cache_cli import main as cache_main; sys.exit(cache_main(sys.argv[2:]))  # noqa: E702
     _refuse_keys_in_overrides(sys.argv[1:])
     _one_line_config_errors()
     main()
+    from po_bench.results import sweep_report
+
+    if sweep_report.LAST and sweep_report.LAST["failed"]:  # a sweep with a failed job (summary printed)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

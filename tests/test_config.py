@@ -69,6 +69,7 @@ def test_cli_config_error_is_one_line_exit_2(tmp_path):
     assert err[-1].startswith("po-bench: config error: noise.rate=0.7")
     assert "Traceback" not in r.stderr
     assert not (tmp_path / "c").exists()  # nothing computed, nothing cached
+    assert not (tmp_path / "run").exists() and err[-1].endswith("was removed")  # no run folder left behind
 
 
 @pytest.mark.parametrize("override", ["judge.api_key=sk-PLANTED-cli", "+judge.api_key=sk-PLANTED-cli",

@@ -59,7 +59,8 @@ def test_multirun_sweep_table_and_failed_job(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     r_bad = run_cli(["-m", *SMALL, "loss=ipo", "loss.args.loss_type=[ipo],[no_such_loss]",
                      f"cache_dir={tmp_path}/cache", f"hydra.sweep.dir={sweep}/bad"], ROOT)
-    assert r_bad.returncode == 0, r_bad.stderr[-3000:]
+    assert r_bad.returncode == 1, r_bad.stderr[-3000:]  # the sweep finishes, then says a job failed
+    assert "1 done" in r_bad.stdout and "1 failed" in r_bad.stdout
     runs = read_runs(sweep)
     assert len(runs) == 8
     failed = [x for x in runs if x["status"] == "failed"]

@@ -321,7 +321,7 @@ def fake_hub(monkeypatch):
         make = next(v[4] for v in HUB.values() if v[0] == repo_id)
         return Dataset.from_list([make(i) for i in range(6)])
 
-    monkeypatch.setattr(prefdata, "_hub_load", load)
+    monkeypatch.setattr(formats, "_hub_load", load)
     return calls
 
 

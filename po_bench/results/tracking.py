@@ -2,8 +2,16 @@
 table of sample generations to Weights & Biases; a sweep is a wandb group; ``po-bench-table
 --wandb`` logs the sweep's results table as a wandb Table in that group.
 
+Live curves: :func:`live_run_env` wraps training.  It sets the run's wandb environment (folder,
+mode, project, group, name and a fresh run id; ``PO_BENCH_WANDB_RUN_DIR`` tells the TRL adapter to
+report to wandb), so TRL's own wandb callback streams the loss, rewards and learning rate on rank 0
+while the run trains.  :func:`log_run`, after the run, appends the metrics, stage timings, data
+statistics and samples to that same run (same id; one ``offline-run-*`` folder) instead of starting
+a second one; a run whose policy came from the store (no training) gets its history replayed there.
+
 With no ``WANDB_API_KEY`` the mode is offline: files under the run's output folder
-(``<run>/wandb/offline-run-*``), ready for ``wandb sync``.  ``tracking=none`` turns it off.
+(``<run>/wandb/offline-run-*``), ready for ``wandb sync`` (a whole sweep:
+``wandb sync <sweep dir>/*/wandb/offline-run-*``).  ``tracking=none`` turns it off.
 :func:`read_offline_run` reads such a run back (tests, and users without an account).
 """
 
@@ -12,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import struct
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -35,20 +44,95 @@ def scrub(obj: Any) -> Any:
     return obj
 
 
+RUN_ID_FILE = "po_bench_run_id"  # <run>/wandb/po_bench_run_id: the wandb run id live_run_env gave the run
+LIVE_FLAG = "PO_BENCH_WANDB_RUN_DIR"  # set while live_run_env is active: the TRL adapter reports to wandb
+
+
+def _off(tcfg) -> bool:
+    return tcfg is None or tcfg.backend == "none" or _mode(tcfg) == "disabled"
+
+
+def group_and_name(cfg, out_dir: Path) -> tuple[str, str]:
+    """The run's wandb group (the sweep folder, or the run folder) and name, as po-bench names them."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    seed, loss = cfg.seed, cfg.loss.name
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        hc = HydraConfig.get()
+        sweep = Path(hc.sweep.dir)
+        return f"{sweep.parent.name}/{sweep.name}", f"{hc.job.num}_{loss}_s{seed}"
+    return Path(out_dir).name, f"{loss}_s{seed}"
+
+
+@contextmanager
+def live_run_env(tcfg, out_dir: str | Path, group: str, name: str):
+    """Wrap a run's training in this: TRL then streams its curves to the run's wandb run while it
+    trains (offline files under ``<out_dir>/wandb/`` without ``WANDB_API_KEY``), and :func:`log_run`
+    afterwards appends to the same run.  Yields the run id, or None when tracking is off.  The
+    environment is restored on exit; the wandb run stays open for :func:`log_run` to finish."""
+    if _off(tcfg):
+        yield None
+        return
+    import sys
+    import uuid
+
+    out_dir = Path(out_dir).absolute()
+    wb = sys.modules.get("wandb")
+    if wb is not None and wb.run is not None:  # an earlier run of this process left its run open
+        wb.run.finish()
+    run_id = uuid.uuid4().hex[:12]
+    (out_dir / "wandb").mkdir(parents=True, exist_ok=True)
+    (out_dir / "wandb" / RUN_ID_FILE).write_text(run_id + "\n")
+    env = {LIVE_FLAG: str(out_dir), "WANDB_DIR": str(out_dir), "WANDB_MODE": _mode(tcfg),
+           "WANDB_PROJECT": tcfg.project, "WANDB_RUN_GROUP": tcfg.group or group, "WANDB_NAME": name,
+           "WANDB_RUN_ID": run_id, "WANDB_RESUME": "allow", "WANDB_SILENT": "true",
+           "WANDB_LOG_MODEL": "false", "WANDB_WATCH": "false"}
+    if tcfg.entity:
+        env["WANDB_ENTITY"] = tcfg.entity
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield run_id
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _live_run_id(out_dir: Path) -> str | None:
+    try:
+        return (Path(out_dir) / "wandb" / RUN_ID_FILE).read_text().strip() or None
+    except OSError:
+        return None
+
+
 def log_run(tcfg, out_dir: Path, group: str, name: str, config: dict, status: str, metrics: dict,
             history: list[dict], samples_path: Path | None, error: str | None = None) -> str | None:
-    """Log one finished (or failed) run; returns the wandb run directory, or None when off."""
+    """Log one finished (or failed) run; returns the wandb run directory, or None when off.  When
+    :func:`live_run_env` gave the run an id, this appends to that run: the one still open in this
+    process (its curves already streamed), else resumed by id."""
     if tcfg is None or tcfg.backend == "none":
         return None
     import wandb
 
     os.environ.setdefault("WANDB_SILENT", "true")
     tags = [str(config.get("loss", {}).get("name", "")), f"seed{config.get('seed')}"]
-    run = wandb.init(project=tcfg.project, entity=tcfg.entity, group=tcfg.group or group, name=name,
-                     dir=str(out_dir), mode=_mode(tcfg), config=scrub(config), tags=[t for t in tags if t],
-                     reinit="finish_previous")
+    run_id = _live_run_id(out_dir)
+    live = wandb.run if (run_id and wandb.run is not None and wandb.run.id == run_id) else None
+    if live is not None:
+        run = live
+        run.config.update(scrub(config), allow_val_change=True)
+        run.tags = tuple(dict.fromkeys([*run.tags, *[t for t in tags if t]]))
+    else:
+        run = wandb.init(project=tcfg.project, entity=tcfg.entity, group=tcfg.group or group, name=name,
+                         dir=str(out_dir), mode=_mode(tcfg), config=scrub(config), tags=[t for t in tags if t],
+                         reinit="finish_previous", **({"id": run_id, "resume": "allow"} if run_id else {}))
+    streamed = live is not None and run.summary.get("train/global_step") is not None
     try:
-        for h in history:
+        for h in ([] if streamed else history):  # streamed live: TRL logged every step already
             step = int(h.get("step", 0))
             run.log({f"train/{k}": v for k, v in h.items() if k != "step"}, step=step)
         flat = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and v is not None}
@@ -142,3 +226,33 @@ def read_offline_run(run_dir: str | Path) -> dict:
     out["config"] = {k: (v.get("value") if isinstance(v, dict) and "value" in v else v)
                      for k, v in out["config"].items()}
     return out
+
+
+def log_report(paths: dict[str, Path], group: str, project: str = "po-bench", mode: str = "auto",
+               out_dir: Path | None = None) -> str:
+    """Log a report's tables (CSV files: ``csv``, ``pairs``, ``matrix``) as wandb Tables, its figures
+    (``fig_*`` PNGs) as images and the page (``html``) as wandb Html, in the sweep's group."""
+    import csv
+
+    import wandb
+
+    os.environ.setdefault("WANDB_SILENT", "true")
+    m = mode if mode != "auto" else ("online" if os.environ.get("WANDB_API_KEY") else "offline")
+    run = wandb.init(project=project, group=group, name="report", job_type="report", mode=m,
+                     dir=str(out_dir or Path(paths["html"]).parent), reinit="finish_previous")
+    try:
+        logged: dict[str, Any] = {}
+        for k in ("csv", "pairs", "matrix"):
+            if k in paths and Path(paths[k]).is_file():
+                rows = list(csv.reader(Path(paths[k]).read_text().splitlines()))
+                if rows:
+                    logged["results" if k == "csv" else k] = wandb.Table(columns=rows[0], data=rows[1:])
+        for k, p in paths.items():
+            if k.startswith("fig_") and Path(p).is_file():
+                logged[k[4:]] = wandb.Image(str(p))
+        if "html" in paths:
+            logged["report"] = wandb.Html(Path(paths["html"]).read_text(), inject=False)
+        run.log(logged)
+        return str(Path(run.dir).parent)
+    finally:
+        run.finish()
