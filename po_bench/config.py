@@ -38,6 +38,11 @@ class ModelConfig:
     max_position_embeddings: int = 64
     chat_template: Optional[str] = None  # a Jinja chat template that replaces the tokenizer's
     reference_id: Optional[str] = None  # this model's name in results/reference/*.csv (paper tables)
+    # What the model needs, the defaults of train.max_length, generation.max_new_tokens and every loss's lr
+    # (interpolated there; an explicit train.* / generation.* / loss.lr wins).  The tiny model's are the world's.
+    max_length: int = 48
+    max_new_tokens: int = 24
+    lr: float = 2.0e-4
     lora: LoraConfig = field(default_factory=LoraConfig)  # train LoRA adapters (peft); merged into the saved policy
 
 
@@ -75,7 +80,7 @@ class LossConfig:
     backend: str = "dpo"  # TRL trainer: dpo | cpo | orpo | kto; pobench (po_bench.training.losses); sft (no preference stage)
     function: str = ""  # backend=pobench: the loss function in po_bench.training.losses
     beta: float = 0.1
-    lr: float = 2.0e-4
+    lr: float = "${model.lr}"  # type: ignore[assignment]  (the model config's; loss yamls may set their own)
     reference_free: bool = False
     paired: bool = True  # False: trains on the unpaired (prompt, completion, label) view
     implicit_reward: str = "logratio"  # logratio: beta*log(pi/ref) | avg_logp: beta*mean token logp
@@ -127,6 +132,12 @@ class JudgeConfig:
     subset_seed: int = 0
     seed: int = 0
     answer_max_new_tokens: Optional[int] = None
+    # How the policy answers this judge's questions, per judge name (a setting's published eval config:
+    # conf/setting/*.yaml from ../shared/reference/simpo_eval_generation.csv): temperature / top_p /
+    # max_new_tokens over generation.* and answer_max_new_tokens; temperature 0 = greedy
+    answer_generation: Dict[str, Any] = field(default_factory=dict)
+    # MT-Bench: FastChat's per-category answer temperatures (category -> temperature)
+    answer_temperature_by_category: Dict[str, float] = field(default_factory=dict)
     annotator: str = "weighted_alpaca_eval_gpt4_turbo"
     eval_path: Optional[str] = None
     eval_source: Optional[str] = None
@@ -166,7 +177,7 @@ class GenerationConfig:
     backend: str = "hf"
     temperature: float = 1.0
     top_p: float = 1.0
-    max_new_tokens: int = 24
+    max_new_tokens: int = "${model.max_new_tokens}"  # type: ignore[assignment]
     batch_size: int = 128
     progress: bool = True
     # vLLM engine options (generation=vllm); ignored by hf
@@ -191,12 +202,42 @@ class TrainConfig:
     batch_size: int = 32
     grad_accum: int = 1
     max_steps: int = 0  # >0 caps preference steps (smoke tests)
+    # the papers' batch: per-device batch_size x grad_accum x world size.  >0: the global batch (e.g.
+    # 128), and grad_accum is derived from it and the world size (launch.num_processes x num_machines)
+    global_batch_size: int = 0
+    keep_checkpoints: bool = False  # keep the Trainer's checkpoints (optimizer state) once a policy is complete
     lr_scheduler: str = "cosine"
-    warmup_ratio: float = 0.05
-    max_length: int = 48
+    warmup_ratio: float = 0.05  # -> TRL's warmup_steps as a ratio of the run's steps, in [0, 1)
+    max_length: int = "${model.max_length}"  # type: ignore[assignment]
+    # fp32 | bf16-mixed (fp32 weights and AdamW state, bf16 autocast) | bf16-pure (bf16 weights and state;
+    # opt-in).  Default: bf16-mixed where a GPU with bf16 is present, else fp32 (resolved when composed).
+    precision: str = "${pob_default_precision:}"
     logging_steps: int = 5
     save_steps: int = 0  # >0: checkpoint every N steps; a killed run resumes from the last one
     progress: bool = True
+
+
+@dataclass
+class LaunchConfig:
+    """How the training stages (SFT, preference) run: ``local`` in the pipeline's process, or as
+    their own process group (``ddp``, ``fsdp``, ``zero2``, ``zero3``) started by ``accelerate launch``
+    on GPUs or ``torchrun`` on CPUs (gloo), from the stage's spec (po_bench/training/launch.py)."""
+
+    name: str = "local"
+    strategy: str = "local"  # local | ddp | fsdp | zero2 | zero3
+    launcher: str = "auto"  # auto (accelerate on GPUs, torchrun on CPUs) | accelerate | torchrun
+    num_processes: int = 1  # processes per machine (GPUs per node)
+    num_machines: int = 1
+    machine_rank: int = 0  # this machine's rank (Slurm: $SLURM_NODEID, set by the srun wrapper)
+    main_process_ip: str = "127.0.0.1"
+    main_process_port: int = 29500
+    # accelerate launch --mixed_precision; null: follows train.precision (bf16-mixed -> bf16, else no),
+    # which is what the Trainer itself uses
+    mixed_precision: Optional[str] = None
+    accelerate_config: Optional[str] = None  # conf/accelerate/<file>.yaml (project-owned)
+    trainer_args: Dict[str, Any] = field(default_factory=dict)  # TrainingArguments fields of the strategy (fsdp, deepspeed)
+    srun: bool = False  # multi-node under Slurm: start one launcher per node with srun
+    dry_run: bool = False  # print the launch command line and stop before training
 
 
 @dataclass
@@ -256,6 +297,7 @@ class Config:
     judge: JudgeConfig = field(default_factory=JudgeConfig)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    launch: LaunchConfig = field(default_factory=LaunchConfig)
     stages: StagesConfig = field(default_factory=StagesConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     scale: ScaleConfig = field(default_factory=ScaleConfig)
@@ -263,6 +305,28 @@ class Config:
     seed: int = 0
     cache_dir: str = "${oc.env:PO_BENCH_CACHE,.po_bench_cache}"
     threads: int = 0  # torch threads; 0 = all cores
+
+
+def default_precision() -> str:
+    """bf16-mixed on a GPU with bf16 support (the papers' setting), fp32 elsewhere (CPU)."""
+    try:
+        import torch
+
+        return "bf16-mixed" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
+    except Exception:  # noqa: BLE001
+        return "fp32"
+
+
+def _register_resolvers() -> None:
+    from omegaconf import OmegaConf
+
+    if not OmegaConf.has_resolver("pob_default_precision"):
+        OmegaConf.register_new_resolver("pob_default_precision", default_precision)
+    if not OmegaConf.has_resolver("pob_mul"):  # ${pob_mul:${model.lr},0.1}: a scaled default
+        OmegaConf.register_new_resolver("pob_mul", lambda a, b: float(a) * float(b))
+
+
+_register_resolvers()
 
 
 def register() -> None:
@@ -310,7 +374,10 @@ TRL_ARG_RANGES = {
     "desirable_weight": (0.0, None, False, False),
     "undesirable_weight": (0.0, None, False, False),
     "alpha": (None, None, True, True),
+    "ref_model_sync_fraction": (0.0, 1.0, False, True),
 }
+PRECISIONS = ("fp32", "bf16-mixed", "bf16-pure")
+WORLD_SIZED_LENGTH = 64  # train.max_length below this is the embedded world's scale, not a real model's
 IMPLICIT_REWARDS = ("logratio", "avg_logp")
 
 
@@ -358,13 +425,109 @@ def _validate_openllm(j, world_data: bool) -> None:
         _check(Path(j.include_path).expanduser().is_dir(), f"judge.include_path={j.include_path}: no such folder")
 
 
+def _validate_reward_model(path: str) -> None:
+    """The reward model's shape from its config.json alone (no weights): one output.  A local folder
+    must exist; a Hub id is checked only when its config is in the local cache (no download here)."""
+    from transformers import AutoConfig
+
+    local = Path(path).expanduser()
+    is_local = local.exists() or path.startswith((".", "/", "~"))
+    if is_local:
+        _check(local.is_dir() and (local / "config.json").is_file(),
+               f"judge.model_path={path}: no such model folder (a folder with config.json)")
+    try:
+        mc = AutoConfig.from_pretrained(str(local) if is_local else path, local_files_only=True)
+    except Exception as e:  # noqa: BLE001  (a Hub id not cached here: the judge loads it later)
+        if is_local:
+            raise ConfigError(f"judge.model_path={path}: its config.json does not load: {type(e).__name__}: {e}") from None
+        return
+    n = getattr(mc, "num_labels", None)
+    _check(n == 1, f"judge=reward_model: judge.model_path={path} has {n} outputs (num_labels={n}); a reward "
+                   "model has exactly 1 (a sequence-classification head with num_labels=1)")
+
+
+STRATEGIES = ("local", "ddp", "fsdp", "zero2", "zero3")
+
+
+def _validate_launch(cfg) -> None:
+    """The launch (process group) and the batch arithmetic, before any compute."""
+    la, t = cfg.launch, cfg.train
+    _check(la.strategy in STRATEGIES, f"launch.strategy={la.strategy!r}: allowed {', '.join(STRATEGIES)}")
+    _check(la.launcher in ("auto", "accelerate", "torchrun"),
+           f"launch.launcher={la.launcher!r}: allowed auto, accelerate, torchrun")
+    _check(la.num_processes >= 1 and la.num_machines >= 1, "launch.num_processes and launch.num_machines must be >= 1")
+    _check(0 <= la.machine_rank < la.num_machines,
+           f"launch.machine_rank={la.machine_rank}: must be in [0, launch.num_machines={la.num_machines})")
+    _check(la.strategy != "local" or la.num_processes * la.num_machines == 1,
+           f"launch=local runs in one process; for {la.num_processes * la.num_machines} processes use launch=ddp "
+           "(or fsdp, zero2, zero3)")
+    _check(la.mixed_precision in (None, "no", "bf16"),
+           f"launch.mixed_precision={la.mixed_precision!r}: allowed null (follow train.precision), no, bf16")
+    if la.mixed_precision is not None:
+        want = "bf16" if t.precision == "bf16-mixed" else "no"
+        _check(la.mixed_precision == want, f"launch.mixed_precision={la.mixed_precision} disagrees with "
+                                           f"train.precision={t.precision} (which the Trainer uses): set "
+                                           f"launch.mixed_precision={want} or leave it null")
+    ws = 1 if la.strategy == "local" else la.num_processes * la.num_machines
+    if t.global_batch_size:
+        per = t.batch_size * ws
+        _check(t.global_batch_size % per == 0,
+               f"train.global_batch_size={t.global_batch_size} does not divide into train.batch_size={t.batch_size} "
+               f"x world size {ws} (launch.num_processes x launch.num_machines): pick a multiple of {per}")
+    if la.strategy == "local":
+        return
+    _check(not cfg.model.lora.enabled, f"model.lora.enabled with launch={la.strategy}: LoRA adapters are merged "
+                                       "in-process; use launch=local for LoRA runs")
+
+
+def check_machine(cfg) -> None:
+    """What the machine must have for the configured launch (checked before any compute, but not
+    by validate(), which also checks paper-scale configs on machines that will never run them)."""
+    la = cfg.launch
+    if la.strategy in ("zero2", "zero3") and not la.dry_run:
+        import importlib.util
+
+        import torch
+
+        _check(torch.cuda.is_available() and importlib.util.find_spec("deepspeed") is not None,
+               f"launch={la.strategy} needs GPUs and DeepSpeed (make install EXTRA=gpu); "
+               "launch.dry_run=true prints the launch command line without running it")
+
+
 def _check(cond: bool, msg: str) -> None:
     if not cond:
         raise ConfigError(msg)
 
 
+def unknown_keys(node, schema=None, prefix: str = "") -> list[str]:
+    """Keys of ``node`` that its structured schema (:class:`Config`) does not have: Hydra refuses them
+    while composing, except those added with ``+`` (which it merges in without a word)."""
+    import dataclasses
+    import typing
+
+    schema = schema or Config
+    hints = typing.get_type_hints(schema)
+    fields = {f.name for f in dataclasses.fields(schema)}
+    out = []
+    for k in node.keys():
+        if k not in fields:
+            out.append(f"{prefix}{k}")
+            continue
+        t = hints.get(k)
+        if dataclasses.is_dataclass(t) and node._get_node(k) is not None and not node._get_node(k)._is_none():
+            out += unknown_keys(node[k], t, f"{prefix}{k}.")
+    return out
+
+
 def validate(cfg) -> None:
     """Check values and combinations before any compute."""
+    import logging
+
+    extra = [k for k in unknown_keys(cfg) if not SECRET_KEY.search(k.rsplit(".", 1)[-1])]  # keys: refused below
+    if extra:
+        group = extra[0].split(".")[0]
+        raise ConfigError(f"{extra[0]} is not an option of the {group} config (added with '+'?): po-bench would "
+                          "ignore it; see po-bench --help" + (f" (also: {', '.join(extra[1:])})" if extra[1:] else ""))
     loss = cfg.loss
     _check(loss.backend in BACKENDS, f"loss.backend={loss.backend!r}: allowed {', '.join(BACKENDS)}")
     _check(loss.implicit_reward in IMPLICIT_REWARDS,
@@ -388,6 +551,19 @@ def validate(cfg) -> None:
                 if k in TRL_ARG_RANGES and isinstance(v, (int, float)):
                     lo, hi, lo_inc, hi_inc = TRL_ARG_RANGES[k]
                     _check(in_range(v, lo, hi, lo_inc, hi_inc), f"loss.args.{k}={v:g} for {loss.name}: allowed {fmt_range(lo, hi, lo_inc, hi_inc)}")
+    t = cfg.train
+    if loss.backend == "kto":
+        _check(t.batch_size >= 2, f"train.batch_size={t.batch_size} for loss={loss.name}: must be >= 2 "
+                                  "(KTO's KL term needs mismatched pairs in the batch)")
+    _check(t.batch_size >= 1, f"train.batch_size={t.batch_size} for loss={loss.name}: must be >= 1")
+    _check(t.sft_batch_size >= 1, f"train.sft_batch_size={t.sft_batch_size}: must be >= 1")
+    _check(t.grad_accum >= 1, f"train.grad_accum={t.grad_accum}: must be >= 1")
+    _check(0.0 <= t.warmup_ratio < 1.0, f"train.warmup_ratio={t.warmup_ratio:g}: allowed [0, 1) (a ratio of the run's steps)")
+    _check(t.precision in PRECISIONS, f"train.precision={t.precision!r}: allowed {', '.join(PRECISIONS)}")
+    if t.precision == "bf16-pure" and (loss.backend != "sft" and loss.lr < 1e-5 or t.sft_lr < 1e-5):
+        logging.getLogger("po_bench").warning(
+            "train.precision=bf16-pure with a learning rate below 1e-5 (loss.lr=%g, train.sft_lr=%g): most updates "
+            "round to nothing in bf16 weights; bf16-mixed keeps fp32 master weights", loss.lr, t.sft_lr)
     noise = cfg.noise
     _check(noise.kind in ("none", "flip"), f"noise.kind={noise.kind!r}: allowed none, flip")
     _check(0.0 <= noise.rate < 0.5, f"noise.rate={noise.rate}: must be in [0, 0.5)")
@@ -424,6 +600,7 @@ def validate(cfg) -> None:
                        "in the environment variable named by judge.api_key_env or a file named by judge.api_key_file")
     if cfg.judge.name == "reward_model":
         _check(bool(cfg.judge.model_path), "judge=reward_model: set judge.model_path (a sequence-classification model)")
+        _validate_reward_model(str(cfg.judge.model_path))
     if cfg.judge.name == "openllm_v2":
         _validate_openllm(cfg.judge, world_data)
     _check(0 < cfg.generation.top_p <= 1, "generation.top_p must be in (0, 1]")
@@ -438,11 +615,16 @@ def validate(cfg) -> None:
         _check(lora.r > 0 and lora.alpha > 0, "model.lora.r and model.lora.alpha must be > 0")
         _check(0 <= lora.dropout < 1, "model.lora.dropout must be in [0, 1)")
     _check(cfg.dataset.kind in ("world", "hf"), f"dataset.kind={cfg.dataset.kind!r}: allowed world, hf")
+    if cfg.model.kind != "tiny":
+        _check(t.max_length >= WORLD_SIZED_LENGTH,
+               f"train.max_length={t.max_length} is the embedded world's scale, not model={cfg.model.name}'s: set "
+               f"model.max_length (the model config's) or train.max_length (>= {WORLD_SIZED_LENGTH})")
     if world_data:
         _check(cfg.model.kind == "tiny", "dataset=world needs model=tiny (the world has its own word-level tokenizer)")
     else:
         _validate_real_data(cfg)
     d = cfg.dataset
+    _validate_launch(cfg)
     if not world_data:
         return
     _check(1 <= d.min_keywords <= d.max_keywords, "dataset.min_keywords must be >= 1 and <= dataset.max_keywords")
@@ -450,6 +632,3 @@ def validate(cfg) -> None:
     _check(d.annotator_temperature >= 0, "dataset.annotator_temperature must be >= 0")
     for k in ("n_sft", "n_pref", "n_eval", "n_ood"):
         _check(getattr(d, k) > 0, f"dataset.{k} must be > 0")
-    t = cfg.train
-    _check(t.batch_size >= (2 if loss.backend == "kto" else 1),
-           "train.batch_size must be >= 2 for kto (its KL term needs mismatched pairs in the batch)")

@@ -20,10 +20,13 @@ import torch
 
 from po_bench import stages
 from po_bench.common import timed, write_jsonl
-from po_bench.config import validate
+from po_bench.config import check_machine, validate
 from po_bench.data import formats
 from po_bench.data.sources import data_counts, prompts as split_prompts
+from po_bench.generation import generate
 from po_bench.judges import implicit
+from po_bench.results import tracking
+from po_bench.results.scores import world_rows, write_scores
 from po_bench.specs import plan, run_options
 from po_bench.store import Store
 
@@ -33,6 +36,7 @@ log = logging.getLogger("po_bench")
 def run(cfg, out_dir: str | Path) -> dict:
     """Run every enabled stage for one configuration; returns the metrics dict."""
     validate(cfg)
+    check_machine(cfg)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
@@ -41,6 +45,10 @@ def run(cfg, out_dir: str | Path) -> dict:
     seconds: dict[str, float] = {}
     t_start = time.perf_counter()
     p = plan(cfg)
+    if cfg.launch.dry_run:  # the exact launch command lines of the training stages, then stop
+        from po_bench.training.launch import dry_run
+
+        dry_run(cfg.launch, store, {"sft": p.sft, "policy": p.policy})
     src, loss = p.source, cfg.loss
     opts = {**run_options(cfg), **{k: cfg.generation[k] for k in ("progress", "batch_size", "multiprocessing")}}
     train_opts = run_options(cfg)
@@ -49,7 +57,7 @@ def run(cfg, out_dir: str | Path) -> dict:
     sft_metrics: dict = {}
     with timed(seconds, "sft"):
         if p.sft is not None:
-            stages.get(store, "sft", p.sft, train_opts)
+            stages.get(store, "sft", p.sft, train_opts, launch=cfg.launch)
             sft_metrics = json.loads((Path(stages.checkpoint_dir(store, p.start)) / "train_metrics.json").read_text())
         start_dir = stages.checkpoint_dir(store, p.start)
         tokenizer = stages.load_tokenizer(start_dir, p.start.get("base") or p.sft["model"])
@@ -72,15 +80,24 @@ def run(cfg, out_dir: str | Path) -> dict:
     policy, train_metrics = sft_model, {"train_loss_final": sft_metrics.get("train_loss_final")}
     if p.policy is not None:
         with timed(seconds, "train"):
-            policy_dir = stages.get(store, "policy", p.policy, train_opts, tokenizer=tokenizer)
-            from po_bench.generation import generate
-
             generate.release()  # a vLLM engine from the sampling stages frees its memory first
+            if cfg.launch.strategy != "local":  # the process group gets the devices to itself
+                loaded.clear()
+                sft_model = release(sft_model)
+            # TRL streams the training curves to the run's wandb run while it trains (rank 0)
+            with tracking.live_run_env(cfg.tracking, out_dir, *tracking.group_and_name(cfg, out_dir)):
+                policy_dir = stages.get(store, "policy", p.policy, train_opts, launch=cfg.launch,
+                                        tokenizer=tokenizer)
             policy = stages.load_model(str(policy_dir), p.policy["model"])
             train_metrics = json.loads((policy_dir / "train_metrics.json").read_text())
+            if sft_model is None:
+                sft_model = stages.load_model(start_dir, p.start.get("base") or p.sft["model"])
+                loaded.update(model=sft_model, tokenizer=tokenizer)
     policy_dir = stages.checkpoint_dir(store, p.policy_ref)
 
-    metrics: dict = {"train_loss_final": train_metrics.get("train_loss_final")}
+    metrics: dict = {"train_loss_final": train_metrics.get("train_loss_final"),
+                     "train": {k: train_metrics[k] for k in ("world_size", "per_device_batch", "grad_accum",
+                                                             "global_batch", "steps") if k in train_metrics}}
     if src.gold is None:
         metrics.update(gold_reward=None, gold_reward_sft=None, win_rate_vs_sft=None,
                        implicit_reward_accuracy_ood=None)
@@ -117,14 +134,31 @@ def run(cfg, out_dir: str | Path) -> dict:
                                              sft_model=sft_model, sft_dir=start_dir, tokenizer=tokenizer,
                                              prompts=prompts, samples=out, sft_samples=sft_samples,
                                              policy_key=p.policy_ref, sft_key=p.start))
-        write_jsonl(out_dir / "samples.jsonl", src.sample_rows(prompts, out, sft_samples)[:32])
+        rows = src.sample_rows(prompts, out, sft_samples)
+        write_jsonl(out_dir / "samples.jsonl", rows[:32])
+        if src.gold is not None and cfg.stages.judge:  # per-prompt scores: comparisons between runs pair on them
+            write_scores(out_dir, world_rows(prompts, [r["gold_policy"] for r in rows], [r["gold_sft"] for r in rows]))
 
     seconds["total"] = round(time.perf_counter() - t_start, 3)
     metrics["seconds"] = seconds
+    if torch.cuda.is_available():  # this process's peak (generation with hf, scoring; not a process group's)
+        metrics["gpu_peak_memory_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 3)
     built = set(store.misses)  # read again later in the run: still built here, not reused
-    metrics["artifacts"] = {"hits": sorted(set(store.hits) - built), "built": sorted(built)}
+    metrics["artifacts"] = {"hits": sorted(set(store.hits) - built), "built": sorted(built),
+                            "quarantined": sorted(store.quarantined)}  # failed verification: moved aside, rebuilt
     metrics["history"] = train_metrics.get("history", [])
     return metrics
+
+
+def release(model) -> None:
+    """Drop a model the parent holds (and its accelerator memory) before a process group trains."""
+    del model
+    import gc
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return None
 
 
 def data_report(cfg, p, pairs_art: dict | None, tokenizer) -> dict:

@@ -34,13 +34,17 @@ from po_bench.data.sources import source_for
 from po_bench.store import fingerprint
 
 # Bumped when a stage's code changes what it produces for the same spec.
-VERSIONS = {"sft": 1, "samples": 1, "pairs": 1, "ref_logps": 1, "policy": 1}
+VERSIONS = {"sft": 2, "samples": 2, "pairs": 1, "ref_logps": 1, "policy": 2}  # 2: warmup reaches TRL, KTO KL order, held-out world prompts
 
 # Run options that never change an artifact (logging, progress bars, checkpoint frequency, threads).
 RUN_OPTIONS = ("logging_steps", "save_steps", "progress")
 SFT_TRAIN_FIELDS = ("sft_lr", "sft_epochs", "sft_batch_size", "max_length", "lr_scheduler", "warmup_ratio",
-                    "grad_accum", "max_steps")
-PREF_TRAIN_FIELDS = ("epochs", "batch_size", "grad_accum", "max_steps", "lr_scheduler", "warmup_ratio", "max_length")
+                    "grad_accum", "max_steps", "precision")
+PREF_TRAIN_FIELDS = ("epochs", "batch_size", "grad_accum", "max_steps", "lr_scheduler", "warmup_ratio", "max_length",
+                     "precision")
+# Model fields that are only defaults of other fields (train.max_length, generation.max_new_tokens,
+# loss.lr interpolate them): they determine artifacts through those fields, not as model fields.
+MODEL_DEFAULT_FIELDS = ("max_length", "max_new_tokens", "lr")
 DESCRIPTIVE_LOSS_FIELDS = ("label", "citation", "formula")  # tables and docs only; no trainer reads them
 _VLLM_ENGINE_FIELDS = ("n", "dtype", "max_model_len", "gpu_memory_utilization", "kv_cache_memory_gib",
                        "enforce_eager", "max_num_seqs", "tensor_parallel_size", "multiprocessing", "engine_args")
@@ -48,7 +52,7 @@ _VLLM_ENGINE_FIELDS = ("n", "dtype", "max_model_len", "gpu_memory_utilization", 
 
 def model_fields(cfg) -> dict:
     """The model config fields that determine a checkpoint (``name`` and ``reference_id`` only label)."""
-    return {k: v for k, v in plain(cfg.model).items() if k not in ("name", "reference_id")}
+    return {k: v for k, v in plain(cfg.model).items() if k not in ("name", "reference_id", *MODEL_DEFAULT_FIELDS)}
 
 
 def gen_fields(cfg) -> dict:
@@ -67,7 +71,28 @@ def loss_fields(cfg) -> dict:
 
 
 def run_options(cfg) -> dict:
-    return {k: cfg.train[k] for k in RUN_OPTIONS}
+    return {**{k: cfg.train[k] for k in RUN_OPTIONS}, "keep_checkpoints": cfg.train.keep_checkpoints}
+
+
+def batch_fields(cfg, per_device: int | None = None) -> dict:
+    """The batch a training stage uses: world size and the accumulation; with ``per_device`` (the
+    preference stage) the accumulation that makes ``train.global_batch_size`` when it is set
+    (validate() refuses one that does not divide)."""
+    from po_bench.training.launch import world_size
+
+    ws = world_size(cfg.launch)
+    accum = cfg.train.grad_accum
+    if per_device and cfg.train.global_batch_size:
+        accum = cfg.train.global_batch_size // (per_device * ws)
+    return {"grad_accum": accum, "world_size": ws, "strategy": cfg.launch.strategy}
+
+
+def sft_train(cfg) -> dict:
+    return {**{k: cfg.train[k] for k in SFT_TRAIN_FIELDS}, **batch_fields(cfg)}
+
+
+def pref_train(cfg) -> dict:
+    return {**{k: cfg.train[k] for k in PREF_TRAIN_FIELDS}, **batch_fields(cfg, cfg.train.batch_size)}
 
 
 def ref(stage: str, spec: dict) -> dict:
@@ -130,7 +155,7 @@ def plan(cfg) -> Plan:
     sft = None
     if src.kind == "world" or (sft_data is not None and cfg.stages.sft):
         sft = {"stage": "sft", "version": VERSIONS["sft"], "model": model, "data": sft_data,
-               "train": {k: cfg.train[k] for k in SFT_TRAIN_FIELDS} if cfg.stages.sft else None, "seed": seed}
+               "train": sft_train(cfg) if cfg.stages.sft else None, "seed": seed}
         start = ref("sft", sft)
     else:
         start = {"base": model}
@@ -166,10 +191,10 @@ def plan(cfg) -> Plan:
         lf = loss_fields(cfg)
         if loss.backend in ("dpo", "pobench") and not loss.reference_free and not dict(loss.args).get("sync_ref_model"):
             p.ref_logps = {"stage": "ref_logps", "version": VERSIONS["ref_logps"], "ref": start, "model": model,
-                           "pairs": pairs, "max_length": cfg.train.max_length,
+                           "pairs": pairs, "max_length": cfg.train.max_length, "precision": cfg.train.precision,
                            "args": ref_logp_args(loss.backend, dict(loss.args))}
         p.policy = {"stage": "policy", "version": VERSIONS["policy"], "start": start, "model": model,
-                    "pairs": pairs, "loss": lf, "train": {k: cfg.train[k] for k in PREF_TRAIN_FIELDS},
+                    "pairs": pairs, "loss": lf, "train": pref_train(cfg),
                     "seed": seed, "ref_logps": p.ref_logps}
         if cfg.stages.generate:
             p.samples["generations"] = _samples(p.policy_ref, model, p.eval_prompts, gen, seed, 1)
@@ -190,6 +215,8 @@ DEPENDS: dict[str, tuple[str, ...]] = {
     "model.max_position_embeddings": ALL, "model.chat_template": ALL, "model.lora.enabled": ALL,
     "model.lora.r": ALL, "model.lora.alpha": ALL, "model.lora.dropout": ALL, "model.lora.target_modules": ALL,
     "model.name": (), "model.reference_id": (),
+    # defaults of train.max_length, generation.max_new_tokens and loss.lr (they act through those)
+    "model.max_length": ("sft",) + AFTER_SFT, "model.max_new_tokens": AFTER_SFT, "model.lr": _POLICY,
     "dataset.seed": ALL, "dataset.n_sft": ALL, "dataset.min_keywords": ALL, "dataset.max_keywords": ALL,
     "dataset.n_pref": ("pref_samples", "pairs", "ref_logps", "policy", "generations"),
     "dataset.n_eval": ("sft_samples", "heldout_eval", "generations"),
@@ -208,9 +235,15 @@ DEPENDS: dict[str, tuple[str, ...]] = {
     "generation.batch_size": (), "generation.progress": (),
     "train.sft_lr": ALL, "train.sft_epochs": ALL, "train.sft_batch_size": ALL, "train.warmup_ratio": ALL,
     "train.lr_scheduler": ALL, "train.grad_accum": ALL, "train.max_steps": ALL,
-    "train.max_length": ("sft",) + AFTER_SFT,
+    "train.max_length": ("sft",) + AFTER_SFT, "train.precision": ALL,
     "train.epochs": _POLICY, "train.batch_size": _POLICY,
-    "train.logging_steps": (), "train.save_steps": (), "train.progress": (),
+    "train.logging_steps": (), "train.save_steps": (), "train.progress": (), "train.keep_checkpoints": (),
+    # the global batch sets the preference stage's accumulation; the launch's world size and
+    # strategy change how both training stages run
+    "train.global_batch_size": ("policy", "generations"), "launch.strategy": ALL,
+    # launch=local is one process whatever these say; under a process group they set the world size
+    # (ALL: tests/test_specs.py checks that too)
+    "launch.num_processes": (), "launch.num_machines": (),
     "stages.sft": ALL,  # off: the world's untrained model is the start
     # switching a stage off removes its artifacts (and those built on them) from the run
     "stages.train": ("pref_samples", "pairs", "ref_logps", "policy", "generations"),

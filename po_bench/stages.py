@@ -65,8 +65,13 @@ def load_model(path: str, model: dict):
 # sft
 # ---------------------------------------------------------------------------------------------
 
-def build_sft(spec: dict, out: Path, store: Store, opts: dict | None = None) -> None:
+def _distributed(launch: dict | None) -> bool:
+    return bool(launch) and launch.get("strategy", "local") != "local"
+
+
+def build_sft(spec: dict, out: Path, store: Store, opts: dict | None = None, launch: dict | None = None) -> None:
     from po_bench.training import models, trl_adapter
+    from po_bench.training.launch import is_main
 
     seed = int(spec["seed"])
     seed_everything(seed)
@@ -81,13 +86,18 @@ def build_sft(spec: dict, out: Path, store: Store, opts: dict | None = None) -> 
         report = None
         if isinstance(examples, tuple):
             examples, report = examples
-        train = OmegaConf.create({**spec["train"], **train_opts(opts)})
-        info = trl_adapter.train_sft(model, tok, examples, train, out / "trainer", seed)
+        train = OmegaConf.create({**spec["train"], **train_opts(opts), "launch": launch or {}})
+        info = trl_adapter.train_sft(model, tok, examples, train, out / "trainer", seed,
+                                     save_dir=out if _distributed(launch) else None)
         if report is not None:
             info["data"] = report
-    model.save_pretrained(str(out))
-    tok.save_pretrained(str(out))
-    atomic_write_json(out / "train_metrics.json", info)
+    if not _distributed(launch) or spec["train"] is None:
+        if is_main():
+            model.save_pretrained(str(out))
+            tok.save_pretrained(str(out))
+    if is_main():  # one writer under a process group
+        atomic_write_json(out / "train_metrics.json", info)
+        cleanup_checkpoints(out / "trainer", (opts or {}).get("keep_checkpoints", False))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -156,8 +166,10 @@ def load_tokenizer_plain(path: str):
 # policy (preference training; reference log-probs through the store)
 # ---------------------------------------------------------------------------------------------
 
-def build_policy(spec: dict, out: Path, store: Store, opts: dict | None = None, *, tokenizer=None) -> None:
+def build_policy(spec: dict, out: Path, store: Store, opts: dict | None = None, launch: dict | None = None, *,
+                 tokenizer=None) -> None:
     from po_bench.training import trl_adapter
+    from po_bench.training.launch import is_main
 
     seed = int(spec["seed"])
     start = checkpoint_dir(store, spec["start"])
@@ -172,13 +184,30 @@ def build_policy(spec: dict, out: Path, store: Store, opts: dict | None = None, 
     seed_everything(seed)
     pol = load_model(start, spec["model"])
     ref = None if loss.reference_free else load_model(start, spec["model"])
-    train = OmegaConf.create({**spec["train"], **train_opts(opts)})
+    train = OmegaConf.create({**spec["train"], **train_opts(opts), "launch": launch or {}})
+    dist = _distributed(launch)
     res = trl_adapter.train_preference(pol, ref, tokenizer, pairs, loss, train, out / "trainer", seed,
-                                       ref_logps_cache=cache, model_cfg=OmegaConf.create(spec["model"]))
-    pol = trl_adapter.merged(res.pop("model"))  # LoRA adapters merged: a plain checkpoint
-    pol.save_pretrained(str(out))
-    tokenizer.save_pretrained(str(out))
-    atomic_write_json(out / "train_metrics.json", res)
+                                       ref_logps_cache=cache, model_cfg=OmegaConf.create(spec["model"]),
+                                       save_dir=out if dist else None)
+    pol = res.pop("model")
+    if not dist:
+        pol = trl_adapter.merged(pol)  # LoRA adapters merged: a plain checkpoint
+        pol.save_pretrained(str(out))
+        tokenizer.save_pretrained(str(out))
+    if is_main():  # one writer under a process group
+        atomic_write_json(out / "train_metrics.json", res)
+        cleanup_checkpoints(out / "trainer", (opts or {}).get("keep_checkpoints", False))
+
+
+def cleanup_checkpoints(trainer_dir: Path, keep: bool) -> None:
+    """Once an artifact is complete its Trainer checkpoints (weights + optimizer state, ~100 GB for an
+    8B policy) are only needed to resume a build that is over: delete them unless asked to keep."""
+    import shutil
+
+    if keep or not trainer_dir.is_dir():
+        return
+    for ckpt in trainer_dir.glob("checkpoint-*"):
+        shutil.rmtree(ckpt, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -189,10 +218,16 @@ DIR_STAGES = {"sft": build_sft, "policy": build_policy}
 JSON_STAGES = {"samples": build_samples, "pairs": build_pairs}
 
 
-def get(store: Store, stage: str, spec: dict, opts: dict | None = None, **loaded: Any):
+def get(store: Store, stage: str, spec: dict, opts: dict | None = None, launch=None, **loaded: Any):
     """The artifact of ``spec`` from the store, built first when absent: a folder (sft, policy)
-    or the JSON object (samples, pairs)."""
+    or the JSON object (samples, pairs).  ``launch`` (the launch config): training stages run as
+    their own process group (po_bench/training/launch.py) while this process holds the lock."""
     if stage in DIR_STAGES:
+        if launch is not None and launch.strategy != "local":
+            from po_bench.training import launch as launcher
+
+            return store.get_or_build_dir(stage, spec, lambda d: launcher.run_stage(stage, spec, d, store.root,
+                                                                                      opts or {}, launch))
         return store.get_or_build_dir(stage, spec, lambda d: DIR_STAGES[stage](spec, d, store, opts, **loaded))
     if stage in JSON_STAGES:
         return store.get_or_build_json(stage, spec, lambda: JSON_STAGES[stage](spec, store, opts, **loaded))
@@ -206,10 +241,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("spec", help="the spec as a JSON file")
     ap.add_argument("--store", required=True, help="the artifact store's root (cache_dir)")
     ap.add_argument("--opts", default="{}", help="run options as JSON (logging_steps, save_steps, progress)")
+    ap.add_argument("--into", default=None,
+                    help="build a training stage straight into this folder (a rank of a process group; the "
+                         "launching process holds the store's lock and publishes the folder)")
+    ap.add_argument("--launch", default="{}", help="the launch config as JSON (strategy, trainer_args)")
     a = ap.parse_args(argv)
     store = Store(a.store)
     spec = json.loads(Path(a.spec).read_text())
-    out = get(store, a.stage, spec, json.loads(a.opts))
+    opts = json.loads(a.opts)
+    if a.into:
+        if a.stage not in DIR_STAGES:
+            ap.error("--into builds training stages (sft, policy) only")
+        DIR_STAGES[a.stage](spec, Path(a.into), store, opts, json.loads(a.launch))
+        return 0
+    out = get(store, a.stage, spec, opts)
     print(out if isinstance(out, Path) else store.path(a.stage, spec))
     return 0
 

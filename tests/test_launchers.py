@@ -33,8 +33,8 @@ SWEEP_TIMEOUT = 240  # a job killed outside Python can leave submitit polling fo
 # ---- configs (fast) ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name, target, values", [
-    ("slurm", "SlurmLauncher", {"timeout_min": 240, "gpus_per_node": 1, "cpus_per_task": 8, "mem_gb": 64,
-                                "tasks_per_node": 1, "nodes": 1, "partition": None, "max_num_timeout": 0}),
+    ("slurm", "SlurmLauncher", {"timeout_min": 1440, "gpus_per_node": 1, "cpus_per_task": 8, "mem_gb": 64,
+                                "tasks_per_node": 1, "nodes": 1, "partition": None, "max_num_timeout": 3}),
     ("local", "LocalLauncher", {"timeout_min": 240, "tasks_per_node": 1}),
     ("parallel", "JoblibLauncher", {"n_jobs": 2, "prefer": "processes"}),
 ])
@@ -79,6 +79,8 @@ def test_accelerate_configs_load(path):
     assert args.num_processes >= 2 and args.mixed_precision == "bf16" and args.module
     if cfg.distributed_type == DistributedType.DEEPSPEED:
         assert args.use_deepspeed and args.zero_stage == int(path.stem[-1])  # deepspeed_zero<N>
+    elif path.stem == "fsdp":
+        assert cfg.distributed_type == DistributedType.FSDP and args.use_fsdp and args.fsdp_version == 2
     else:
         assert cfg.distributed_type == DistributedType.MULTI_GPU and args.multi_gpu
 
@@ -219,3 +221,22 @@ def test_submitit_slurm_sweep(tmp_path, slurm_cluster):
     md = paths["md"].read_text()
     assert "| SFT |" in md and "| DPO |" in md
     assert len(paths["csv"].read_text().strip().splitlines()) == 1 + 2
+
+
+def test_slurm_jobs_take_their_shape_from_the_launch_and_sweeps_are_chunked():
+    """One Slurm job per run with the launch's nodes x GPUs; arrays of at most 1,000 jobs."""
+    from hydra import compose, initialize_config_dir
+
+    from hydra_plugins.po_bench_sweeper.grid_sweeper import GridSweeper
+    from po_bench.app import CONF_DIR
+
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose("config", overrides=["hydra/launcher=slurm", "launch=fsdp", "launch.num_machines=2"],
+                      return_hydra_config=True)
+    assert (cfg.hydra.launcher.nodes, cfg.hydra.launcher.gpus_per_node, cfg.hydra.launcher.tasks_per_node) == (2, 8, 1)
+    assert cfg.hydra.sweeper.max_batch_size == 1000
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    overrides = OverridesParser.create().parse_overrides([f"seed={','.join(str(i) for i in range(2232))}"])
+    batches = GridSweeper.split_arguments(overrides, cfg.hydra.sweeper.max_batch_size)
+    assert [len(b) for b in batches] == [1000, 1000, 232]

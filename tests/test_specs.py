@@ -123,3 +123,10 @@ def test_reference_log_probs_are_shared_only_where_trl_computes_the_same():
     assert dpo["ref_logps"] == ipo["ref_logps"]  # the loss type does not enter the reference pass
     assert ld["ref_logps"] != dpo["ref_logps"]  # LD-DPO's ld_alpha weights the reference's tail tokens
     assert "ref_logps" not in _keys(_compose(["loss=simpo"]))  # reference-free
+
+
+def test_the_world_size_of_a_process_group_is_part_of_every_training_key():
+    one, two = (_keys(_compose(["launch=ddp", f"launch.num_processes={n}"])) for n in (1, 2))
+    assert sorted(r for r in one if one[r] != two[r]) == sorted(one)  # everything downstream of SFT
+    cfg = _compose(["launch=ddp", "launch.num_processes=2", "launch.main_process_port=1234", "launch.mixed_precision=no"])
+    assert _keys(cfg) == two  # ports and launcher flags are how it runs, not what it builds

@@ -37,6 +37,8 @@ from po_bench.data import formats, world
 # the embedded world
 # ---------------------------------------------------------------------------------------------
 
+TRUNCATION_WARN = 0.05  # a console warning when more than this share of training pairs is truncated
+
 WORLD_FIELDS = ("seed", "n_sft", "n_pref", "n_eval", "n_ood", "min_keywords", "max_keywords",
                 "ood_min_keywords", "ood_max_keywords", "annotator_temperature", "annotator_length_bias")
 _SPLIT_FIELDS = {  # the world fields each prompt split is drawn from (world.make_prompts)
@@ -70,7 +72,7 @@ class WorldSource:
 
     @staticmethod
     def spec_of(dcfg) -> dict:
-        return {"kind": "world", **{k: dcfg[k] for k in WORLD_FIELDS}}
+        return {"kind": "world", **{k: getattr(dcfg, k) for k in WORLD_FIELDS}}
 
     def sft_spec(self) -> dict:
         return {"kind": "world", **{k: self.spec[k] for k in _SPLIT_FIELDS["sft"]}}
@@ -225,7 +227,16 @@ class FileSource:
 
     @staticmethod
     def describe(pairs: list[dict], tokenizer, max_length: int) -> dict:
-        return {"tokens": formats.data_stats(pairs, tokenizer, max_length) if "chosen" in pairs[0] else {}}
+        tokens = formats.data_stats(pairs, tokenizer, max_length) if "chosen" in pairs[0] else {}
+        if tokens.get("truncated_fraction", 0.0) > TRUNCATION_WARN:  # not only a count in run.json
+            import logging
+
+            logging.getLogger("po_bench").warning(
+                "%d of %d training pairs (%.0f%%) exceed train.max_length=%d and are truncated by the trainer "
+                "(p90 prompt + response: %d tokens); raise train.max_length or model.max_length",
+                tokens["n_truncated"], tokens["n_pairs"], 100 * tokens["truncated_fraction"], max_length,
+                int(tokens["prompt_tokens"]["p90"] + tokens["response_tokens"]["p90"]))
+        return {"tokens": tokens}
 
     @staticmethod
     def sample_rows(prompts_, samples, sft_samples) -> list[dict]:

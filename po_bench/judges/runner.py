@@ -21,10 +21,15 @@ def _answer_fn(cfg, store, model, model_dir, tokenizer, who: str, key: dict):
     gen = plain(cfg.generation)
     if cfg.judge.answer_max_new_tokens:
         gen["max_new_tokens"] = int(cfg.judge.answer_max_new_tokens)
-    gen_cfg = SimpleNamespace(**gen)
+    for k, v in (plain(cfg.judge).get("answer_generation") or {}).get(cfg.judge.name, {}).items():
+        if k not in ("temperature", "top_p", "max_new_tokens"):
+            raise ValueError(f"judge.answer_generation.{cfg.judge.name}.{k}: allowed temperature, top_p, max_new_tokens")
+        gen[k] = v
 
-    def answer(conversations: list) -> list[str]:
-        fields = {**key, "gen": {**gen_fields(cfg), "max_new_tokens": gen_cfg.max_new_tokens},
+    def answer(conversations: list, temperature: float | None = None) -> list[str]:
+        g = dict(gen, **({"temperature": float(temperature)} if temperature is not None else {}))
+        gen_cfg = SimpleNamespace(**g)
+        fields = {**key, "gen": {**gen_fields(cfg), **{k: g[k] for k in ("max_new_tokens", "temperature", "top_p")}},
                   "judge_questions": {k: plain(cfg.judge).get(k) for k in (
                       "name", "version", "subset_size", "subset_seed", "question_ids", "eval_path", "questions_path")},
                   "conversations": fingerprint(conversations)}
@@ -66,7 +71,13 @@ def run_judge(cfg, *, store, policy, policy_dir, sft_model, sft_dir, tokenizer, 
     else:
         raise ValueError(f"judge={name} has no runner")
     generate.release()
-    out = {f"{name}_{k}": v for k, v in res.metrics.items()}
+    m = res.metrics
+    m.setdefault("n_judged", m.get("n_asked", 0) - m.get("n_request_failures", 0) - m.get("n_not_judged_budget", 0)
+                 - m.get("n_parse_failures", 0))
+    out = {f"{name}_{k}": v for k, v in m.items()}
+    out["judged"] = {"judge": name, "n_judged": int(m["n_judged"]), "n_asked": int(m.get("n_asked", 0)),
+                     "n_request_failures": int(m.get("n_request_failures", 0)),
+                     "n_parse_failures": int(m.get("n_parse_failures", 0))}
     out["judge_client"] = client.summary()  # requests, cache hits, tokens, cost, errors by kind
     out["judge_budget"] = client.budget_report()  # exhausted: the run is recorded failed, with every count kept
     return out
@@ -83,3 +94,13 @@ def _openllm(cfg, store, policy_dir, policy_key: dict) -> dict:
     run = store.get_or_build_json("openllm", {"policy": policy_key, "judge": judge.cache_fields()},
                                   lambda: judge.run(policy_dir))
     return judge.score(run).metrics
+
+
+def judging_incomplete(metrics: dict) -> str | None:
+    """Why a run's judging is incomplete (judgments still missing after the client's retries), or
+    None: such a run is recorded ``partial``, not ``done`` (po_bench.app), with the counts."""
+    j = metrics.get("judged") or {}
+    if j.get("n_request_failures"):
+        return (f"{j['judge']}: {j['n_judged']} of {j['n_asked']} judgments made; {j['n_request_failures']} "
+                "requests still failed after retries (rerun the sweep to retry them: answers already judged are cached)")
+    return None

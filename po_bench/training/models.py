@@ -95,10 +95,14 @@ def load_tokenizer(path: str | Path, chat_template: str | None = None):
     return tok
 
 
-def load_checkpoint(path: str | Path, dtype: str = "float32"):
+def load_checkpoint(path: str | Path, dtype: str = "float32", device: str | None = None):
+    """A causal LM checkpoint, on ``device`` (default: the GPU when there is one, so that scoring
+    and HF generation run there, else the CPU)."""
     from transformers import AutoModelForCausalLM
 
-    return AutoModelForCausalLM.from_pretrained(str(path), dtype=getattr(torch, dtype))
+    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=getattr(torch, dtype))
+    device = device or ("cuda" if torch.cuda.is_available() else None)
+    return model.to(device) if device else model
 
 
 def load_pretrained(path: str | Path, dtype: str = "float32"):

@@ -63,6 +63,8 @@ def validate_backend_args(backend: str, args: dict[str, Any], function: str = ""
         return
     fields = backend_fields(backend)
     for key in args:
+        if key in POBENCH_LOSS_ARGS and POBENCH_LOSS_ARGS[key] in fields:
+            continue
         if key not in fields:
             raise ValueError(f"loss.args.{key} is not an option of TRL's {_backend_classes(backend)[0].__name__}")
 
@@ -112,44 +114,150 @@ def _common_args(train_cfg, out_dir: Path, seed: int, lr: float, epochs: float, 
         max_steps=train_cfg.max_steps if train_cfg.max_steps > 0 else -1,
         learning_rate=lr,
         lr_scheduler_type=train_cfg.lr_scheduler,
-        warmup_ratio=train_cfg.warmup_ratio,
+        warmup_steps=float(train_cfg.warmup_ratio),  # transformers 5: a float in [0, 1) is a ratio of total steps
         weight_decay=0.0,
         logging_steps=train_cfg.logging_steps,
         save_strategy="steps" if getattr(train_cfg, "save_steps", 0) > 0 else "no",
         save_steps=max(1, getattr(train_cfg, "save_steps", 0)),
         save_total_limit=2,
-        report_to="none",
+        report_to="wandb" if os.environ.get("PO_BENCH_WANDB_RUN_DIR") else "none",  # results.tracking.live_run_env
         seed=seed,
         data_seed=seed,
         use_cpu=not torch.cuda.is_available(),
-        bf16=False,
-        fp16=False,
+        **precision_args(precision_of(train_cfg)),
         disable_tqdm=not train_cfg.progress,
         dataloader_num_workers=0,
         remove_unused_columns=True,
     )
 
 
-def _filter_kwargs(cfg_cls, kwargs: dict) -> dict:
+# Every po-bench training field and the TRL (transformers TrainingArguments) field it sets; a field
+# that is not here stops the run (:func:`check_train_fields`), so nothing set in a config is dropped.
+# (SFT-stage fields on the left of "|" set the same TRL fields in the SFT stage.)
+TRAIN_FIELD_MAP = {
+    "sft_lr": "learning_rate", "sft_epochs": "num_train_epochs", "sft_batch_size": "per_device_train_batch_size",
+    "lr": "learning_rate", "epochs": "num_train_epochs", "batch_size": "per_device_train_batch_size",
+    "grad_accum": "gradient_accumulation_steps",
+    "max_steps": "max_steps",  # 0 -> -1 (no cap)
+    "lr_scheduler": "lr_scheduler_type",
+    "warmup_ratio": "warmup_steps",  # the ratio as a float in [0, 1) (transformers 5 has no warmup_ratio)
+    "max_length": "max_length",
+    "precision": "bf16",  # bf16-mixed -> bf16=True (autocast, fp32 weights); fp32 / bf16-pure -> False
+    "logging_steps": "logging_steps", "save_steps": "save_steps", "progress": "disable_tqdm",  # run options
+    # the launch (po_bench/training/launch.py): the process group's TrainingArguments (fsdp, deepspeed,
+    # ddp_backend); world size and strategy are facts of the launch the trainer reads from its process
+    # group, recorded in the spec; keep_checkpoints is applied by the stage after training
+    "launch": "fsdp/fsdp_config/deepspeed/ddp_backend", "world_size": "(the process group)",
+    "strategy": "(the process group)", "keep_checkpoints": "(the stage)",
+    "global_batch_size": "gradient_accumulation_steps",  # grad_accum derived from it and the world size (specs.py)
+}
+PRECISIONS = ("fp32", "bf16-mixed", "bf16-pure")
+
+
+def check_train_fields(train_cfg) -> None:
+    """Raise ValueError naming a training field that no TRL field receives."""
+    keys = train_cfg.keys() if hasattr(train_cfg, "keys") else vars(train_cfg).keys()
+    for k in keys:
+        if k not in TRAIN_FIELD_MAP:
+            raise ValueError(f"train.{k} is not a training option po-bench passes to TRL "
+                             f"(options: {', '.join(sorted(TRAIN_FIELD_MAP))})")
+
+
+def precision_of(train_cfg) -> str:
+    p = getattr(train_cfg, "precision", None) or "fp32"
+    if p not in PRECISIONS:
+        raise ValueError(f"train.precision={p!r}: allowed {', '.join(PRECISIONS)}")
+    return p
+
+
+def precision_args(precision: str) -> dict:
+    """TRL's precision flags: bf16-mixed is autocast over fp32 weights and fp32 AdamW state."""
+    return {"bf16": precision == "bf16-mixed", "fp16": False}
+
+
+def cast_for_precision(model, precision: str):
+    """The trained model's parameter dtype: fp32 for fp32 and bf16-mixed (fp32 master weights; the
+    loaded dtype is only for generation), bf16 for bf16-pure."""
+    want = torch.bfloat16 if precision == "bf16-pure" else torch.float32
+    if model is not None and next(model.parameters()).dtype != want:
+        log.info("training in %s: parameters cast to %s", precision, want)
+        model.to(want)
+    return model
+
+
+def _make_config(cfg_cls, kwargs: dict, origin: dict | None = None):
+    """``cfg_cls(**kwargs)``, refusing any key the TRL class does not have (nothing is dropped)."""
     names = {f.name for f in dataclasses.fields(cfg_cls)}
-    return {k: v for k, v in kwargs.items() if k in names}
+    for k in kwargs:
+        if k not in names:
+            where = (origin or {}).get(k, k)
+            raise ValueError(f"{where} has no field in TRL's {cfg_cls.__name__} (TRL field {k!r}); "
+                             "po-bench refuses to drop it silently")
+    return cfg_cls(**kwargs)
 
 
-def train_sft(model, tokenizer, examples: list[dict], train_cfg, out_dir: Path, seed: int) -> dict:
-    """Supervised fine-tuning on prompt/completion examples (loss on completions only)."""
-    from datasets import Dataset
-
-    cfg_cls, trainer_cls = _backend_classes("sft")
-    kwargs = _common_args(train_cfg, out_dir, seed, train_cfg.sft_lr, train_cfg.sft_epochs, train_cfg.sft_batch_size)
+def build_sft_config(train_cfg, out_dir, seed: int, conversational: bool = False):
+    """The TRL SFTConfig of the SFT stage (what was asked, field by field)."""
+    cfg_cls, _ = _backend_classes("sft")
+    check_train_fields(train_cfg)
+    kwargs = _common_args(train_cfg, Path(out_dir), seed, train_cfg.sft_lr, train_cfg.sft_epochs,
+                          train_cfg.sft_batch_size)
     # prompt/completion data: loss on completions only; conversations ("messages"): TRL's default
     kwargs.update(max_length=train_cfg.max_length, packing=False, dataset_num_proc=None,
-                  completion_only_loss=None if "messages" in examples[0] else True)
-    args = cfg_cls(**_filter_kwargs(cfg_cls, kwargs))
+                  completion_only_loss=None if conversational else True)
+    return _make_config(cfg_cls, kwargs)
+
+
+def train_sft(model, tokenizer, examples: list[dict], train_cfg, out_dir: Path, seed: int, save_dir=None) -> dict:
+    """Supervised fine-tuning on prompt/completion examples (loss on completions only).  With
+    ``save_dir`` (a process group) the trainer saves the consolidated model there itself."""
+    from datasets import Dataset
+
+    _, trainer_cls = _backend_classes("sft")
+    args = build_sft_config(train_cfg, out_dir, seed, conversational="messages" in examples[0])
+    cast_for_precision(model, precision_of(train_cfg))
     mlog = _MetricsLog()
     trainer = trainer_cls(model=model, args=args, train_dataset=Dataset.from_list(examples),
                           processing_class=tokenizer, callbacks=[mlog.callback])
     trainer.train(resume_from_checkpoint=last_checkpoint(out_dir))
-    return {"train_loss_final": mlog.final_loss(), "history": mlog.history, "steps": trainer.state.global_step}
+    res = {"train_loss_final": mlog.final_loss(), "history": mlog.history, "steps": trainer.state.global_step,
+           **batch_facts(trainer)}
+    if save_dir is not None:
+        save_distributed(trainer, tokenizer, save_dir)
+    return res
+
+
+def shared_dataset(args, rows: list[dict], out_dir):
+    """The training rows as a ``datasets.Dataset``.  Under a process group it is file-backed in the
+    trainer folder (rank 0 writes it, the others read it), because TRL's DPO trainer hands the
+    reference log-probs from rank 0 to the others through the dataset's cache folder, which an
+    in-memory dataset keeps in a private temporary folder per process."""
+    from datasets import Dataset, load_from_disk
+
+    ds = Dataset.from_list(rows)
+    if args.world_size <= 1:
+        return ds
+    path = Path(out_dir) / "train_rows"
+    with args.main_process_first(local=False, desc="training rows"):
+        if args.process_index == 0 and not (path / "dataset_info.json").exists():
+            ds.save_to_disk(str(path))
+    return load_from_disk(str(path))
+
+
+def batch_facts(trainer) -> dict:
+    """What the run actually used: world size, per-device batch, accumulation and the global batch."""
+    a = trainer.args
+    return {"world_size": a.world_size, "per_device_batch": a.per_device_train_batch_size,
+            "grad_accum": a.gradient_accumulation_steps,
+            "global_batch": a.per_device_train_batch_size * a.gradient_accumulation_steps * a.world_size}
+
+
+def save_distributed(trainer, tokenizer, save_dir) -> None:
+    """Under a process group: every rank takes part (FSDP / ZeRO-3 gather the full weights), rank 0
+    writes consolidated weights that reload with ``from_pretrained``."""
+    trainer.save_model(str(save_dir))
+    if trainer.is_world_process_zero():
+        tokenizer.save_pretrained(str(save_dir))
 
 
 def last_checkpoint(out_dir) -> str | None:
@@ -181,20 +289,70 @@ def unpaired_view(pairs: list[dict]) -> list[dict]:
     return out
 
 
-def build_trl_config(loss_cfg, train_cfg, out_dir, seed: int, precompute_ref: bool = False):
-    """The TRL config object a loss maps onto: training hyperparameters + the loss's beta and args."""
+# Loss arguments that are po-bench's (converted here), not a TRL field of the same name.
+# ref_model_sync_fraction: TR-DPO's sync interval tau as a fraction of the run's optimizer steps
+# (-> ref_model_sync_steps), so that a short world run syncs as often, relative to its length, as the
+# paper's runs; null to give tau in steps (ref_model_sync_steps) as the paper does.
+POBENCH_LOSS_ARGS = {"ref_model_sync_fraction": "ref_model_sync_steps"}
+
+
+def total_steps(train_cfg, n_rows: int, batch_size: int | None = None) -> int:
+    """The optimizer steps TRL's Trainer will take on ``n_rows`` training rows (one process)."""
+    import math
+
+    if train_cfg.max_steps > 0:
+        return int(train_cfg.max_steps)
+    world = max(1, int(os.environ.get("WORLD_SIZE", "1")))
+    bs = batch_size or train_cfg.batch_size
+    batches = math.ceil(n_rows / (bs * world))
+    per_epoch = max(1, math.ceil(batches / train_cfg.grad_accum))
+    return max(1, math.ceil(per_epoch * float(train_cfg.epochs)))
+
+
+def loss_trl_args(loss_cfg, train_cfg, n_rows: int | None) -> tuple[dict, dict]:
+    """(TRL fields, their origin in the config) for a TRL-backed loss's ``args``."""
+    out, origin = {}, {}
+    for k, v in dict(loss_cfg.args).items():
+        if k == "ref_model_sync_fraction":
+            if v is None:
+                continue
+            if "ref_model_sync_steps" in dict(loss_cfg.args):
+                raise ValueError("loss.args: set ref_model_sync_fraction or ref_model_sync_steps, not both "
+                                 "(ref_model_sync_fraction=null to give tau in steps)")
+            if n_rows is None and train_cfg.max_steps <= 0:
+                raise ValueError("loss.args.ref_model_sync_fraction needs the run's length (the number of rows)")
+            steps = total_steps(train_cfg, n_rows or 0)
+            out["ref_model_sync_steps"] = max(1, round(float(v) * steps))
+            origin["ref_model_sync_steps"] = f"loss.args.{k}"
+            continue
+        out[k], origin[k] = v, f"loss.args.{k}"
+    return out, origin
+
+
+def build_trl_config(loss_cfg, train_cfg, out_dir, seed: int, precompute_ref: bool = False,
+                     n_rows: int | None = None):
+    """The TRL config object a loss maps onto: training hyperparameters + the loss's beta and args.
+
+    Every field is passed by name (:data:`TRAIN_FIELD_MAP`); a training field or loss argument with
+    no TRL field raises ValueError naming it.  ``n_rows`` (training rows) sizes fractions of the run."""
     cfg_cls, _ = _backend_classes(loss_cfg.backend)
+    check_train_fields(train_cfg)
     kwargs = _common_args(train_cfg, Path(out_dir), seed, loss_cfg.lr, train_cfg.epochs, train_cfg.batch_size)
+    origin = {k: "train" for k in kwargs}
     kwargs["max_length"] = train_cfg.max_length
+    origin["max_length"] = "train.max_length"
     if loss_cfg.backend != "pobench":  # pobench: args are the loss function's hyperparameters
-        kwargs.update(dict(loss_cfg.args))
+        largs, lorigin = loss_trl_args(loss_cfg, train_cfg, n_rows)
+        kwargs.update(largs)
+        origin.update(lorigin)
     kwargs["beta"] = loss_cfg.beta
+    origin["beta"] = "loss.beta"
     if loss_cfg.backend in ("dpo", "pobench"):
         # reference-free po-bench losses take the "precomputed" path with nothing to precompute,
         # so that TRL neither builds nor runs a reference model
         kwargs["precompute_ref_log_probs"] = precompute_ref or (
             loss_cfg.backend == "pobench" and loss_cfg.reference_free)
-    return cfg_cls(**_filter_kwargs(cfg_cls, kwargs))
+    return _make_config(cfg_cls, kwargs, origin)
 
 
 def peft_config(model_cfg):
@@ -225,6 +383,7 @@ def train_preference(
     seed: int,
     ref_logps_cache: tuple[Callable[[], Any], Callable[[Any], None]] | None = None,
     model_cfg=None,
+    save_dir=None,
 ) -> dict:
     """Run the loss's TRL trainer on preference pairs; returns the logged history and final loss.
 
@@ -238,8 +397,13 @@ def train_preference(
     needs_ref = not loss_cfg.reference_free
     if dict(loss_cfg.args).get("sync_ref_model"):  # TR-DPO: the reference moves, nothing to cache
         ref_logps_cache = None
+    kto_rows = None
+    if backend == "kto":
+        kto_rows = kto_order(pairs if "label" in pairs[0] else unpaired_view(pairs), int(train_cfg.batch_size), seed)
     args = build_trl_config(loss_cfg, train_cfg, out_dir, seed,
-                            precompute_ref=ref_logps_cache is not None and needs_ref)
+                            precompute_ref=ref_logps_cache is not None and needs_ref,
+                            n_rows=len(kto_rows) if kto_rows is not None else len(pairs))
+    cast_for_precision(policy, precision_of(train_cfg))
     peft = peft_config(model_cfg)
     extra = {"peft_config": peft} if peft is not None else {}
     if peft is not None and backend in ("dpo", "pobench", "kto"):
@@ -254,22 +418,76 @@ def train_preference(
         trainer_cls = _cached_dpo_trainer(trainer_cls, ref_logps_cache if needs_ref else None)
         if backend == "pobench":
             trainer_cls = _pobench_trainer(trainer_cls, loss_cfg.function, dict(loss_cfg.args), needs_ref)
-        trainer = trainer_cls(model=policy, ref_model=ref_model, args=args, train_dataset=Dataset.from_list(rows),
+        trainer = trainer_cls(model=policy, ref_model=ref_model, args=args, train_dataset=shared_dataset(args, rows, out_dir),
                               processing_class=tokenizer, callbacks=[mlog.callback], **extra)
     elif backend in ("cpo", "orpo"):
-        trainer = trainer_cls(model=policy, args=args, train_dataset=Dataset.from_list(rows),
+        trainer = trainer_cls(model=policy, args=args, train_dataset=shared_dataset(args, rows, out_dir),
                               processing_class=tokenizer, callbacks=[mlog.callback], **extra)
     elif backend == "kto":
-        trainer = trainer_cls(model=policy, ref_model=ref_model, args=args,
-                              train_dataset=Dataset.from_list(pairs if "label" in pairs[0] else unpaired_view(pairs)),
+        trainer = trainer_cls(model=policy, ref_model=ref_model, args=args, train_dataset=shared_dataset(args, kto_rows, out_dir),
                               processing_class=tokenizer, callbacks=[mlog.callback], **extra)
+        kto_matched = kl_matched_rows(trainer.train_dataset, int(train_cfg.batch_size))
+        if kto_matched:
+            log.warning("KTO: %d of %d KL rows pair a completion with its own prompt (too few distinct prompts "
+                        "for fully mismatched KL pairs)", kto_matched, len(trainer.train_dataset))
     else:
         raise ValueError(f"backend {backend!r} has no preference stage")
     trainer.train(resume_from_checkpoint=last_checkpoint(out_dir))
     if peft is not None:
         policy = trainer.model
+    if save_dir is not None:
+        save_distributed(trainer, tokenizer, save_dir)
     return {"model": policy, "train_loss_final": mlog.final_loss(), "history": mlog.history,
-            "steps": trainer.state.global_step, "resumed": bool(mlog.history and mlog.history[0].get("step", 0) > train_cfg.logging_steps)}
+            "steps": trainer.state.global_step, **batch_facts(trainer), "precision": precision_of(train_cfg),
+            **({"kto_kl_matched_rows": kto_matched} if backend == "kto" else {}),
+            "resumed": bool(mlog.history and mlog.history[0].get("step", 0) > train_cfg.logging_steps)}
+
+
+def kto_order(rows: list[dict], batch_size: int, seed: int) -> list[dict]:
+    """KTO's unpaired rows in an order where every KL row is a truly mismatched pair.
+
+    TRL builds KTO's KL completions by rotating the completions one row within each chunk of
+    ``batch_size`` consecutive rows (its batches: KTO samples sequentially): row i is scored with the
+    completion of row i-1, the chunk's first row with its last.  The KTO paper's reference point z0 is
+    estimated from completions of *other* prompts; the unpaired view puts each prompt's desirable and
+    undesirable rows side by side, so half of TRL's KL rows would be matched pairs.  Here the rows are
+    shuffled (seeded) and rearranged so that no row's predecessor within its chunk has the same
+    prompt; a last chunk of one row (it would be its own KL row) is left out."""
+    import random
+
+    rows = list(rows)
+    random.Random(seed).shuffle(rows)
+    if len(rows) % batch_size == 1 and len(rows) > 1:
+        log.info("KTO: one row left out (a last batch of one row has no mismatched KL completion)")
+        rows = rows[:-1]
+    n, B = len(rows), batch_size
+    for i in range(n):
+        start = i - i % B
+        last = i == min(start + B, n) - 1
+
+        def fits(prompt) -> bool:  # the row at i may have this prompt
+            return (i == start or prompt != rows[i - 1]["prompt"]) and (not last or prompt != rows[start]["prompt"])
+
+        if fits(rows[i]["prompt"]):
+            continue
+        for j in range(i + 1, n):  # swap in a later row that fits here
+            if fits(rows[j]["prompt"]):
+                rows[i], rows[j] = rows[j], rows[i]
+                break
+    return rows
+
+
+def kl_matched_rows(dataset, batch_size: int) -> int:
+    """How many of TRL's KL rows (the prompt of row i with the completion of row i-1 in its chunk)
+    share the prompt of the completion's own row: 0 when every KL pair is mismatched."""
+    prompts = dataset["prompt_ids"] if "prompt_ids" in dataset.column_names else dataset["prompt"]
+    n, matched = len(prompts), 0
+    for start in range(0, n, batch_size):
+        end = min(start + batch_size, n)
+        for i in range(start, end):
+            j = i - 1 if i > start else end - 1
+            matched += int(prompts[i] == prompts[j])  # a chunk of one row is its own KL row
+    return matched
 
 
 def _cached_dpo_trainer(base_cls, cache):
@@ -287,7 +505,7 @@ def _cached_dpo_trainer(base_cls, cache):
                     return dataset.add_column("ref_chosen_logps", cached["ref_chosen_logps"]).add_column(
                         "ref_rejected_logps", cached["ref_rejected_logps"])
             out = super()._precompute_ref_logps(dataset, name, batch_size)
-            if name == "train":
+            if name == "train" and self.is_world_process_zero():  # one writer under a process group
                 save({"ref_chosen_logps": [float(x) for x in out["ref_chosen_logps"]],
                       "ref_rejected_logps": [float(x) for x in out["ref_rejected_logps"]]})
             return out
@@ -301,7 +519,7 @@ def _pobench_trainer(base_cls, function: str, hparams: dict, needs_ref: bool):
     TRL's data pipeline (tokenisation, collation, reference precompute, logging) is reused; only
     the loss is replaced: per-sequence statistics are computed here and handed to the function.
     """
-    from po_bench.training.losses import LOSSES, PairStats
+    from po_bench.training.losses import LOSSES, PairStats, running_mean_update
 
     spec = LOSSES[function]
 
@@ -331,9 +549,18 @@ def _pobench_trainer(base_cls, function: str, hparams: dict, needs_ref: bool):
                         ref = self.ref_model if self.ref_model is not None else model
                         ref_logps, _ = self._sequence_logps(ref, inputs)
                     rc, rr = ref_logps.chunk(2)
-            out = spec.fn(PairStats(c, r, nc, nr, rc, rr), beta=self.beta, **hparams)
-            loss = out.losses.mean()
+            stats = PairStats(c, r, nc, nr, rc, rr)
+            state = {}
             m = self._metrics[mode]
+            if "delta" in spec.state:  # BCO: the running mean of the rewards, updated before the loss
+                rewards = self.accelerator.gather(
+                    self.beta * torch.cat([stats.chosen_logratio, stats.rejected_logratio]).detach())
+                if mode == "train":
+                    self._pob_delta = running_mean_update(*getattr(self, "_pob_delta", (0.0, 0)), rewards)
+                state["delta"] = getattr(self, "_pob_delta", (0.0, 0))[0]
+                m["bco/delta"].append(state["delta"])
+            out = spec.fn(stats, beta=self.beta, **hparams, **state)
+            loss = out.losses.mean()
             m["rewards/chosen"].append(out.chosen_rewards.mean().item())
             m["rewards/rejected"].append(out.rejected_rewards.mean().item())
             m["rewards/margins"].append((out.chosen_rewards - out.rejected_rewards).mean().item())

@@ -1,0 +1,131 @@
+"""Training stages as their own process group (``launch=ddp|fsdp|zero2|zero3``).
+
+The pipeline's process holds the store lock for the artifact and never initialises a distributed
+backend itself: it writes the stage's spec to the artifact's work folder and starts
+
+* ``accelerate launch --config_file conf/accelerate/<strategy>.yaml --num_processes G
+  --num_machines N --machine_rank R --main_process_ip H --main_process_port P
+  --mixed_precision M -m po_bench.stages <stage> <spec.json> --store <root> --into <work folder>``
+  on GPUs (SimPO's and the alignment-handbook's way), or
+* ``torchrun --nproc_per_node G --nnodes N --node_rank R --master_addr H --master_port P -m
+  po_bench.stages ...`` on CPUs, where ``accelerate launch`` cannot start several processes without
+  MPI (the Trainer then runs DDP / FSDP over gloo);
+
+with ``launch.srun=true`` (a multi-node Slurm job) the command is wrapped in ``srun --ntasks-per-node
+1`` and each node's rank comes from ``$SLURM_NODEID`` (HALOs' pattern).  Every rank builds the
+artifact from the spec; only rank 0 writes it (consolidated weights that reload with
+``from_pretrained``).  The parent publishes the folder once the group exits cleanly.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+log = logging.getLogger("po_bench")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def world_size(launch) -> int:
+    return 1 if launch.strategy == "local" else int(launch.num_processes) * int(launch.num_machines)
+
+
+def rank() -> int:
+    """This process's global rank under a launcher (0 outside one)."""
+    return int(os.environ.get("RANK", "0"))
+
+
+def is_main() -> bool:
+    return rank() == 0
+
+
+def use_accelerate(launch) -> bool:
+    if launch.launcher != "auto":
+        return launch.launcher == "accelerate"
+    if launch.strategy in ("zero2", "zero3"):  # DeepSpeed: GPUs only, through accelerate's launcher
+        return True
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def command(launch, module_args: list[str], precision: str | None = None) -> list[str]:
+    """The launcher command line that runs ``python -m po_bench.stages <module_args>`` on every rank
+    (``precision``: the stage's train.precision, which sets accelerate's --mixed_precision)."""
+    mixed = launch.mixed_precision or ("bf16" if precision == "bf16-mixed" else "no")
+    node_rank = "$SLURM_NODEID" if launch.srun else str(launch.machine_rank)
+    if use_accelerate(launch):
+        cmd = [sys.executable, "-m", "accelerate.commands.launch"]
+        if launch.accelerate_config:
+            cfg = Path(launch.accelerate_config)
+            cmd += ["--config_file", str(cfg if cfg.is_absolute() else ROOT / cfg)]
+        cmd += ["--num_processes", str(world_size(launch)), "--num_machines", str(launch.num_machines),
+                "--machine_rank", node_rank, "--main_process_ip", str(launch.main_process_ip),
+                "--main_process_port", str(launch.main_process_port), "--mixed_precision", mixed,
+                "-m", "po_bench.stages", *module_args]
+    else:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(launch.num_processes),
+               "--nnodes", str(launch.num_machines), "--node_rank", node_rank,
+               "--master_addr", str(launch.main_process_ip), "--master_port", str(launch.main_process_port),
+               "-m", "po_bench.stages", *module_args]
+    if launch.srun:
+        cmd = ["srun", "--ntasks-per-node", "1", "--nodes", str(launch.num_machines), "bash", "-c",
+               " ".join(shlex.quote(c) if not c.startswith("$") else c for c in cmd)]
+    return cmd
+
+
+def run_stage(stage: str, spec: dict, out: Path, store_root: Path, opts: dict, launch) -> None:
+    """Build one directory artifact into ``out`` with a process group; raise when any rank fails."""
+    out.mkdir(parents=True, exist_ok=True)
+    spec_file = out / "spec.json"
+    spec_file.write_text(json.dumps(spec, default=str))
+    args = [stage, str(spec_file), "--store", str(store_root), "--into", str(out), "--opts", json.dumps(opts),
+            "--launch", json.dumps(launch_fields(launch))]
+    cmd = command(launch, args, precision=(spec.get("train") or {}).get("precision"))
+    log.info("training %s with %d processes (%s): %s", stage, world_size(launch), launch.strategy,
+             " ".join(shlex.quote(c) for c in cmd))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+               TOKENIZERS_PARALLELISM="false")
+    r = subprocess.run(cmd, env=env, cwd=str(ROOT))
+    if r.returncode != 0:
+        raise RuntimeError(f"{launch.strategy} training of {stage} failed (exit code {r.returncode} from "
+                           f"{Path(cmd[2] if cmd[0] == sys.executable else cmd[0]).name}); its ranks' output is above")
+    spec_file.unlink(missing_ok=True)
+
+
+def dry_run(launch, store, specs: dict) -> None:
+    """``launch.dry_run=true``: print each training stage's launch command line and exit 0."""
+    for stage, spec in specs.items():
+        if spec is None:
+            continue
+        out = store.path(stage, spec)
+        args = [stage, str(out.parent / f".{out.name}.work" / "spec.json"), "--store", str(store.root), "--into",
+                str(out.parent / f".{out.name}.work"), "--opts", "{}", "--launch", json.dumps(launch_fields(launch))]
+        precision = (spec.get("train") or {}).get("precision")
+        print(f"{stage}: " + " ".join(shlex.quote(c) for c in command(launch, args, precision)))
+    raise SystemExit(0)
+
+
+def launch_fields(launch) -> dict:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(launch, resolve=True) if OmegaConf.is_config(launch) else dict(launch)
+
+
+def trainer_args(launch: dict | None) -> dict:
+    """TrainingArguments fields of a strategy (FSDP settings, a DeepSpeed config), plus the process
+    group's backend on CPUs."""
+    if not launch or launch.get("strategy", "local") == "local":
+        return {}
+    import torch
+
+    launch = launch_fields(launch)
+    out = dict(launch.get("trainer_args") or {})
+    if not torch.cuda.is_available():
+        out.setdefault("ddp_backend", "gloo")
+    return out
