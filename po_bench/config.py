@@ -61,6 +61,12 @@ class DatasetConfig:
     ood_max_keywords: int = 5
     annotator_temperature: float = 0.5
     annotator_length_bias: float = 0.03
+    # k on-policy samples per pref prompt ranked by the annotator, pairs built from the ranking
+    # (best_vs_rest | adjacent | best_worst | all) and their order (none: shuffled by the trainer;
+    # easy_to_hard: Curry-DPO's curriculum, largest rating gap first, trained in that order).  World only.
+    k_samples: int = 2
+    pair_strategy: str = "best_vs_rest"
+    curriculum: str = "none"
     # Real data (kind: hf / file; see conf/dataset/*.yaml).  Unused by kind=world.
     hub_id: Optional[str] = None  # Hub dataset id (users with the Hub)
     path: Optional[str] = None  # local JSONL / JSON / Parquet file (wins over hub_id when set)
@@ -87,6 +93,8 @@ class LossConfig:
     citation: str = ""
     formula: str = ""  # the per-example loss, for docs/losses.md
     args: Dict[str, Any] = field(default_factory=dict)  # passed to the backend's TRL config
+    # config values the method is defined with, checked before any compute (Curry-DPO: dataset.k_samples, ...)
+    requires: Dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -397,6 +405,9 @@ def _validate_real_data(cfg) -> None:
     _check(d.format in formats.FORMATS, f"dataset.format={d.format!r}: allowed {', '.join(formats.FORMATS)}")
     _check(d.max_rows >= 0, "dataset.max_rows must be >= 0")
     _check(d.on_error in ("skip", "fail"), f"dataset.on_error={d.on_error!r}: allowed skip, fail")
+    _check(d.k_samples == 2 and d.curriculum == "none",
+           "dataset.k_samples / dataset.curriculum: k ranked on-policy samples per prompt are the world's "
+           "(dataset=world); real data brings its own pairs")
     _check(d.format != "unpaired" or (not loss.paired and loss.backend == "kto"),
            f"dataset.format=unpaired has no pairs: loss={loss.name} needs pairs (use loss=kto)")
     try:
@@ -410,6 +421,29 @@ def _validate_real_data(cfg) -> None:
         for split in {d.split, d.eval_split} - {None}:
             p = Path(str(d.path).replace("{split}", str(split))).expanduser()
             _check(p.exists(), f"dataset.path={p}: no such file")
+
+
+def _validate_ranking(cfg) -> None:
+    """dataset.k_samples / pair_strategy / curriculum (world data), and what a loss requires of the data."""
+    from po_bench.data.world import CURRICULA, PAIR_STRATEGIES
+
+    d, loss = cfg.dataset, cfg.loss
+    _check(d.k_samples >= 2, f"dataset.k_samples={d.k_samples}: must be >= 2 (samples ranked per prompt)")
+    _check(d.pair_strategy in PAIR_STRATEGIES,
+           f"dataset.pair_strategy={d.pair_strategy!r}: allowed {', '.join(PAIR_STRATEGIES)}")
+    _check(d.curriculum in CURRICULA, f"dataset.curriculum={d.curriculum!r}: allowed {', '.join(CURRICULA)}")
+    _check(d.curriculum == "none" or loss.backend != "kto",
+           f"dataset.curriculum={d.curriculum}: loss={loss.name} reorders its unpaired rows (KTO's KL rows); "
+           "a curriculum order needs a paired loss")
+
+
+def _validate_requires(cfg) -> None:
+    """loss.requires: config values a method is defined with (Curry-DPO: k ranked samples, a curriculum)."""
+    from omegaconf import OmegaConf
+
+    for k, v in dict(getattr(cfg.loss, "requires", None) or {}).items():
+        got = OmegaConf.select(cfg, k)
+        _check(got == v, f"loss={cfg.loss.name} needs {k}={v} (got {got}): the method is defined on that data")
 
 
 def _validate_openllm(j, world_data: bool) -> None:
@@ -625,10 +659,12 @@ def validate(cfg) -> None:
         _validate_real_data(cfg)
     d = cfg.dataset
     _validate_launch(cfg)
+    _validate_requires(cfg)
     if not world_data:
         return
     _check(1 <= d.min_keywords <= d.max_keywords, "dataset.min_keywords must be >= 1 and <= dataset.max_keywords")
     _check(d.ood_min_keywords <= d.ood_max_keywords, "dataset.ood_min_keywords must be <= dataset.ood_max_keywords")
     _check(d.annotator_temperature >= 0, "dataset.annotator_temperature must be >= 0")
+    _validate_ranking(cfg)
     for k in ("n_sft", "n_pref", "n_eval", "n_ood"):
         _check(getattr(d, k) > 0, f"dataset.{k} must be > 0")

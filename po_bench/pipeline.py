@@ -169,6 +169,10 @@ def data_report(cfg, p, pairs_art: dict | None, tokenizer) -> dict:
         return {}
     src, pairs = p.source, pairs_art["train"]
     stats = {**pairs_art["stats"], **src.describe(pairs, tokenizer, cfg.train.max_length)}
+    n_prompts = len({x["prompt"] for x in pairs})  # several pairs per prompt from k ranked samples (Curry-DPO)
+    if src.onpolicy:
+        stats.setdefault("k_samples", src.pref_samples_n())
+    stats["pairs_per_prompt"] = len(pairs) / n_prompts if n_prompts else 0.0
     train_prompts = [x["prompt"] for x in pairs]
     if src.onpolicy:  # every prompt the pairs were sampled for, against the held-out splits
         evals = {f"world_{s}": split_prompts(src.prompt_spec(s)) for s in ("eval", "ood")}

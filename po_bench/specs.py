@@ -11,7 +11,7 @@ artifact           spec (what determines it)
 sft                model fields, the source's SFT data fields, SFT hyperparameters, seed
 sft_samples        start checkpoint, eval prompts (their fields), generation config, seed
 heldout_<split>    start checkpoint, that split's prompts, generation config, seed (+1000/+2000), n=2
-pref_samples       start checkpoint, pref prompts, generation config, seed + 3000, n=2 (on-policy data)
+pref_samples       start checkpoint, pref prompts, generation config, seed + 3000, n=dataset.k_samples (2)
 pairs              the source's pair fields (+ pref_samples, annotator / files' checksums, tokenizer
                    and max_length for over-long prompts), noise, seed
 ref_logps          start checkpoint, model, pairs, max_length and the TRL fields its reference pass
@@ -45,7 +45,8 @@ PREF_TRAIN_FIELDS = ("epochs", "batch_size", "grad_accum", "max_steps", "lr_sche
 # Model fields that are only defaults of other fields (train.max_length, generation.max_new_tokens,
 # loss.lr interpolate them): they determine artifacts through those fields, not as model fields.
 MODEL_DEFAULT_FIELDS = ("max_length", "max_new_tokens", "lr")
-DESCRIPTIVE_LOSS_FIELDS = ("label", "citation", "formula")  # tables and docs only; no trainer reads them
+DESCRIPTIVE_LOSS_FIELDS = ("label", "citation", "formula",  # tables and docs only; no trainer reads them
+                           "requires")  # checked by validate(); the data fields it names key the artifacts
 _VLLM_ENGINE_FIELDS = ("n", "dtype", "max_model_len", "gpu_memory_utilization", "kv_cache_memory_gib",
                        "enforce_eager", "max_num_seqs", "tensor_parallel_size", "multiprocessing", "engine_args")
 
@@ -165,7 +166,7 @@ def plan(cfg) -> Plan:
     trains = loss.backend != "sft" and cfg.stages.train
     noise = plain(cfg.noise)
     if src.onpolicy:
-        pref = _samples(start, model, src.prompt_spec("pref"), gen, seed + 3000, 2)
+        pref = _samples(start, model, src.prompt_spec("pref"), gen, seed + 3000, src.pref_samples_n())
         if trains:
             p.samples["pref_samples"] = pref
         pairs = {"stage": "pairs", "version": VERSIONS["pairs"], "source": src.pairs_spec(), "samples": pref,
@@ -224,10 +225,16 @@ DEPENDS: dict[str, tuple[str, ...]] = {
     "dataset.ood_min_keywords": ("heldout_ood",), "dataset.ood_max_keywords": ("heldout_ood",),
     "dataset.annotator_temperature": ("pairs", "ref_logps", "policy", "generations"),
     "dataset.annotator_length_bias": ("pairs", "ref_logps", "policy", "generations"),
+    # k samples per prompt (more on-policy samples, pairs from their ranking); the curriculum orders the
+    # pairs (and the policy stage trains in that order); at k_samples=2 every pair strategy gives the one
+    # pair, so the strategy changes nothing there (tests/test_specs.py checks it at k_samples=4)
+    "dataset.k_samples": ("pref_samples", "pairs", "ref_logps", "policy", "generations"),
+    "dataset.curriculum": ("pairs", "ref_logps", "policy", "generations"),
+    "dataset.pair_strategy": (),
     "loss.beta": _POLICY, "loss.lr": _POLICY, "loss.args.loss_type": _POLICY,
     "loss.implicit_reward": _POLICY, "loss.reference_free": ("ref_logps",) + _POLICY,
     "loss.name": _POLICY, "loss.backend": _POLICY, "loss.function": _POLICY, "loss.paired": _POLICY,
-    "loss.label": (), "loss.citation": (), "loss.formula": (),
+    "loss.label": (), "loss.citation": (), "loss.formula": (), "loss.requires": (),
     "noise.kind": ("pairs", "ref_logps", "policy", "generations"),
     "generation.backend": AFTER_SFT,
     "noise.rate": ("pairs", "ref_logps", "policy", "generations"),

@@ -175,7 +175,8 @@ def build_policy(spec: dict, out: Path, store: Store, opts: dict | None = None, 
     start = checkpoint_dir(store, spec["start"])
     if tokenizer is None:
         tokenizer = load_tokenizer(start, spec["model"])
-    pairs = get(store, "pairs", spec["pairs"])["train"]
+    pairs_art = get(store, "pairs", spec["pairs"])
+    pairs = pairs_art["train"]
     loss = OmegaConf.create(spec["loss"])
     ref_spec = spec["ref_logps"]
     cache = None
@@ -188,7 +189,7 @@ def build_policy(spec: dict, out: Path, store: Store, opts: dict | None = None, 
     dist = _distributed(launch)
     res = trl_adapter.train_preference(pol, ref, tokenizer, pairs, loss, train, out / "trainer", seed,
                                        ref_logps_cache=cache, model_cfg=OmegaConf.create(spec["model"]),
-                                       save_dir=out if dist else None)
+                                       save_dir=out if dist else None, ordered=bool(pairs_art.get("ordered")))
     pol = res.pop("model")
     if not dist:
         pol = trl_adapter.merged(pol)  # LoRA adapters merged: a plain checkpoint

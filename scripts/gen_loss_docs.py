@@ -28,7 +28,9 @@ def render() -> str:
             backend += f" `loss_type={args['loss_type']}`"
         if d["backend"] == "pobench":
             backend += f" `{d['function']}`"
-        hp = [f"beta={d.get('beta', 0.1):g}", f"lr={float(d.get('lr', 2e-4)):g}"]
+        lr = str(d.get("lr", "${model.lr}"))
+        lr = {"${model.lr}": "model's", "${pob_mul:${model.lr},0.1}": "model's/10"}.get(lr, lr)
+        hp = [f"beta={d.get('beta', 0.1):g}", f"lr={lr}"]
         hp += [f"{k}={v}" for k, v in args.items() if k not in SKIP_ARGS]
         ref = "no" if d.get("reference_free") else "yes"
         data = "pairs (used as unpaired: chosen=desirable, rejected=undesirable)" if d.get("paired") is False else (
@@ -41,8 +43,8 @@ def render() -> str:
         "",
         "Generated from `conf/loss/*.yaml` by `scripts/gen_loss_docs.py`; a test fails when this file is stale.",
         "`loss=<config>` selects a row. h = log pi/ref(y_w) - log pi/ref(y_l); |y| = completion tokens;",
-        "sig = logistic sigmoid. Learning rates are the embedded world's (one shared value, 2e-4, for every",
-        "preference loss, 10x lower for sft_lowlr); paper-scale learning rates are in",
+        "sig = logistic sigmoid. Learning rates are the model config's `lr` (`model.lr`; the world's tiny model: 2e-4,",
+        "one shared value for every preference loss, 10x lower for sft_lowlr); paper-scale learning rates are in",
         "results/reference/baseline_grids.yaml.",
         "",
         "| config | method | paper | loss | hyperparameters (defaults) | backend | reference model | data |",
@@ -50,6 +52,23 @@ def render() -> str:
     ]
     tail = [
         "",
+        "Differences from the papers' equations kept on purpose (each is the authors' own code):",
+        "",
+        "* `cpo`: the NLL term is one token mean over the batch's chosen completion tokens (CPO's code, TRL),",
+        "  not a per-example mean.",
+        "* `orpo`: the NLL term is one token mean over the prompt *and* completion tokens of the batch's chosen",
+        "  sequences (ORPO's code, TRL); the odds use the length-normalised likelihood.",
+        "* `apo_zero`, `apo_down`: a constant +1 added to the paper's eqs. 7-8 (the APO authors' implementation",
+        "  in TRL): the same gradient, the loss shifted by 1.",
+        "* `ipo`: log-ratios averaged per token (TRL; confirmed with the IPO authors, see TRL's comment).",
+        "",
+        "Where TRL 1.16 differs from the paper and has no option for the paper's form, the loss is a po-bench",
+        "function (tests/test_losses.py checks loss and gradient against a transcription of the paper's equation):",
+        "`rpo` and `mpo` (per-example length-normalised SFT term, TRL's is a batch token mean), `bco_pair` and",
+        "`mpo` (BCO's running-mean reward shift delta, dropped by TRL), `fdpo_alpha` (the paper's alpha; TRL's",
+        "coefficient is 1 - alpha).  `kto` stays on TRL with its rows ordered so that every KL row pairs a",
+        "prompt with another prompt's completion (`trl_adapter.kto_order`), and `tr_dpo`'s sync interval is a",
+        "fraction of the run (`ref_model_sync_fraction`).",
         "Not available: unpaired BCO (TRL 1.16 has no BCOTrainer; `bco_pair` is the paired form), and the",
         "f-divergence SFT objectives of arXiv:2507.00018 (only its learning-rate-reduction recipe, `sft_lowlr`,",
         "is here).",

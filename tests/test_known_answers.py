@@ -257,6 +257,7 @@ def _orpo(b):
 # closed form of the first step's loss (mean over the batch), b: the batch's statistics at policy == reference
 CLOSED_FORM = {
     "dpo": ("ln 2", lambda b: LN2),
+    "curry_dpo": ("ln 2 (DPO's loss; the method is in the data order)", lambda b: LN2),
     "rdpo": ("ln 2 (robust, label_smoothing 0)", lambda b: LN2),
     "aot": ("ln 2 (sorted margins all 0)", lambda b: LN2),
     "ln_dpo": ("ln 2 (sigmoid_norm)", lambda b: LN2),
@@ -271,6 +272,7 @@ CLOSED_FORM = {
     "exo": ("1/2 (ln 1/2 - ln(1-eps)) + 1/2 (ln 1/2 - ln eps)", _exo),
     "nca": ("2 ln 2 (ln2 + ln2/2 + ln2/2)", lambda b: 2 * LN2),
     "bco_pair": ("2 ln 2 (rewards 0, so the running mean delta = 0)", lambda b: 2 * LN2),
+    "beta_dpo": ("ln 2 (margins 0 = M_0: beta = beta_0; mean over the kept pairs)", lambda b: LN2),
     "sppo": ("2 (1/(2 beta))^2", lambda b: 2 * (0.5 / b.beta) ** 2),
     "apo_zero": ("1 (1 - sig(0) + sig(0))", lambda b: 1.0),
     "apo_down": ("1 (sig(0) + 1 - sig(0))", lambda b: 1.0),

@@ -65,14 +65,61 @@ def ref_adpo(c, r, rc, rr, nc, nl, beta, q):
     return sum(qi * math.log(qi / pi) for qi, pi in zip((q, 1 - q), p) if qi > 0)
 
 
+def ref_rpo(c, r, rc, rr, nc, nl, beta, alpha):
+    # Pang et al. (2024), eq. (1): L_DPO + alpha * L_NLL, L_NLL = -log M(y_w|x) / |y_w| (per example)
+    return -log_sig(beta * (c - rc) - beta * (r - rr)) + alpha * (-c / nc)
+
+
+def ref_bco_pair(c, r, rc, rr, nc, nl, beta, delta):
+    # Jung et al. (2024), eq. (7): -log sig(r_theta(x, y_w) - delta) - log sig(-(r_theta(x, y_l) - delta)),
+    # r_theta = beta log pi/ref, delta the running mean of the rewards
+    rw, rl = beta * (c - rc), beta * (r - rr)
+    return -log_sig(rw - delta) - log_sig(-(rl - delta))
+
+
+def ref_mpo(c, r, rc, rr, nc, nl, beta, w_pref, w_bco, w_sft, delta):
+    # Wang et al. (2024), MPO eq. (2): L = w_p L_p + w_q L_q + w_g L_g; L_p DPO (eq. 3), L_q BCO with the
+    # reward shift delta (eq. 4), L_g = -log pi(y_c|x) / |y_c| (eq. 5)
+    lp = -log_sig(beta * (c - rc) - beta * (r - rr))
+    lq = ref_bco_pair(c, r, rc, rr, nc, nl, beta, delta)
+    lg = -c / nc
+    return w_pref * lp + w_bco * lq + w_sft * lg
+
+
+def ref_fdpo_alpha(c, r, rc, rr, nc, nl, beta, alpha):
+    # Wang et al. (2023), Table 1 (alpha-divergence): f(u) = (u^(1-alpha) - (1-alpha) u - alpha) / (alpha (alpha-1)),
+    # so f'(u) = (1 - u^(-alpha)) / alpha; eq. (8): -log sig(beta f'(pi/ref(y_w)) - beta f'(pi/ref(y_l)))
+    def fprime(u):
+        return (1 - u ** (-alpha)) / alpha
+    uw, ul = math.exp(c - rc), math.exp(r - rr)
+    return -log_sig(beta * fprime(uw) - beta * fprime(ul))
+
+
+def ref_beta_dpo(c, r, rc, rr, nc, nl, beta, alpha, rho, momentum, margin_mean, margin_std, step, seed):
+    # Wu et al. (2024), beta-DPO, one pair (B = 1, so the one pair is kept for any rho > 0, std of one margin 0):
+    # M = log pi/ref(y_w) - log pi/ref(y_l); M_0 <- m M_0 + (1-m) M; beta = beta_0 (1 + alpha (M - M_0))
+    M = (c - rc) - (r - rr)
+    m0 = momentum * margin_mean + (1 - momentum) * M
+    b = max(1e-3, beta * (1 + alpha * (M - m0)))
+    return -log_sig(b * M)
+
+
 FORMULAS = {
+    "rpo": (ref_rpo, {"beta": 0.1, "alpha": 1.0}),
+    "bco_pair": (ref_bco_pair, {"beta": 0.1, "delta": 0.03}),
+    "mpo": (ref_mpo, {"beta": 0.1, "w_pref": 0.8, "w_bco": 0.2, "w_sft": 1.0, "delta": -0.02}),
+    "fdpo_alpha": (ref_fdpo_alpha, {"beta": 0.1, "alpha": 0.3}),
     "cdpo": (ref_cdpo, {"beta": 0.1, "eps": 0.2}),
     "r_dpo": (ref_r_dpo, {"beta": 0.1, "alpha": 0.05}),
     "rrhf": (ref_rrhf, {"beta": 1.0, "lam": 1.0}),
     "slic_hf": (ref_slic_hf, {"beta": 1.0, "delta": 1.0, "lam": 0.1}),
     "asft": (ref_asft, {"beta": 1.0, "lam": 0.1}),
     "adpo": (ref_adpo, {"beta": 0.1, "q": 0.8}),
+    "beta_dpo": (ref_beta_dpo, {"beta": 0.1, "alpha": 0.6, "rho": 0.8, "momentum": 0.9, "margin_mean": 0.4,
+                                "margin_std": 0.3, "step": 5, "seed": 0}),
 }
+# losses whose gradient deliberately stops at a batch statistic (checked by their own gradient test)
+NO_GRAD_THROUGH = {"beta_dpo": "beta_batch is detached (the authors' beta_used.detach()): see test_beta_dpo_gradient"}
 
 
 def test_every_pobench_loss_has_a_formula_test():
@@ -96,7 +143,106 @@ SIGN_CASES = {
     "slic_hf": (-12.0, -12.5, 0, 0, 6, 6),  # margin 0.5 < delta: calibration hinge active
     "asft": (-12.0, -15.0, 0, 0, 6, 9),
     "adpo": (-14.0, -13.0, -13.0, -14.0, 6, 9),  # policy prefers y_l: below the target q
+    "rpo": (-12.0, -15.0, -13.0, -14.0, 6, 9),
+    "bco_pair": (-12.0, -15.0, -13.0, -14.0, 6, 9),
+    "mpo": (-12.0, -15.0, -13.0, -14.0, 6, 9),
+    "fdpo_alpha": (-12.0, -15.0, -13.0, -14.0, 6, 9),
+    "beta_dpo": (-12.0, -15.0, -13.0, -14.0, 6, 9),
 }
+
+
+def _num_grad(fn, case, i, hp, h=1e-6):
+    lo, hi = list(case), list(case)
+    lo[i] -= h
+    hi[i] += h
+    return (fn(*hi, **hp) - fn(*lo, **hp)) / (2 * h)
+
+
+@pytest.mark.parametrize("name", sorted(FORMULAS))
+@pytest.mark.parametrize("case", CASES)
+def test_gradient_matches_paper_equation(name, case):
+    """d loss / d log pi(y_w|x) and d loss / d log pi(y_l|x) of po-bench's function equal the
+    numerical derivatives of the paper's transcription."""
+    ref_fn, hp = FORMULAS[name]
+    if name in NO_GRAD_THROUGH:
+        pytest.skip(NO_GRAD_THROUGH[name])
+    for i in (0, 1):  # a hinge exactly at its kink (RRHF on case 1) has no derivative to compare
+        at, up, down = list(case), list(case), list(case)
+        up[i] += 1e-5
+        down[i] -= 1e-5
+        right = (ref_fn(*up, **hp) - ref_fn(*at, **hp)) / 1e-5
+        left = (ref_fn(*at, **hp) - ref_fn(*down, **hp)) / 1e-5
+        if abs(right - left) > 1e-3:
+            pytest.skip("the paper's loss is not differentiable at this point")
+    s = _stats(*case, requires_grad=True)
+    losses.LOSSES[name].fn(s, **hp).losses.sum().backward()
+    assert s.chosen_logps.grad.item() == pytest.approx(_num_grad(ref_fn, case, 0, hp), abs=1e-6)
+    assert s.rejected_logps.grad.item() == pytest.approx(_num_grad(ref_fn, case, 1, hp), abs=1e-6)
+
+
+# One fixed batch of mixed lengths (sums of completion-token log-probs and token counts): the batch
+# the report's before/after table is computed on.
+BATCH = {"c": [-12.0, -40.0, -3.0, -25.0], "r": [-15.0, -30.0, -4.5, -28.0], "rc": [-13.0, -39.0, -3.2, -26.0],
+         "rr": [-14.0, -31.0, -4.4, -27.0], "nc": [6, 30, 2, 12], "nl": [9, 20, 3, 14]}
+
+
+def _batch(requires_grad=True):
+    t = lambda k: torch.tensor([float(x) for x in BATCH[k]], dtype=torch.float64, requires_grad=requires_grad)
+    return losses.PairStats(t("c"), t("r"), t("nc"), t("nl"), t("rc"), t("rr"))
+
+
+def _trl_sft_term(s):
+    """TRL 1.16's "sft" loss_type: one token mean of the chosen NLL over the whole batch."""
+    return -s.chosen_logps.sum() / s.chosen_len.sum()
+
+
+def test_rpo_per_example_nll_differs_from_trls_batch_token_mean():
+    """RPO's paper term is the mean over examples of -log pi(y_w|x)/|y_w|; TRL's "sft" term, what
+    loss=rpo trained before, is the batch token mean: on mixed lengths loss and gradient differ."""
+    s = _batch()
+    ours = losses.rpo(s, beta=0.1, alpha=1.0).losses.mean()
+    ours.backward()
+    g_ours = s.chosen_logps.grad.clone()
+    s2 = _batch()
+    dpo = -torch.nn.functional.logsigmoid(0.1 * (s2.chosen_logratio - s2.rejected_logratio)).mean()
+    trl = dpo + _trl_sft_term(s2)
+    trl.backward()
+    g_trl = s2.chosen_logps.grad
+    want = sum(ref_rpo(*(BATCH[k][i] for k in ("c", "r", "rc", "rr", "nc", "nl")), beta=0.1, alpha=1.0)
+               for i in range(4)) / 4
+    assert ours.item() == pytest.approx(want, abs=1e-9)
+    assert abs(trl.item() - ours.item()) / ours.item() > 0.01  # the old loss was off
+    assert (g_trl - g_ours).norm() / g_ours.norm() > 0.1  # and its gradient more so
+
+
+def test_fdpo_alpha_is_the_papers_alpha_and_trls_coef_is_one_minus_alpha():
+    """The paper's f'(u) = (1 - u^-alpha)/alpha is TRL's (u^(a-1) - 1)/(a-1) at a = 1 - alpha: at alpha = 0.3
+    TRL's coef 0.3 (what loss=fdpo_alpha sweeps meant before) is a different loss."""
+    s = _batch(requires_grad=False)
+
+    def trl_alpha(coef):
+        sc = (torch.exp((coef - 1) * s.chosen_logratio) - 1) / (coef - 1)
+        sr = (torch.exp((coef - 1) * s.rejected_logratio) - 1) / (coef - 1)
+        return -torch.nn.functional.logsigmoid(0.1 * (sc - sr))
+
+    ours = losses.fdpo_alpha(s, beta=0.1, alpha=0.3).losses
+    assert torch.allclose(ours, trl_alpha(0.7), atol=1e-12)
+    assert not torch.allclose(ours, trl_alpha(0.3), atol=1e-4)
+
+
+def test_bco_delta_is_the_running_mean_of_batch_rewards():
+    """BCO's delta after each step is the mean of the batches' mean rewards seen so far (updated
+    before the step's loss, BCO's RunningMoments with one value per step)."""
+    mean, n = 0.0, 0
+    seen = []
+    for rewards in ([0.2, -0.1, 0.4, 0.3], [1.0, 0.5], [-0.6, -0.2, 0.1]):
+        mean, n = losses.running_mean_update(mean, n, torch.tensor(rewards, dtype=torch.float64))
+        seen.append(sum(rewards) / len(rewards))
+        assert mean == pytest.approx(sum(seen) / len(seen), abs=1e-12)
+    assert n == 3
+    # the loss moves with delta (TRL 1.16's bco_pair is the delta = 0 case)
+    s = _batch(requires_grad=False)
+    assert losses.bco_pair(s, 0.1, 0.5).losses.mean() != losses.bco_pair(s, 0.1, 0.0).losses.mean()
 
 
 @pytest.mark.parametrize("name", sorted(SIGN_CASES))
@@ -161,9 +307,8 @@ def test_invalid_hyperparameters_fail_at_config_time(overrides, needle):
     ("ld_dpo", "DPOConfig", {"loss_type": ["sigmoid"], "ld_alpha": 0.5}),
     ("fdpo_js", "DPOConfig", {"f_divergence_type": "js_divergence"}),
     ("wpo", "DPOConfig", {"use_weighting": True}),
-    ("tr_dpo", "DPOConfig", {"sync_ref_model": True, "ref_model_mixup_alpha": 0.6}),
-    ("rpo", "DPOConfig", {"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, 1.0]}),
-    ("mpo", "DPOConfig", {"loss_type": ["sigmoid", "bco_pair", "sft"], "loss_weights": [0.8, 0.2, 1.0]}),
+    # 800 rows / batch 32 = 25 steps per epoch, 2 epochs: tau = 10% of 50 steps
+    ("tr_dpo", "DPOConfig", {"sync_ref_model": True, "ref_model_mixup_alpha": 0.6, "ref_model_sync_steps": 5}),
     ("simpo", "CPOConfig", {"loss_type": "simpo", "cpo_alpha": 0.0, "beta": 2.0, "simpo_gamma": 1.0}),
     ("cpo", "CPOConfig", {"loss_type": "sigmoid", "cpo_alpha": 1.0}),
     ("alphapo", "CPOConfig", {"loss_type": "simpo", "alpha": 0.25}),
@@ -174,7 +319,7 @@ def test_trl_mapping(loss, cls, expect, tmp_path):
     from po_bench.training.trl_adapter import build_trl_config
 
     cfg = _compose([f"loss={loss}"])
-    trl_cfg = build_trl_config(cfg.loss, cfg.train, tmp_path, 0)
+    trl_cfg = build_trl_config(cfg.loss, cfg.train, tmp_path, 0, n_rows=800)
     assert type(trl_cfg).__name__ == cls
     for k, v in expect.items():
         assert getattr(trl_cfg, k) == v, (k, getattr(trl_cfg, k))
@@ -198,3 +343,85 @@ def test_loss_docs_are_generated_from_configs():
 
     r = subprocess.run([sys.executable, "scripts/gen_loss_docs.py", "--check"], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+# ---- beta-DPO: the batch-level equations, the filter and the running statistics ----------------------------
+
+def _ref_beta_dpo_batch(h, beta, alpha, momentum, margin_mean, margin_std, keep):
+    """Wu et al. (2024), beta-DPO on a batch of margins h (plain math), given which pairs the filter kept:
+    M_0 <- m M_0 + (1-m) mean(M); sigma <- m sigma + (1-m) std(M) (unbiased, torch's default, as the
+    authors' code); beta = beta_0 (1 + alpha (mean_kept M - M_0)); L = mean_kept -log sig(beta M)."""
+    n = len(h)
+    mu = sum(h) / n
+    sd = math.sqrt(sum((x - mu) ** 2 for x in h) / (n - 1))
+    m0 = momentum * margin_mean + (1 - momentum) * mu
+    sigma = momentum * margin_std + (1 - momentum) * sd
+    kept = [x for x, k in zip(h, keep) if k]
+    b = max(1e-3, beta * (1 + alpha * (sum(kept) / len(kept) - m0)))
+    return sum(-log_sig(b * x) for x in kept) / len(kept), m0, sigma, b
+
+
+def _batch_margins():
+    return [(BATCH["c"][i] - BATCH["rc"][i]) - (BATCH["r"][i] - BATCH["rr"][i]) for i in range(4)]
+
+
+@pytest.mark.parametrize("rho", [1.0, 0.5])
+def test_beta_dpo_matches_the_papers_batch_equations(rho):
+    h = _batch_margins()
+    hp = dict(beta=0.1, alpha=0.6, rho=rho, momentum=0.9, margin_mean=0.3, margin_std=0.8, step=3, seed=7)
+    out = losses.beta_dpo(_batch(requires_grad=False), **hp)
+    keep = (out.losses != 0).tolist()
+    assert sum(keep) == int(rho * 4)
+    want, m0, sigma, b = _ref_beta_dpo_batch(h, 0.1, 0.6, 0.9, 0.3, 0.8, keep)
+    assert out.losses.mean().item() == pytest.approx(want, abs=1e-9)
+    assert out.state == {"margin_mean": pytest.approx(m0), "margin_std": pytest.approx(sigma), "step": 4, "seed": 7}
+    assert out.logs["beta_dpo/beta"] == pytest.approx(b) and out.logs["beta_dpo/kept"] == sum(keep)
+
+
+def test_beta_dpo_filter_draws_by_the_gaussian_weights():
+    """The kept pairs are floor(rho*B) draws without replacement with p ~ exp(-(M_i - M_0)^2 / (2 sigma^2)):
+    the same draw as torch.multinomial on weights written with plain math; an outlier is rarely kept."""
+    h = [0.1, -0.2, 0.3, 0.0, 6.0, 0.2, -0.1, 0.05]
+    m0, sigma = 0.05, 0.4
+    w = torch.tensor([math.exp(-(x - m0) ** 2 / (2 * sigma ** 2)) for x in h], dtype=torch.float64)
+    for seed in range(5):
+        mask = losses.gaussian_keep_mask(torch.tensor(h), m0, sigma, 0.75, seed)
+        idx = torch.multinomial(w.clamp(min=1e-300), 6, replacement=False, generator=torch.Generator().manual_seed(seed))
+        assert sorted(torch.nonzero(mask).flatten().tolist()) == sorted(idx.tolist())
+    kept_outlier = sum(bool(losses.gaussian_keep_mask(torch.tensor(h), m0, sigma, 0.75, s)[4]) for s in range(200))
+    assert kept_outlier == 0  # p(6.0) / p(0) = exp(-110): never drawn while 7 central pairs remain
+    # every margin equal (step 1 from policy = reference): sigma = 0, uniform draw, no NaN
+    assert losses.gaussian_keep_mask(torch.zeros(8), 0.0, 0.0, 0.75, 0).sum() == 6
+
+
+def test_beta_dpo_running_statistics_thread_through_steps():
+    """The state returned by one call is the input of the next: M_0 and sigma are momentum averages."""
+    state = losses.beta_dpo_init(3)
+    assert state == {"margin_mean": 0.0, "margin_std": 0.0, "step": 0, "seed": 3}
+    m0 = sd = 0.0
+    for shift in (0.0, 1.0, -0.5):
+        s = _batch(requires_grad=False)
+        s.chosen_logps = s.chosen_logps + shift
+        h = [x + shift for x in _batch_margins()]
+        out = losses.beta_dpo(s, beta=0.1, alpha=0.6, rho=0.75, momentum=0.9, **state)
+        mu = sum(h) / 4
+        m0 = 0.9 * m0 + 0.1 * mu
+        sd = 0.9 * sd + 0.1 * math.sqrt(sum((x - mu) ** 2 for x in h) / 3)
+        assert out.state["margin_mean"] == pytest.approx(m0) and out.state["margin_std"] == pytest.approx(sd)
+        state = out.state
+    assert state["step"] == 3
+
+
+def test_beta_dpo_gradient():
+    """The gradient is DPO's at the batch's beta held fixed (no gradient through beta_batch), on the kept
+    pairs only, scaled by 1/|kept|."""
+    s = _batch()
+    out = losses.beta_dpo(s, beta=0.1, alpha=0.6, rho=0.75, momentum=0.9, margin_mean=0.2, margin_std=0.5,
+                          step=0, seed=1)
+    out.losses.mean().backward()
+    keep = (out.losses != 0).detach()
+    b = out.logs["beta_dpo/beta"]
+    h = torch.tensor(_batch_margins(), dtype=torch.float64)
+    want = torch.where(keep, -b * torch.sigmoid(-b * h) / keep.sum(), torch.zeros_like(h))
+    assert torch.allclose(s.chosen_logps.grad, want, atol=1e-12)
+    assert torch.allclose(s.rejected_logps.grad, -want, atol=1e-12)

@@ -130,3 +130,16 @@ def test_the_world_size_of_a_process_group_is_part_of_every_training_key():
     assert sorted(r for r in one if one[r] != two[r]) == sorted(one)  # everything downstream of SFT
     cfg = _compose(["launch=ddp", "launch.num_processes=2", "launch.main_process_port=1234", "launch.mixed_precision=no"])
     assert _keys(cfg) == two  # ports and launcher flags are how it runs, not what it builds
+
+
+def test_k_ranked_samples_key_the_samples_and_the_strategy_keys_the_pairs():
+    """dataset.k_samples draws k on-policy samples (pref_samples n = k); at k = 4 the pair strategy
+    changes the pairs and what is trained on them, not the samples; k = 2 with the defaults keeps
+    today's keys (no ranking in the pairs spec)."""
+    base = plan(_compose())
+    assert base.samples["pref_samples"]["n"] == 2 and "ranking" not in base.pairs["source"]
+    k4 = _keys(_compose(["dataset.k_samples=4"]))
+    assert plan(_compose(["dataset.k_samples=4"])).samples["pref_samples"]["n"] == 4
+    k4_all = _keys(_compose(["dataset.k_samples=4", "dataset.pair_strategy=all"]))
+    assert sorted(r for r in k4 if k4[r] != k4_all[r]) == ["generations", "pairs", "policy", "ref_logps"]
+    assert _keys(_compose(["dataset.pair_strategy=all"])) == BASE_KEYS  # k = 2: one pair whatever the strategy

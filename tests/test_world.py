@@ -76,3 +76,79 @@ def test_tokenizer_round_trips_world_text(tokenizer):
     assert ids[-1] == tokenizer.eos_token_id
     assert tokenizer.decode(ids, skip_special_tokens=True) == text
     assert len(tokenizer) == len(world.vocabulary())
+
+
+def test_heldout_prompts_share_no_keyword_set_with_training_prompts():
+    """Eval and OOD prompts are drawn from held-out keyword sets only; SFT and preference prompts from
+    the rest: no held-out prompt's keyword set (and so no prompt text) occurs in training."""
+    from po_bench.data import formats
+
+    spec = world.WorldSpec(n_sft=3000, n_pref=1600, n_eval=512, n_ood=256)
+    split = {s: world.make_prompts(spec, s) for s in ("sft", "pref", "eval", "ood")}
+    train = {frozenset(world.parse_prompt(p)) for s in ("sft", "pref") for p in split[s]}
+    for s in ("eval", "ood"):
+        assert not train & {frozenset(world.parse_prompt(p)) for p in split[s]}
+    leak = formats.leakage(split["pref"] + split["sft"], {"world_eval": split["eval"], "world_ood": split["ood"]})
+    assert leak["world_eval"]["count"] == 0 and leak["world_ood"]["count"] == 0
+    # the held-out part is a quarter of the keyword sets, fixed by the world's seed
+    assert all(world.heldout_keywords(world.parse_prompt(p), spec.seed) for p in split["eval"])
+
+
+# ---- k samples per prompt ranked by the annotator (Curry-DPO) ----------------------------------------------
+
+def _k_samples(n_prompts=24, k=4):
+    spec = world.WorldSpec(n_pref=n_prompts)
+    prompts = world.make_prompts(spec, "pref")
+    rng = np.random.default_rng(0)
+    return prompts, [[" " + world.demonstrate(spec, p, rng) for _ in range(k)] for p in prompts]
+
+
+def test_ranked_pairs_strategies_and_counts():
+    prompts, samples = _k_samples()
+    ann = world.Annotator()
+    n = {s: world.label_ranked(prompts, samples, ann, 0, s) for s in world.PAIR_STRATEGIES}
+    distinct = [len({y.strip() for y in ys}) for ys in samples]
+    assert len(n["best_vs_rest"]) == len(n["adjacent"]) == sum(d - 1 for d in distinct)
+    assert len(n["best_worst"]) == sum(d > 1 for d in distinct)
+    assert len(n["all"]) == sum(d * (d - 1) // 2 for d in distinct)
+    for p in n["best_vs_rest"]:  # the top-rated response is the chosen one of every pair of its prompt
+        assert p["ranks"][0] == 0 and p["gap"] >= 0
+    top = {p["row"]: p["chosen"] for p in n["best_vs_rest"]}
+    assert all(p["chosen"] == top[p["row"]] for p in n["best_vs_rest"])
+
+
+def test_curriculum_orders_pairs_easy_to_hard():
+    prompts, samples = _k_samples()
+    pairs = world.label_ranked(prompts, samples, world.Annotator(), 0, "best_vs_rest", "easy_to_hard")
+    gaps = [p["gap"] for p in pairs]
+    assert gaps == sorted(gaps, reverse=True) and gaps[0] > gaps[-1]
+    plain = world.label_ranked(prompts, samples, world.Annotator(), 0, "best_vs_rest", "none")
+    assert sorted(map(str, plain)) == sorted(map(str, pairs))  # the same pairs, another order
+    assert [p["row"] for p in plain] == sorted(p["row"] for p in plain)
+
+
+def test_ranking_is_the_bradley_terry_annotator_in_distribution():
+    """Ranking by s + T*Gumbel is a Plackett-Luce draw: the frequency with which a ranks above b is the
+    annotator's P(a > b) = sig((s_a - s_b) / T)."""
+    prompt = "write about apple river =>"
+    a, b, c = " apple river the apple", " river stone", " the old garden"
+    ann = world.Annotator(temperature=0.5, length_bias=0.03)
+    rng = np.random.default_rng(1)
+    n, above = 4000, 0
+    for _ in range(n):
+        order = [d["response"] for d in world.rate_samples(prompt, [a, b, c], ann, rng)]
+        above += order.index(a) < order.index(b)
+    want = ann.p_first(world.gold_reward(prompt, a), world.gold_reward(prompt, b), len(a.split()), len(b.split()))
+    assert abs(above / n - want) < 0.03, (above / n, want)
+
+
+def test_k2_defaults_keep_todays_pairs():
+    """dataset.k_samples=2 without a curriculum: the world source labels exactly as before (world.label_pairs)."""
+    from po_bench.data.sources import WorldSource
+
+    prompts, samples = _k_samples(k=2)
+    src = WorldSource({**WorldSource.spec_of(__import__("po_bench.config", fromlist=["x"]).DatasetConfig(n_pref=24))})
+    spec = src.pairs_spec()
+    assert "ranking" not in spec
+    art = WorldSource.make_pairs(spec, samples, 0)
+    assert art["train"] == world.label_pairs(prompts, samples, world.Annotator(), 0) and "ordered" not in art

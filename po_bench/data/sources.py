@@ -40,7 +40,11 @@ from po_bench.data import formats, world
 TRUNCATION_WARN = 0.05  # a console warning when more than this share of training pairs is truncated
 
 WORLD_FIELDS = ("seed", "n_sft", "n_pref", "n_eval", "n_ood", "min_keywords", "max_keywords",
-                "ood_min_keywords", "ood_max_keywords", "annotator_temperature", "annotator_length_bias")
+                "ood_min_keywords", "ood_max_keywords", "annotator_temperature", "annotator_length_bias",
+                "k_samples", "pair_strategy", "curriculum")
+# k samples per pref prompt, how pairs are built from their ranking, and their order: at these defaults
+# the world draws two samples and labels one pair per prompt (world.label_pairs), keys as before
+RANKING_DEFAULTS = {"k_samples": 2, "curriculum": "none"}
 _SPLIT_FIELDS = {  # the world fields each prompt split is drawn from (world.make_prompts)
     "sft": ("seed", "n_sft", "min_keywords", "max_keywords"),
     "pref": ("seed", "n_pref", "min_keywords", "max_keywords"),
@@ -84,23 +88,50 @@ class WorldSource:
     def prompt_spec(self, split: str) -> dict:
         return {"kind": "world", "split": split, **{k: self.spec[k] for k in _SPLIT_FIELDS[split]}}
 
+    def ranked(self) -> bool:
+        """k samples ranked by the annotator (k > 2, or a curriculum order), else today's one pair of two."""
+        return any(self.spec[k] != v for k, v in RANKING_DEFAULTS.items())
+
+    def pref_samples_n(self) -> int:
+        """On-policy samples drawn per pref prompt."""
+        return int(self.spec["k_samples"])
+
     def pairs_spec(self) -> dict:
-        """What labelling reads besides the samples: the pref prompts and the annotator."""
-        return {"kind": "world", "prompts": self.prompt_spec("pref"),
-                "annotator": {"temperature": self.spec["annotator_temperature"],
-                              "length_bias": self.spec["annotator_length_bias"]}}
+        """What labelling reads besides the samples: the pref prompts and the annotator (and, for k ranked
+        samples, the pair strategy and the curriculum order)."""
+        out = {"kind": "world", "prompts": self.prompt_spec("pref"),
+               "annotator": {"temperature": self.spec["annotator_temperature"],
+                             "length_bias": self.spec["annotator_length_bias"]}}
+        if self.ranked():
+            out["ranking"] = {k: self.spec[k] for k in ("k_samples", "pair_strategy", "curriculum")}
+        return out
 
     @staticmethod
     def make_pairs(spec: dict, samples: list[list[str]] | None, seed: int, store=None) -> dict:
-        """Label two on-policy samples per pref prompt with the annotator (identical pairs skipped)."""
+        """Label two on-policy samples per pref prompt with the annotator (identical pairs skipped); with
+        ``ranking``: rank k samples per prompt and build pairs from the ranking (world.label_ranked)."""
         prompts_ = prompts(spec["prompts"])
         ann = world.Annotator(temperature=spec["annotator"]["temperature"],
                               length_bias=spec["annotator"]["length_bias"])
+        if "ranking" in spec:
+            return WorldSource._ranked_pairs(spec["ranking"], prompts_, samples, ann, seed)
         pairs = world.label_pairs(prompts_, samples, ann, seed, world.RewardWeights())
         agree = float(np.mean([p["gold_margin"] > 0 for p in pairs])) if pairs else float("nan")
         return {"train": pairs, "eval": [],
                 "stats": {"n_pairs": len(pairs), "n_identical_skipped": len(prompts_) - len(pairs),
                           "annotator_gold_agreement": agree}}
+
+    @staticmethod
+    def _ranked_pairs(r: dict, prompts_: list, samples, ann, seed: int) -> dict:
+        pairs = world.label_ranked(prompts_, samples, ann, seed, r["pair_strategy"], r["curriculum"],
+                                   world.RewardWeights())
+        agree = float(np.mean([p["gold_margin"] > 0 for p in pairs])) if pairs else float("nan")
+        n_prompts = len({p["row"] for p in pairs})
+        return {"train": pairs, "eval": [], "ordered": r["curriculum"] != "none",
+                "stats": {"n_pairs": len(pairs), "n_identical_skipped": len(prompts_) - n_prompts,
+                          "annotator_gold_agreement": agree, "k_samples": int(r["k_samples"]),
+                          "pair_strategy": r["pair_strategy"], "curriculum": r["curriculum"],
+                          "mean_rating_gap": float(np.mean([p["gap"] for p in pairs])) if pairs else float("nan")}}
 
     @staticmethod
     def heldout_splits() -> dict[str, str]:

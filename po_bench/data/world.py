@@ -106,20 +106,38 @@ class WorldSpec:
     weights: RewardWeights = field(default_factory=RewardWeights)
 
 
-def _prompt(rng: np.random.Generator, k: int, template: str) -> str:
-    kws = rng.choice(len(CONTENT_WORDS), size=k, replace=False)
-    return f"{template} {' '.join(CONTENT_WORDS[i] for i in kws)} {PROMPT_END}"
+HELDOUT_SHARE = 4  # one keyword set in 4 is held out: only eval / OOD prompts use it
+
+
+def heldout_keywords(keywords: Iterable[str], seed: int) -> bool:
+    """Whether a keyword set belongs to the held-out part of the world (a fixed, seeded partition of
+    all keyword sets): eval and OOD prompts are drawn from it, SFT and preference prompts from the
+    rest, so no held-out prompt shares its keyword set (let alone its text) with a training prompt."""
+    import zlib
+
+    return zlib.crc32(f"{seed}:{' '.join(sorted(set(keywords)))}".encode()) % HELDOUT_SHARE == 0
+
+
+def _prompt(rng: np.random.Generator, k: int, template: str, heldout: bool, seed: int) -> str:
+    for _ in range(10_000):  # rejection sampling into this split's side of the partition
+        kws = [CONTENT_WORDS[i] for i in rng.choice(len(CONTENT_WORDS), size=k, replace=False)]
+        if heldout_keywords(kws, seed) == heldout:
+            return f"{template} {' '.join(kws)} {PROMPT_END}"
+    raise ValueError(f"no {'held-out' if heldout else 'training'} keyword set of size {k}")
 
 
 def make_prompts(spec: WorldSpec, split: str) -> list[str]:
-    """Prompts for a split: 'sft', 'pref', 'eval' (in-distribution) or 'ood'."""
+    """Prompts for a split: 'sft', 'pref', 'eval' (in-distribution) or 'ood'.  Eval and OOD prompts use
+    only held-out keyword sets (:func:`heldout_keywords`), SFT and preference prompts only the others."""
     offsets = {"sft": 1, "pref": 2, "eval": 3, "ood": 4}
     n = {"sft": spec.n_sft, "pref": spec.n_pref, "eval": spec.n_eval, "ood": spec.n_ood}[split]
     rng = np.random.default_rng([spec.seed, offsets[split]])
     if split == "ood":
         lo, hi = spec.ood_keywords
-        return [_prompt(rng, int(rng.integers(lo, hi + 1)), OOD_TEMPLATE) for _ in range(n)]
-    return [_prompt(rng, int(rng.integers(spec.min_keywords, spec.max_keywords + 1)), ID_TEMPLATE) for _ in range(n)]
+        return [_prompt(rng, int(rng.integers(lo, hi + 1)), OOD_TEMPLATE, True, spec.seed) for _ in range(n)]
+    held = split == "eval"
+    return [_prompt(rng, int(rng.integers(spec.min_keywords, spec.max_keywords + 1)), ID_TEMPLATE, held, spec.seed)
+            for _ in range(n)]
 
 
 def demonstrate(spec: WorldSpec, prompt: str, rng: np.random.Generator) -> str:
@@ -211,3 +229,71 @@ def gold_pairs(prompts: Sequence[str], samples: Sequence[Sequence[str]], weights
 def corpus(spec: WorldSpec) -> Iterable[str]:
     """Text for the tokenizer: every vocabulary word at least once."""
     yield " ".join(vocabulary())
+
+
+# ---------------------------------------------------------------------------------------------
+# k samples per prompt: a ranking by the annotator, and several pairs per prompt (Curry-DPO)
+# ---------------------------------------------------------------------------------------------
+
+PAIR_STRATEGIES = ("best_vs_rest", "adjacent", "best_worst", "all")
+CURRICULA = ("none", "easy_to_hard")
+
+
+def rate_samples(prompt: str, samples: Sequence[str], annotator: Annotator, rng: np.random.Generator,
+                 weights: RewardWeights = RewardWeights()) -> list[dict]:
+    """The annotator's ratings of k responses to one prompt, best first (identical responses kept once).
+
+    A rating is the annotator's biased score s = r* + length_bias * |y| plus temperature * Gumbel noise:
+    ranking by it is a Plackett-Luce draw whose pairwise marginals are exactly the Bradley-Terry
+    annotator's, P(a above b) = sig((s_a - s_b) / T) (:meth:`Annotator.p_first`); T = 0 ranks by s."""
+    seen, out = set(), []
+    for y in samples:
+        if y.strip() in seen:
+            continue
+        seen.add(y.strip())
+        g = gold_reward(prompt, y, weights)
+        s = g + annotator.length_bias * len(y.split())
+        noise = annotator.temperature * float(rng.gumbel()) if annotator.temperature > 0 else 0.0
+        out.append({"response": y, "rating": s + noise, "gold": g})
+    return sorted(out, key=lambda d: -d["rating"])
+
+
+def ranked_pairs(prompt: str, rated: list[dict], strategy: str, row: int) -> list[dict]:
+    """Preference pairs from one prompt's rated responses (best first).
+
+    ``best_vs_rest``: the top-rated response against each other one (Curry-DPO's multiple pairs, k-1);
+    ``adjacent``: consecutive ranks (k-1); ``best_worst``: the top against the bottom (1);
+    ``all``: every ordered pair of ranks (k(k-1)/2).  ``gap`` is the rating difference (the
+    curriculum's criterion), ``gold_margin`` the gold reward difference."""
+    n = len(rated)
+    if n < 2:
+        return []
+    if strategy == "best_vs_rest":
+        idx = [(0, j) for j in range(1, n)]
+    elif strategy == "adjacent":
+        idx = [(i, i + 1) for i in range(n - 1)]
+    elif strategy == "best_worst":
+        idx = [(0, n - 1)]
+    elif strategy == "all":
+        idx = [(i, j) for i in range(n) for j in range(i + 1, n)]
+    else:
+        raise ValueError(f"pair strategy {strategy!r}: allowed {', '.join(PAIR_STRATEGIES)}")
+    return [{"prompt": prompt, "chosen": rated[i]["response"], "rejected": rated[j]["response"],
+             "gap": rated[i]["rating"] - rated[j]["rating"], "gold_margin": rated[i]["gold"] - rated[j]["gold"],
+             "row": row, "ranks": [i, j]} for i, j in idx]
+
+
+def label_ranked(prompts: Sequence[str], samples: Sequence[Sequence[str]], annotator: Annotator, seed: int,
+                 strategy: str, curriculum: str = "none", weights: RewardWeights = RewardWeights()) -> list[dict]:
+    """k on-policy samples per prompt -> the annotator's ranking -> pairs by ``strategy``; with
+    ``curriculum="easy_to_hard"`` the pairs are sorted by rating gap, largest (easiest) first (Curry-DPO's
+    ordering; ties keep prompt order), else they stay in prompt order."""
+    rng = np.random.default_rng([seed, 22])
+    pairs = []
+    for i, (p, ys) in enumerate(zip(prompts, samples)):
+        pairs += ranked_pairs(p, rate_samples(p, ys, annotator, rng, weights), strategy, i)
+    if curriculum == "easy_to_hard":
+        pairs = sorted(pairs, key=lambda d: -d["gap"])
+    elif curriculum != "none":
+        raise ValueError(f"curriculum {curriculum!r}: allowed {', '.join(CURRICULA)}")
+    return pairs

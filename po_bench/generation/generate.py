@@ -10,7 +10,10 @@ from __future__ import annotations
 import torch
 from tqdm.auto import tqdm
 
+from po_bench.generation.chat import stop_token_ids
 from po_bench.generation.logprobs import render_prompt
+
+
 
 
 @torch.no_grad()
@@ -26,7 +29,7 @@ def generate_hf(model, tokenizer, prompts, gen_cfg, seed: int, desc: str = "gene
         torch.manual_seed(hash((int(seed), b)) % (2**31))
         do_sample = gen_cfg.temperature > 0
         kw = dict(max_new_tokens=gen_cfg.max_new_tokens, do_sample=do_sample,
-                  pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+                  pad_token_id=tokenizer.pad_token_id, eos_token_id=stop_token_ids(tokenizer))
         if do_sample:
             kw.update(temperature=gen_cfg.temperature, top_p=gen_cfg.top_p, top_k=0)
         out = model.generate(**enc, **kw)

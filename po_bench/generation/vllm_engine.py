@@ -128,7 +128,8 @@ def close_engine() -> None:
     gc.collect()
 
 
-def sampling_params(gen_cfg: Any, seed: int, eos_token_id: int | None, n: int = 1):
+def sampling_params(gen_cfg: Any, seed: int, eos_token_id, n: int = 1):
+    """``eos_token_id``: one id or the list of stop ids (generate.stop_token_ids: EOS + end of turn)."""
     from vllm import SamplingParams
 
     temp = float(_opt(gen_cfg, "temperature", 1.0))
@@ -138,7 +139,7 @@ def sampling_params(gen_cfg: Any, seed: int, eos_token_id: int | None, n: int = 
     else:
         kw.update(temperature=0.0)
     if eos_token_id is not None:
-        kw["stop_token_ids"] = [int(eos_token_id)]
+        kw["stop_token_ids"] = [int(x) for x in (eos_token_id if isinstance(eos_token_id, (list, tuple)) else [eos_token_id])]
     return SamplingParams(**kw)
 
 
@@ -151,9 +152,11 @@ def generate_vllm_ids(model_path, tokenizer, prompts: Sequence, gen_cfg: Any, se
         return []
     llm = get_engine(model_path, gen_cfg)
     n = int(_opt(gen_cfg, "n", 1))
-    eos = tokenizer.eos_token_id
+    from po_bench.generation.chat import stop_token_ids
+
+    stops = stop_token_ids(tokenizer)  # EOS and the chat template's end-of-turn token(s)
     ids = prompt_token_ids(tokenizer, prompts)
-    params = [sampling_params(gen_cfg, prompt_seed(seed, i), eos, n) for i in range(len(ids))]
+    params = [sampling_params(gen_cfg, prompt_seed(seed, i), stops, n) for i in range(len(ids))]
     outs = llm.generate([TokensPrompt(prompt_token_ids=x) for x in ids], params,
                         use_tqdm=bool(_opt(gen_cfg, "progress", False)))
     result = []
@@ -161,7 +164,7 @@ def generate_vllm_ids(model_path, tokenizer, prompts: Sequence, gen_cfg: Any, se
         samples = []
         for c in sorted(o.outputs, key=lambda c: c.index):
             t = list(c.token_ids)
-            if eos is not None and t and t[-1] == eos:
+            if t and t[-1] in stops:
                 t = t[:-1]
             samples.append(t)
         result.append(samples)

@@ -98,11 +98,31 @@ class MTBenchJudge:
     def generate_answers(self, generate_fn: GenerateFn) -> list[list[str]]:
         """Both turns for every question: [[answer_1, answer_2], ...]."""
         qs = self.questions()
-        convs1 = [[{"role": "user", "content": q["turns"][0]}] for q in qs]
-        a1 = [a.strip() for a in generate_fn(convs1)]
+        temps = to_plain(cfg_get(self.cfg, "answer_temperature_by_category")) or {}
+        import inspect
+
+        if temps and "temperature" not in inspect.signature(generate_fn).parameters:
+            log.warning("mt_bench: the answer function takes no temperature: FastChat's per-category "
+                        "temperatures are not applied")
+            temps = {}
+
+        def by_temperature(convs: list) -> list[str]:
+            """FastChat's per-category temperatures: one generate call per temperature."""
+            if not temps:
+                return [a.strip() for a in generate_fn(convs)]
+            out: list = [None] * len(convs)
+            groups: dict = {}
+            for i, q in enumerate(qs):
+                groups.setdefault(float(temps.get(q["category"], 0.7)), []).append(i)
+            for t, idx in sorted(groups.items()):
+                for i, a in zip(idx, generate_fn([convs[i] for i in idx], temperature=t)):
+                    out[i] = a.strip()
+            return out
+
+        a1 = by_temperature([[{"role": "user", "content": q["turns"][0]}] for q in qs])
         convs2 = [[{"role": "user", "content": q["turns"][0]}, {"role": "assistant", "content": x},
                    {"role": "user", "content": q["turns"][1]}] for q, x in zip(qs, a1)]
-        a2 = [a.strip() for a in generate_fn(convs2)]
+        a2 = by_temperature(convs2)
         return [[x, y] for x, y in zip(a1, a2)]
 
     def structured_outputs(self) -> dict | None:

@@ -330,7 +330,7 @@ def loss_trl_args(loss_cfg, train_cfg, n_rows: int | None) -> tuple[dict, dict]:
 
 
 def build_trl_config(loss_cfg, train_cfg, out_dir, seed: int, precompute_ref: bool = False,
-                     n_rows: int | None = None):
+                     n_rows: int | None = None, ordered: bool = False):
     """The TRL config object a loss maps onto: training hyperparameters + the loss's beta and args.
 
     Every field is passed by name (:data:`TRAIN_FIELD_MAP`); a training field or loss argument with
@@ -347,6 +347,10 @@ def build_trl_config(loss_cfg, train_cfg, out_dir, seed: int, precompute_ref: bo
         origin.update(lorigin)
     kwargs["beta"] = loss_cfg.beta
     origin["beta"] = "loss.beta"
+    if ordered:  # a curriculum (dataset.curriculum): batches in the dataset's order, transformers' documented
+        # TrainingArguments.train_sampling_strategy="sequential" (a SequentialSampler instead of RandomSampler)
+        kwargs["train_sampling_strategy"] = "sequential"
+        origin["train_sampling_strategy"] = "dataset.curriculum"
     if loss_cfg.backend in ("dpo", "pobench"):
         # reference-free po-bench losses take the "precomputed" path with nothing to precompute,
         # so that TRL neither builds nor runs a reference model
@@ -384,11 +388,13 @@ def train_preference(
     ref_logps_cache: tuple[Callable[[], Any], Callable[[Any], None]] | None = None,
     model_cfg=None,
     save_dir=None,
+    ordered: bool = False,
 ) -> dict:
     """Run the loss's TRL trainer on preference pairs; returns the logged history and final loss.
 
     ``ref_logps_cache`` is a (load, save) pair used by the DPO backend to read/write the reference
     log-probs of the training set through po-bench's artifact store instead of recomputing them.
+    ``ordered``: train on the pairs in their order (a curriculum), not shuffled.
     """
     from datasets import Dataset
 
@@ -398,11 +404,13 @@ def train_preference(
     if dict(loss_cfg.args).get("sync_ref_model"):  # TR-DPO: the reference moves, nothing to cache
         ref_logps_cache = None
     kto_rows = None
+    if ordered and backend == "kto":
+        raise ValueError(f"loss={loss_cfg.name}: KTO reorders its unpaired rows; a curriculum order needs a paired loss")
     if backend == "kto":
         kto_rows = kto_order(pairs if "label" in pairs[0] else unpaired_view(pairs), int(train_cfg.batch_size), seed)
     args = build_trl_config(loss_cfg, train_cfg, out_dir, seed,
                             precompute_ref=ref_logps_cache is not None and needs_ref,
-                            n_rows=len(kto_rows) if kto_rows is not None else len(pairs))
+                            n_rows=len(kto_rows) if kto_rows is not None else len(pairs), ordered=ordered)
     cast_for_precision(policy, precision_of(train_cfg))
     peft = peft_config(model_cfg)
     extra = {"peft_config": peft} if peft is not None else {}
@@ -559,7 +567,15 @@ def _pobench_trainer(base_cls, function: str, hparams: dict, needs_ref: bool):
                     self._pob_delta = running_mean_update(*getattr(self, "_pob_delta", (0.0, 0)), rewards)
                 state["delta"] = getattr(self, "_pob_delta", (0.0, 0))[0]
                 m["bco/delta"].append(state["delta"])
+            if spec.init_state is not None:  # a loss with running state (beta-DPO): held here, pure in losses.py
+                if getattr(self, "_pob_state", None) is None:
+                    self._pob_state = spec.init_state(self.args.seed)
+                state.update(self._pob_state)
             out = spec.fn(stats, beta=self.beta, **hparams, **state)
+            if out.state is not None and mode == "train":  # eval batches read the state, never move it
+                self._pob_state = out.state
+            for k, v in (out.logs or {}).items():
+                m[k].append(float(v))
             loss = out.losses.mean()
             m["rewards/chosen"].append(out.chosen_rewards.mean().item())
             m["rewards/rejected"].append(out.rejected_rewards.mean().item())
