@@ -240,3 +240,52 @@ def test_slurm_jobs_take_their_shape_from_the_launch_and_sweeps_are_chunked():
     overrides = OverridesParser.create().parse_overrides([f"seed={','.join(str(i) for i in range(2232))}"])
     batches = GridSweeper.split_arguments(overrides, cfg.hydra.sweeper.max_batch_size)
     assert [len(b) for b in batches] == [1000, 1000, 232]
+
+
+@pytest.mark.slow
+def test_slurm_requeue_resumes_training_from_its_last_checkpoint(tmp_path, slurm_cluster):
+    """A job requeued in the middle of training (``scontrol requeue``: what a preemption or a time
+    limit with max_num_timeout > 0 does) runs again, reuses every finished artifact and resumes the
+    policy from its last complete Trainer checkpoint; the checkpoints are deleted once it is done."""
+    conf, partition = slurm_cluster
+    env = dict(os.environ, SLURM_CONF=conf, TOKENIZERS_PARALLELISM="false", HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT))
+    env.pop("PO_BENCH_CACHE", None)
+    cache, sweep = tmp_path / "cache", tmp_path / "sweep"
+    args = ["-m", "hydra/launcher=slurm", f"hydra.launcher.partition={partition or 'null'}",
+            "hydra.launcher.gpus_per_node=null", "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=2",
+            "hydra.launcher.timeout_min=20", "hydra.launcher.max_num_timeout=2",
+            "dataset.n_sft=200", "dataset.n_pref=256", "dataset.n_eval=16", "dataset.n_ood=8", "train.sft_epochs=1",
+            "train.batch_size=4", "train.max_steps=300", "train.save_steps=20", "train.logging_steps=10", "threads=1",
+            "tracking=none", "generation.progress=false", "train.progress=false", "loss=dpo",
+            f"cache_dir={cache}", f"hydra.sweep.dir={sweep}"]
+    proc = subprocess.Popen([sys.executable, "-m", "po_bench", *args], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 600
+        while not list((cache / "v2" / "policy").glob(".*.work/trainer/checkpoint-*/trainer_state.json")):
+            assert proc.poll() is None, proc.stdout.read()[-3000:]
+            assert time.monotonic() < deadline, "no training checkpoint within 10 minutes"
+            time.sleep(0.5)
+        jobs = subprocess.run(["squeue", "-h", "-o", "%i"], env=env, capture_output=True, text=True, timeout=30)
+        job = jobs.stdout.split()[0]
+        rq = subprocess.run(["scontrol", "requeue", job], env=env, capture_output=True, text=True, timeout=30)
+        assert rq.returncode == 0, rq.stderr
+        out, _ = proc.communicate(timeout=900)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out[-3000:]
+    show = subprocess.run(["scontrol", "-o", "show", "job", job], env=env, capture_output=True, text=True, timeout=30)
+    assert "Restarts=1" in show.stdout or show.returncode != 0  # slurmctld may already have purged the job
+    (run,) = _done_runs_list(sweep)
+    assert {k.split("/")[0] for k in run["metrics"]["artifacts"]["hits"]} >= {"sft", "pairs"}  # reused after the requeue
+    (policy,) = (cache / "v2" / "policy").glob("*/train_metrics.json")
+    facts = json.loads(policy.read_text())
+    assert facts["resumed"] and facts["history"][0]["step"] > 20 and facts["steps"] == 300
+    assert not list(policy.parent.glob("trainer/checkpoint-*"))  # cleaned up once complete
+
+
+def _done_runs_list(sweep):
+    runs = [json.loads(p.read_text()) for p in sorted(sweep.glob("*/run.json"))]
+    assert [r["status"] for r in runs] == ["done"] * len(runs), [r.get("error") for r in runs]
+    return runs

@@ -425,3 +425,18 @@ def test_beta_dpo_gradient():
     want = torch.where(keep, -b * torch.sigmoid(-b * h) / keep.sum(), torch.zeros_like(h))
     assert torch.allclose(s.chosen_logps.grad, want, atol=1e-12)
     assert torch.allclose(s.rejected_logps.grad, -want, atol=1e-12)
+
+
+@pytest.mark.parametrize("overrides, needle", [
+    (["loss=curry_dpo"], "loss=curry_dpo needs dataset.k_samples=4 (got 2)"),
+    (["loss=curry_dpo", "dataset.k_samples=4"], "needs dataset.curriculum=easy_to_hard"),
+    (["dataset.k_samples=1"], "dataset.k_samples=1: must be >= 2"),
+    (["dataset.pair_strategy=top"], "dataset.pair_strategy='top': allowed best_vs_rest, adjacent, best_worst, all"),
+    (["loss=kto", "dataset.curriculum=easy_to_hard"], "a curriculum order needs a paired loss"),
+    (["loss=beta_dpo", "loss.args.rho=0"], "loss.args.rho=0 for beta_dpo: allowed (0, 1]"),
+])
+def test_ranked_data_and_method_requirements_fail_at_config_time(overrides, needle):
+    with pytest.raises(ConfigError) as e:
+        validate(_compose(overrides))
+    assert needle in str(e.value)
+    validate(_compose(["loss=curry_dpo", "dataset.k_samples=4", "dataset.curriculum=easy_to_hard"]))

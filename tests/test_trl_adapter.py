@@ -313,8 +313,7 @@ def test_curriculum_order_is_kept_by_the_trainer(tokenizer, pairs, tmp_path):
         ids, cm, am = batch["input_ids"], batch["completion_mask"], batch["attention_mask"]
         for i in range(8):  # TRL stacks chosen then rejected: row i's prompt is dataset row 8j + i's
             got = ids[i][(am[i] == 1) & (cm[i] == 0)].tolist()
-            assert got == tokenizer(rows[8 * j + i]["prompt"], add_special_tokens=False)["input_ids"] or \
-                tokenizer.decode(got).strip() == rows[8 * j + i]["prompt"].strip()
+            assert tokenizer.decode(got).strip() == rows[8 * j + i]["prompt"].strip()  # (random: 0 of 8 match)
     res = trl_adapter.train_preference(model, copy.deepcopy(model), tokenizer, pairs[:16], loss_cfg, train,
                                        tmp_path / "run", 0, ordered=True)
     assert res["steps"] == 2
