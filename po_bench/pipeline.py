@@ -85,7 +85,8 @@ def run(cfg, out_dir: str | Path) -> dict:
                 loaded.clear()
                 sft_model = release(sft_model)
             # TRL streams the training curves to the run's wandb run while it trains (rank 0)
-            with tracking.live_run_env(cfg.tracking, out_dir, *tracking.group_and_name(cfg, out_dir)):
+            with tracking.live_run_env(cfg.tracking, out_dir, *tracking.group_and_name(cfg, out_dir),
+                                       init_here=cfg.launch.strategy == "local"):
                 policy_dir = stages.get(store, "policy", p.policy, train_opts, launch=cfg.launch,
                                         tokenizer=tokenizer)
             policy = stages.load_model(str(policy_dir), p.policy["model"])

@@ -114,3 +114,22 @@ def test_live_run_env_is_a_no_op_when_tracking_is_off(tmp_path):
     with live_run_env(NS(backend="none", mode="auto"), tmp_path, "g", "n") as run_id:
         assert run_id is None and tracking.LIVE_FLAG not in os.environ
     assert not (tmp_path / "wandb").exists()
+
+
+@pytest.mark.slow
+def test_a_sweep_of_training_runs_streams_each_run_offline_without_a_key(tmp_path):
+    """Several training runs in one process (the basic launcher): each opens its own offline run
+    with per-step training metrics; no run asks for an API key (a settings singleton fixed by the
+    first run must not make a later run online)."""
+    from .conftest import ROOT, SMALL, read_runs, run_cli
+
+    args = ["-m", "loss=dpo,ipo", "seed=0", *[a for a in SMALL if a != "tracking=none"], "tracking=wandb",
+            "train.max_steps=4", "train.logging_steps=1", f"cache_dir={tmp_path}/cache", f"hydra.sweep.dir={tmp_path}/s"]
+    r = run_cli(args, tmp_path, timeout=900)  # no WANDB_API_KEY here: offline
+    assert r.returncode == 0, r.stderr[-3000:]
+    runs = read_runs(tmp_path / "s")
+    assert [x["status"] for x in runs] == ["done", "done"], [x.get("error") for x in runs]
+    for run in runs:
+        (folder,) = sorted(run["_dir"].glob("wandb/offline-run-*"))
+        hist = _read_when_written(folder, lambda rd: any("train/loss" in h for h in rd["history"]))["history"]
+        assert [h["train/global_step"] for h in hist if "train/loss" in h][:4] == [1, 2, 3, 4]

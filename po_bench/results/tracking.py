@@ -18,11 +18,14 @@ With no ``WANDB_API_KEY`` the mode is offline: files under the run's output fold
 from __future__ import annotations
 
 import json
+import logging
 import os
 import struct
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger("po_bench")
 
 SECRET_MARKERS = ("api_key", "token", "secret", "password")
 
@@ -66,11 +69,13 @@ def group_and_name(cfg, out_dir: Path) -> tuple[str, str]:
 
 
 @contextmanager
-def live_run_env(tcfg, out_dir: str | Path, group: str, name: str):
+def live_run_env(tcfg, out_dir: str | Path, group: str, name: str, init_here: bool = True):
     """Wrap a run's training in this: TRL then streams its curves to the run's wandb run while it
     trains (offline files under ``<out_dir>/wandb/`` without ``WANDB_API_KEY``), and :func:`log_run`
     afterwards appends to the same run.  Yields the run id, or None when tracking is off.  The
-    environment is restored on exit; the wandb run stays open for :func:`log_run` to finish."""
+    environment is restored on exit; the wandb run stays open for :func:`log_run` to finish.
+    ``init_here=False`` (training in a process group): the run is opened by rank 0 of the group,
+    from the environment."""
     if _off(tcfg):
         yield None
         return
@@ -93,6 +98,17 @@ def live_run_env(tcfg, out_dir: str | Path, group: str, name: str):
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
+        if init_here:  # the run is opened here with explicit settings; TRL's wandb callback reuses it
+            # (left to the callback, wandb.init would take its mode from a settings singleton that an
+            # earlier run of this process fixed, e.g. online without a key under a sweep's basic launcher)
+            try:
+                import wandb
+
+                wandb.init(project=tcfg.project, entity=tcfg.entity, group=tcfg.group or group, name=name,
+                           id=run_id, resume="allow", mode=_mode(tcfg), dir=str(out_dir), reinit="finish_previous")
+            except Exception as e:  # noqa: BLE001  (tracking never fails a run: no live curves, said once)
+                log.warning("wandb: live training curves are off for this run (%s: %s)", type(e).__name__, e)
+                os.environ.pop(LIVE_FLAG, None)
         yield run_id
     finally:
         for k, v in saved.items():
