@@ -170,7 +170,8 @@ def data_report(cfg, p, pairs_art: dict | None, tokenizer) -> dict:
         return {}
     src, pairs = p.source, pairs_art["train"]
     stats = {**pairs_art["stats"], **src.describe(pairs, tokenizer, cfg.train.max_length)}
-    n_prompts = len({x["prompt"] for x in pairs})  # several pairs per prompt from k ranked samples (Curry-DPO)
+    # several pairs per prompt from k ranked samples (Curry-DPO); conversational prompts are message lists
+    n_prompts = len({formats.prompt_key(x["prompt"]) for x in pairs})
     if src.onpolicy:
         stats.setdefault("k_samples", src.pref_samples_n())
     stats["pairs_per_prompt"] = len(pairs) / n_prompts if n_prompts else 0.0

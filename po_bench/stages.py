@@ -71,7 +71,6 @@ def _distributed(launch: dict | None) -> bool:
 
 def build_sft(spec: dict, out: Path, store: Store, opts: dict | None = None, launch: dict | None = None) -> None:
     from po_bench.training import models, trl_adapter
-    from po_bench.training.launch import is_main
 
     seed = int(spec["seed"])
     seed_everything(seed)
@@ -91,13 +90,7 @@ def build_sft(spec: dict, out: Path, store: Store, opts: dict | None = None, lau
                                      save_dir=out if _distributed(launch) else None)
         if report is not None:
             info["data"] = report
-    if not _distributed(launch) or spec["train"] is None:
-        if is_main():
-            model.save_pretrained(str(out))
-            tok.save_pretrained(str(out))
-    if is_main():  # one writer under a process group
-        atomic_write_json(out / "train_metrics.json", info)
-        cleanup_checkpoints(out / "trainer", (opts or {}).get("keep_checkpoints", False))
+    publish(out, model, tok, info, opts, saved_by_trainer=_distributed(launch) and spec["train"] is not None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -169,7 +162,6 @@ def load_tokenizer_plain(path: str):
 def build_policy(spec: dict, out: Path, store: Store, opts: dict | None = None, launch: dict | None = None, *,
                  tokenizer=None) -> None:
     from po_bench.training import trl_adapter
-    from po_bench.training.launch import is_main
 
     seed = int(spec["seed"])
     start = checkpoint_dir(store, spec["start"])
@@ -191,13 +183,22 @@ def build_policy(spec: dict, out: Path, store: Store, opts: dict | None = None, 
                                        ref_logps_cache=cache, model_cfg=OmegaConf.create(spec["model"]),
                                        save_dir=out if dist else None, ordered=bool(pairs_art.get("ordered")))
     pol = res.pop("model")
-    if not dist:
-        pol = trl_adapter.merged(pol)  # LoRA adapters merged: a plain checkpoint
-        pol.save_pretrained(str(out))
+    publish(out, pol if dist else trl_adapter.merged(pol), tokenizer, res, opts, saved_by_trainer=dist)
+
+
+def publish(out: Path, model, tokenizer, info: dict, opts: dict | None, saved_by_trainer: bool) -> None:
+    """Finish a training artifact, on rank 0 only (the one writer under a process group): the
+    weights (unless the trainer saved consolidated ones itself), the training facts, and no
+    leftover Trainer checkpoints."""
+    from po_bench.training.launch import is_main
+
+    if not is_main():
+        return
+    if not saved_by_trainer:
+        model.save_pretrained(str(out))
         tokenizer.save_pretrained(str(out))
-    if is_main():  # one writer under a process group
-        atomic_write_json(out / "train_metrics.json", res)
-        cleanup_checkpoints(out / "trainer", (opts or {}).get("keep_checkpoints", False))
+    atomic_write_json(out / "train_metrics.json", info)
+    cleanup_checkpoints(out / "trainer", (opts or {}).get("keep_checkpoints", False))
 
 
 def cleanup_checkpoints(trainer_dir: Path, keep: bool) -> None:
