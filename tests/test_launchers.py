@@ -9,6 +9,7 @@ and stops it, or uses one already up when PO_BENCH_SLURM_CONF names its slurm.co
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import shutil

@@ -27,7 +27,8 @@ def _dry(*args: str) -> str:
 
 
 def _install_stamp_fresh() -> None:
-    stamp = ROOT / ".venv" / ".po-bench-installed"
+    stamps = sorted((ROOT / ".venv").glob(".po-bench-installed-*"))  # one per EXTRA (Makefile)
+    stamp = stamps[0] if stamps else ROOT / ".venv" / ".po-bench-installed-cpu"
     if not stamp.exists() or stamp.stat().st_mtime < max((ROOT / f).stat().st_mtime
                                                          for f in ("pyproject.toml", "requirements-cpu.lock")):
         pytest.skip("the venv's install stamp is older than pyproject.toml: make would reinstall")
