@@ -238,7 +238,7 @@ class LaunchConfig:
     num_machines: int = 1
     machine_rank: int = 0  # this machine's rank (Slurm: $SLURM_NODEID, set by the srun wrapper)
     main_process_ip: str = "127.0.0.1"
-    main_process_port: int = 29500
+    main_process_port: int = 0  # 0: a free port (one machine); several machines need a fixed one
     # accelerate launch --mixed_precision; null: follows train.precision (bf16-mixed -> bf16, else no),
     # which is what the Trainer itself uses
     mixed_precision: Optional[str] = None
@@ -495,6 +495,9 @@ def _validate_launch(cfg) -> None:
     _check(la.strategy != "local" or la.num_processes * la.num_machines == 1,
            f"launch=local runs in one process; for {la.num_processes * la.num_machines} processes use launch=ddp "
            "(or fsdp, zero2, zero3)")
+    _check(la.num_machines == 1 or la.main_process_port > 0,
+           f"launch.num_machines={la.num_machines}: set launch.main_process_port (every machine must reach the "
+           "same rendezvous port on launch.main_process_ip)")
     _check(la.mixed_precision in (None, "no", "bf16"),
            f"launch.mixed_precision={la.mixed_precision!r}: allowed null (follow train.precision), no, bf16")
     if la.mixed_precision is not None:

@@ -70,7 +70,8 @@ def test_cpu_ddp_uses_torchrun_and_gpu_strategies_use_accelerate():
                                              "launcher": "torchrun"}), ["sft", "s.json"])
     assert cpu[1:3] == ["-m", "torch.distributed.run"] and cpu[cpu.index("--nproc_per_node") + 1] == "2"
     assert cpu[-4:] == ["-m", "po_bench.stages", "sft", "s.json"]
-    z3 = launcher.command(_compose(["launch=zero3", "launch.num_machines=2", "launch.machine_rank=1"]).launch, ["policy"],
+    z3 = launcher.command(_compose(["launch=zero3", "launch.num_machines=2", "launch.machine_rank=1",
+                                   "launch.main_process_port=29500"]).launch, ["policy"],
                           precision="bf16-mixed")
     assert z3[1:3] == ["-m", "accelerate.commands.launch"]
     assert z3[z3.index("--config_file") + 1] == str(ROOT / "conf" / "accelerate" / "deepspeed_zero3.yaml")
@@ -79,7 +80,7 @@ def test_cpu_ddp_uses_torchrun_and_gpu_strategies_use_accelerate():
 
 
 def test_multi_node_under_slurm_starts_one_launcher_per_node():
-    cmd = launcher.command(_compose(["launch=fsdp", "launch.num_machines=4", "launch.srun=true",
+    cmd = launcher.command(_compose(["launch=fsdp", "launch.num_machines=4", "launch.srun=true", "launch.main_process_port=29500",
                                      "launch.launcher=accelerate"]).launch, ["policy"])
     assert cmd[:5] == ["srun", "--ntasks-per-node", "1", "--nodes", "4"]
     assert "--machine_rank $SLURM_NODEID" in cmd[-1]  # expanded by each node's shell
@@ -146,7 +147,7 @@ def test_scoring_batches_are_bounded_by_tokens_not_sequences(tokenizer):
 
 @pytest.mark.slow
 def test_ddp_two_processes_train_a_world_run_and_a_sweep(tmp_path):
-    args = [*SMALL, "threads=1", "launch=ddp", "launch.num_processes=2", f"launch.main_process_port={_port()}",
+    args = [*SMALL, "threads=1", "launch=ddp", "launch.num_processes=2",  # no port: torchrun --standalone
             "train.global_batch_size=16", "train.batch_size=8", f"cache_dir={tmp_path}/cache"]
     r = run_cli(["-m", "loss=dpo,ipo", *args, f"hydra.sweep.dir={tmp_path}/sweep"], ROOT, timeout=1500)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -200,3 +201,12 @@ def test_two_machine_ranks_on_localhost(tmp_path):
 
     AutoModelForCausalLM.from_pretrained(str(out))  # consolidated weights that reload
 
+
+
+def test_one_machine_without_a_port_takes_a_free_one_and_several_machines_need_one():
+    cmd = launcher.command(OmegaConf.create({**_compose(["launch=ddp"]).launch, "launcher": "torchrun"}), ["sft"])
+    assert "--standalone" in cmd and "--master_port" not in cmd  # torchrun's own free-port rendezvous
+    acc = launcher.command(OmegaConf.create({**_compose(["launch=ddp"]).launch, "launcher": "accelerate"}), ["sft"])
+    assert int(acc[acc.index("--main_process_port") + 1]) > 0
+    with pytest.raises(ConfigError, match="set launch.main_process_port"):
+        validate(_compose(["launch=fsdp", "launch.num_machines=2"]))

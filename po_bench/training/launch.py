@@ -31,6 +31,15 @@ log = logging.getLogger("po_bench")
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def free_port() -> int:
+    """A free TCP port on this machine (for a one-machine process group)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def world_size(launch) -> int:
     return 1 if launch.strategy == "local" else int(launch.num_processes) * int(launch.num_machines)
 
@@ -66,8 +75,13 @@ def command(launch, module_args: list[str], precision: str | None = None) -> lis
             cmd += ["--config_file", str(cfg if cfg.is_absolute() else ROOT / cfg)]
         cmd += ["--num_processes", str(world_size(launch)), "--num_machines", str(launch.num_machines),
                 "--machine_rank", node_rank, "--main_process_ip", str(launch.main_process_ip),
-                "--main_process_port", str(launch.main_process_port), "--mixed_precision", mixed,
+                "--main_process_port", str(launch.main_process_port or free_port()), "--mixed_precision", mixed,
                 "-m", "po_bench.stages", *module_args]
+    elif int(launch.num_machines) == 1 and not launch.main_process_port:
+        # one machine, no port asked for: torchrun's standalone rendezvous takes a free port, so two
+        # runs on one node (a parallel sweep, two Slurm jobs sharing a node) never collide
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+               str(launch.num_processes), "-m", "po_bench.stages", *module_args]
     else:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(launch.num_processes),
                "--nnodes", str(launch.num_machines), "--node_rank", node_rank,
