@@ -83,7 +83,8 @@ def run(cfg, out_dir: str | Path) -> dict:
             generate.release()  # a vLLM engine from the sampling stages frees its memory first
             if cfg.launch.strategy != "local":  # the process group gets the devices to itself
                 loaded.clear()
-                sft_model = release(sft_model)
+                sft_model = None
+                free_accelerator_memory()
             # TRL streams the training curves to the run's wandb run while it trains (rank 0)
             with tracking.live_run_env(cfg.tracking, out_dir, *tracking.group_and_name(cfg, out_dir),
                                        init_here=cfg.launch.strategy == "local"):
@@ -151,15 +152,14 @@ def run(cfg, out_dir: str | Path) -> dict:
     return metrics
 
 
-def release(model) -> None:
-    """Drop a model the parent holds (and its accelerator memory) before a process group trains."""
-    del model
+def free_accelerator_memory() -> None:
+    """Collect the models this process dropped and hand their accelerator memory back, before a
+    process group trains."""
     import gc
 
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
-    return None
 
 
 def data_report(cfg, p, pairs_art: dict | None, tokenizer) -> dict:

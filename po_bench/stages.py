@@ -135,7 +135,8 @@ def build_pairs(spec: dict, store: Store, opts: dict | None = None) -> dict:
         art = src.make_pairs(spec["source"], get(store, "samples", spec["samples"]), seed)
     else:
         tok_model = spec["tokenizer"]
-        tokenizer = load_tokenizer_plain(checkpoint_dir(store, {"base": tok_model}))
+        # the tokenizer (and chat template) the run trains with, so prompt lengths are counted as trained
+        tokenizer = load_tokenizer(checkpoint_dir(store, {"base": tok_model}), tok_model)
         art = src.make_pairs(spec["source"], None, seed, paired=spec["view"] == "pairs", tokenizer=tokenizer,
                              max_length=int(spec["max_length"]))
     pairs = art["train"]
@@ -147,12 +148,6 @@ def build_pairs(spec: dict, store: Store, opts: dict | None = None) -> dict:
     if not pairs:
         raise RuntimeError("no preference pairs left after labelling (every sample pair was identical)")
     return art
-
-
-def load_tokenizer_plain(path: str):
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(str(path))
 
 
 # ---------------------------------------------------------------------------------------------
