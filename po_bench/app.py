@@ -43,6 +43,10 @@ def run_job(cfg: DictConfig) -> dict | None:
     multirun = hc.mode == RunMode.MULTIRUN
     config = OmegaConf.to_container(cfg, resolve=True)
     previous = _finished_record(out_dir, config)
+    if multirun:  # the end-of-sweep report counts this launch's jobs by this mark, not by file times
+        from po_bench.results.sweep_report import mark_job
+
+        mark_job(hc.sweep.dir, out_dir, skipped=previous is not None)
     if previous is not None:  # relaunching a sweep: runs already done are skipped
         log.info("already done, skipped: %s", out_dir / "run.json")
         return previous["metrics"]
@@ -129,6 +133,9 @@ def _remove_config_error_folder(out_dir: Path) -> bool:
 
     if not out_dir.is_dir():
         return False
+    from po_bench.results.sweep_report import JOB_MARKER
+
+    (out_dir / JOB_MARKER).unlink(missing_ok=True)  # the config error is counted, not the folder
     own = {".hydra", "wandb", f"{HydraConfig.get().job.name}.log"}
     if any(p.name not in own for p in out_dir.iterdir()):
         return False
