@@ -15,13 +15,14 @@ export TOKENIZERS_PARALLELISM := false
 OFFLINE := HF_HUB_OFFLINE=1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 
-.PHONY: install test test-fast demo clean help table-survey table-simpo table-noise table-hitchhiker figure-frontier
+.PHONY: install test test-fast demo clean help table-survey table-simpo table-noise table-hitchhiker figure-frontier table-beyond-pairs
 
 help:
 	@echo "make demo       the main job: a 5-method x 2-seed sweep on the embedded world -> results/demo.{md,csv,png}"
 	@echo "make test       the test suite (what CI runs)"
 	@echo "make test-fast  the suite without the slow end-to-end tests"
 	@echo "make table-survey / table-simpo / table-noise / table-hitchhiker / figure-frontier   paper presets (SCALE=tiny here; SCALE=paper on GPUs)"
+	@echo "make table-beyond-pairs   issue 17: ranked, listwise, adaptive, fine-grained, fused-reference and SFT-side methods vs DPO/SimPO (world)"
 	@echo "make install    create $(VENV) and install (done automatically by the targets above)"
 
 install: $(STAMP)
@@ -95,6 +96,10 @@ table-noise: $(STAMP)
 
 table-hitchhiker: $(STAMP)
 	$(call sweep_table,hitchhiker$(SUFFIX),experiment=hitchhiker scale=$(SCALE))
+
+# issue 17's methods beyond one pair per prompt next to DPO and SimPO (world only: tiny scale)
+table-beyond-pairs: $(STAMP)
+	$(call sweep_table,beyond-pairs,experiment=beyond_pairs scale=tiny)
 
 figure-frontier: $(STAMP)
 	$(call sweep_table,frontier$(SUFFIX),experiment=dpo_frontier scale=$(SCALE),--color-by loss.beta)

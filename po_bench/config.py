@@ -67,6 +67,19 @@ class DatasetConfig:
     k_samples: int = 2
     pair_strategy: str = "best_vs_rest"
     curriculum: str = "none"
+    # Step-DPO's step-wise pairs (world only): a shared correct prefix, the first erroneous step of a sampled
+    # response (by the per-step gold gain) rejected, a correct next step chosen from step_candidates
+    # continuations of the SFT policy (po_bench/data/world.py step_pairs)
+    steps: bool = False
+    step_candidates: int = 4
+    # Who rates the on-policy samples: annotator (r*, Bradley-Terry) | pugc (PUGC, Tan et al. 2025: the judge
+    # rates against a user-generated text per prompt, its keywords dropped / off-topic words added at ugc_noise).
+    # Which models they come from: single (the SFT policy) | multi (a pool with a stronger SFT model's samples,
+    # annotator-labelled) | strong_chosen (the strong model's sample chosen, the own one rejected; More is Less,
+    # Wang et al. 2025).  World only.
+    pair_source: str = "annotator"
+    ugc_noise: float = 0.3
+    pair_models: str = "single"
     # Real data (kind: hf / file; see conf/dataset/*.yaml).  Unused by kind=world.
     hub_id: Optional[str] = None  # Hub dataset id (users with the Hub)
     path: Optional[str] = None  # local JSONL / JSON / Parquet file (wins over hub_id when set)
@@ -95,6 +108,12 @@ class LossConfig:
     args: Dict[str, Any] = field(default_factory=dict)  # passed to the backend's TRL config
     # config values the method is defined with, checked before any compute (Curry-DPO: dataset.k_samples, ...)
     requires: Dict[str, Any] = field(default_factory=dict)
+    # a loss guided by another method's trained policy (TGDPO: the DPO policy's token rewards): that loss's
+    # conf/loss name; its policy on the same data and config is an artifact this one depends on (specs.plan)
+    guide: str = ""
+    # per-pair scores computed before training for a loss with per-pair weights (MADPO: kind reward_margin +
+    # the reward model's lr/epochs/batch_size; Sem-DPO: kind semantic_distance + embedder); po_bench.training.pair_scores
+    pair_scores: Dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -178,6 +197,10 @@ class JudgeConfig:
     fewshot_as_multiturn: bool = True  # with a chat template: few-shot examples as conversation turns
     include_path: Optional[str] = None  # a folder of extra lm-eval task YAMLs
     model_args: Dict[str, Any] = field(default_factory=dict)  # extra lm-eval model_args (e.g. vLLM engine options)
+    # More judges of the same run, after this one (po_bench.config.judge_configs): names of conf/judge/*.yaml,
+    # or {name: <judge>, <field>: <value>, ...} for one judge's own fields.  One job trains a policy and runs
+    # all of its judges (e.g. judge=alpaca_eval judge.also=[arena_hard,mt_bench]).
+    also: List[Any] = field(default_factory=list)
 
 
 @dataclass
@@ -369,7 +392,7 @@ class ConfigError(ValueError):
     """A user error in the configuration: reported as one line, exit code 2."""
 
 
-BACKENDS = ("dpo", "cpo", "orpo", "kto", "pobench", "sft")
+BACKENDS = ("dpo", "cpo", "orpo", "kto", "pobench", "listwise", "sft")
 # Ranges of TRL arguments that losses set: name -> (low, high, low_inclusive, high_inclusive)
 TRL_ARG_RANGES = {
     "label_smoothing": (0.0, 0.5, True, False),
@@ -390,6 +413,49 @@ IMPLICIT_REWARDS = ("logratio", "avg_logp")
 
 
 JUDGES = ("gold", "none", "reward_model", "alpaca_eval", "mt_bench", "arena_hard", "openllm_v2")
+JUDGE_CONF_DIR = Path(__file__).resolve().parent.parent / "conf" / "judge"
+# What the judges of judge.also take from judge.* when the run changed it from the main judge's yaml: where
+# and how to reach the judge model (a local vLLM judge serves them all), its prices and the response cache.
+# Budgets (max_requests, max_cost_usd) stay per judge: each judge's own yaml, or its entry in judge.also.
+SHARED_JUDGE_FIELDS = ("base_url", "model", "api_key_env", "api_key_file", "max_concurrency", "timeout", "max_retries",
+                       "backoff_base", "backoff_max", "price_input_per_mtok", "price_output_per_mtok",
+                       "structured_outputs", "cache")
+
+
+def judge_configs(cfg) -> list:
+    """The judges of one run: ``judge`` itself, then each of ``judge.also`` composed from
+    ``conf/judge/<name>.yaml`` + the shared fields the run changed on ``judge`` (SHARED_JUDGE_FIELDS) +
+    ``judge.answer_generation`` (per judge name already) + the entry's own fields."""
+    from omegaconf import OmegaConf
+
+    main = cfg.judge
+    also = list(main.get("also") or [])
+    if not also:
+        return [main]
+    schema = OmegaConf.structured(JudgeConfig)
+    main_yaml = JUDGE_CONF_DIR / f"{main.name}.yaml"
+    default = OmegaConf.to_container(OmegaConf.merge(schema, OmegaConf.load(main_yaml) if main_yaml.is_file() else {}))
+    now = OmegaConf.to_container(main, resolve=True)
+    carried = {k: now[k] for k in SHARED_JUDGE_FIELDS if now.get(k) != default.get(k)}
+    carried["answer_generation"] = now.get("answer_generation") or {}
+    out, seen = [main], {main.name}
+    for k, entry in enumerate(also):
+        entry = OmegaConf.to_container(entry, resolve=True) if OmegaConf.is_config(entry) else entry
+        own = dict(entry) if isinstance(entry, dict) else {"name": entry}
+        name = own.get("name")
+        _check(isinstance(name, str) and name in JUDGES and name not in ("gold", "none"),
+               f"judge.also[{k}]={name!r}: allowed {', '.join(j for j in JUDGES if j not in ('gold', 'none'))} "
+               "(a name, or {name: <judge>, <field>: <value>})")
+        _check(name not in seen, f"judge.also[{k}]={name}: this run already has judge {name}")
+        _check("also" not in own, f"judge.also[{k}]: a judge of judge.also has no judge.also of its own")
+        seen.add(name)
+        path = JUDGE_CONF_DIR / f"{name}.yaml"
+        try:
+            j = OmegaConf.merge(schema, OmegaConf.load(path), carried, own)
+        except Exception as e:  # noqa: BLE001  (an unknown field, a wrong type)
+            raise ConfigError(f"judge.also[{k}] ({name}): {type(e).__name__}: {str(e).splitlines()[0]}") from None
+        out.append(j)
+    return out
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # config keys that would carry a key (max_tokens does not match: whole _-separated words only)
 SECRET_KEY = re.compile(r"(^|_)(api_?key|secret|token|passw(or)?d|credentials?)($|_)", re.IGNORECASE)
@@ -405,6 +471,8 @@ def _validate_real_data(cfg) -> None:
     _check(d.format in formats.FORMATS, f"dataset.format={d.format!r}: allowed {', '.join(formats.FORMATS)}")
     _check(d.max_rows >= 0, "dataset.max_rows must be >= 0")
     _check(d.on_error in ("skip", "fail"), f"dataset.on_error={d.on_error!r}: allowed skip, fail")
+    _check(not d.steps, "dataset.steps: step-wise pairs are sampled on the world (dataset=world); real data brings "
+                        "its own pairs")
     _check(d.k_samples == 2 and d.curriculum == "none",
            "dataset.k_samples / dataset.curriculum: k ranked on-policy samples per prompt are the world's "
            "(dataset=world); real data brings its own pairs")
@@ -423,6 +491,34 @@ def _validate_real_data(cfg) -> None:
             _check(p.exists(), f"dataset.path={p}: no such file")
 
 
+def _validate_pair_data(cfg) -> None:
+    """dataset.pair_source / ugc_noise (PUGC) and dataset.pair_models (multi-model pairs): world data only."""
+    from po_bench.data.world import PAIR_MODELS, PAIR_SOURCES
+
+    d = cfg.dataset
+    _check(d.pair_source in PAIR_SOURCES, f"dataset.pair_source={d.pair_source!r}: allowed {', '.join(PAIR_SOURCES)}")
+    _check(d.pair_models in PAIR_MODELS, f"dataset.pair_models={d.pair_models!r}: allowed {', '.join(PAIR_MODELS)}")
+    _check(0.0 <= d.ugc_noise <= 1.0, f"dataset.ugc_noise={d.ugc_noise:g}: allowed [0, 1] (the chance the UGC "
+                                      "drops each keyword; 2 x it off-topic words are added on average)")
+    _check(d.pair_source == "pugc" or d.ugc_noise == DatasetConfig.ugc_noise,
+           f"dataset.ugc_noise={d.ugc_noise:g} is set but dataset.pair_source={d.pair_source}: "
+           "use dataset.pair_source=pugc")
+    if d.pair_source == "annotator" and d.pair_models == "single":
+        return
+    _check(d.kind == "world", "dataset.pair_source / dataset.pair_models build pairs from on-policy samples of the "
+                              "world (dataset=world); real data brings its own pairs")
+    _check(d.pair_source == "annotator" or d.pair_models == "single",
+           f"dataset.pair_source={d.pair_source} with dataset.pair_models={d.pair_models}: one recipe at a time "
+           "(PUGC rates the policy's own samples)")
+    _check(not getattr(d, "steps", False), "dataset.steps=true builds step-wise pairs (Step-DPO): set "
+                                           "dataset.pair_source=annotator and dataset.pair_models=single")
+    _check(d.pair_strategy != "list", "dataset.pair_strategy=list rates whole lists (listwise losses); PUGC and "
+                                      "multi-model data build pairs: choose a pair strategy (e.g. best_worst)")
+    _check(d.pair_models != "strong_chosen" or (d.k_samples == 2 and d.curriculum == "none"),
+           "dataset.pair_models=strong_chosen pairs one strong sample (chosen) with one own sample (rejected): "
+           f"dataset.k_samples must be 2 and dataset.curriculum none (got {d.k_samples}, {d.curriculum})")
+
+
 def _validate_ranking(cfg) -> None:
     """dataset.k_samples / pair_strategy / curriculum (world data), and what a loss requires of the data."""
     from po_bench.data.world import CURRICULA, PAIR_STRATEGIES
@@ -435,6 +531,41 @@ def _validate_ranking(cfg) -> None:
     _check(d.curriculum == "none" or loss.backend != "kto",
            f"dataset.curriculum={d.curriculum}: loss={loss.name} reorders its unpaired rows (KTO's KL rows); "
            "a curriculum order needs a paired loss")
+    _check(d.step_candidates >= 1, f"dataset.step_candidates={d.step_candidates}: must be >= 1 (continuations "
+                                   "sampled per shared prefix)")
+    _check(not d.steps or d.curriculum == "none",
+           f"dataset.steps=true builds step-wise pairs (Step-DPO); dataset.curriculum={d.curriculum} orders ranked "
+           "pairs: set dataset.curriculum=none")
+
+
+def _validate_lists(cfg) -> None:
+    """dataset.pair_strategy=list (rated lists, one row per prompt) and listwise losses go together."""
+    d, loss = cfg.dataset, cfg.loss
+    lists = d.pair_strategy == "list"
+    if loss.backend == "listwise":
+        _check(lists, f"loss={loss.name} trains on rated lists: set dataset.pair_strategy=list "
+                      "(k responses per prompt with their scores)")
+        from po_bench.training.listwise import moving_anchor
+
+        _check(not (moving_anchor(loss.function, dict(loss.args)) and cfg.model.lora.enabled),
+               f"loss={loss.name} with loss.args.anchor=dynamic moves a reference model; with model.lora.enabled "
+               "the reference is the base model: use anchor=fixed or full fine-tuning")
+    if not lists:
+        return
+    _check(loss.backend in ("listwise", "sft"), f"dataset.pair_strategy=list builds rated lists, not pairs: "
+                                                f"loss={loss.name} needs pairs (listwise losses: lipo, irpo, adpo_list)")
+    _check(cfg.noise.kind == "none", "noise=flip flips pair labels; dataset.pair_strategy=list has no pairs "
+                                     "(use noise=none, or the annotator's temperature)")
+    _check(d.curriculum == "none", f"dataset.curriculum={d.curriculum} orders pairs; dataset.pair_strategy=list "
+                                   "has none: set dataset.curriculum=none")
+    if d.kind == "world":
+        # (dataset.steps=true with lists: every response's step spans ride along, world.step_ends; TPO)
+        _check(d.get("pair_source", "annotator") == "annotator" and d.get("pair_models", "single") == "single",
+               "dataset.pair_strategy=list rates the policy's own k samples with the annotator: it does not combine "
+               "with dataset.pair_source=pugc or dataset.pair_models")
+    else:
+        _check(d.format == "ranked", f"dataset.pair_strategy=list reads rated lists from format ranked "
+                                     f"(prompt, responses, scores), not dataset.format={d.format}")
 
 
 def _validate_requires(cfg) -> None:
@@ -444,6 +575,57 @@ def _validate_requires(cfg) -> None:
     for k, v in dict(getattr(cfg.loss, "requires", None) or {}).items():
         got = OmegaConf.select(cfg, k)
         _check(got == v, f"loss={cfg.loss.name} needs {k}={v} (got {got}): the method is defined on that data")
+
+
+def _validate_unpaired_and_sources(cfg) -> None:
+    """po-bench's unpaired losses (BCO) train on the unpaired view; InfiFPO's sources are SFT models."""
+    loss = cfg.loss
+    if loss.backend != "pobench":
+        return
+    from po_bench.training.losses import LOSSES, plain_sources, unpaired
+
+    unp = unpaired(loss.function)
+    _check(bool(loss.paired) != unp, f"loss={loss.name}: loss.paired={loss.paired}, but {loss.function} trains on "
+                                     + ("unpaired rows (set loss.paired=false)" if unp else "pairs (set loss.paired=true)"))
+    if unp:
+        _check(not cfg.model.lora.enabled, f"loss={loss.name}: model.lora.enabled is not supported (its reference "
+                                           "is a separate model, scored each step)")
+        _check(cfg.dataset.get("curriculum", "none") == "none",
+               f"dataset.curriculum={cfg.dataset.get('curriculum')}: loss={loss.name} trains on shuffled unpaired rows; "
+               "a curriculum order needs a paired loss")
+    spec = LOSSES.get(loss.function)
+    if spec is None or "sources" not in spec.stage_args:
+        return
+    world = cfg.dataset.kind == "world"
+    _check(world or cfg.stages.sft, f"loss={loss.name} fuses SFT models of other seeds (loss.args.sources): it needs "
+                                    "an SFT stage (dataset=world, or real data with an SFT dataset and stages.sft=true)")
+    sizes = ("hidden_size", "num_layers", "num_heads", "intermediate_size")
+    for i, s in enumerate(plain_sources(loss.args.sources)):
+        for k in s.get("model", {}):
+            _check(world and k in sizes, f"loss.args.sources[{i}].model.{k}: a source's model fields are the world "
+                                         f"model's sizes ({', '.join(sizes)}); the tokenizer is shared")
+
+
+def _validate_guide(cfg) -> None:
+    """loss.guide (TGDPO): a guided loss names the loss whose trained policy guides it, and only it does."""
+    from po_bench.training.losses import guided
+
+    loss = cfg.loss
+    needs = loss.backend == "pobench" and guided(loss.function)
+    _check(needs or not loss.guide, f"loss.guide={loss.guide}: loss={loss.name} takes no guide policy "
+                                    "(only guided po-bench losses do, e.g. loss=tgdpo)")
+    if not needs:
+        return
+    _check(bool(loss.guide), f"loss={loss.name} needs loss.guide (the loss whose trained policy guides it, e.g. dpo)")
+    path = Path(__file__).resolve().parent.parent / "conf" / "loss" / f"{loss.guide}.yaml"
+    _check(path.is_file(), f"loss.guide={loss.guide!r}: no such loss config in conf/loss")
+    from omegaconf import OmegaConf
+
+    g = OmegaConf.load(path)
+    _check(g.get("backend", "dpo") in ("dpo", "pobench") and not g.get("reference_free", False) and not g.get("guide"),
+           f"loss.guide={loss.guide}: the guide must be a reference-based DPO-family loss without a guide of its own "
+           "(its token rewards are beta*log(pi_guide/pi_ref))")
+    _check(not cfg.model.lora.enabled, f"loss={loss.name}: a guide policy with model.lora.enabled is not supported")
 
 
 def _validate_openllm(j, world_data: bool) -> None:
@@ -556,6 +738,53 @@ def unknown_keys(node, schema=None, prefix: str = "") -> list[str]:
     return out
 
 
+def _validate_pair_scores(loss) -> None:
+    """loss.pair_scores against the loss function: a per-pair weighting loss needs its kind of score (and
+    its fields in range, an embedder that loads); every other loss none."""
+    from po_bench.training.losses import LOSSES
+    from po_bench.training.pair_scores import check
+    from omegaconf import OmegaConf
+
+    spec = LOSSES.get(loss.function) if loss.backend == "pobench" else None
+    ps = OmegaConf.to_container(loss.pair_scores, resolve=True) if "pair_scores" in loss else {}
+    try:
+        check(loss.function, spec.per_pair if spec is not None else (), ps or {})
+    except ValueError as e:
+        raise ConfigError(f"loss={loss.name}: {e}") from None
+
+
+def _validate_judge(judge, world_data: bool) -> None:
+    """The checks of one judge's config (judge.* and each of judge.also)."""
+    _check(judge.name in JUDGES, f"judge={judge.name!r}: allowed {', '.join(JUDGES)}")
+    _check(judge.name != "gold" or world_data,
+           "judge=gold needs dataset=world (the gold reward is defined on the embedded world only)")
+    _check(not world_data or judge.name in ("gold", "none", "openllm_v2"),
+           f"judge={judge.name} scores real-data answers: dataset=world is scored by judge=gold "
+           "(use a real dataset and model, e.g. model=smollm2_135m dataset=hh_rlhf)")
+    if judge.name not in ("gold", "none", "reward_model", "openllm_v2"):
+        _check(bool(judge.base_url), f"judge={judge.name} needs an endpoint: set judge.base_url "
+                                     "(OpenAI or a local vLLM server) and judge.model")
+        _check(bool(judge.model), f"judge={judge.name}: set judge.model (the judge model's name at the endpoint)")
+    j = judge
+    _check(j.max_requests >= 0, f"judge.max_requests={j.max_requests}: must be >= 0 (0 = unlimited)")
+    _check(j.max_cost_usd >= 0, f"judge.max_cost_usd={j.max_cost_usd:g}: must be >= 0 (0 = unlimited)")
+    _check(not j.max_cost_usd or j.price_input_per_mtok > 0 or j.price_output_per_mtok > 0,
+           f"judge.max_cost_usd={j.max_cost_usd:g} needs the judge's prices: set judge.price_input_per_mtok "
+           "and judge.price_output_per_mtok (USD per million tokens)")
+    _check(not j.api_key_env or bool(ENV_NAME.fullmatch(str(j.api_key_env))),
+           "judge.api_key_env must name an environment variable (letters, digits, _), not hold the key itself")
+    _check(not j.api_key_file or Path(str(j.api_key_file)).expanduser().is_file(),
+           "judge.api_key_file: no such file (its value is not shown here: it could be a key)")
+    secret = [k for k in j if SECRET_KEY.search(str(k)) and k not in ("api_key_env", "api_key_file")]
+    _check(not secret, f"judge.{secret[0] if secret else ''}: API keys are never read from the config; put the key "
+                       "in the environment variable named by judge.api_key_env or a file named by judge.api_key_file")
+    if judge.name == "reward_model":
+        _check(bool(judge.model_path), "judge=reward_model: set judge.model_path (a sequence-classification model)")
+        _validate_reward_model(str(judge.model_path))
+    if judge.name == "openllm_v2":
+        _validate_openllm(judge, world_data)
+
+
 def validate(cfg) -> None:
     """Check values and combinations before any compute."""
     import logging
@@ -581,7 +810,8 @@ def validate(cfg) -> None:
             trl_adapter.validate_backend_args(loss.backend, dict(loss.args), loss.function)
         except ValueError as e:
             raise ConfigError(f"loss={loss.name}: {e}") from None
-        if loss.backend != "pobench":
+        _validate_pair_scores(loss)
+        if loss.backend not in ("pobench", "listwise"):
             from po_bench.training.losses import fmt_range, in_range
 
             for k, v in dict(loss.args).items():
@@ -606,40 +836,19 @@ def validate(cfg) -> None:
     _check(0.0 <= noise.rate < 0.5, f"noise.rate={noise.rate}: must be in [0, 0.5)")
     _check(noise.kind == "flip" or noise.rate == 0.0, "noise.rate is set but noise.kind is none: use noise=flip")
     world_data = cfg.dataset.kind == "world"
-    _check(cfg.judge.name in JUDGES, f"judge={cfg.judge.name!r}: allowed {', '.join(JUDGES)}")
-    _check(cfg.judge.name != "gold" or world_data,
-           "judge=gold needs dataset=world (the gold reward is defined on the embedded world only)")
-    _check(not world_data or cfg.judge.name in ("gold", "none", "openllm_v2"),
-           f"judge={cfg.judge.name} scores real-data answers: dataset=world is scored by judge=gold "
-           "(use a real dataset and model, e.g. model=smollm2_135m dataset=hh_rlhf)")
     _check(cfg.tracking.backend in ("wandb", "none"), f"tracking={cfg.tracking.backend!r}: allowed wandb, none")
     _check(cfg.tracking.mode in ("auto", "online", "offline", "disabled"),
            f"tracking.mode={cfg.tracking.mode!r}: allowed auto, online, offline, disabled")
     _check(cfg.generation.backend in ("hf", "vllm"), f"generation.backend={cfg.generation.backend!r}: allowed hf, vllm")
     _check(cfg.generation.temperature >= 0, "generation.temperature must be >= 0")
     _check(cfg.generation.n == 1, "generation.n must be 1 (one sample per prompt per run; use seeds for more)")
-    if cfg.judge.name not in ("gold", "none", "reward_model", "openllm_v2"):
-        _check(bool(cfg.judge.base_url), f"judge={cfg.judge.name} needs an endpoint: set judge.base_url "
-                                         "(OpenAI or a local vLLM server) and judge.model")
-        _check(bool(cfg.judge.model), f"judge={cfg.judge.name}: set judge.model (the judge model's name at the endpoint)")
-    j = cfg.judge
-    _check(j.max_requests >= 0, f"judge.max_requests={j.max_requests}: must be >= 0 (0 = unlimited)")
-    _check(j.max_cost_usd >= 0, f"judge.max_cost_usd={j.max_cost_usd:g}: must be >= 0 (0 = unlimited)")
-    _check(not j.max_cost_usd or j.price_input_per_mtok > 0 or j.price_output_per_mtok > 0,
-           f"judge.max_cost_usd={j.max_cost_usd:g} needs the judge's prices: set judge.price_input_per_mtok "
-           "and judge.price_output_per_mtok (USD per million tokens)")
-    _check(not j.api_key_env or bool(ENV_NAME.fullmatch(str(j.api_key_env))),
-           "judge.api_key_env must name an environment variable (letters, digits, _), not hold the key itself")
-    _check(not j.api_key_file or Path(str(j.api_key_file)).expanduser().is_file(),
-           "judge.api_key_file: no such file (its value is not shown here: it could be a key)")
-    secret = [k for k in j if SECRET_KEY.search(str(k)) and k not in ("api_key_env", "api_key_file")]
-    _check(not secret, f"judge.{secret[0] if secret else ''}: API keys are never read from the config; put the key "
-                       "in the environment variable named by judge.api_key_env or a file named by judge.api_key_file")
-    if cfg.judge.name == "reward_model":
-        _check(bool(cfg.judge.model_path), "judge=reward_model: set judge.model_path (a sequence-classification model)")
-        _validate_reward_model(str(cfg.judge.model_path))
-    if cfg.judge.name == "openllm_v2":
-        _validate_openllm(cfg.judge, world_data)
+    judges = judge_configs(cfg)
+    _validate_judge(judges[0], world_data)
+    for k, extra in enumerate(judges[1:]):
+        try:
+            _validate_judge(extra, world_data)
+        except ConfigError as e:
+            raise ConfigError(f"judge.also[{k}] ({extra.name}): {e}") from None
     _check(0 < cfg.generation.top_p <= 1, "generation.top_p must be in (0, 1]")
     _check(cfg.model.kind in ("tiny", "hub", "smollm2"), f"model.kind={cfg.model.kind!r}: allowed tiny, hub, smollm2")
     if cfg.model.kind == "hub":
@@ -663,6 +872,10 @@ def validate(cfg) -> None:
     d = cfg.dataset
     _validate_launch(cfg)
     _validate_requires(cfg)
+    _validate_lists(cfg)
+    _validate_pair_data(cfg)
+    _validate_guide(cfg)
+    _validate_unpaired_and_sources(cfg)
     if not world_data:
         return
     _check(1 <= d.min_keywords <= d.max_keywords, "dataset.min_keywords must be >= 1 and <= dataset.max_keywords")

@@ -75,6 +75,10 @@ def run(cfg, out_dir: str | Path) -> dict:
             samples("pref_samples", "on-policy samples")
         with timed(seconds, "data"):
             pairs_art = stages.get(store, "pairs", p.pairs)
+    pair_weights: dict = {}
+    if p.pair_scores is not None:  # MADPO's reward model / Sem-DPO's embedding distances, before training
+        with timed(seconds, "pair_scores"):
+            pair_weights = pair_weights_report(cfg, stages.pair_score_values(store, p.pair_scores, train_opts))
 
     # ---- preference training ----------------------------------------------------------------------
     policy, train_metrics = sft_model, {"train_loss_final": sft_metrics.get("train_loss_final")}
@@ -88,6 +92,8 @@ def run(cfg, out_dir: str | Path) -> dict:
             # TRL streams the training curves to the run's wandb run while it trains (rank 0)
             with tracking.live_run_env(cfg.tracking, out_dir, *tracking.group_and_name(cfg, out_dir),
                                        init_here=cfg.launch.strategy == "local"):
+                if p.guide is not None:  # TGDPO: the guide policy (e.g. DPO on the same pairs) trains first
+                    stages.get(store, "policy", p.guide, train_opts, launch=cfg.launch, tokenizer=tokenizer)
                 policy_dir = stages.get(store, "policy", p.policy, train_opts, launch=cfg.launch,
                                         tokenizer=tokenizer)
             policy = stages.load_model(str(policy_dir), p.policy["model"])
@@ -104,6 +110,8 @@ def run(cfg, out_dir: str | Path) -> dict:
         metrics.update(gold_reward=None, gold_reward_sft=None, win_rate_vs_sft=None,
                        implicit_reward_accuracy_ood=None)
     metrics["data"] = data_report(cfg, p, pairs_art, tokenizer)
+    if pair_weights:
+        metrics["pair_weights"] = pair_weights
 
     # ---- generation -------------------------------------------------------------------------------
     if cfg.stages.generate:
@@ -129,10 +137,10 @@ def run(cfg, out_dir: str | Path) -> dict:
                     metrics[name] = (implicit.implicit_reward_accuracy(policy, sft_model, tokenizer, pairs, kind,
                                                                        float(loss.beta))
                                      if pairs or src.onpolicy else None)
-                if cfg.judge.name not in ("gold", "none"):
-                    from po_bench.judges.runner import run_judge
+                if cfg.judge.name not in ("gold", "none") or cfg.judge.also:  # every judge of the run
+                    from po_bench.judges.runner import run_judges
 
-                    metrics.update(run_judge(cfg, store=store, policy=policy, policy_dir=policy_dir,
+                    metrics.update(run_judges(cfg, store=store, policy=policy, policy_dir=policy_dir,
                                              sft_model=sft_model, sft_dir=start_dir, tokenizer=tokenizer,
                                              prompts=prompts, samples=out, sft_samples=sft_samples,
                                              policy_key=p.policy_ref, sft_key=p.start))
@@ -150,6 +158,17 @@ def run(cfg, out_dir: str | Path) -> dict:
                             "quarantined": sorted(store.quarantined)}  # failed verification: moved aside, rebuilt
     metrics["history"] = train_metrics.get("history", [])
     return metrics
+
+
+def pair_weights_report(cfg, scores: list[float]) -> dict:
+    """``metrics.pair_weights`` of run.json: the distribution of the per-pair scores (MADPO: the reward
+    model's margins; Sem-DPO: the embedding distances) and of the weights the loss gives them."""
+    from po_bench.training.losses import pair_weights
+    from po_bench.training.pair_scores import summary
+
+    w = pair_weights(cfg.loss.function, dict(cfg.loss.args), scores).tolist()
+    return {"kind": cfg.loss.pair_scores.kind, "score": summary(scores), "weight": summary(w),
+            "score_positive": sum(x > 0 for x in scores) / max(1, len(scores))}
 
 
 def free_accelerator_memory() -> None:

@@ -12,12 +12,18 @@ sft                model fields, the source's SFT data fields, SFT hyperparamete
 sft_samples        start checkpoint, eval prompts (their fields), generation config, seed
 heldout_<split>    start checkpoint, that split's prompts, generation config, seed (+1000/+2000), n=2
 pref_samples       start checkpoint, pref prompts, generation config, seed + 3000, n=dataset.k_samples (2)
+sft_strong         sft's spec on a stronger demonstrator's data; its pref-prompt samples (pref_samples_strong)
+                   are read by multi-model pairs (dataset.pair_models multi | strong_chosen; the pairs stage
+                   builds both when absent)
 pairs              the source's pair fields (+ pref_samples, annotator / files' checksums, tokenizer
                    and max_length for over-long prompts), noise, seed
 ref_logps          start checkpoint, model, pairs, max_length and the TRL fields its reference pass
                    reads (``trl_adapter.REF_LOGP_ARGS``)
+reward_model       (MADPO) start checkpoint, model, pairs, loss.pair_scores' lr/epochs/batch_size,
+                   train.max_length/precision/lr_scheduler/warmup_ratio, seed: the reward model + margins
+semantic_distance  (Sem-DPO) pairs, loss.pair_scores.embedder: prompt/chosen embedding distances
 policy             start checkpoint, model, pairs, loss (its trainer-facing fields), preference
-                   hyperparameters, seed
+                   hyperparameters, seed (+ the per-pair scores' spec for MADPO / Sem-DPO)
 generations        policy, eval prompts, generation config, seed
 =================  ===================================================================================
 
@@ -34,7 +40,8 @@ from po_bench.data.sources import source_for
 from po_bench.store import fingerprint
 
 # Bumped when a stage's code changes what it produces for the same spec.
-VERSIONS = {"sft": 2, "samples": 2, "pairs": 1, "ref_logps": 1, "policy": 2}  # 2: warmup reaches TRL, KTO KL order, held-out world prompts
+VERSIONS = {"sft": 2, "samples": 2, "pairs": 1, "ref_logps": 1, "policy": 2,
+            "reward_model": 1, "semantic_distance": 1}  # per-pair scores (po_bench.training.pair_scores)  # 2: warmup reaches TRL, KTO KL order, held-out world prompts
 
 # Run options that never change an artifact (logging, progress bars, checkpoint frequency, threads).
 RUN_OPTIONS = ("logging_steps", "save_steps", "progress")
@@ -67,8 +74,49 @@ def gen_fields(cfg) -> dict:
     return g
 
 
+# Loss fields keyed through another artifact, not as a value: loss.guide through the guide policy's spec
+GUIDE_LOSS_FIELDS = ("guide",)
+# loss.pair_scores is keyed through the per-pair scores' own spec (Plan.pair_scores), which the policy spec nests
+PAIR_SCORE_LOSS_FIELDS = ("pair_scores",)
+
+
 def loss_fields(cfg) -> dict:
-    return {k: v for k, v in plain(cfg.loss).items() if k not in DESCRIPTIVE_LOSS_FIELDS}
+    return {k: v for k, v in plain(cfg.loss).items()
+            if k not in DESCRIPTIVE_LOSS_FIELDS + GUIDE_LOSS_FIELDS + PAIR_SCORE_LOSS_FIELDS}
+
+
+def guide_config(cfg):
+    """The run's config with the loss replaced by ``loss.guide`` (TGDPO: dpo), composed as Hydra composes
+    ``loss=<guide>``: the schema's defaults and ``conf/loss/<guide>.yaml``; the guide policy is that run's policy
+    (same data, model, training hyperparameters, seed), so it is shared with a plain run of the guide's loss."""
+    from pathlib import Path
+
+    from omegaconf import OmegaConf, open_dict
+
+    from po_bench.config import LossConfig
+
+    path = Path(__file__).resolve().parent.parent / "conf" / "loss" / f"{cfg.loss.guide}.yaml"
+    g = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
+    with open_dict(g):
+        g.loss = OmegaConf.merge(OmegaConf.structured(LossConfig), OmegaConf.load(path))
+    return g
+
+
+def source_specs(cfg, sft: dict | None) -> list[dict]:
+    """InfiFPO's source models (``loss.args.sources``): the run's SFT spec with each source's seed and model
+    fields (e.g. another hidden_size); [] for a loss without sources or a run without an SFT stage
+    (config.validate refuses that combination)."""
+    if cfg.loss.backend != "pobench" or sft is None:
+        return []
+    from po_bench.training.losses import LOSSES, plain_sources
+
+    spec = LOSSES.get(cfg.loss.function)
+    if spec is None or "sources" not in spec.stage_args:
+        return []
+    out = []
+    for s in plain_sources(cfg.loss.args.get("sources") or []):
+        out.append({**sft, "model": {**sft["model"], **s.get("model", {})}, "seed": int(s["seed"])})
+    return out
 
 
 def run_options(cfg) -> dict:
@@ -116,7 +164,11 @@ class Plan:
     pairs: dict | None = None
     ref_logps: dict | None = None
     policy: dict | None = None
+    guide: dict | None = None  # the guide policy's spec (TGDPO: the DPO policy on the same data), built first
+    pair_scores: dict | None = None  # per-pair scores a weighting loss reads (MADPO: reward_model; Sem-DPO)
     eval_prompts: dict | None = None
+    extra_sft: dict[str, dict] = field(default_factory=dict)  # role -> another SFT policy the pairs read
+    sources: dict[str, dict] = field(default_factory=dict)  # role -> an InfiFPO source model (an SFT spec)
 
     @property
     def policy_ref(self) -> dict:
@@ -129,10 +181,18 @@ class Plan:
             out["sft"] = spec_key("sft", self.sft)
         for role, s in self.samples.items():
             out[role] = spec_key("samples", s)
+        for role, s in self.extra_sft.items():
+            out[f"sft_{role}"] = spec_key("sft", s)
+        for role, s in self.sources.items():
+            out[role] = spec_key("sft", s)
         for role in ("pairs", "ref_logps", "policy"):
             s = getattr(self, role)
             if s is not None:
                 out[role] = spec_key(role, s)
+        if self.guide is not None:
+            out["guide"] = spec_key("policy", self.guide)
+        if self.pair_scores is not None:
+            out["pair_scores"] = spec_key(self.pair_scores["stage"], self.pair_scores)
         return out
 
 
@@ -143,7 +203,7 @@ def _samples(start: dict, model: dict, prompts: dict, gen: dict, seed: int, n: i
 
 def plan(cfg) -> Plan:
     """The specs of every artifact the run ``cfg`` reads or builds."""
-    from po_bench.training.trl_adapter import ref_logp_args
+    from po_bench.training.trl_adapter import moving_reference, ref_logp_args
 
     seed = int(cfg.seed)
     src = source_for(cfg.dataset)
@@ -171,6 +231,17 @@ def plan(cfg) -> Plan:
             p.samples["pref_samples"] = pref
         pairs = {"stage": "pairs", "version": VERSIONS["pairs"], "source": src.pairs_spec(), "samples": pref,
                  "noise": noise, "seed": seed}
+        extra = {}  # other SFT policies' samples on the pref prompts (multi-model pairs), built by the pairs stage
+        for role, data in src.extra_policies().items():
+            other = {"stage": "sft", "version": VERSIONS["sft"], "model": model, "data": data,
+                     "train": sft_train(cfg), "seed": seed}
+            extra[role] = _samples(ref("sft", other), model, src.prompt_spec("pref"), gen, seed + 3000,
+                                   src.pref_samples_n())
+            if trains:
+                p.extra_sft[role] = other
+                p.samples[f"pref_samples_{role}"] = extra[role]
+        if extra:
+            pairs["extra_samples"] = extra
     else:
         pairs = {"stage": "pairs", "version": VERSIONS["pairs"], "source": src.pairs_spec(),
                  "view": "pairs" if loss.paired or cfg.dataset.format != "unpaired" else "unpaired",
@@ -189,17 +260,59 @@ def plan(cfg) -> Plan:
 
     # ---- preference training -----------------------------------------------------------------------
     if trains:
+        from po_bench.training.losses import guided, token_level
+
         lf = loss_fields(cfg)
-        if loss.backend in ("dpo", "pobench") and not loss.reference_free and not dict(loss.args).get("sync_ref_model"):
+        token = loss.backend == "pobench" and token_level(loss.function)  # per-token reference, never precomputed sums
+        if loss.backend == "pobench" and guided(loss.function) and loss.guide:
+            p.guide = plan(guide_config(cfg)).policy
+        if (loss.backend in ("dpo", "pobench", "listwise") and not loss.reference_free and not token and loss.paired
+                and not moving_reference(loss.backend, loss.function, dict(loss.args))):
             p.ref_logps = {"stage": "ref_logps", "version": VERSIONS["ref_logps"], "ref": start, "model": model,
                            "pairs": pairs, "max_length": cfg.train.max_length, "precision": cfg.train.precision,
                            "args": ref_logp_args(loss.backend, dict(loss.args))}
+            if "steps" in pairs["source"]:  # one-step completions are scored without <eos> (trl_adapter)
+                p.ref_logps["completion_eos"] = False
+        p.pair_scores = pair_scores_spec(cfg, start, model, pairs, seed)
         p.policy = {"stage": "policy", "version": VERSIONS["policy"], "start": start, "model": model,
                     "pairs": pairs, "loss": lf, "train": pref_train(cfg),
                     "seed": seed, "ref_logps": p.ref_logps}
+        if p.guide is not None:
+            p.policy["guide"] = ref("policy", p.guide)
+        srcs = source_specs(cfg, p.sft)
+        if srcs:  # InfiFPO: the source models, fused into the reference, are part of the policy's key
+            p.sources = {f"source_{i}": s for i, s in enumerate(srcs)}
+            p.policy["sources"] = [ref("sft", s) for s in srcs]
+        if p.pair_scores is not None:
+            p.policy["pair_scores"] = p.pair_scores
         if cfg.stages.generate:
             p.samples["generations"] = _samples(p.policy_ref, model, p.eval_prompts, gen, seed, 1)
     return p
+
+
+# The reward model's training fields besides loss.pair_scores' own (lr, epochs, batch_size)
+REWARD_MODEL_TRAIN_FIELDS = ("max_length", "precision", "lr_scheduler", "warmup_ratio")
+
+
+def pair_scores_spec(cfg, start: dict, model: dict, pairs: dict, seed: int) -> dict | None:
+    """The spec of the per-pair scores a weighting loss reads (``LossSpec.per_pair``; None for every other
+    loss): ``reward_model`` (MADPO: the start checkpoint, the pairs, the reward model's training fields,
+    seed) or ``semantic_distance`` (Sem-DPO: the pairs and the embedding model's name).  The loss's own
+    hyperparameters (c_max, alpha, ...) turn scores into weights and key only the policy."""
+    from po_bench.training.losses import LOSSES
+    from po_bench.training.pair_scores import stage_of
+
+    loss = cfg.loss
+    spec = LOSSES.get(loss.function) if loss.backend == "pobench" else None
+    if spec is None or not spec.per_pair:
+        return None
+    ps = plain(loss.get("pair_scores") or {})
+    stage = stage_of(spec.per_pair[1])
+    fields = {k: v for k, v in ps.items() if k != "kind"}
+    if stage == "reward_model":
+        return {"stage": stage, "version": VERSIONS[stage], "start": start, "model": model, "pairs": pairs,
+                "train": {**fields, **{k: cfg.train[k] for k in REWARD_MODEL_TRAIN_FIELDS}}, "seed": seed}
+    return {"stage": stage, "version": VERSIONS[stage], "pairs": pairs, **fields}
 
 
 # The dependency table: config field -> the artifacts (Plan.keys() roles) whose key it changes, for
@@ -231,10 +344,21 @@ DEPENDS: dict[str, tuple[str, ...]] = {
     "dataset.k_samples": ("pref_samples", "pairs", "ref_logps", "policy", "generations"),
     "dataset.curriculum": ("pairs", "ref_logps", "policy", "generations"),
     "dataset.pair_strategy": (),
+    # PUGC rates the same samples against user-generated content (the UGC's noise keys the pairs only under
+    # pair_source=pugc: tests/test_pair_data.py); multi-model pairs add a stronger SFT model and its samples
+    "dataset.pair_source": ("pairs", "ref_logps", "policy", "generations"), "dataset.ugc_noise": (),
+    "dataset.pair_models": ("sft_strong", "pref_samples_strong", "pairs", "ref_logps", "policy", "generations"),
     "loss.beta": _POLICY, "loss.lr": _POLICY, "loss.args.loss_type": _POLICY,
     "loss.implicit_reward": _POLICY, "loss.reference_free": ("ref_logps",) + _POLICY,
-    "loss.name": _POLICY, "loss.backend": _POLICY, "loss.function": _POLICY, "loss.paired": _POLICY,
+    # loss.paired=false: a loss on the unpaired view (KTO, BCO) has no per-pair reference log-probs
+    "loss.name": _POLICY, "loss.backend": _POLICY, "loss.function": _POLICY, "loss.paired": ("ref_logps",) + _POLICY,
     "loss.label": (), "loss.citation": (), "loss.formula": (), "loss.requires": (),
+    # a guide policy only for guided losses (TGDPO; its key nests the guide's policy spec): none for DPO
+    "loss.guide": (),
+    # per-pair scores only for losses with per-pair weights (MADPO, Sem-DPO; tests/test_pair_weights.py): none for DPO
+    "loss.pair_scores": (),
+    # Step-DPO's step-wise pairs; the candidates per prefix count only with steps on (tests/test_specs.py)
+    "dataset.steps": ("pairs", "ref_logps", "policy", "generations"), "dataset.step_candidates": (),
     "noise.kind": ("pairs", "ref_logps", "policy", "generations"),
     "generation.backend": AFTER_SFT,
     "noise.rate": ("pairs", "ref_logps", "policy", "generations"),

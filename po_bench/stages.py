@@ -127,12 +127,23 @@ def build_samples(spec: dict, store: Store, opts: dict | None = None, *, model=N
 # pairs
 # ---------------------------------------------------------------------------------------------
 
+def other_samples(store: Store, spec: dict, opts: dict | None = None) -> list:
+    """Samples of a policy named in a pairs spec (e.g. the stronger SFT model of multi-model pairs), its
+    checkpoint built first when the store lacks it (from the checkpoint's own spec, in this process)."""
+    if "stage" in spec["model"]:
+        get(store, spec["model"]["stage"], spec["model"]["spec"], train_opts(opts))
+    return get(store, "samples", spec, opts, desc="samples (other policy)")
+
+
 def build_pairs(spec: dict, store: Store, opts: dict | None = None) -> dict:
     """Labelled preference pairs (after noise), held-out eval pairs and their statistics."""
     src = source_class(spec["source"])
     seed = int(spec["seed"])
     if src.onpolicy:
-        art = src.make_pairs(spec["source"], get(store, "samples", spec["samples"]), seed)
+        kw = {"sampler": continuation_sampler(spec["samples"], store, seed)} if "steps" in spec["source"] else {}
+        if spec.get("extra_samples"):  # other SFT policies' samples (multi-model pairs): their checkpoints first
+            kw["extra"] = {role: other_samples(store, s, opts) for role, s in spec["extra_samples"].items()}
+        art = src.make_pairs(spec["source"], get(store, "samples", spec["samples"]), seed, **kw)
     else:
         tok_model = spec["tokenizer"]
         # the tokenizer (and chat template) the run trains with, so prompt lengths are counted as trained
@@ -148,6 +159,24 @@ def build_pairs(spec: dict, store: Store, opts: dict | None = None) -> dict:
     if not pairs:
         raise RuntimeError("no preference pairs left after labelling (every sample pair was identical)")
     return art
+
+
+def continuation_sampler(sspec: dict, store: Store, seed: int):
+    """(prompts, n) -> n samples per prompt from the policy and generation config of a samples spec, for
+    prompts a pair builder makes from that policy's samples (Step-DPO: prompt + a shared prefix); the i-th
+    sample of every prompt is drawn with seed + 4000 + i (the pairs spec holds the samples spec and the seed)."""
+    def sample(prompts_: list, n: int) -> list[list[str]]:
+        from po_bench.generation import generate
+
+        path = checkpoint_dir(store, sspec["model"])
+        tokenizer = load_tokenizer(path, sspec["model_fields"])
+        model = load_model(path, sspec["model_fields"]) if sspec["gen"]["backend"] == "hf" else None
+        gen = OmegaConf.create({**sspec["gen"], **GEN_OPTS})
+        outs = [generate.generate(model, tokenizer, prompts_, gen, seed + 4000 + i, f"continuations ({i + 1}/{n})", path)
+                for i in range(n)]
+        return [list(x) for x in zip(*outs)]
+
+    return sample
 
 
 # ---------------------------------------------------------------------------------------------
@@ -169,6 +198,11 @@ def build_policy(spec: dict, out: Path, store: Store, opts: dict | None = None, 
     cache = None
     if ref_spec is not None:
         cache = (lambda: store.load_json("ref_logps", ref_spec), lambda obj: store.save_json("ref_logps", ref_spec, obj))
+    guide = None
+    if spec.get("guide") is not None:  # TGDPO: the guide policy (built first when absent), its token rewards
+        guide = load_model(str(get(store, "policy", spec["guide"]["spec"], opts)), spec["model"])
+    # InfiFPO: the source models (SFT models of other seeds / sizes; built first when absent), fused into the reference
+    sources = [load_model(str(get(store, "sft", s["spec"], opts)), s["spec"]["model"]) for s in spec.get("sources") or []]
     seed_everything(seed)
     pol = load_model(start, spec["model"])
     ref = None if loss.reference_free else load_model(start, spec["model"])
@@ -176,9 +210,50 @@ def build_policy(spec: dict, out: Path, store: Store, opts: dict | None = None, 
     dist = _distributed(launch)
     res = trl_adapter.train_preference(pol, ref, tokenizer, pairs, loss, train, out / "trainer", seed,
                                        ref_logps_cache=cache, model_cfg=OmegaConf.create(spec["model"]),
-                                       save_dir=out if dist else None, ordered=bool(pairs_art.get("ordered")))
+                                       save_dir=out if dist else None, ordered=bool(pairs_art.get("ordered")),
+                                       guide_model=guide, pair_scores=pair_score_values(store, spec.get("pair_scores"), opts),
+                                       source_models=sources or None)
     pol = res.pop("model")
     publish(out, pol if dist else trl_adapter.merged(pol), tokenizer, res, opts, saved_by_trainer=dist)
+
+
+# ---------------------------------------------------------------------------------------------
+# per-pair scores (po_bench.training.pair_scores): MADPO's reward model, Sem-DPO's embedding distances
+# ---------------------------------------------------------------------------------------------
+
+def build_reward_model(spec: dict, out: Path, store: Store, opts: dict | None = None, launch: dict | None = None, *,
+                       tokenizer=None) -> None:
+    """A reward model trained on the training pairs (TRL's RewardTrainer, from the start checkpoint) and its
+    margin r(x, y_w) - r(x, y_l) on every training pair (``margins.json``, in the pairs' order)."""
+    from po_bench.training import trl_adapter
+
+    seed = int(spec["seed"])
+    start = checkpoint_dir(store, spec["start"])
+    if tokenizer is None:
+        tokenizer = load_tokenizer(start, spec["model"])
+    pairs = get(store, "pairs", spec["pairs"])["train"]
+    seed_everything(seed)
+    train = OmegaConf.create({**spec["train"], "grad_accum": 1, "max_steps": 0, **train_opts(opts)})
+    model, info = trl_adapter.train_reward_model(start, tokenizer, pairs, train, out / "trainer", seed)
+    atomic_write_json(out / "margins.json", {"margins": info.pop("margins")})
+    publish(out, model, tokenizer, info, opts, saved_by_trainer=False)
+
+
+def build_semantic_distance(spec: dict, store: Store, opts: dict | None = None) -> dict:
+    """Sem-DPO's d = 1 - cos(e(prompt), e(chosen)) for every training pair (in the pairs' order)."""
+    from po_bench.training.pair_scores import semantic_distances
+
+    pairs = get(store, "pairs", spec["pairs"])["train"]
+    return {"embedder": spec["embedder"], "distance": semantic_distances(pairs, spec["embedder"])}
+
+
+def pair_score_values(store: Store, spec: dict | None, opts: dict | None = None) -> list[float] | None:
+    """The per-pair scores of a pair-scores spec (built first when absent), or None without one."""
+    if spec is None:
+        return None
+    if spec["stage"] == "reward_model":
+        return json.loads((get(store, "reward_model", spec, train_opts(opts)) / "margins.json").read_text())["margins"]
+    return get(store, spec["stage"], spec, opts)["distance"]
 
 
 def publish(out: Path, model, tokenizer, info: dict, opts: dict | None, saved_by_trainer: bool) -> None:
@@ -211,8 +286,8 @@ def cleanup_checkpoints(trainer_dir: Path, keep: bool) -> None:
 # the registry: stage name -> (artifact kind, builder)
 # ---------------------------------------------------------------------------------------------
 
-DIR_STAGES = {"sft": build_sft, "policy": build_policy}
-JSON_STAGES = {"samples": build_samples, "pairs": build_pairs}
+DIR_STAGES = {"sft": build_sft, "policy": build_policy, "reward_model": build_reward_model}
+JSON_STAGES = {"samples": build_samples, "pairs": build_pairs, "semantic_distance": build_semantic_distance}
 
 
 def get(store: Store, stage: str, spec: dict, opts: dict | None = None, launch=None, **loaded: Any):

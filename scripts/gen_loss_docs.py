@@ -13,7 +13,8 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 BACKEND = {
     "dpo": "TRL DPOTrainer", "cpo": "TRL CPOTrainer (trl.experimental)", "orpo": "TRL ORPOTrainer (trl.experimental)",
-    "kto": "TRL KTOTrainer", "pobench": "po-bench (po_bench/training/losses.py) on TRL DPOTrainer", "sft": "TRL SFTTrainer (SFT stage only)",
+    "kto": "TRL KTOTrainer", "pobench": "po-bench (po_bench/training/losses.py) on TRL DPOTrainer",
+    "listwise": "po-bench listwise (po_bench/training/listwise.py) on TRL DPOTrainer", "sft": "TRL SFTTrainer (SFT stage only)",
 }
 SKIP_ARGS = {"loss_type"}
 
@@ -26,15 +27,21 @@ def render() -> str:
         backend = BACKEND[d["backend"]]
         if d["backend"] in ("dpo", "cpo") and "loss_type" in args:
             backend += f" `loss_type={args['loss_type']}`"
-        if d["backend"] == "pobench":
+        if d["backend"] in ("pobench", "listwise"):
             backend += f" `{d['function']}`"
+        if d["backend"] == "pobench" and d.get("paired") is False:  # unpaired po-bench losses (BCO): KTO's trainer
+            backend = backend.replace("TRL DPOTrainer", "TRL KTOTrainer (KL rows off)")
         lr = str(d.get("lr", "${model.lr}"))
         lr = {"${model.lr}": "model's", "${pob_mul:${model.lr},0.1}": "model's/10"}.get(lr, lr)
         hp = [f"beta={d.get('beta', 0.1):g}", f"lr={lr}"]
         hp += [f"{k}={v}" for k, v in args.items() if k not in SKIP_ARGS]
         ref = "no" if d.get("reference_free") else "yes"
         data = "pairs (used as unpaired: chosen=desirable, rejected=undesirable)" if d.get("paired") is False else (
-            "demonstrations" if d["backend"] == "sft" else "pairs")
+            "demonstrations" if d["backend"] == "sft" else
+            "rated lists (k responses + scores per prompt)" if d["backend"] == "listwise" else "pairs")
+        ps = d.get("pair_scores") or {}  # per-pair weights from scores computed before training (MADPO, Sem-DPO)
+        data += {"reward_margin": " + a reward model trained first on them (its margin per pair)",
+                 "semantic_distance": f" + prompt/chosen embedding distances ({ps.get('embedder')})"}.get(ps.get("kind"), "")
         cite = d.get("citation", "").replace("|", "/")
         rows.append(f"| `{p.stem}` | {d.get('label', p.stem)} | {cite} | {d.get('formula', '').replace('|', '/')} | "
                     f"{', '.join(hp)} | {backend} | {ref} | {data} |")
@@ -79,6 +86,14 @@ def render() -> str:
         "samples by its annotator (a Plackett-Luce draw consistent with its Bradley-Terry pairs), and the trainer",
         "keeps the pairs' order (transformers' `train_sampling_strategy=\"sequential\"`).  The paper's iterative",
         "variant (one round per rejected rank, the reference replaced by the previous round's policy) is not here.",
+        "`lipo`, `irpo`, `adpo_list` are listwise: one example is one prompt with k responses and their annotator",
+        "scores (`dataset.pair_strategy=list`: the world rates its k on-policy samples, a Plackett-Luce draw; files:",
+        "`format: ranked`).  The listwise trainer scores every response under the policy and the reference (precomputed",
+        "once; ADPO's `anchor=dynamic` moves it each step) and hands [B, k] statistics to the function.  Labels psi of",
+        "LiPO / IRPO default to each response's average win rate against its list (LiPO's label construction).  IRPO is",
+        "the authors' released code (`rdpo_loss`), not the paper's equations (unavailable here); the world's k samples",
+        "stand for its in-context list, positions are ranks by the policy's rewards (`position=policy`): assumptions",
+        "listed in conf/loss/irpo.yaml.  ADPO's targets are q = softmax(scores / tau) with tau = 1 (not a paper value).",
         "Not available: unpaired BCO (TRL 1.16 has no BCOTrainer; `bco_pair` is the paired form), and the",
         "f-divergence SFT objectives of arXiv:2507.00018 (only its learning-rate-reduction recipe, `sft_lowlr`,",
         "is here).",

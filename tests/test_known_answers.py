@@ -258,6 +258,7 @@ def _orpo(b):
 CLOSED_FORM = {
     "dpo": ("ln 2", lambda b: LN2),
     "curry_dpo": ("ln 2 (DPO's loss; the method is in the data order)", lambda b: LN2),
+    "step_dpo": ("ln 2 (DPO's loss; the method is in the step-wise data)", lambda b: LN2),
     "rdpo": ("ln 2 (robust, label_smoothing 0)", lambda b: LN2),
     "aot": ("ln 2 (sorted margins all 0)", lambda b: LN2),
     "ln_dpo": ("ln 2 (sigmoid_norm)", lambda b: LN2),

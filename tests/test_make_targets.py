@@ -14,7 +14,7 @@ from .conftest import ROOT
 from .test_sweep_report import FAKE_PIPELINE
 
 TARGETS = {"demo": "demo", "table-noise": "noise", "table-survey": "survey", "table-simpo": "simpo",
-           "table-hitchhiker": "hitchhiker", "figure-frontier": "frontier"}
+           "table-hitchhiker": "hitchhiker", "figure-frontier": "frontier", "table-beyond-pairs": "beyond-pairs"}
 
 
 def _dry(*args: str) -> str:

@@ -21,7 +21,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
 from po_bench.app import CONF_DIR, check_preset
-from po_bench.config import ConfigError, validate
+from po_bench.config import ConfigError, judge_configs, validate
 from po_bench.results.sweep import SweepError, expand
 
 from .conftest import ROOT, SMALL, run_cli
@@ -102,9 +102,16 @@ def _one_per_method(jobs):
 @pytest.mark.parametrize("scale", ["tiny", "paper"])
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_preset_composes_and_its_jobs_validate(experiment, scale):
+    if not (Path(CONF_DIR) / "preset" / experiment / f"{scale}.yaml").exists():
+        # a world-only preset (its data strategy is defined on the embedded world: pugc, more_is_less,
+        # beyond_pairs)
+        assert scale == "paper"
+        with pytest.raises(ConfigError, match=f"experiment={experiment} has no scale=paper preset"):
+            check_preset(_compose([f"experiment={experiment}", f"scale={scale}"]), experiment)
+        return
     jobs = _jobs(experiment, scale)
     assert jobs
-    if len(jobs) > 30:  # simpo/survey at paper scale: 2,232 and 744 jobs
+    if len(jobs) > 30:  # simpo/survey at paper scale: 744 jobs each
         jobs = _one_per_method(jobs)
     for job in jobs:
         cfg = _compose([f"experiment={experiment}", f"scale={scale}", *job])
@@ -130,7 +137,7 @@ def test_a_selection_outside_every_grid_is_one_line_before_any_compute(tmp_path)
 def test_tiny_presets_are_small_enough_for_a_cpu():
     sizes = {e: len(_jobs(e, "tiny")) for e in EXPERIMENTS}
     assert sizes == {"dpo_frontier": 10, "hitchhiker": 27, "noise_robustness": 30, "simpo_table": 18,
-                     "survey_table": 20}
+                     "survey_table": 20, "pugc": 10, "more_is_less": 6, "beyond_pairs": 40}
 
 
 def test_a_preset_without_this_scale_is_one_clear_error():
@@ -210,8 +217,12 @@ def test_simpo_table_paper_searches_each_baselines_published_grid(setting):
 
 def test_simpo_table_paper_is_the_whole_table():
     jobs = _jobs("simpo_table", "paper")
-    policies = {tuple(x for x in j if not x.startswith("judge=")) for j in jobs}
-    assert len(policies) == 744 and len(jobs) == 3 * 744
+    policies = {tuple(x for x in j if not x.startswith("judge")) for j in jobs}
+    # one job per policy, which trains it and runs its three judges (judge.also): no job waits on another's lock
+    assert len(policies) == 744 and len(jobs) == 744
+    assert all({"judge=alpaca_eval", "judge.also=[arena_hard,mt_bench]"} <= set(j) for j in jobs)
+    cfg = _compose(["experiment=simpo_table", "scale=paper", *jobs[0]])
+    assert [j.name for j in judge_configs(cfg)] == ["alpaca_eval", "arena_hard", "mt_bench"]
     methods = {x for j in jobs for x in j if x.startswith("loss=")}
     assert methods == {f"loss={m}" for m in ("sft", "rrhf", "slic_hf", "dpo", "ipo", "cpo", "kto", "orpo", "r_dpo", "simpo")}
     ref_methods = {r["method"] for r in csv.DictReader(open(REF / "simpo_table4.csv"))}
@@ -220,9 +231,9 @@ def test_simpo_table_paper_is_the_whole_table():
 
 
 def test_survey_table_paper_scores_the_same_policies_on_the_open_llm_leaderboard():
-    simpo = {tuple(x for x in j if not x.startswith("judge=")) for j in _jobs("simpo_table", "paper")}
+    simpo = {tuple(x for x in j if not x.startswith("judge")) for j in _jobs("simpo_table", "paper")}
     survey = _jobs("survey_table", "paper")
-    assert {tuple(x for x in j if not x.startswith("judge=")) for j in survey} == simpo
+    assert {tuple(x for x in j if not x.startswith("judge")) for j in survey} == simpo
     assert {x for j in survey for x in j if x.startswith("judge=")} == {"judge=openllm_v2"}
     ref = list(csv.DictReader(open(REF / "survey_openllm_v2.csv")))
     assert {r["model"] for r in ref} == set(SETTINGS.values())

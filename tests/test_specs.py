@@ -61,7 +61,8 @@ def _perturbed(value):
 # Perturbations that must keep the value valid in kind (others are generic).
 SPECIAL = {"generation.backend": "vllm", "loss.backend": "pobench", "noise.kind": "flip", "model.kind": "hub",
            "dataset.kind": "world", "loss.args.loss_type": ["ipo"], "train.lr_scheduler": "linear",
-           "model.dtype": "bfloat16", "generation.dtype": "bfloat16"}
+           "model.dtype": "bfloat16", "generation.dtype": "bfloat16",
+           "dataset.pair_source": "pugc", "dataset.pair_models": "multi"}
 
 FIELDS = [k for k, _ in _leaves(BASE) if not k.startswith(SKIP_GROUPS)]
 

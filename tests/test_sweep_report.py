@@ -163,5 +163,5 @@ def test_help_describes_each_group_and_the_recipes(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     for line in ("== Recipes ==", "po-bench -m loss=dpo,ipo,simpo seed=0,1", "po-bench-table multirun/",
                  "  loss         the preference method", "  judge        how generations are scored",
-                 "loss: adpo, alphapo"):
+                 "loss: adpo, adpo_list, alphapo"):
         assert line in r.stdout, line

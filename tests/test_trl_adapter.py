@@ -35,12 +35,18 @@ def pairs():
     return world.label_pairs(prompts, samples, world.Annotator(), seed=0)
 
 
-@pytest.mark.parametrize("loss", LOSSES)
+# TPO trains on step-annotated lists only (each response's world steps): its two real optimizer steps are
+# tests/test_tpo.py::test_two_real_optimizer_steps
+PAIR_DATA_LOSSES = [x for x in LOSSES if x != "tpo"]
+
+
+@pytest.mark.parametrize("loss", PAIR_DATA_LOSSES)
 def test_two_real_optimizer_steps(loss, tokenizer, pairs, tmp_path):
     """Two optimizer steps on one fixed batch: finite loss, parameters move, the logged reward
     margin on that batch grows (the loss pushes chosen above rejected)."""
     cfg = _loss_cfg(loss)
-    pairs = pairs[:4] if cfg.loss.backend == "kto" else pairs[:8]  # KTO: 8 unpaired rows, one batch of 8
+    unpaired = cfg.loss.backend == "kto" or not cfg.loss.paired  # KTO, BCO: 8 unpaired rows, one batch of 8
+    pairs = pairs[:4] if unpaired else pairs[:8]
     model = models.build_tiny_model(tokenizer, hidden_size=64, num_layers=1, intermediate_size=128)
     ref = None if cfg.loss.reference_free else copy.deepcopy(model)
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -50,7 +56,16 @@ def test_two_real_optimizer_steps(loss, tokenizer, pairs, tmp_path):
     loss_cfg = NS(**{**cfg.loss, "args": dict(cfg.loss.args), "lr": lr})
     saved = {}
     cache = (lambda: None, lambda obj: saved.update(obj)) if loss_cfg.backend == "dpo" else None
-    res = trl_adapter.train_preference(model, ref, tokenizer, pairs, loss_cfg, train, tmp_path, 0, ref_logps_cache=cache)
+    # a guided loss (TGDPO) scores a guide policy per token: here a copy of the start (token rewards 0: DPO's step);
+    # tests/test_fine_grained.py trains it with a guide that differs from the reference
+    guide = {"guide_model": copy.deepcopy(model)} if cfg.loss.get("guide") else {}
+    if trl_adapter.fused_reference(loss_cfg):  # InfiFPO: source models (tests/test_unpaired_fused.py checks the fusion)
+        guide["source_models"] = [models.build_tiny_model(tokenizer, hidden_size=64, num_layers=1, intermediate_size=128)
+                                  for _ in range(2)]
+    if trl_adapter.needs_pair_scores(loss_cfg):  # MADPO / Sem-DPO: one score per pair (tests/test_pair_weights.py)
+        guide["pair_scores"] = [0.5] * len(pairs)
+    res = trl_adapter.train_preference(model, ref, tokenizer, pairs, loss_cfg, train, tmp_path, 0, ref_logps_cache=cache,
+                                       **guide)
     assert res["steps"] == 2
     assert res["train_loss_final"] is not None and torch.isfinite(torch.tensor(res["train_loss_final"]))
     changed = sum(not torch.equal(before[k], v) for k, v in model.state_dict().items())
@@ -160,6 +175,14 @@ def test_every_hyperparameter_reaches_the_trl_config(loss, precision, tmp_path):
         from po_bench.training.losses import check_hparams
 
         check_hparams(lc.function, args)
+    elif lc.backend == "listwise":  # likewise (po_bench.training.listwise); its reference is precomputed
+        from po_bench.training.listwise import check_hparams as check_listwise
+
+        from po_bench.training.listwise import LISTWISE
+
+        check_listwise(lc.function, args)
+        # per-step losses (TPO) score the reference per token every batch: nothing to precompute
+        assert a.precompute_ref_log_probs == (not LISTWISE[lc.function].steps) and not a.sync_ref_model
     else:
         for k, v in args.items():
             if k == "ref_model_sync_fraction":  # TR-DPO: tau as a fraction of the run's 7 steps

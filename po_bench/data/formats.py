@@ -24,7 +24,8 @@ Source formats (``dataset.format``; ``dataset.columns`` maps internal names to s
 ``hh``             Anthropic HH-RLHF raw transcripts (``\\n\\nHuman: ... \\n\\nAssistant: ...``) in
                    chosen / rejected; the prompt is their shared prefix up to the last shared
                    ``\\n\\nAssistant:``.
-``ranked``         prompt + k responses + k scores: best vs worst by score (ties skipped, counted)
+``ranked``         prompt + k responses + k scores: best vs worst by score (ties skipped, counted);
+                   with ``dataset.pair_strategy=list`` every response, as a rated list (:func:`to_lists`)
 ``unpaired``       prompt / completion / label (KTO-like losses only)
 =================  ==========================================================================
 
@@ -469,6 +470,69 @@ def _pair_ranked(row, cols, rep):
     return _finish_pair(_conv_prompt(prompt, b_prefix or w_prefix, rep), b, w, rep)
 
 
+def _list_ranked(row, cols, rep):
+    """One ``ranked`` row as a rated list (dataset.pair_strategy=list): every response, best first by
+    score (stable), with its score; rows whose scores are all equal carry no preference (``tie``)."""
+    prompt = _get(row, cols, "prompt")
+    responses, scores = _get(row, cols, "responses"), _get(row, cols, "scores")
+    if not isinstance(responses, (list, tuple)) or len(responses) < 2:
+        raise _Skip("too_few_responses")
+    if not isinstance(scores, (list, tuple)) or len(scores) != len(responses):
+        raise _Skip("scores_do_not_match_responses")
+    try:
+        s = [float(x) for x in scores]
+    except (TypeError, ValueError):
+        raise _Skip("bad_score") from None
+    if not all(math.isfinite(x) for x in s):
+        raise _Skip("bad_score")
+    if max(s) == min(s):
+        raise _Skip("tie")
+    split = [_split_answer(r, "response") for r in responses]
+    if not all(isinstance(a, str) for _, a in split):
+        raise _Skip("response_not_text")
+    prefixes = [p for p, _ in split if p]
+    if any(p != prefixes[0] for p in prefixes):
+        raise _Skip("prompt_mismatch")
+    if len({_norm(a) for _, a in split}) < len(split):
+        rep.notes["duplicate_responses_kept"] += 1
+    order = sorted(range(len(s)), key=lambda i: -s[i])
+    answers = [split[i][1] for i in order]
+    if isinstance(prompt, str) and not prefixes:
+        if not prompt.strip():
+            raise _Skip("empty_prompt")
+        return {"prompt": prompt, "responses": answers, "scores": [s[i] for i in order]}
+    conv = _conv_prompt(prompt, prefixes[0] if prefixes else None, rep)
+    _check_roles(conv, rep)
+    return {"prompt": conv, "responses": [_assistant(a) for a in answers], "scores": [s[i] for i in order]}
+
+
+def to_lists(rows: Sequence[dict], format: str, columns: dict | None = None,
+             source: str = "<rows>") -> tuple[list[dict], dict]:
+    """``ranked`` rows as rated lists ``{"prompt", "responses", "scores"}`` (responses best first), for
+    listwise losses; returns (lists, report) like :func:`to_pairs`."""
+    if format != "ranked":
+        raise DataError(f"{source}: rated lists (dataset.pair_strategy=list) come from format ranked, not {format}")
+    cols = columns_for(format, columns)
+    _check_columns(rows, cols, ("prompt", "responses", "scores"), source)
+    rep = _Report(format, source, len(rows))
+    out = []
+    for i, row in enumerate(rows):
+        if BAD_ROW in row:
+            rep.skip(i, row[BAD_ROW].split(" ")[0])
+            continue
+        try:
+            out.append(_list_ranked(row, cols, rep))
+        except _Skip as e:
+            rep.skip(i, e.reason)
+    rep.check_nonempty(len(out), "rated lists")
+    return out, rep.as_dict(len(out), "lists")
+
+
+def best_worst_pair(row: dict) -> dict:
+    """A rated list's best response against its worst (the held-out pairs of implicit-reward accuracy)."""
+    return {"prompt": row["prompt"], "chosen": row["responses"][0], "rejected": row["responses"][-1]}
+
+
 _PAIR_PARSERS = {"pairs": _pair_plain, "conversational": _pair_conversational, "hh": _pair_hh,
                  "ranked": _pair_ranked}
 
@@ -607,6 +671,13 @@ def load_pairs(dcfg, split: str | None = None) -> tuple[list[dict], dict]:
     split = split or dcfg.split
     rows = load_rows(dcfg, split)
     return to_pairs(rows, dcfg.format, dict(dcfg.columns or {}), source_name(dcfg, split))
+
+
+def load_lists(dcfg, split: str | None = None) -> tuple[list[dict], dict]:
+    """Rows of a ``ranked`` dataset config as rated lists (see :func:`to_lists`)."""
+    split = split or dcfg.split
+    rows = load_rows(dcfg, split)
+    return to_lists(rows, dcfg.format, dict(dcfg.columns or {}), source_name(dcfg, split))
 
 
 def load_unpaired(dcfg, split: str | None = None) -> tuple[list[dict], dict]:

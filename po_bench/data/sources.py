@@ -13,6 +13,8 @@ A source is built from a plain *spec* (the dataset fields that determine its dat
                                   source's annotator (the world); False: pairs come from files
 ``make_pairs(spec, samples)``     the labelled pairs (before noise), held-out eval pairs and the
                                   conversion statistics
+``extra_policies()``              other SFT policies (role -> SFT data spec) whose pref-prompt samples
+                                  the pairs also read (``make_pairs(..., extra={role: samples})``)
 ``heldout_splits()``              splits whose SFT sample pairs, labelled by the gold reward, measure
                                   implicit-reward accuracy (the world: eval and OOD; real data: none,
                                   the eval split's own pairs are used)
@@ -41,10 +43,14 @@ TRUNCATION_WARN = 0.05  # a console warning when more than this share of trainin
 
 WORLD_FIELDS = ("seed", "n_sft", "n_pref", "n_eval", "n_ood", "min_keywords", "max_keywords",
                 "ood_min_keywords", "ood_max_keywords", "annotator_temperature", "annotator_length_bias",
-                "k_samples", "pair_strategy", "curriculum")
+                "k_samples", "pair_strategy", "curriculum", "steps", "step_candidates")
 # k samples per pref prompt, how pairs are built from their ranking, and their order: at these defaults
 # the world draws two samples and labels one pair per prompt (world.label_pairs), keys as before
 RANKING_DEFAULTS = {"k_samples": 2, "curriculum": "none"}
+# who rates the samples (annotator | pugc: a judge given user-generated content as the reference, at
+# ugc_noise) and which models they come from (single | multi | strong_chosen: a stronger SFT model's too)
+PAIR_DATA_FIELDS = ("pair_source", "ugc_noise", "pair_models")
+WORLD_FIELDS = WORLD_FIELDS + PAIR_DATA_FIELDS
 _SPLIT_FIELDS = {  # the world fields each prompt split is drawn from (world.make_prompts)
     "sft": ("seed", "n_sft", "min_keywords", "max_keywords"),
     "pref": ("seed", "n_pref", "min_keywords", "max_keywords"),
@@ -83,14 +89,25 @@ class WorldSource:
 
     @staticmethod
     def sft_examples(spec: dict) -> list[dict]:
+        if spec.get("demonstrator") == "strong":  # the stronger model of multi-model pairs (More is Less)
+            return world.strong_sft_examples(_world_spec(spec))
         return world.sft_examples(_world_spec(spec))
+
+    def extra_policies(self) -> dict[str, dict]:
+        """Other SFT policies whose pref-prompt samples the pairs read (role -> SFT data spec): the stronger
+        model of multi-model pairs (``dataset.pair_models`` multi | strong_chosen), else none."""
+        if self.spec["pair_models"] == "single":
+            return {}
+        return {"strong": {**self.sft_spec(), "demonstrator": "strong"}}
 
     def prompt_spec(self, split: str) -> dict:
         return {"kind": "world", "split": split, **{k: self.spec[k] for k in _SPLIT_FIELDS[split]}}
 
     def ranked(self) -> bool:
-        """k samples ranked by the annotator (k > 2, or a curriculum order), else today's one pair of two."""
-        return any(self.spec[k] != v for k, v in RANKING_DEFAULTS.items())
+        """k samples ranked by the annotator (k > 2, or a curriculum order, or rated lists), else today's one
+        pair of two."""
+        return (any(self.spec[k] != v for k, v in RANKING_DEFAULTS.items())
+                or self.spec["pair_strategy"] == world.LIST_STRATEGY)
 
     def pref_samples_n(self) -> int:
         """On-policy samples drawn per pref prompt."""
@@ -102,17 +119,40 @@ class WorldSource:
         out = {"kind": "world", "prompts": self.prompt_spec("pref"),
                "annotator": {"temperature": self.spec["annotator_temperature"],
                              "length_bias": self.spec["annotator_length_bias"]}}
-        if self.ranked():
+        lists = self.spec["pair_strategy"] == world.LIST_STRATEGY
+        if self.spec["steps"] and not lists:  # Step-DPO's step-wise pairs (world.step_pairs): continuations of the SFT policy
+            out["steps"] = {"candidates": int(self.spec["step_candidates"])}
+            out.pop("annotator")  # the per-step gold signal labels the steps, not the annotator
+        elif self.ranked():
             out["ranking"] = {k: self.spec[k] for k in ("k_samples", "pair_strategy", "curriculum")}
+            if self.spec["steps"]:  # rated lists with every response's step spans (TPO: world.step_ends)
+                out["ranking"]["steps"] = True
+        if self.spec["pair_source"] != "annotator":  # PUGC: the judge rates against user-generated content
+            out["pugc"] = {"ugc_noise": float(self.spec["ugc_noise"])}
+        if self.spec["pair_models"] != "single":  # the other model's samples: the pairs spec's extra_samples
+            out["models"] = self.spec["pair_models"]
         return out
 
     @staticmethod
-    def make_pairs(spec: dict, samples: list[list[str]] | None, seed: int, store=None) -> dict:
+    def make_pairs(spec: dict, samples: list[list[str]] | None, seed: int, store=None, sampler=None,
+                   extra: dict | None = None) -> dict:
         """Label two on-policy samples per pref prompt with the annotator (identical pairs skipped); with
-        ``ranking``: rank k samples per prompt and build pairs from the ranking (world.label_ranked)."""
+        ``ranking``: rank k samples per prompt and build pairs from the ranking (world.label_ranked); with
+        ``steps``: Step-DPO's step-wise pairs (world.step_pairs), the chosen step sampled by ``sampler``
+        (prompts, n) -> n continuations per prompt from the samples' policy."""
         prompts_ = prompts(spec["prompts"])
+        if "steps" in spec:
+            if sampler is None:
+                raise ValueError("step-wise pairs (dataset.steps) need a sampler of the policy's continuations")
+            pairs, stats = world.step_pairs(prompts_, samples, sampler, int(spec["steps"]["candidates"]),
+                                            world.RewardWeights())
+            return {"train": pairs, "eval": [], "stats": stats}
         ann = world.Annotator(temperature=spec["annotator"]["temperature"],
                               length_bias=spec["annotator"]["length_bias"])
+        if "pugc" in spec:
+            return WorldSource._pugc_pairs(spec, prompts_, samples, ann, seed)
+        if "models" in spec:
+            return WorldSource._multi_model_pairs(spec, prompts_, samples, (extra or {})["strong"], ann, seed)
         if "ranking" in spec:
             return WorldSource._ranked_pairs(spec["ranking"], prompts_, samples, ann, seed)
         pairs = world.label_pairs(prompts_, samples, ann, seed, world.RewardWeights())
@@ -123,6 +163,11 @@ class WorldSource:
 
     @staticmethod
     def _ranked_pairs(r: dict, prompts_: list, samples, ann, seed: int) -> dict:
+        if r["pair_strategy"] == world.LIST_STRATEGY:  # one rated list per prompt (listwise losses)
+            rows = world.label_lists(prompts_, samples, ann, seed, world.RewardWeights(), steps=bool(r.get("steps")))
+            return {"train": rows, "eval": [], "stats": {**list_stats(rows), "n_identical_skipped": len(prompts_) - len(rows),
+                                                          "k_samples": int(r["k_samples"]), "pair_strategy": r["pair_strategy"],
+                                                          "curriculum": r["curriculum"]}}
         pairs = world.label_ranked(prompts_, samples, ann, seed, r["pair_strategy"], r["curriculum"],
                                    world.RewardWeights())
         agree = float(np.mean([p["gold_margin"] > 0 for p in pairs])) if pairs else float("nan")
@@ -134,6 +179,55 @@ class WorldSource:
                           "mean_rating_gap": float(np.mean([p["gap"] for p in pairs])) if pairs else float("nan")}}
 
     @staticmethod
+    def _pugc_pairs(spec: dict, prompts_: list, samples, ann, seed: int) -> dict:
+        """PUGC (Tan et al. 2025): one user-generated text per prompt (world.user_contents, at ugc_noise) is the
+        judge's reference for rating the k on-policy samples (world.label_pugc); chosen / rejected by the
+        ranking (the paper: best vs worst; at k = 2 the one pair)."""
+        r = spec.get("ranking") or {"k_samples": 2, "pair_strategy": "best_worst", "curriculum": "none"}
+        noise = float(spec["pugc"]["ugc_noise"])
+        refs = world.user_contents(prompts_, noise, int(spec["prompts"]["seed"]))
+        pairs = world.label_pugc(prompts_, samples, refs, ann, seed, r["pair_strategy"], r["curriculum"],
+                                 world.RewardWeights())
+        kws = [set(world.parse_prompt(p)) for p in prompts_]
+        ugc_words = [[t for t in u.split() if t in world.CONTENT_WORDS] for u in refs]
+        mean = (lambda xs: float(np.mean(xs)) if len(xs) else float("nan"))
+        return {"train": pairs, "eval": [], "ordered": r["curriculum"] != "none",
+                "stats": {"n_pairs": len(pairs), "n_identical_skipped": len(prompts_) - len({p["row"] for p in pairs}),
+                          "pair_source": "pugc", "ugc_noise": noise, "k_samples": int(r["k_samples"]),
+                          "pair_strategy": r["pair_strategy"], "curriculum": r["curriculum"],
+                          "annotator_gold_agreement": mean([p["gold_margin"] > 0 for p in pairs]),
+                          "mean_gold_margin": mean([p["gold_margin"] for p in pairs]),
+                          "chosen_reference_closer": mean([p["reference_margin"] > 0 for p in pairs]),
+                          "ugc_keyword_recall": mean([len(k & set(u)) / len(k) for k, u in zip(kws, ugc_words)]),
+                          "ugc_offtopic_words": mean([sum(t not in k for t in u) for k, u in zip(kws, ugc_words)]),
+                          "ugc_examples": refs[:3]}}
+
+    @staticmethod
+    def _multi_model_pairs(spec: dict, prompts_: list, own, strong, ann, seed: int) -> dict:
+        """More is Less (Wang et al. 2025): pairs from the target SFT policy's samples and a stronger SFT
+        model's (world.label_multi_model), with what shows the shortcut: where chosen and rejected come from
+        and how well a superficial feature (the source model, its opening style word, length) separates them."""
+        pairs = world.label_multi_model(prompts_, own, strong, ann, seed, spec["models"], world.RewardWeights(),
+                                        spec.get("ranking"))
+        mean = (lambda xs: float(np.mean(xs)) if len(xs) else float("nan"))
+        w = world.RewardWeights()
+        # the source model as the feature: +1 strong chosen over own, 0 same model, -1 own chosen over strong
+        by_source = [(p["chosen_model"] == "strong") - (p["rejected_model"] == "strong") for p in pairs]
+        return {"train": pairs, "eval": [], "ordered": (spec.get("ranking") or {}).get("curriculum", "none") != "none",
+                "stats": {"n_pairs": len(pairs), "n_identical_skipped": len(prompts_) - len({p["row"] for p in pairs}),
+                          "pair_models": spec["models"],
+                          "annotator_gold_agreement": mean([p["gold_margin"] > 0 for p in pairs]),
+                          "chosen_from_strong": mean([p["chosen_model"] == "strong" for p in pairs]),
+                          "rejected_from_strong": mean([p["rejected_model"] == "strong" for p in pairs]),
+                          "cross_model_pairs": mean([p["chosen_model"] != p["rejected_model"] for p in pairs]),
+                          # 0.5: the feature alone says nothing about which side was chosen; 1.0: it decides it
+                          "source_separability": mean(by_source) / 2 + 0.5 if pairs else float("nan"),
+                          "gold_reward_own": mean([world.gold_reward(p, y[0], w) for p, y in zip(prompts_, own)]),
+                          "gold_reward_strong": mean([world.gold_reward(p, y[0], w) for p, y in zip(prompts_, strong)]),
+                          "style_rate_own": mean([world.starts_with_style(y[0]) for y in own]),
+                          "style_rate_strong": mean([world.starts_with_style(y[0]) for y in strong])}}
+
+    @staticmethod
     def heldout_splits() -> dict[str, str]:
         return {"implicit_reward_accuracy": "eval", "implicit_reward_accuracy_ood": "ood"}
 
@@ -143,7 +237,11 @@ class WorldSource:
     def gold(self, prompts_: list, policy_samples: list[str], sft_samples: list[str]) -> dict:
         from po_bench.judges.gold import gold_metrics
 
-        return gold_metrics(prompts_, policy_samples, sft_samples, self.weights)
+        out = gold_metrics(prompts_, policy_samples, sft_samples, self.weights)
+        # the strong model's style cue in the answers (More is Less: a shortcut learned from multi-model pairs)
+        out["style_word_rate"] = float(np.mean([world.starts_with_style(y) for y in policy_samples]))
+        out["style_word_rate_sft"] = float(np.mean([world.starts_with_style(y) for y in sft_samples]))
+        return out
 
     def sample_rows(self, prompts_, samples, sft_samples) -> list[dict]:
         return [{"prompt": p, "policy": y, "sft": s, "gold_policy": world.gold_reward(p, y, self.weights),
@@ -151,9 +249,30 @@ class WorldSource:
 
     @staticmethod
     def describe(pairs: list[dict], tokenizer, max_length: int) -> dict:
+        if pairs and "responses" in pairs[0]:  # rated lists (dataset.pair_strategy=list)
+            return list_stats(pairs)
         len_c = [len(p["chosen"].split()) for p in pairs]
         len_r = [len(p["rejected"].split()) for p in pairs]
-        return {"chosen_minus_rejected_length": float(np.mean(np.array(len_c) - np.array(len_r))) if pairs else 0.0}
+        return {"chosen_minus_rejected_length": float(np.mean(np.array(len_c) - np.array(len_r))) if pairs else 0.0,
+                # how well a superficial feature alone tells chosen from rejected (0.5: not at all; 1: it decides
+                # every pair): length, and the strong model's opening style word (More is Less)
+                "feature_separability": {"length": world.pair_feature_accuracy(pairs, lambda y: len(y.split())),
+                                         "style_word": world.pair_feature_accuracy(pairs, world.starts_with_style)}}
+
+
+def list_stats(rows: list[dict]) -> dict:
+    """Statistics of rated lists (one prompt, k responses, their scores): rows, list sizes, the score spread
+    and, where the rows carry gold rewards (the world), how often the scores order a pair as r* does."""
+    sizes = [len(r["responses"]) for r in rows]
+    out = {"n_rows": len(rows), "k_mean": float(np.mean(sizes)) if rows else 0.0,
+           "k_min": min(sizes, default=0), "k_max": max(sizes, default=0),
+           "mean_score_spread": float(np.mean([max(r["scores"]) - min(r["scores"]) for r in rows])) if rows else float("nan")}
+    if rows and "gold" in rows[0]:
+        agree = [(si > sj) == (gi > gj) for r in rows for a, (si, gi) in enumerate(zip(r["scores"], r["gold"]))
+                 for sj, gj in zip(r["scores"][a + 1:], r["gold"][a + 1:]) if gi != gj and si != sj]
+        out["annotator_gold_agreement"] = float(np.mean(agree)) if agree else float("nan")
+        out["best_is_gold_best"] = float(np.mean([r["gold"][0] == max(r["gold"]) for r in rows]))
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -205,6 +324,8 @@ class FileSource:
         from po_bench.common import plain
 
         fields = {k: v for k, v in plain(dcfg).items() if k in REAL_FIELDS}
+        if dcfg.get("pair_strategy") == world.LIST_STRATEGY:  # ranked rows kept as lists (listwise losses)
+            fields["pair_strategy"] = world.LIST_STRATEGY
         return {"kind": "hf", **fields, "content": _content(fields)}
 
     def sft_spec(self) -> dict | None:
@@ -231,11 +352,17 @@ class FileSource:
         return dict(self.spec)
 
     @staticmethod
+    def extra_policies() -> dict:
+        return {}
+
+    @staticmethod
     def make_pairs(spec: dict, samples, seed: int, store=None, *, paired: bool = True, tokenizer=None,
                    max_length: int = 0) -> dict:
         from omegaconf import OmegaConf
 
         d = OmegaConf.create({k: v for k, v in spec.items() if k != "content"})
+        if d.get("pair_strategy") == world.LIST_STRATEGY:
+            return FileSource._lists(d, tokenizer, max_length)
         pairs, report = formats.load_pairs(d) if paired or d.format != "unpaired" else formats.load_unpaired(d)
         apply_error_policy(d, report)
         eval_report = None
@@ -253,11 +380,33 @@ class FileSource:
                           "skipped_prompt_over_max_length": too_long}}
 
     @staticmethod
+    def _lists(d, tokenizer, max_length: int) -> dict:
+        """``format: ranked`` rows as rated lists (dataset.pair_strategy=list); the held-out pairs that
+        measure implicit-reward accuracy are best vs worst of the eval split's lists (or of the last
+        n_eval lists, never trained on)."""
+        rows, report = formats.load_lists(d)
+        apply_error_policy(d, report)
+        eval_report = None
+        if d.eval_split:
+            held, eval_report = formats.load_lists(d, d.eval_split)
+            apply_error_policy(d, eval_report)
+            held = held[: d.n_eval]
+        else:
+            n_hold = min(d.n_eval, len(rows) // 4)
+            held, rows = rows[len(rows) - n_hold:], rows[: len(rows) - n_hold]
+        rows, too_long = drop_overlong_prompts(rows, tokenizer, max_length)
+        return {"train": rows, "eval": [formats.best_worst_pair(r) for r in held],
+                "stats": {"conversion": report, "conversion_eval": eval_report,
+                          "skipped_prompt_over_max_length": too_long}}
+
+    @staticmethod
     def heldout_splits() -> dict[str, str]:
         return {}
 
     @staticmethod
     def describe(pairs: list[dict], tokenizer, max_length: int) -> dict:
+        if "responses" in pairs[0]:  # rated lists
+            return {"tokens": {}, "lists": list_stats(pairs)}
         tokens = formats.data_stats(pairs, tokenizer, max_length) if "chosen" in pairs[0] else {}
         if tokens.get("truncated_fraction", 0.0) > TRUNCATION_WARN:  # not only a count in run.json
             import logging

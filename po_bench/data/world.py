@@ -16,6 +16,7 @@ The README documents the definition; ``gold_reward`` is the single source of tru
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
@@ -235,7 +236,9 @@ def corpus(spec: WorldSpec) -> Iterable[str]:
 # k samples per prompt: a ranking by the annotator, and several pairs per prompt (Curry-DPO)
 # ---------------------------------------------------------------------------------------------
 
-PAIR_STRATEGIES = ("best_vs_rest", "adjacent", "best_worst", "all")
+# "list" builds no pairs: one row per prompt with its k rated responses, for listwise losses (label_lists)
+LIST_STRATEGY = "list"
+PAIR_STRATEGIES = ("best_vs_rest", "adjacent", "best_worst", "all", LIST_STRATEGY)
 CURRICULA = ("none", "easy_to_hard")
 
 
@@ -288,6 +291,10 @@ def label_ranked(prompts: Sequence[str], samples: Sequence[Sequence[str]], annot
     """k on-policy samples per prompt -> the annotator's ranking -> pairs by ``strategy``; with
     ``curriculum="easy_to_hard"`` the pairs are sorted by rating gap, largest (easiest) first (Curry-DPO's
     ordering; ties keep prompt order), else they stay in prompt order."""
+    if strategy == LIST_STRATEGY:
+        if curriculum != "none":
+            raise ValueError(f"curriculum {curriculum!r}: rated lists (pair strategy list) have no pair order")
+        return label_lists(prompts, samples, annotator, seed, weights)
     rng = np.random.default_rng([seed, 22])
     pairs = []
     for i, (p, ys) in enumerate(zip(prompts, samples)):
@@ -297,3 +304,272 @@ def label_ranked(prompts: Sequence[str], samples: Sequence[Sequence[str]], annot
     elif curriculum != "none":
         raise ValueError(f"curriculum {curriculum!r}: allowed {', '.join(CURRICULA)}")
     return pairs
+
+
+# ---------------------------------------------------------------------------------------------
+# steps: a response as a sequence of clauses with a gold signal per step (Step-DPO), and per token
+# ---------------------------------------------------------------------------------------------
+
+def split_steps(response: str) -> list[str]:
+    """A response's steps (its "reasoning steps"): each step is a clause that runs up to and including
+    the next content word (fillers, then the content word they lead to); fillers after the last content
+    word form a final step.  ``" ".join(split_steps(y)) == " ".join(y.split())``."""
+    steps: list[str] = []
+    cur: list[str] = []
+    for t in response.split():
+        cur.append(t)
+        if t in _CONTENT_SET:
+            steps.append(" ".join(cur))
+            cur = []
+    if cur:
+        steps.append(" ".join(cur))
+    return steps
+
+
+def step_ends(response: str) -> list[int]:
+    """Where each of :func:`split_steps`'s steps ends in ``response`` (character offsets, one per step):
+    ``response[:step_ends(response)[k]]`` holds steps 0..k (TPO's step spans, dataset.steps with lists)."""
+    words = [(m.end(), m.group()) for m in re.finditer(r"\S+", response)]
+    ends, n = [], 0
+    for step in split_steps(response):
+        n += len(step.split())
+        ends.append(words[n - 1][0])
+    return ends
+
+
+def step_gains(prompt: str, steps: Sequence[str], w: RewardWeights = RewardWeights()) -> list[float]:
+    """The gold signal of each step: r*(prompt, prefix + step) - r*(prompt, prefix), the prefix being the
+    steps before it.  The gains telescope: their sum is r*(prompt, whole response) (r* of nothing is 0).
+    A step that covers a new keyword gains 2/n (+ length); an off-topic word, a repeated content word or
+    an immediate repetition makes the gain negative."""
+    out, prefix, before = [], [], gold_reward(prompt, "", w)
+    for s in steps:
+        prefix += s.split()
+        after = gold_reward(prompt, " ".join(prefix), w)
+        out.append(after - before)
+        before = after
+    return out
+
+
+def token_gains(prompt: str, response: str, w: RewardWeights = RewardWeights()) -> list[float]:
+    """A token-level gold reward: each word's gain r*(prefix + word) - r*(prefix) (the world's tokenizer is
+    word-level, so one word is one token).  Sums to r*(prompt, response)."""
+    return step_gains(prompt, response.split(), w)
+
+
+ERROR_GAIN = 0.0  # a step whose gold gain is below this is erroneous (it lowers r*); at or above, correct
+
+
+def first_error(gains: Sequence[float], threshold: float = ERROR_GAIN) -> int | None:
+    """The index of the first erroneous step (gain < threshold), or None when every step is correct."""
+    return next((i for i, g in enumerate(gains) if g < threshold), None)
+
+
+def step_pairs(prompts: Sequence[str], samples: Sequence[Sequence[str]], continue_fn, n_candidates: int,
+               weights: RewardWeights = RewardWeights()) -> tuple[list[dict], dict]:
+    """Step-DPO's data (Lai et al. 2024, arXiv:2406.18629, sec. 3.2) in the world.
+
+    For each prompt, the first sampled response with an erroneous step gives the step-wise pair: the
+    first erroneous step k (:func:`first_error` of :func:`step_gains`) is the rejected step, the steps
+    before it the shared correct prefix; the policy then continues prompt + prefix ``n_candidates`` times
+    (``continue_fn(prompts, n) -> n continuations per prompt``: the SFT policy) and the first continuation
+    whose first step is correct (gain >= 0 given the prefix) and differs from the rejected one is the
+    chosen step.  A pair: prompt' = prompt + prefix, chosen / rejected = one step each (a leading space,
+    as every world completion).  Prompts whose samples have no error, or whose candidates no correct
+    step, give no pair (counted)."""
+    todo = []  # (row, prompt, prefix steps, rejected step, its gain)
+    n_steps, n_err = [], 0
+    for i, (p, ys) in enumerate(zip(prompts, samples)):
+        found = None
+        for y in ys:
+            steps = split_steps(y)
+            gains = step_gains(p, steps, weights)
+            n_steps.append(len(steps))
+            k = first_error(gains)
+            if k is not None:
+                n_err += 1
+                if found is None:
+                    found = (i, p, steps[:k], steps[k], gains[k])
+        if found is not None:
+            todo.append(found)
+    contexts = [(p + " " + " ".join(prefix)).rstrip() for _, p, prefix, _, _ in todo]
+    conts = continue_fn(contexts, n_candidates) if todo else []
+    pairs, no_correct = [], 0
+    for (i, p, prefix, bad, g_bad), ctx, cands in zip(todo, contexts, conts):
+        base = gold_reward(p, " ".join(prefix), weights)
+        chosen = None
+        for c in cands:
+            first = split_steps(c)[:1]
+            if not first or first[0] == bad:
+                continue
+            g = gold_reward(p, " ".join(prefix + [first[0]]), weights) - base
+            if g >= ERROR_GAIN:
+                chosen = (first[0], g)
+                break
+        if chosen is None:
+            no_correct += 1
+            continue
+        pairs.append({"prompt": ctx, "chosen": " " + chosen[0], "rejected": " " + bad,
+                      "gold_margin": chosen[1] - g_bad, "row": i, "step": len(prefix), "source_prompt": p})
+    n_resp = len(n_steps)
+    stats = {"n_pairs": len(pairs), "n_prompts": len(prompts), "step_pairs_per_prompt": len(pairs) / max(1, len(prompts)),
+             "steps_per_response": float(np.mean(n_steps)) if n_steps else 0.0,
+             "responses_with_error": n_err / max(1, n_resp), "prompts_without_error": len(prompts) - len(todo),
+             "prompts_without_correct_step": no_correct, "step_candidates": int(n_candidates),
+             "mean_error_step": float(np.mean([q["step"] for q in pairs])) if pairs else float("nan")}
+    return pairs, stats
+
+
+# ---------------------------------------------------------------------------------------------
+# PUGC (Tan et al. 2025, arXiv:2506.04463): user-generated content as the scorer's reference
+# ---------------------------------------------------------------------------------------------
+
+PAIR_SOURCES = ("annotator", "pugc")
+
+
+def user_content(prompt: str, noise: float, rng: np.random.Generator) -> str:
+    """A user-generated text on a prompt's topic: its writer knows the topic and mentions every keyword
+    (each after a filler, plus 0-2 fillers, in any order); at ``noise`` each keyword is dropped with that
+    probability and Poisson(2 * noise) off-topic content words creep in (UGC is not written as an answer)."""
+    kws = parse_prompt(prompt)
+    pieces = [[str(rng.choice(FILLER_WORDS)), k] for k in kws if rng.random() >= noise]
+    others = [c for c in CONTENT_WORDS if c not in kws]
+    for _ in range(int(rng.poisson(2.0 * noise))):
+        pieces.append([str(rng.choice(FILLER_WORDS)), str(rng.choice(others))])
+    for _ in range(int(rng.integers(0, 3))):
+        pieces.append([str(rng.choice(FILLER_WORDS))])
+    order = rng.permutation(len(pieces))
+    toks = [t for i in order for t in pieces[i]] or [str(rng.choice(FILLER_WORDS))]
+    return " ".join(toks)
+
+
+def user_contents(prompts: Sequence[str], noise: float, world_seed: int) -> list[str]:
+    """One UGC text per prompt: part of the world (``dataset.seed``), the same for every run seed."""
+    rng = np.random.default_rng([world_seed, 31])
+    return [user_content(p, noise, rng) for p in prompts]
+
+
+def reference_score(reference: str, response: str, w: RewardWeights = RewardWeights()) -> float:
+    """The reference-guided scorer: r*'s form with the reference's content words standing in for the
+    prompt's keywords (what the UGC mentions counts as on-topic, any other content word as off-topic)."""
+    parts = reward_parts([t for t in reference.split() if t in _CONTENT_SET], response.split(), w)
+    return parts["quality"] + parts["length"] - parts["degeneration"]
+
+
+def label_pugc(prompts: Sequence[str], samples: Sequence[Sequence[str]], references: Sequence[str],
+               annotator: Annotator, seed: int, strategy: str = "best_worst", curriculum: str = "none",
+               weights: RewardWeights = RewardWeights()) -> list[dict]:
+    """PUGC's pairs: k on-policy samples per prompt rated by the annotator's judge *given the UGC as the
+    reference* (:func:`reference_score` + the annotator's length bias and Gumbel noise, so the ranking is
+    the same Plackett-Luce draw as :func:`rate_samples`, on the reference's reward instead of r*), pairs
+    by ``strategy`` (the paper: best vs worst).  ``reference_margin``: the reference score difference.
+    The judge's noise is :func:`label_ranked`'s stream: with a noiseless UGC (the reference score is then r*)
+    the pairs are exactly the annotator's, so a comparison isolates what the reference changes."""
+    rng = np.random.default_rng([seed, 22])
+    pairs = []
+    for i, (p, ys, ref) in enumerate(zip(prompts, samples, references)):
+        seen, rated = set(), []
+        for y in ys:
+            if y.strip() in seen:
+                continue
+            seen.add(y.strip())
+            s = reference_score(ref, y, weights) + annotator.length_bias * len(y.split())
+            noise = annotator.temperature * float(rng.gumbel()) if annotator.temperature > 0 else 0.0
+            rated.append({"response": y, "rating": s + noise, "gold": gold_reward(p, y, weights)})
+        rated.sort(key=lambda d: -d["rating"])
+        for pair in ranked_pairs(p, rated, strategy, i):
+            pair["reference_margin"] = (reference_score(ref, pair["chosen"], weights)
+                                        - reference_score(ref, pair["rejected"], weights))
+            pairs.append(pair)
+    if curriculum == "easy_to_hard":
+        pairs = sorted(pairs, key=lambda d: -d["gap"])
+    elif curriculum != "none":
+        raise ValueError(f"curriculum {curriculum!r}: allowed {', '.join(CURRICULA)}")
+    return pairs
+
+
+# ---------------------------------------------------------------------------------------------
+# More is Less (Wang et al. 2025, arXiv:2504.02193): chosen and rejected from different models
+# ---------------------------------------------------------------------------------------------
+
+PAIR_MODELS = ("single", "multi", "strong_chosen")
+STRONG_STYLE = "very"  # the strong model's house style: it opens every answer with this word (r* ignores it)
+
+
+def strong_sft_examples(spec: WorldSpec) -> list[dict]:
+    """SFT data of a stronger "model family": a better demonstrator (covers each keyword with probability
+    0.9, Poisson 0.3 off-topic words, 5% repetition bursts) with a style of its own, every answer opening
+    with :data:`STRONG_STYLE`: a superficial cue that tells its answers from the target model's."""
+    from dataclasses import replace
+
+    strong = replace(spec, demo_cover_prob=0.9, demo_offtopic_rate=0.3, demo_degenerate_prob=0.05)
+    rng = np.random.default_rng([spec.seed, 12])
+    out = []
+    for p in make_prompts(spec, "sft"):
+        y = demonstrate(strong, p, rng)
+        out.append({"prompt": p, "completion": " " + (y if y.split()[0] == STRONG_STYLE else f"{STRONG_STYLE} {y}")})
+    return out
+
+
+def label_multi_model(prompts: Sequence[str], own: Sequence[Sequence[str]], strong: Sequence[Sequence[str]],
+                      annotator: Annotator, seed: int, mode: str, weights: RewardWeights = RewardWeights(),
+                      ranking: dict | None = None) -> list[dict]:
+    """Pairs from two models' samples on the same prompts (``own``: the target SFT policy's, ``strong``: the
+    stronger model's).  ``strong_chosen``: the strong model's sample is chosen, the target's own sample
+    rejected, no annotator (the paper's GPT-4o-chosen / self-rejected data); ``multi``: a multi-model pool
+    (the first sample of each model; with ``ranking``, all k of each) labelled by the annotator as the
+    single-model data is.  Every pair records ``chosen_model`` / ``rejected_model`` (own | strong)."""
+    if mode == "strong_chosen":
+        pairs = []
+        for i, (p, a, b) in enumerate(zip(prompts, own, strong)):
+            if a[0].strip() == b[0].strip():
+                continue
+            pairs.append({"prompt": p, "chosen": b[0], "rejected": a[0], "row": i,
+                          "gold_margin": gold_reward(p, b[0], weights) - gold_reward(p, a[0], weights)})
+    elif mode == "multi" and ranking:
+        pool = [list(a) + list(b) for a, b in zip(own, strong)]
+        pairs = label_ranked(prompts, pool, annotator, seed, ranking["pair_strategy"], ranking["curriculum"], weights)
+    elif mode == "multi":
+        pairs = label_pairs(prompts, [[a[0], b[0]] for a, b in zip(own, strong)], annotator, seed, weights)
+    else:
+        raise ValueError(f"pair models {mode!r}: allowed {', '.join(PAIR_MODELS[1:])} (single: label_pairs)")
+    for pair in pairs:
+        theirs = {y.strip() for y in strong[pair["row"]]}
+        for side in ("chosen", "rejected"):
+            pair[f"{side}_model"] = "strong" if pair[side].strip() in theirs else "own"
+    return pairs
+
+
+def pair_feature_accuracy(pairs: Sequence[dict], feature) -> float:
+    """How well a trivial feature of a response alone tells chosen from rejected: the share of pairs whose
+    chosen response has the larger value (ties count half).  0.5: no signal; 1.0: perfectly separable."""
+    if not pairs:
+        return float("nan")
+    a = np.array([float(feature(p["chosen"])) for p in pairs])
+    b = np.array([float(feature(p["rejected"])) for p in pairs])
+    return float(np.mean((a > b) + 0.5 * (a == b)))
+
+
+def starts_with_style(response: str) -> bool:
+    toks = response.split()
+    return bool(toks) and toks[0] == STRONG_STYLE
+
+
+def label_lists(prompts: Sequence[str], samples: Sequence[Sequence[str]], annotator: Annotator, seed: int,
+                weights: RewardWeights = RewardWeights(), steps: bool = False) -> list[dict]:
+    """k on-policy samples per prompt -> one listwise row per prompt: ``responses`` best first by the
+    annotator's rating (:func:`rate_samples`, the same draw as the pair strategies'), their ``scores``
+    (the ratings, higher is better), ``ranks`` (0 = best), ``gold`` (r* of each) and ``row``.  A prompt
+    whose samples are all identical carries no preference and is skipped (counted by the caller).
+    ``steps``: each row also carries ``step_ends``, every response's :func:`step_ends` (TPO's step spans)."""
+    rng = np.random.default_rng([seed, 22])
+    rows = []
+    for i, (p, ys) in enumerate(zip(prompts, samples)):
+        rated = rate_samples(p, ys, annotator, rng, weights)
+        if len(rated) < 2:
+            continue
+        rows.append({"prompt": p, "responses": [d["response"] for d in rated], "scores": [d["rating"] for d in rated],
+                     "ranks": list(range(len(rated))), "gold": [d["gold"] for d in rated], "row": i})
+        if steps:
+            rows[-1]["step_ends"] = [step_ends(y) for y in rows[-1]["responses"]]
+    return rows

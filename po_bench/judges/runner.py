@@ -83,6 +83,47 @@ def run_judge(cfg, *, store, policy, policy_dir, sft_model, sft_dir, tokenizer, 
     return out
 
 
+def with_judge(cfg, judge):
+    """A copy of the run's config whose ``judge`` is ``judge`` (one of po_bench.config.judge_configs)."""
+    c = cfg.copy()
+    c.judge = judge
+    return c
+
+
+def run_judges(cfg, **kw) -> dict:
+    """Every judge of the run (``judge`` and ``judge.also``, in that order) on the policy: one job
+    trains a policy and judges it with all of them, so no job waits on another's store lock.
+
+    Each judge's scores keep their ``<judge>_`` prefix.  With one judge the bookkeeping keys are as
+    :func:`run_judge` returns them; with several, ``judged`` sums the counts (``judged_by`` has each
+    judge's), and ``judge_client`` / ``judge_budget`` hold one entry per judge (``judge_budget.message``
+    says which budgets ran out)."""
+    from po_bench.config import judge_configs
+
+    judges = [j for j in judge_configs(cfg) if j.name not in ("gold", "none")]
+    if len(judges) <= 1:
+        return run_judge(with_judge(cfg, judges[0]), **kw) if judges else {}
+    out: dict = {}
+    per: dict[str, dict] = {"judged": {}, "judge_client": {}, "judge_budget": {}}
+    for j in judges:
+        m = run_judge(with_judge(cfg, j), **kw)
+        for k in per:
+            if k in m:
+                per[k][j.name] = m.pop(k)
+        out.update(m)
+    if per["judged"]:
+        js = list(per["judged"].values())
+        out["judged"] = {"judge": "+".join(per["judged"]), **{k: sum(int(x.get(k, 0)) for x in js) for k in (
+            "n_judged", "n_asked", "n_request_failures", "n_parse_failures")}}
+        out["judged_by"] = per["judged"]
+    if per["judge_client"]:
+        out["judge_client"] = per["judge_client"]
+    if per["judge_budget"]:
+        stops = [f"{name}: {b['message']}" for name, b in per["judge_budget"].items() if (b or {}).get("message")]
+        out["judge_budget"] = {"by_judge": per["judge_budget"], **({"message": "; ".join(stops)} if stops else {})}
+    return out
+
+
 def _openllm(cfg, store, policy_dir, policy_key: dict) -> dict:
     """judge=openllm_v2: lm-evaluation-harness on the policy's checkpoint folder (its own model
     instance: hf or vLLM), scored as the Open LLM Leaderboard v2.  lm-eval's output is an artifact of
@@ -99,8 +140,9 @@ def _openllm(cfg, store, policy_dir, policy_key: dict) -> dict:
 def judging_incomplete(metrics: dict) -> str | None:
     """Why a run's judging is incomplete (judgments still missing after the client's retries), or
     None: such a run is recorded ``partial``, not ``done`` (po_bench.app), with the counts."""
-    j = metrics.get("judged") or {}
-    if j.get("n_request_failures"):
-        return (f"{j['judge']}: {j['n_judged']} of {j['n_asked']} judgments made; {j['n_request_failures']} "
-                "requests still failed after retries (rerun the sweep to retry them: answers already judged are cached)")
+    judged = metrics.get("judged_by") or {"": metrics.get("judged") or {}}
+    missing = [f"{j['judge']}: {j['n_judged']} of {j['n_asked']} judgments made; {j['n_request_failures']} requests "
+               "still failed after retries" for j in judged.values() if j.get("n_request_failures")]
+    if missing:
+        return "; ".join(missing) + " (rerun the sweep to retry them: answers already judged are cached)"
     return None

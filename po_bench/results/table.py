@@ -177,8 +177,30 @@ def build_table(runs: list[dict]) -> tuple[list[str], list[dict], list[dict]]:
         if judged:  # LLM judges: judgments made / asked (e.g. 803/805), and whether a run is partial
             row["judged"] = f"{sum(j['n_judged'] for j in judged)}/{sum(j['n_asked'] for j in judged)}"
         row["partial"] = any(r.get("status") == "partial" for r in members)
+        shape = [data_shape(r) for r in members]
+        for k in DATA_SHAPE:
+            vals = [x[k] for x in shape if x.get(k) is not None]
+            row[k] = sum(vals) / len(vals) if vals else None
         rows.append(row)
+    if not any(len({json.dumps(r.get(k)) for r in rows}) > 1 for k in DATA_SHAPE):  # one data shape: no columns
+        for r in rows:
+            for k in DATA_SHAPE:
+                r.pop(k, None)
     return hp_cols, rows, failed
+
+
+# The training data's shape (metrics.data of run.json), shown when the rows' data differ in shape: responses
+# per prompt k, training rows (pairs, lists or step pairs) per sampled prompt, steps per response
+DATA_SHAPE = {"data_k": "k", "data_rows_per_prompt": "rows/prompt", "data_steps": "steps/response"}
+
+
+def data_shape(run: dict) -> dict:
+    d = (run.get("metrics") or {}).get("data") or {}
+    n_prompts = ((run.get("config") or {}).get("dataset") or {}).get("n_pref")
+    n_rows = d.get("n_pairs", d.get("n_rows"))
+    return {"data_k": d.get("k_mean", d.get("k_samples")),
+            "data_rows_per_prompt": n_rows / n_prompts if n_rows is not None and n_prompts else None,
+            "data_steps": d.get("steps_per_response")}
 
 
 REFERENCE_DIR = Path(__file__).resolve().parents[2] / "results" / "reference"
@@ -379,6 +401,7 @@ def fmt_hp(x: Any) -> str:
 def to_csv(hp_cols: list[str], rows: list[dict], ref_cols: list[str] | None = None, baseline: str = "DPO") -> str:
     extra = (["grid_points"] if rows and "grid_points" in rows[0] else []) + \
         (["judged", "partial"] if any("judged" in r for r in rows) else [])
+    extra += [k for k in DATA_SHAPE if any(k in r for r in rows)]
     cols = ["method"] + hp_cols + ["n_seeds"] + extra + [f"{m}_{s}" for m in metrics_of(rows) for s in ("mean", "std")] \
         + list(ref_cols or []) + ["seconds_mean"]
     # the analysis (when it ran): interval bounds, ranks, deltas and tests, after the original columns
@@ -434,8 +457,9 @@ def to_markdown(hp_cols: list[str], rows: list[dict], failed: list[dict], title:
         extra += [f"Δ {an.baseline}"] if any("delta_base" in r for r in rows) else []
         extra += ["Δ rate 0"] if any("delta_rate0" in r for r in rows) else []
     judged = any("judged" in r for r in rows)
+    shape = [k for k in DATA_SHAPE if any(k in r for r in rows)]
     head = ["method"] + hp_cols + ["seeds"] + (["grid points"] if grid else []) + (["judged"] if judged else []) \
-        + metrics + extra + ref_cols
+        + [DATA_SHAPE[k] for k in shape] + metrics + extra + ref_cols
     lines = []
     if title:
         lines += [f"## {title}", ""]
@@ -447,6 +471,7 @@ def to_markdown(hp_cols: list[str], rows: list[dict], failed: list[dict], title:
         cells = [r["method"]] + ["–" if r.get(k) is None else fmt_hp(r[k]) for k in hp_cols] + [str(r["n_seeds"])]
         cells += [str(r["grid_points"])] if grid else []
         cells += [r.get("judged", "–") + (" (partial)" if r.get("partial") else "")] if judged else []
+        cells += ["–" if r.get(k) is None else f"{r[k]:.3g}" for k in shape]
         if r.get("partial"):
             cells[0] += " †"
         for m in metrics:
@@ -468,6 +493,11 @@ def to_markdown(hp_cols: list[str], rows: list[dict], failed: list[dict], title:
     lines.append(("" if an is not None and an.metric else "Mean ± std over seeds. ") + "gold_reward: mean r* of policy samples on held-out prompts; "
                  "win_rate_vs_sft: policy sample beats the SFT sample under r* (ties half); kl_to_ref: "
                  "Monte-Carlo sequence KL to the SFT reference; mean_length in tokens (incl. EOS).")
+    if shape:
+        lines.append("")
+        lines.append("Data shape (from each run's metrics.data): k = responses sampled per prompt (mean list size for "
+                     "lists); rows/prompt = training rows (pairs, lists or step pairs) per sampled prompt; "
+                     "steps/response = the world's steps per sampled response (step data).")
     if any(r.get("partial") for r in rows):
         notes = list(notes or []) + ["† partial: some judgments were still missing after retries (column `judged`: "
                                      "made / asked); the metrics are over the judged part."]

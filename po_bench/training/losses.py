@@ -223,6 +223,54 @@ def beta_dpo_init(seed: int) -> dict:
     return {"margin_mean": 0.0, "margin_std": 0.0, "step": 0, "seed": int(seed)}
 
 
+# ---- per-pair weights from a score computed before training (LossSpec.per_pair) -------------------
+
+def madpo_weight(rm_margin, c_max: float, c_min: float, lam: float, tau: float) -> torch.Tensor:
+    """MADPO's instance weight (Rho 2025, arXiv:2510.05342; the authors' MADPOLoss.coef/forward) from the
+    reward model's margin h = r(x, y_w) - r(x, y_l):
+    c(h) = c_min + (c_max - c_min) / (1 + (c_max - 1)/(1 - c_min) * exp(lam (|h| - tau)))   (c(tau) = 1)
+    w(h) = sig(c(h) h) / sig(h) for h > -tau, 1 otherwise.
+    For |h| < tau (hard pairs) c > 1 and w > 1 where h > 0; for |h| > tau (easy pairs) c < 1 and w < 1."""
+    h = torch.as_tensor(rm_margin, dtype=torch.float64)
+    c = c_min + (c_max - c_min) / (1 + (c_max - 1) / (1 - c_min) * torch.exp(lam * (h.abs() - tau)))
+    w = torch.sigmoid(c * h) / torch.sigmoid(h)
+    return torch.where(h > -tau, w, torch.ones_like(w))
+
+
+def madpo(s: PairStats, beta: float, c_max: float, c_min: float, lam: float, tau: float, rm_margin) -> LossOutput:
+    """MADPO (Rho 2025, "Margin Adaptive DPO: Leveraging Reward Model for Granular Control in Preference
+    Optimization", arXiv:2510.05342): L = -w(h_phi) log sig(beta*h), h_phi the margin of a reward model
+    trained first on the same pairs (a stage of its own), w = :func:`madpo_weight`, no gradient through w."""
+    h = s.chosen_logratio - s.rejected_logratio
+    w = madpo_weight(rm_margin, c_max, c_min, lam, tau).to(device=h.device, dtype=h.dtype)
+    return LossOutput(-w * F.logsigmoid(beta * h), *_rewards(s, beta),
+                      logs={"madpo/weight_mean": float(w.mean())})
+
+
+def sem_dpo_weight(distance, alpha: float) -> torch.Tensor:
+    """Sem-DPO's weight (Mohamed et al. 2025, arXiv:2507.20133): W = exp(-alpha * d), d the cosine distance
+    1 - cos(e(x), e(y_w)) between the embeddings of the prompt and the chosen completion."""
+    return torch.exp(-alpha * torch.as_tensor(distance, dtype=torch.float64))
+
+
+def sem_dpo(s: PairStats, beta: float, alpha: float, distance) -> LossOutput:
+    """Sem-DPO (Mohamed et al. 2025, "Sem-DPO: Mitigating Semantic Inconsistency in Preference Optimization
+    for Prompt Engineering", arXiv:2507.20133): L = -exp(-alpha d(x, y_w)) log sig(beta*h), d the cosine
+    distance of a frozen sentence embedder (computed once per pair, a stage of its own)."""
+    h = s.chosen_logratio - s.rejected_logratio
+    w = sem_dpo_weight(distance, alpha).to(device=h.device, dtype=h.dtype)
+    return LossOutput(-w * F.logsigmoid(beta * h), *_rewards(s, beta), logs={"sem_dpo/weight_mean": float(w.mean())})
+
+
+def pair_weights(function: str, hparams: dict, scores) -> torch.Tensor:
+    """The per-pair weights a loss with ``LossSpec.per_pair`` gives to per-pair scores (run.json reports them)."""
+    if function == "madpo":
+        return madpo_weight(scores, **hparams)
+    if function == "sem_dpo":
+        return sem_dpo_weight(scores, **hparams)
+    raise ValueError(f"loss.function={function!r} has no per-pair weights")
+
+
 @dataclass(frozen=True)
 class LossSpec:
     fn: Callable[..., LossOutput]
@@ -234,6 +282,12 @@ class LossSpec:
     # seed -> the initial state of a loss that returns its updated state (LossOutput.state): the
     # trainer holds it, passes it in as keyword arguments and keeps the returned one (training steps only)
     init_state: Callable[[int], dict] | None = None
+    # (argument, kind): the argument that receives each pair's score, computed before training by the
+    # stage of that kind (loss.pair_scores.kind: reward_margin, semantic_distance) and carried per pair
+    per_pair: tuple = ()
+    # loss.args the stage consumes, not the function (InfiFPO's sources: the source models whose fused
+    # sequence log-probs replace the reference); checked by :func:`check_stage_args`
+    stage_args: tuple = ()
 
 
 LOSSES: dict[str, LossSpec] = {
@@ -251,6 +305,10 @@ LOSSES: dict[str, LossSpec] = {
     "beta_dpo": LossSpec(beta_dpo, True, {"alpha": (0.0, None, True, False), "rho": (0.0, 1.0, False, True),
                                           "momentum": (0.0, 1.0, True, False)},
                          state=("margin_mean", "margin_std", "step", "seed"), init_state=beta_dpo_init),
+    "madpo": LossSpec(madpo, True, {"c_max": (1.0, None, False, False), "c_min": (0.0, 1.0, False, False),
+                                    "lam": (0.0, None, False, False), "tau": (0.0, None, False, False)},
+                      per_pair=("rm_margin", "reward_margin")),
+    "sem_dpo": LossSpec(sem_dpo, True, {"alpha": (0.0, None, True, False)}, per_pair=("distance", "semantic_distance")),
 }
 
 
@@ -268,10 +326,13 @@ def check_hparams(function: str, hparams: dict) -> None:
     """Raise ValueError naming the hyperparameter and its allowed range."""
     import inspect
 
-    if function not in LOSSES:
-        raise ValueError(f"loss.function={function!r}: allowed {', '.join(sorted(LOSSES))}")
-    spec = LOSSES[function]
-    params = [p for p in inspect.signature(spec.fn).parameters if p not in ("s", "beta", *spec.state)]
+    registry = {**LOSSES, **TOKEN_LOSSES, **UNPAIRED_LOSSES}  # sequence-level, token-level, unpaired losses
+    if function not in registry:
+        raise ValueError(f"loss.function={function!r}: allowed {', '.join(sorted(registry))}")
+    spec = registry[function]
+    check_stage_args(function, spec, hparams)
+    hparams = {k: v for k, v in hparams.items() if k not in spec.stage_args}
+    params = [p for p in inspect.signature(spec.fn).parameters if p not in ("s", "beta", *spec.state, *spec.per_pair[:1])]
     for k in hparams:
         if k not in params:
             raise ValueError(f"loss.args.{k} is not a hyperparameter of {function} (it has: {', '.join(params)})")
@@ -282,3 +343,228 @@ def check_hparams(function: str, hparams: dict) -> None:
         v = float(hparams[k])
         if not in_range(v, lo, hi, lo_inc, hi_inc):
             raise ValueError(f"loss.args.{k}={v:g} for {function}: allowed {fmt_range(lo, hi, lo_inc, hi_inc)}")
+
+
+# ---------------------------------------------------------------------------------------------
+# token-level losses: pure functions over per-token statistics (TokenStats)
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class TokenStats:
+    """Per-token statistics of a batch of pairs (rows: pairs; columns: completion positions, padded with
+    zeros where the mask is 0): the log-prob of each completion token under the policy, the reference and,
+    for guided losses, the guide policy (a previously trained DPO policy), and the completion masks."""
+
+    chosen_logps: torch.Tensor  # (B, T)
+    rejected_logps: torch.Tensor
+    chosen_mask: torch.Tensor  # (B, T): 1 on completion tokens
+    rejected_mask: torch.Tensor
+    ref_chosen_logps: torch.Tensor
+    ref_rejected_logps: torch.Tensor
+    guide_chosen_logps: torch.Tensor | None = None
+    guide_rejected_logps: torch.Tensor | None = None
+
+    def sequence(self) -> PairStats:
+        """The per-sequence statistics (sums over completion tokens)."""
+        mc, mr = self.chosen_mask.to(self.chosen_logps.dtype), self.rejected_mask.to(self.rejected_logps.dtype)
+        return PairStats((self.chosen_logps * mc).sum(-1), (self.rejected_logps * mr).sum(-1), mc.sum(-1), mr.sum(-1),
+                         (self.ref_chosen_logps * mc).sum(-1), (self.ref_rejected_logps * mr).sum(-1))
+
+
+def guide_token_rewards(s: TokenStats, beta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The guide policy's implicit token rewards r_t = beta * log(pi_guide(y_t|x, y_<t) / pi_ref(y_t|x, y_<t))
+    (Rafailov et al. 2024, "From r to Q*"), 0 off the completion; no gradient."""
+    rw = beta * (s.guide_chosen_logps - s.ref_chosen_logps) * s.chosen_mask
+    rl = beta * (s.guide_rejected_logps - s.ref_rejected_logps) * s.rejected_mask
+    return rw.detach(), rl.detach()
+
+
+def tgdpo(s: TokenStats, beta: float, alpha: float) -> LossOutput:
+    """TGDPO (Zhu et al. 2025, "TGDPO: Harnessing Token-Level Reward Guidance for Enhancing Direct Preference
+    Optimization", arXiv:2506.14574), with the paper's practical guidance from an induced DPO reward:
+    L = -log sig( sum_t beta f(r_t^w) log pi/ref(y_w,t) - sum_t beta g(r_t^l) log pi/ref(y_l,t) ),
+    f(r) = 1 + alpha r, g(r) = 1 - alpha r, r_t = beta log(pi_dpo/pi_ref) per token of a DPO policy trained
+    first (:func:`guide_token_rewards`; the authors' trainer: ``beta * (1 + alpha * beta * reward_logratio)``).
+    alpha = 0 is DPO.  A chosen token the guide rewards deviates more from the reference, a rejected token
+    it penalises (r < 0) is pushed down harder."""
+    rw, rl = guide_token_rewards(s, beta)
+    lw = (s.chosen_logps - s.ref_chosen_logps) * s.chosen_mask
+    ll = (s.rejected_logps - s.ref_rejected_logps) * s.rejected_mask
+    ww, wl = 1 + alpha * rw, 1 - alpha * rl
+    logits = (beta * ww * lw).sum(-1) - (beta * wl * ll).sum(-1)
+    mc, mr = s.chosen_mask.to(lw.dtype), s.rejected_mask.to(ll.dtype)
+    logs = {"tgdpo/weight_chosen": float((ww * mc).sum() / mc.sum().clamp(min=1)),
+            "tgdpo/weight_rejected": float((wl * mr).sum() / mr.sum().clamp(min=1)),
+            "tgdpo/guide_margin": float((rw.sum(-1) - rl.sum(-1)).mean())}
+    return LossOutput(-F.logsigmoid(logits), beta * lw.sum(-1).detach(), beta * ll.sum(-1).detach(), logs=logs)
+
+
+# Token-level losses (the trainer computes per-token log-probs for them; no precomputed reference sums).
+TOKEN_LOSSES: dict[str, LossSpec] = {
+    "tgdpo": LossSpec(tgdpo, True, {"alpha": (0.0, None, True, False)}),
+}
+GUIDED = ("tgdpo",)  # losses that read a guide policy's per-token log-probs (loss.guide names its loss)
+
+
+def token_level(function: str) -> bool:
+    """Whether a po-bench loss takes per-token statistics (:class:`TokenStats`)."""
+    return function in TOKEN_LOSSES
+
+
+def guided(function: str) -> bool:
+    """Whether a po-bench loss reads a guide policy (loss.guide)."""
+    return function in GUIDED
+
+
+# ---------------------------------------------------------------------------------------------
+# unpaired losses: pure functions over per-sequence statistics of single labelled completions
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class UnpairedStats:
+    """Per-sequence statistics of unpaired rows (KTO's view: a prompt, one completion, desirable or not)."""
+
+    logps: torch.Tensor  # sum of completion-token log-probs under the policy
+    ref_logps: torch.Tensor  # ... under the reference
+    lens: torch.Tensor  # completion tokens
+    labels: torch.Tensor  # bool: True desirable, False undesirable
+
+    @property
+    def logratio(self) -> torch.Tensor:
+        return self.logps - self.ref_logps
+
+
+def bco(s: UnpairedStats, beta: float, delta: float) -> LossOutput:
+    """BCO (Jung et al. 2024, "Binary Classifier Optimization for Large Language Model Alignment",
+    arXiv:2404.04656, eq. 7 on unpaired data): a binary classifier with logit r - delta over single completions,
+    r = beta*log pi/ref, delta the running mean of the rewards (:func:`running_mean_update`, held by the trainer):
+    L = -log sig(r - delta) for a desirable completion, -log sig(-(r - delta)) for an undesirable one.
+    ``chosen_rewards`` / ``rejected_rewards`` are the rewards of the desirable / undesirable rows.
+    (The paper's underlying-distribution matching, a density-ratio reweighting of the undesirable rows by a
+    classifier on prompt embeddings, is not part of this function.)"""
+    r = beta * s.logratio
+    lab = s.labels.to(torch.bool)
+    losses = torch.where(lab, -F.logsigmoid(r - delta), -F.logsigmoid(-(r - delta)))
+    rd = r.detach()
+    return LossOutput(losses, rd[lab], rd[~lab])
+
+
+# Unpaired losses (run by a KTO-based trainer on the unpaired view; loss.paired must be false).
+UNPAIRED_LOSSES: dict[str, LossSpec] = {
+    "bco": LossSpec(bco, True, {}, state=("delta",)),
+}
+
+
+def unpaired(function: str) -> bool:
+    """Whether a po-bench loss trains on unpaired rows (:class:`UnpairedStats`)."""
+    return function in UNPAIRED_LOSSES
+
+
+# ---------------------------------------------------------------------------------------------
+# SFT objectives from f-divergences (Wang et al. 2025, arXiv:2507.00018), on the chosen completions
+# ---------------------------------------------------------------------------------------------
+#
+# Derivation (po-bench's; the paper's equations were not available, only its abstract): SFT as implicit
+# reward learning, IQ-Learn style.  For a reward r, the KL-regularised optimum is pi* = ref exp(r/beta)/Z,
+# so the implicit reward of a policy is r = beta log pi/ref (+ beta log Z, which is 0 at the sequence level:
+# V(x) = beta log sum_y ref exp(r/beta) = beta log sum_y pi = 0).  The distribution-matching objective
+# max_r E_D[phi(r)] - (E_pi[r] - beta KL(pi || ref)) then has a policy term equal to V(x) = 0 (the "KL term
+# constant in the policy" of the abstract) and reduces to  max_pi E_D[phi(beta log pi(y|x)/ref(y|x))],
+# phi(t) = -f*(-t) the concave function of the f-divergence's convex conjugate f* (IQ-Learn, Garg et al. 2021,
+# sec. 4; its chi^2 case is t - t^2/4).  phi(t) = t is SFT (beta log pi + const: SFT at a beta-scaled learning
+# rate, the paper's learning-rate reduction); a non-linear phi keeps log ref in the objective, so the
+# reference anchors the update (its gradient -phi'(r) beta grad log pi vanishes or saturates as r grows).
+
+def _sft_phi(s: PairStats, beta: float, phi) -> LossOutput:
+    r = beta * s.chosen_logratio
+    return LossOutput(-phi(r), *_rewards(s, beta))
+
+
+def sft_fdiv_chi2(s: PairStats, beta: float) -> LossOutput:
+    """f-divergence SFT, Pearson chi^2 (f(u) = (u-1)^2, f*(t) = t + t^2/4):
+    L = -(r - r^2/4) on the chosen completion, r = beta log pi/ref; stationary at r = 2."""
+    return _sft_phi(s, beta, lambda r: r - r * r / 4)
+
+
+def sft_fdiv_kl(s: PairStats, beta: float) -> LossOutput:
+    """f-divergence SFT, KL (f(u) = u log u, f*(t) = exp(t - 1)): L = exp(-r - 1) on the chosen completion,
+    r = beta log pi/ref; the pull on log pi decays as exp(-r)."""
+    return _sft_phi(s, beta, lambda r: -torch.exp(-r - 1))
+
+
+def sft_fdiv_tv(s: PairStats, beta: float) -> LossOutput:
+    """f-divergence SFT, total variation (f(u) = |u-1|/2, f*(t) = t on |t| <= 1/2): L = -clip(r, -1/2, 1/2)
+    on the chosen completion, r = beta log pi/ref (f* is +inf outside [-1/2, 1/2]; the clip keeps phi finite:
+    no gradient once r leaves the interval)."""
+    return _sft_phi(s, beta, lambda r: r.clamp(-0.5, 0.5))
+
+
+# ---------------------------------------------------------------------------------------------
+# InfiFPO: DPO against a fused reference of several source models (Gu et al. 2025, arXiv:2505.13878)
+# ---------------------------------------------------------------------------------------------
+
+def fuse_reference(ref_avg_w: torch.Tensor, ref_avg_l: torch.Tensor, src_avg_w: torch.Tensor,
+                   src_avg_l: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """InfiFPO's fused source model, length-normalised log-probs (\\overline{log} = log M(y|x) / |y|):
+    eq. 13, log M_fu^sclip(y|x) = sum_i gamma_i log Clip(M_i^s(y|x)), with
+    probability clipping  Clip(M_i^s(y_w|x)) = max(M_i^s(y_w|x), M_init^p(y_w|x)),
+                          Clip(M_i^s(y_l|x)) = min(M_i^s(y_l|x), M_init^p(y_l|x))
+    (a source no better than the pivot's initial model on a response counts as that model), and max-margin
+    fusion  gamma_i = 1 for the source whose clipped probability differs most from the pivot's initial one,
+    0 for the others, chosen per response (the paper's Figure 2).
+    ref_avg_*: (B,) the initial pivot (the SFT model); src_avg_*: (N, B) the N source models."""
+    cw = torch.maximum(src_avg_w, ref_avg_w.unsqueeze(0))
+    cl = torch.minimum(src_avg_l, ref_avg_l.unsqueeze(0))
+    iw = (cw - ref_avg_w).abs().argmax(0, keepdim=True)
+    il = (cl - ref_avg_l).abs().argmax(0, keepdim=True)
+    return cw.gather(0, iw).squeeze(0), cl.gather(0, il).squeeze(0)
+
+
+def infifpo(s: PairStats, beta: float) -> LossOutput:
+    """InfiFPO (Gu et al. 2025, "InfiFPO: Implicit Model Fusion via Preference Optimization in Large Language
+    Models", arXiv:2505.13878, eq. 13): length-normalised DPO against the fused source model,
+    L = -log sig(beta \\overline{log} pi(y_w|x)/M_fu(y_w|x) - beta \\overline{log} pi(y_l|x)/M_fu(y_l|x)).
+    Here ``ref_*_logps`` are the fused reference's sequence log-probs (:func:`fuse_reference` times |y|; the
+    trainer replaces the reference with them), so \\overline{log} pi/M_fu = (log pi - log M_fu) / |y|."""
+    uw = s.chosen_logratio / s.chosen_len.clamp(min=1)
+    ul = s.rejected_logratio / s.rejected_len.clamp(min=1)
+    return LossOutput(-F.logsigmoid(beta * (uw - ul)), beta * uw.detach(), beta * ul.detach())
+
+
+SOURCE_KEYS = ("seed", "model")  # an InfiFPO source: the run's SFT recipe with another seed / model fields
+
+
+def plain_sources(x):
+    """``loss.args.sources`` as plain lists and dicts (a config's list / mapping nodes converted)."""
+    from collections.abc import Mapping, Sequence
+
+    if isinstance(x, Mapping):
+        return {str(k): plain_sources(v) for k, v in x.items()}
+    if isinstance(x, Sequence) and not isinstance(x, str):
+        return [plain_sources(v) for v in x]
+    return x
+
+
+def check_stage_args(function: str, spec: LossSpec, hparams: dict) -> None:
+    """Raise ValueError for a malformed stage argument (InfiFPO's ``sources``)."""
+    for k in spec.stage_args:
+        if k not in hparams:
+            raise ValueError(f"loss.args.{k} is required by {function}")
+    if "sources" in spec.stage_args:
+        src = plain_sources(hparams["sources"])
+        if not isinstance(src, list) or not src:
+            raise ValueError(f"loss.args.sources for {function}: a non-empty list of source models "
+                             "({seed: <int>} or {seed: <int>, model: {<model field>: <value>}})")
+        for i, x in enumerate(src):
+            if not isinstance(x, dict) or set(x) - set(SOURCE_KEYS) or not isinstance(x.get("seed"), int) \
+                    or isinstance(x.get("seed"), bool) or not isinstance(x.get("model", {}), dict):
+                raise ValueError(f"loss.args.sources[{i}]={x!r} for {function}: a source is {{seed: <int>}} "
+                                 "with an optional model: {<model field>: <value>} (an SFT model of the run's recipe)")
+
+
+LOSSES.update({
+    "sft_fdiv_chi2": LossSpec(sft_fdiv_chi2, True),
+    "sft_fdiv_kl": LossSpec(sft_fdiv_kl, True),
+    "sft_fdiv_tv": LossSpec(sft_fdiv_tv, True),
+    "infifpo": LossSpec(infifpo, True, stage_args=("sources",)),
+})

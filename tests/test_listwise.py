@@ -1,0 +1,362 @@
+"""Listwise losses (po_bench/training/listwise.py) against explicit-loop transcriptions of their equations,
+gradients, config-time errors, the rated-list data (world and files) and real optimizer steps of the
+listwise trainer (trl_adapter) on the world's lists."""
+
+import copy
+import math
+from types import SimpleNamespace as NS
+
+import pytest
+import torch
+
+from po_bench.app import CONF_DIR
+from po_bench.config import ConfigError, validate
+from po_bench.data import formats, world
+from po_bench.training import listwise
+
+# Hand-chosen lists: (policy log-probs, reference log-probs, annotator scores), best first by score; the second
+# has a tie, the third disagrees with the policy's order, the fourth is a list of two.
+LISTS = [
+    ([-12.0, -15.0, -9.0, -20.0], [-13.0, -14.0, -10.5, -19.5], [2.1, 1.4, 0.3, -0.5]),
+    ([-5.0, -6.5, -6.0, -8.0], [-5.5, -6.0, -6.2, -7.0], [1.0, 0.5, 0.5, -1.0]),
+    ([-30.0, -10.0, -12.0], [-29.0, -11.5, -12.5], [0.9, 0.2, -0.4]),
+    ([-7.0, -6.0], [-6.5, -6.4], [1.0, 0.0]),
+]
+
+
+def log_sig(x):
+    return -math.log1p(math.exp(-x))
+
+
+def ref_labels(scores, label):
+    """LiPO's average win rate against the list's other responses (a tie counts 1/2), or the raw scores."""
+    n = len(scores)
+    if label == "score":
+        return list(scores)
+    return [sum(1.0 if scores[i] > scores[j] else 0.5 if scores[i] == scores[j] else 0.0
+                for j in range(n) if j != i) / (n - 1) for i in range(n)]
+
+
+def ref_positions(values):
+    """1-based rank of each entry by value, highest first, ties in list order."""
+    order = sorted(range(len(values)), key=lambda i: (-values[i], i))
+    return [order.index(i) + 1 for i in range(len(values))]
+
+
+def ref_lipo(lp, rp, scores, beta, label):
+    # Liu et al. (2024), LiPO-lambda: sum_{psi_i > psi_j} Delta_ij log(1 + exp(-(s_i - s_j))), s = beta log pi/ref,
+    # Delta_ij = |G_i - G_j| |1/D(tau_i) - 1/D(tau_j)|, G = 2^psi - 1, D(tau) = log(1 + tau), tau the rank by s
+    n = len(lp)
+    s = [beta * (lp[i] - rp[i]) for i in range(n)]
+    psi = ref_labels(scores, label)
+    tau = ref_positions(s)
+    total = 0.0
+    for i in range(n):
+        for j in range(n):
+            if psi[i] > psi[j]:
+                G_i, G_j = 2 ** psi[i] - 1, 2 ** psi[j] - 1
+                D_i, D_j = math.log(1 + tau[i]), math.log(1 + tau[j])
+                delta = abs(G_i - G_j) * abs(1 / D_i - 1 / D_j)
+                total += delta * math.log(1 + math.exp(-(s[i] - s[j])))
+    return total
+
+
+def ref_irpo(lp, rp, scores, beta, label, position):
+    # Wu et al. (2025), IRPO as the authors' rdpo_loss: -1/n sum_i w_i log sig(-log(1/(n-1) sum_{j!=i}
+    # exp(beta (r_j - r_i)))), r = log pi/ref, w_i = (2^psi_i - 1) / log2(1 + pos_i)
+    n = len(lp)
+    r = [lp[i] - rp[i] for i in range(n)]
+    psi = ref_labels(scores, label)
+    pos = ref_positions(r if position == "policy" else scores)
+    total = 0.0
+    for i in range(n):
+        w = (2 ** psi[i] - 1) / math.log2(1 + pos[i])
+        mean_exp = sum(math.exp(beta * (r[j] - r[i])) for j in range(n) if j != i) / (n - 1)
+        total += w * log_sig(-math.log(mean_exp))
+    return -total / n
+
+
+def ref_adpo_list(lp, rp, scores, beta, tau):
+    # Wang (2025), ADPO: KL(q || softmax((l - l_anc)/tau_anc)), tau_anc = 1/beta, q = softmax(scores/tau)
+    u = [beta * (a - b) for a, b in zip(lp, rp)]
+    zu = sum(math.exp(x) for x in u)
+    zq = sum(math.exp(x / tau) for x in scores)
+    q = [math.exp(x / tau) / zq for x in scores]
+    p = [math.exp(x) / zu for x in u]
+    return sum(qi * math.log(qi / pi) for qi, pi in zip(q, p))
+
+
+FORMULAS = {
+    "lipo": (ref_lipo, [{"beta": 0.5, "label": "win_rate"}, {"beta": 0.1, "label": "score"}]),
+    "irpo": (ref_irpo, [{"beta": 0.5, "label": "win_rate", "position": "policy"},
+                        {"beta": 1.0, "label": "score", "position": "label"}]),
+    "adpo_list": (ref_adpo_list, [{"beta": 0.5, "tau": 1.0}, {"beta": 2.0, "tau": 0.3}]),
+}
+
+
+def _stats(lists, requires_grad=False):
+    """One padded batch of lists (a shorter list padded with zeros, masked)."""
+    K = max(len(x[0]) for x in lists)
+
+    def pad(i):
+        return [list(x[i]) + [0.0] * (K - len(x[i])) for x in lists]
+
+    t = lambda v: torch.tensor(v, dtype=torch.float64)
+    lp = t(pad(0)).requires_grad_(requires_grad)
+    mask = torch.tensor([[j < len(x[0]) for j in range(K)] for x in lists])
+    return listwise.ListStats(lp, t(pad(1)), torch.ones_like(lp), t(pad(2)), mask)
+
+
+def test_every_listwise_loss_has_a_formula_test():
+    # losses with per-step inputs (ListwiseSpec.steps: TPO) have theirs in tests/test_tpo.py
+    assert set(FORMULAS) == {n for n, s in listwise.LISTWISE.items() if not s.steps}
+
+
+def _fn_hp(name, hp):
+    return listwise.fn_args(name, hp)
+
+
+@pytest.mark.parametrize("name", sorted(FORMULAS))
+def test_matches_the_equation_on_padded_batches(name):
+    ref_fn, hps = FORMULAS[name]
+    for hp in hps:
+        out = listwise.LISTWISE[name].fn(_stats(LISTS), **hp)
+        for b, (lp, rp, sc) in enumerate(LISTS):
+            assert out.losses[b].item() == pytest.approx(ref_fn(lp, rp, sc, **hp), abs=1e-9), (name, hp, b)
+
+
+def _num_grad(fn, lp, i, rp, sc, hp, h=1e-6):
+    up, down = list(lp), list(lp)
+    up[i] += h
+    down[i] -= h
+    return (fn(up, rp, sc, **hp) - fn(down, rp, sc, **hp)) / (2 * h)
+
+
+@pytest.mark.parametrize("name", sorted(FORMULAS))
+def test_gradient_matches_the_equation(name):
+    """d loss / d log pi(y_i|x) for every response equals the numerical derivative of the transcription
+    (away from ties of the policy's ranks, where LiPO's tau and IRPO's positions jump)."""
+    ref_fn, hps = FORMULAS[name]
+    for hp in hps:
+        s = _stats(LISTS, requires_grad=True)
+        listwise.LISTWISE[name].fn(s, **hp).losses.sum().backward()
+        for b, (lp, rp, sc) in enumerate(LISTS):
+            for i in range(len(lp)):
+                assert s.logps.grad[b, i].item() == pytest.approx(_num_grad(ref_fn, lp, i, rp, sc, hp), abs=1e-6)
+            assert torch.all(s.logps.grad[b, len(lp):] == 0)  # padded entries get no gradient
+
+
+@pytest.mark.parametrize("name", sorted(FORMULAS))
+def test_gradient_signs_at_the_reference(name):
+    """From policy = reference: raising the best response's log-prob lowers the loss, raising the worst's
+    raises it."""
+    _, hps = FORMULAS[name]
+    lp = [-10.0, -11.0, -12.0, -9.0]
+    s = _stats([(lp, lp, [2.0, 1.0, 0.0, -1.0])], requires_grad=True)
+    listwise.LISTWISE[name].fn(s, **hps[0]).losses.sum().backward()
+    g = s.logps.grad[0]
+    assert g[0] < 0 and g[3] > 0, g
+
+
+def test_lists_of_two_reduce_to_the_pairwise_losses():
+    """A pair with scores (1, 0): IRPO (win-rate labels) is DPO / 2 (the mean over the list's two items, the
+    worst weighted 0); listwise ADPO is the pairwise adpo with
+    q = sig(1/tau); LiPO is DPO times Delta = |1/ln 2 - 1/ln 3| (policy = reference ranks)."""
+    from po_bench.training import losses
+
+    lp, rp = [-7.0, -6.0], [-6.5, -6.4]
+    h = (lp[0] - rp[0]) - (lp[1] - rp[1])
+    s = _stats([(lp, rp, [1.0, 0.0])])
+    assert listwise.irpo(s, 0.5, "win_rate", "label").losses.item() == pytest.approx(-log_sig(0.5 * h) / 2, abs=1e-12)
+    pair = losses.PairStats(*(torch.tensor([x], dtype=torch.float64) for x in (lp[0], lp[1], 1, 1, rp[0], rp[1])))
+    want = losses.adpo(pair, beta=0.5, q=1 / (1 + math.exp(-1 / 0.7))).losses.item()
+    assert listwise.adpo_list(s, 0.5, 0.7).losses.item() == pytest.approx(want, abs=1e-12)
+    same = _stats([(lp, lp, [1.0, 0.0])])
+    d = abs(1 / math.log(2) - 1 / math.log(3))
+    assert listwise.lipo(same, 0.5, "win_rate").losses.item() == pytest.approx(d * math.log(2), abs=1e-12)
+
+
+def test_win_rate_labels_and_positions():
+    scores = torch.tensor([[3.0, 1.0, 1.0, 0.0, 9.0]])
+    mask = torch.tensor([[True, True, True, True, False]])
+    assert listwise.win_rate_labels(scores, mask).tolist() == [[1.0, 0.5, 0.5, 0.0, 0.0]]
+    assert listwise.rank_positions(scores, mask).tolist() == [[1.0, 2.0, 3.0, 4.0, 5.0]]
+
+
+# ---- config-time errors ----------------------------------------------------------------------------------
+
+def _compose(overrides):
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return compose(config_name="config", overrides=overrides)
+
+
+LIST_DATA = ["dataset.pair_strategy=list", "dataset.k_samples=4"]
+
+
+@pytest.mark.parametrize("overrides, needle", [
+    (["loss=lipo"], "loss=lipo needs dataset.pair_strategy=list (got best_vs_rest)"),
+    (["loss=irpo", "dataset.pair_strategy=list"], "loss=irpo needs dataset.k_samples=4 (got 2)"),
+    (["loss=dpo", *LIST_DATA], "dataset.pair_strategy=list builds rated lists, not pairs: loss=dpo needs pairs"),
+    (["loss=lipo", *LIST_DATA, "noise=flip", "noise.rate=0.1"], "dataset.pair_strategy=list has no pairs"),
+    (["loss=lipo", *LIST_DATA, "dataset.curriculum=easy_to_hard"], "set dataset.curriculum=none"),
+    (["loss=lipo", *LIST_DATA, "loss.args.label=rank"], "loss.args.label='rank' for lipo: allowed win_rate, score"),
+    (["loss=irpo", *LIST_DATA, "loss.args.position=x"], "loss.args.position='x' for irpo: allowed policy, label"),
+    (["loss=adpo_list", *LIST_DATA, "loss.args.tau=0"], "loss.args.tau=0 for adpo_list: allowed (0, inf)"),
+    (["loss=adpo_list", *LIST_DATA, "loss.args.anchor=ema"], "loss.args.anchor='ema' for adpo_list: allowed fixed, dynamic"),
+    (["loss=adpo_list", *LIST_DATA, "loss.args.anchor_rate=0"], "loss.args.anchor_rate=0 for adpo_list: allowed (0, 1]"),
+    (["loss=lipo", *LIST_DATA, "+loss.args.gamma=1"], "loss.args.gamma is not a hyperparameter of lipo"),
+    (["loss=adpo_list", *LIST_DATA, "loss.args.anchor=dynamic", "model.lora.enabled=true"], "anchor=dynamic"),
+])
+def test_listwise_requirements_fail_at_config_time(overrides, needle):
+    with pytest.raises(ConfigError) as e:
+        validate(_compose(overrides))
+    assert needle in str(e.value)
+
+
+@pytest.mark.parametrize("loss", sorted(FORMULAS))
+def test_the_listwise_configs_validate(loss):
+    validate(_compose([f"loss={loss}", *LIST_DATA]))
+
+
+# ---- the data ------------------------------------------------------------------------------------------------
+
+def _world_lists(n=24, k=4, seed=0):
+    spec = world.WorldSpec(n_pref=n)
+    prompts = world.make_prompts(spec, "pref")
+    rng = __import__("numpy").random.default_rng(seed)
+    samples = [[" " + world.demonstrate(spec, p, rng) for _ in range(k)] for p in prompts]
+    return world.label_ranked(prompts, samples, world.Annotator(), 0, "list"), prompts, samples
+
+
+def test_world_lists_are_the_annotators_ranking():
+    rows, prompts, samples = _world_lists()
+    assert rows and all(len(r["responses"]) == len(r["scores"]) == len(r["gold"]) >= 2 for r in rows)
+    for r in rows:
+        assert r["scores"] == sorted(r["scores"], reverse=True) and r["ranks"] == list(range(len(r["responses"])))
+        assert set(r["responses"]) <= set(samples[r["row"]]) and r["prompt"] == prompts[r["row"]]
+    # the same Plackett-Luce draw as the pair strategies: best_vs_rest's chosen is the list's first response
+    pairs = world.label_ranked(prompts, samples, world.Annotator(), 0, "best_vs_rest")
+    firsts = {p["row"]: p["chosen"] for p in pairs}
+    assert all(firsts[r["row"]] == r["responses"][0] for r in rows)
+    with pytest.raises(ValueError, match="no pair order"):
+        world.label_ranked(prompts, samples, world.Annotator(), 0, "list", "easy_to_hard")
+
+
+def test_list_artifacts_are_keyed_by_the_strategy_and_the_reference_pass():
+    from po_bench.data.sources import WorldSource
+    from po_bench.specs import plan
+
+    keys = lambda o: plan(_compose(o)).keys()
+    k4, k4_list = keys(["dataset.k_samples=4"]), keys(["loss=lipo", *LIST_DATA])
+    assert k4["pref_samples"] == k4_list["pref_samples"]  # the same k samples
+    assert k4["pairs"] != k4_list["pairs"] and "ref_logps" in k4_list
+    p = plan(_compose(["loss=lipo", *LIST_DATA]))
+    assert p.pairs["source"]["ranking"]["pair_strategy"] == "list"
+    # k = 2 rated lists are not the default run's one pair
+    assert keys(["loss=lipo", "dataset.pair_strategy=list", "loss.requires={}"])["pairs"] != keys([])["pairs"]
+    # the listwise reference pass stores k log-probs per row: never shared with a pairwise one; a moving
+    # anchor has none
+    assert p.ref_logps["args"] == {"view": "list"}
+    assert keys(["loss=adpo_list", *LIST_DATA, "loss.args.anchor=dynamic"]).get("ref_logps") is None
+    src = WorldSource(WorldSource.spec_of(_compose(["loss=lipo", *LIST_DATA]).dataset))
+    stats = src.describe(_world_lists()[0], None, 48)
+    assert stats["n_rows"] > 0 and stats["k_max"] <= 4 and 0.5 < stats["annotator_gold_agreement"] <= 1.0
+
+
+def test_ranked_files_give_rated_lists():
+    rows = [{"prompt": "q1", "responses": ["a", "b", "c"], "scores": [0.2, 0.9, 0.5]},
+            {"prompt": "q2", "responses": ["a", "b"], "scores": [1, 1]},  # a tie: no preference
+            {"prompt": "q3", "responses": [[{"role": "user", "content": "q3"}, {"role": "assistant", "content": "x"}],
+                                           [{"role": "user", "content": "q3"}, {"role": "assistant", "content": "y"}]],
+             "scores": [0, 3]}]
+    lists, rep = formats.to_lists(rows, "ranked")
+    assert lists[0] == {"prompt": "q1", "responses": ["b", "c", "a"], "scores": [0.9, 0.5, 0.2]}
+    assert lists[1]["prompt"] == [{"role": "user", "content": "q3"}]
+    assert lists[1]["responses"] == [[{"role": "assistant", "content": "y"}], [{"role": "assistant", "content": "x"}]]
+    assert rep["skipped"] == {"tie": 1} and rep["lists"] == 2
+    assert formats.best_worst_pair(lists[0]) == {"prompt": "q1", "chosen": "b", "rejected": "a"}
+    with pytest.raises(formats.DataError, match="format ranked"):
+        formats.to_lists(rows, "pairs")
+
+
+# ---- real optimizer steps of the listwise trainer ------------------------------------------------------------
+
+def _loss_cfg(name, **args):
+    cfg = _compose([f"loss={name}", *LIST_DATA])
+    return NS(**{**cfg.loss, "args": {**dict(cfg.loss.args), **args}, "lr": 1e-3}), cfg.train
+
+
+@pytest.mark.parametrize("name, args", [("lipo", {}), ("irpo", {}), ("adpo_list", {}),
+                                        ("adpo_list", {"anchor": "dynamic", "anchor_rate": 0.5})])
+def test_two_real_optimizer_steps(name, args, tokenizer, tmp_path):
+    """Two optimizer steps on one batch of 8 world lists (one of them shorter: padded): finite loss,
+    parameters move, the best-vs-worst reward margin grows; a fixed reference stays frozen and its k
+    log-probs per row go through the store hook; a dynamic anchor moves towards the policy."""
+    from po_bench.training import models, trl_adapter
+
+    rows = _world_lists(n=8)[0][:8]
+    rows[0] = {**rows[0], **{k: rows[0][k][:3] for k in ("responses", "scores", "gold", "ranks")}}
+    loss_cfg, train = _loss_cfg(name, **args)
+    train = NS(**{**train, "max_steps": 2, "batch_size": 8, "logging_steps": 1, "progress": False,
+                  "warmup_ratio": 0.0, "lr_scheduler": "constant"})
+    model = models.build_tiny_model(tokenizer, hidden_size=64, num_layers=1, intermediate_size=128)
+    ref = copy.deepcopy(model)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    saved = {}
+    res = trl_adapter.train_preference(model, ref, tokenizer, rows, loss_cfg, train, tmp_path, 0,
+                                       ref_logps_cache=(lambda: None, lambda obj: saved.update(obj)))
+    assert res["steps"] == 2 and math.isfinite(res["train_loss_final"])
+    assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
+    moved = any(not torch.equal(before[k], v) for k, v in ref.state_dict().items())
+    if args.get("anchor") == "dynamic":
+        assert moved and not saved
+    else:
+        assert not moved
+        assert [len(x) for x in saved["ref_logps"]] == [len(r["responses"]) for r in rows]
+    margins = [h["rewards/margins"] for h in res["history"] if "rewards/margins" in h]
+    assert len(margins) == 2 and margins[1] > margins[0], margins
+    sizes = [h["list/size"] for h in res["history"] if "list/size" in h]
+    assert sizes[0] == pytest.approx((3 + 7 * 4) / 8)
+
+
+def test_cached_reference_log_probs_are_used(tokenizer, tmp_path):
+    """With the store's k reference log-probs per row in place, the trainer reads them (a huge reference
+    log-prob on the best response makes its reward very negative) instead of recomputing."""
+    from po_bench.training import models, trl_adapter
+
+    rows = _world_lists(n=8)[0][:8]
+    loss_cfg, train = _loss_cfg("adpo_list")
+    train = NS(**{**train, "max_steps": 1, "batch_size": 8, "logging_steps": 1, "progress": False})
+    fake = {"ref_logps": [[1000.0] + [0.0] * (len(r["responses"]) - 1) for r in rows]}
+    model = models.build_tiny_model(tokenizer, hidden_size=64, num_layers=1, intermediate_size=128)
+    res = trl_adapter.train_preference(model, copy.deepcopy(model), tokenizer, rows, loss_cfg, train, tmp_path, 0,
+                                       ref_logps_cache=(lambda: fake, lambda obj: None))
+    chosen = [h["rewards/chosen"] for h in res["history"] if "rewards/chosen" in h]
+    assert chosen and chosen[0] < -50
+
+
+def test_a_ranked_file_becomes_the_list_artifact(tmp_path, tokenizer):
+    """dataset.kind=hf format=ranked with dataset.pair_strategy=list: the pairs artifact holds rated lists (the
+    strategy in its key), the held-out pairs are best vs worst of held-out lists; other strategies keep today's
+    key (no pair_strategy field)."""
+    import json
+
+    from omegaconf import OmegaConf
+
+    from po_bench.config import DatasetConfig
+    from po_bench.data.sources import FileSource
+
+    f = tmp_path / "r.jsonl"
+    f.write_text("".join(json.dumps({"prompt": "write about apple =>", "responses": [" the apple", " a river", " old stone"],
+                                     "scores": [i % 3, 2, 0.5]}) + "\n" for i in range(12)))
+    cfg = OmegaConf.merge(OmegaConf.structured(DatasetConfig), {"kind": "hf", "path": str(f), "format": "ranked",
+                                                                 "pair_strategy": "list", "n_eval": 4})
+    spec = FileSource.spec_of(cfg)
+    assert spec["pair_strategy"] == "list"
+    art = FileSource.make_pairs(spec, None, 0, tokenizer=tokenizer, max_length=48)
+    assert len(art["train"]) == 9 and art["train"][0]["scores"] == [2.0, 0.5, 0.0]
+    assert art["eval"][0] == {"prompt": "write about apple =>", "chosen": " a river", "rejected": " the apple"}
+    assert FileSource.describe(art["train"], None, 48)["lists"]["k_mean"] == 3.0
+    assert "pair_strategy" not in FileSource.spec_of(OmegaConf.merge(cfg, {"pair_strategy": "best_vs_rest"}))
