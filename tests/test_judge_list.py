@@ -22,6 +22,7 @@ from po_bench.config import ConfigError, judge_configs, register, validate
 from po_bench.judges.runner import judging_incomplete, with_judge
 
 from .conftest import ROOT, run_cli
+from .test_judge_runs import _data
 from .test_judges import FakeOpenAI, _mt_data
 
 register()
@@ -94,14 +95,7 @@ def _verdicts(body):
 
 @pytest.mark.slow
 def test_one_run_trains_once_and_runs_every_judge(tiny_chat_model, tmp_path):
-    d = tmp_path / "data"
-    d.mkdir()
-    rows = [{"prompt": [{"role": "user", "content": f"question {i} about the topic"}],
-             "chosen": f"good answer {i}", "rejected": f"bad {i}"} for i in range(16)]
-    (d / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    ref = [{"instruction": f"Name a colour ({i}).", "output": "Blue.", "generator": "gpt4_1106_preview",
-            "dataset": "t"} for i in range(3)]
-    (d / "ref.json").write_text(json.dumps(ref))
+    d = _data(tmp_path, 3)  # 16 conversational pairs and 3 AlpacaEval reference outputs
     mt = _mt_data(tmp_path)
     mt_entry = "{name:mt_bench," + ",".join(f"{k}:'{v}'" for k, v in mt.items()) + ",answer_max_new_tokens:4}"
     with FakeOpenAI(_verdicts) as srv:

@@ -442,7 +442,8 @@ def _pair_hh(row, cols, rep):
 
 # ---- ranked -----------------------------------------------------------------------------------
 
-def _pair_ranked(row, cols, rep):
+def _rated(row, cols) -> tuple[Any, list, list[float]]:
+    """A ``ranked`` row's prompt, responses and finite scores (one per response), or the skip reason."""
     prompt = _get(row, cols, "prompt")
     responses, scores = _get(row, cols, "responses"), _get(row, cols, "scores")
     if not isinstance(responses, (list, tuple)) or len(responses) < 2:
@@ -455,6 +456,11 @@ def _pair_ranked(row, cols, rep):
         raise _Skip("bad_score") from None
     if not all(math.isfinite(x) for x in s):
         raise _Skip("bad_score")
+    return prompt, list(responses), s
+
+
+def _pair_ranked(row, cols, rep):
+    prompt, responses, s = _rated(row, cols)
     best = max(range(len(s)), key=lambda i: s[i])
     worst = min(range(len(s)), key=lambda i: s[i])
     if s[best] == s[worst]:
@@ -473,18 +479,7 @@ def _pair_ranked(row, cols, rep):
 def _list_ranked(row, cols, rep):
     """One ``ranked`` row as a rated list (dataset.pair_strategy=list): every response, best first by
     score (stable), with its score; rows whose scores are all equal carry no preference (``tie``)."""
-    prompt = _get(row, cols, "prompt")
-    responses, scores = _get(row, cols, "responses"), _get(row, cols, "scores")
-    if not isinstance(responses, (list, tuple)) or len(responses) < 2:
-        raise _Skip("too_few_responses")
-    if not isinstance(scores, (list, tuple)) or len(scores) != len(responses):
-        raise _Skip("scores_do_not_match_responses")
-    try:
-        s = [float(x) for x in scores]
-    except (TypeError, ValueError):
-        raise _Skip("bad_score") from None
-    if not all(math.isfinite(x) for x in s):
-        raise _Skip("bad_score")
+    prompt, responses, s = _rated(row, cols)
     if max(s) == min(s):
         raise _Skip("tie")
     split = [_split_answer(r, "response") for r in responses]
@@ -514,18 +509,23 @@ def to_lists(rows: Sequence[dict], format: str, columns: dict | None = None,
         raise DataError(f"{source}: rated lists (dataset.pair_strategy=list) come from format ranked, not {format}")
     cols = columns_for(format, columns)
     _check_columns(rows, cols, ("prompt", "responses", "scores"), source)
-    rep = _Report(format, source, len(rows))
+    return _convert(rows, cols, _Report(format, source, len(rows)), _list_ranked, "rated lists", "lists")
+
+
+def _convert(rows: Sequence[dict], cols: dict, rep: "_Report", parse, what: str, unit: str) -> tuple[list[dict], dict]:
+    """Every row through ``parse``; rows marked bad on reading and rows ``parse`` skips are counted by
+    reason in the report; no row left is a DataError (``what``: the rows' name in that message)."""
     out = []
     for i, row in enumerate(rows):
         if BAD_ROW in row:
             rep.skip(i, row[BAD_ROW].split(" ")[0])
             continue
         try:
-            out.append(_list_ranked(row, cols, rep))
+            out.append(parse(row, cols, rep))
         except _Skip as e:
             rep.skip(i, e.reason)
-    rep.check_nonempty(len(out), "rated lists")
-    return out, rep.as_dict(len(out), "lists")
+    rep.check_nonempty(len(out), what)
+    return out, rep.as_dict(len(out), unit)
 
 
 def best_worst_pair(row: dict) -> dict:
@@ -563,19 +563,7 @@ def to_pairs(rows: Sequence[dict], format: str, columns: dict | None = None,
     required = {"pairs": ("prompt", "chosen", "rejected"), "conversational": ("chosen", "rejected"),
                 "hh": ("chosen", "rejected"), "ranked": ("prompt", "responses", "scores")}[format]
     _check_columns(rows, cols, required, source)
-    rep = _Report(format, source, len(rows))
-    parse = _PAIR_PARSERS[format]
-    pairs = []
-    for i, row in enumerate(rows):
-        if BAD_ROW in row:
-            rep.skip(i, row[BAD_ROW].split(" ")[0])
-            continue
-        try:
-            pairs.append(parse(row, cols, rep))
-        except _Skip as e:
-            rep.skip(i, e.reason)
-    rep.check_nonempty(len(pairs), "preference pairs")
-    return pairs, rep.as_dict(len(pairs), "pairs")
+    return _convert(rows, cols, _Report(format, source, len(rows)), _PAIR_PARSERS[format], "preference pairs", "pairs")
 
 
 _TRUE = {"true", "1", "yes", "desirable", "good", "chosen"}

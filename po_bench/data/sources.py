@@ -363,37 +363,34 @@ class FileSource:
         d = OmegaConf.create({k: v for k, v in spec.items() if k != "content"})
         if d.get("pair_strategy") == world.LIST_STRATEGY:
             return FileSource._lists(d, tokenizer, max_length)
-        pairs, report = formats.load_pairs(d) if paired or d.format != "unpaired" else formats.load_unpaired(d)
-        apply_error_policy(d, report)
-        eval_report = None
-        if d.eval_split:
-            eval_pairs, eval_report = formats.load_pairs(d, d.eval_split)
-            apply_error_policy(d, eval_report)
-            eval_pairs = eval_pairs[: d.n_eval]
-        else:  # no eval split: hold out the last n_eval pairs (never trained on)
-            n_hold = min(d.n_eval, len(pairs) // 4)
-            eval_pairs = pairs[len(pairs) - n_hold:] if "chosen" in pairs[0] and n_hold else []
-            pairs = pairs[: len(pairs) - len(eval_pairs)]
+        load = formats.load_pairs if paired or d.format != "unpaired" else formats.load_unpaired
+        pairs, eval_pairs, report, eval_report = FileSource._split(d, load, formats.load_pairs,
+                                                                   holdout=lambda rows: "chosen" in rows[0])
         pairs, too_long = drop_overlong_prompts(pairs, tokenizer, max_length)
         return {"train": pairs, "eval": eval_pairs,
                 "stats": {"conversion": report, "conversion_eval": eval_report,
                           "skipped_prompt_over_max_length": too_long}}
 
     @staticmethod
+    def _split(d, load, load_eval, holdout=lambda rows: True) -> tuple[list, list, dict, dict | None]:
+        """(train rows, eval rows, conversion reports): the eval split's first n_eval rows, or, with no
+        eval split, the last n_eval rows (at most a quarter) held out and never trained on."""
+        rows, report = load(d)
+        apply_error_policy(d, report)
+        if d.eval_split:
+            held, eval_report = load_eval(d, d.eval_split)
+            apply_error_policy(d, eval_report)
+            return rows, held[: d.n_eval], report, eval_report
+        n_hold = min(d.n_eval, len(rows) // 4)
+        held = rows[len(rows) - n_hold:] if n_hold and holdout(rows) else []
+        return rows[: len(rows) - len(held)], held, report, None
+
+    @staticmethod
     def _lists(d, tokenizer, max_length: int) -> dict:
         """``format: ranked`` rows as rated lists (dataset.pair_strategy=list); the held-out pairs that
         measure implicit-reward accuracy are best vs worst of the eval split's lists (or of the last
         n_eval lists, never trained on)."""
-        rows, report = formats.load_lists(d)
-        apply_error_policy(d, report)
-        eval_report = None
-        if d.eval_split:
-            held, eval_report = formats.load_lists(d, d.eval_split)
-            apply_error_policy(d, eval_report)
-            held = held[: d.n_eval]
-        else:
-            n_hold = min(d.n_eval, len(rows) // 4)
-            held, rows = rows[len(rows) - n_hold:], rows[: len(rows) - n_hold]
+        rows, held, report, eval_report = FileSource._split(d, formats.load_lists, formats.load_lists)
         rows, too_long = drop_overlong_prompts(rows, tokenizer, max_length)
         return {"train": rows, "eval": [formats.best_worst_pair(r) for r in held],
                 "stats": {"conversion": report, "conversion_eval": eval_report,

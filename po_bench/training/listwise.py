@@ -239,21 +239,13 @@ def moving_anchor(function: str, args: dict) -> bool:
 
 def check_hparams(function: str, hparams: dict) -> None:
     """Raise ValueError naming the hyperparameter and what is allowed (as losses.check_hparams)."""
-    import inspect
-
-    from po_bench.training.losses import fmt_range, in_range
+    from po_bench.training.losses import check_arg_names, fmt_range, in_range
 
     if function not in LISTWISE:
         raise ValueError(f"loss.function={function!r}: allowed listwise functions {', '.join(sorted(LISTWISE))}")
     spec = LISTWISE[function]
     state = tuple(spec.init_state(0)) if spec.init_state else ()
-    params = [p for p in inspect.signature(spec.fn).parameters if p not in ("s", "beta", *state)] + list(spec.trainer_args)
-    for k in hparams:
-        if k not in params:
-            raise ValueError(f"loss.args.{k} is not a hyperparameter of {function} (it has: {', '.join(params)})")
-    for k in params:
-        if k not in hparams:
-            raise ValueError(f"loss.args.{k} is required by {function}")
+    check_arg_names(function, spec.fn, state, hparams, tuple(spec.trainer_args))
     allowed = {**spec.choices, **{k: v for k, v in spec.trainer_args.items() if isinstance(v[0], str)}}
     for k, values in allowed.items():
         if hparams[k] not in values:

@@ -322,23 +322,29 @@ def fmt_range(lo, hi, lo_inc, hi_inc) -> str:
     return f"{left}, {right}"
 
 
-def check_hparams(function: str, hparams: dict) -> None:
-    """Raise ValueError naming the hyperparameter and its allowed range."""
+def check_arg_names(function: str, fn: Callable, skip: tuple, hparams: dict, extra: tuple = ()) -> None:
+    """loss.args against a pure loss function's signature (minus ``skip``: what the trainer supplies) and
+    ``extra`` names the trainer reads itself: an unknown argument or a missing one raises ValueError."""
     import inspect
 
-    registry = {**LOSSES, **TOKEN_LOSSES, **UNPAIRED_LOSSES}  # sequence-level, token-level, unpaired losses
-    if function not in registry:
-        raise ValueError(f"loss.function={function!r}: allowed {', '.join(sorted(registry))}")
-    spec = registry[function]
-    check_stage_args(function, spec, hparams)
-    hparams = {k: v for k, v in hparams.items() if k not in spec.stage_args}
-    params = [p for p in inspect.signature(spec.fn).parameters if p not in ("s", "beta", *spec.state, *spec.per_pair[:1])]
+    params = [p for p in inspect.signature(fn).parameters if p not in ("s", "beta", *skip)] + list(extra)
     for k in hparams:
         if k not in params:
             raise ValueError(f"loss.args.{k} is not a hyperparameter of {function} (it has: {', '.join(params)})")
     for k in params:
         if k not in hparams:
             raise ValueError(f"loss.args.{k} is required by {function}")
+
+
+def check_hparams(function: str, hparams: dict) -> None:
+    """Raise ValueError naming the hyperparameter and its allowed range."""
+    registry = {**LOSSES, **TOKEN_LOSSES, **UNPAIRED_LOSSES}  # sequence-level, token-level, unpaired losses
+    if function not in registry:
+        raise ValueError(f"loss.function={function!r}: allowed {', '.join(sorted(registry))}")
+    spec = registry[function]
+    check_stage_args(function, spec, hparams)
+    hparams = {k: v for k, v in hparams.items() if k not in spec.stage_args}
+    check_arg_names(function, spec.fn, (*spec.state, *spec.per_pair[:1]), hparams)
     for k, (lo, hi, lo_inc, hi_inc) in spec.ranges.items():
         v = float(hparams[k])
         if not in_range(v, lo, hi, lo_inc, hi_inc):

@@ -734,6 +734,22 @@ def _guided(function: str) -> bool:
     return guided(function)
 
 
+def _token_logps(model, inputs) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token completion log-probs (0 off the completion) and the completion mask of every sequence of a
+    batch (TRL's collated ``input_ids`` / ``attention_mask`` / ``completion_mask``), next-token aligned."""
+    ids, attn = inputs["input_ids"], inputs["attention_mask"]
+    logits = model(input_ids=ids, attention_mask=attn, use_cache=False).logits[:, :-1].float()
+    tok = torch.log_softmax(logits, dim=-1).gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
+    mask = inputs["completion_mask"][:, 1:].to(tok.dtype)
+    return tok * mask, mask
+
+
+def _sequence_logps(model, inputs) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed completion-token log-probs and completion token counts of every sequence of a batch."""
+    tok, mask = _token_logps(model, inputs)
+    return tok.sum(1), mask.sum(1)
+
+
 def _pobench_trainer(base_cls, function: str, hparams: dict, needs_ref: bool, guide=None):
     """DPOTrainer whose loss is one of po-bench's pure functions (po_bench.training.losses).
 
@@ -754,11 +770,7 @@ def _pobench_trainer(base_cls, function: str, hparams: dict, needs_ref: bool, gu
                 return dataset  # reference-free: no reference log-probs at all
 
         def _sequence_logps(self, model, inputs):
-            ids, attn = inputs["input_ids"], inputs["attention_mask"]
-            logits = model(input_ids=ids, attention_mask=attn, use_cache=False).logits[:, :-1].float()
-            tok = torch.log_softmax(logits, dim=-1).gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
-            mask = inputs["completion_mask"][:, 1:].to(tok.dtype)
-            return (tok * mask).sum(1), mask.sum(1)
+            return _sequence_logps(model, inputs)
 
         def _compute_loss(self, model, inputs, return_outputs):
             mode = "train" if self.model.training else "eval"
@@ -813,11 +825,7 @@ def _token_trainer(base_cls, spec, hparams: dict, guide, token_stats_cls):
 
     class PoBenchTokenLossTrainer(base_cls):
         def _token_logps(self, model, inputs):
-            ids, attn = inputs["input_ids"], inputs["attention_mask"]
-            logits = model(input_ids=ids, attention_mask=attn, use_cache=False).logits[:, :-1].float()
-            tok = torch.log_softmax(logits, dim=-1).gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
-            mask = inputs["completion_mask"][:, 1:].to(tok.dtype)
-            return tok * mask, mask
+            return _token_logps(model, inputs)
 
         def _compute_loss(self, model, inputs, return_outputs):
             mode = "train" if self.model.training else "eval"
@@ -908,13 +916,6 @@ class ListCollator:
         return out
 
 
-def _sequence_logps(model, inputs) -> tuple[torch.Tensor, torch.Tensor]:
-    """Summed completion-token log-probs and completion token counts of every sequence of a batch."""
-    ids, attn = inputs["input_ids"], inputs["attention_mask"]
-    logits = model(input_ids=ids, attention_mask=attn, use_cache=False).logits[:, :-1].float()
-    tok = torch.log_softmax(logits, dim=-1).gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
-    mask = inputs["completion_mask"][:, 1:].to(tok.dtype)
-    return (tok * mask).sum(1), mask.sum(1)
 
 
 def _listwise_trainer(base_cls, function: str, hparams: dict, needs_ref: bool, cache=None):
@@ -1131,11 +1132,7 @@ def _unpaired_trainer(base_cls, function: str, hparams: dict):
 
     class PoBenchUnpairedTrainer(base_cls):
         def _sequence_logps(self, model, inputs):
-            ids, attn = inputs["input_ids"], inputs["attention_mask"]
-            logits = model(input_ids=ids, attention_mask=attn, use_cache=False).logits[:, :-1].float()
-            tok = torch.log_softmax(logits, dim=-1).gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
-            mask = inputs["completion_mask"][:, 1:].to(tok.dtype)
-            return (tok * mask).sum(1), mask.sum(1)
+            return _sequence_logps(model, inputs)
 
         def _compute_loss(self, model, inputs, return_outputs):
             mode = "train" if self.model.training else "eval"
@@ -1189,11 +1186,7 @@ def source_sequence_logps(trainer, model, dataset, batch_size: int) -> tuple[tor
     with torch.no_grad():
         for batch in loader:
             batch = {k: v.to(device) for k, v in batch.items() if isinstance(v, torch.Tensor)}
-            ids, attn = batch["input_ids"], batch["attention_mask"]
-            logits = model(input_ids=ids, attention_mask=attn, use_cache=False).logits[:, :-1].float()
-            tok = torch.log_softmax(logits, dim=-1).gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
-            mask = batch["completion_mask"][:, 1:].to(tok.dtype)
-            s, n = (tok * mask).sum(1).cpu().double(), mask.sum(1).cpu().double()
+            s, n = (x.cpu().double() for x in _sequence_logps(model, batch))
             sums.append(torch.stack(s.chunk(2)))
             lens.append(torch.stack(n.chunk(2)))
     return torch.cat(sums, 1), torch.cat(lens, 1)
