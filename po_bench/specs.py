@@ -40,8 +40,9 @@ from po_bench.data.sources import source_for
 from po_bench.store import fingerprint
 
 # Bumped when a stage's code changes what it produces for the same spec.
-VERSIONS = {"sft": 2, "samples": 2, "pairs": 1, "ref_logps": 1, "policy": 2,
-            "reward_model": 1, "semantic_distance": 1}  # per-pair scores (po_bench.training.pair_scores)  # 2: warmup reaches TRL, KTO KL order, held-out world prompts
+# sft/samples/policy 2: warmup reaches TRL, KTO KL order, held-out world prompts; reward_model and
+# semantic_distance: the per-pair scores of po_bench.training.pair_scores
+VERSIONS = {"sft": 2, "samples": 2, "pairs": 1, "ref_logps": 1, "policy": 2, "reward_model": 1, "semantic_distance": 1}
 
 # Run options that never change an artifact (logging, progress bars, checkpoint frequency, threads).
 RUN_OPTIONS = ("logging_steps", "save_steps", "progress")
