@@ -317,6 +317,9 @@ class PresetConfig:
     reference: ReferenceConfig = field(default_factory=ReferenceConfig)
     select_best: Optional[str] = None  # a metric: per method, report the grid point with the best mean
     ours: List[str] = field(default_factory=list)  # our metric columns to show first (default: all)
+    # config keys (or key prefixes) that are part of a method, not a setting: the analysis compares rows
+    # across their values (beyond_pairs: the data shape each method is defined with)
+    method_columns: List[str] = field(default_factory=list)
 
 
 @dataclass

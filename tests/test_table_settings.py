@@ -72,3 +72,20 @@ def test_a_merged_table_of_two_models_is_grouped_by_model(tmp_path):
                                                              ("tiny", "DPO"), ("tiny", "SFT")]
     md = table.to_markdown(hp, rows, [])
     assert "None" not in md
+
+
+def test_a_presets_method_columns_put_rows_of_different_data_in_one_comparison():
+    """beyond_pairs: the data shape is part of each method (preset.method_columns: [dataset.]), so every
+    row is compared with the baseline, not only the rows with the baseline's data; without it each data
+    setting is its own comparison."""
+    from po_bench.results import analysis
+
+    rows = [{"method": m, "dataset.k_samples": k, "gold_reward_mean": g, "n_seeds": 1, "_runs": []}
+            for m, k, g in (("DPO", 2, 0.6), ("Curry-DPO", 4, 0.7), ("DPO", 4, 0.5))]
+    per_setting = analysis.analyse([dict(r) for r in rows], ["dataset.k_samples"], ["gold_reward"], ["gold_reward"])
+    assert per_setting.setting_cols == ["dataset.k_samples"]
+    assert per_setting.labels == ["DPO", "Curry-DPO", "DPO"]
+    one = analysis.analyse([dict(r) for r in rows], ["dataset.k_samples"], ["gold_reward"], ["gold_reward"],
+                           method_cols=("dataset.",))
+    assert one.setting_cols == []  # one comparison: every row against DPO
+    assert one.labels == ["DPO (k_samples=2)", "Curry-DPO", "DPO (k_samples=4)"]

@@ -159,11 +159,18 @@ def row_label(row: dict, rows_in_setting: list[dict], tuned_cols: list[str]) -> 
 
 
 def analyse(rows: list[dict], hp_cols: list[str], metrics: list[str], ours: list[str] | None = None,
-            baseline: str = "DPO", ref_cols: list[str] | None = None, seed: int = 0) -> Analysis:
+            baseline: str = "DPO", ref_cols: list[str] | None = None, seed: int = 0,
+            method_cols: tuple = ()) -> Analysis:
     """Fill each row with ``<metric>_lo`` / ``_hi`` and the deltas, ranks and test results (keys
-    listed in :data:`ROW_KEYS`), and return the table-wide results."""
-    setting_cols = [k for k in hp_cols if not k.startswith(TUNED_PREFIXES) and k != "grid point"]
-    tuned_cols = [k for k in hp_cols if k.startswith(TUNED_PREFIXES)]
+    listed in :data:`ROW_KEYS`), and return the table-wide results.
+
+    Columns are settings (rows are compared within one setting) unless they are a method's own
+    (``loss.*``, ``train.*``) or named in ``method_cols`` (a preset's ``method_columns``: e.g. the data
+    shape a method is defined with, so that Curry-DPO's ranked pairs compare with DPO's single pairs
+    on the same eval prompts)."""
+    tuned = TUNED_PREFIXES + tuple(method_cols)
+    setting_cols = [k for k in hp_cols if not k.startswith(tuned) and k != "grid point"]
+    tuned_cols = [k for k in hp_cols if k.startswith(tuned)]
     H = headline(rows, ours, metrics)
     an = Analysis(H, baseline, setting_cols)
     settings: "OrderedDict[str, list[dict]]" = OrderedDict()

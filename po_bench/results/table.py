@@ -645,7 +645,8 @@ def tabulate(sweep_dir: str | Path | list, title: str = "", best_by: str | None 
                      f"account for the selection.")
     ref_cols = add_reference(rows, runs, preset)
     ours = list(preset.get("ours") or [])
-    an = analysis.analyse(rows, hp_cols, metrics_of(rows), ours, baseline, ref_cols)
+    an = analysis.analyse(rows, hp_cols, metrics_of(rows), ours, baseline, ref_cols,
+                          method_cols=tuple(preset.get("method_columns") or ()))
     spread_metrics = list(dict.fromkeys(([an.metric] if an.metric else []) + (ours or list(SPREAD_DEFAULT))))
     spread_lines = spread(rows, [m for m in spread_metrics if m in metrics_of(rows)])
     if spread_lines:
