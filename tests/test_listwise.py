@@ -288,17 +288,11 @@ def _loss_cfg(name, **args):
     return NS(**{**cfg.loss, "args": {**dict(cfg.loss.args), **args}, "lr": 1e-3}), cfg.train
 
 
-@pytest.mark.parametrize("name, args", [("lipo", {}), ("irpo", {}), ("adpo_list", {}),
-                                        ("adpo_list", {"anchor": "dynamic", "anchor_rate": 0.5})])
-def test_two_real_optimizer_steps(name, args, tokenizer, tmp_path):
-    """Two optimizer steps on one batch of 8 world lists (one of them shorter: padded): finite loss,
-    parameters move, the best-vs-worst reward margin grows; a fixed reference stays frozen and its k
-    log-probs per row go through the store hook; a dynamic anchor moves towards the policy."""
+def two_steps(tokenizer, rows, loss_cfg, train, tmp_path):
+    """Two optimizer steps of the listwise trainer on one batch of ``rows`` (a fresh tiny model, a copied
+    reference, the store hook recording what it is given): (result, model, reference, state before, saved)."""
     from po_bench.training import models, trl_adapter
 
-    rows = _world_lists(n=8)[0][:8]
-    rows[0] = {**rows[0], **{k: rows[0][k][:3] for k in ("responses", "scores", "gold", "ranks")}}
-    loss_cfg, train = _loss_cfg(name, **args)
     train = NS(**{**train, "max_steps": 2, "batch_size": 8, "logging_steps": 1, "progress": False,
                   "warmup_ratio": 0.0, "lr_scheduler": "constant"})
     model = models.build_tiny_model(tokenizer, hidden_size=64, num_layers=1, intermediate_size=128)
@@ -309,6 +303,18 @@ def test_two_real_optimizer_steps(name, args, tokenizer, tmp_path):
                                        ref_logps_cache=(lambda: None, lambda obj: saved.update(obj)))
     assert res["steps"] == 2 and math.isfinite(res["train_loss_final"])
     assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
+    return res, model, ref, before, saved
+
+
+@pytest.mark.parametrize("name, args", [("lipo", {}), ("irpo", {}), ("adpo_list", {}),
+                                        ("adpo_list", {"anchor": "dynamic", "anchor_rate": 0.5})])
+def test_two_real_optimizer_steps(name, args, tokenizer, tmp_path):
+    """Two optimizer steps on one batch of 8 world lists (one of them shorter: padded): finite loss,
+    parameters move, the best-vs-worst reward margin grows; a fixed reference stays frozen and its k
+    log-probs per row go through the store hook; a dynamic anchor moves towards the policy."""
+    rows = _world_lists(n=8)[0][:8]
+    rows[0] = {**rows[0], **{k: rows[0][k][:3] for k in ("responses", "scores", "gold", "ranks")}}
+    res, _, ref, before, saved = two_steps(tokenizer, rows, *_loss_cfg(name, **args), tmp_path)
     moved = any(not torch.equal(before[k], v) for k, v in ref.state_dict().items())
     if args.get("anchor") == "dynamic":
         assert moved and not saved

@@ -4,7 +4,6 @@ errors, and two real optimizer steps of the listwise trainer's per-step path."""
 
 from __future__ import annotations
 
-import copy
 import math
 from types import SimpleNamespace as NS
 
@@ -14,6 +13,8 @@ import torch
 from po_bench.config import ConfigError, validate
 from po_bench.data import world
 from po_bench.training import listwise
+
+from .test_listwise import two_steps
 
 TPO_DATA = ["loss=tpo", "dataset.pair_strategy=list", "dataset.k_samples=4", "dataset.steps=true"]
 
@@ -148,8 +149,6 @@ def test_tpo_config_validates_and_lists_carry_step_spans():
 def test_two_real_optimizer_steps(tokenizer, tmp_path):
     """Two optimizer steps on 8 world lists (one shorter, padded) through the per-step path: finite loss,
     parameters move, the reference stays frozen and nothing is precomputed, the margin grows."""
-    from po_bench.training import models, trl_adapter
-
     spec = world.WorldSpec(n_pref=8)
     prompts = world.make_prompts(spec, "pref")
     rng = __import__("numpy").random.default_rng(0)
@@ -159,16 +158,7 @@ def test_two_real_optimizer_steps(tokenizer, tmp_path):
     rows[0] = {**rows[0], **{k: rows[0][k][:3] for k in ("responses", "scores", "gold", "ranks", "step_ends")}}
     cfg = _compose(TPO_DATA)
     loss_cfg = NS(**{**cfg.loss, "args": dict(cfg.loss.args), "lr": 1e-3})
-    train = NS(**{**cfg.train, "max_steps": 2, "batch_size": 8, "logging_steps": 1, "progress": False,
-                  "warmup_ratio": 0.0, "lr_scheduler": "constant"})
-    model = models.build_tiny_model(tokenizer, hidden_size=64, num_layers=1, intermediate_size=128)
-    ref = copy.deepcopy(model)
-    before = {k: v.clone() for k, v in model.state_dict().items()}
-    saved = {}
-    res = trl_adapter.train_preference(model, ref, tokenizer, rows, loss_cfg, train, tmp_path, 0,
-                                       ref_logps_cache=(lambda: None, lambda obj: saved.update(obj)))
-    assert res["steps"] == 2 and math.isfinite(res["train_loss_final"])
-    assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
+    res, _, ref, before, saved = two_steps(tokenizer, rows, loss_cfg, cfg.train, tmp_path)
     assert all(torch.equal(before[k], v) for k, v in ref.state_dict().items()) and not saved
     margins = [h["rewards/margins"] for h in res["history"] if "rewards/margins" in h]
     assert len(margins) == 2 and margins[1] > margins[0], margins

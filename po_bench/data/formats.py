@@ -566,6 +566,20 @@ def to_pairs(rows: Sequence[dict], format: str, columns: dict | None = None,
     return _convert(rows, cols, _Report(format, source, len(rows)), _PAIR_PARSERS[format], "preference pairs", "pairs")
 
 
+def _unpaired_row(row, cols, rep) -> dict:
+    """One ``unpaired`` row: prompt, completion and its desirable / undesirable label."""
+    prompt = _get(row, cols, "prompt")
+    prefix, completion = _split_answer(_get(row, cols, "completion"), "completion")
+    label = _label(_get(row, cols, "label"))
+    if isinstance(prompt, str) and prefix is None:
+        if not prompt.strip():
+            raise _Skip("empty_prompt")
+        return {"prompt": prompt, "completion": completion, "label": label}
+    conv = _conv_prompt(prompt, prefix, rep)
+    _check_roles(conv, rep)
+    return {"prompt": conv, "completion": _assistant(completion), "label": label}
+
+
 _TRUE = {"true", "1", "yes", "desirable", "good", "chosen"}
 _FALSE = {"false", "0", "no", "undesirable", "bad", "rejected"}
 
@@ -597,28 +611,7 @@ def to_unpaired(rows: Sequence[dict], format: str, columns: dict | None = None,
         return out, {**report, "unpaired": len(out)}
     cols = columns_for(format, columns)
     _check_columns(rows, cols, ("prompt", "completion", "label"), source)
-    rep = _Report(format, source, len(rows))
-    out = []
-    for i, row in enumerate(rows):
-        if BAD_ROW in row:
-            rep.skip(i, row[BAD_ROW].split(" ")[0])
-            continue
-        try:
-            prompt = _get(row, cols, "prompt")
-            prefix, completion = _split_answer(_get(row, cols, "completion"), "completion")
-            label = _label(_get(row, cols, "label"))
-            if isinstance(prompt, str) and prefix is None:
-                if not prompt.strip():
-                    raise _Skip("empty_prompt")
-                out.append({"prompt": prompt, "completion": completion, "label": label})
-            else:
-                conv = _conv_prompt(prompt, prefix, rep)
-                _check_roles(conv, rep)
-                out.append({"prompt": conv, "completion": _assistant(completion), "label": label})
-        except _Skip as e:
-            rep.skip(i, e.reason)
-    rep.check_nonempty(len(out), "unpaired examples")
-    d = rep.as_dict(len(out), "unpaired")
+    out, d = _convert(rows, cols, _Report(format, source, len(rows)), _unpaired_row, "unpaired examples", "unpaired")
     d["desirable"] = sum(1 for x in out if x["label"])
     d["undesirable"] = len(out) - d["desirable"]
     return out, d
