@@ -256,7 +256,9 @@ def test_slurm_requeue_resumes_training_from_its_last_checkpoint(tmp_path, slurm
             "hydra.launcher.gpus_per_node=null", "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=2",
             "hydra.launcher.timeout_min=20", "hydra.launcher.max_num_timeout=2",
             "dataset.n_sft=200", "dataset.n_pref=256", "dataset.n_eval=16", "dataset.n_ood=8", "train.sft_epochs=1",
-            "train.batch_size=4", "train.max_steps=300", "train.save_steps=20", "train.logging_steps=10", "threads=1",
+            # batch 32: ~10 s of training on an idle 2-core machine (batch 4 trained 300 steps in 5 s, and the
+            # requeue, SIGKILL after Slurm's KillWait, landed after the policy was published)
+            "train.batch_size=32", "train.max_steps=300", "train.save_steps=20", "train.logging_steps=10", "threads=1",
             "tracking=none", "generation.progress=false", "train.progress=false", "loss=dpo",
             f"cache_dir={cache}", f"hydra.sweep.dir={sweep}"]
     proc = subprocess.Popen([sys.executable, "-m", "po_bench", *args], cwd=ROOT, env=env, stdout=subprocess.PIPE,
@@ -282,7 +284,8 @@ def test_slurm_requeue_resumes_training_from_its_last_checkpoint(tmp_path, slurm
     assert {k.split("/")[0] for k in run["metrics"]["artifacts"]["hits"]} >= {"sft", "pairs"}  # reused after the requeue
     (policy,) = (cache / "v2" / "policy").glob("*/train_metrics.json")
     facts = json.loads(policy.read_text())
-    assert facts["resumed"] and facts["history"][0]["step"] > 20 and facts["steps"] == 300
+    assert facts["resumed"] and facts["history"][0]["step"] > 20 and facts["steps"] == 300, \
+        (facts.get("resumed"), facts.get("steps"), [h.get("step") for h in facts.get("history", [])][:3])
     assert not list(policy.parent.glob("trainer/checkpoint-*"))  # cleaned up once complete
 
 
