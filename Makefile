@@ -77,8 +77,8 @@ define sweep_table
 	exit $$rc
 endef
 
-DEMO_SWEEP := loss=sft,dpo,ipo,simpo,kto seed=0,1
-DEMO_TABLE := --title "po-bench demo: embedded world, tiny model, 2 seeds"
+DEMO_SWEEP := loss=sft,dpo,ipo,simpo,kto seed=0,1,2,3,4
+DEMO_TABLE := --title "po-bench demo: embedded world, tiny model, 5 seeds"
 demo: $(STAMP)
 	$(call sweep_table,demo,$(DEMO_SWEEP),$(DEMO_TABLE))
 

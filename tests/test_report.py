@@ -71,14 +71,16 @@ def test_table_cells_carry_intervals_deltas_and_the_matrix(sweep, tmp_path):
     m = list(csv.reader(open(paths["matrix"])))
     assert m[0][1:] == ["SFT", "DPO", "IPO", "SimPO"] and len(m) == 5
     md = paths["md"].read_text()
-    assert "◆" in md and "How much is enough" in md and "Failed runs (1)" in md
+    assert "◆" in md and "Power (method level" in md and "Failed runs (1)" in md
     # without item scores the unit is the seed and the table still builds
     for p in sweep.rglob("scores.jsonl"):
         p.unlink()
     for p in sweep.rglob("samples.jsonl"):
         p.unlink()
     md2 = table.write_tables(sweep, tmp_path / "out2", "w")["md"].read_text()
-    assert "run-level values" in md2
+    assert "Method-level claims" in md2  # the method level never needed the prompts
+    md3 = table.write_tables(sweep, tmp_path / "out3", "w", claims="policy")["md"].read_text()
+    assert "Policy-level claims" in md3 and "run-level values" in md3
 
 
 def test_report_is_self_contained(sweep, tmp_path):

@@ -168,7 +168,7 @@ def matrix_html(an) -> str:
             title = ""
             if d is None and (b, a) in diff:
                 o = diff[(b, a)]
-                d = analysis.Delta(-o.mean, -o.hi, -o.lo, [-x for x in o.per_seed], o.p, o.p_holm, o.unit)
+                d = o.negated()
             if d is not None and len({p["setting"] for p in an.pairs}) == 1:
                 title = f"{d.mean:+.3f} [{d.lo:+.3f}, {d.hi:+.3f}], p={d.p:.3g}, Holm p={d.p_holm:.3g}"
             cells.append(f'<td class="{cls}" title="{_e(title)}">{w}/{t_}/{l}'
@@ -262,9 +262,9 @@ def render(t: table.Tabulated, figs: dict[str, Path], foot: str = "") -> str:
 def write_report(sweep_dirs: list[str | Path], out_dir: str | Path, name: str = "report", title: str = "",
                  baseline: str = "DPO", best_by: str | None = None, plot_x: str = "kl_to_ref",
                  plot_y: str = "gold_reward", color_by: str | None = None,
-                 wall_seconds: float | None = None) -> dict[str, Path]:
+                 wall_seconds: float | None = None, claims: str = "method", effect: float = 0.05) -> dict[str, Path]:
     """Write ``<out_dir>/<name>.html``; returns its path and the figures' (kept in a temp folder)."""
-    t = table.tabulate(list(sweep_dirs), title, best_by, baseline)
+    t = table.tabulate(list(sweep_dirs), title, best_by, baseline, claims, effect)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="po-bench-report-"))  # figures and CSVs (for --wandb); not kept in OUT
@@ -296,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--color-by", default=None)
     ap.add_argument("--wall-seconds", type=float, default=None)
     ap.add_argument("--wandb", action="store_true", help="also log the tables, figures and page to the sweep's wandb group")
+    table.add_claim_options(ap)
     a = ap.parse_args(argv)
     for d in a.sweep_dir:
         if not Path(d).is_dir():
@@ -303,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     try:
         paths = write_report(a.sweep_dir, a.out, a.name, a.title, a.baseline, a.best_by, a.plot_x, a.plot_y,
-                             a.color_by, a.wall_seconds)
+                             a.color_by, a.wall_seconds, a.claims, a.effect)
     except FileNotFoundError as e:
         print(f"po-bench-report: {e}", file=sys.stderr)
         return 2

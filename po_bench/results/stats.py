@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
@@ -311,5 +311,298 @@ def seeds_needed(var: Variance, delta: float, items: int | None = None, alpha: f
         return None
     for s in itertools.chain(range(1, 101), range(110, max_seeds + 1, 10)):
         if min_detectable_difference(var, s, items, alpha, power) <= delta:
+            return s
+    return None
+
+
+# ---------------------------------------------------------------------------------------------------
+# Method-level inference: seeds are the unit.
+#
+# A *method* claim ("A trains better policies than B on this task") must carry the training seed's
+# variance; a *policy* claim ("these checkpoints differ on these prompts") need not (the item-level
+# functions above answer that one).  With the few seeds a table has, the seed-to-seed variance of one
+# pair's difference is estimated badly (1 degree of freedom at 2 seeds), so the table's methods lend each
+# other strength: a randomised-block model over the table,
+#
+#     y[m, b] = mu[m] + beta[b] + e[m, b],    e[m, b] ~ N(0, sigma2_e)  (sigma2_m for a flagged method)
+#
+# where y[m, b] is method m's run-level value (its mean over prompts) at block b (a training seed, within
+# a setting), beta[b] the seed's shared effect (the SFT model and data a seed draws) and e the
+# method-by-seed interaction (everything a seed does to one method and not to the others, prompt noise
+# included).  It is the linear mixed model score ~ method + (1 | seed) + (1 | method:seed) on the per-run
+# means.  A paired difference a - b over n shared seeds has variance 2 sigma2_e / n, with sigma2_e pooled
+# over every method of the table: (M - 1)(S - 1) degrees of freedom for M methods x S seeds, and a t
+# reference.  A method whose own spread is far from the pool (a diverging seed) is flagged by an F test
+# against the pool of the others and keeps its own variance (Welch-Satterthwaite degrees of freedom).
+# Cell means and differences between methods that share no seed also carry the seed effect:
+# Var(cell, one seed) = sigma2_u + sigma2_e, pooled within methods.  With one seed per method nothing is
+# estimable: no method-level interval or claim.
+# ---------------------------------------------------------------------------------------------------
+
+# Two one-sided levels of the heterogeneity test (a row's seed spread against the pool of the others).
+# Below FLAG_ALPHA a row is flagged and its own comparisons use its own variance (Welch-Satterthwaite
+# df): at 2-3 seeds the test is weak, and a wide row left on the pooled variance makes its pairs
+# anti-conservative.  Below POOL_ALPHA it also leaves the pool, so that a diverging seed does not inflate
+# the others' intervals (IPO's -1.07 at one of 5 seeds on the world: p = 0.0004).  The pool level is strict
+# on purpose: leaving out every row flagged at 0.05 drops the widest row of an equal-variance table from
+# its own pool and biases the pool low.  Simulated (tests/test_stats.py's world: 5 methods, 1,500 tables
+# per case), false-positive rate at 2 / 3 / 5 / 10 seeds with these levels: equal variances 0.049 / 0.050
+# / 0.046 / 0.044, unequal 0.052 / 0.052 / 0.048 / 0.043, a diverging method 0.063 / 0.063 / 0.052 /
+# 0.047; with the flag at 0.001 for both, diverging 0.071 / 0.069 / 0.065 / 0.058 (3,000 tables); with
+# both at 0.05, equal 0.093 at 2 seeds (250 tables).
+FLAG_ALPHA = 0.05
+POOL_ALPHA = 0.001
+
+
+@dataclass
+class MethodFit:
+    """The fitted block model of one table (one metric).  ``values``: ``{row id: {block: value}}``."""
+    values: dict
+    resid_var: float  # sigma2_e, pooled over the rows not flagged at pool_alpha (nan: not estimable)
+    resid_df: float
+    total_var: float  # sigma2_u + sigma2_e: the variance of one run's value around its method's mean
+    total_df: float
+    seed_var: float  # sigma2_u (>= 0; nan when not separable from sigma2_e)
+    n_blocks: int
+    flags: dict = field(default_factory=dict)  # row id -> p of the heterogeneity test (flagged rows only)
+    own: dict = field(default_factory=dict)  # flagged row id -> (interaction var, df, total var, df)
+    n_rows: int = 0
+
+    def n_seeds(self, rid) -> int:
+        return len(self.values.get(rid, {}))
+
+
+@dataclass
+class MethodEstimate:
+    """A method-level mean or difference: estimate, interval, t test against 0."""
+    mean: float
+    lo: float
+    hi: float
+    se: float
+    df: float
+    p: float
+    n_seeds: int
+    basis: str  # "paired" (shared seeds, pooled interaction variance), "unpaired", "own" (a flagged row), "none"
+
+    @property
+    def has_interval(self) -> bool:
+        return not (math.isnan(self.lo) or math.isnan(self.hi))
+
+
+def _none_estimate(mean: float = float("nan"), n: int = 0) -> MethodEstimate:
+    nan = float("nan")
+    return MethodEstimate(mean, nan, nan, nan, nan, nan, n, "none")
+
+
+def _additive(values: dict) -> tuple[dict, float, dict, dict]:
+    """Least-squares fit of y = mu[row] + beta[block] on the observed cells: (residual per (row, block),
+    residual df, mu, beta)."""
+    rows = [r for r in values if values[r]]
+    blocks = sorted({b for r in rows for b in values[r]}, key=str)
+    cells = [(r, b, values[r][b]) for r in rows for b in values[r]]
+    n = len(cells)
+    if n == 0:
+        return {}, 0.0, {}, {}
+    ri = {r: i for i, r in enumerate(rows)}
+    bi = {b: i for i, b in enumerate(blocks)}
+    X = np.zeros((n, len(rows) + len(blocks)))
+    y = np.empty(n)
+    for k, (r, b, v) in enumerate(cells):
+        X[k, ri[r]] = 1.0
+        X[k, len(rows) + bi[b]] = 1.0
+        y[k] = v
+    coef, *_ = np.linalg.lstsq(X, y, rcond=None)
+    rank = np.linalg.matrix_rank(X)
+    res = y - X @ coef
+    resid = {(r, b): float(res[k]) for k, (r, b, _) in enumerate(cells)}
+    mu = {r: float(coef[ri[r]]) for r in rows}
+    beta = {b: float(coef[len(rows) + bi[b]]) for b in blocks}
+    return resid, float(n - rank), mu, beta
+
+
+def _pooled(values: dict) -> tuple[float, float, float, float, float]:
+    """(sigma2_e, df_e, total var, df_total, sigma2_u) of the rows in ``values`` (each with its seeds)."""
+    rows = {r: v for r, v in values.items() if v}
+    resid, df_e, _, _ = _additive(rows)
+    ss = sum(x * x for x in resid.values())
+    s2e = ss / df_e if df_e > 0 else float("nan")
+    within = [np.asarray(list(v.values()), dtype=float) for v in rows.values()]
+    df_w = float(sum(w.size - 1 for w in within))
+    total = float(sum(((w - w.mean()) ** 2).sum() for w in within) / df_w) if df_w > 0 else float("nan")
+    n_blocks = len({b for v in rows.values() for b in v})
+    if df_e > 0 and df_w > 0 and n_blocks > 1:
+        s2u = max(total - s2e, 0.0)
+        # Satterthwaite: total = s2u + s2e, s2u known on (blocks - 1) df, s2e on df_e
+        denom = s2u ** 2 / (n_blocks - 1) + s2e ** 2 / df_e
+        df_t = min(df_w, total ** 2 / denom) if denom > 0 else df_w
+    else:
+        s2u, df_t = float("nan"), df_w
+    return s2e, float(df_e), total, float(df_t), s2u
+
+
+def _deviations(values: dict, rid) -> np.ndarray:
+    """Row ``rid``'s values minus the block effects fitted on the other rows (its seeds the others
+    cover); its spread estimates sigma2_rid + sigma2_e / M'."""
+    others = {r: v for r, v in values.items() if r != rid and v}
+    _, _, _, beta = _additive(others)
+    return np.array([y - beta[b] for b, y in values[rid].items() if b in beta], dtype=float)
+
+
+def fit_methods(values: dict, flag_alpha: float = FLAG_ALPHA, pool_alpha: float = POOL_ALPHA) -> MethodFit:
+    """Fit the block model to ``{row id: {block: value}}`` (non-finite values dropped).  Each row with
+    at least two seeds is tested against the pool of the other rows (an F test on its spread around the
+    others' block effects, or on its own seed spread when the others share none of its seeds); a row
+    whose p is below ``flag_alpha`` is flagged and keeps its own variance, and one below ``pool_alpha``
+    also leaves the pool (the pool is refit without it)."""
+    vals = {r: {b: float(y) for b, y in v.items() if y is not None and math.isfinite(float(y))}
+            for r, v in values.items()}
+    vals = {r: v for r, v in vals.items() if v}
+    flags, own = {}, {}
+    if len(vals) >= 2:
+        for r, v in vals.items():
+            if len(v) < 2:
+                continue
+            others = {k: w for k, w in vals.items() if k != r}
+            s2e, df_e, tot, df_t, _ = _pooled(others)
+            d = _deviations(vals, r)
+            y_own = np.asarray(list(v.values()), dtype=float)
+            own_tot = float(y_own.var(ddof=1))
+            if d.size >= 2 and df_e > 0 and s2e > 0:
+                m_other = np.mean([sum(1 for k in others if b in others[k]) for b in v if any(b in w for w in others.values())])
+                ratio = float(d.var(ddof=1)) / (s2e * (1 + 1 / max(m_other, 1)))
+                df1, df2 = d.size - 1, df_e
+            elif df_t > 0 and tot > 0:
+                ratio, df1, df2 = own_tot / tot, y_own.size - 1, df_t
+            else:
+                continue
+            p = float(sst.f.sf(ratio, df1, df2))  # one-sided: a pooled variance only understates a wide row
+            if p < flag_alpha:
+                flags[r] = p
+                own_int = float(d.var(ddof=1)) if d.size >= 2 else own_tot
+                own[r] = (own_int, float((d.size if d.size >= 2 else y_own.size) - 1), own_tot, float(y_own.size - 1))
+    # the pool leaves out the rows flagged at pool_alpha (a diverging row does not inflate the others);
+    # all rows when too few are left to estimate it
+    pool = {r: v for r, v in vals.items() if not (r in flags and flags[r] < pool_alpha)}
+    s2e, df_e, tot, df_t, s2u = _pooled(pool)
+    if not (df_e > 0 and df_t > 0):
+        s2e, df_e, tot, df_t, s2u = _pooled(vals)
+    return MethodFit(vals, s2e, df_e, tot, df_t, s2u, len({b for v in vals.values() for b in v}),
+                     flags, own, len(vals))
+
+
+def _t_estimate(mean: float, var: float, df: float, n: int, level: float, basis: str) -> MethodEstimate:
+    if not (math.isfinite(var) and var >= 0 and math.isfinite(df) and df > 0):
+        return _none_estimate(mean, n)
+    se = math.sqrt(var)
+    q = float(sst.t.ppf(0.5 + level / 2, df))
+    if se == 0:
+        p = 1.0 if mean == 0 else 0.0
+    else:
+        p = float(2 * sst.t.sf(abs(mean) / se, df))
+    return MethodEstimate(mean, mean - q * se, mean + q * se, se, df, p, n, basis)
+
+
+def _satterthwaite(v1: float, df1: float, v2: float, df2: float) -> float:
+    den = (v1 ** 2 / df1 if df1 > 0 else math.inf) + (v2 ** 2 / df2 if df2 > 0 else math.inf)
+    return (v1 + v2) ** 2 / den if den > 0 and math.isfinite(den) else float("nan")
+
+
+def method_mean(fit: MethodFit, rid, level: float = 0.95) -> MethodEstimate:
+    """A row's mean over its seeds with the method-level interval (the seed variance included)."""
+    v = fit.values.get(rid) or {}
+    if not v:
+        return _none_estimate()
+    y = np.asarray(list(v.values()), dtype=float)
+    m, n = float(y.mean()), y.size
+    if n >= 2 and float(np.ptp(y)) == 0.0:  # the same value at every seed (an SFT row's KL to itself)
+        return MethodEstimate(m, m, m, 0.0, float(n - 1), float("nan"), n, "own")
+    if rid in fit.own:
+        _, _, tot, df = fit.own[rid]
+        return _t_estimate(m, tot / n, df, n, level, "own")
+    return _t_estimate(m, fit.total_var / n, fit.total_df, n, level, "pooled")
+
+
+def _row_var(fit: MethodFit, rid, kind: str) -> tuple[float, float]:
+    if rid in fit.own:
+        ie, idf, tot, tdf = fit.own[rid]
+        return (ie, idf) if kind == "interaction" else (tot, tdf)
+    return (fit.resid_var, fit.resid_df) if kind == "interaction" else (fit.total_var, fit.total_df)
+
+
+def method_diff(fit: MethodFit, a, b, level: float = 0.95) -> MethodEstimate:
+    """Row a minus row b at the method level: paired over their shared seeds (pooled interaction
+    variance, or a flagged row's own), else unpaired (each row's seed spread, the seed effect included)."""
+    va, vb = fit.values.get(a) or {}, fit.values.get(b) or {}
+    if not va or not vb:
+        return _none_estimate()
+    shared = [k for k in va if k in vb]
+    flagged = a in fit.own or b in fit.own
+    if shared:
+        d = float(np.mean([va[k] - vb[k] for k in shared]))
+        n = len(shared)
+        (x, dx), (y, dy) = _row_var(fit, a, "interaction"), _row_var(fit, b, "interaction")
+        df = _satterthwaite(x, dx, y, dy) if flagged else dx
+        return _t_estimate(d, (x + y) / n, df, n, level, "own" if flagged else "paired")
+    ya, yb = np.asarray(list(va.values())), np.asarray(list(vb.values()))
+    d = float(ya.mean() - yb.mean())
+    (x, dx), (y, dy) = _row_var(fit, a, "total"), _row_var(fit, b, "total")
+    var = x / ya.size + y / yb.size
+    df = _satterthwaite(x / ya.size, dx, y / yb.size, dy) if flagged else dx
+    return _t_estimate(d, var, df, min(ya.size, yb.size), level, "own" if flagged else "unpaired")
+
+
+def method_replicates(fit: MethodFit, rids: Sequence, n_boot: int = 2000, seed=0) -> np.ndarray | None:
+    """(n_boot, len(rids)) parametric replicates of the rows' means from the fitted model (a variance
+    drawn from its scaled chi-square per replicate, the seed effect shared within a block): for rank
+    intervals and the rank agreement with a paper.  None when the model has no variance."""
+    if not (math.isfinite(fit.resid_var) or math.isfinite(fit.total_var)):
+        return None
+    rng = _rng(seed)
+    s2e = fit.resid_var if math.isfinite(fit.resid_var) else fit.total_var
+    df_e = fit.resid_df if math.isfinite(fit.resid_var) else fit.total_df
+    if not (df_e > 0):
+        return None
+    s2u = fit.seed_var if math.isfinite(fit.seed_var) else 0.0
+    blocks = sorted({b for r in rids for b in fit.values.get(r, {})}, key=str)
+    bi = {b: i for i, b in enumerate(blocks)}
+    u = rng.normal(0.0, 1.0, size=(n_boot, len(blocks))) * math.sqrt(s2u)
+    scale_e = np.sqrt(s2e * df_e / rng.chisquare(df_e, size=n_boot))
+    out = np.empty((n_boot, len(rids)))
+    for j, r in enumerate(rids):
+        v = fit.values.get(r) or {}
+        y = np.asarray(list(v.values()), dtype=float)
+        idx = [bi[b] for b in v]
+        if r in fit.own:
+            ie, idf, _, _ = fit.own[r]
+            sc = np.sqrt(ie * max(idf, 1) / rng.chisquare(max(idf, 1), size=n_boot))
+        else:
+            sc = scale_e
+        e = rng.normal(0.0, 1.0, size=(n_boot, y.size)) * sc[:, None]
+        out[:, j] = y.mean() + (e + u[:, idx]).mean(axis=1) if y.size else np.nan
+    return out
+
+
+def method_mdd(fit: MethodFit, seeds: int | None = None, alpha: float = 0.05, power: float = 0.8,
+               n_rows: int | None = None) -> float:
+    """The smallest true difference between two methods of the table that a two-sided level-alpha
+    paired t test detects with the given power at ``seeds`` seeds each:
+    (t_{1-alpha/2, df} + t_{power, df}) sqrt(2 sigma2_e / seeds), df = (M - 1)(seeds - 1)."""
+    M = n_rows or max(fit.n_rows - len(fit.flags), 2)
+    S = seeds or max((fit.n_seeds(r) for r in fit.values), default=0)
+    if not math.isfinite(fit.resid_var) or S < 2:
+        return float("nan")
+    df = (M - 1) * (S - 1)
+    q = sst.t.ppf(1 - alpha / 2, df) + sst.t.ppf(power, df)
+    return float(q * math.sqrt(2 * fit.resid_var / S))
+
+
+def method_seeds_needed(fit: MethodFit, delta: float, alpha: float = 0.05, power: float = 0.8,
+                        max_seeds: int = 1000) -> int | None:
+    """The fewest seeds per method at which :func:`method_mdd` reaches ``delta`` (None: unknown, or
+    more than ``max_seeds``)."""
+    if not math.isfinite(fit.resid_var) or not delta > 0:
+        return None
+    for s in range(2, max_seeds + 1):
+        if method_mdd(fit, s, alpha, power) <= delta:
             return s
     return None

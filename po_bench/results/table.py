@@ -626,7 +626,7 @@ def merged_runs(sweep_dir: str | Path | list) -> tuple[list[Path], list[dict]]:
 
 
 def tabulate(sweep_dir: str | Path | list, title: str = "", best_by: str | None = None,
-             baseline: str = "DPO") -> Tabulated:
+             baseline: str = "DPO", claims: str = "method", effect: float = 0.05) -> Tabulated:
     """Build the table and its comparative analysis (no files written)."""
     from po_bench.results import analysis
 
@@ -646,7 +646,7 @@ def tabulate(sweep_dir: str | Path | list, title: str = "", best_by: str | None 
     ref_cols = add_reference(rows, runs, preset)
     ours = list(preset.get("ours") or [])
     an = analysis.analyse(rows, hp_cols, metrics_of(rows), ours, baseline, ref_cols,
-                          method_cols=tuple(preset.get("method_columns") or ()))
+                          method_cols=tuple(preset.get("method_columns") or ()), claims=claims, effect=effect)
     spread_metrics = list(dict.fromkeys(([an.metric] if an.metric else []) + (ours or list(SPREAD_DEFAULT))))
     spread_lines = spread(rows, [m for m in spread_metrics if m in metrics_of(rows)])
     if spread_lines:
@@ -671,13 +671,14 @@ def tabulate(sweep_dir: str | Path | list, title: str = "", best_by: str | None 
 def write_tables(sweep_dir: str | Path | list, out_dir: str | Path | None = None, name: str = "results",
                  make_plot: bool = False, title: str = "", wall_seconds: float | None = None,
                  best_by: str | None = None, plot_x: str = "kl_to_ref", plot_y: str = "gold_reward",
-                 color_by: str | None = None, baseline: str = "DPO") -> dict[str, Path]:
+                 color_by: str | None = None, baseline: str = "DPO", claims: str = "method",
+                 effect: float = 0.05) -> dict[str, Path]:
     """Tabulate one sweep folder, or several merged (a list: e.g. a sweep and its relaunch).
     A preset's runs (``experiment=...``) bring their title, the paper's reference columns and
     best-of-grid selection; ``best_by`` overrides the selection metric.  Beside NAME.csv / NAME.md:
     NAME-pairs.csv (every paired comparison) and NAME-matrix.csv (wins / ties / losses), and with
     ``make_plot`` NAME.png, NAME-matrix.png (and NAME-vs-paper.png)."""
-    t = tabulate(sweep_dir, title, best_by, baseline)
+    t = tabulate(sweep_dir, title, best_by, baseline, claims, effect)
     out = Path(out_dir) if out_dir else Path(t.dirs[0])
     paths = {"csv": out / f"{name}.csv", "md": out / f"{name}.md"}
     atomic_write_text(paths["csv"], to_csv(t.hp_cols, t.rows, t.ref_cols, baseline))
@@ -711,20 +712,28 @@ def write_plots(t: Tabulated, out: Path, name: str, plot_x: str = "kl_to_ref", p
 
 
 def pairs_csv(an) -> str:
-    """One line per paired comparison (a - b on the same seeds and prompts)."""
+    """One line per comparison (a - b): the table's level of claim (``claim``: method or policy) with
+    its interval, test, Holm p and outcome, then the policy-level comparison of the same runs (these
+    checkpoints on the same prompts: ``policy_*``) and the pair's minimum detectable difference at the
+    method level (80% power, the seeds run)."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["setting", "a", "b", "metric", "diff", "diff_lo", "diff_hi", "diff_per_seed", "p", "p_holm",
-                "test_unit", "outcome", "min_detectable_diff"])
-    from po_bench.results import stats
+    w.writerow(["setting", "a", "b", "metric", "claim", "diff", "diff_lo", "diff_hi", "diff_per_seed", "p",
+                "p_holm", "test_unit", "basis", "df", "outcome", "policy_diff_lo", "policy_diff_hi", "policy_p",
+                "policy_p_holm", "policy_test_unit", "min_detectable_diff"])
+
+    def g(x):
+        return "" if x is None else f"{x:.6g}"
 
     for pr in an.pairs:
         d = pr["delta"]
         sig = not math.isnan(d.p_holm) and d.p_holm < 0.05
-        w.writerow([pr["setting"], pr["a"], pr["b"], an.metric, f"{d.mean:.6g}", f"{d.lo:.6g}", f"{d.hi:.6g}",
-                    " ".join(f"{x:.6g}" for x in d.per_seed), f"{d.p:.6g}", f"{d.p_holm:.6g}", d.unit,
-                    ("a wins" if d.mean > 0 else "b wins") if sig else "tie",
-                    f"{stats.min_detectable_difference(pr['var']):.6g}"])
+        pol = d.policy if an.claims == "method" else None
+        w.writerow([pr["setting"], pr["a"], pr["b"], an.metric, an.claims, g(d.mean), g(d.lo), g(d.hi),
+                    " ".join(f"{x:.6g}" for x in d.per_seed), g(d.p), g(d.p_holm), d.unit, d.basis, g(d.df),
+                    ("a wins" if d.mean > 0 else "b wins") if sig else ("no claim" if math.isnan(d.p) else "tie"),
+                    g(pol.lo if pol else None), g(pol.hi if pol else None), g(pol.p if pol else None),
+                    g(pol.p_holm if pol else None), pol.unit if pol else "", g(pr.get("mdd"))])
     return buf.getvalue()
 
 
@@ -840,6 +849,15 @@ def plot_curves(runs: list[dict], path: str | Path, x: str, y: str, title: str =
     plt.close(fig)
 
 
+def add_claim_options(ap: argparse.ArgumentParser) -> None:
+    """The options that decide what a table's comparisons claim (po-bench-table and po-bench-report)."""
+    ap.add_argument("--claims", choices=("method", "policy"), default="method",
+                    help="method (default): seeds are the unit, does the method train better policies; policy: "
+                         "these checkpoints compared on these prompts (what AlpacaEval / Arena-Hard compare)")
+    ap.add_argument("--effect", type=float, default=0.05,
+                    help="the difference in the headline metric the power line sizes seeds for (default 0.05)")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="po-bench-table", description=__doc__.split("\n\n")[0])
     ap.add_argument("sweep_dir", nargs="+", help="multirun folder(s), searched recursively for run.json; several are merged")
@@ -854,6 +872,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--plot-y", default="gold_reward")
     ap.add_argument("--color-by", default=None, help="colour the scatter by a config key (e.g. loss.beta)")
     ap.add_argument("--wandb", action="store_true", help="also log the table as a wandb Table (offline without WANDB_API_KEY)")
+    ap.add_argument("--baseline", default="DPO", help="the method every row is tested against (default DPO)")
+    add_claim_options(ap)
     a = ap.parse_args(argv)
     for d in a.sweep_dir:
         if not Path(d).is_dir():
@@ -861,7 +881,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     try:
         paths = write_tables(a.sweep_dir, a.out, a.name, a.plot, a.title, a.wall_seconds, a.best_by,
-                             a.plot_x, a.plot_y, a.color_by)
+                             a.plot_x, a.plot_y, a.color_by, a.baseline, a.claims, a.effect)
     except FileNotFoundError as e:
         print(f"po-bench-table: {e}", file=sys.stderr)
         return 2
