@@ -15,11 +15,12 @@ export TOKENIZERS_PARALLELISM := false
 OFFLINE := HF_HUB_OFFLINE=1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 
-.PHONY: install test test-fast demo clean help table-survey table-simpo table-noise table-hitchhiker figure-frontier table-beyond-pairs
+.PHONY: install lint test test-fast demo clean help table-survey table-simpo table-noise table-hitchhiker figure-frontier table-beyond-pairs
 
 help:
 	@echo "make demo       the main job: a 5-method x 2-seed sweep on the embedded world -> results/demo.{md,csv,png}"
-	@echo "make test       the test suite (what CI runs)"
+	@echo "make test       lint, then the test suite (what CI runs)"
+	@echo "make lint       ruff check + ruff format --check (pyproject [tool.ruff])"
 	@echo "make test-fast  the suite without the slow end-to-end tests"
 	@echo "make table-survey / table-simpo / table-noise / table-hitchhiker / figure-frontier   paper presets (SCALE=tiny here; SCALE=paper on GPUs)"
 	@echo "make table-beyond-pairs   issue 17: ranked, listwise, adaptive, fine-grained, fused-reference and SFT-side methods vs DPO/SimPO (world)"
@@ -39,7 +40,11 @@ $(STAMP): pyproject.toml $(LOCK)
 	$(PY) -c "import po_bench, trl, transformers, hydra; print('po-bench installed: trl', trl.__version__, 'transformers', transformers.__version__)"
 	@touch $@
 
-test: $(STAMP)
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: $(STAMP) lint
 	$(OFFLINE) $(PY) -m pytest -q -rs tests
 
 test-fast: $(STAMP)

@@ -68,8 +68,9 @@ def run_job(cfg: DictConfig) -> dict | None:
         sys.exit(2)
     except Exception as e:  # recorded, then the sweep goes on
         msg = f"{type(e).__name__}: {e}"
-        write_run_record(out_dir, status="failed", config=config, error=msg,
-                         extra={"traceback": traceback.format_exc()})
+        write_run_record(
+            out_dir, status="failed", config=config, error=msg, extra={"traceback": traceback.format_exc()}
+        )
         _track(cfg, out_dir, config, "failed", {}, [], error=msg)
         log.error("run failed: %s (see %s)", msg, out_dir / "run.json")
         if _verbose():
@@ -80,8 +81,9 @@ def run_job(cfg: DictConfig) -> dict | None:
     history = metrics.pop("history", [])
     budget_stop = (metrics.get("judge_budget") or {}).get("message")
     if budget_stop:  # the judge's budget ran out: failed, one line, every metric and count kept
-        write_run_record(out_dir, status="failed", config=config, metrics=metrics, error=budget_stop,
-                         extra={"history": history})
+        write_run_record(
+            out_dir, status="failed", config=config, metrics=metrics, error=budget_stop, extra={"history": history}
+        )
         _track(cfg, out_dir, config, "failed", metrics, history, error=budget_stop)
         log.error("run stopped: %s (see %s)", budget_stop, out_dir / "run.json")
         if multirun:
@@ -94,13 +96,25 @@ def run_job(cfg: DictConfig) -> dict | None:
     status = "partial" if missing else "done"
     if missing:
         log.warning("run recorded partial: %s", missing)
-    write_run_record(out_dir, status=status, config=config, metrics=metrics, extra={"history": history},
-                     **({"error": missing} if missing else {}))
+    write_run_record(
+        out_dir,
+        status=status,
+        config=config,
+        metrics=metrics,
+        extra={"history": history},
+        **({"error": missing} if missing else {}),
+    )
     _track(cfg, out_dir, config, status, metrics, history, **({"error": missing} if missing else {}))
     m = metrics
-    log.info("done: loss=%s gold_reward=%s (sft %s) win_rate_vs_sft=%s kl=%s -> %s", cfg.loss.name,
-             _num(m.get("gold_reward")), _num(m.get("gold_reward_sft")), _num(m.get("win_rate_vs_sft")),
-             _num(m.get("kl_to_ref"), 2), out_dir / "run.json")
+    log.info(
+        "done: loss=%s gold_reward=%s (sft %s) win_rate_vs_sft=%s kl=%s -> %s",
+        cfg.loss.name,
+        _num(m.get("gold_reward")),
+        _num(m.get("gold_reward_sft")),
+        _num(m.get("win_rate_vs_sft")),
+        _num(m.get("kl_to_ref"), 2),
+        out_dir / "run.json",
+    )
     reused = _reuse_line(m.get("artifacts"))
     if reused:
         log.info(reused)
@@ -149,8 +163,10 @@ def check_preset(cfg, experiment: str | None) -> None:
         return
     if cfg.preset.name != experiment or cfg.preset.scale != cfg.scale.name:
         have = sorted(p.stem for p in (Path(CONF_DIR) / "preset" / experiment).glob("*.yaml"))
-        raise ConfigError(f"experiment={experiment} has no scale={cfg.scale.name} preset "
-                          f"(conf/preset/{experiment}/ has: {', '.join(have) or 'nothing'})")
+        raise ConfigError(
+            f"experiment={experiment} has no scale={cfg.scale.name} preset "
+            f"(conf/preset/{experiment}/ has: {', '.join(have) or 'nothing'})"
+        )
 
 
 def _finished_record(out_dir: Path, config: dict) -> dict | None:
@@ -170,8 +186,9 @@ def _track(cfg, out_dir: Path, config: dict, status: str, metrics: dict, history
 
     group, name = tracking.group_and_name(cfg, out_dir)
     try:
-        where = tracking.log_run(cfg.tracking, out_dir, group, name, config, status, metrics, history,
-                                 out_dir / "samples.jsonl", error)
+        where = tracking.log_run(
+            cfg.tracking, out_dir, group, name, config, status, metrics, history, out_dir / "samples.jsonl", error
+        )
         if where and "offline-run-" in Path(where).name:  # wandb's own hint is silenced (WANDB_SILENT)
             log.info("wandb offline run: %s (upload: wandb sync %s)", where, where)
     except Exception as e:  # noqa: BLE001
@@ -196,8 +213,12 @@ def _one_line_config_errors() -> None:
     def run_and_report(func):
         try:
             return func()
-        except (CompactHydraException, ConfigCompositionException, OverrideParseException,
-                OmegaConfBaseException) as ex:
+        except (
+            CompactHydraException,
+            ConfigCompositionException,
+            OverrideParseException,
+            OmegaConfBaseException,
+        ) as ex:
             if os.environ.get("HYDRA_FULL_ERROR") or os.environ.get("PO_BENCH_TRACEBACK"):
                 err = ex
                 return original(lambda: (_ for _ in ()).throw(err))
@@ -239,13 +260,17 @@ def _refuse_keys_in_overrides(argv: list[str]) -> None:
             if any(not Path(v).expanduser().is_file() for v in values):
                 refuse(f"{key}: no such file")
         elif SECRET_KEY.search(leaf):
-            refuse(f"{key}: API keys are never read from the command line or a config; put the key in the "
-                   "environment variable named by judge.api_key_env or a file named by judge.api_key_file")
+            refuse(
+                f"{key}: API keys are never read from the command line or a config; put the key in the "
+                "environment variable named by judge.api_key_env or a file named by judge.api_key_file"
+            )
 
 
 def cli() -> None:
     if sys.argv[1:2] == ["cache"]:  # po-bench cache ls|du|verify|gc (po_bench/cache_cli.py)
-        from po_bench.cache_cli import main as cache_main; sys.exit(cache_main(sys.argv[2:]))  # noqa: E702
+        from po_bench.cache_cli import main as cache_main
+
+        sys.exit(cache_main(sys.argv[2:]))
     _refuse_keys_in_overrides(sys.argv[1:])
     _one_line_config_errors()
     main()

@@ -24,8 +24,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from po_bench.store import (FIELDS, QUARANTINE, STORE_VERSION, Store, check_artifact, old_layout_dirs,
-                            read_manifest)
+from po_bench.store import FIELDS, QUARANTINE, STORE_VERSION, Store, check_artifact, old_layout_dirs, read_manifest
 
 
 def _default_root() -> str:
@@ -82,8 +81,15 @@ def cmd_ls(store: Store, a) -> int:
             fields = json.loads((d / FIELDS).read_text())
         except (OSError, ValueError):
             fields = None
-        rows.append((kind, h, human(_size(d)), (m or {}).get("created", "no manifest"),
-                     summary(fields) if fields is not None else "(no fields.json)"))
+        rows.append(
+            (
+                kind,
+                h,
+                human(_size(d)),
+                (m or {}).get("created", "no manifest"),
+                summary(fields) if fields is not None else "(no fields.json)",
+            )
+        )
     if not rows:
         print(f"no artifacts in {store.base}")
         return 0
@@ -128,8 +134,10 @@ def cmd_verify(store: Store, a) -> int:
             with store.lock_key(kind, h):
                 dst = store.quarantine(kind, h, reason)
             print(f"BAD {kind}/{h}: {reason} -> {dst}")
-    print(f"verified {n} artifacts (sha256 of every file): {n - bad} ok, {bad} bad"
-          + (" (dry run: nothing moved)" if a.dry_run and bad else ""))
+    print(
+        f"verified {n} artifacts (sha256 of every file): {n - bad} ok, {bad} bad"
+        + (" (dry run: nothing moved)" if a.dry_run and bad else "")
+    )
     return 1 if bad else 0
 
 
@@ -140,11 +148,11 @@ def _kept_keys(sweeps: list[str]) -> tuple[set[str], int]:
         root = Path(s)
         if not root.exists():
             raise SystemExit(f"po-bench cache gc: {root} does not exist")
-        for rj in ([root] if root.is_file() else sorted(root.rglob("run.json"))):
+        for rj in [root] if root.is_file() else sorted(root.rglob("run.json")):
             try:
                 rec = json.loads(rj.read_text())
             except (OSError, ValueError) as e:
-                raise SystemExit(f"po-bench cache gc: cannot read {rj} ({e}); nothing deleted")
+                raise SystemExit(f"po-bench cache gc: cannot read {rj} ({e}); nothing deleted") from None
             art = ((rec.get("metrics") or {}).get("artifacts")) or {}
             keep.update(art.get("hits") or [])
             keep.update(art.get("built") or [])
@@ -203,9 +211,14 @@ def cmd_gc(store: Store, a) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="po-bench cache", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--root", default=None, help="the store's root (cache_dir); default $PO_BENCH_CACHE or .po_bench_cache")
+    p = argparse.ArgumentParser(
+        prog="po-bench cache",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--root", default=None, help="the store's root (cache_dir); default $PO_BENCH_CACHE or .po_bench_cache"
+    )
     sub = p.add_subparsers(dest="cmd", required=True)
     ls = sub.add_parser("ls", help="list artifacts")
     ls.add_argument("--kind", default=None)

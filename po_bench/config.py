@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
@@ -29,15 +29,15 @@ class LoraConfig:
 class ModelConfig:
     name: str = "tiny"
     kind: str = "tiny"  # tiny: built from a config, world tokenizer | hub: a Hub id or local path
-    name_or_path: Optional[str] = None
+    name_or_path: str | None = None
     dtype: str = "float32"
     hidden_size: int = 128
     num_layers: int = 2
     num_heads: int = 4
     intermediate_size: int = 512
     max_position_embeddings: int = 64
-    chat_template: Optional[str] = None  # a Jinja chat template that replaces the tokenizer's
-    reference_id: Optional[str] = None  # this model's name in results/reference/*.csv (paper tables)
+    chat_template: str | None = None  # a Jinja chat template that replaces the tokenizer's
+    reference_id: str | None = None  # this model's name in results/reference/*.csv (paper tables)
     # What the model needs, the defaults of train.max_length, generation.max_new_tokens and every loss's lr
     # (interpolated there; an explicit train.* / generation.* / loss.lr wins).  The tiny model's are the world's.
     max_length: int = 48
@@ -81,22 +81,24 @@ class DatasetConfig:
     ugc_noise: float = 0.3
     pair_models: str = "single"
     # Real data (kind: hf / file; see conf/dataset/*.yaml).  Unused by kind=world.
-    hub_id: Optional[str] = None  # Hub dataset id (users with the Hub)
-    path: Optional[str] = None  # local JSONL / JSON / Parquet file (wins over hub_id when set)
+    hub_id: str | None = None  # Hub dataset id (users with the Hub)
+    path: str | None = None  # local JSONL / JSON / Parquet file (wins over hub_id when set)
     split: str = "train"
-    eval_split: Optional[str] = None
+    eval_split: str | None = None
     format: str = "pairs"  # pairs | conversational | hh | ranked | unpaired
-    columns: Dict[str, str] = field(default_factory=dict)  # internal name -> column name in the source
+    columns: dict[str, str] = field(default_factory=dict)  # internal name -> column name in the source
     max_rows: int = 0  # >0: keep the first N rows
     on_error: str = "skip"  # skip: bad rows are skipped and counted in run.json | fail: stop at the first bad row
-    sft: Optional[str] = None  # name of a separate SFT dataset config (e.g. ultrachat)
+    sft: str | None = None  # name of a separate SFT dataset config (e.g. ultrachat)
 
 
 @dataclass
 class LossConfig:
     name: str = MISSING
     label: str = ""  # method label used in results tables (matches the papers' row names)
-    backend: str = "dpo"  # TRL trainer: dpo | cpo | orpo | kto; pobench (po_bench.training.losses); sft (no preference stage)
+    backend: str = (
+        "dpo"  # TRL trainer: dpo | cpo | orpo | kto; pobench (po_bench.training.losses); sft (no preference stage)
+    )
     function: str = ""  # backend=pobench: the loss function in po_bench.training.losses
     beta: float = 0.1
     lr: float = "${model.lr}"  # type: ignore[assignment]  (the model config's; loss yamls may set their own)
@@ -105,15 +107,15 @@ class LossConfig:
     implicit_reward: str = "logratio"  # logratio: beta*log(pi/ref) | avg_logp: beta*mean token logp
     citation: str = ""
     formula: str = ""  # the per-example loss, for docs/losses.md
-    args: Dict[str, Any] = field(default_factory=dict)  # passed to the backend's TRL config
+    args: dict[str, Any] = field(default_factory=dict)  # passed to the backend's TRL config
     # config values the method is defined with, checked before any compute (Curry-DPO: dataset.k_samples, ...)
-    requires: Dict[str, Any] = field(default_factory=dict)
+    requires: dict[str, Any] = field(default_factory=dict)
     # a loss guided by another method's trained policy (TGDPO: the DPO policy's token rewards): that loss's
     # conf/loss name; its policy on the same data and config is an artifact this one depends on (specs.plan)
     guide: str = ""
     # per-pair scores computed before training for a loss with per-pair weights (MADPO: kind reward_margin +
     # the reward model's lr/epochs/batch_size; Sem-DPO: kind semantic_distance + embedder); po_bench.training.pair_scores
-    pair_scores: Dict[str, Any] = field(default_factory=dict)
+    pair_scores: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -125,7 +127,7 @@ class NoiseConfig:
 @dataclass
 class JudgeCacheConfig:
     enabled: bool = True
-    dir: Optional[str] = None
+    dir: str | None = None
 
 
 @dataclass
@@ -137,10 +139,10 @@ class JudgeConfig:
     name: str = "gold"
     kind: str = ""
     version: str = ""
-    base_url: Optional[str] = None
-    model: Optional[str] = None
-    api_key_env: Optional[str] = None
-    api_key_file: Optional[str] = None  # a file holding the key (wins over api_key_env)
+    base_url: str | None = None
+    model: str | None = None
+    api_key_env: str | None = None
+    api_key_file: str | None = None  # a file holding the key (wins over api_key_env)
     max_requests: int = 0  # budget: HTTP requests this run may send (retries included); 0 = unlimited
     max_cost_usd: float = 0.0  # budget: USD this run may spend (from usage and the prices); 0 = unlimited
     max_concurrency: int = 8
@@ -150,57 +152,57 @@ class JudgeConfig:
     backoff_max: float = 60.0
     price_input_per_mtok: float = 0.0
     price_output_per_mtok: float = 0.0
-    temperature: Optional[float] = None
-    max_tokens: Optional[int] = None
-    top_logprobs: Optional[int] = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+    top_logprobs: int | None = None
     structured_outputs: Any = None
     cache: JudgeCacheConfig = field(default_factory=JudgeCacheConfig)
     subset_size: int = 0
     subset_seed: int = 0
     seed: int = 0
-    answer_max_new_tokens: Optional[int] = None
+    answer_max_new_tokens: int | None = None
     # How the policy answers this judge's questions, per judge name (a setting's published eval config:
     # conf/setting/*.yaml from ../shared/reference/simpo_eval_generation.csv): temperature / top_p /
     # max_new_tokens over generation.* and answer_max_new_tokens; temperature 0 = greedy
-    answer_generation: Dict[str, Any] = field(default_factory=dict)
+    answer_generation: dict[str, Any] = field(default_factory=dict)
     # MT-Bench: FastChat's per-category answer temperatures (category -> temperature)
-    answer_temperature_by_category: Dict[str, float] = field(default_factory=dict)
+    answer_temperature_by_category: dict[str, float] = field(default_factory=dict)
     annotator: str = "weighted_alpaca_eval_gpt4_turbo"
-    eval_path: Optional[str] = None
-    eval_source: Optional[str] = None
+    eval_path: str | None = None
+    eval_source: str | None = None
     switch_seed: int = 0
     length_controlled: bool = True
-    lc_data_dir: Optional[str] = None
-    questions_path: Optional[str] = None
-    questions_source: Optional[str] = None
-    reference_path: Optional[str] = None
-    reference_source: Optional[str] = None
-    judge_prompts_path: Optional[str] = None
-    judge_prompts_source: Optional[str] = None
-    question_ids: Optional[List[int]] = None
-    baseline_path: Optional[str] = None
-    baseline_source: Optional[str] = None
-    baseline_model: Optional[str] = None
+    lc_data_dir: str | None = None
+    questions_path: str | None = None
+    questions_source: str | None = None
+    reference_path: str | None = None
+    reference_source: str | None = None
+    judge_prompts_path: str | None = None
+    judge_prompts_source: str | None = None
+    question_ids: list[int] | None = None
+    baseline_path: str | None = None
+    baseline_source: str | None = None
+    baseline_model: str | None = None
     verdict_weight: int = 3
     judgment_attempts: int = 2
     bootstrap_rounds: int = 100
-    model_path: Optional[str] = None
+    model_path: str | None = None
     dtype: str = "float32"
     batch_size: int = 8
     max_length: int = 2048
     # judge=openllm_v2 (lm-evaluation-harness on the policy checkpoint; conf/judge/openllm_v2.yaml)
-    tasks: Optional[List[str]] = None  # lm-eval tasks / groups; null: the six Open LLM Leaderboard v2 tasks
+    tasks: list[str] | None = None  # lm-eval tasks / groups; null: the six Open LLM Leaderboard v2 tasks
     lm_eval_backend: str = "hf"  # lm-eval model backend: hf | vllm
-    limit: Optional[float] = None  # documents per task (< 1: a fraction); null: all (leaderboard-comparable)
-    num_fewshot: Optional[int] = None  # null: each task's own (the leaderboard's)
-    apply_chat_template: Optional[bool] = None  # null: when the checkpoint's tokenizer has a chat template
+    limit: float | None = None  # documents per task (< 1: a fraction); null: all (leaderboard-comparable)
+    num_fewshot: int | None = None  # null: each task's own (the leaderboard's)
+    apply_chat_template: bool | None = None  # null: when the checkpoint's tokenizer has a chat template
     fewshot_as_multiturn: bool = True  # with a chat template: few-shot examples as conversation turns
-    include_path: Optional[str] = None  # a folder of extra lm-eval task YAMLs
-    model_args: Dict[str, Any] = field(default_factory=dict)  # extra lm-eval model_args (e.g. vLLM engine options)
+    include_path: str | None = None  # a folder of extra lm-eval task YAMLs
+    model_args: dict[str, Any] = field(default_factory=dict)  # extra lm-eval model_args (e.g. vLLM engine options)
     # More judges of the same run, after this one (po_bench.config.judge_configs): names of conf/judge/*.yaml,
     # or {name: <judge>, <field>: <value>, ...} for one judge's own fields.  One job trains a policy and runs
     # all of its judges (e.g. judge=alpaca_eval judge.also=[arena_hard,mt_bench]).
-    also: List[Any] = field(default_factory=list)
+    also: list[Any] = field(default_factory=list)
 
 
 @dataclass
@@ -214,14 +216,14 @@ class GenerationConfig:
     # vLLM engine options (generation=vllm); ignored by hf
     n: int = 1
     dtype: str = "float32"
-    max_model_len: Optional[int] = None
-    gpu_memory_utilization: Optional[float] = 0.25
-    kv_cache_memory_gib: Optional[float] = None
+    max_model_len: int | None = None
+    gpu_memory_utilization: float | None = 0.25
+    kv_cache_memory_gib: float | None = None
     enforce_eager: bool = True
-    max_num_seqs: Optional[int] = None
+    max_num_seqs: int | None = None
     tensor_parallel_size: int = 1
     multiprocessing: bool = True
-    engine_args: Dict[str, Any] = field(default_factory=dict)
+    engine_args: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -264,9 +266,11 @@ class LaunchConfig:
     main_process_port: int = 0  # 0: a free port (one machine); several machines need a fixed one
     # accelerate launch --mixed_precision; null: follows train.precision (bf16-mixed -> bf16, else no),
     # which is what the Trainer itself uses
-    mixed_precision: Optional[str] = None
-    accelerate_config: Optional[str] = None  # conf/accelerate/<file>.yaml (project-owned)
-    trainer_args: Dict[str, Any] = field(default_factory=dict)  # TrainingArguments fields of the strategy (fsdp, deepspeed)
+    mixed_precision: str | None = None
+    accelerate_config: str | None = None  # conf/accelerate/<file>.yaml (project-owned)
+    trainer_args: dict[str, Any] = field(
+        default_factory=dict
+    )  # TrainingArguments fields of the strategy (fsdp, deepspeed)
     srun: bool = False  # multi-node under Slurm: start one launcher per node with srun
     dry_run: bool = False  # print the launch command line and stop before training
 
@@ -275,9 +279,9 @@ class LaunchConfig:
 class TrackingConfig:
     backend: str = "wandb"  # wandb | none
     project: str = "po-bench"
-    entity: Optional[str] = None
+    entity: str | None = None
     mode: str = "auto"  # auto (online with WANDB_API_KEY, else offline) | online | offline | disabled
-    group: Optional[str] = None
+    group: str | None = None
     n_samples: int = 32
 
 
@@ -301,9 +305,9 @@ class ScaleConfig:
 class ReferenceConfig:
     """Where a preset's published numbers live, printed beside ours by ``po-bench-table``."""
 
-    csv: Optional[str] = None  # a file in results/reference/
-    columns: List[str] = field(default_factory=list)  # its metric columns to show
-    models: List[str] = field(default_factory=list)  # rows' model has no reference_id (the world): show these
+    csv: str | None = None  # a file in results/reference/
+    columns: list[str] = field(default_factory=list)  # its metric columns to show
+    models: list[str] = field(default_factory=list)  # rows' model has no reference_id (the world): show these
     citation: str = ""
 
 
@@ -311,15 +315,15 @@ class ReferenceConfig:
 class PresetConfig:
     """Set by ``experiment=<name>`` (conf/experiment/) and its ``scale`` half (conf/preset/<name>/)."""
 
-    name: Optional[str] = None
-    scale: Optional[str] = None
+    name: str | None = None
+    scale: str | None = None
     title: str = ""
     reference: ReferenceConfig = field(default_factory=ReferenceConfig)
-    select_best: Optional[str] = None  # a metric: per method, report the grid point with the best mean
-    ours: List[str] = field(default_factory=list)  # our metric columns to show first (default: all)
+    select_best: str | None = None  # a metric: per method, report the grid point with the best mean
+    ours: list[str] = field(default_factory=list)  # our metric columns to show first (default: all)
     # config keys (or key prefixes) that are part of a method, not a setting: the analysis compares rows
     # across their values (beyond_pairs: the data shape each method is defined with)
-    method_columns: List[str] = field(default_factory=list)
+    method_columns: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -390,7 +394,6 @@ def dataset_config(name: str, **overrides):
     return cfg
 
 
-
 class ConfigError(ValueError):
     """A user error in the configuration: reported as one line, exit code 2."""
 
@@ -420,9 +423,21 @@ JUDGE_CONF_DIR = Path(__file__).resolve().parent.parent / "conf" / "judge"
 # What the judges of judge.also take from judge.* when the run changed it from the main judge's yaml: where
 # and how to reach the judge model (a local vLLM judge serves them all), its prices and the response cache.
 # Budgets (max_requests, max_cost_usd) stay per judge: each judge's own yaml, or its entry in judge.also.
-SHARED_JUDGE_FIELDS = ("base_url", "model", "api_key_env", "api_key_file", "max_concurrency", "timeout", "max_retries",
-                       "backoff_base", "backoff_max", "price_input_per_mtok", "price_output_per_mtok",
-                       "structured_outputs", "cache")
+SHARED_JUDGE_FIELDS = (
+    "base_url",
+    "model",
+    "api_key_env",
+    "api_key_file",
+    "max_concurrency",
+    "timeout",
+    "max_retries",
+    "backoff_base",
+    "backoff_max",
+    "price_input_per_mtok",
+    "price_output_per_mtok",
+    "structured_outputs",
+    "cache",
+)
 
 
 def judge_configs(cfg) -> list:
@@ -446,9 +461,11 @@ def judge_configs(cfg) -> list:
         entry = OmegaConf.to_container(entry, resolve=True) if OmegaConf.is_config(entry) else entry
         own = dict(entry) if isinstance(entry, dict) else {"name": entry}
         name = own.get("name")
-        _check(isinstance(name, str) and name in JUDGES and name not in ("gold", "none"),
-               f"judge.also[{k}]={name!r}: allowed {', '.join(j for j in JUDGES if j not in ('gold', 'none'))} "
-               "(a name, or {name: <judge>, <field>: <value>})")
+        _check(
+            isinstance(name, str) and name in JUDGES and name not in ("gold", "none"),
+            f"judge.also[{k}]={name!r}: allowed {', '.join(j for j in JUDGES if j not in ('gold', 'none'))} "
+            "(a name, or {name: <judge>, <field>: <value>})",
+        )
         _check(name not in seen, f"judge.also[{k}]={name}: this run already has judge {name}")
         _check("also" not in own, f"judge.also[{k}]: a judge of judge.also has no judge.also of its own")
         seen.add(name)
@@ -459,6 +476,8 @@ def judge_configs(cfg) -> list:
             raise ConfigError(f"judge.also[{k}] ({name}): {type(e).__name__}: {str(e).splitlines()[0]}") from None
         out.append(j)
     return out
+
+
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # config keys that would carry a key (max_tokens does not match: whole _-separated words only)
 SECRET_KEY = re.compile(r"(^|_)(api_?key|secret|token|passw(or)?d|credentials?)($|_)", re.IGNORECASE)
@@ -468,26 +487,37 @@ def _validate_real_data(cfg) -> None:
     from po_bench.data import formats
 
     d, loss = cfg.dataset, cfg.loss
-    _check(cfg.model.kind != "tiny", "dataset.kind=hf needs a real model (model=smollm2_135m or a Hub model); "
-                                     "the tiny model's tokenizer only knows the world")
+    _check(
+        cfg.model.kind != "tiny",
+        "dataset.kind=hf needs a real model (model=smollm2_135m or a Hub model); "
+        "the tiny model's tokenizer only knows the world",
+    )
     _check(bool(d.path or d.hub_id), f"dataset={d.name}: set dataset.path (a local file) or dataset.hub_id")
     _check(d.format in formats.FORMATS, f"dataset.format={d.format!r}: allowed {', '.join(formats.FORMATS)}")
     _check(d.max_rows >= 0, "dataset.max_rows must be >= 0")
     _check(d.on_error in ("skip", "fail"), f"dataset.on_error={d.on_error!r}: allowed skip, fail")
-    _check(not d.steps, "dataset.steps: step-wise pairs are sampled on the world (dataset=world); real data brings "
-                        "its own pairs")
-    _check(d.k_samples == 2 and d.curriculum == "none",
-           "dataset.k_samples / dataset.curriculum: k ranked on-policy samples per prompt are the world's "
-           "(dataset=world); real data brings its own pairs")
-    _check(d.format != "unpaired" or (not loss.paired and loss.backend == "kto"),
-           f"dataset.format=unpaired has no pairs: loss={loss.name} needs pairs (use loss=kto)")
+    _check(
+        not d.steps,
+        "dataset.steps: step-wise pairs are sampled on the world (dataset=world); real data brings its own pairs",
+    )
+    _check(
+        d.k_samples == 2 and d.curriculum == "none",
+        "dataset.k_samples / dataset.curriculum: k ranked on-policy samples per prompt are the world's "
+        "(dataset=world); real data brings its own pairs",
+    )
+    _check(
+        d.format != "unpaired" or (not loss.paired and loss.backend == "kto"),
+        f"dataset.format=unpaired has no pairs: loss={loss.name} needs pairs (use loss=kto)",
+    )
     try:
         formats.columns_for(d.format, dict(d.columns or {}))
     except formats.DataError as e:
         raise ConfigError(str(e)) from None
     if d.sft:
-        _check((Path(__file__).resolve().parent.parent / "conf" / "dataset" / f"{d.sft}.yaml").exists(),
-               f"dataset.sft={d.sft!r}: no such dataset config in conf/dataset")
+        _check(
+            (Path(__file__).resolve().parent.parent / "conf" / "dataset" / f"{d.sft}.yaml").exists(),
+            f"dataset.sft={d.sft!r}: no such dataset config in conf/dataset",
+        )
     if d.path:
         for split in {d.split, d.eval_split} - {None}:
             p = Path(str(d.path).replace("{split}", str(split))).expanduser()
@@ -501,25 +531,43 @@ def _validate_pair_data(cfg) -> None:
     d = cfg.dataset
     _check(d.pair_source in PAIR_SOURCES, f"dataset.pair_source={d.pair_source!r}: allowed {', '.join(PAIR_SOURCES)}")
     _check(d.pair_models in PAIR_MODELS, f"dataset.pair_models={d.pair_models!r}: allowed {', '.join(PAIR_MODELS)}")
-    _check(0.0 <= d.ugc_noise <= 1.0, f"dataset.ugc_noise={d.ugc_noise:g}: allowed [0, 1] (the chance the UGC "
-                                      "drops each keyword; 2 x it off-topic words are added on average)")
-    _check(d.pair_source == "pugc" or d.ugc_noise == DatasetConfig.ugc_noise,
-           f"dataset.ugc_noise={d.ugc_noise:g} is set but dataset.pair_source={d.pair_source}: "
-           "use dataset.pair_source=pugc")
+    _check(
+        0.0 <= d.ugc_noise <= 1.0,
+        f"dataset.ugc_noise={d.ugc_noise:g}: allowed [0, 1] (the chance the UGC "
+        "drops each keyword; 2 x it off-topic words are added on average)",
+    )
+    _check(
+        d.pair_source == "pugc" or d.ugc_noise == DatasetConfig.ugc_noise,
+        f"dataset.ugc_noise={d.ugc_noise:g} is set but dataset.pair_source={d.pair_source}: "
+        "use dataset.pair_source=pugc",
+    )
     if d.pair_source == "annotator" and d.pair_models == "single":
         return
-    _check(d.kind == "world", "dataset.pair_source / dataset.pair_models build pairs from on-policy samples of the "
-                              "world (dataset=world); real data brings its own pairs")
-    _check(d.pair_source == "annotator" or d.pair_models == "single",
-           f"dataset.pair_source={d.pair_source} with dataset.pair_models={d.pair_models}: one recipe at a time "
-           "(PUGC rates the policy's own samples)")
-    _check(not getattr(d, "steps", False), "dataset.steps=true builds step-wise pairs (Step-DPO): set "
-                                           "dataset.pair_source=annotator and dataset.pair_models=single")
-    _check(d.pair_strategy != "list", "dataset.pair_strategy=list rates whole lists (listwise losses); PUGC and "
-                                      "multi-model data build pairs: choose a pair strategy (e.g. best_worst)")
-    _check(d.pair_models != "strong_chosen" or (d.k_samples == 2 and d.curriculum == "none"),
-           "dataset.pair_models=strong_chosen pairs one strong sample (chosen) with one own sample (rejected): "
-           f"dataset.k_samples must be 2 and dataset.curriculum none (got {d.k_samples}, {d.curriculum})")
+    _check(
+        d.kind == "world",
+        "dataset.pair_source / dataset.pair_models build pairs from on-policy samples of the "
+        "world (dataset=world); real data brings its own pairs",
+    )
+    _check(
+        d.pair_source == "annotator" or d.pair_models == "single",
+        f"dataset.pair_source={d.pair_source} with dataset.pair_models={d.pair_models}: one recipe at a time "
+        "(PUGC rates the policy's own samples)",
+    )
+    _check(
+        not getattr(d, "steps", False),
+        "dataset.steps=true builds step-wise pairs (Step-DPO): set "
+        "dataset.pair_source=annotator and dataset.pair_models=single",
+    )
+    _check(
+        d.pair_strategy != "list",
+        "dataset.pair_strategy=list rates whole lists (listwise losses); PUGC and "
+        "multi-model data build pairs: choose a pair strategy (e.g. best_worst)",
+    )
+    _check(
+        d.pair_models != "strong_chosen" or (d.k_samples == 2 and d.curriculum == "none"),
+        "dataset.pair_models=strong_chosen pairs one strong sample (chosen) with one own sample (rejected): "
+        f"dataset.k_samples must be 2 and dataset.curriculum none (got {d.k_samples}, {d.curriculum})",
+    )
 
 
 def _validate_ranking(cfg) -> None:
@@ -528,17 +576,25 @@ def _validate_ranking(cfg) -> None:
 
     d, loss = cfg.dataset, cfg.loss
     _check(d.k_samples >= 2, f"dataset.k_samples={d.k_samples}: must be >= 2 (samples ranked per prompt)")
-    _check(d.pair_strategy in PAIR_STRATEGIES,
-           f"dataset.pair_strategy={d.pair_strategy!r}: allowed {', '.join(PAIR_STRATEGIES)}")
+    _check(
+        d.pair_strategy in PAIR_STRATEGIES,
+        f"dataset.pair_strategy={d.pair_strategy!r}: allowed {', '.join(PAIR_STRATEGIES)}",
+    )
     _check(d.curriculum in CURRICULA, f"dataset.curriculum={d.curriculum!r}: allowed {', '.join(CURRICULA)}")
-    _check(d.curriculum == "none" or loss.backend != "kto",
-           f"dataset.curriculum={d.curriculum}: loss={loss.name} reorders its unpaired rows (KTO's KL rows); "
-           "a curriculum order needs a paired loss")
-    _check(d.step_candidates >= 1, f"dataset.step_candidates={d.step_candidates}: must be >= 1 (continuations "
-                                   "sampled per shared prefix)")
-    _check(not d.steps or d.curriculum == "none",
-           f"dataset.steps=true builds step-wise pairs (Step-DPO); dataset.curriculum={d.curriculum} orders ranked "
-           "pairs: set dataset.curriculum=none")
+    _check(
+        d.curriculum == "none" or loss.backend != "kto",
+        f"dataset.curriculum={d.curriculum}: loss={loss.name} reorders its unpaired rows (KTO's KL rows); "
+        "a curriculum order needs a paired loss",
+    )
+    _check(
+        d.step_candidates >= 1,
+        f"dataset.step_candidates={d.step_candidates}: must be >= 1 (continuations sampled per shared prefix)",
+    )
+    _check(
+        not d.steps or d.curriculum == "none",
+        f"dataset.steps=true builds step-wise pairs (Step-DPO); dataset.curriculum={d.curriculum} orders ranked "
+        "pairs: set dataset.curriculum=none",
+    )
 
 
 def _validate_lists(cfg) -> None:
@@ -546,29 +602,48 @@ def _validate_lists(cfg) -> None:
     d, loss = cfg.dataset, cfg.loss
     lists = d.pair_strategy == "list"
     if loss.backend == "listwise":
-        _check(lists, f"loss={loss.name} trains on rated lists: set dataset.pair_strategy=list "
-                      "(k responses per prompt with their scores)")
+        _check(
+            lists,
+            f"loss={loss.name} trains on rated lists: set dataset.pair_strategy=list "
+            "(k responses per prompt with their scores)",
+        )
         from po_bench.training.listwise import moving_anchor
 
-        _check(not (moving_anchor(loss.function, dict(loss.args)) and cfg.model.lora.enabled),
-               f"loss={loss.name} with loss.args.anchor=dynamic moves a reference model; with model.lora.enabled "
-               "the reference is the base model: use anchor=fixed or full fine-tuning")
+        _check(
+            not (moving_anchor(loss.function, dict(loss.args)) and cfg.model.lora.enabled),
+            f"loss={loss.name} with loss.args.anchor=dynamic moves a reference model; with model.lora.enabled "
+            "the reference is the base model: use anchor=fixed or full fine-tuning",
+        )
     if not lists:
         return
-    _check(loss.backend in ("listwise", "sft"), f"dataset.pair_strategy=list builds rated lists, not pairs: "
-                                                f"loss={loss.name} needs pairs (listwise losses: lipo, irpo, adpo_list)")
-    _check(cfg.noise.kind == "none", "noise=flip flips pair labels; dataset.pair_strategy=list has no pairs "
-                                     "(use noise=none, or the annotator's temperature)")
-    _check(d.curriculum == "none", f"dataset.curriculum={d.curriculum} orders pairs; dataset.pair_strategy=list "
-                                   "has none: set dataset.curriculum=none")
+    _check(
+        loss.backend in ("listwise", "sft"),
+        f"dataset.pair_strategy=list builds rated lists, not pairs: "
+        f"loss={loss.name} needs pairs (listwise losses: lipo, irpo, adpo_list)",
+    )
+    _check(
+        cfg.noise.kind == "none",
+        "noise=flip flips pair labels; dataset.pair_strategy=list has no pairs "
+        "(use noise=none, or the annotator's temperature)",
+    )
+    _check(
+        d.curriculum == "none",
+        f"dataset.curriculum={d.curriculum} orders pairs; dataset.pair_strategy=list "
+        "has none: set dataset.curriculum=none",
+    )
     if d.kind == "world":
         # (dataset.steps=true with lists: every response's step spans ride along, world.step_ends; TPO)
-        _check(d.get("pair_source", "annotator") == "annotator" and d.get("pair_models", "single") == "single",
-               "dataset.pair_strategy=list rates the policy's own k samples with the annotator: it does not combine "
-               "with dataset.pair_source=pugc or dataset.pair_models")
+        _check(
+            d.get("pair_source", "annotator") == "annotator" and d.get("pair_models", "single") == "single",
+            "dataset.pair_strategy=list rates the policy's own k samples with the annotator: it does not combine "
+            "with dataset.pair_source=pugc or dataset.pair_models",
+        )
     else:
-        _check(d.format == "ranked", f"dataset.pair_strategy=list reads rated lists from format ranked "
-                                     f"(prompt, responses, scores), not dataset.format={d.format}")
+        _check(
+            d.format == "ranked",
+            f"dataset.pair_strategy=list reads rated lists from format ranked "
+            f"(prompt, responses, scores), not dataset.format={d.format}",
+        )
 
 
 def _validate_requires(cfg) -> None:
@@ -588,25 +663,39 @@ def _validate_unpaired_and_sources(cfg) -> None:
     from po_bench.training.losses import LOSSES, plain_sources, unpaired
 
     unp = unpaired(loss.function)
-    _check(bool(loss.paired) != unp, f"loss={loss.name}: loss.paired={loss.paired}, but {loss.function} trains on "
-                                     + ("unpaired rows (set loss.paired=false)" if unp else "pairs (set loss.paired=true)"))
+    _check(
+        bool(loss.paired) != unp,
+        f"loss={loss.name}: loss.paired={loss.paired}, but {loss.function} trains on "
+        + ("unpaired rows (set loss.paired=false)" if unp else "pairs (set loss.paired=true)"),
+    )
     if unp:
-        _check(not cfg.model.lora.enabled, f"loss={loss.name}: model.lora.enabled is not supported (its reference "
-                                           "is a separate model, scored each step)")
-        _check(cfg.dataset.get("curriculum", "none") == "none",
-               f"dataset.curriculum={cfg.dataset.get('curriculum')}: loss={loss.name} trains on shuffled unpaired rows; "
-               "a curriculum order needs a paired loss")
+        _check(
+            not cfg.model.lora.enabled,
+            f"loss={loss.name}: model.lora.enabled is not supported (its reference "
+            "is a separate model, scored each step)",
+        )
+        _check(
+            cfg.dataset.get("curriculum", "none") == "none",
+            f"dataset.curriculum={cfg.dataset.get('curriculum')}: loss={loss.name} trains on shuffled unpaired rows; "
+            "a curriculum order needs a paired loss",
+        )
     spec = LOSSES.get(loss.function)
     if spec is None or "sources" not in spec.stage_args:
         return
     world = cfg.dataset.kind == "world"
-    _check(world or cfg.stages.sft, f"loss={loss.name} fuses SFT models of other seeds (loss.args.sources): it needs "
-                                    "an SFT stage (dataset=world, or real data with an SFT dataset and stages.sft=true)")
+    _check(
+        world or cfg.stages.sft,
+        f"loss={loss.name} fuses SFT models of other seeds (loss.args.sources): it needs "
+        "an SFT stage (dataset=world, or real data with an SFT dataset and stages.sft=true)",
+    )
     sizes = ("hidden_size", "num_layers", "num_heads", "intermediate_size")
     for i, s in enumerate(plain_sources(loss.args.sources)):
         for k in s.get("model", {}):
-            _check(world and k in sizes, f"loss.args.sources[{i}].model.{k}: a source's model fields are the world "
-                                         f"model's sizes ({', '.join(sizes)}); the tokenizer is shared")
+            _check(
+                world and k in sizes,
+                f"loss.args.sources[{i}].model.{k}: a source's model fields are the world "
+                f"model's sizes ({', '.join(sizes)}); the tokenizer is shared",
+            )
 
 
 def _validate_guide(cfg) -> None:
@@ -615,8 +704,11 @@ def _validate_guide(cfg) -> None:
 
     loss = cfg.loss
     needs = loss.backend == "pobench" and guided(loss.function)
-    _check(needs or not loss.guide, f"loss.guide={loss.guide}: loss={loss.name} takes no guide policy "
-                                    "(only guided po-bench losses do, e.g. loss=tgdpo)")
+    _check(
+        needs or not loss.guide,
+        f"loss.guide={loss.guide}: loss={loss.name} takes no guide policy "
+        "(only guided po-bench losses do, e.g. loss=tgdpo)",
+    )
     if not needs:
         return
     _check(bool(loss.guide), f"loss={loss.name} needs loss.guide (the loss whose trained policy guides it, e.g. dpo)")
@@ -625,19 +717,28 @@ def _validate_guide(cfg) -> None:
     from omegaconf import OmegaConf
 
     g = OmegaConf.load(path)
-    _check(g.get("backend", "dpo") in ("dpo", "pobench") and not g.get("reference_free", False) and not g.get("guide"),
-           f"loss.guide={loss.guide}: the guide must be a reference-based DPO-family loss without a guide of its own "
-           "(its token rewards are beta*log(pi_guide/pi_ref))")
+    _check(
+        g.get("backend", "dpo") in ("dpo", "pobench") and not g.get("reference_free", False) and not g.get("guide"),
+        f"loss.guide={loss.guide}: the guide must be a reference-based DPO-family loss without a guide of its own "
+        "(its token rewards are beta*log(pi_guide/pi_ref))",
+    )
     _check(not cfg.model.lora.enabled, f"loss={loss.name}: a guide policy with model.lora.enabled is not supported")
 
 
 def _validate_openllm(j, world_data: bool) -> None:
-    _check(not world_data, "judge=openllm_v2 evaluates a real model's checkpoint: use a real dataset and model "
-                           "(e.g. model=smollm2_135m dataset=hh_rlhf); the world is scored by judge=gold")
+    _check(
+        not world_data,
+        "judge=openllm_v2 evaluates a real model's checkpoint: use a real dataset and model "
+        "(e.g. model=smollm2_135m dataset=hh_rlhf); the world is scored by judge=gold",
+    )
     _check(j.lm_eval_backend in ("hf", "vllm"), f"judge.lm_eval_backend={j.lm_eval_backend!r}: allowed hf, vllm")
-    _check(j.tasks is None or len(j.tasks) > 0,
-           "judge.tasks is empty: list lm-eval tasks, or null for the six leaderboard v2 tasks")
-    _check(j.limit is None or j.limit > 0, f"judge.limit={j.limit}: must be > 0 (< 1: a fraction of each task), or null")
+    _check(
+        j.tasks is None or len(j.tasks) > 0,
+        "judge.tasks is empty: list lm-eval tasks, or null for the six leaderboard v2 tasks",
+    )
+    _check(
+        j.limit is None or j.limit > 0, f"judge.limit={j.limit}: must be > 0 (< 1: a fraction of each task), or null"
+    )
     _check(j.num_fewshot is None or j.num_fewshot >= 0, f"judge.num_fewshot={j.num_fewshot}: must be >= 0, or null")
     _check(j.batch_size >= 1, f"judge.batch_size={j.batch_size}: must be >= 1")
     if j.include_path:
@@ -652,17 +753,24 @@ def _validate_reward_model(path: str) -> None:
     local = Path(path).expanduser()
     is_local = local.exists() or path.startswith((".", "/", "~"))
     if is_local:
-        _check(local.is_dir() and (local / "config.json").is_file(),
-               f"judge.model_path={path}: no such model folder (a folder with config.json)")
+        _check(
+            local.is_dir() and (local / "config.json").is_file(),
+            f"judge.model_path={path}: no such model folder (a folder with config.json)",
+        )
     try:
         mc = AutoConfig.from_pretrained(str(local) if is_local else path, local_files_only=True)
     except Exception as e:  # noqa: BLE001  (a Hub id not cached here: the judge loads it later)
         if is_local:
-            raise ConfigError(f"judge.model_path={path}: its config.json does not load: {type(e).__name__}: {e}") from None
+            raise ConfigError(
+                f"judge.model_path={path}: its config.json does not load: {type(e).__name__}: {e}"
+            ) from None
         return
     n = getattr(mc, "num_labels", None)
-    _check(n == 1, f"judge=reward_model: judge.model_path={path} has {n} outputs (num_labels={n}); a reward "
-                   "model has exactly 1 (a sequence-classification head with num_labels=1)")
+    _check(
+        n == 1,
+        f"judge=reward_model: judge.model_path={path} has {n} outputs (num_labels={n}); a reward "
+        "model has exactly 1 (a sequence-classification head with num_labels=1)",
+    )
 
 
 STRATEGIES = ("local", "ddp", "fsdp", "zero2", "zero3")
@@ -672,34 +780,52 @@ def _validate_launch(cfg) -> None:
     """The launch (process group) and the batch arithmetic, before any compute."""
     la, t = cfg.launch, cfg.train
     _check(la.strategy in STRATEGIES, f"launch.strategy={la.strategy!r}: allowed {', '.join(STRATEGIES)}")
-    _check(la.launcher in ("auto", "accelerate", "torchrun"),
-           f"launch.launcher={la.launcher!r}: allowed auto, accelerate, torchrun")
+    _check(
+        la.launcher in ("auto", "accelerate", "torchrun"),
+        f"launch.launcher={la.launcher!r}: allowed auto, accelerate, torchrun",
+    )
     _check(la.num_processes >= 1 and la.num_machines >= 1, "launch.num_processes and launch.num_machines must be >= 1")
-    _check(0 <= la.machine_rank < la.num_machines,
-           f"launch.machine_rank={la.machine_rank}: must be in [0, launch.num_machines={la.num_machines})")
-    _check(la.strategy != "local" or la.num_processes * la.num_machines == 1,
-           f"launch=local runs in one process; for {la.num_processes * la.num_machines} processes use launch=ddp "
-           "(or fsdp, zero2, zero3)")
-    _check(la.num_machines == 1 or la.main_process_port > 0,
-           f"launch.num_machines={la.num_machines}: set launch.main_process_port (every machine must reach the "
-           "same rendezvous port on launch.main_process_ip)")
-    _check(la.mixed_precision in (None, "no", "bf16"),
-           f"launch.mixed_precision={la.mixed_precision!r}: allowed null (follow train.precision), no, bf16")
+    _check(
+        0 <= la.machine_rank < la.num_machines,
+        f"launch.machine_rank={la.machine_rank}: must be in [0, launch.num_machines={la.num_machines})",
+    )
+    _check(
+        la.strategy != "local" or la.num_processes * la.num_machines == 1,
+        f"launch=local runs in one process; for {la.num_processes * la.num_machines} processes use launch=ddp "
+        "(or fsdp, zero2, zero3)",
+    )
+    _check(
+        la.num_machines == 1 or la.main_process_port > 0,
+        f"launch.num_machines={la.num_machines}: set launch.main_process_port (every machine must reach the "
+        "same rendezvous port on launch.main_process_ip)",
+    )
+    _check(
+        la.mixed_precision in (None, "no", "bf16"),
+        f"launch.mixed_precision={la.mixed_precision!r}: allowed null (follow train.precision), no, bf16",
+    )
     if la.mixed_precision is not None:
         want = "bf16" if t.precision == "bf16-mixed" else "no"
-        _check(la.mixed_precision == want, f"launch.mixed_precision={la.mixed_precision} disagrees with "
-                                           f"train.precision={t.precision} (which the Trainer uses): set "
-                                           f"launch.mixed_precision={want} or leave it null")
+        _check(
+            la.mixed_precision == want,
+            f"launch.mixed_precision={la.mixed_precision} disagrees with "
+            f"train.precision={t.precision} (which the Trainer uses): set "
+            f"launch.mixed_precision={want} or leave it null",
+        )
     ws = 1 if la.strategy == "local" else la.num_processes * la.num_machines
     if t.global_batch_size:
         per = t.batch_size * ws
-        _check(t.global_batch_size % per == 0,
-               f"train.global_batch_size={t.global_batch_size} does not divide into train.batch_size={t.batch_size} "
-               f"x world size {ws} (launch.num_processes x launch.num_machines): pick a multiple of {per}")
+        _check(
+            t.global_batch_size % per == 0,
+            f"train.global_batch_size={t.global_batch_size} does not divide into train.batch_size={t.batch_size} "
+            f"x world size {ws} (launch.num_processes x launch.num_machines): pick a multiple of {per}",
+        )
     if la.strategy == "local":
         return
-    _check(not cfg.model.lora.enabled, f"model.lora.enabled with launch={la.strategy}: LoRA adapters are merged "
-                                       "in-process; use launch=local for LoRA runs")
+    _check(
+        not cfg.model.lora.enabled,
+        f"model.lora.enabled with launch={la.strategy}: LoRA adapters are merged "
+        "in-process; use launch=local for LoRA runs",
+    )
 
 
 def check_machine(cfg) -> None:
@@ -711,9 +837,11 @@ def check_machine(cfg) -> None:
 
         import torch
 
-        _check(torch.cuda.is_available() and importlib.util.find_spec("deepspeed") is not None,
-               f"launch={la.strategy} needs GPUs and DeepSpeed (make install EXTRA=gpu); "
-               "launch.dry_run=true prints the launch command line without running it")
+        _check(
+            torch.cuda.is_available() and importlib.util.find_spec("deepspeed") is not None,
+            f"launch={la.strategy} needs GPUs and DeepSpeed (make install EXTRA=gpu); "
+            "launch.dry_run=true prints the launch command line without running it",
+        )
 
 
 def _check(cond: bool, msg: str) -> None:
@@ -744,9 +872,10 @@ def unknown_keys(node, schema=None, prefix: str = "") -> list[str]:
 def _validate_pair_scores(loss) -> None:
     """loss.pair_scores against the loss function: a per-pair weighting loss needs its kind of score (and
     its fields in range, an embedder that loads); every other loss none."""
+    from omegaconf import OmegaConf
+
     from po_bench.training.losses import LOSSES
     from po_bench.training.pair_scores import check
-    from omegaconf import OmegaConf
 
     spec = LOSSES.get(loss.function) if loss.backend == "pobench" else None
     ps = OmegaConf.to_container(loss.pair_scores, resolve=True) if "pair_scores" in loss else {}
@@ -759,28 +888,43 @@ def _validate_pair_scores(loss) -> None:
 def _validate_judge(judge, world_data: bool) -> None:
     """The checks of one judge's config (judge.* and each of judge.also)."""
     _check(judge.name in JUDGES, f"judge={judge.name!r}: allowed {', '.join(JUDGES)}")
-    _check(judge.name != "gold" or world_data,
-           "judge=gold needs dataset=world (the gold reward is defined on the embedded world only)")
-    _check(not world_data or judge.name in ("gold", "none", "openllm_v2"),
-           f"judge={judge.name} scores real-data answers: dataset=world is scored by judge=gold "
-           "(use a real dataset and model, e.g. model=smollm2_135m dataset=hh_rlhf)")
+    _check(
+        judge.name != "gold" or world_data,
+        "judge=gold needs dataset=world (the gold reward is defined on the embedded world only)",
+    )
+    _check(
+        not world_data or judge.name in ("gold", "none", "openllm_v2"),
+        f"judge={judge.name} scores real-data answers: dataset=world is scored by judge=gold "
+        "(use a real dataset and model, e.g. model=smollm2_135m dataset=hh_rlhf)",
+    )
     if judge.name not in ("gold", "none", "reward_model", "openllm_v2"):
-        _check(bool(judge.base_url), f"judge={judge.name} needs an endpoint: set judge.base_url "
-                                     "(OpenAI or a local vLLM server) and judge.model")
+        _check(
+            bool(judge.base_url),
+            f"judge={judge.name} needs an endpoint: set judge.base_url (OpenAI or a local vLLM server) and judge.model",
+        )
         _check(bool(judge.model), f"judge={judge.name}: set judge.model (the judge model's name at the endpoint)")
     j = judge
     _check(j.max_requests >= 0, f"judge.max_requests={j.max_requests}: must be >= 0 (0 = unlimited)")
     _check(j.max_cost_usd >= 0, f"judge.max_cost_usd={j.max_cost_usd:g}: must be >= 0 (0 = unlimited)")
-    _check(not j.max_cost_usd or j.price_input_per_mtok > 0 or j.price_output_per_mtok > 0,
-           f"judge.max_cost_usd={j.max_cost_usd:g} needs the judge's prices: set judge.price_input_per_mtok "
-           "and judge.price_output_per_mtok (USD per million tokens)")
-    _check(not j.api_key_env or bool(ENV_NAME.fullmatch(str(j.api_key_env))),
-           "judge.api_key_env must name an environment variable (letters, digits, _), not hold the key itself")
-    _check(not j.api_key_file or Path(str(j.api_key_file)).expanduser().is_file(),
-           "judge.api_key_file: no such file (its value is not shown here: it could be a key)")
+    _check(
+        not j.max_cost_usd or j.price_input_per_mtok > 0 or j.price_output_per_mtok > 0,
+        f"judge.max_cost_usd={j.max_cost_usd:g} needs the judge's prices: set judge.price_input_per_mtok "
+        "and judge.price_output_per_mtok (USD per million tokens)",
+    )
+    _check(
+        not j.api_key_env or bool(ENV_NAME.fullmatch(str(j.api_key_env))),
+        "judge.api_key_env must name an environment variable (letters, digits, _), not hold the key itself",
+    )
+    _check(
+        not j.api_key_file or Path(str(j.api_key_file)).expanduser().is_file(),
+        "judge.api_key_file: no such file (its value is not shown here: it could be a key)",
+    )
     secret = [k for k in j if SECRET_KEY.search(str(k)) and k not in ("api_key_env", "api_key_file")]
-    _check(not secret, f"judge.{secret[0] if secret else ''}: API keys are never read from the config; put the key "
-                       "in the environment variable named by judge.api_key_env or a file named by judge.api_key_file")
+    _check(
+        not secret,
+        f"judge.{secret[0] if secret else ''}: API keys are never read from the config; put the key "
+        "in the environment variable named by judge.api_key_env or a file named by judge.api_key_file",
+    )
     if judge.name == "reward_model":
         _check(bool(judge.model_path), "judge=reward_model: set judge.model_path (a sequence-classification model)")
         _validate_reward_model(str(judge.model_path))
@@ -795,17 +939,23 @@ def validate(cfg) -> None:
     extra = [k for k in unknown_keys(cfg) if not SECRET_KEY.search(k.rsplit(".", 1)[-1])]  # keys: refused below
     if extra:
         group = extra[0].split(".")[0]
-        raise ConfigError(f"{extra[0]} is not an option of the {group} config (added with '+'?): po-bench would "
-                          "ignore it; see po-bench --help" + (f" (also: {', '.join(extra[1:])})" if extra[1:] else ""))
+        raise ConfigError(
+            f"{extra[0]} is not an option of the {group} config (added with '+'?): po-bench would "
+            "ignore it; see po-bench --help" + (f" (also: {', '.join(extra[1:])})" if extra[1:] else "")
+        )
     loss = cfg.loss
     _check(loss.backend in BACKENDS, f"loss.backend={loss.backend!r}: allowed {', '.join(BACKENDS)}")
-    _check(loss.implicit_reward in IMPLICIT_REWARDS,
-           f"loss.implicit_reward={loss.implicit_reward!r}: allowed {', '.join(IMPLICIT_REWARDS)}")
+    _check(
+        loss.implicit_reward in IMPLICIT_REWARDS,
+        f"loss.implicit_reward={loss.implicit_reward!r}: allowed {', '.join(IMPLICIT_REWARDS)}",
+    )
     _check(loss.beta > 0, f"loss.beta={loss.beta:g} for {loss.name}: allowed (0, inf)")
     _check(loss.lr > 0, f"loss.lr={loss.lr}: must be > 0")
     if loss.reference_free:
-        _check(loss.implicit_reward != "logratio",
-               f"loss={loss.name} is reference-free: loss.implicit_reward must be avg_logp, not logratio")
+        _check(
+            loss.implicit_reward != "logratio",
+            f"loss={loss.name} is reference-free: loss.implicit_reward must be avg_logp, not logratio",
+        )
     if loss.backend != "sft":
         from po_bench.training import trl_adapter
 
@@ -820,28 +970,42 @@ def validate(cfg) -> None:
             for k, v in dict(loss.args).items():
                 if k in TRL_ARG_RANGES and isinstance(v, (int, float)):
                     lo, hi, lo_inc, hi_inc = TRL_ARG_RANGES[k]
-                    _check(in_range(v, lo, hi, lo_inc, hi_inc), f"loss.args.{k}={v:g} for {loss.name}: allowed {fmt_range(lo, hi, lo_inc, hi_inc)}")
+                    _check(
+                        in_range(v, lo, hi, lo_inc, hi_inc),
+                        f"loss.args.{k}={v:g} for {loss.name}: allowed {fmt_range(lo, hi, lo_inc, hi_inc)}",
+                    )
     t = cfg.train
     if loss.backend == "kto":
-        _check(t.batch_size >= 2, f"train.batch_size={t.batch_size} for loss={loss.name}: must be >= 2 "
-                                  "(KTO's KL term needs mismatched pairs in the batch)")
+        _check(
+            t.batch_size >= 2,
+            f"train.batch_size={t.batch_size} for loss={loss.name}: must be >= 2 "
+            "(KTO's KL term needs mismatched pairs in the batch)",
+        )
     _check(t.batch_size >= 1, f"train.batch_size={t.batch_size} for loss={loss.name}: must be >= 1")
     _check(t.sft_batch_size >= 1, f"train.sft_batch_size={t.sft_batch_size}: must be >= 1")
     _check(t.grad_accum >= 1, f"train.grad_accum={t.grad_accum}: must be >= 1")
-    _check(0.0 <= t.warmup_ratio < 1.0, f"train.warmup_ratio={t.warmup_ratio:g}: allowed [0, 1) (a ratio of the run's steps)")
+    _check(
+        0.0 <= t.warmup_ratio < 1.0,
+        f"train.warmup_ratio={t.warmup_ratio:g}: allowed [0, 1) (a ratio of the run's steps)",
+    )
     _check(t.precision in PRECISIONS, f"train.precision={t.precision!r}: allowed {', '.join(PRECISIONS)}")
     if t.precision == "bf16-pure" and (loss.backend != "sft" and loss.lr < 1e-5 or t.sft_lr < 1e-5):
         logging.getLogger("po_bench").warning(
             "train.precision=bf16-pure with a learning rate below 1e-5 (loss.lr=%g, train.sft_lr=%g): most updates "
-            "round to nothing in bf16 weights; bf16-mixed keeps fp32 master weights", loss.lr, t.sft_lr)
+            "round to nothing in bf16 weights; bf16-mixed keeps fp32 master weights",
+            loss.lr,
+            t.sft_lr,
+        )
     noise = cfg.noise
     _check(noise.kind in ("none", "flip"), f"noise.kind={noise.kind!r}: allowed none, flip")
     _check(0.0 <= noise.rate < 0.5, f"noise.rate={noise.rate}: must be in [0, 0.5)")
     _check(noise.kind == "flip" or noise.rate == 0.0, "noise.rate is set but noise.kind is none: use noise=flip")
     world_data = cfg.dataset.kind == "world"
     _check(cfg.tracking.backend in ("wandb", "none"), f"tracking={cfg.tracking.backend!r}: allowed wandb, none")
-    _check(cfg.tracking.mode in ("auto", "online", "offline", "disabled"),
-           f"tracking.mode={cfg.tracking.mode!r}: allowed auto, online, offline, disabled")
+    _check(
+        cfg.tracking.mode in ("auto", "online", "offline", "disabled"),
+        f"tracking.mode={cfg.tracking.mode!r}: allowed auto, online, offline, disabled",
+    )
     _check(cfg.generation.backend in ("hf", "vllm"), f"generation.backend={cfg.generation.backend!r}: allowed hf, vllm")
     _check(cfg.generation.temperature >= 0, "generation.temperature must be >= 0")
     _check(cfg.generation.n == 1, "generation.n must be 1 (one sample per prompt per run; use seeds for more)")
@@ -865,9 +1029,11 @@ def validate(cfg) -> None:
         _check(0 <= lora.dropout < 1, "model.lora.dropout must be in [0, 1)")
     _check(cfg.dataset.kind in ("world", "hf"), f"dataset.kind={cfg.dataset.kind!r}: allowed world, hf")
     if cfg.model.kind != "tiny":
-        _check(t.max_length >= WORLD_SIZED_LENGTH,
-               f"train.max_length={t.max_length} is the embedded world's scale, not model={cfg.model.name}'s: set "
-               f"model.max_length (the model config's) or train.max_length (>= {WORLD_SIZED_LENGTH})")
+        _check(
+            t.max_length >= WORLD_SIZED_LENGTH,
+            f"train.max_length={t.max_length} is the embedded world's scale, not model={cfg.model.name}'s: set "
+            f"model.max_length (the model config's) or train.max_length (>= {WORLD_SIZED_LENGTH})",
+        )
     if world_data:
         _check(cfg.model.kind == "tiny", "dataset=world needs model=tiny (the world has its own word-level tokenizer)")
     else:

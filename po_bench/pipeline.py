@@ -22,7 +22,8 @@ from po_bench import stages
 from po_bench.common import timed, write_jsonl
 from po_bench.config import check_machine, validate
 from po_bench.data import formats
-from po_bench.data.sources import data_counts, prompts as split_prompts
+from po_bench.data.sources import data_counts
+from po_bench.data.sources import prompts as split_prompts
 from po_bench.generation import generate
 from po_bench.judges import implicit
 from po_bench.results import tracking
@@ -90,12 +91,12 @@ def run(cfg, out_dir: str | Path) -> dict:
                 sft_model = None
                 free_accelerator_memory()
             # TRL streams the training curves to the run's wandb run while it trains (rank 0)
-            with tracking.live_run_env(cfg.tracking, out_dir, *tracking.group_and_name(cfg, out_dir),
-                                       init_here=cfg.launch.strategy == "local"):
+            with tracking.live_run_env(
+                cfg.tracking, out_dir, *tracking.group_and_name(cfg, out_dir), init_here=cfg.launch.strategy == "local"
+            ):
                 if p.guide is not None:  # TGDPO: the guide policy (e.g. DPO on the same pairs) trains first
                     stages.get(store, "policy", p.guide, train_opts, launch=cfg.launch, tokenizer=tokenizer)
-                policy_dir = stages.get(store, "policy", p.policy, train_opts, launch=cfg.launch,
-                                        tokenizer=tokenizer)
+                policy_dir = stages.get(store, "policy", p.policy, train_opts, launch=cfg.launch, tokenizer=tokenizer)
             policy = stages.load_model(str(policy_dir), p.policy["model"])
             train_metrics = json.loads((policy_dir / "train_metrics.json").read_text())
             if sft_model is None:
@@ -103,12 +104,16 @@ def run(cfg, out_dir: str | Path) -> dict:
                 loaded.update(model=sft_model, tokenizer=tokenizer)
     policy_dir = stages.checkpoint_dir(store, p.policy_ref)
 
-    metrics: dict = {"train_loss_final": train_metrics.get("train_loss_final"),
-                     "train": {k: train_metrics[k] for k in ("world_size", "per_device_batch", "grad_accum",
-                                                             "global_batch", "steps") if k in train_metrics}}
+    metrics: dict = {
+        "train_loss_final": train_metrics.get("train_loss_final"),
+        "train": {
+            k: train_metrics[k]
+            for k in ("world_size", "per_device_batch", "grad_accum", "global_batch", "steps")
+            if k in train_metrics
+        },
+    }
     if src.gold is None:
-        metrics.update(gold_reward=None, gold_reward_sft=None, win_rate_vs_sft=None,
-                       implicit_reward_accuracy_ood=None)
+        metrics.update(gold_reward=None, gold_reward_sft=None, win_rate_vs_sft=None, implicit_reward_accuracy_ood=None)
     metrics["data"] = data_report(cfg, p, pairs_art, tokenizer)
     if pair_weights:
         metrics["pair_weights"] = pair_weights
@@ -117,8 +122,11 @@ def run(cfg, out_dir: str | Path) -> dict:
     if cfg.stages.generate:
         prompts = stages.resolve_prompts(store, p.eval_prompts)
         sft_samples = samples("sft_samples", "sft samples (eval)")
-        out = (samples("generations", "policy samples (eval)", model=policy, tokenizer=tokenizer)
-               if "generations" in p.samples else sft_samples)
+        out = (
+            samples("generations", "policy samples (eval)", model=policy, tokenizer=tokenizer)
+            if "generations" in p.samples
+            else sft_samples
+        )
 
         # ---- judging ------------------------------------------------------------------------------
         if cfg.stages.judge:
@@ -127,23 +135,41 @@ def run(cfg, out_dir: str | Path) -> dict:
                     metrics.update(src.gold(prompts, out, sft_samples))
                 metrics.update(implicit.kl_and_length(policy, sft_model, tokenizer, prompts, out))
             kind = loss.implicit_reward if loss.backend != "sft" else "avg_logp"
-            held = {name: src.heldout_pairs(stages.resolve_prompts(store, p.samples[f"heldout_{split}"]["prompts"]),
-                                            samples(f"heldout_{split}", f"held-out pairs ({split})"))
-                    for name, split in src.heldout_splits().items()}
+            held = {
+                name: src.heldout_pairs(
+                    stages.resolve_prompts(store, p.samples[f"heldout_{split}"]["prompts"]),
+                    samples(f"heldout_{split}", f"held-out pairs ({split})"),
+                )
+                for name, split in src.heldout_splits().items()
+            }
             if not src.heldout_splits():
                 held = {"implicit_reward_accuracy": pairs_art["eval"]}
             with timed(seconds, "judge"):
                 for name, pairs in held.items():  # the world: NaN when no held-out pair is left; real data: None
-                    metrics[name] = (implicit.implicit_reward_accuracy(policy, sft_model, tokenizer, pairs, kind,
-                                                                       float(loss.beta))
-                                     if pairs or src.onpolicy else None)
+                    metrics[name] = (
+                        implicit.implicit_reward_accuracy(policy, sft_model, tokenizer, pairs, kind, float(loss.beta))
+                        if pairs or src.onpolicy
+                        else None
+                    )
                 if cfg.judge.name not in ("gold", "none") or cfg.judge.also:  # every judge of the run
                     from po_bench.judges.runner import run_judges
 
-                    metrics.update(run_judges(cfg, store=store, policy=policy, policy_dir=policy_dir,
-                                             sft_model=sft_model, sft_dir=start_dir, tokenizer=tokenizer,
-                                             prompts=prompts, samples=out, sft_samples=sft_samples,
-                                             policy_key=p.policy_ref, sft_key=p.start))
+                    metrics.update(
+                        run_judges(
+                            cfg,
+                            store=store,
+                            policy=policy,
+                            policy_dir=policy_dir,
+                            sft_model=sft_model,
+                            sft_dir=start_dir,
+                            tokenizer=tokenizer,
+                            prompts=prompts,
+                            samples=out,
+                            sft_samples=sft_samples,
+                            policy_key=p.policy_ref,
+                            sft_key=p.start,
+                        )
+                    )
         rows = src.sample_rows(prompts, out, sft_samples)
         write_jsonl(out_dir / "samples.jsonl", rows[:32])
         if src.gold is not None and cfg.stages.judge:  # per-prompt scores: comparisons between runs pair on them
@@ -154,8 +180,11 @@ def run(cfg, out_dir: str | Path) -> dict:
     if torch.cuda.is_available():  # this process's peak (generation with hf, scoring; not a process group's)
         metrics["gpu_peak_memory_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 3)
     built = set(store.misses)  # read again later in the run: still built here, not reused
-    metrics["artifacts"] = {"hits": sorted(set(store.hits) - built), "built": sorted(built),
-                            "quarantined": sorted(store.quarantined)}  # failed verification: moved aside, rebuilt
+    metrics["artifacts"] = {
+        "hits": sorted(set(store.hits) - built),
+        "built": sorted(built),
+        "quarantined": sorted(store.quarantined),
+    }  # failed verification: moved aside, rebuilt
     metrics["history"] = train_metrics.get("history", [])
     return metrics
 
@@ -167,8 +196,12 @@ def pair_weights_report(cfg, scores: list[float]) -> dict:
     from po_bench.training.pair_scores import summary
 
     w = pair_weights(cfg.loss.function, dict(cfg.loss.args), scores).tolist()
-    return {"kind": cfg.loss.pair_scores.kind, "score": summary(scores), "weight": summary(w),
-            "score_positive": sum(x > 0 for x in scores) / max(1, len(scores))}
+    return {
+        "kind": cfg.loss.pair_scores.kind,
+        "score": summary(scores),
+        "weight": summary(w),
+        "score_positive": sum(x > 0 for x in scores) / max(1, len(scores)),
+    }
 
 
 def free_accelerator_memory() -> None:
@@ -199,12 +232,18 @@ def data_report(cfg, p, pairs_art: dict | None, tokenizer) -> dict:
         evals = {f"world_{s}": split_prompts(src.prompt_spec(s)) for s in ("eval", "ood")}
         stats["leakage"] = formats.leakage(split_prompts(src.prompt_spec("pref")), evals)
         return stats
-    leak = {**formats.leakage(train_prompts, formats.eval_sets()),
-            **formats.leakage(train_prompts, {"eval_split": [x["prompt"] for x in pairs_art["eval"]]})}
+    leak = {
+        **formats.leakage(train_prompts, formats.eval_sets()),
+        **formats.leakage(train_prompts, {"eval_split": [x["prompt"] for x in pairs_art["eval"]]}),
+    }
     if leak["eval_split"]["count"]:
-        log.warning("%d of %d eval prompts also occur among the training prompts (data.leakage.eval_split)",
-                    leak["eval_split"]["count"], leak["eval_split"]["n_eval"])
+        log.warning(
+            "%d of %d eval prompts also occur among the training prompts (data.leakage.eval_split)",
+            leak["eval_split"]["count"],
+            leak["eval_split"]["n_eval"],
+        )
     stats["leakage"] = leak
-    stats["counts"] = data_counts(stats["conversion"], stats["conversion_eval"],
-                                  stats["skipped_prompt_over_max_length"], stats["tokens"], leak)
+    stats["counts"] = data_counts(
+        stats["conversion"], stats["conversion_eval"], stats["skipped_prompt_over_max_length"], stats["tokens"], leak
+    )
     return stats

@@ -46,17 +46,48 @@ VERSIONS = {"sft": 2, "samples": 2, "pairs": 1, "ref_logps": 1, "policy": 2, "re
 
 # Run options that never change an artifact (logging, progress bars, checkpoint frequency, threads).
 RUN_OPTIONS = ("logging_steps", "save_steps", "progress")
-SFT_TRAIN_FIELDS = ("sft_lr", "sft_epochs", "sft_batch_size", "max_length", "lr_scheduler", "warmup_ratio",
-                    "grad_accum", "max_steps", "precision")
-PREF_TRAIN_FIELDS = ("epochs", "batch_size", "grad_accum", "max_steps", "lr_scheduler", "warmup_ratio", "max_length",
-                     "precision")
+SFT_TRAIN_FIELDS = (
+    "sft_lr",
+    "sft_epochs",
+    "sft_batch_size",
+    "max_length",
+    "lr_scheduler",
+    "warmup_ratio",
+    "grad_accum",
+    "max_steps",
+    "precision",
+)
+PREF_TRAIN_FIELDS = (
+    "epochs",
+    "batch_size",
+    "grad_accum",
+    "max_steps",
+    "lr_scheduler",
+    "warmup_ratio",
+    "max_length",
+    "precision",
+)
 # Model fields that are only defaults of other fields (train.max_length, generation.max_new_tokens,
 # loss.lr interpolate them): they determine artifacts through those fields, not as model fields.
 MODEL_DEFAULT_FIELDS = ("max_length", "max_new_tokens", "lr")
-DESCRIPTIVE_LOSS_FIELDS = ("label", "citation", "formula",  # tables and docs only; no trainer reads them
-                           "requires")  # checked by validate(); the data fields it names key the artifacts
-_VLLM_ENGINE_FIELDS = ("n", "dtype", "max_model_len", "gpu_memory_utilization", "kv_cache_memory_gib",
-                       "enforce_eager", "max_num_seqs", "tensor_parallel_size", "multiprocessing", "engine_args")
+DESCRIPTIVE_LOSS_FIELDS = (
+    "label",
+    "citation",
+    "formula",  # tables and docs only; no trainer reads them
+    "requires",
+)  # checked by validate(); the data fields it names key the artifacts
+_VLLM_ENGINE_FIELDS = (
+    "n",
+    "dtype",
+    "max_model_len",
+    "gpu_memory_utilization",
+    "kv_cache_memory_gib",
+    "enforce_eager",
+    "max_num_seqs",
+    "tensor_parallel_size",
+    "multiprocessing",
+    "engine_args",
+)
 
 
 def model_fields(cfg) -> dict:
@@ -82,8 +113,11 @@ PAIR_SCORE_LOSS_FIELDS = ("pair_scores",)
 
 
 def loss_fields(cfg) -> dict:
-    return {k: v for k, v in plain(cfg.loss).items()
-            if k not in DESCRIPTIVE_LOSS_FIELDS + GUIDE_LOSS_FIELDS + PAIR_SCORE_LOSS_FIELDS}
+    return {
+        k: v
+        for k, v in plain(cfg.loss).items()
+        if k not in DESCRIPTIVE_LOSS_FIELDS + GUIDE_LOSS_FIELDS + PAIR_SCORE_LOSS_FIELDS
+    }
 
 
 def guide_config(cfg):
@@ -198,8 +232,16 @@ class Plan:
 
 
 def _samples(start: dict, model: dict, prompts: dict, gen: dict, seed: int, n: int) -> dict:
-    return {"stage": "samples", "version": VERSIONS["samples"], "model": start, "model_fields": model,
-            "prompts": prompts, "gen": gen, "seed": seed, "n": n}
+    return {
+        "stage": "samples",
+        "version": VERSIONS["samples"],
+        "model": start,
+        "model_fields": model,
+        "prompts": prompts,
+        "gen": gen,
+        "seed": seed,
+        "n": n,
+    }
 
 
 def plan(cfg) -> Plan:
@@ -216,8 +258,14 @@ def plan(cfg) -> Plan:
     sft_data = src.sft_spec()
     sft = None
     if src.kind == "world" or (sft_data is not None and cfg.stages.sft):
-        sft = {"stage": "sft", "version": VERSIONS["sft"], "model": model, "data": sft_data,
-               "train": sft_train(cfg) if cfg.stages.sft else None, "seed": seed}
+        sft = {
+            "stage": "sft",
+            "version": VERSIONS["sft"],
+            "model": model,
+            "data": sft_data,
+            "train": sft_train(cfg) if cfg.stages.sft else None,
+            "seed": seed,
+        }
         start = ref("sft", sft)
     else:
         start = {"base": model}
@@ -230,23 +278,43 @@ def plan(cfg) -> Plan:
         pref = _samples(start, model, src.prompt_spec("pref"), gen, seed + 3000, src.pref_samples_n())
         if trains:
             p.samples["pref_samples"] = pref
-        pairs = {"stage": "pairs", "version": VERSIONS["pairs"], "source": src.pairs_spec(), "samples": pref,
-                 "noise": noise, "seed": seed}
+        pairs = {
+            "stage": "pairs",
+            "version": VERSIONS["pairs"],
+            "source": src.pairs_spec(),
+            "samples": pref,
+            "noise": noise,
+            "seed": seed,
+        }
         extra = {}  # other SFT policies' samples on the pref prompts (multi-model pairs), built by the pairs stage
         for role, data in src.extra_policies().items():
-            other = {"stage": "sft", "version": VERSIONS["sft"], "model": model, "data": data,
-                     "train": sft_train(cfg), "seed": seed}
-            extra[role] = _samples(ref("sft", other), model, src.prompt_spec("pref"), gen, seed + 3000,
-                                   src.pref_samples_n())
+            other = {
+                "stage": "sft",
+                "version": VERSIONS["sft"],
+                "model": model,
+                "data": data,
+                "train": sft_train(cfg),
+                "seed": seed,
+            }
+            extra[role] = _samples(
+                ref("sft", other), model, src.prompt_spec("pref"), gen, seed + 3000, src.pref_samples_n()
+            )
             if trains:
                 p.extra_sft[role] = other
                 p.samples[f"pref_samples_{role}"] = extra[role]
         if extra:
             pairs["extra_samples"] = extra
     else:
-        pairs = {"stage": "pairs", "version": VERSIONS["pairs"], "source": src.pairs_spec(),
-                 "view": "pairs" if loss.paired or cfg.dataset.format != "unpaired" else "unpaired",
-                 "tokenizer": model, "max_length": cfg.train.max_length, "noise": noise, "seed": seed}
+        pairs = {
+            "stage": "pairs",
+            "version": VERSIONS["pairs"],
+            "source": src.pairs_spec(),
+            "view": "pairs" if loss.paired or cfg.dataset.format != "unpaired" else "unpaired",
+            "tokenizer": model,
+            "max_length": cfg.train.max_length,
+            "noise": noise,
+            "seed": seed,
+        }
     # real data: the eval prompts are the pairs artifact's held-out pairs, so it is always built
     if trains or not src.onpolicy:
         p.pairs = pairs
@@ -256,7 +324,7 @@ def plan(cfg) -> Plan:
     if cfg.stages.generate:
         p.samples["sft_samples"] = _samples(start, model, p.eval_prompts, gen, seed, 1)
         if cfg.stages.judge:
-            for offset, (role, split) in zip((1000, 2000), src.heldout_splits().items()):
+            for offset, split in zip((1000, 2000), src.heldout_splits().values()):
                 p.samples[f"heldout_{split}"] = _samples(start, model, src.prompt_spec(split), gen, seed + offset, 2)
 
     # ---- preference training -----------------------------------------------------------------------
@@ -267,17 +335,37 @@ def plan(cfg) -> Plan:
         token = loss.backend == "pobench" and token_level(loss.function)  # per-token reference, never precomputed sums
         if loss.backend == "pobench" and guided(loss.function) and loss.guide:
             p.guide = plan(guide_config(cfg)).policy
-        if (loss.backend in ("dpo", "pobench", "listwise") and not loss.reference_free and not token and loss.paired
-                and not moving_reference(loss.backend, loss.function, dict(loss.args))):
-            p.ref_logps = {"stage": "ref_logps", "version": VERSIONS["ref_logps"], "ref": start, "model": model,
-                           "pairs": pairs, "max_length": cfg.train.max_length, "precision": cfg.train.precision,
-                           "args": ref_logp_args(loss.backend, dict(loss.args))}
+        if (
+            loss.backend in ("dpo", "pobench", "listwise")
+            and not loss.reference_free
+            and not token
+            and loss.paired
+            and not moving_reference(loss.backend, loss.function, dict(loss.args))
+        ):
+            p.ref_logps = {
+                "stage": "ref_logps",
+                "version": VERSIONS["ref_logps"],
+                "ref": start,
+                "model": model,
+                "pairs": pairs,
+                "max_length": cfg.train.max_length,
+                "precision": cfg.train.precision,
+                "args": ref_logp_args(loss.backend, dict(loss.args)),
+            }
             if "steps" in pairs["source"]:  # one-step completions are scored without <eos> (trl_adapter)
                 p.ref_logps["completion_eos"] = False
         p.pair_scores = pair_scores_spec(cfg, start, model, pairs, seed)
-        p.policy = {"stage": "policy", "version": VERSIONS["policy"], "start": start, "model": model,
-                    "pairs": pairs, "loss": lf, "train": pref_train(cfg),
-                    "seed": seed, "ref_logps": p.ref_logps}
+        p.policy = {
+            "stage": "policy",
+            "version": VERSIONS["policy"],
+            "start": start,
+            "model": model,
+            "pairs": pairs,
+            "loss": lf,
+            "train": pref_train(cfg),
+            "seed": seed,
+            "ref_logps": p.ref_logps,
+        }
         if p.guide is not None:
             p.policy["guide"] = ref("policy", p.guide)
         srcs = source_specs(cfg, p.sft)
@@ -311,32 +399,65 @@ def pair_scores_spec(cfg, start: dict, model: dict, pairs: dict, seed: int) -> d
     stage = stage_of(spec.per_pair[1])
     fields = {k: v for k, v in ps.items() if k != "kind"}
     if stage == "reward_model":
-        return {"stage": stage, "version": VERSIONS[stage], "start": start, "model": model, "pairs": pairs,
-                "train": {**fields, **{k: cfg.train[k] for k in REWARD_MODEL_TRAIN_FIELDS}}, "seed": seed}
+        return {
+            "stage": stage,
+            "version": VERSIONS[stage],
+            "start": start,
+            "model": model,
+            "pairs": pairs,
+            "train": {**fields, **{k: cfg.train[k] for k in REWARD_MODEL_TRAIN_FIELDS}},
+            "seed": seed,
+        }
     return {"stage": stage, "version": VERSIONS[stage], "pairs": pairs, **fields}
 
 
 # The dependency table: config field -> the artifacts (Plan.keys() roles) whose key it changes, for
 # the default world run (loss=dpo); every field not listed changes no artifact.  ``tests/test_specs.py`` perturbs every field in turn and checks
 # that exactly these keys change (no stale reuse, no needless rebuild).
-ALL = ("sft", "sft_samples", "heldout_eval", "heldout_ood", "pref_samples", "pairs", "ref_logps", "policy",
-       "generations")
+ALL = (
+    "sft",
+    "sft_samples",
+    "heldout_eval",
+    "heldout_ood",
+    "pref_samples",
+    "pairs",
+    "ref_logps",
+    "policy",
+    "generations",
+)
 AFTER_SFT = ALL[1:]
 _POLICY = ("policy", "generations")
 DEPENDS: dict[str, tuple[str, ...]] = {
     "seed": ALL,
-    "model.kind": ALL, "model.name_or_path": ALL, "model.dtype": ALL, "model.hidden_size": ALL,
-    "model.num_layers": ALL, "model.num_heads": ALL, "model.intermediate_size": ALL,
-    "model.max_position_embeddings": ALL, "model.chat_template": ALL, "model.lora.enabled": ALL,
-    "model.lora.r": ALL, "model.lora.alpha": ALL, "model.lora.dropout": ALL, "model.lora.target_modules": ALL,
-    "model.name": (), "model.reference_id": (),
+    "model.kind": ALL,
+    "model.name_or_path": ALL,
+    "model.dtype": ALL,
+    "model.hidden_size": ALL,
+    "model.num_layers": ALL,
+    "model.num_heads": ALL,
+    "model.intermediate_size": ALL,
+    "model.max_position_embeddings": ALL,
+    "model.chat_template": ALL,
+    "model.lora.enabled": ALL,
+    "model.lora.r": ALL,
+    "model.lora.alpha": ALL,
+    "model.lora.dropout": ALL,
+    "model.lora.target_modules": ALL,
+    "model.name": (),
+    "model.reference_id": (),
     # defaults of train.max_length, generation.max_new_tokens and loss.lr (they act through those)
-    "model.max_length": ("sft",) + AFTER_SFT, "model.max_new_tokens": AFTER_SFT, "model.lr": _POLICY,
-    "dataset.seed": ALL, "dataset.n_sft": ALL, "dataset.min_keywords": ALL, "dataset.max_keywords": ALL,
+    "model.max_length": ("sft",) + AFTER_SFT,
+    "model.max_new_tokens": AFTER_SFT,
+    "model.lr": _POLICY,
+    "dataset.seed": ALL,
+    "dataset.n_sft": ALL,
+    "dataset.min_keywords": ALL,
+    "dataset.max_keywords": ALL,
     "dataset.n_pref": ("pref_samples", "pairs", "ref_logps", "policy", "generations"),
     "dataset.n_eval": ("sft_samples", "heldout_eval", "generations"),
     "dataset.n_ood": ("heldout_ood",),
-    "dataset.ood_min_keywords": ("heldout_ood",), "dataset.ood_max_keywords": ("heldout_ood",),
+    "dataset.ood_min_keywords": ("heldout_ood",),
+    "dataset.ood_max_keywords": ("heldout_ood",),
     "dataset.annotator_temperature": ("pairs", "ref_logps", "policy", "generations"),
     "dataset.annotator_length_bias": ("pairs", "ref_logps", "policy", "generations"),
     # k samples per prompt (more on-policy samples, pairs from their ranking); the curriculum orders the
@@ -347,39 +468,68 @@ DEPENDS: dict[str, tuple[str, ...]] = {
     "dataset.pair_strategy": (),
     # PUGC rates the same samples against user-generated content (the UGC's noise keys the pairs only under
     # pair_source=pugc: tests/test_pair_data.py); multi-model pairs add a stronger SFT model and its samples
-    "dataset.pair_source": ("pairs", "ref_logps", "policy", "generations"), "dataset.ugc_noise": (),
+    "dataset.pair_source": ("pairs", "ref_logps", "policy", "generations"),
+    "dataset.ugc_noise": (),
     "dataset.pair_models": ("sft_strong", "pref_samples_strong", "pairs", "ref_logps", "policy", "generations"),
-    "loss.beta": _POLICY, "loss.lr": _POLICY, "loss.args.loss_type": _POLICY,
-    "loss.implicit_reward": _POLICY, "loss.reference_free": ("ref_logps",) + _POLICY,
+    "loss.beta": _POLICY,
+    "loss.lr": _POLICY,
+    "loss.args.loss_type": _POLICY,
+    "loss.implicit_reward": _POLICY,
+    "loss.reference_free": ("ref_logps",) + _POLICY,
     # loss.paired=false: a loss on the unpaired view (KTO, BCO) has no per-pair reference log-probs
-    "loss.name": _POLICY, "loss.backend": _POLICY, "loss.function": _POLICY, "loss.paired": ("ref_logps",) + _POLICY,
-    "loss.label": (), "loss.citation": (), "loss.formula": (), "loss.requires": (),
+    "loss.name": _POLICY,
+    "loss.backend": _POLICY,
+    "loss.function": _POLICY,
+    "loss.paired": ("ref_logps",) + _POLICY,
+    "loss.label": (),
+    "loss.citation": (),
+    "loss.formula": (),
+    "loss.requires": (),
     # a guide policy only for guided losses (TGDPO; its key nests the guide's policy spec): none for DPO
     "loss.guide": (),
     # per-pair scores only for losses with per-pair weights (MADPO, Sem-DPO; tests/test_pair_weights.py): none for DPO
     "loss.pair_scores": (),
     # Step-DPO's step-wise pairs; the candidates per prefix count only with steps on (tests/test_specs.py)
-    "dataset.steps": ("pairs", "ref_logps", "policy", "generations"), "dataset.step_candidates": (),
+    "dataset.steps": ("pairs", "ref_logps", "policy", "generations"),
+    "dataset.step_candidates": (),
     "noise.kind": ("pairs", "ref_logps", "policy", "generations"),
     "generation.backend": AFTER_SFT,
     "noise.rate": ("pairs", "ref_logps", "policy", "generations"),
-    "generation.temperature": AFTER_SFT, "generation.top_p": AFTER_SFT, "generation.max_new_tokens": AFTER_SFT,
-    "generation.batch_size": (), "generation.progress": (),
-    "train.sft_lr": ALL, "train.sft_epochs": ALL, "train.sft_batch_size": ALL, "train.warmup_ratio": ALL,
-    "train.lr_scheduler": ALL, "train.grad_accum": ALL, "train.max_steps": ALL,
-    "train.max_length": ("sft",) + AFTER_SFT, "train.precision": ALL,
-    "train.epochs": _POLICY, "train.batch_size": _POLICY,
-    "train.logging_steps": (), "train.save_steps": (), "train.progress": (), "train.keep_checkpoints": (),
+    "generation.temperature": AFTER_SFT,
+    "generation.top_p": AFTER_SFT,
+    "generation.max_new_tokens": AFTER_SFT,
+    "generation.batch_size": (),
+    "generation.progress": (),
+    "train.sft_lr": ALL,
+    "train.sft_epochs": ALL,
+    "train.sft_batch_size": ALL,
+    "train.warmup_ratio": ALL,
+    "train.lr_scheduler": ALL,
+    "train.grad_accum": ALL,
+    "train.max_steps": ALL,
+    "train.max_length": ("sft",) + AFTER_SFT,
+    "train.precision": ALL,
+    "train.epochs": _POLICY,
+    "train.batch_size": _POLICY,
+    "train.logging_steps": (),
+    "train.save_steps": (),
+    "train.progress": (),
+    "train.keep_checkpoints": (),
     # the global batch sets the preference stage's accumulation; the launch's world size and
     # strategy change how both training stages run
-    "train.global_batch_size": ("policy", "generations"), "launch.strategy": ALL,
+    "train.global_batch_size": ("policy", "generations"),
+    "launch.strategy": ALL,
     # launch=local is one process whatever these say; under a process group they set the world size
     # (ALL: tests/test_specs.py checks that too)
-    "launch.num_processes": (), "launch.num_machines": (),
+    "launch.num_processes": (),
+    "launch.num_machines": (),
     "stages.sft": ALL,  # off: the world's untrained model is the start
     # switching a stage off removes its artifacts (and those built on them) from the run
     "stages.train": ("pref_samples", "pairs", "ref_logps", "policy", "generations"),
     "stages.generate": ("sft_samples", "heldout_eval", "heldout_ood", "generations"),
     "stages.judge": ("heldout_eval", "heldout_ood"),
-    "judge.name": (), "tracking.backend": (), "threads": (), "cache_dir": (),
+    "judge.name": (),
+    "tracking.backend": (),
+    "threads": (),
+    "cache_dir": (),
 }

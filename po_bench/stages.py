@@ -22,7 +22,8 @@ from omegaconf import OmegaConf
 
 from po_bench.common import seed_everything
 from po_bench.data.noise import flip_labels
-from po_bench.data.sources import prompts as spec_prompts, source_class
+from po_bench.data.sources import prompts as spec_prompts
+from po_bench.data.sources import source_class
 from po_bench.store import Store, atomic_write_json
 
 log = logging.getLogger("po_bench")
@@ -44,8 +45,10 @@ def checkpoint_dir(store: Store, ckpt: dict) -> str:
         return model_path(OmegaConf.create(ckpt["base"]))
     d = store.path(ckpt["stage"], ckpt["spec"])
     if not store.exists(ckpt["stage"], ckpt["spec"]):
-        raise FileNotFoundError(f"artifact {store.key(ckpt['stage'], ckpt['spec'])} is not in the store {store.root} "
-                                "(build the stages it depends on first)")
+        raise FileNotFoundError(
+            f"artifact {store.key(ckpt['stage'], ckpt['spec'])} is not in the store {store.root} "
+            "(build the stages it depends on first)"
+        )
     return str(d)
 
 
@@ -64,6 +67,7 @@ def load_model(path: str, model: dict):
 # ---------------------------------------------------------------------------------------------
 # sft
 # ---------------------------------------------------------------------------------------------
+
 
 def _distributed(launch: dict | None) -> bool:
     return bool(launch) and launch.get("strategy", "local") != "local"
@@ -86,8 +90,9 @@ def build_sft(spec: dict, out: Path, store: Store, opts: dict | None = None, lau
         if isinstance(examples, tuple):
             examples, report = examples
         train = OmegaConf.create({**spec["train"], **train_opts(opts), "launch": launch or {}})
-        info = trl_adapter.train_sft(model, tok, examples, train, out / "trainer", seed,
-                                     save_dir=out if _distributed(launch) else None)
+        info = trl_adapter.train_sft(
+            model, tok, examples, train, out / "trainer", seed, save_dir=out if _distributed(launch) else None
+        )
         if report is not None:
             info["data"] = report
     publish(out, model, tok, info, opts, saved_by_trainer=_distributed(launch) and spec["train"] is not None)
@@ -97,14 +102,16 @@ def build_sft(spec: dict, out: Path, store: Store, opts: dict | None = None, lau
 # samples
 # ---------------------------------------------------------------------------------------------
 
+
 def resolve_prompts(store: Store, pspec: dict) -> list:
     if pspec["kind"] == "pairs":
         return spec_prompts(pspec, get(store, "pairs", pspec["pairs"]))
     return spec_prompts(pspec)
 
 
-def build_samples(spec: dict, store: Store, opts: dict | None = None, *, model=None, tokenizer=None,
-                  desc: str = "samples") -> list:
+def build_samples(
+    spec: dict, store: Store, opts: dict | None = None, *, model=None, tokenizer=None, desc: str = "samples"
+) -> list:
     """``n`` samples per prompt (n = 2: on-policy / held-out pairs, the second with seed + 1)."""
     from po_bench.generation import generate
 
@@ -118,14 +125,17 @@ def build_samples(spec: dict, store: Store, opts: dict | None = None, *, model=N
     seed = int(spec["seed"])
     if spec["n"] == 1:
         return generate.generate(model, tokenizer, prompts_, gen, seed, desc, path)
-    outs = [generate.generate(model, tokenizer, prompts_, gen, seed + i, f"{desc} ({i + 1}/{spec['n']})", path)
-            for i in range(spec["n"])]
+    outs = [
+        generate.generate(model, tokenizer, prompts_, gen, seed + i, f"{desc} ({i + 1}/{spec['n']})", path)
+        for i in range(spec["n"])
+    ]
     return [list(x) for x in zip(*outs)]
 
 
 # ---------------------------------------------------------------------------------------------
 # pairs
 # ---------------------------------------------------------------------------------------------
+
 
 def other_samples(store: Store, spec: dict, opts: dict | None = None) -> list:
     """Samples of a policy named in a pairs spec (e.g. the stronger SFT model of multi-model pairs), its
@@ -148,8 +158,14 @@ def build_pairs(spec: dict, store: Store, opts: dict | None = None) -> dict:
         tok_model = spec["tokenizer"]
         # the tokenizer (and chat template) the run trains with, so prompt lengths are counted as trained
         tokenizer = load_tokenizer(checkpoint_dir(store, {"base": tok_model}), tok_model)
-        art = src.make_pairs(spec["source"], None, seed, paired=spec["view"] == "pairs", tokenizer=tokenizer,
-                             max_length=int(spec["max_length"]))
+        art = src.make_pairs(
+            spec["source"],
+            None,
+            seed,
+            paired=spec["view"] == "pairs",
+            tokenizer=tokenizer,
+            max_length=int(spec["max_length"]),
+        )
     pairs = art["train"]
     flipped: list[int] = []
     if spec["noise"]["kind"] == "flip" and pairs and "chosen" in pairs[0]:
@@ -165,6 +181,7 @@ def continuation_sampler(sspec: dict, store: Store, seed: int):
     """(prompts, n) -> n samples per prompt from the policy and generation config of a samples spec, for
     prompts a pair builder makes from that policy's samples (Step-DPO: prompt + a shared prefix); the i-th
     sample of every prompt is drawn with seed + 4000 + i (the pairs spec holds the samples spec and the seed)."""
+
     def sample(prompts_: list, n: int) -> list[list[str]]:
         from po_bench.generation import generate
 
@@ -172,8 +189,10 @@ def continuation_sampler(sspec: dict, store: Store, seed: int):
         tokenizer = load_tokenizer(path, sspec["model_fields"])
         model = load_model(path, sspec["model_fields"]) if sspec["gen"]["backend"] == "hf" else None
         gen = OmegaConf.create({**sspec["gen"], **GEN_OPTS})
-        outs = [generate.generate(model, tokenizer, prompts_, gen, seed + 4000 + i, f"continuations ({i + 1}/{n})", path)
-                for i in range(n)]
+        outs = [
+            generate.generate(model, tokenizer, prompts_, gen, seed + 4000 + i, f"continuations ({i + 1}/{n})", path)
+            for i in range(n)
+        ]
         return [list(x) for x in zip(*outs)]
 
     return sample
@@ -183,8 +202,10 @@ def continuation_sampler(sspec: dict, store: Store, seed: int):
 # policy (preference training; reference log-probs through the store)
 # ---------------------------------------------------------------------------------------------
 
-def build_policy(spec: dict, out: Path, store: Store, opts: dict | None = None, launch: dict | None = None, *,
-                 tokenizer=None) -> None:
+
+def build_policy(
+    spec: dict, out: Path, store: Store, opts: dict | None = None, launch: dict | None = None, *, tokenizer=None
+) -> None:
     from po_bench.training import trl_adapter
 
     seed = int(spec["seed"])
@@ -197,22 +218,39 @@ def build_policy(spec: dict, out: Path, store: Store, opts: dict | None = None, 
     ref_spec = spec["ref_logps"]
     cache = None
     if ref_spec is not None:
-        cache = (lambda: store.load_json("ref_logps", ref_spec), lambda obj: store.save_json("ref_logps", ref_spec, obj))
+        cache = (
+            lambda: store.load_json("ref_logps", ref_spec),
+            lambda obj: store.save_json("ref_logps", ref_spec, obj),
+        )
     guide = None
     if spec.get("guide") is not None:  # TGDPO: the guide policy (built first when absent), its token rewards
         guide = load_model(str(get(store, "policy", spec["guide"]["spec"], opts)), spec["model"])
     # InfiFPO: the source models (SFT models of other seeds / sizes; built first when absent), fused into the reference
-    sources = [load_model(str(get(store, "sft", s["spec"], opts)), s["spec"]["model"]) for s in spec.get("sources") or []]
+    sources = [
+        load_model(str(get(store, "sft", s["spec"], opts)), s["spec"]["model"]) for s in spec.get("sources") or []
+    ]
     seed_everything(seed)
     pol = load_model(start, spec["model"])
     ref = None if loss.reference_free else load_model(start, spec["model"])
     train = OmegaConf.create({**spec["train"], **train_opts(opts), "launch": launch or {}})
     dist = _distributed(launch)
-    res = trl_adapter.train_preference(pol, ref, tokenizer, pairs, loss, train, out / "trainer", seed,
-                                       ref_logps_cache=cache, model_cfg=OmegaConf.create(spec["model"]),
-                                       save_dir=out if dist else None, ordered=bool(pairs_art.get("ordered")),
-                                       guide_model=guide, pair_scores=pair_score_values(store, spec.get("pair_scores"), opts),
-                                       source_models=sources or None)
+    res = trl_adapter.train_preference(
+        pol,
+        ref,
+        tokenizer,
+        pairs,
+        loss,
+        train,
+        out / "trainer",
+        seed,
+        ref_logps_cache=cache,
+        model_cfg=OmegaConf.create(spec["model"]),
+        save_dir=out if dist else None,
+        ordered=bool(pairs_art.get("ordered")),
+        guide_model=guide,
+        pair_scores=pair_score_values(store, spec.get("pair_scores"), opts),
+        source_models=sources or None,
+    )
     pol = res.pop("model")
     publish(out, pol if dist else trl_adapter.merged(pol), tokenizer, res, opts, saved_by_trainer=dist)
 
@@ -221,8 +259,10 @@ def build_policy(spec: dict, out: Path, store: Store, opts: dict | None = None, 
 # per-pair scores (po_bench.training.pair_scores): MADPO's reward model, Sem-DPO's embedding distances
 # ---------------------------------------------------------------------------------------------
 
-def build_reward_model(spec: dict, out: Path, store: Store, opts: dict | None = None, launch: dict | None = None, *,
-                       tokenizer=None) -> None:
+
+def build_reward_model(
+    spec: dict, out: Path, store: Store, opts: dict | None = None, launch: dict | None = None, *, tokenizer=None
+) -> None:
     """A reward model trained on the training pairs (TRL's RewardTrainer, from the start checkpoint) and its
     margin r(x, y_w) - r(x, y_l) on every training pair (``margins.json``, in the pairs' order)."""
     from po_bench.training import trl_adapter
@@ -298,8 +338,9 @@ def get(store: Store, stage: str, spec: dict, opts: dict | None = None, launch=N
         if launch is not None and launch.strategy != "local":
             from po_bench.training import launch as launcher
 
-            return store.get_or_build_dir(stage, spec, lambda d: launcher.run_stage(stage, spec, d, store.root,
-                                                                                      opts or {}, launch))
+            return store.get_or_build_dir(
+                stage, spec, lambda d: launcher.run_stage(stage, spec, d, store.root, opts or {}, launch)
+            )
         return store.get_or_build_dir(stage, spec, lambda d: DIR_STAGES[stage](spec, d, store, opts, **loaded))
     if stage in JSON_STAGES:
         return store.get_or_build_json(stage, spec, lambda: JSON_STAGES[stage](spec, store, opts, **loaded))
@@ -307,15 +348,19 @@ def get(store: Store, stage: str, spec: dict, opts: dict | None = None, launch=N
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m po_bench.stages",
-                                 description="Build one artifact from its spec (a JSON file) in the store.")
+    ap = argparse.ArgumentParser(
+        prog="python -m po_bench.stages", description="Build one artifact from its spec (a JSON file) in the store."
+    )
     ap.add_argument("stage", choices=[*DIR_STAGES, *JSON_STAGES])
     ap.add_argument("spec", help="the spec as a JSON file")
     ap.add_argument("--store", required=True, help="the artifact store's root (cache_dir)")
     ap.add_argument("--opts", default="{}", help="run options as JSON (logging_steps, save_steps, progress)")
-    ap.add_argument("--into", default=None,
-                    help="build a training stage straight into this folder (a rank of a process group; the "
-                         "launching process holds the store's lock and publishes the folder)")
+    ap.add_argument(
+        "--into",
+        default=None,
+        help="build a training stage straight into this folder (a rank of a process group; the "
+        "launching process holds the store's lock and publishes the folder)",
+    )
     ap.add_argument("--launch", default="{}", help="the launch config as JSON (strategy, trainer_args)")
     a = ap.parse_args(argv)
     store = Store(a.store)

@@ -59,8 +59,9 @@ import socket
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 log = logging.getLogger("po_bench.store")
 
@@ -103,6 +104,7 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
 
 # ---- manifests -------------------------------------------------------------------------------------
 
+
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -117,11 +119,17 @@ def _artifact_files(d: Path) -> list[Path]:
 
 def write_manifest(d: Path, kind: str, key_hash: str) -> dict:
     """Record every file under ``d`` (relative path, size, sha256); ``manifest.json`` is written last."""
-    files = [{"path": p.relative_to(d).as_posix(), "size": p.stat().st_size, "sha256": sha256_file(p)}
-             for p in _artifact_files(d)]
-    manifest = {"store_version": STORE_VERSION, "kind": kind, "hash": key_hash,
-                "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                "files": files}
+    files = [
+        {"path": p.relative_to(d).as_posix(), "size": p.stat().st_size, "sha256": sha256_file(p)}
+        for p in _artifact_files(d)
+    ]
+    manifest = {
+        "store_version": STORE_VERSION,
+        "kind": kind,
+        "hash": key_hash,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "files": files,
+    }
     atomic_write_json(d / MANIFEST, manifest)
     return manifest
 
@@ -159,6 +167,7 @@ def check_artifact(d: Path, full_hash: bool = False) -> str | None:
 
 
 # ---- locks -----------------------------------------------------------------------------------------
+
 
 def _lock_mode() -> str:
     mode = os.environ.get("PO_BENCH_LOCK", "flock").strip().lower() or "flock"
@@ -254,8 +263,14 @@ def _break_if_stale(lock_path: Path, host: str) -> None:
         with contextlib.suppress(OSError):
             os.link(aside, lock_path)  # never clobbers a lock taken meanwhile
     else:
-        log.warning("artifact store: broke a stale lock %s (holder %s pid %s, %s, %.0f s old)", lock_path,
-                    holder.get("host"), holder.get("pid"), "dead" if dead else "not refreshed", age)
+        log.warning(
+            "artifact store: broke a stale lock %s (holder %s pid %s, %s, %.0f s old)",
+            lock_path,
+            holder.get("host"),
+            holder.get("pid"),
+            "dead" if dead else "not refreshed",
+            age,
+        )
     with contextlib.suppress(OSError):
         os.unlink(aside)
 
@@ -287,8 +302,11 @@ class Store:
         self.quarantined: list[str] = []
         if self.root not in _OLD_LAYOUT_WARNED and old_layout_dirs(self.root):
             _OLD_LAYOUT_WARNED.add(self.root)
-            log.warning("artifact store %s holds artifacts from an older po-bench (format 1, incomplete keys): "
-                        "they are not used; `po-bench cache gc --old` deletes them", self.root)
+            log.warning(
+                "artifact store %s holds artifacts from an older po-bench (format 1, incomplete keys): "
+                "they are not used; `po-bench cache gc --old` deletes them",
+                self.root,
+            )
 
     def path(self, kind: str, fields: dict) -> Path:
         return self.base / kind / fingerprint(fields)
@@ -314,8 +332,11 @@ class Store:
                     if e.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
                         raise
                     _FLOCK_UNSUPPORTED = True
-                    log.warning("artifact store %s: flock is not supported here (%s); using lock files "
-                                "(PO_BENCH_LOCK=file)", self.root, e)
+                    log.warning(
+                        "artifact store %s: flock is not supported here (%s); using lock files (PO_BENCH_LOCK=file)",
+                        self.root,
+                        e,
+                    )
                 else:
                     try:
                         yield
@@ -340,8 +361,9 @@ class Store:
         except FileNotFoundError:
             return None
         self.quarantined.append(f"{kind}/{key_hash}")
-        log.warning("artifact store: %s/%s failed verification (%s); moved to %s and rebuilt", kind, key_hash,
-                    reason, dst)
+        log.warning(
+            "artifact store: %s/%s failed verification (%s); moved to %s and rebuilt", kind, key_hash, reason, dst
+        )
         return dst
 
     def _verified(self, kind: str, fields: dict) -> bool:

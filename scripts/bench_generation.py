@@ -30,14 +30,50 @@ from types import SimpleNamespace
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-TOPICS = ["the ocean", "a small village", "winter mornings", "learning to code", "the moon", "coffee", "a lost key",
-          "friendship", "trains", "volcanoes", "honey bees", "a rainy day", "the history of bread", "chess",
-          "gardening", "the color blue", "mountains", "libraries", "bicycles", "the desert", "music", "owls",
-          "a city at night", "sailing", "tea", "robots", "the first snow", "lighthouses", "maps", "bridges",
-          "the forest", "clocks"]
-TASKS = ["Write one sentence about {}.", "Give two facts about {}.", "Describe {} in a short paragraph.",
-         "Write a haiku about {}.", "Explain {} to a child.", "List three words related to {}.",
-         "Tell a very short story about {}.", "Why do people like {}?"]
+TOPICS = [
+    "the ocean",
+    "a small village",
+    "winter mornings",
+    "learning to code",
+    "the moon",
+    "coffee",
+    "a lost key",
+    "friendship",
+    "trains",
+    "volcanoes",
+    "honey bees",
+    "a rainy day",
+    "the history of bread",
+    "chess",
+    "gardening",
+    "the color blue",
+    "mountains",
+    "libraries",
+    "bicycles",
+    "the desert",
+    "music",
+    "owls",
+    "a city at night",
+    "sailing",
+    "tea",
+    "robots",
+    "the first snow",
+    "lighthouses",
+    "maps",
+    "bridges",
+    "the forest",
+    "clocks",
+]
+TASKS = [
+    "Write one sentence about {}.",
+    "Give two facts about {}.",
+    "Describe {} in a short paragraph.",
+    "Write a haiku about {}.",
+    "Explain {} to a child.",
+    "List three words related to {}.",
+    "Tell a very short story about {}.",
+    "Why do people like {}?",
+]
 
 
 def tiny_model(out: Path):
@@ -46,8 +82,9 @@ def tiny_model(out: Path):
     from po_bench.training.models import build_tiny_model, train_world_tokenizer
 
     tok = train_world_tokenizer()
-    model = build_tiny_model(tok, hidden_size=128, num_layers=2, num_heads=4, intermediate_size=512,
-                             max_position_embeddings=64, seed=0)
+    model = build_tiny_model(
+        tok, hidden_size=128, num_layers=2, num_heads=4, intermediate_size=512, max_position_embeddings=64, seed=0
+    )
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for name, p in model.named_parameters():
@@ -87,8 +124,9 @@ def bench_hf(path: Path, prompts, max_new: int, batch_size: int, temperature: fl
         ids = hf_greedy_ids(model, tok, prompts, max_new, batch_size)
         dt = time.perf_counter() - t0
         return {"seconds": dt, "tokens": sum(map(len, ids)), "ids": ids}
-    cfg = SimpleNamespace(backend="hf", temperature=temperature, top_p=1.0, max_new_tokens=max_new,
-                          batch_size=batch_size, progress=False)
+    cfg = SimpleNamespace(
+        backend="hf", temperature=temperature, top_p=1.0, max_new_tokens=max_new, batch_size=batch_size, progress=False
+    )
     t0 = time.perf_counter()
     out = generate_hf(model, tok, prompts, cfg, seed=0)
     dt = time.perf_counter() - t0
@@ -142,8 +180,15 @@ def main() -> int:
             path = smollm2_path()
         setups.append({"name": name, "path": path, "prompts": prompts_for(name, n), "max_new": mx, "bs": bs})
 
-    results = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                           "load_avg_start": os.getloadavg()}, "runs": []}
+    results = {
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "load_avg_start": os.getloadavg(),
+        },
+        "runs": [],
+    }
     # all HF runs first (see the docstring)
     for s in setups:
         from transformers import AutoTokenizer
@@ -154,19 +199,27 @@ def main() -> int:
             if r["tokens"] is None:
                 r["tokens"] = count_tokens(tok, r.pop("texts"))  # re-tokenised sampled text (approximate)
             s[f"hf_{t}"] = r
-            print(f"[hf]   {s['name']:8s} T={t:g}: {r['tokens']} tokens in {r['seconds']:.1f}s = "
-                  f"{r['tokens'] / r['seconds']:.0f} tok/s", flush=True)
+            print(
+                f"[hf]   {s['name']:8s} T={t:g}: {r['tokens']} tokens in {r['seconds']:.1f}s = "
+                f"{r['tokens'] / r['seconds']:.0f} tok/s",
+                flush=True,
+            )
     for s in setups:
         for t in temps:
             r = bench_vllm(s["path"], s["prompts"], s["max_new"], t, engine)
             s[f"vllm_{t}"] = r
-            print(f"[vllm] {s['name']:8s} T={t:g}: {r['tokens']} tokens in {r['seconds']:.1f}s = "
-                  f"{r['tokens'] / r['seconds']:.0f} tok/s (engine start {r['startup_seconds']:.1f}s)", flush=True)
+            print(
+                f"[vllm] {s['name']:8s} T={t:g}: {r['tokens']} tokens in {r['seconds']:.1f}s = "
+                f"{r['tokens'] / r['seconds']:.0f} tok/s (engine start {r['startup_seconds']:.1f}s)",
+                flush=True,
+            )
         from po_bench.generation.vllm_engine import close_engine
 
         close_engine()
     print()
-    print(f"{'model':8s} {'prompts':>7s} {'max_new':>7s} {'T':>3s} {'HF tok/s':>9s} {'vLLM tok/s':>10s} {'speed-up':>8s} {'greedy agreement':>16s}")
+    print(
+        f"{'model':8s} {'prompts':>7s} {'max_new':>7s} {'T':>3s} {'HF tok/s':>9s} {'vLLM tok/s':>10s} {'speed-up':>8s} {'greedy agreement':>16s}"
+    )
     for s in setups:
         for t in temps:
             h, v = s[f"hf_{t}"], s[f"vllm_{t}"]
@@ -175,15 +228,30 @@ def main() -> int:
             if t == 0:
                 same = sum(x == y for x, y in zip(h["ids"], v["ids"]))
                 agree = f"{same}/{len(h['ids'])}"
-            print(f"{s['name']:8s} {len(s['prompts']):7d} {s['max_new']:7d} {t:3g} {hs:9.0f} {vs:10.0f} {vs / hs:7.1f}x {agree:>16s}")
-            results["runs"].append({"model": s["name"], "n_prompts": len(s["prompts"]), "max_new_tokens": s["max_new"],
-                                    "temperature": t, "hf_tokens": h["tokens"], "hf_seconds": h["seconds"],
-                                    "hf_tok_s": hs, "vllm_tokens": v["tokens"], "vllm_seconds": v["seconds"],
-                                    "vllm_tok_s": vs, "vllm_startup_seconds": v["startup_seconds"],
-                                    "greedy_agreement": agree or None})
+            print(
+                f"{s['name']:8s} {len(s['prompts']):7d} {s['max_new']:7d} {t:3g} {hs:9.0f} {vs:10.0f} {vs / hs:7.1f}x {agree:>16s}"
+            )
+            results["runs"].append(
+                {
+                    "model": s["name"],
+                    "n_prompts": len(s["prompts"]),
+                    "max_new_tokens": s["max_new"],
+                    "temperature": t,
+                    "hf_tokens": h["tokens"],
+                    "hf_seconds": h["seconds"],
+                    "hf_tok_s": hs,
+                    "vllm_tokens": v["tokens"],
+                    "vllm_seconds": v["seconds"],
+                    "vllm_tok_s": vs,
+                    "vllm_startup_seconds": v["startup_seconds"],
+                    "greedy_agreement": agree or None,
+                }
+            )
     results["machine"]["load_avg_end"] = os.getloadavg()
-    print(f"\nload average (1/5/15 min) at start {results['machine']['load_avg_start']}, end {results['machine']['load_avg_end']}"
-          f" on {results['machine']['cpus']} CPUs")
+    print(
+        f"\nload average (1/5/15 min) at start {results['machine']['load_avg_start']}, end {results['machine']['load_avg_end']}"
+        f" on {results['machine']['cpus']} CPUs"
+    )
     if a.json:
         Path(a.json).write_text(json.dumps(results, indent=1))
     return 0

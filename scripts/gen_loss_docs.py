@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Generate docs/losses.md from conf/loss/*.yaml (so the table never drifts from the configs).
 
-    python scripts/gen_loss_docs.py          # write docs/losses.md
-    python scripts/gen_loss_docs.py --check  # exit 1 if docs/losses.md is stale
+python scripts/gen_loss_docs.py          # write docs/losses.md
+python scripts/gen_loss_docs.py --check  # exit 1 if docs/losses.md is stale
 """
 
 import sys
@@ -12,9 +12,13 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 BACKEND = {
-    "dpo": "TRL DPOTrainer", "cpo": "TRL CPOTrainer (trl.experimental)", "orpo": "TRL ORPOTrainer (trl.experimental)",
-    "kto": "TRL KTOTrainer", "pobench": "po-bench (po_bench/training/losses.py) on TRL DPOTrainer",
-    "listwise": "po-bench listwise (po_bench/training/listwise.py) on TRL DPOTrainer", "sft": "TRL SFTTrainer (SFT stage only)",
+    "dpo": "TRL DPOTrainer",
+    "cpo": "TRL CPOTrainer (trl.experimental)",
+    "orpo": "TRL ORPOTrainer (trl.experimental)",
+    "kto": "TRL KTOTrainer",
+    "pobench": "po-bench (po_bench/training/losses.py) on TRL DPOTrainer",
+    "listwise": "po-bench listwise (po_bench/training/listwise.py) on TRL DPOTrainer",
+    "sft": "TRL SFTTrainer (SFT stage only)",
 }
 SKIP_ARGS = {"loss_type"}
 
@@ -36,15 +40,27 @@ def render() -> str:
         hp = [f"beta={d.get('beta', 0.1):g}", f"lr={lr}"]
         hp += [f"{k}={v}" for k, v in args.items() if k not in SKIP_ARGS]
         ref = "no" if d.get("reference_free") else "yes"
-        data = "pairs (used as unpaired: chosen=desirable, rejected=undesirable)" if d.get("paired") is False else (
-            "demonstrations" if d["backend"] == "sft" else
-            "rated lists (k responses + scores per prompt)" if d["backend"] == "listwise" else "pairs")
+        data = (
+            "pairs (used as unpaired: chosen=desirable, rejected=undesirable)"
+            if d.get("paired") is False
+            else (
+                "demonstrations"
+                if d["backend"] == "sft"
+                else "rated lists (k responses + scores per prompt)"
+                if d["backend"] == "listwise"
+                else "pairs"
+            )
+        )
         ps = d.get("pair_scores") or {}  # per-pair weights from scores computed before training (MADPO, Sem-DPO)
-        data += {"reward_margin": " + a reward model trained first on them (its margin per pair)",
-                 "semantic_distance": f" + prompt/chosen embedding distances ({ps.get('embedder')})"}.get(ps.get("kind"), "")
+        data += {
+            "reward_margin": " + a reward model trained first on them (its margin per pair)",
+            "semantic_distance": f" + prompt/chosen embedding distances ({ps.get('embedder')})",
+        }.get(ps.get("kind"), "")
         cite = d.get("citation", "").replace("|", "/")
-        rows.append(f"| `{p.stem}` | {d.get('label', p.stem)} | {cite} | {d.get('formula', '').replace('|', '/')} | "
-                    f"{', '.join(hp)} | {backend} | {ref} | {data} |")
+        rows.append(
+            f"| `{p.stem}` | {d.get('label', p.stem)} | {cite} | {d.get('formula', '').replace('|', '/')} | "
+            f"{', '.join(hp)} | {backend} | {ref} | {data} |"
+        )
     head = [
         "# Losses",
         "",

@@ -11,10 +11,30 @@ SHARED = ROOT.parent / "shared"
 
 # Small world sizes: real SFT + preference training + generation in a few seconds.
 SMALL = [
-    "dataset.n_sft=400", "dataset.n_pref=96", "dataset.n_eval=48", "dataset.n_ood=32",
-    "train.sft_epochs=2", "train.epochs=1", "train.batch_size=16", "train.logging_steps=2",
-    "generation.progress=false", "train.progress=false", "threads=2", "tracking=none",
+    "dataset.n_sft=400",
+    "dataset.n_pref=96",
+    "dataset.n_eval=48",
+    "dataset.n_ood=32",
+    "train.sft_epochs=2",
+    "train.epochs=1",
+    "train.batch_size=16",
+    "train.logging_steps=2",
+    "generation.progress=false",
+    "train.progress=false",
+    "threads=2",
+    "tracking=none",
 ]
+
+
+def compose(overrides=()):
+    """The app's config as Hydra composes it for these overrides (no validation, no run)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    from po_bench.app import CONF_DIR
+
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return hydra_compose(config_name="config", overrides=list(overrides))
 
 
 def run_cli(args, cwd, env_extra=None, timeout=900):
@@ -22,8 +42,9 @@ def run_cli(args, cwd, env_extra=None, timeout=900):
     env.pop("PO_BENCH_CACHE", None)
     if env_extra:
         env.update(env_extra)
-    return subprocess.run([sys.executable, "-m", "po_bench", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "po_bench", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def read_runs(folder):
@@ -60,10 +81,33 @@ def tiny_chat_model(tmp_path_factory):
         tok = smollm2_tokenizer()
     except RuntimeError as e:
         pytest.skip(f"SmolLM2 tokenizer unavailable: {e}")
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=1,
-                      num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=1024,
-                      pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, tie_word_embeddings=True)
+    cfg = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=1024,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+        tie_word_embeddings=True,
+    )
     d = tmp_path_factory.mktemp("tiny_chat_model")
     LlamaForCausalLM(cfg).save_pretrained(str(d))
     tok.save_pretrained(str(d))
     return d
+
+
+@pytest.fixture(scope="session")
+def pairs():
+    """32 labelled world pairs (two demonstrations per prompt, the default annotator, seed 0)."""
+    import numpy as np
+
+    from po_bench.data import world
+
+    spec = world.WorldSpec(n_pref=32)
+    prompts = world.make_prompts(spec, "pref")
+    rng = np.random.default_rng(0)
+    samples = [[" " + world.demonstrate(spec, p, rng), " " + world.demonstrate(spec, p, rng)] for p in prompts]
+    return world.label_pairs(prompts, samples, world.Annotator(), seed=0)

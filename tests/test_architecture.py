@@ -53,9 +53,15 @@ def imports_of(mod: str) -> tuple[set[str], list[str], list[str]]:
                     deps.add(src)
                     if a.name.startswith("_") and src != mod:
                         private.append(f"{mod} imports {src}.{a.name}")
-    attrs = [f"{mod} uses {aliases[n.value.id]}.{n.attr}" for n in ast.walk(tree)
-             if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and n.value.id in aliases
-             and n.attr.startswith("_") and not n.attr.startswith("__")]
+    attrs = [
+        f"{mod} uses {aliases[n.value.id]}.{n.attr}"
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Attribute)
+        and isinstance(n.value, ast.Name)
+        and n.value.id in aliases
+        and n.attr.startswith("_")
+        and not n.attr.startswith("__")
+    ]
     return {d for d in deps if d in MODULES and d != mod}, private, attrs
 
 

@@ -16,8 +16,14 @@ def _compose(overrides=()):
 
 def test_default_composes_and_validates():
     cfg = _compose()
-    assert (cfg.model.name, cfg.dataset.name, cfg.loss.name, cfg.noise.kind, cfg.judge.name,
-            cfg.generation.backend) == ("tiny", "world", "dpo", "none", "gold", "hf")
+    assert (
+        cfg.model.name,
+        cfg.dataset.name,
+        cfg.loss.name,
+        cfg.noise.kind,
+        cfg.judge.name,
+        cfg.generation.backend,
+    ) == ("tiny", "world", "dpo", "none", "gold", "hf")
     validate(cfg)
 
 
@@ -38,25 +44,30 @@ def test_unknown_group_option_lists_choices():
     assert "dpoo" in msg and "dpo" in msg and "simpo" in msg
 
 
-@pytest.mark.parametrize("overrides, needle", [
-    (["noise=flip", "noise.rate=0.5"], "noise.rate"),
-    (["noise=flip", "noise.rate=-0.1"], "noise.rate"),
-    (["noise.rate=0.2"], "noise=flip"),
-    (["loss.beta=0"], "loss.beta"),
-    (["+loss.args.not_a_trl_option=1"], "not_a_trl_option"),
-    (["loss=simpo", "loss.implicit_reward=logratio"], "reference-free"),
-    (["model.kind=hub", "model.name_or_path=/no/such/model"], "no such directory"),
-    (["loss=kto", "train.batch_size=1"], "batch_size"),
-    (["judge.max_requests=-1"], "judge.max_requests=-1: must be >= 0"),
-    (["judge.max_cost_usd=-0.5"], "judge.max_cost_usd=-0.5: must be >= 0"),
-    (["judge.max_cost_usd=5"], "judge.max_cost_usd=5 needs the judge's prices"),
-    (["judge.api_key_env=sk-not-a-variable"], "judge.api_key_env must name an environment variable"),
-    (["judge.api_key_file=/no/such/key/file"], "judge.api_key_file: no such file"),
-    (["+judge.api_key=sk-planted"], "judge.api_key: API keys are never read from the config"),
-    (["model=smollm2_135m", "dataset=hh_rlhf", "judge=alpaca_eval", "judge.base_url=null"],
-     "judge=alpaca_eval needs an endpoint: set judge.base_url"),
-    (["judge=mt_bench"], "judge=mt_bench scores real-data answers: dataset=world is scored by judge=gold"),
-])
+@pytest.mark.parametrize(
+    "overrides, needle",
+    [
+        (["noise=flip", "noise.rate=0.5"], "noise.rate"),
+        (["noise=flip", "noise.rate=-0.1"], "noise.rate"),
+        (["noise.rate=0.2"], "noise=flip"),
+        (["loss.beta=0"], "loss.beta"),
+        (["+loss.args.not_a_trl_option=1"], "not_a_trl_option"),
+        (["loss=simpo", "loss.implicit_reward=logratio"], "reference-free"),
+        (["model.kind=hub", "model.name_or_path=/no/such/model"], "no such directory"),
+        (["loss=kto", "train.batch_size=1"], "batch_size"),
+        (["judge.max_requests=-1"], "judge.max_requests=-1: must be >= 0"),
+        (["judge.max_cost_usd=-0.5"], "judge.max_cost_usd=-0.5: must be >= 0"),
+        (["judge.max_cost_usd=5"], "judge.max_cost_usd=5 needs the judge's prices"),
+        (["judge.api_key_env=sk-not-a-variable"], "judge.api_key_env must name an environment variable"),
+        (["judge.api_key_file=/no/such/key/file"], "judge.api_key_file: no such file"),
+        (["+judge.api_key=sk-planted"], "judge.api_key: API keys are never read from the config"),
+        (
+            ["model=smollm2_135m", "dataset=hh_rlhf", "judge=alpaca_eval", "judge.base_url=null"],
+            "judge=alpaca_eval needs an endpoint: set judge.base_url",
+        ),
+        (["judge=mt_bench"], "judge=mt_bench scores real-data answers: dataset=world is scored by judge=gold"),
+    ],
+)
 def test_semantic_errors_name_the_key(overrides, needle):
     with pytest.raises(ConfigError, match=needle):
         validate(_compose(overrides))
@@ -72,10 +83,17 @@ def test_cli_config_error_is_one_line_exit_2(tmp_path):
     assert not (tmp_path / "run").exists() and err[-1].endswith("was removed")  # no run folder left behind
 
 
-@pytest.mark.parametrize("override", ["judge.api_key=sk-PLANTED-cli", "+judge.api_key=sk-PLANTED-cli",
-                                      "++judge.openai_token=sk-PLANTED-cli", "judge.api_key_env=sk-PLANTED-cli",
-                                      "judge.api_key_file=sk-PLANTED-cli",
-                                      "hydra.job.env_set.OPENAI_API_KEY=sk-PLANTED-cli"])
+@pytest.mark.parametrize(
+    "override",
+    [
+        "judge.api_key=sk-PLANTED-cli",
+        "+judge.api_key=sk-PLANTED-cli",
+        "++judge.openai_token=sk-PLANTED-cli",
+        "judge.api_key_env=sk-PLANTED-cli",
+        "judge.api_key_file=sk-PLANTED-cli",
+        "hydra.job.env_set.OPENAI_API_KEY=sk-PLANTED-cli",
+    ],
+)
 def test_cli_refuses_a_key_on_the_command_line(override, tmp_path):
     """Keys come only from the environment or a key file: an override that would carry one is
     refused before Hydra writes anything, in one line that does not echo it."""
@@ -95,14 +113,18 @@ def test_help_lists_groups():
     assert "simpo" in r.stdout and "kto" in r.stdout
 
 
-@pytest.mark.parametrize("args, needles", [
-    (["loss=dpoo"], ["Could not find 'loss/dpoo'", "available options in 'loss'", "simpo"]),
-    (["loss.betaa=0.2"], ["loss.betaa", "not in 'LossConfig'"]),
-    (["-m", "loss=dpo,nope"], ["loss/nope"]),
-])
+@pytest.mark.parametrize(
+    "args, needles",
+    [
+        (["loss=dpoo"], ["Could not find 'loss/dpoo'", "available options in 'loss'", "simpo"]),
+        (["loss.betaa=0.2"], ["loss.betaa", "not in 'LossConfig'"]),
+        (["-m", "loss=dpo,nope"], ["loss/nope"]),
+    ],
+)
 def test_cli_composition_errors_are_one_line_exit_2(args, needles, tmp_path):
-    r = run_cli([*args, f"cache_dir={tmp_path}/c", f"hydra.run.dir={tmp_path}/run",
-                 f"hydra.sweep.dir={tmp_path}/sweep"], ROOT)
+    r = run_cli(
+        [*args, f"cache_dir={tmp_path}/c", f"hydra.run.dir={tmp_path}/run", f"hydra.sweep.dir={tmp_path}/sweep"], ROOT
+    )
     assert r.returncode == 2, (r.returncode, r.stderr[-2000:])
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("po-bench: config error: "), r.stderr

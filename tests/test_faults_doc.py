@@ -11,8 +11,11 @@ REF = re.compile(r"(tests/[\w/]+\.py)::(test_\w+)")
 
 def _test_names(path):
     tree = ast.parse(path.read_text())
-    return {n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
-            and n.name.startswith("test_")}
+    return {
+        n.name
+        for n in ast.walk(tree)
+        if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name.startswith("test_")
+    }
 
 
 def test_every_referenced_test_exists():

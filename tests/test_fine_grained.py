@@ -26,6 +26,7 @@ def _compose(overrides=()):
 
 # ---- the world's steps ---------------------------------------------------------------------------
 
+
 def test_steps_are_clauses_and_gains_telescope_to_the_gold_reward():
     p = "write about apple river =>"
     y = "the apple and a castle river the river very"
@@ -45,9 +46,11 @@ def test_steps_are_clauses_and_gains_telescope_to_the_gold_reward():
 
 def test_step_pairs_share_a_correct_prefix_and_reject_the_first_erroneous_step():
     prompts = ["write about apple river =>", "write about stone =>", "write about cloud =>"]
-    samples = [["the apple castle river", "apple"],  # error at step 2 ("castle", off-topic)
-               ["the stone", "a stone"],  # no error
-               ["cloud cloud", "the cloud"]]  # error at step 2 (repeat)
+    samples = [
+        ["the apple castle river", "apple"],  # error at step 2 ("castle", off-topic)
+        ["the stone", "a stone"],  # no error
+        ["cloud cloud", "the cloud"],
+    ]  # error at step 2 (repeat)
     seen = {}
 
     def continue_fn(ctxs, n):
@@ -58,7 +61,8 @@ def test_step_pairs_share_a_correct_prefix_and_reject_the_first_erroneous_step()
     assert seen["ctxs"] == ["write about apple river => the apple", "write about cloud => cloud"]
     assert [(q["prompt"], q["chosen"], q["rejected"]) for q in pairs] == [
         ("write about apple river => the apple", " the river", " castle"),
-        ("write about cloud => cloud", " x", " cloud")]  # "the river" is off-topic there: not a correct step
+        ("write about cloud => cloud", " x", " cloud"),
+    ]  # "the river" is off-topic there: not a correct step
     for q in pairs:  # the chosen step gains at least 0 given the prefix, the rejected one loses
         assert q["gold_margin"] > 0 and q["step"] == 1
     assert stats["n_pairs"] == 2 and stats["prompts_without_error"] == 1
@@ -66,6 +70,7 @@ def test_step_pairs_share_a_correct_prefix_and_reject_the_first_erroneous_step()
 
 
 # ---- config, keys ----------------------------------------------------------------------------------
+
 
 def test_step_dpo_requires_step_pairs_and_the_field_keys_the_pairs():
     with pytest.raises(ConfigError, match="dataset.steps"):
@@ -93,19 +98,23 @@ def test_tgdpo_key_holds_its_guide_the_dpo_policy_of_the_same_run():
     validate(_compose(["loss=tgdpo"]))
 
 
-@pytest.mark.parametrize("overrides,needle", [
-    (["loss=tgdpo", "loss.guide="], "needs loss.guide"),
-    (["loss=tgdpo", "loss.guide=nope"], "no such loss config"),
-    (["loss=tgdpo", "loss.guide=simpo"], "reference-based"),
-    (["loss=dpo", "loss.guide=dpo"], "takes no guide"),
-    (["loss=tgdpo", "loss.args.alpha=-0.5"], "alpha"),
-])
+@pytest.mark.parametrize(
+    "overrides,needle",
+    [
+        (["loss=tgdpo", "loss.guide="], "needs loss.guide"),
+        (["loss=tgdpo", "loss.guide=nope"], "no such loss config"),
+        (["loss=tgdpo", "loss.guide=simpo"], "reference-based"),
+        (["loss=dpo", "loss.guide=dpo"], "takes no guide"),
+        (["loss=tgdpo", "loss.args.alpha=-0.5"], "alpha"),
+    ],
+)
 def test_tgdpo_config_errors(overrides, needle):
     with pytest.raises(ConfigError, match=needle):
         validate(_compose(overrides))
 
 
 # ---- TGDPO's loss against the paper's equation -----------------------------------------------------
+
 
 def ref_tgdpo(pc, pr, rc, rr, gc, gr, beta, alpha):
     # Zhu et al. (2025): -log sig( sum_t beta f(r^w_t) log pi/ref(y^w_t) - sum_t beta g(r^l_t) log pi/ref(y^l_t) ),
@@ -117,18 +126,36 @@ def ref_tgdpo(pc, pr, rc, rr, gc, gr, beta, alpha):
 
 def _token_batch(rows, T=5, requires_grad=False):
     """Pad per-token lists into (B, T) tensors + masks."""
+
     def pad(xs):
         return torch.tensor([x + [0.0] * (T - len(x)) for x in xs], dtype=torch.float64, requires_grad=requires_grad)
+
     def mask(xs):
         return torch.tensor([[1.0] * len(x) + [0.0] * (T - len(x)) for x in xs], dtype=torch.float64)
+
     cols = list(zip(*rows))
-    return losses.TokenStats(pad(cols[0]), pad(cols[1]), mask(cols[0]), mask(cols[1]), pad(cols[2]).detach(),
-                             pad(cols[3]).detach(), pad(cols[4]).detach(), pad(cols[5]).detach())
+    return losses.TokenStats(
+        pad(cols[0]),
+        pad(cols[1]),
+        mask(cols[0]),
+        mask(cols[1]),
+        pad(cols[2]).detach(),
+        pad(cols[3]).detach(),
+        pad(cols[4]).detach(),
+        pad(cols[5]).detach(),
+    )
 
 
 ROWS = [  # per-token log-probs: policy chosen, policy rejected, ref chosen, ref rejected, guide chosen, guide rejected
     ([-1.0, -2.0, -0.5], [-1.5, -3.0], [-1.2, -1.8, -0.9], [-1.1, -2.0], [-0.4, -2.5, -0.2], [-2.5, -2.6]),
-    ([-3.0, -0.1], [-0.7, -0.9, -4.0, -1.0], [-2.0, -0.3], [-1.0, -0.8, -3.0, -1.5], [-1.0, -0.2], [-1.6, -0.8, -5.0, -1.2]),
+    (
+        [-3.0, -0.1],
+        [-0.7, -0.9, -4.0, -1.0],
+        [-2.0, -0.3],
+        [-1.0, -0.8, -3.0, -1.5],
+        [-1.0, -0.2],
+        [-1.6, -0.8, -5.0, -1.2],
+    ),
 ]
 
 
@@ -150,17 +177,19 @@ def test_tgdpo_gradient_weights_each_token_by_its_guide_reward():
     losses.tgdpo(s, beta=beta, alpha=alpha).losses.sum().backward()
     for i, row in enumerate(ROWS):
         pc, pr, rc, rr, gc, gr = row
-        z = sum(beta * (1 + alpha * beta * (g - q)) * (p - q) for p, q, g in zip(pc, rc, gc)) - \
-            sum(beta * (1 - alpha * beta * (g - q)) * (p - q) for p, q, g in zip(pr, rr, gr))
+        z = sum(beta * (1 + alpha * beta * (g - q)) * (p - q) for p, q, g in zip(pc, rc, gc)) - sum(
+            beta * (1 - alpha * beta * (g - q)) * (p - q) for p, q, g in zip(pr, rr, gr)
+        )
         sig = 1 / (1 + math.exp(z))  # dL/dz = -sigmoid(-z)
         want_c = [-sig * beta * (1 + alpha * beta * (g - q)) for q, g in zip(rc, gc)]
         want_r = [sig * beta * (1 - alpha * beta * (g - q)) for q, g in zip(rr, gr)]
-        assert s.chosen_logps.grad[i, :len(pc)].tolist() == pytest.approx(want_c)
-        assert s.rejected_logps.grad[i, :len(pr)].tolist() == pytest.approx(want_r)
-        assert s.chosen_logps.grad[i, len(pc):].abs().sum() == 0  # padding gets nothing
+        assert s.chosen_logps.grad[i, : len(pc)].tolist() == pytest.approx(want_c)
+        assert s.rejected_logps.grad[i, : len(pr)].tolist() == pytest.approx(want_r)
+        assert s.chosen_logps.grad[i, len(pc) :].abs().sum() == 0  # padding gets nothing
 
 
 # ---- real TRL steps ----------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def pairs():
@@ -184,14 +213,25 @@ def test_tgdpo_two_real_optimizer_steps_with_a_guide(tokenizer, pairs, tmp_path)
             prm.add_(0.05 * torch.randn_like(prm))
     before = {k: v.clone() for k, v in model.state_dict().items()}
     g_before = {k: v.clone() for k, v in guide.state_dict().items()}
-    train = NS(**{**cfg.train, "max_steps": 2, "batch_size": 8, "logging_steps": 1, "progress": False,
-                  "warmup_ratio": 0.0, "lr_scheduler": "constant"})
+    train = NS(
+        **{
+            **cfg.train,
+            "max_steps": 2,
+            "batch_size": 8,
+            "logging_steps": 1,
+            "progress": False,
+            "warmup_ratio": 0.0,
+            "lr_scheduler": "constant",
+        }
+    )
     loss_cfg = NS(**{**cfg.loss, "args": dict(cfg.loss.args), "lr": 1e-3})
     with pytest.raises(ValueError, match="guide"):
-        trl_adapter.train_preference(copy.deepcopy(model), copy.deepcopy(ref), tokenizer, pairs, loss_cfg, train,
-                                     tmp_path / "noguide", 0)
-    res = trl_adapter.train_preference(model, ref, tokenizer, pairs, loss_cfg, train, tmp_path / "t", 0,
-                                       guide_model=guide)
+        trl_adapter.train_preference(
+            copy.deepcopy(model), copy.deepcopy(ref), tokenizer, pairs, loss_cfg, train, tmp_path / "noguide", 0
+        )
+    res = trl_adapter.train_preference(
+        model, ref, tokenizer, pairs, loss_cfg, train, tmp_path / "t", 0, guide_model=guide
+    )
     assert res["steps"] == 2 and math.isfinite(res["train_loss_final"])
     assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert all(torch.equal(g_before[k], v) for k, v in guide.state_dict().items())  # the guide is frozen
@@ -219,8 +259,17 @@ def test_step_dpo_two_real_optimizer_steps_on_step_pairs(tokenizer, tmp_path):
     model = models.build_tiny_model(tokenizer, hidden_size=64, num_layers=1, intermediate_size=128)
     ref = copy.deepcopy(model)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    train = NS(**{**cfg.train, "max_steps": 2, "batch_size": 8, "logging_steps": 1, "progress": False,
-                  "warmup_ratio": 0.0, "lr_scheduler": "constant"})
+    train = NS(
+        **{
+            **cfg.train,
+            "max_steps": 2,
+            "batch_size": 8,
+            "logging_steps": 1,
+            "progress": False,
+            "warmup_ratio": 0.0,
+            "lr_scheduler": "constant",
+        }
+    )
     loss_cfg = NS(**{**cfg.loss, "args": dict(cfg.loss.args), "lr": 1e-3})
     res = trl_adapter.train_preference(model, ref, tokenizer, step_pairs[:8], loss_cfg, train, tmp_path, 0)
     assert res["steps"] == 2 and math.isfinite(res["train_loss_final"])

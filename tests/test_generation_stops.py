@@ -14,7 +14,8 @@ from po_bench.generation import chat, generate
 LLAMA3_TEMPLATE = (
     "{{ bos_token }}{% for message in messages %}{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n'"
     " + message['content'] | trim + '<|eot_id|>' }}{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}")
+    "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"
+)
 
 
 @pytest.fixture(scope="module")
@@ -28,9 +29,14 @@ def llama3_tok():
     vocab = {w: i for i, w in enumerate(words)}
     tk = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
     tk.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tok = PreTrainedTokenizerFast(tokenizer_object=tk, bos_token="<|begin_of_text|>", eos_token="<|end_of_text|>",
-                                  pad_token="<|end_of_text|>", unk_token="[UNK]",
-                                  additional_special_tokens=specials[2:])
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=tk,
+        bos_token="<|begin_of_text|>",
+        eos_token="<|end_of_text|>",
+        pad_token="<|end_of_text|>",
+        unk_token="[UNK]",
+        additional_special_tokens=specials[2:],
+    )
     tok.chat_template = LLAMA3_TEMPLATE
     return tok
 
@@ -81,9 +87,16 @@ def test_mt_bench_answers_use_fastchats_per_category_temperatures():
     q = SHARED / "data" / "mt_bench" / "question.jsonl"
     if not q.is_file():
         pytest.skip("MT-Bench questions not in ../shared")
-    cfg = load_judge_config("mt_bench", base_url="http://127.0.0.1:9/v1", model="x", api_key_env=None,
-                            questions_path=str(q), reference_path=str(q.parent / "reference_answer_gpt-4.jsonl"),
-                            judge_prompts_path=str(q.parent / "judge_prompts.jsonl"), question_ids=[81, 111, 131])
+    cfg = load_judge_config(
+        "mt_bench",
+        base_url="http://127.0.0.1:9/v1",
+        model="x",
+        api_key_env=None,
+        questions_path=str(q),
+        reference_path=str(q.parent / "reference_answer_gpt-4.jsonl"),
+        judge_prompts_path=str(q.parent / "judge_prompts.jsonl"),
+        question_ids=[81, 111, 131],
+    )
     judge = MTBenchJudge(cfg)
     cats = {x["question_id"]: x["category"] for x in judge.questions()}
     calls = []
@@ -93,8 +106,16 @@ def test_mt_bench_answers_use_fastchats_per_category_temperatures():
         return [f"a{temperature}"] * len(convs)
 
     out = judge.generate_answers(answer)
-    want = {"writing": 0.7, "roleplay": 0.7, "extraction": 0.0, "math": 0.0, "coding": 0.0, "reasoning": 0.0,
-            "stem": 0.1, "humanities": 0.1}
+    want = {
+        "writing": 0.7,
+        "roleplay": 0.7,
+        "extraction": 0.0,
+        "math": 0.0,
+        "coding": 0.0,
+        "reasoning": 0.0,
+        "stem": 0.1,
+        "humanities": 0.1,
+    }
     for (a1, a2), q in zip(out, judge.questions()):
         assert a1 == a2 == f"a{want[q['category']]}", (q["question_id"], cats)
     assert {t for t, _ in calls} == {want[c] for c in cats.values()}

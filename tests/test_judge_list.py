@@ -35,9 +35,17 @@ def _cfg(overrides):
 
 
 def test_extra_judges_take_the_endpoint_the_run_set_and_keep_their_own_fields():
-    cfg = _cfg([*REAL, "judge=alpaca_eval", "judge.also=[arena_hard,{name:mt_bench,subset_size:3,max_requests:7}]",
-                "judge.base_url=http://127.0.0.1:9/v1", "judge.model=local-judge", "judge.api_key_env=null",
-                "judge.max_requests=50"])
+    cfg = _cfg(
+        [
+            *REAL,
+            "judge=alpaca_eval",
+            "judge.also=[arena_hard,{name:mt_bench,subset_size:3,max_requests:7}]",
+            "judge.base_url=http://127.0.0.1:9/v1",
+            "judge.model=local-judge",
+            "judge.api_key_env=null",
+            "judge.max_requests=50",
+        ]
+    )
     main, ah, mt = judge_configs(cfg)
     assert [j.name for j in (main, ah, mt)] == ["alpaca_eval", "arena_hard", "mt_bench"]
     for j in (ah, mt):  # the endpoint the command line changed reaches every judge
@@ -60,14 +68,17 @@ def test_without_changes_each_extra_judge_is_its_own_yaml():
     assert judge_configs(_cfg([*REAL, "judge=alpaca_eval"]))[0].name == "alpaca_eval"
 
 
-@pytest.mark.parametrize("also, needle", [
-    ("[gold]", "judge.also[0]='gold': allowed reward_model, alpaca_eval"),
-    ("[alpaca_eval]", "judge.also[0]=alpaca_eval: this run already has judge alpaca_eval"),
-    ("[mt_bench,mt_bench]", "judge.also[1]=mt_bench: this run already has judge mt_bench"),
-    ("[{name:mt_bench,bogus:1}]", "judge.also[0] (mt_bench): ConfigKeyError: Key 'bogus' not in 'JudgeConfig'"),
-    ("[{name:mt_bench,max_requests:-1}]", "judge.also[0] (mt_bench): judge.max_requests=-1: must be >= 0"),
-    ("[{name:arena_hard,base_url:null}]", "judge.also[0] (arena_hard): judge=arena_hard needs an endpoint"),
-])
+@pytest.mark.parametrize(
+    "also, needle",
+    [
+        ("[gold]", "judge.also[0]='gold': allowed reward_model, alpaca_eval"),
+        ("[alpaca_eval]", "judge.also[0]=alpaca_eval: this run already has judge alpaca_eval"),
+        ("[mt_bench,mt_bench]", "judge.also[1]=mt_bench: this run already has judge mt_bench"),
+        ("[{name:mt_bench,bogus:1}]", "judge.also[0] (mt_bench): ConfigKeyError: Key 'bogus' not in 'JudgeConfig'"),
+        ("[{name:mt_bench,max_requests:-1}]", "judge.also[0] (mt_bench): judge.max_requests=-1: must be >= 0"),
+        ("[{name:arena_hard,base_url:null}]", "judge.also[0] (arena_hard): judge=arena_hard needs an endpoint"),
+    ],
+)
 def test_judge_list_errors_are_one_line_before_compute(also, needle):
     with pytest.raises(ConfigError) as e:
         validate(_cfg([*REAL, "judge=alpaca_eval", f"judge.also={also}"]))
@@ -76,9 +87,13 @@ def test_judge_list_errors_are_one_line_before_compute(also, needle):
 
 
 def test_partial_judging_names_each_judge_with_missing_judgments():
-    m = {"judged": {"judge": "alpaca_eval+mt_bench", "n_judged": 5, "n_asked": 7, "n_request_failures": 2},
-         "judged_by": {"alpaca_eval": {"judge": "alpaca_eval", "n_judged": 3, "n_asked": 3, "n_request_failures": 0},
-                       "mt_bench": {"judge": "mt_bench", "n_judged": 2, "n_asked": 4, "n_request_failures": 2}}}
+    m = {
+        "judged": {"judge": "alpaca_eval+mt_bench", "n_judged": 5, "n_asked": 7, "n_request_failures": 2},
+        "judged_by": {
+            "alpaca_eval": {"judge": "alpaca_eval", "n_judged": 3, "n_asked": 3, "n_request_failures": 0},
+            "mt_bench": {"judge": "mt_bench", "n_judged": 2, "n_asked": 4, "n_request_failures": 2},
+        },
+    }
     msg = judging_incomplete(m)
     assert msg.startswith("mt_bench: 2 of 4 judgments made; 2 requests still failed") and "alpaca_eval" not in msg
     m["judged_by"]["mt_bench"]["n_request_failures"] = 0
@@ -88,8 +103,13 @@ def test_partial_judging_names_each_judge_with_missing_judgments():
 def _verdicts(body):
     """AlpacaEval's annotator asks for logprobs (m / M); FastChat's MT-Bench judge wants a rating."""
     if body.get("logprobs") or body.get("top_logprobs"):
-        return "m", [{"token": "m", "logprob": math.log(0.7), "top_logprobs": [
-            {"token": "m", "logprob": math.log(0.7)}, {"token": "M", "logprob": math.log(0.3)}]}]
+        return "m", [
+            {
+                "token": "m",
+                "logprob": math.log(0.7),
+                "top_logprobs": [{"token": "m", "logprob": math.log(0.7)}, {"token": "M", "logprob": math.log(0.3)}],
+            }
+        ]
     return "Rating: [[6]]", None
 
 
@@ -99,13 +119,34 @@ def test_one_run_trains_once_and_runs_every_judge(tiny_chat_model, tmp_path):
     mt = _mt_data(tmp_path)
     mt_entry = "{name:mt_bench," + ",".join(f"{k}:'{v}'" for k, v in mt.items()) + ",answer_max_new_tokens:4}"
     with FakeOpenAI(_verdicts) as srv:
-        args = ["model.kind=hub", f"model.name_or_path={tiny_chat_model}", "model.name=tiny-chat", "dataset=file",
-                f"dataset.path={d / 'train.jsonl'}", "dataset.format=conversational", "dataset.n_eval=4",
-                "train.max_steps=1", "train.batch_size=4", "train.max_length=64", "generation.max_new_tokens=4",
-                "generation.progress=false", "train.progress=false", "threads=2", f"cache_dir={tmp_path / 'cache'}",
-                "tracking=none", "judge=alpaca_eval", f"judge.eval_path={d / 'ref.json'}", "judge.length_controlled=false",
-                f"judge.base_url={srv.url}", "judge.model=fake-judge", "judge.api_key_env=null",
-                "judge.answer_max_new_tokens=4", "judge.max_retries=1", "judge.timeout=10", f"judge.also=[{mt_entry}]"]
+        args = [
+            "model.kind=hub",
+            f"model.name_or_path={tiny_chat_model}",
+            "model.name=tiny-chat",
+            "dataset=file",
+            f"dataset.path={d / 'train.jsonl'}",
+            "dataset.format=conversational",
+            "dataset.n_eval=4",
+            "train.max_steps=1",
+            "train.batch_size=4",
+            "train.max_length=64",
+            "generation.max_new_tokens=4",
+            "generation.progress=false",
+            "train.progress=false",
+            "threads=2",
+            f"cache_dir={tmp_path / 'cache'}",
+            "tracking=none",
+            "judge=alpaca_eval",
+            f"judge.eval_path={d / 'ref.json'}",
+            "judge.length_controlled=false",
+            f"judge.base_url={srv.url}",
+            "judge.model=fake-judge",
+            "judge.api_key_env=null",
+            "judge.answer_max_new_tokens=4",
+            "judge.max_retries=1",
+            "judge.timeout=10",
+            f"judge.also=[{mt_entry}]",
+        ]
         r = run_cli([*args, f"hydra.run.dir={tmp_path}/run1"], ROOT)
         assert r.returncode == 0, r.stderr[-3000:]
         rec = json.loads((tmp_path / "run1" / "run.json").read_text())
@@ -113,8 +154,13 @@ def test_one_run_trains_once_and_runs_every_judge(tiny_chat_model, tmp_path):
         assert rec["status"] == "done"
         assert m["alpaca_eval_n_judged"] == 3 and m["alpaca_eval_win_rate"] is not None
         assert m["mt_bench_score"] == pytest.approx(6.0) and m["mt_bench_n_judged"] == m["mt_bench_n_asked"] == 4
-        assert m["judged"] == {"judge": "alpaca_eval+mt_bench", "n_judged": 7, "n_asked": 7,
-                               "n_request_failures": 0, "n_parse_failures": 0}
+        assert m["judged"] == {
+            "judge": "alpaca_eval+mt_bench",
+            "n_judged": 7,
+            "n_asked": 7,
+            "n_request_failures": 0,
+            "n_parse_failures": 0,
+        }
         assert set(m["judged_by"]) == set(m["judge_client"]) == {"alpaca_eval", "mt_bench"}
         assert "message" not in m["judge_budget"]
         n_requests = len(srv.requests)

@@ -20,10 +20,19 @@ def _write(tmp, name, status, method="DPO", judged=None, metrics=None, lr=2e-4):
     d.mkdir(parents=True)
     m = {"win_rate_vs_sft": 0.6, **(metrics or {})}
     if judged:
-        m["judged"] = {"judge": "alpaca_eval", "n_judged": judged[0], "n_asked": judged[1],
-                       "n_request_failures": judged[1] - judged[0], "n_parse_failures": 0}
-    cfg = {"loss": {"name": method.lower(), "label": method, "beta": 0.1, "lr": lr, "args": {}},
-           "model": {"name": "tiny"}, "judge": {"name": "alpaca_eval"}, "seed": 0}
+        m["judged"] = {
+            "judge": "alpaca_eval",
+            "n_judged": judged[0],
+            "n_asked": judged[1],
+            "n_request_failures": judged[1] - judged[0],
+            "n_parse_failures": 0,
+        }
+    cfg = {
+        "loss": {"name": method.lower(), "label": method, "beta": 0.1, "lr": lr, "args": {}},
+        "model": {"name": "tiny"},
+        "judge": {"name": "alpaca_eval"},
+        "seed": 0,
+    }
     (d / "run.json").write_text(json.dumps({"status": status, "config": cfg, "metrics": m}))
 
 
@@ -40,8 +49,10 @@ def test_table_shows_judged_counts_and_marks_partial_rows(tmp_path):
 
 
 def test_select_best_on_a_missing_metric_is_one_clear_error():
-    rows = [{"method": "DPO", "loss.lr": 1e-6, "lc_win_rate_mean": 0.3},
-            {"method": "DPO", "loss.lr": 5e-7, "lc_win_rate_mean": float("nan")}]
+    rows = [
+        {"method": "DPO", "loss.lr": 1e-6, "lc_win_rate_mean": 0.3},
+        {"method": "DPO", "loss.lr": 5e-7, "lc_win_rate_mean": float("nan")},
+    ]
     with pytest.raises(ValueError, match="select_best by lc_win_rate: 1 of 2 grid points have no lc_win_rate"):
         table.select_best(["loss.lr"], rows, "lc_win_rate")
 
@@ -53,8 +64,14 @@ def test_permanent_judge_failures_record_the_run_partial_and_the_table_shows_it(
     the counts, and po-bench-table shows 2/3 and marks the row."""
     data = _data(tmp_path, 3)
     with FakeOpenAI(_verdict, script=["500", "500", "500"]) as srv:
-        args = [*_args(tiny_chat_model, data, srv.url, tmp_path / "cache"), "tracking=none", "judge.api_key_env=null",
-                "judge.max_concurrency=1", "judge.backoff_base=0.01", "judge.backoff_max=0.02"]
+        args = [
+            *_args(tiny_chat_model, data, srv.url, tmp_path / "cache"),
+            "tracking=none",
+            "judge.api_key_env=null",
+            "judge.max_concurrency=1",
+            "judge.backoff_base=0.01",
+            "judge.backoff_max=0.02",
+        ]
         r = run_cli([*args, f"hydra.run.dir={tmp_path}/sweep/run"], ROOT)
         assert r.returncode == 0, r.stderr[-3000:]
     rec = json.loads((tmp_path / "sweep" / "run" / "run.json").read_text())

@@ -26,37 +26,74 @@ FILE_SECRET = "sk-po-bench-PLANTED-file-93be05"
 
 def _verdict(body):
     """AlpacaEval's annotator reply: the token m with logprobs for m and M (the first output wins)."""
-    return "m", [{"token": "m", "logprob": math.log(0.7), "top_logprobs": [
-        {"token": "m", "logprob": math.log(0.7)}, {"token": "M", "logprob": math.log(0.3)}]}]
+    return "m", [
+        {
+            "token": "m",
+            "logprob": math.log(0.7),
+            "top_logprobs": [{"token": "m", "logprob": math.log(0.7)}, {"token": "M", "logprob": math.log(0.3)}],
+        }
+    ]
 
 
 def _data(tmp_path, n_instructions):
     d = tmp_path / "data"
     d.mkdir()
-    rows = [{"prompt": [{"role": "user", "content": f"question {i} about the topic"}],
-             "chosen": f"good answer {i}", "rejected": f"bad {i}"} for i in range(16)]
+    rows = [
+        {
+            "prompt": [{"role": "user", "content": f"question {i} about the topic"}],
+            "chosen": f"good answer {i}",
+            "rejected": f"bad {i}",
+        }
+        for i in range(16)
+    ]
     (d / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    ref = [{"instruction": f"Name a colour ({i}).", "output": "Blue.", "generator": "gpt4_1106_preview",
-            "dataset": "t"} for i in range(n_instructions)]
+    ref = [
+        {"instruction": f"Name a colour ({i}).", "output": "Blue.", "generator": "gpt4_1106_preview", "dataset": "t"}
+        for i in range(n_instructions)
+    ]
     (d / "ref.json").write_text(json.dumps(ref))
     return d
 
 
 def _args(model_dir, data, url, cache):
-    return ["model.kind=hub", f"model.name_or_path={model_dir}", "model.name=tiny-chat", "dataset=file",
-            f"dataset.path={data / 'train.jsonl'}", "dataset.format=conversational", "dataset.n_eval=4",
-            "train.max_steps=1", "train.batch_size=4", "train.max_length=64", "generation.max_new_tokens=4",
-            "generation.progress=false", "train.progress=false", "threads=2", f"cache_dir={cache}",
-            "judge=alpaca_eval", f"judge.eval_path={data / 'ref.json'}", "judge.length_controlled=false",
-            f"judge.base_url={url}", "judge.model=fake-judge", "judge.answer_max_new_tokens=4",
-            "judge.max_concurrency=2", "judge.timeout=10", "judge.max_retries=1"]
+    return [
+        "model.kind=hub",
+        f"model.name_or_path={model_dir}",
+        "model.name=tiny-chat",
+        "dataset=file",
+        f"dataset.path={data / 'train.jsonl'}",
+        "dataset.format=conversational",
+        "dataset.n_eval=4",
+        "train.max_steps=1",
+        "train.batch_size=4",
+        "train.max_length=64",
+        "generation.max_new_tokens=4",
+        "generation.progress=false",
+        "train.progress=false",
+        "threads=2",
+        f"cache_dir={cache}",
+        "judge=alpaca_eval",
+        f"judge.eval_path={data / 'ref.json'}",
+        "judge.length_controlled=false",
+        f"judge.base_url={url}",
+        "judge.model=fake-judge",
+        "judge.answer_max_new_tokens=4",
+        "judge.max_concurrency=2",
+        "judge.timeout=10",
+        "judge.max_retries=1",
+    ]
 
 
 def test_judge_budget_stops_the_run_cleanly_and_rerun_pays_only_the_rest(tiny_chat_model, tmp_path):
     data = _data(tmp_path, 3)
     with FakeOpenAI(_verdict) as srv:
-        args = [*_args(tiny_chat_model, data, srv.url, tmp_path / "cache"), "tracking=none", "judge.api_key_env=null",
-                "judge.price_input_per_mtok=1", "judge.price_output_per_mtok=2"]
+        args = [
+            *_args(tiny_chat_model, data, srv.url, tmp_path / "cache"),
+            "tracking=none",
+            "judge.api_key_env=null",
+            "judge.price_input_per_mtok=1",
+            "judge.price_output_per_mtok=2",
+        ]
         r = run_cli([*args, "judge.max_requests=1", f"hydra.run.dir={tmp_path}/run1"], ROOT)
         assert r.returncode == 3, r.stderr[-3000:]
         assert len(srv.requests) == 1  # the cap: one request reached the server
@@ -65,9 +102,14 @@ def test_judge_budget_stops_the_run_cleanly_and_rerun_pays_only_the_rest(tiny_ch
         assert "Traceback" not in r.stderr
         rec = json.loads((tmp_path / "run1" / "run.json").read_text())
         m = rec["metrics"]
-        assert rec["status"] == "failed" and rec["error"] == last[len("po-bench: "):]
-        assert (m["alpaca_eval_budget_exhausted"], m["alpaca_eval_n_asked"], m["alpaca_eval_n_not_judged_budget"],
-                m["alpaca_eval_n_judged"], m["alpaca_eval_n_request_failures"]) == (True, 3, 2, 1, 0)
+        assert rec["status"] == "failed" and rec["error"] == last[len("po-bench: ") :]
+        assert (
+            m["alpaca_eval_budget_exhausted"],
+            m["alpaca_eval_n_asked"],
+            m["alpaca_eval_n_not_judged_budget"],
+            m["alpaca_eval_n_judged"],
+            m["alpaca_eval_n_request_failures"],
+        ) == (True, 3, 2, 1, 0)
         assert m["judge_budget"]["requests_sent"] == 1 and m["judge_budget"]["not_sent"] == 2
         assert m["judge_client"]["cost_usd"] == pytest.approx((100 * 1 + 5 * 2) / 1e6)
         assert m["implicit_reward_accuracy"] is not None and m["train_loss_final"] is not None  # the rest is kept
@@ -98,10 +140,17 @@ def test_judge_key_never_lands_in_the_output_tree(tiny_chat_model, tmp_path):
 
     # 1. a sweep of two runs, wandb offline, the key in the environment variable judge.api_key_env names
     with FakeOpenAI(_verdict, require_key=ENV_SECRET) as srv:
-        args = [*_args(tiny_chat_model, data, srv.url, out / "cache"), "judge.api_key_env=PO_BENCH_TEST_JUDGE_KEY",
-                "tracking=wandb", "tracking.mode=offline"]
-        r = run_cli(["-m", *args, "loss=dpo,simpo", f"hydra.sweep.dir={out}/sweep", "hydra.sweep.subdir=${hydra.job.num}"],
-                    ROOT, env_extra=env)
+        args = [
+            *_args(tiny_chat_model, data, srv.url, out / "cache"),
+            "judge.api_key_env=PO_BENCH_TEST_JUDGE_KEY",
+            "tracking=wandb",
+            "tracking.mode=offline",
+        ]
+        r = run_cli(
+            ["-m", *args, "loss=dpo,simpo", f"hydra.sweep.dir={out}/sweep", "hydra.sweep.subdir=${hydra.job.num}"],
+            ROOT,
+            env_extra=env,
+        )
         outputs.append(r.stdout + r.stderr)
         assert r.returncode == 0, r.stderr[-3000:]
         runs = read_runs(out / "sweep")
@@ -112,17 +161,26 @@ def test_judge_key_never_lands_in_the_output_tree(tiny_chat_model, tmp_path):
         assert len(list((out / "sweep").glob("*/wandb/offline-run-*"))) == 2
 
         # keys passed as overrides are refused before anything is written
-        for sneak in (f"+judge.api_key={ENV_SECRET}", f"judge.api_key_env={ENV_SECRET}",
-                      f"hydra.job.env_set.OPENAI_API_KEY={ENV_SECRET}"):
+        for sneak in (
+            f"+judge.api_key={ENV_SECRET}",
+            f"judge.api_key_env={ENV_SECRET}",
+            f"hydra.job.env_set.OPENAI_API_KEY={ENV_SECRET}",
+        ):
             r = run_cli(["-m", *args, sneak, f"hydra.sweep.dir={out}/sneak"], ROOT, env_extra=env)
             outputs.append(r.stdout + r.stderr)
             assert r.returncode == 2 and "config error" in r.stderr and not (out / "sneak").exists()
 
     # 2. the key in a file (judge.api_key_file wins; the environment variable is not set)
     with FakeOpenAI(_verdict, require_key=FILE_SECRET) as srv:
-        args = [*_args(tiny_chat_model, data, srv.url, out / "cache"), "judge.api_key_env=PO_BENCH_TEST_JUDGE_KEY",
-                f"judge.api_key_file={secret_dir / 'judge.key'}", f"judge.cache.dir={out}/judge_cache_file",
-                "tracking=wandb", "tracking.mode=offline", "loss=dpo"]
+        args = [
+            *_args(tiny_chat_model, data, srv.url, out / "cache"),
+            "judge.api_key_env=PO_BENCH_TEST_JUDGE_KEY",
+            f"judge.api_key_file={secret_dir / 'judge.key'}",
+            f"judge.cache.dir={out}/judge_cache_file",
+            "tracking=wandb",
+            "tracking.mode=offline",
+            "loss=dpo",
+        ]
         r = run_cli([*args, f"hydra.run.dir={out}/keyfile"], ROOT, env_extra={"WANDB_API_KEY": ""})
         outputs.append(r.stdout + r.stderr)
         assert r.returncode == 0, r.stderr[-3000:]

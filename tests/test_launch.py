@@ -8,7 +8,6 @@ import json
 import os
 import socket
 import subprocess
-import sys
 
 import pytest
 import torch
@@ -36,6 +35,7 @@ def _port() -> int:
 
 # ---- batch arithmetic ---------------------------------------------------------------------------
 
+
 def test_global_batch_sets_the_accumulation_from_the_world_size():
     cfg = _compose(["launch=zero3", "launch.dry_run=true", "train.global_batch_size=128", "train.batch_size=2"])
     validate(cfg)
@@ -46,7 +46,9 @@ def test_global_batch_sets_the_accumulation_from_the_world_size():
 
 def test_global_batch_that_does_not_divide_is_a_config_error():
     with pytest.raises(ConfigError, match=r"global_batch_size=100 does not divide .* multiple of 48"):
-        validate(_compose(["launch=ddp", "launch.num_processes=3", "train.global_batch_size=100", "train.batch_size=16"]))
+        validate(
+            _compose(["launch=ddp", "launch.num_processes=3", "train.global_batch_size=100", "train.batch_size=16"])
+        )
 
 
 def test_local_launch_with_several_processes_is_refused():
@@ -65,30 +67,54 @@ def test_deepspeed_without_gpus_says_how_to_dry_run():
 
 # ---- launch command lines -------------------------------------------------------------------------
 
+
 def test_cpu_ddp_uses_torchrun_and_gpu_strategies_use_accelerate():
-    cpu = launcher.command(OmegaConf.create({**_compose(["launch=ddp"]).launch, "num_processes": 2,
-                                             "launcher": "torchrun"}), ["sft", "s.json"])
+    cpu = launcher.command(
+        OmegaConf.create({**_compose(["launch=ddp"]).launch, "num_processes": 2, "launcher": "torchrun"}),
+        ["sft", "s.json"],
+    )
     assert cpu[1:3] == ["-m", "torch.distributed.run"] and cpu[cpu.index("--nproc_per_node") + 1] == "2"
     assert cpu[-4:] == ["-m", "po_bench.stages", "sft", "s.json"]
-    z3 = launcher.command(_compose(["launch=zero3", "launch.num_machines=2", "launch.machine_rank=1",
-                                   "launch.main_process_port=29500"]).launch, ["policy"],
-                          precision="bf16-mixed")
+    z3 = launcher.command(
+        _compose(
+            ["launch=zero3", "launch.num_machines=2", "launch.machine_rank=1", "launch.main_process_port=29500"]
+        ).launch,
+        ["policy"],
+        precision="bf16-mixed",
+    )
     assert z3[1:3] == ["-m", "accelerate.commands.launch"]
     assert z3[z3.index("--config_file") + 1] == str(ROOT / "conf" / "accelerate" / "deepspeed_zero3.yaml")
-    assert (z3[z3.index("--num_processes") + 1], z3[z3.index("--num_machines") + 1],
-            z3[z3.index("--machine_rank") + 1], z3[z3.index("--mixed_precision") + 1]) == ("16", "2", "1", "bf16")
+    assert (
+        z3[z3.index("--num_processes") + 1],
+        z3[z3.index("--num_machines") + 1],
+        z3[z3.index("--machine_rank") + 1],
+        z3[z3.index("--mixed_precision") + 1],
+    ) == ("16", "2", "1", "bf16")
 
 
 def test_multi_node_under_slurm_starts_one_launcher_per_node():
-    cmd = launcher.command(_compose(["launch=fsdp", "launch.num_machines=4", "launch.srun=true", "launch.main_process_port=29500",
-                                     "launch.launcher=accelerate"]).launch, ["policy"])
+    cmd = launcher.command(
+        _compose(
+            [
+                "launch=fsdp",
+                "launch.num_machines=4",
+                "launch.srun=true",
+                "launch.main_process_port=29500",
+                "launch.launcher=accelerate",
+            ]
+        ).launch,
+        ["policy"],
+    )
     assert cmd[:5] == ["srun", "--ntasks-per-node", "1", "--nodes", "4"]
     assert "--machine_rank $SLURM_NODEID" in cmd[-1]  # expanded by each node's shell
 
 
 def test_dry_run_prints_the_launch_commands(tmp_path):
-    r = run_cli(["launch=zero3", "launch.dry_run=true", f"cache_dir={tmp_path}/c", f"hydra.run.dir={tmp_path}/r"],
-                ROOT, timeout=300)
+    r = run_cli(
+        ["launch=zero3", "launch.dry_run=true", f"cache_dir={tmp_path}/c", f"hydra.run.dir={tmp_path}/r"],
+        ROOT,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     lines = [ln for ln in r.stdout.splitlines() if ln.startswith(("sft:", "policy:"))]
     assert [ln.split(":")[0] for ln in lines] == ["sft", "policy"]
@@ -97,6 +123,7 @@ def test_dry_run_prints_the_launch_commands(tmp_path):
 
 
 # ---- rank-0-only writes, checkpoint cleanup ----------------------------------------------------------
+
 
 def test_only_rank_zero_writes_a_training_artifact(tmp_path, monkeypatch):
     from po_bench import stages
@@ -125,6 +152,7 @@ def test_checkpoints_are_deleted_once_an_artifact_is_complete(tmp_path):
 
 # ---- token-bounded scoring -----------------------------------------------------------------------------
 
+
 def test_scoring_batches_are_bounded_by_tokens_not_sequences(tokenizer):
     from po_bench.generation.logprobs import completion_logps, token_batches
     from po_bench.training.models import build_tiny_model
@@ -145,10 +173,18 @@ def test_scoring_batches_are_bounded_by_tokens_not_sequences(tokenizer):
 
 # ---- real process groups on CPU (gloo) -------------------------------------------------------------
 
+
 @pytest.mark.slow
 def test_ddp_two_processes_train_a_world_run_and_a_sweep(tmp_path):
-    args = [*SMALL, "threads=1", "launch=ddp", "launch.num_processes=2",  # no port: torchrun --standalone
-            "train.global_batch_size=16", "train.batch_size=8", f"cache_dir={tmp_path}/cache"]
+    args = [
+        *SMALL,
+        "threads=1",
+        "launch=ddp",
+        "launch.num_processes=2",  # no port: torchrun --standalone
+        "train.global_batch_size=16",
+        "train.batch_size=8",
+        f"cache_dir={tmp_path}/cache",
+    ]
     r = run_cli(["-m", "loss=dpo,ipo", *args, f"hydra.sweep.dir={tmp_path}/sweep"], ROOT, timeout=1500)
     assert r.returncode == 0, r.stderr[-3000:]
     runs = read_runs(tmp_path / "sweep")
@@ -156,7 +192,9 @@ def test_ddp_two_processes_train_a_world_run_and_a_sweep(tmp_path):
     for run in runs:
         t = run["metrics"]["train"]
         assert (t["world_size"], t["per_device_batch"], t["grad_accum"], t["global_batch"]) == (2, 8, 1, 16)
-        assert run["metrics"]["kl_to_ref"] != 0.0 and run["metrics"]["gold_reward"] is not None  # trained: moved off SFT
+        assert (
+            run["metrics"]["kl_to_ref"] != 0.0 and run["metrics"]["gold_reward"] is not None
+        )  # trained: moved off SFT
     policies = list((tmp_path / "cache" / "v2" / "policy").glob("*/train_metrics.json"))
     assert len(policies) == 2  # one artifact per policy, written once (by rank 0), nothing left in work folders
     assert not list((tmp_path / "cache" / "v2" / "policy").glob(".*.work"))
@@ -164,8 +202,16 @@ def test_ddp_two_processes_train_a_world_run_and_a_sweep(tmp_path):
 
 @pytest.mark.slow
 def test_fsdp_trains_on_cpu_and_saves_weights_that_reload(tmp_path):
-    args = [*SMALL, "threads=1", "launch=fsdp", "launch.num_processes=2", f"launch.main_process_port={_port()}",
-            "train.max_steps=2", f"cache_dir={tmp_path}/cache", f"hydra.run.dir={tmp_path}/run"]
+    args = [
+        *SMALL,
+        "threads=1",
+        "launch=fsdp",
+        "launch.num_processes=2",
+        f"launch.main_process_port={_port()}",
+        "train.max_steps=2",
+        f"cache_dir={tmp_path}/cache",
+        f"hydra.run.dir={tmp_path}/run",
+    ]
     r = run_cli(args, ROOT, timeout=1500)
     assert r.returncode == 0, r.stderr[-3000:]
     rec = json.loads((tmp_path / "run" / "run.json").read_text())
@@ -177,10 +223,10 @@ def test_fsdp_trains_on_cpu_and_saves_weights_that_reload(tmp_path):
 def test_two_machine_ranks_on_localhost(tmp_path):
     """``launch.num_machines=2``: two launchers (node ranks 0 and 1, as srun starts them on two
     nodes) form one process group and build one artifact."""
-    from po_bench.store import Store
 
-    cfg = _compose([*SMALL, "launch=ddp", "launch.num_processes=1", "launch.num_machines=2",
-                    f"launch.main_process_port={_port()}"])
+    cfg = _compose(
+        [*SMALL, "launch=ddp", "launch.num_processes=1", "launch.num_machines=2", f"launch.main_process_port={_port()}"]
+    )
     spec = plan(cfg).sft
     out = tmp_path / "sft"
     out.mkdir()
@@ -189,10 +235,23 @@ def test_two_machine_ranks_on_localhost(tmp_path):
     procs = []
     for node in (0, 1):
         node_launch = OmegaConf.create({**la, "machine_rank": node, "launcher": "torchrun"})
-        cmd = launcher.command(node_launch, ["sft", str(out / "spec.json"), "--store", str(tmp_path / "store"),
-                                             "--into", str(out), "--launch", json.dumps(la)])
+        cmd = launcher.command(
+            node_launch,
+            [
+                "sft",
+                str(out / "spec.json"),
+                "--store",
+                str(tmp_path / "store"),
+                "--into",
+                str(out),
+                "--launch",
+                json.dumps(la),
+            ],
+        )
         env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
-        procs.append(subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+        procs.append(
+            subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        )
     outs = [p.communicate(timeout=1200)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs[0][-2000:] + outs[1][-2000:]
     facts = json.loads((out / "train_metrics.json").read_text())
@@ -200,7 +259,6 @@ def test_two_machine_ranks_on_localhost(tmp_path):
     from transformers import AutoModelForCausalLM
 
     AutoModelForCausalLM.from_pretrained(str(out))  # consolidated weights that reload
-
 
 
 def test_one_machine_without_a_port_takes_a_free_one_and_several_machines_need_one():

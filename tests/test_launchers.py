@@ -33,12 +33,28 @@ SWEEP_TIMEOUT = 240  # a job killed outside Python can leave submitit polling fo
 
 # ---- configs (fast) ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name, target, values", [
-    ("slurm", "SlurmLauncher", {"timeout_min": 1440, "gpus_per_node": 1, "cpus_per_task": 8, "mem_gb": 64,
-                                "tasks_per_node": 1, "nodes": 1, "partition": None, "max_num_timeout": 3}),
-    ("local", "LocalLauncher", {"timeout_min": 240, "tasks_per_node": 1}),
-    ("parallel", "JoblibLauncher", {"n_jobs": 2, "prefer": "processes"}),
-])
+
+@pytest.mark.parametrize(
+    "name, target, values",
+    [
+        (
+            "slurm",
+            "SlurmLauncher",
+            {
+                "timeout_min": 1440,
+                "gpus_per_node": 1,
+                "cpus_per_task": 8,
+                "mem_gb": 64,
+                "tasks_per_node": 1,
+                "nodes": 1,
+                "partition": None,
+                "max_num_timeout": 3,
+            },
+        ),
+        ("local", "LocalLauncher", {"timeout_min": 240, "tasks_per_node": 1}),
+        ("parallel", "JoblibLauncher", {"n_jobs": 2, "prefer": "processes"}),
+    ],
+)
 def test_launcher_configs_compose(name, target, values, monkeypatch):
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
@@ -55,8 +71,9 @@ def test_launcher_configs_compose(name, target, values, monkeypatch):
             assert cfg.hydra.launcher[key] == value, key
         # the plugin's schema types the preset: a misspelt key fails at composition
         with pytest.raises(Exception, match="nosuchkey"):
-            compose("config", overrides=[f"hydra/launcher={name}", "hydra.launcher.nosuchkey=1"],
-                    return_hydra_config=True)
+            compose(
+                "config", overrides=[f"hydra/launcher={name}", "hydra.launcher.nosuchkey=1"], return_hydra_config=True
+            )
     if name == "slurm":
         monkeypatch.setenv("PO_BENCH_SLURM_PARTITION", "gpu")
         with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
@@ -93,6 +110,7 @@ def test_slurm_scripts_parse():
 
 # ---- sweeps (slow) ----------------------------------------------------------------------------
 
+
 def _done_runs(sweep: Path) -> list[dict]:
     runs = read_runs(sweep)
     assert len(runs) == 2, [r["_dir"] for r in runs]
@@ -109,8 +127,18 @@ def _tail(paths, n=3000) -> str:
 @pytest.mark.slow
 def test_joblib_parallel_sweep(tmp_path):
     sweep = tmp_path / "sweep"
-    r = run_cli(["-m", "hydra/launcher=parallel", "hydra.launcher.n_jobs=2", *SWEEP,
-                 f"cache_dir={tmp_path}/cache", f"hydra.sweep.dir={sweep}"], ROOT, timeout=SWEEP_TIMEOUT)
+    r = run_cli(
+        [
+            "-m",
+            "hydra/launcher=parallel",
+            "hydra.launcher.n_jobs=2",
+            *SWEEP,
+            f"cache_dir={tmp_path}/cache",
+            f"hydra.sweep.dir={sweep}",
+        ],
+        ROOT,
+        timeout=SWEEP_TIMEOUT,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     runs = _done_runs(sweep)
     assert "Joblib.Parallel(n_jobs=2," in r.stdout + r.stderr
@@ -126,8 +154,18 @@ def test_joblib_parallel_sweep(tmp_path):
 @pytest.mark.slow
 def test_submitit_local_sweep(tmp_path):
     sweep = tmp_path / "sweep"
-    r = run_cli(["-m", "hydra/launcher=local", *SWEEP, f"cache_dir={tmp_path}/cache", f"hydra.sweep.dir={sweep}",
-                 "hydra.launcher.timeout_min=5"], ROOT, timeout=SWEEP_TIMEOUT)
+    r = run_cli(
+        [
+            "-m",
+            "hydra/launcher=local",
+            *SWEEP,
+            f"cache_dir={tmp_path}/cache",
+            f"hydra.sweep.dir={sweep}",
+            "hydra.launcher.timeout_min=5",
+        ],
+        ROOT,
+        timeout=SWEEP_TIMEOUT,
+    )
     assert r.returncode == 0, r.stderr[-3000:] + _tail((sweep / ".submitit").rglob("*.out"))
     _done_runs(sweep)
     assert len(list((sweep / ".submitit").rglob("*_result.pkl"))) == 2
@@ -161,15 +199,17 @@ def slurm_cluster():
     folder.chmod(0o755)  # munged: every folder on its socket path must be reachable (x) by all
     env = dict(os.environ, PO_BENCH_SLURM_PORT=str(_free_port_pair()), PO_BENCH_SLURM_PARTITION="debug")
     try:
-        up = subprocess.run([str(SCRIPTS / "slurm_up.sh"), str(folder)], env=env, capture_output=True,
-                            text=True, timeout=600)
+        up = subprocess.run(
+            [str(SCRIPTS / "slurm_up.sh"), str(folder)], env=env, capture_output=True, text=True, timeout=600
+        )
         if up.returncode == 3:  # packages missing and apt-get could not install them
             pytest.skip(f"slurm/munge not installable here: {up.stderr.strip()[-500:]}")
         assert up.returncode == 0, up.stderr[-3000:]
         yield up.stdout.strip().splitlines()[-1], "debug"
     finally:
-        down = subprocess.run([str(SCRIPTS / "slurm_down.sh"), str(folder)], capture_output=True, text=True,
-                              timeout=120)
+        down = subprocess.run(
+            [str(SCRIPTS / "slurm_down.sh"), str(folder)], capture_output=True, text=True, timeout=120
+        )
         shutil.rmtree(folder, ignore_errors=True)
         assert down.returncode == 0, down.stderr[-2000:]
 
@@ -179,18 +219,39 @@ def test_submitit_slurm_sweep(tmp_path, slurm_cluster):
     conf, partition = slurm_cluster
     env = {"SLURM_CONF": conf}
     # the jobs run this python (submitit: sys.executable) and unpickle po_bench's task there
-    check = subprocess.run([sys.executable, "-c", "import po_bench, submitit, hydra_plugins.hydra_submitit_launcher"],
-                           cwd="/", capture_output=True, text=True)
+    check = subprocess.run(
+        [sys.executable, "-c", "import po_bench, submitit, hydra_plugins.hydra_submitit_launcher"],
+        cwd="/",
+        capture_output=True,
+        text=True,
+    )
     assert check.returncode == 0, check.stderr
     sweep = tmp_path / "sweep"
-    launcher = [f"hydra.launcher.partition={partition or 'null'}", "hydra.launcher.gpus_per_node=null",
-                "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=2", "hydra.launcher.timeout_min=5"]
+    launcher = [
+        f"hydra.launcher.partition={partition or 'null'}",
+        "hydra.launcher.gpus_per_node=null",
+        "hydra.launcher.cpus_per_task=1",
+        "hydra.launcher.mem_gb=2",
+        "hydra.launcher.timeout_min=5",
+    ]
     try:
-        r = run_cli(["-m", "hydra/launcher=slurm", *launcher, *SWEEP, f"cache_dir={tmp_path}/cache",
-                     f"hydra.sweep.dir={sweep}"], ROOT, env_extra=env, timeout=SWEEP_TIMEOUT)
+        r = run_cli(
+            [
+                "-m",
+                "hydra/launcher=slurm",
+                *launcher,
+                *SWEEP,
+                f"cache_dir={tmp_path}/cache",
+                f"hydra.sweep.dir={sweep}",
+            ],
+            ROOT,
+            env_extra=env,
+            timeout=SWEEP_TIMEOUT,
+        )
     except subprocess.TimeoutExpired:
-        pytest.fail(f"sweep on Slurm did not finish in {SWEEP_TIMEOUT}s\n"
-                    + _tail(sorted((sweep / ".submitit").rglob("*.out"))))
+        pytest.fail(
+            f"sweep on Slurm did not finish in {SWEEP_TIMEOUT}s\n" + _tail(sorted((sweep / ".submitit").rglob("*.out")))
+        )
     assert r.returncode == 0, r.stderr[-3000:] + _tail(sorted((sweep / ".submitit").rglob("*.out")))
     _done_runs(sweep)
     # one job array, two tasks <id>_0 and <id>_1, submitted with the launcher's settings and this python
@@ -207,8 +268,13 @@ def test_submitit_slurm_sweep(tmp_path, slurm_cluster):
     # written, a moment before the job steps end; slurmctld keeps ended jobs for MinJobAge=300 s)
     if not os.environ.get("PO_BENCH_SLURM_CONF"):
         for _ in range(60):
-            show = subprocess.run(["scontrol", "-o", "show", "job", array_id], env=dict(os.environ, **env),
-                                  capture_output=True, text=True, timeout=30)
+            show = subprocess.run(
+                ["scontrol", "-o", "show", "job", array_id],
+                env=dict(os.environ, **env),
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
             assert show.returncode == 0, show.stderr
             states = [w for w in show.stdout.split() if w.startswith("JobState=")]
             if states == ["JobState=COMPLETED"] * 2:
@@ -232,8 +298,11 @@ def test_slurm_jobs_take_their_shape_from_the_launch_and_sweeps_are_chunked():
     from po_bench.app import CONF_DIR
 
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose("config", overrides=["hydra/launcher=slurm", "launch=fsdp", "launch.num_machines=2"],
-                      return_hydra_config=True)
+        cfg = compose(
+            "config",
+            overrides=["hydra/launcher=slurm", "launch=fsdp", "launch.num_machines=2"],
+            return_hydra_config=True,
+        )
     assert (cfg.hydra.launcher.nodes, cfg.hydra.launcher.gpus_per_node, cfg.hydra.launcher.tasks_per_node) == (2, 8, 1)
     assert cfg.hydra.sweeper.max_batch_size == 1000
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -252,17 +321,42 @@ def test_slurm_requeue_resumes_training_from_its_last_checkpoint(tmp_path, slurm
     env = dict(os.environ, SLURM_CONF=conf, TOKENIZERS_PARALLELISM="false", HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT))
     env.pop("PO_BENCH_CACHE", None)
     cache, sweep = tmp_path / "cache", tmp_path / "sweep"
-    args = ["-m", "hydra/launcher=slurm", f"hydra.launcher.partition={partition or 'null'}",
-            "hydra.launcher.gpus_per_node=null", "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=2",
-            "hydra.launcher.timeout_min=20", "hydra.launcher.max_num_timeout=2",
-            "dataset.n_sft=200", "dataset.n_pref=256", "dataset.n_eval=16", "dataset.n_ood=8", "train.sft_epochs=1",
-            # batch 32: ~10 s of training on an idle 2-core machine (batch 4 trained 300 steps in 5 s, and the
-            # requeue, SIGKILL after Slurm's KillWait, landed after the policy was published)
-            "train.batch_size=32", "train.max_steps=300", "train.save_steps=20", "train.logging_steps=10", "threads=1",
-            "tracking=none", "generation.progress=false", "train.progress=false", "loss=dpo",
-            f"cache_dir={cache}", f"hydra.sweep.dir={sweep}"]
-    proc = subprocess.Popen([sys.executable, "-m", "po_bench", *args], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    args = [
+        "-m",
+        "hydra/launcher=slurm",
+        f"hydra.launcher.partition={partition or 'null'}",
+        "hydra.launcher.gpus_per_node=null",
+        "hydra.launcher.cpus_per_task=1",
+        "hydra.launcher.mem_gb=2",
+        "hydra.launcher.timeout_min=20",
+        "hydra.launcher.max_num_timeout=2",
+        "dataset.n_sft=200",
+        "dataset.n_pref=256",
+        "dataset.n_eval=16",
+        "dataset.n_ood=8",
+        "train.sft_epochs=1",
+        # batch 32: ~10 s of training on an idle 2-core machine (batch 4 trained 300 steps in 5 s, and the
+        # requeue, SIGKILL after Slurm's KillWait, landed after the policy was published)
+        "train.batch_size=32",
+        "train.max_steps=300",
+        "train.save_steps=20",
+        "train.logging_steps=10",
+        "threads=1",
+        "tracking=none",
+        "generation.progress=false",
+        "train.progress=false",
+        "loss=dpo",
+        f"cache_dir={cache}",
+        f"hydra.sweep.dir={sweep}",
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "po_bench", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 600
         while not list((cache / "v2" / "policy").glob(".*.work/trainer/checkpoint-*/trainer_state.json")):
@@ -281,11 +375,17 @@ def test_slurm_requeue_resumes_training_from_its_last_checkpoint(tmp_path, slurm
     show = subprocess.run(["scontrol", "-o", "show", "job", job], env=env, capture_output=True, text=True, timeout=30)
     assert "Restarts=1" in show.stdout or show.returncode != 0  # slurmctld may already have purged the job
     (run,) = _done_runs_list(sweep)
-    assert {k.split("/")[0] for k in run["metrics"]["artifacts"]["hits"]} >= {"sft", "pairs"}  # reused after the requeue
+    assert {k.split("/")[0] for k in run["metrics"]["artifacts"]["hits"]} >= {
+        "sft",
+        "pairs",
+    }  # reused after the requeue
     (policy,) = (cache / "v2" / "policy").glob("*/train_metrics.json")
     facts = json.loads(policy.read_text())
-    assert facts["resumed"] and facts["history"][0]["step"] > 20 and facts["steps"] == 300, \
-        (facts.get("resumed"), facts.get("steps"), [h.get("step") for h in facts.get("history", [])][:3])
+    assert facts["resumed"] and facts["history"][0]["step"] > 20 and facts["steps"] == 300, (
+        facts.get("resumed"),
+        facts.get("steps"),
+        [h.get("step") for h in facts.get("history", [])][:3],
+    )
     assert not list(policy.parent.glob("trainer/checkpoint-*"))  # cleaned up once complete
 
 

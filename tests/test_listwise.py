@@ -33,8 +33,11 @@ def ref_labels(scores, label):
     n = len(scores)
     if label == "score":
         return list(scores)
-    return [sum(1.0 if scores[i] > scores[j] else 0.5 if scores[i] == scores[j] else 0.0
-                for j in range(n) if j != i) / (n - 1) for i in range(n)]
+    return [
+        sum(1.0 if scores[i] > scores[j] else 0.5 if scores[i] == scores[j] else 0.0 for j in range(n) if j != i)
+        / (n - 1)
+        for i in range(n)
+    ]
 
 
 def ref_positions(values):
@@ -88,8 +91,13 @@ def ref_adpo_list(lp, rp, scores, beta, tau):
 
 FORMULAS = {
     "lipo": (ref_lipo, [{"beta": 0.5, "label": "win_rate"}, {"beta": 0.1, "label": "score"}]),
-    "irpo": (ref_irpo, [{"beta": 0.5, "label": "win_rate", "position": "policy"},
-                        {"beta": 1.0, "label": "score", "position": "label"}]),
+    "irpo": (
+        ref_irpo,
+        [
+            {"beta": 0.5, "label": "win_rate", "position": "policy"},
+            {"beta": 1.0, "label": "score", "position": "label"},
+        ],
+    ),
     "adpo_list": (ref_adpo_list, [{"beta": 0.5, "tau": 1.0}, {"beta": 2.0, "tau": 0.3}]),
 }
 
@@ -143,7 +151,7 @@ def test_gradient_matches_the_equation(name):
         for b, (lp, rp, sc) in enumerate(LISTS):
             for i in range(len(lp)):
                 assert s.logps.grad[b, i].item() == pytest.approx(_num_grad(ref_fn, lp, i, rp, sc, hp), abs=1e-6)
-            assert torch.all(s.logps.grad[b, len(lp):] == 0)  # padded entries get no gradient
+            assert torch.all(s.logps.grad[b, len(lp) :] == 0)  # padded entries get no gradient
 
 
 @pytest.mark.parametrize("name", sorted(FORMULAS))
@@ -185,6 +193,7 @@ def test_win_rate_labels_and_positions():
 
 # ---- config-time errors ----------------------------------------------------------------------------------
 
+
 def _compose(overrides):
     from hydra import compose, initialize_config_dir
 
@@ -195,20 +204,29 @@ def _compose(overrides):
 LIST_DATA = ["dataset.pair_strategy=list", "dataset.k_samples=4"]
 
 
-@pytest.mark.parametrize("overrides, needle", [
-    (["loss=lipo"], "loss=lipo needs dataset.pair_strategy=list (got best_vs_rest)"),
-    (["loss=irpo", "dataset.pair_strategy=list"], "loss=irpo needs dataset.k_samples=4 (got 2)"),
-    (["loss=dpo", *LIST_DATA], "dataset.pair_strategy=list builds rated lists, not pairs: loss=dpo needs pairs"),
-    (["loss=lipo", *LIST_DATA, "noise=flip", "noise.rate=0.1"], "dataset.pair_strategy=list has no pairs"),
-    (["loss=lipo", *LIST_DATA, "dataset.curriculum=easy_to_hard"], "set dataset.curriculum=none"),
-    (["loss=lipo", *LIST_DATA, "loss.args.label=rank"], "loss.args.label='rank' for lipo: allowed win_rate, score"),
-    (["loss=irpo", *LIST_DATA, "loss.args.position=x"], "loss.args.position='x' for irpo: allowed policy, label"),
-    (["loss=adpo_list", *LIST_DATA, "loss.args.tau=0"], "loss.args.tau=0 for adpo_list: allowed (0, inf)"),
-    (["loss=adpo_list", *LIST_DATA, "loss.args.anchor=ema"], "loss.args.anchor='ema' for adpo_list: allowed fixed, dynamic"),
-    (["loss=adpo_list", *LIST_DATA, "loss.args.anchor_rate=0"], "loss.args.anchor_rate=0 for adpo_list: allowed (0, 1]"),
-    (["loss=lipo", *LIST_DATA, "+loss.args.gamma=1"], "loss.args.gamma is not a hyperparameter of lipo"),
-    (["loss=adpo_list", *LIST_DATA, "loss.args.anchor=dynamic", "model.lora.enabled=true"], "anchor=dynamic"),
-])
+@pytest.mark.parametrize(
+    "overrides, needle",
+    [
+        (["loss=lipo"], "loss=lipo needs dataset.pair_strategy=list (got best_vs_rest)"),
+        (["loss=irpo", "dataset.pair_strategy=list"], "loss=irpo needs dataset.k_samples=4 (got 2)"),
+        (["loss=dpo", *LIST_DATA], "dataset.pair_strategy=list builds rated lists, not pairs: loss=dpo needs pairs"),
+        (["loss=lipo", *LIST_DATA, "noise=flip", "noise.rate=0.1"], "dataset.pair_strategy=list has no pairs"),
+        (["loss=lipo", *LIST_DATA, "dataset.curriculum=easy_to_hard"], "set dataset.curriculum=none"),
+        (["loss=lipo", *LIST_DATA, "loss.args.label=rank"], "loss.args.label='rank' for lipo: allowed win_rate, score"),
+        (["loss=irpo", *LIST_DATA, "loss.args.position=x"], "loss.args.position='x' for irpo: allowed policy, label"),
+        (["loss=adpo_list", *LIST_DATA, "loss.args.tau=0"], "loss.args.tau=0 for adpo_list: allowed (0, inf)"),
+        (
+            ["loss=adpo_list", *LIST_DATA, "loss.args.anchor=ema"],
+            "loss.args.anchor='ema' for adpo_list: allowed fixed, dynamic",
+        ),
+        (
+            ["loss=adpo_list", *LIST_DATA, "loss.args.anchor_rate=0"],
+            "loss.args.anchor_rate=0 for adpo_list: allowed (0, 1]",
+        ),
+        (["loss=lipo", *LIST_DATA, "+loss.args.gamma=1"], "loss.args.gamma is not a hyperparameter of lipo"),
+        (["loss=adpo_list", *LIST_DATA, "loss.args.anchor=dynamic", "model.lora.enabled=true"], "anchor=dynamic"),
+    ],
+)
 def test_listwise_requirements_fail_at_config_time(overrides, needle):
     with pytest.raises(ConfigError) as e:
         validate(_compose(overrides))
@@ -221,6 +239,7 @@ def test_the_listwise_configs_validate(loss):
 
 
 # ---- the data ------------------------------------------------------------------------------------------------
+
 
 def _world_lists(n=24, k=4, seed=0):
     spec = world.WorldSpec(n_pref=n)
@@ -266,11 +285,18 @@ def test_list_artifacts_are_keyed_by_the_strategy_and_the_reference_pass():
 
 
 def test_ranked_files_give_rated_lists():
-    rows = [{"prompt": "q1", "responses": ["a", "b", "c"], "scores": [0.2, 0.9, 0.5]},
-            {"prompt": "q2", "responses": ["a", "b"], "scores": [1, 1]},  # a tie: no preference
-            {"prompt": "q3", "responses": [[{"role": "user", "content": "q3"}, {"role": "assistant", "content": "x"}],
-                                           [{"role": "user", "content": "q3"}, {"role": "assistant", "content": "y"}]],
-             "scores": [0, 3]}]
+    rows = [
+        {"prompt": "q1", "responses": ["a", "b", "c"], "scores": [0.2, 0.9, 0.5]},
+        {"prompt": "q2", "responses": ["a", "b"], "scores": [1, 1]},  # a tie: no preference
+        {
+            "prompt": "q3",
+            "responses": [
+                [{"role": "user", "content": "q3"}, {"role": "assistant", "content": "x"}],
+                [{"role": "user", "content": "q3"}, {"role": "assistant", "content": "y"}],
+            ],
+            "scores": [0, 3],
+        },
+    ]
     lists, rep = formats.to_lists(rows, "ranked")
     assert lists[0] == {"prompt": "q1", "responses": ["b", "c", "a"], "scores": [0.9, 0.5, 0.2]}
     assert lists[1]["prompt"] == [{"role": "user", "content": "q3"}]
@@ -283,6 +309,7 @@ def test_ranked_files_give_rated_lists():
 
 # ---- real optimizer steps of the listwise trainer ------------------------------------------------------------
 
+
 def _loss_cfg(name, **args):
     cfg = _compose([f"loss={name}", *LIST_DATA])
     return NS(**{**cfg.loss, "args": {**dict(cfg.loss.args), **args}, "lr": 1e-3}), cfg.train
@@ -293,21 +320,41 @@ def two_steps(tokenizer, rows, loss_cfg, train, tmp_path):
     reference, the store hook recording what it is given): (result, model, reference, state before, saved)."""
     from po_bench.training import models, trl_adapter
 
-    train = NS(**{**train, "max_steps": 2, "batch_size": 8, "logging_steps": 1, "progress": False,
-                  "warmup_ratio": 0.0, "lr_scheduler": "constant"})
+    train = NS(
+        **{
+            **train,
+            "max_steps": 2,
+            "batch_size": 8,
+            "logging_steps": 1,
+            "progress": False,
+            "warmup_ratio": 0.0,
+            "lr_scheduler": "constant",
+        }
+    )
     model = models.build_tiny_model(tokenizer, hidden_size=64, num_layers=1, intermediate_size=128)
     ref = copy.deepcopy(model)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     saved = {}
-    res = trl_adapter.train_preference(model, ref, tokenizer, rows, loss_cfg, train, tmp_path, 0,
-                                       ref_logps_cache=(lambda: None, lambda obj: saved.update(obj)))
+    res = trl_adapter.train_preference(
+        model,
+        ref,
+        tokenizer,
+        rows,
+        loss_cfg,
+        train,
+        tmp_path,
+        0,
+        ref_logps_cache=(lambda: None, lambda obj: saved.update(obj)),
+    )
     assert res["steps"] == 2 and math.isfinite(res["train_loss_final"])
     assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
     return res, model, ref, before, saved
 
 
-@pytest.mark.parametrize("name, args", [("lipo", {}), ("irpo", {}), ("adpo_list", {}),
-                                        ("adpo_list", {"anchor": "dynamic", "anchor_rate": 0.5})])
+@pytest.mark.parametrize(
+    "name, args",
+    [("lipo", {}), ("irpo", {}), ("adpo_list", {}), ("adpo_list", {"anchor": "dynamic", "anchor_rate": 0.5})],
+)
 def test_two_real_optimizer_steps(name, args, tokenizer, tmp_path):
     """Two optimizer steps on one batch of 8 world lists (one of them shorter: padded): finite loss,
     parameters move, the best-vs-worst reward margin grows; a fixed reference stays frozen and its k
@@ -337,8 +384,17 @@ def test_cached_reference_log_probs_are_used(tokenizer, tmp_path):
     train = NS(**{**train, "max_steps": 1, "batch_size": 8, "logging_steps": 1, "progress": False})
     fake = {"ref_logps": [[1000.0] + [0.0] * (len(r["responses"]) - 1) for r in rows]}
     model = models.build_tiny_model(tokenizer, hidden_size=64, num_layers=1, intermediate_size=128)
-    res = trl_adapter.train_preference(model, copy.deepcopy(model), tokenizer, rows, loss_cfg, train, tmp_path, 0,
-                                       ref_logps_cache=(lambda: fake, lambda obj: None))
+    res = trl_adapter.train_preference(
+        model,
+        copy.deepcopy(model),
+        tokenizer,
+        rows,
+        loss_cfg,
+        train,
+        tmp_path,
+        0,
+        ref_logps_cache=(lambda: fake, lambda obj: None),
+    )
     chosen = [h["rewards/chosen"] for h in res["history"] if "rewards/chosen" in h]
     assert chosen and chosen[0] < -50
 
@@ -355,10 +411,23 @@ def test_a_ranked_file_becomes_the_list_artifact(tmp_path, tokenizer):
     from po_bench.data.sources import FileSource
 
     f = tmp_path / "r.jsonl"
-    f.write_text("".join(json.dumps({"prompt": "write about apple =>", "responses": [" the apple", " a river", " old stone"],
-                                     "scores": [i % 3, 2, 0.5]}) + "\n" for i in range(12)))
-    cfg = OmegaConf.merge(OmegaConf.structured(DatasetConfig), {"kind": "hf", "path": str(f), "format": "ranked",
-                                                                 "pair_strategy": "list", "n_eval": 4})
+    f.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "prompt": "write about apple =>",
+                    "responses": [" the apple", " a river", " old stone"],
+                    "scores": [i % 3, 2, 0.5],
+                }
+            )
+            + "\n"
+            for i in range(12)
+        )
+    )
+    cfg = OmegaConf.merge(
+        OmegaConf.structured(DatasetConfig),
+        {"kind": "hf", "path": str(f), "format": "ranked", "pair_strategy": "list", "n_eval": 4},
+    )
     spec = FileSource.spec_of(cfg)
     assert spec["pair_strategy"] == "list"
     art = FileSource.make_pairs(spec, None, 0, tokenizer=tokenizer, max_length=48)

@@ -5,7 +5,6 @@ finished); ``log_run`` then appends to that same run: one offline folder, one ru
 from __future__ import annotations
 
 import copy
-import json
 import os
 import time
 from types import SimpleNamespace as NS
@@ -56,20 +55,34 @@ def test_training_curves_stream_live_and_log_run_appends_to_the_same_run(tokeniz
     spec = world.WorldSpec(n_pref=24)
     prompts = world.make_prompts(spec, "pref")
     rng = __import__("numpy").random.default_rng(0)
-    pairs = world.label_pairs(prompts, [[" " + world.demonstrate(spec, p, rng), " " + world.demonstrate(spec, p, rng)]
-                                        for p in prompts], world.Annotator(), seed=0)[:16]
+    pairs = world.label_pairs(
+        prompts,
+        [[" " + world.demonstrate(spec, p, rng), " " + world.demonstrate(spec, p, rng)] for p in prompts],
+        world.Annotator(),
+        seed=0,
+    )[:16]
     model = models.build_tiny_model(tokenizer, hidden_size=32, num_layers=1, intermediate_size=64)
     known = getattr(trl_adapter, "TRAIN_FIELD_MAP", cfg.train)  # the training options the adapter takes
-    train = NS(**{**{k: v for k, v in cfg.train.items() if k in known}, "max_steps": 4, "batch_size": 4, "logging_steps": 1, "progress": False,
-                  "warmup_ratio": 0.0, "lr_scheduler": "constant"})
+    train = NS(
+        **{
+            **{k: v for k, v in cfg.train.items() if k in known},
+            "max_steps": 4,
+            "batch_size": 4,
+            "logging_steps": 1,
+            "progress": False,
+            "warmup_ratio": 0.0,
+            "lr_scheduler": "constant",
+        }
+    )
     loss = NS(**{**cfg.loss, "args": dict(cfg.loss.args)})
     out = tmp_path / "run"
     out.mkdir()
 
     with live_run_env(cfg.tracking, out, "sweepgroup", "0_dpo_s0") as run_id:
         assert run_id and os.environ[tracking.LIVE_FLAG] == str(out.absolute())
-        res = trl_adapter.train_preference(model, copy.deepcopy(model), tokenizer, pairs, loss, train,
-                                           out / "trainer", 0)
+        res = trl_adapter.train_preference(
+            model, copy.deepcopy(model), tokenizer, pairs, loss, train, out / "trainer", 0
+        )
     assert tracking.LIVE_FLAG not in os.environ and "WANDB_RUN_ID" not in os.environ  # restored
     assert res["steps"] == 4
 
@@ -85,8 +98,17 @@ def test_training_curves_stream_live_and_log_run_appends_to_the_same_run(tokeniz
     assert not (out / "run.json").exists()
 
     # after the run: the same wandb run (one folder, same id) gets the metrics, no second run
-    where = log_run(cfg.tracking, out, "sweepgroup", "0_dpo_s0", {"loss": {"name": "dpo"}, "seed": 0}, "done",
-                    {"gold_reward": 1.25, "seconds": {"total": 3.0}}, res["history"], None)
+    where = log_run(
+        cfg.tracking,
+        out,
+        "sweepgroup",
+        "0_dpo_s0",
+        {"loss": {"name": "dpo"}, "seed": 0},
+        "done",
+        {"gold_reward": 1.25, "seconds": {"total": 3.0}},
+        res["history"],
+        None,
+    )
     folders = sorted(out.glob("wandb/offline-run-*"))
     assert len(folders) == 1 and str(folders[0]) == where and folders[0].name.endswith(run_id)
     rd = _read_when_written(folders[0], lambda rd: "status" in rd["summary"])
@@ -121,10 +143,19 @@ def test_a_sweep_of_training_runs_streams_each_run_offline_without_a_key(tmp_pat
     """Several training runs in one process (the basic launcher): each opens its own offline run
     with per-step training metrics; no run asks for an API key (a settings singleton fixed by the
     first run must not make a later run online)."""
-    from .conftest import ROOT, SMALL, read_runs, run_cli
+    from .conftest import SMALL, read_runs, run_cli
 
-    args = ["-m", "loss=dpo,ipo", "seed=0", *[a for a in SMALL if a != "tracking=none"], "tracking=wandb",
-            "train.max_steps=4", "train.logging_steps=1", f"cache_dir={tmp_path}/cache", f"hydra.sweep.dir={tmp_path}/s"]
+    args = [
+        "-m",
+        "loss=dpo,ipo",
+        "seed=0",
+        *[a for a in SMALL if a != "tracking=none"],
+        "tracking=wandb",
+        "train.max_steps=4",
+        "train.logging_steps=1",
+        f"cache_dir={tmp_path}/cache",
+        f"hydra.sweep.dir={tmp_path}/s",
+    ]
     r = run_cli(args, tmp_path, timeout=900)  # no WANDB_API_KEY here: offline
     assert r.returncode == 0, r.stderr[-3000:]
     runs = read_runs(tmp_path / "s")

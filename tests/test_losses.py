@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from po_bench.training import losses
 from po_bench.app import CONF_DIR
 from po_bench.config import ConfigError, validate
+from po_bench.training import losses
 
 # Hand-chosen statistics: (policy chosen, policy rejected, ref chosen, ref rejected, |y_w|, |y_l|)
 CASES = [(-12.0, -15.0, -13.0, -14.0, 6, 9), (-20.0, -8.0, -18.5, -9.0, 10, 4), (-3.0, -3.5, -3.2, -3.1, 3, 3)]
@@ -91,6 +91,7 @@ def ref_fdpo_alpha(c, r, rc, rr, nc, nl, beta, alpha):
     # so f'(u) = (1 - u^(-alpha)) / alpha; eq. (8): -log sig(beta f'(pi/ref(y_w)) - beta f'(pi/ref(y_l)))
     def fprime(u):
         return (1 - u ** (-alpha)) / alpha
+
     uw, ul = math.exp(c - rc), math.exp(r - rr)
     return -log_sig(beta * fprime(uw) - beta * fprime(ul))
 
@@ -126,6 +127,7 @@ def ref_sft_fdiv(phi):
     # phi(t) = -f*(-t) with f* the convex conjugate of the divergence's f; y_l unused
     def ref(c, r, rc, rr, nc, nl, beta):
         return -phi(beta * (c - rc))
+
     return ref
 
 
@@ -164,8 +166,19 @@ FORMULAS = {
     "slic_hf": (ref_slic_hf, {"beta": 1.0, "delta": 1.0, "lam": 0.1}),
     "asft": (ref_asft, {"beta": 1.0, "lam": 0.1}),
     "adpo": (ref_adpo, {"beta": 0.1, "q": 0.8}),
-    "beta_dpo": (ref_beta_dpo, {"beta": 0.1, "alpha": 0.6, "rho": 0.8, "momentum": 0.9, "margin_mean": 0.4,
-                                "margin_std": 0.3, "step": 5, "seed": 0}),
+    "beta_dpo": (
+        ref_beta_dpo,
+        {
+            "beta": 0.1,
+            "alpha": 0.6,
+            "rho": 0.8,
+            "momentum": 0.9,
+            "margin_mean": 0.4,
+            "margin_std": 0.3,
+            "step": 5,
+            "seed": 0,
+        },
+    ),
 }
 # losses whose gradient deliberately stops at a batch statistic (checked by their own gradient test)
 NO_GRAD_THROUGH = {"beta_dpo": "beta_batch is detached (the authors' beta_used.detach()): see test_beta_dpo_gradient"}
@@ -235,8 +248,14 @@ def test_gradient_matches_paper_equation(name, case):
 
 # One fixed batch of mixed lengths (sums of completion-token log-probs and token counts): the batch
 # the report's before/after table is computed on.
-BATCH = {"c": [-12.0, -40.0, -3.0, -25.0], "r": [-15.0, -30.0, -4.5, -28.0], "rc": [-13.0, -39.0, -3.2, -26.0],
-         "rr": [-14.0, -31.0, -4.4, -27.0], "nc": [6, 30, 2, 12], "nl": [9, 20, 3, 14]}
+BATCH = {
+    "c": [-12.0, -40.0, -3.0, -25.0],
+    "r": [-15.0, -30.0, -4.5, -28.0],
+    "rc": [-13.0, -39.0, -3.2, -26.0],
+    "rr": [-14.0, -31.0, -4.4, -27.0],
+    "nc": [6, 30, 2, 12],
+    "nl": [9, 20, 3, 14],
+}
 
 
 def _batch(requires_grad=True):
@@ -261,8 +280,10 @@ def test_rpo_per_example_nll_differs_from_trls_batch_token_mean():
     trl = dpo + _trl_sft_term(s2)
     trl.backward()
     g_trl = s2.chosen_logps.grad
-    want = sum(ref_rpo(*(BATCH[k][i] for k in ("c", "r", "rc", "rr", "nc", "nl")), beta=0.1, alpha=1.0)
-               for i in range(4)) / 4
+    want = (
+        sum(ref_rpo(*(BATCH[k][i] for k in ("c", "r", "rc", "rr", "nc", "nl")), beta=0.1, alpha=1.0) for i in range(4))
+        / 4
+    )
     assert ours.item() == pytest.approx(want, abs=1e-9)
     assert abs(trl.item() - ours.item()) / ours.item() > 0.01  # the old loss was off
     assert (g_trl - g_ours).norm() / g_ours.norm() > 0.1  # and its gradient more so
@@ -332,17 +353,20 @@ def _compose(overrides):
         return compose(config_name="config", overrides=overrides)
 
 
-@pytest.mark.parametrize("overrides, needle", [
-    (["loss=cdpo", "loss.args.eps=0.5"], "loss.args.eps=0.5 for cdpo: allowed [0, 0.5)"),
-    (["loss=cdpo", "loss.args.eps=-0.1"], "allowed [0, 0.5)"),
-    (["loss=simpo", "loss.args.simpo_gamma=-1"], "loss.args.simpo_gamma=-1 for simpo: allowed [0, inf)"),
-    (["loss=rdpo", "loss.args.label_smoothing=0.6"], "for rdpo: allowed [0, 0.5)"),
-    (["loss=dpo", "loss.beta=0"], "loss.beta=0 for dpo: allowed (0, inf)"),
-    (["loss=ipo", "loss.beta=-1"], "for ipo: allowed (0, inf)"),
-    (["loss=slic_hf", "loss.args.delta=-1"], "loss.args.delta=-1 for slic_hf"),
-    (["loss=r_dpo", "+loss.args.gamma=1"], "not a hyperparameter of r_dpo"),
-    (["loss=ld_dpo", "loss.args.ld_alpha=2"], "for ld_dpo: allowed [0, 1]"),
-])
+@pytest.mark.parametrize(
+    "overrides, needle",
+    [
+        (["loss=cdpo", "loss.args.eps=0.5"], "loss.args.eps=0.5 for cdpo: allowed [0, 0.5)"),
+        (["loss=cdpo", "loss.args.eps=-0.1"], "allowed [0, 0.5)"),
+        (["loss=simpo", "loss.args.simpo_gamma=-1"], "loss.args.simpo_gamma=-1 for simpo: allowed [0, inf)"),
+        (["loss=rdpo", "loss.args.label_smoothing=0.6"], "for rdpo: allowed [0, 0.5)"),
+        (["loss=dpo", "loss.beta=0"], "loss.beta=0 for dpo: allowed (0, inf)"),
+        (["loss=ipo", "loss.beta=-1"], "for ipo: allowed (0, inf)"),
+        (["loss=slic_hf", "loss.args.delta=-1"], "loss.args.delta=-1 for slic_hf"),
+        (["loss=r_dpo", "+loss.args.gamma=1"], "not a hyperparameter of r_dpo"),
+        (["loss=ld_dpo", "loss.args.ld_alpha=2"], "for ld_dpo: allowed [0, 1]"),
+    ],
+)
 def test_invalid_hyperparameters_fail_at_config_time(overrides, needle):
     with pytest.raises(ConfigError) as e:
         validate(_compose(overrides))
@@ -350,24 +374,27 @@ def test_invalid_hyperparameters_fail_at_config_time(overrides, needle):
 
 
 # The mapping of each TRL-backed family onto TRL's config (what TRL will actually run).
-@pytest.mark.parametrize("loss, cls, expect", [
-    ("dpo", "DPOConfig", {"loss_type": ["sigmoid"], "beta": 0.1}),
-    ("ipo", "DPOConfig", {"loss_type": ["ipo"], "beta": 0.1}),  # IPO's tau is TRL's beta
-    ("rso", "DPOConfig", {"loss_type": ["hinge"]}),
-    ("rdpo", "DPOConfig", {"loss_type": ["robust"], "label_smoothing": 0.1}),
-    ("exo", "DPOConfig", {"loss_type": ["exo_pair"], "label_smoothing": 1e-3}),
-    ("ln_dpo", "DPOConfig", {"loss_type": ["sigmoid_norm"]}),
-    ("ld_dpo", "DPOConfig", {"loss_type": ["sigmoid"], "ld_alpha": 0.5}),
-    ("fdpo_js", "DPOConfig", {"f_divergence_type": "js_divergence"}),
-    ("wpo", "DPOConfig", {"use_weighting": True}),
-    # 800 rows / batch 32 = 25 steps per epoch, 2 epochs: tau = 10% of 50 steps
-    ("tr_dpo", "DPOConfig", {"sync_ref_model": True, "ref_model_mixup_alpha": 0.6, "ref_model_sync_steps": 5}),
-    ("simpo", "CPOConfig", {"loss_type": "simpo", "cpo_alpha": 0.0, "beta": 2.0, "simpo_gamma": 1.0}),
-    ("cpo", "CPOConfig", {"loss_type": "sigmoid", "cpo_alpha": 1.0}),
-    ("alphapo", "CPOConfig", {"loss_type": "simpo", "alpha": 0.25}),
-    ("orpo", "ORPOConfig", {"beta": 0.1}),
-    ("kto", "KTOConfig", {"beta": 0.1, "desirable_weight": 1.0}),
-])
+@pytest.mark.parametrize(
+    "loss, cls, expect",
+    [
+        ("dpo", "DPOConfig", {"loss_type": ["sigmoid"], "beta": 0.1}),
+        ("ipo", "DPOConfig", {"loss_type": ["ipo"], "beta": 0.1}),  # IPO's tau is TRL's beta
+        ("rso", "DPOConfig", {"loss_type": ["hinge"]}),
+        ("rdpo", "DPOConfig", {"loss_type": ["robust"], "label_smoothing": 0.1}),
+        ("exo", "DPOConfig", {"loss_type": ["exo_pair"], "label_smoothing": 1e-3}),
+        ("ln_dpo", "DPOConfig", {"loss_type": ["sigmoid_norm"]}),
+        ("ld_dpo", "DPOConfig", {"loss_type": ["sigmoid"], "ld_alpha": 0.5}),
+        ("fdpo_js", "DPOConfig", {"f_divergence_type": "js_divergence"}),
+        ("wpo", "DPOConfig", {"use_weighting": True}),
+        # 800 rows / batch 32 = 25 steps per epoch, 2 epochs: tau = 10% of 50 steps
+        ("tr_dpo", "DPOConfig", {"sync_ref_model": True, "ref_model_mixup_alpha": 0.6, "ref_model_sync_steps": 5}),
+        ("simpo", "CPOConfig", {"loss_type": "simpo", "cpo_alpha": 0.0, "beta": 2.0, "simpo_gamma": 1.0}),
+        ("cpo", "CPOConfig", {"loss_type": "sigmoid", "cpo_alpha": 1.0}),
+        ("alphapo", "CPOConfig", {"loss_type": "simpo", "alpha": 0.25}),
+        ("orpo", "ORPOConfig", {"beta": 0.1}),
+        ("kto", "KTOConfig", {"beta": 0.1, "desirable_weight": 1.0}),
+    ],
+)
 def test_trl_mapping(loss, cls, expect, tmp_path):
     from po_bench.training.trl_adapter import build_trl_config
 
@@ -394,11 +421,14 @@ def test_loss_docs_are_generated_from_configs():
 
     from .conftest import ROOT
 
-    r = subprocess.run([sys.executable, "scripts/gen_loss_docs.py", "--check"], cwd=ROOT, capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "scripts/gen_loss_docs.py", "--check"], cwd=ROOT, capture_output=True, text=True
+    )
     assert r.returncode == 0, r.stderr
 
 
 # ---- beta-DPO: the batch-level equations, the filter and the running statistics ----------------------------
+
 
 def _ref_beta_dpo_batch(h, beta, alpha, momentum, margin_mean, margin_std, keep):
     """Wu et al. (2024), beta-DPO on a batch of margins h (plain math), given which pairs the filter kept:
@@ -436,10 +466,12 @@ def test_beta_dpo_filter_draws_by_the_gaussian_weights():
     the same draw as torch.multinomial on weights written with plain math; an outlier is rarely kept."""
     h = [0.1, -0.2, 0.3, 0.0, 6.0, 0.2, -0.1, 0.05]
     m0, sigma = 0.05, 0.4
-    w = torch.tensor([math.exp(-(x - m0) ** 2 / (2 * sigma ** 2)) for x in h], dtype=torch.float64)
+    w = torch.tensor([math.exp(-((x - m0) ** 2) / (2 * sigma**2)) for x in h], dtype=torch.float64)
     for seed in range(5):
         mask = losses.gaussian_keep_mask(torch.tensor(h), m0, sigma, 0.75, seed)
-        idx = torch.multinomial(w.clamp(min=1e-300), 6, replacement=False, generator=torch.Generator().manual_seed(seed))
+        idx = torch.multinomial(
+            w.clamp(min=1e-300), 6, replacement=False, generator=torch.Generator().manual_seed(seed)
+        )
         assert sorted(torch.nonzero(mask).flatten().tolist()) == sorted(idx.tolist())
     kept_outlier = sum(bool(losses.gaussian_keep_mask(torch.tensor(h), m0, sigma, 0.75, s)[4]) for s in range(200))
     assert kept_outlier == 0  # p(6.0) / p(0) = exp(-110): never drawn while 7 central pairs remain
@@ -469,8 +501,9 @@ def test_beta_dpo_gradient():
     """The gradient is DPO's at the batch's beta held fixed (no gradient through beta_batch), on the kept
     pairs only, scaled by 1/|kept|."""
     s = _batch()
-    out = losses.beta_dpo(s, beta=0.1, alpha=0.6, rho=0.75, momentum=0.9, margin_mean=0.2, margin_std=0.5,
-                          step=0, seed=1)
+    out = losses.beta_dpo(
+        s, beta=0.1, alpha=0.6, rho=0.75, momentum=0.9, margin_mean=0.2, margin_std=0.5, step=0, seed=1
+    )
     out.losses.mean().backward()
     keep = (out.losses != 0).detach()
     b = out.logs["beta_dpo/beta"]
@@ -480,14 +513,17 @@ def test_beta_dpo_gradient():
     assert torch.allclose(s.rejected_logps.grad, -want, atol=1e-12)
 
 
-@pytest.mark.parametrize("overrides, needle", [
-    (["loss=curry_dpo"], "loss=curry_dpo needs dataset.k_samples=4 (got 2)"),
-    (["loss=curry_dpo", "dataset.k_samples=4"], "needs dataset.curriculum=easy_to_hard"),
-    (["dataset.k_samples=1"], "dataset.k_samples=1: must be >= 2"),
-    (["dataset.pair_strategy=top"], "dataset.pair_strategy='top': allowed best_vs_rest, adjacent, best_worst, all"),
-    (["loss=kto", "dataset.curriculum=easy_to_hard"], "a curriculum order needs a paired loss"),
-    (["loss=beta_dpo", "loss.args.rho=0"], "loss.args.rho=0 for beta_dpo: allowed (0, 1]"),
-])
+@pytest.mark.parametrize(
+    "overrides, needle",
+    [
+        (["loss=curry_dpo"], "loss=curry_dpo needs dataset.k_samples=4 (got 2)"),
+        (["loss=curry_dpo", "dataset.k_samples=4"], "needs dataset.curriculum=easy_to_hard"),
+        (["dataset.k_samples=1"], "dataset.k_samples=1: must be >= 2"),
+        (["dataset.pair_strategy=top"], "dataset.pair_strategy='top': allowed best_vs_rest, adjacent, best_worst, all"),
+        (["loss=kto", "dataset.curriculum=easy_to_hard"], "a curriculum order needs a paired loss"),
+        (["loss=beta_dpo", "loss.args.rho=0"], "loss.args.rho=0 for beta_dpo: allowed (0, 1]"),
+    ],
+)
 def test_ranked_data_and_method_requirements_fail_at_config_time(overrides, needle):
     with pytest.raises(ConfigError) as e:
         validate(_compose(overrides))

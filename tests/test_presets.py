@@ -13,8 +13,6 @@ import json
 from pathlib import Path
 
 import pytest
-
-from po_bench.specs import plan
 import yaml
 from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -23,13 +21,18 @@ from omegaconf import OmegaConf
 from po_bench.app import CONF_DIR, check_preset
 from po_bench.config import ConfigError, judge_configs, validate
 from po_bench.results.sweep import SweepError, expand
+from po_bench.specs import plan
 
 from .conftest import ROOT, SMALL, run_cli
 
 REF = ROOT / "results" / "reference"
 EXPERIMENTS = sorted(p.stem for p in (Path(CONF_DIR) / "experiment").glob("*.yaml"))
-SETTINGS = {"mistral_base": "mistral-7b-base", "mistral_instruct": "mistral-7b-instruct",
-            "llama3_base": "llama-3-8b-base", "llama3_instruct": "llama-3-8b-instruct"}
+SETTINGS = {
+    "mistral_base": "mistral-7b-base",
+    "mistral_instruct": "mistral-7b-instruct",
+    "llama3_base": "llama-3-8b-base",
+    "llama3_instruct": "llama-3-8b-instruct",
+}
 
 
 def _parse(args):
@@ -55,12 +58,19 @@ def _jobs(experiment, scale, cli=()):
 
 # --- the sweeper's expansion ------------------------------------------------------------------
 
+
 def test_expand_is_a_union_of_products_with_params_crossed_in():
     jobs = expand({"seed": "0,1"}, [{"loss": "dpo", "loss.beta": "0.1,0.3"}, {"loss": "simpo"}], [], _parse)
-    assert sorted(map(tuple, jobs)) == sorted([
-        ("seed=0", "loss=dpo", "loss.beta=0.1"), ("seed=0", "loss=dpo", "loss.beta=0.3"),
-        ("seed=1", "loss=dpo", "loss.beta=0.1"), ("seed=1", "loss=dpo", "loss.beta=0.3"),
-        ("seed=0", "loss=simpo"), ("seed=1", "loss=simpo")])
+    assert sorted(map(tuple, jobs)) == sorted(
+        [
+            ("seed=0", "loss=dpo", "loss.beta=0.1"),
+            ("seed=0", "loss=dpo", "loss.beta=0.3"),
+            ("seed=1", "loss=dpo", "loss.beta=0.1"),
+            ("seed=1", "loss=dpo", "loss.beta=0.3"),
+            ("seed=0", "loss=simpo"),
+            ("seed=1", "loss=simpo"),
+        ]
+    )
 
 
 def test_expand_command_line_selects_inside_grids_and_crosses_elsewhere():
@@ -87,6 +97,7 @@ def test_expand_deduplicates_identical_jobs():
 
 
 # --- every preset at every scale -----------------------------------------------------------------
+
 
 def _one_per_method(jobs):
     """Large sweeps: the first job of each (method, judge) and of each (method, setting)."""
@@ -138,10 +149,20 @@ def test_tiny_presets_are_small_enough_for_a_cpu():
     """Presets that compare methods run 5 seeds (the method-level claims need them, issue 21); the
     one-seed grids (hitchhiker, noise, simpo: spreads over hyperparameters) say so in their tables."""
     sizes = {e: len(_jobs(e, "tiny")) for e in EXPERIMENTS}
-    assert sizes == {"dpo_frontier": 25, "hitchhiker": 27, "noise_robustness": 30, "simpo_table": 18,
-                     "survey_table": 50, "pugc": 25, "more_is_less": 15, "beyond_pairs": 100}
+    assert sizes == {
+        "dpo_frontier": 25,
+        "hitchhiker": 27,
+        "noise_robustness": 30,
+        "simpo_table": 18,
+        "survey_table": 50,
+        "pugc": 25,
+        "more_is_less": 15,
+        "beyond_pairs": 100,
+    }
     seeds = {e: {j for job in _jobs(e, "tiny") for j in job if j.startswith("seed=")} for e in EXPERIMENTS}
-    assert all(len(seeds[e]) == 5 for e in ("dpo_frontier", "survey_table", "pugc", "more_is_less", "beyond_pairs")), seeds
+    assert all(len(seeds[e]) == 5 for e in ("dpo_frontier", "survey_table", "pugc", "more_is_less", "beyond_pairs")), (
+        seeds
+    )
 
 
 def test_a_preset_without_this_scale_is_one_clear_error():
@@ -149,11 +170,15 @@ def test_a_preset_without_this_scale_is_one_clear_error():
     check_preset(cfg, "dpo_frontier")
     cfg.preset.scale = "tiny"
     cfg.scale.name = "huge"
-    with pytest.raises(ConfigError, match=r"experiment=dpo_frontier has no scale=huge preset \(conf/preset/dpo_frontier/ has: paper, tiny\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"experiment=dpo_frontier has no scale=huge preset \(conf/preset/dpo_frontier/ has: paper, tiny\)",
+    ):
         check_preset(cfg, "dpo_frontier")
 
 
 # --- scale=paper against the papers ------------------------------------------------------------
+
 
 def _paper_cfgs(experiment, **select):
     cli = [f"{k}={v}" for k, v in select.items()]
@@ -165,7 +190,7 @@ def test_simpo_table_paper_runs_simpo_at_its_published_hyperparameters():
     rows = list(csv.DictReader(open(REF / "simpo_hparams.csv")))
     assert len(rows) == 4
     seen = {}
-    for job, cfg in _paper_cfgs("simpo_table", loss="simpo", judge="alpaca_eval"):
+    for _job, cfg in _paper_cfgs("simpo_table", loss="simpo", judge="alpaca_eval"):
         seen[cfg.model.reference_id] = (cfg.loss.beta, cfg.loss.args.simpo_gamma, cfg.loss.lr)
         assert cfg.loss.args.cpo_alpha == 0 and cfg.loss.args.loss_type == "simpo"
     assert seen == {r["model"]: (float(r["beta"]), float(r["gamma"]), float(r["learning_rate"])) for r in rows}
@@ -202,8 +227,11 @@ def test_simpo_table_paper_searches_each_baselines_published_grid(setting):
             found.setdefault(d["loss"], set()).add(tuple(float(d[keys[k]]) for k in keys) + (float(d["loss.lr"]),))
     assert set(found) == set(GRID_KEYS)
     for name, keys in GRID_KEYS.items():
-        expected = {tuple(float(v) for v in combo) + (lr,)
-                    for combo in itertools.product(*(grids[name][k] for k in keys)) for lr in lrs}
+        expected = {
+            tuple(float(v) for v in combo) + (lr,)
+            for combo in itertools.product(*(grids[name][k] for k in keys))
+            for lr in lrs
+        }
         assert found[name] == expected, name
     for job in _one_per_method(jobs):
         cfg = _compose(["experiment=simpo_table", "scale=paper", *job])
@@ -228,7 +256,9 @@ def test_simpo_table_paper_is_the_whole_table():
     cfg = _compose(["experiment=simpo_table", "scale=paper", *jobs[0]])
     assert [j.name for j in judge_configs(cfg)] == ["alpaca_eval", "arena_hard", "mt_bench"]
     methods = {x for j in jobs for x in j if x.startswith("loss=")}
-    assert methods == {f"loss={m}" for m in ("sft", "rrhf", "slic_hf", "dpo", "ipo", "cpo", "kto", "orpo", "r_dpo", "simpo")}
+    assert methods == {
+        f"loss={m}" for m in ("sft", "rrhf", "slic_hf", "dpo", "ipo", "cpo", "kto", "orpo", "r_dpo", "simpo")
+    }
     ref_methods = {r["method"] for r in csv.DictReader(open(REF / "simpo_table4.csv"))}
     labels = {_compose([m]).loss.label for m in methods}
     assert labels == ref_methods
@@ -245,16 +275,29 @@ def test_survey_table_paper_scores_the_same_policies_on_the_open_llm_leaderboard
 
 # --- a tiny preset end to end through the grid sweeper -----------------------------------------
 
+
 @pytest.mark.slow
 def test_simpo_table_tiny_sweep_selects_best_grid_point_and_prints_the_paper(tmp_path):
     sweep = tmp_path / "sweep"
-    r = run_cli(["-m", "experiment=simpo_table", "loss=dpo,simpo", *SMALL, "train.max_steps=3",
-                 f"hydra.sweep.dir={sweep}", f"cache_dir={tmp_path / 'cache'}"], cwd=tmp_path)
+    r = run_cli(
+        [
+            "-m",
+            "experiment=simpo_table",
+            "loss=dpo,simpo",
+            *SMALL,
+            "train.max_steps=3",
+            f"hydra.sweep.dir={sweep}",
+            f"cache_dir={tmp_path / 'cache'}",
+        ],
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     recs = [json.loads(p.read_text()) for p in sweep.rglob("run.json")]
     assert len(recs) == 4 and all(x["status"] == "done" for x in recs)
-    assert sorted((x["config"]["loss"]["name"], x["config"]["loss"]["beta"], x["config"]["loss"]["args"].get("simpo_gamma"))
-                  for x in recs) == [("dpo", 0.05, None), ("dpo", 0.1, None), ("simpo", 2.0, 0.5), ("simpo", 2.0, 1.0)]
+    assert sorted(
+        (x["config"]["loss"]["name"], x["config"]["loss"]["beta"], x["config"]["loss"]["args"].get("simpo_gamma"))
+        for x in recs
+    ) == [("dpo", 0.05, None), ("dpo", 0.1, None), ("simpo", 2.0, 0.5), ("simpo", 2.0, 1.0)]
     from po_bench.results.table import write_tables
 
     paths = write_tables(sweep, tmp_path, "simpo", wall_seconds=12.0)

@@ -16,7 +16,6 @@ import json
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -52,8 +51,10 @@ def test_scores_round_trip_and_item_scores_reproduce_the_run_metric(tmp_path):
     run = {"_path": str(tmp_path), "metrics": {"gold_reward": 0.9}}  # items do not reproduce it
     assert scores.item_scores(run, "gold_reward") is None
     scores.write_scores(tmp_path, [{"judge": "mt_bench", "item": i, "score": s} for i, s in enumerate([7, 9])])
-    assert scores.item_scores({"_path": str(tmp_path), "metrics": {"mt_bench_score": 8.0}}, "mt_bench_score") == \
-        {("mt_bench", 0): 7.0, ("mt_bench", 1): 9.0}
+    assert scores.item_scores({"_path": str(tmp_path), "metrics": {"mt_bench_score": 8.0}}, "mt_bench_score") == {
+        ("mt_bench", 0): 7.0,
+        ("mt_bench", 1): 9.0,
+    }
     assert scores.read_scores(tmp_path / "nowhere") is None
 
 
@@ -84,16 +85,22 @@ def test_table_cells_carry_intervals_deltas_and_the_matrix(sweep, tmp_path):
 
 
 def test_report_is_self_contained(sweep, tmp_path):
-    r = subprocess.run([sys.executable, "-m", "po_bench.results.report", str(sweep), "--out", str(tmp_path), "--name", "rep"],
-                       capture_output=True, text=True, cwd=ROOT)
+    r = subprocess.run(
+        [sys.executable, "-m", "po_bench.results.report", str(sweep), "--out", str(tmp_path), "--name", "rep"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     page = (tmp_path / "rep.html").read_text()
-    assert "http://" not in page and "https://" not in page and "<link rel=\"stylesheet\"" not in page
+    assert "http://" not in page and "https://" not in page and '<link rel="stylesheet"' not in page
     assert page.count("data:image/png;base64,") >= 2 and "planted failure for the report test" in page
 
 
-@pytest.mark.skipif(CHROMIUM is None or CHROMEDRIVER is None,
-                    reason="chromium / chromedriver not installed (apt-get install -y chromium chromium-driver)")
+@pytest.mark.skipif(
+    CHROMIUM is None or CHROMEDRIVER is None,
+    reason="chromium / chromedriver not installed (apt-get install -y chromium chromium-driver)",
+)
 def test_report_in_headless_chromium(sweep, tmp_path):
     pytest.importorskip("selenium", reason="selenium not installed (pip install selenium; the dev extra)")
     from selenium import webdriver
@@ -103,9 +110,18 @@ def test_report_in_headless_chromium(sweep, tmp_path):
     paths = report.write_report([sweep], tmp_path, "rep")
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
-    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-              "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-              f"--user-data-dir={tmp_path / 'chromium-profile'}", "--window-size=1400,1000"):
+    for a in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+        "--window-size=1400,1000",
+    ):
         opts.add_argument(a)
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
     drv = webdriver.Chrome(options=opts, service=Service(executable_path=CHROMEDRIVER))
@@ -119,9 +135,13 @@ def test_report_in_headless_chromium(sweep, tmp_path):
         col = next(i for i, h in enumerate(heads) if h.get_attribute("data-metric") == "gold_reward")
 
         def column():
-            return [(tr.find_elements(By.TAG_NAME, "td")[0].text,
-                     float(tr.find_elements(By.TAG_NAME, "td")[col].get_attribute("data-sort")))
-                    for tr in board.find_elements(By.CSS_SELECTOR, "tbody tr")]
+            return [
+                (
+                    tr.find_elements(By.TAG_NAME, "td")[0].text,
+                    float(tr.find_elements(By.TAG_NAME, "td")[col].get_attribute("data-sort")),
+                )
+                for tr in board.find_elements(By.CSS_SELECTOR, "tbody tr")
+            ]
 
         before = column()
         heads[col].click()
@@ -141,7 +161,8 @@ def test_report_in_headless_chromium(sweep, tmp_path):
         assert matrix.find_elements(By.CSS_SELECTOR, "td.win, td.loss, td.tie")
         for img in ("fig-matrix", "fig-main"):
             w, h = drv.execute_script(
-                f"var i=document.getElementById('{img}');return [i.complete&&i.naturalWidth, i.naturalHeight]")
+                f"var i=document.getElementById('{img}');return [i.complete&&i.naturalWidth, i.naturalHeight]"
+            )
             assert w > 300 and h > 200, img
             assert drv.find_element(By.ID, img).is_displayed()
 
@@ -171,7 +192,9 @@ def test_report_in_headless_chromium(sweep, tmp_path):
         # (chrome:// and chrome-untrusted:// entries are the browser's own start page, before the report)
         page = paths["html"].resolve().as_uri()
         ours = [u for u in requested if not u.startswith(("chrome://", "chrome-untrusted://"))]
-        assert all(u == page or u.startswith("data:") for u in ours), [u[:200] for u in ours if not u.startswith("data:")]
+        assert all(u == page or u.startswith("data:") for u in ours), [
+            u[:200] for u in ours if not u.startswith("data:")
+        ]
         assert not [u for u in requested if u.split(":", 1)[0] in ("http", "https", "ws", "wss", "ftp")]
         resources = drv.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
         assert all(u.startswith("data:") for u in resources), [u[:80] for u in resources]
@@ -184,10 +207,26 @@ def test_report_of_a_fresh_sweep_made_with_the_app(tmp_path):
     from .conftest import run_cli
 
     sweep = tmp_path / "sweep"
-    r = run_cli(["-m", "loss=sft,dpo", "seed=0,1", "dataset.n_sft=200", "dataset.n_pref=64", "dataset.n_eval=32",
-                 "dataset.n_ood=16", "train.max_steps=4", "train.sft_epochs=1", "threads=1", "tracking=none",
-                 "generation.progress=false", "train.progress=false", f"cache_dir={tmp_path / 'cache'}",
-                 f"hydra.sweep.dir={sweep}"], ROOT)
+    r = run_cli(
+        [
+            "-m",
+            "loss=sft,dpo",
+            "seed=0,1",
+            "dataset.n_sft=200",
+            "dataset.n_pref=64",
+            "dataset.n_eval=32",
+            "dataset.n_ood=16",
+            "train.max_steps=4",
+            "train.sft_epochs=1",
+            "threads=1",
+            "tracking=none",
+            "generation.progress=false",
+            "train.progress=false",
+            f"cache_dir={tmp_path / 'cache'}",
+            f"hydra.sweep.dir={sweep}",
+        ],
+        ROOT,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     paths = report.write_report([sweep], tmp_path, "fresh")
     page = paths["html"].read_text()

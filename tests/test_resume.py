@@ -23,9 +23,13 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path):
 
     cache = tmp_path / "cache"
     env = dict(os.environ, TOKENIZERS_PARALLELISM="false", HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen([sys.executable, "-m", "po_bench", *ARGS, f"cache_dir={cache}",
-                             f"hydra.run.dir={tmp_path}/killed"], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "po_bench", *ARGS, f"cache_dir={cache}", f"hydra.run.dir={tmp_path}/killed"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 600
     ckpt = None
     while time.time() < deadline and proc.poll() is None:
@@ -37,8 +41,10 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path):
     assert ckpt, "the preference stage never wrote checkpoint-8"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert not (tmp_path / "killed" / "run.json").exists() or \
-        json.loads((tmp_path / "killed" / "run.json").read_text())["status"] != "done"
+    assert (
+        not (tmp_path / "killed" / "run.json").exists()
+        or json.loads((tmp_path / "killed" / "run.json").read_text())["status"] != "done"
+    )
 
     again = run_cli([*ARGS, f"cache_dir={cache}", f"hydra.run.dir={tmp_path}/resumed"], ROOT)
     assert again.returncode == 0, again.stderr[-2000:]

@@ -59,10 +59,19 @@ def _perturbed(value):
 
 
 # Perturbations that must keep the value valid in kind (others are generic).
-SPECIAL = {"generation.backend": "vllm", "loss.backend": "pobench", "noise.kind": "flip", "model.kind": "hub",
-           "dataset.kind": "world", "loss.args.loss_type": ["ipo"], "train.lr_scheduler": "linear",
-           "model.dtype": "bfloat16", "generation.dtype": "bfloat16",
-           "dataset.pair_source": "pugc", "dataset.pair_models": "multi"}
+SPECIAL = {
+    "generation.backend": "vllm",
+    "loss.backend": "pobench",
+    "noise.kind": "flip",
+    "model.kind": "hub",
+    "dataset.kind": "world",
+    "loss.args.loss_type": ["ipo"],
+    "train.lr_scheduler": "linear",
+    "model.dtype": "bfloat16",
+    "generation.dtype": "bfloat16",
+    "dataset.pair_source": "pugc",
+    "dataset.pair_models": "multi",
+}
 
 FIELDS = [k for k, _ in _leaves(BASE) if not k.startswith(SKIP_GROUPS)]
 
@@ -75,15 +84,29 @@ BASE_KEYS = _keys(BASE)
 
 
 def test_the_default_run_has_every_artifact():
-    assert sorted(BASE_KEYS) == sorted(["sft", "sft_samples", "heldout_eval", "heldout_ood", "pref_samples", "pairs",
-                                        "ref_logps", "policy", "generations"])
+    assert sorted(BASE_KEYS) == sorted(
+        [
+            "sft",
+            "sft_samples",
+            "heldout_eval",
+            "heldout_ood",
+            "pref_samples",
+            "pairs",
+            "ref_logps",
+            "policy",
+            "generations",
+        ]
+    )
 
 
 @pytest.mark.parametrize("field", FIELDS)
 def test_perturbing_a_field_changes_exactly_its_artifacts(field):
     cfg = OmegaConf.create(OmegaConf.to_container(BASE, resolve=False))
-    node = BASE._get_node(field) if "." not in field else OmegaConf.select(BASE, field.rsplit(".", 1)[0])._get_node(
-        field.rsplit(".", 1)[1])
+    node = (
+        BASE._get_node(field)
+        if "." not in field
+        else OmegaConf.select(BASE, field.rsplit(".", 1)[0])._get_node(field.rsplit(".", 1)[1])
+    )
     new = SPECIAL.get(field, _perturbed(node))
     with open_dict(cfg):
         OmegaConf.update(cfg, field, new, merge=False, force_add=True)
@@ -99,7 +122,9 @@ def test_the_table_names_only_real_fields():
 
 def test_how_much_is_checked():
     n_artifacts = len(BASE_KEYS)
-    print(f"dependency table: {len(FIELDS)} config fields x {n_artifacts} artifacts = {len(FIELDS) * n_artifacts} cells")
+    print(
+        f"dependency table: {len(FIELDS)} config fields x {n_artifacts} artifacts = {len(FIELDS) * n_artifacts} cells"
+    )
     assert len(FIELDS) > 100
 
 
@@ -108,15 +133,19 @@ def test_real_data_keys_follow_the_file_content(tmp_path):
     so editing the data file in place rebuilds; an unrelated file does not."""
     f = tmp_path / "pairs.jsonl"
     f.write_text("".join(json.dumps({"prompt": f"q{i}", "chosen": "good", "rejected": "bad"}) + "\n" for i in range(8)))
-    cfg = _compose(["model=smollm2_135m", "dataset=file", f"dataset.path={f}", "dataset.eval_split=null",
-                    "judge=none"])
+    cfg = _compose(["model=smollm2_135m", "dataset=file", f"dataset.path={f}", "dataset.eval_split=null", "judge=none"])
     before = _keys(cfg)
     (tmp_path / "other.jsonl").write_text("{}\n")
     assert _keys(cfg) == before
     f.write_text(f.read_text() + json.dumps({"prompt": "q9", "chosen": "good", "rejected": "bad"}) + "\n")
     after = _keys(cfg)
-    assert sorted(r for r in before if before[r] != after.get(r)) == ["generations", "pairs", "policy", "ref_logps",
-                                                                     "sft_samples"]
+    assert sorted(r for r in before if before[r] != after.get(r)) == [
+        "generations",
+        "pairs",
+        "policy",
+        "ref_logps",
+        "sft_samples",
+    ]
 
 
 def test_reference_log_probs_are_shared_only_where_trl_computes_the_same():
@@ -129,7 +158,9 @@ def test_reference_log_probs_are_shared_only_where_trl_computes_the_same():
 def test_the_world_size_of_a_process_group_is_part_of_every_training_key():
     one, two = (_keys(_compose(["launch=ddp", f"launch.num_processes={n}"])) for n in (1, 2))
     assert sorted(r for r in one if one[r] != two[r]) == sorted(one)  # everything downstream of SFT
-    cfg = _compose(["launch=ddp", "launch.num_processes=2", "launch.main_process_port=1234", "launch.mixed_precision=no"])
+    cfg = _compose(
+        ["launch=ddp", "launch.num_processes=2", "launch.main_process_port=1234", "launch.mixed_precision=no"]
+    )
     assert _keys(cfg) == two  # ports and launcher flags are how it runs, not what it builds
 
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
-import scipy.stats as sst
 import pytest
+import scipy.stats as sst
 
 from po_bench.results import stats
 
@@ -55,7 +55,7 @@ def test_paired_tests_false_positive_rate_under_the_null_is_about_5_percent():
         assert unit8 == "seed"
         rej_seed += p8 < 0.05
     rates = rej_item / REPS, rej_seed / REPS, rej_boot / REPS
-    print("false-positive rates (item permutation, seed permutation, bootstrap): %.3f %.3f %.3f" % rates)
+    print("false-positive rates (item permutation, seed permutation, bootstrap): {:.3f} {:.3f} {:.3f}".format(*rates))
     assert 0.025 <= rates[0] <= 0.08 and 0.02 <= rates[1] <= 0.08 and 0.025 <= rates[2] <= 0.09
 
 
@@ -146,8 +146,12 @@ def _world_table(rng, seeds, scenario, shift=0.0, items=0):
 def method_level(vals, items=None, level=0.95):
     """The project's estimator: [(diff, lo, hi, p)] over every pair and [(mean, lo, hi)] per method."""
     fit = stats.fit_methods(vals)
-    diffs = [(e.mean, e.lo, e.hi, e.p) for a, b in itertools.combinations(sorted(vals), 2)
-             for e in [stats.method_diff(fit, a, b, level)] if e.has_interval]
+    diffs = [
+        (e.mean, e.lo, e.hi, e.p)
+        for a, b in itertools.combinations(sorted(vals), 2)
+        for e in [stats.method_diff(fit, a, b, level)]
+        if e.has_interval
+    ]
     means = [(e.mean, e.lo, e.hi) for m in sorted(vals) for e in [stats.method_mean(fit, m, level)] if e.has_interval]
     return diffs, means
 
@@ -191,11 +195,11 @@ def calibrate(estimator, scenario, seeds, tables=TABLES, seed=0, items=0):
     for _ in range(tables):
         vals, item_rows = _world_table(rng, seeds, scenario, items=items)
         diffs, means = estimator(vals, item_rows)
-        for d, lo, hi, p in diffs:
+        for _d, lo, hi, p in diffs:
             n += 1
             rej += p < 0.05
             cov += lo <= 0.0 <= hi
-        for m, lo, hi in means:
+        for _m, lo, hi in means:
             n_m += 1
             cov_m += lo <= 0.0 <= hi
     return {"fpr": rej / n, "cover_diff": cov / n, "cover_mean": cov_m / n_m}
@@ -210,24 +214,31 @@ def calibrated(r) -> bool:
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_method_level_null_is_calibrated(scenario, seeds):
     r = calibrate(method_level, scenario, seeds)
-    print(f"method level, {scenario}, {seeds} seeds x {METHODS} methods: false-positive rate {r['fpr']:.3f}, "
-          f"coverage of differences {r['cover_diff']:.3f}, of means {r['cover_mean']:.3f}")
+    print(
+        f"method level, {scenario}, {seeds} seeds x {METHODS} methods: false-positive rate {r['fpr']:.3f}, "
+        f"coverage of differences {r['cover_diff']:.3f}, of means {r['cover_mean']:.3f}"
+    )
     assert calibrated(r), r
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("mutant, seeds, items, tables", [
-    (mutant_seed_component_dropped, 2, 128, 40),
-    (mutant_seed_component_dropped, 5, 128, 40),
-    (mutant_99_labelled_95, 5, 0, 300),
-    (mutant_normal_reference, 2, 0, 300),
-])
+@pytest.mark.parametrize(
+    "mutant, seeds, items, tables",
+    [
+        (mutant_seed_component_dropped, 2, 128, 40),
+        (mutant_seed_component_dropped, 5, 128, 40),
+        (mutant_99_labelled_95, 5, 0, 300),
+        (mutant_normal_reference, 2, 0, 300),
+    ],
+)
 def test_the_calibration_check_rejects_a_broken_estimator(mutant, seeds, items, tables):
     """The check above can fail: an estimator without the seed component, with the level mislabelled or
     with a normal reference at few seeds is outside the bounds."""
     r = calibrate(mutant, "equal", seeds, tables=tables, items=items)
-    print(f"{mutant.__name__}, {seeds} seeds: false-positive rate {r['fpr']:.3f}, coverage of differences "
-          f"{r['cover_diff']:.3f}, of means {r['cover_mean']:.3f}")
+    print(
+        f"{mutant.__name__}, {seeds} seeds: false-positive rate {r['fpr']:.3f}, coverage of differences "
+        f"{r['cover_diff']:.3f}, of means {r['cover_mean']:.3f}"
+    )
     assert not calibrated(r), r
 
 
@@ -237,7 +248,7 @@ def test_method_level_power_matches_the_formula_the_table_prints():
     detects about 80% of the time (a few points less: the flag gives about 5% of rows their own
     variance, with fewer degrees of freedom); power at a stated effect printed per seed count."""
     rng = np.random.default_rng(9)
-    sigma2_e = INTER_SD ** 2 + ITEM_SE ** 2
+    sigma2_e = INTER_SD**2 + ITEM_SE**2
     for seeds in (2, 3, 5, 10):
         fit = stats.fit_methods({m: {s: 0.0 for s in range(seeds)} for m in range(METHODS)})
         fit.resid_var = sigma2_e  # the true interaction variance: the formula alone
@@ -249,9 +260,11 @@ def test_method_level_power_matches_the_formula_the_table_prints():
                 e = stats.method_diff(stats.fit_methods(vals), 0, 1)
                 hits[delta] += e.p < 0.05
         power_mdd, power_02 = hits[mdd] / 400, hits[0.2] / 400
-        print(f"{seeds} seeds x {METHODS} methods: MDD {mdd:.3f} detected {power_mdd:.2f} of the time; "
-              f"power at a difference of 0.2: {power_02:.2f}; seeds for 0.05: "
-              f"{stats.method_seeds_needed(fit, 0.05)}")
+        print(
+            f"{seeds} seeds x {METHODS} methods: MDD {mdd:.3f} detected {power_mdd:.2f} of the time; "
+            f"power at a difference of 0.2: {power_02:.2f}; seeds for 0.05: "
+            f"{stats.method_seeds_needed(fit, 0.05)}"
+        )
         assert 0.68 <= power_mdd <= 0.88
     assert stats.method_mdd(fit, seeds=stats.method_seeds_needed(fit, 0.05)) <= 0.05
 
@@ -287,8 +300,9 @@ def test_a_diverging_method_is_flagged_and_does_not_widen_the_others():
     kept = stats.fit_methods(vals, pool_alpha=0.0)  # flagged (own variance) but kept in the pool: wider
     assert list(kept.flags) == [4] and kept.resid_var > 2 * fit.resid_var
     assert stats.method_diff(fit, 0, 1).basis == "paired" and stats.method_diff(fit, 0, 4).basis == "own"
-    assert stats.method_diff(fit, 0, 4).hi - stats.method_diff(fit, 0, 4).lo > \
-        3 * (stats.method_diff(fit, 0, 1).hi - stats.method_diff(fit, 0, 1).lo)
+    assert stats.method_diff(fit, 0, 4).hi - stats.method_diff(fit, 0, 4).lo > 3 * (
+        stats.method_diff(fit, 0, 1).hi - stats.method_diff(fit, 0, 1).lo
+    )
 
 
 def test_one_seed_makes_no_method_claim():
@@ -301,9 +315,14 @@ def test_one_seed_makes_no_method_claim():
 
 
 def _runs_row(method, values):
-    return {"method": method, "n_seeds": len(values), "gold_reward_mean": float(np.mean(values)),
-            "_runs": [{"config": {"seed": s}, "metrics": {"gold_reward": v, "gold_reward_sft": 0.3}}
-                      for s, v in enumerate(values)]}
+    return {
+        "method": method,
+        "n_seeds": len(values),
+        "gold_reward_mean": float(np.mean(values)),
+        "_runs": [
+            {"config": {"seed": s}, "metrics": {"gold_reward": v, "gold_reward_sft": 0.3}} for s, v in enumerate(values)
+        ],
+    }
 
 
 def test_holm_decides_the_marks_of_the_table():
@@ -313,10 +332,12 @@ def test_holm_decides_the_marks_of_the_table():
 
     base = [0.50, 0.62, 0.45, 0.58, 0.55, 0.40]
     noise = [0.03, -0.05, 0.06, -0.02, 0.01, -0.03]
-    rows = [_runs_row("DPO", base),
-            _runs_row("Big", [b + 0.30 + n for b, n in zip(base, noise)]),
-            _runs_row("Small", [b + 0.065 - n for b, n in zip(base, noise)]),
-            _runs_row("Same", [b + n for b, n in zip(base, noise[::-1])])]
+    rows = [
+        _runs_row("DPO", base),
+        _runs_row("Big", [b + 0.30 + n for b, n in zip(base, noise)]),
+        _runs_row("Small", [b + 0.065 - n for b, n in zip(base, noise)]),
+        _runs_row("Same", [b + n for b, n in zip(base, noise[::-1])]),
+    ]
     an = analysis.analyse(rows, [], ["gold_reward"], ["gold_reward"])
     tested = [r for r in rows if "delta_base" in r]
     ps = [r["delta_base"].p for r in tested]

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from po_bench import cache_cli, store as store_mod
+from po_bench import cache_cli
+from po_bench import store as store_mod
 from po_bench.store import STORE_VERSION, Store, atomic_write_json, check_artifact, fingerprint
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,6 +59,7 @@ def test_atomic_write_json(tmp_path):
 
 
 # ---- manifests ---------------------------------------------------------------------------------------
+
 
 def _build_model_dir(d: Path) -> None:
     (d / "sub").mkdir()
@@ -162,6 +164,7 @@ def test_load_json_quarantines_a_damaged_artifact_and_returns_none(tmp_path):
 
 # ---- store format version ------------------------------------------------------------------------------
 
+
 def test_old_format_artifacts_are_never_read_and_named_once(tmp_path, caplog):
     old = tmp_path / "sft" / fingerprint({"f": 1})
     old.mkdir(parents=True)
@@ -172,8 +175,10 @@ def test_old_format_artifacts_are_never_read_and_named_once(tmp_path, caplog):
     s = Store(tmp_path)
     Store(tmp_path)
     msgs = [m for m in _warnings(caplog) if "older po-bench" in m]
-    assert msgs == [f"artifact store {tmp_path.resolve()} holds artifacts from an older po-bench (format 1, "
-                    "incomplete keys): they are not used; `po-bench cache gc --old` deletes them"]
+    assert msgs == [
+        f"artifact store {tmp_path.resolve()} holds artifacts from an older po-bench (format 1, "
+        "incomplete keys): they are not used; `po-bench cache gc --old` deletes them"
+    ]
     assert s.load_json("sft", {"f": 1}) is None
     assert s.get_or_build_json("sft", {"f": 1}, lambda: {"fresh": True}) == {"fresh": True}
     assert cache_cli.main(["--root", str(tmp_path), "gc", "--old", "--dry-run"]) == 0
@@ -223,8 +228,9 @@ def _run_contenders(tmp_path, mode: str) -> list[str]:
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
     env = dict(os.environ, PO_BENCH_LOCK=mode, PYTHONPATH=str(ROOT))
-    a = subprocess.Popen([sys.executable, str(script), str(tmp_path / "store"), str(log), "A", str(log) + ".ready"],
-                         env=env)
+    a = subprocess.Popen(
+        [sys.executable, str(script), str(tmp_path / "store"), str(log), "A", str(log) + ".ready"], env=env
+    )
     # B starts once A is inside the build (A holds the key's lock); it marks .ready just before it asks
     while not log.exists() or "A build-start" not in log.read_text():
         assert a.poll() is None, "A exited early"
@@ -298,12 +304,16 @@ def test_bad_lock_mode_is_refused(tmp_path, monkeypatch):
 
 # ---- po-bench cache ------------------------------------------------------------------------------------
 
+
 def _populate(tmp_path):
     s = Store(tmp_path / "cache")
     keys = {}
-    for kind, fields in [("sft", {"model": "tiny", "seed": 0}), ("sft", {"model": "tiny", "seed": 1}),
-                         ("policy", {"loss": "dpo", "beta": 0.1, "sft": {"model": "tiny", "seed": 0}}),
-                         ("samples", {"n": 16})]:
+    for kind, fields in [
+        ("sft", {"model": "tiny", "seed": 0}),
+        ("sft", {"model": "tiny", "seed": 1}),
+        ("policy", {"loss": "dpo", "beta": 0.1, "sft": {"model": "tiny", "seed": 0}}),
+        ("samples", {"n": 16}),
+    ]:
         s.get_or_build_json(kind, fields, lambda f=fields: {"fields": f, "pad": "x" * 100})
         keys[(kind, json.dumps(fields))] = s.key(kind, fields)
     return s, list(keys.values())
@@ -320,7 +330,7 @@ def test_cache_ls_and_du(tmp_path, capsys):
         kind, h = k.split("/")
         (line,) = [x for x in out if h in x]
         assert line.split()[0] == kind
-    assert any("loss=\"dpo\"" in x and "sft.seed=0" in x for x in out)
+    assert any('loss="dpo"' in x and "sft.seed=0" in x for x in out)
     assert cache_cli.main(["--root", root, "ls", "--kind", "sft"]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 3
     assert cache_cli.main(["--root", root, "du"]) == 0
@@ -367,7 +377,13 @@ def test_cache_gc_quarantine_and_usage_errors(tmp_path):
 def test_po_bench_cache_dispatches_from_the_app(tmp_path):
     s, _ = _populate(tmp_path)
     env = dict(os.environ, PYTHONPATH=str(ROOT), PO_BENCH_CACHE=str(s.root))
-    r = subprocess.run([sys.executable, "-m", "po_bench", "cache", "du"], env=env, capture_output=True, text=True,
-                       timeout=300, cwd=tmp_path)
+    r = subprocess.run(
+        [sys.executable, "-m", "po_bench", "cache", "du"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines()[-1].split()[:2] == ["total", "4"]

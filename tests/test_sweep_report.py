@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from .conftest import ROOT, SHARED, SMALL, read_runs, run_cli
 
-FAKE_PIPELINE = '''
+FAKE_PIPELINE = """
 import os, sys, types
 if os.environ.get("PO_BENCH_FAKE_PIPELINE"):
     import po_bench
@@ -42,7 +40,7 @@ if os.environ.get("PO_BENCH_FAKE_PIPELINE"):
     fake.run = run
     sys.modules["po_bench.pipeline"] = fake
     po_bench.pipeline = fake
-'''
+"""
 
 BASE = ["tracking=none", "generation.progress=false", "train.progress=false", "threads=1"]
 
@@ -61,7 +59,14 @@ def _jobs(sweep: Path) -> list[str]:
 
 def test_sweep_summary_and_exit_code_basic_launcher(tmp_path, fake):
     sweep = tmp_path / "sweep"
-    args = ["-m", *BASE, "seed=0,13", "judge=gold,reward_model", f"hydra.sweep.dir={sweep}", "hydra.sweep.subdir=${hydra.job.num}"]
+    args = [
+        "-m",
+        *BASE,
+        "seed=0,13",
+        "judge=gold,reward_model",
+        f"hydra.sweep.dir={sweep}",
+        "hydra.sweep.subdir=${hydra.job.num}",
+    ]
     r = run_cli(args, tmp_path, env_extra=fake, timeout=300)
     out = r.stdout + r.stderr
     assert r.returncode == 1, out[-3000:]
@@ -91,13 +96,19 @@ def test_sweep_summary_and_exit_code_basic_launcher(tmp_path, fake):
     assert "reused from the artifact store: policy, sft; built: policy" in r3.stdout + r3.stderr
 
 
-@pytest.mark.parametrize("launcher", [
-    ["hydra/launcher=parallel", "hydra.launcher.n_jobs=2"],
-    ["hydra/launcher=local", "hydra.launcher.timeout_min=5"],
-], ids=["joblib", "submitit"])
+@pytest.mark.parametrize(
+    "launcher",
+    [
+        ["hydra/launcher=parallel", "hydra.launcher.n_jobs=2"],
+        ["hydra/launcher=local", "hydra.launcher.timeout_min=5"],
+    ],
+    ids=["joblib", "submitit"],
+)
 def test_exit_code_with_other_launchers(tmp_path, fake, launcher):
     sweep = tmp_path / "sweep"
-    r = run_cli(["-m", *launcher, *BASE, "seed=0,13", f"hydra.sweep.dir={sweep}"], tmp_path, env_extra=fake, timeout=300)
+    r = run_cli(
+        ["-m", *launcher, *BASE, "seed=0,13", f"hydra.sweep.dir={sweep}"], tmp_path, env_extra=fake, timeout=300
+    )
     assert r.returncode == 1, (r.stdout + r.stderr)[-3000:]
     assert "2 jobs in" in r.stdout and "1 done" in r.stdout and "1 failed" in r.stdout, r.stdout[-2000:]
     assert "RuntimeError: planted failure at run time" in r.stdout
@@ -124,18 +135,35 @@ def test_metrics_that_are_none_print_na(tmp_path, fake):
 def test_num_formats():
     from po_bench.app import _num, _reuse_line
 
-    assert (_num(None), _num(0.12345), _num(3, 2), _num(float("nan")), _num("x")) == ("n/a", "0.123", "3.00", "nan", "n/a")
+    assert (_num(None), _num(0.12345), _num(3, 2), _num(float("nan")), _num("x")) == (
+        "n/a",
+        "0.123",
+        "3.00",
+        "nan",
+        "n/a",
+    )
     assert _reuse_line({"hits": [], "built": ["sft/1"]}) == ""
     assert _reuse_line(None) == ""
 
 
 # ---- the real pipeline (slow) -------------------------------------------------------------------
 
+
 @pytest.mark.slow
 def test_real_sweep_with_a_failing_job_exits_1(tmp_path):
     sweep = tmp_path / "sweep"
-    r = run_cli(["-m", *SMALL, "threads=1", "loss=ipo", "loss.args.loss_type=[ipo],[no_such_loss]",
-                 f"cache_dir={tmp_path}/cache", f"hydra.sweep.dir={sweep}"], ROOT)
+    r = run_cli(
+        [
+            "-m",
+            *SMALL,
+            "threads=1",
+            "loss=ipo",
+            "loss.args.loss_type=[ipo],[no_such_loss]",
+            f"cache_dir={tmp_path}/cache",
+            f"hydra.sweep.dir={sweep}",
+        ],
+        ROOT,
+    )
     assert r.returncode == 1, r.stderr[-3000:]
     assert "2 jobs in" in r.stdout and "1 done" in r.stdout and "1 failed" in r.stdout, r.stdout[-3000:]
     assert "no_such_loss" in r.stdout and f"po-bench-table {sweep}" in r.stdout
@@ -147,11 +175,31 @@ def test_readme_real_data_judge_none_prints_no_traceback(tiny_chat_model, tmp_pa
     if not hh.exists():
         pytest.skip(f"{hh} is absent (../shared/data is provided to developers and CI only)")
     # the README's command, with a one-layer model in place of SmolLM2 and tiny sizes
-    r = run_cli(["model.kind=hub", f"model.name_or_path={tiny_chat_model}", "model.name=tiny-chat", "dataset=hh_rlhf",
-                 f"dataset.path={hh}", "dataset.eval_split=null", "dataset.max_rows=24", "dataset.n_eval=4",
-                 "judge=none", "loss=dpo", "train.max_steps=1", "train.batch_size=4", "train.max_length=192",
-                 "generation.max_new_tokens=4", "generation.progress=false", "train.progress=false", "tracking=none",
-                 "threads=1", f"cache_dir={tmp_path}/cache", f"hydra.run.dir={tmp_path}/run"], ROOT)
+    r = run_cli(
+        [
+            "model.kind=hub",
+            f"model.name_or_path={tiny_chat_model}",
+            "model.name=tiny-chat",
+            "dataset=hh_rlhf",
+            f"dataset.path={hh}",
+            "dataset.eval_split=null",
+            "dataset.max_rows=24",
+            "dataset.n_eval=4",
+            "judge=none",
+            "loss=dpo",
+            "train.max_steps=1",
+            "train.batch_size=4",
+            "train.max_length=192",
+            "generation.max_new_tokens=4",
+            "generation.progress=false",
+            "train.progress=false",
+            "tracking=none",
+            "threads=1",
+            f"cache_dir={tmp_path}/cache",
+            f"hydra.run.dir={tmp_path}/run",
+        ],
+        ROOT,
+    )
     out = r.stdout + r.stderr
     assert r.returncode == 0, out[-3000:]
     assert "gold_reward=n/a" in out
@@ -161,7 +209,12 @@ def test_readme_real_data_judge_none_prints_no_traceback(tiny_chat_model, tmp_pa
 def test_help_describes_each_group_and_the_recipes(tmp_path):
     r = run_cli(["--help"], tmp_path, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
-    for line in ("== Recipes ==", "po-bench -m loss=dpo,ipo,simpo seed=0,1", "po-bench-table multirun/",
-                 "  loss         the preference method", "  judge        how generations are scored",
-                 "loss: adpo, adpo_list, alphapo"):
+    for line in (
+        "== Recipes ==",
+        "po-bench -m loss=dpo,ipo,simpo seed=0,1",
+        "po-bench-table multirun/",
+        "  loss         the preference method",
+        "  judge        how generations are scored",
+        "loss: adpo, adpo_list, alphapo",
+    ):
         assert line in r.stdout, line

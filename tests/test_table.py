@@ -13,18 +13,40 @@ from po_bench.results import table
 
 
 def _run(tmp, name, method, label, seed=0, model=None, judge="gold", metrics=None, **loss):
-    cfg = {"loss": {"name": method, "label": label, "beta": loss.get("beta", 0.1), "lr": loss.get("lr", 2e-4),
-                    "args": loss.get("args", {})},
-           "model": model or {"name": "tiny", "name_or_path": None, "reference_id": None},
-           "judge": {"name": judge}, "seed": seed,
-           "preset": {"name": "simpo_table", "scale": "paper" if model else "tiny", "title": "SimPO Table 4",
-                      "select_best": "win_rate_vs_sft", "ours": ["win_rate_vs_sft"],
-                      "reference": {"csv": "simpo_table4.csv", "columns": ["alpacaeval2_lc"],
-                                    "models": ["mistral-7b-base", "llama-3-8b-instruct"], "citation": "SimPO"}}}
+    cfg = {
+        "loss": {
+            "name": method,
+            "label": label,
+            "beta": loss.get("beta", 0.1),
+            "lr": loss.get("lr", 2e-4),
+            "args": loss.get("args", {}),
+        },
+        "model": model or {"name": "tiny", "name_or_path": None, "reference_id": None},
+        "judge": {"name": judge},
+        "seed": seed,
+        "preset": {
+            "name": "simpo_table",
+            "scale": "paper" if model else "tiny",
+            "title": "SimPO Table 4",
+            "select_best": "win_rate_vs_sft",
+            "ours": ["win_rate_vs_sft"],
+            "reference": {
+                "csv": "simpo_table4.csv",
+                "columns": ["alpacaeval2_lc"],
+                "models": ["mistral-7b-base", "llama-3-8b-instruct"],
+                "citation": "SimPO",
+            },
+        },
+    }
     d = tmp / name
     d.mkdir(parents=True)
-    rec = {"status": "done", "config": cfg, "metrics": {"seconds": {"total": 10.0}, **(metrics or {})},
-           "versions": {"torch": "2.13.0+cpu", "trl": "1.16.0"}, "host": {"platform": "x", "cpu": "CPU-X", "cpus": 2}}
+    rec = {
+        "status": "done",
+        "config": cfg,
+        "metrics": {"seconds": {"total": 10.0}, **(metrics or {})},
+        "versions": {"torch": "2.13.0+cpu", "trl": "1.16.0"},
+        "host": {"platform": "x", "cpu": "CPU-X", "cpus": 2},
+    }
     (d / "run.json").write_text(json.dumps(rec))
 
 
@@ -48,10 +70,16 @@ def test_best_grid_point_per_method_and_paper_columns_at_tiny_scale(tmp_path):
 
 
 def test_paper_scale_rows_match_their_models_reference_and_merge_judges(tmp_path):
-    llama = {"name": "llama3_8b_instruct", "name_or_path": "meta-llama/Meta-Llama-3-8B-Instruct",
-             "reference_id": "llama-3-8b-instruct"}
-    mistral = {"name": "zephyr_7b_sft", "name_or_path": "alignment-handbook/zephyr-7b-sft-full",
-               "reference_id": "mistral-7b-base"}
+    llama = {
+        "name": "llama3_8b_instruct",
+        "name_or_path": "meta-llama/Meta-Llama-3-8B-Instruct",
+        "reference_id": "llama-3-8b-instruct",
+    }
+    mistral = {
+        "name": "zephyr_7b_sft",
+        "name_or_path": "alignment-handbook/zephyr-7b-sft-full",
+        "reference_id": "mistral-7b-base",
+    }
     for i, (m, s_ae, s_mt) in enumerate([(llama, 40.0, 7.9), (mistral, 20.0, 7.1)]):
         _run(tmp_path, f"ae{i}", "simpo", "SimPO", model=m, judge="alpaca_eval", metrics={"alpaca_eval_win_rate": s_ae})
         _run(tmp_path, f"mt{i}", "simpo", "SimPO", model=m, judge="mt_bench", metrics={"mt_bench_score": s_mt})
@@ -76,11 +104,14 @@ def test_a_method_missing_from_the_paper_gets_an_empty_reference_cell(tmp_path):
     assert "| ADPO |" in paths["md"].read_text()
 
 
-@pytest.mark.parametrize("xs, ys, rho", [
-    ([1, 2, 3, 4], [10, 20, 30, 40], 1.0),
-    ([1, 2, 3, 4], [40, 30, 20, 10], -1.0),
-    ([1, 2, 3], [1, 1, 2], 0.8660254),  # ties: average ranks
-])
+@pytest.mark.parametrize(
+    "xs, ys, rho",
+    [
+        ([1, 2, 3, 4], [10, 20, 30, 40], 1.0),
+        ([1, 2, 3, 4], [40, 30, 20, 10], -1.0),
+        ([1, 2, 3], [1, 1, 2], 0.8660254),  # ties: average ranks
+    ],
+)
 def test_spearman(xs, ys, rho):
     assert table.spearman(xs, ys) == pytest.approx(rho, abs=1e-6)
 

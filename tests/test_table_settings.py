@@ -14,19 +14,39 @@ TYPES = {"dpo": ["sigmoid"], "ipo": ["ipo"], "sft": None}
 
 
 def _run(tmp, name, loss, seed=0, model="tiny", overrides=(), metrics=None, beta=None):
-    cfg = {"loss": {"name": loss, "label": loss.upper(), "beta": beta or BETAS[loss], "lr": 2e-4,
-                    "backend": "sft" if loss == "sft" else "dpo",
-                    "args": {} if loss == "sft" else {"loss_type": TYPES[loss]}},
-           "model": {"name": model}, "judge": {"name": "gold"}, "seed": seed, "cache_dir": f"/tmp/{name}",
-           "dataset": {"name": "world", "path": None if model == "tiny" else "/data/hh.jsonl"}}
+    cfg = {
+        "loss": {
+            "name": loss,
+            "label": loss.upper(),
+            "beta": beta or BETAS[loss],
+            "lr": 2e-4,
+            "backend": "sft" if loss == "sft" else "dpo",
+            "args": {} if loss == "sft" else {"loss_type": TYPES[loss]},
+        },
+        "model": {"name": model},
+        "judge": {"name": "gold"},
+        "seed": seed,
+        "cache_dir": f"/tmp/{name}",
+        "dataset": {"name": "world", "path": None if model == "tiny" else "/data/hh.jsonl"},
+    }
     d = tmp / name
     (d / ".hydra").mkdir(parents=True)
     (d / ".hydra" / "overrides.yaml").write_text(
-        "".join(f"- {o}\n" for o in [f"loss={loss}", f"seed={seed}", f"cache_dir=/tmp/{name}", "threads=1", *overrides]))
-    rec = {"status": "done", "config": cfg,
-           "metrics": {"gold_reward": 0.5 + seed / 10, "train_loss_final": 23.2 if loss == "ipo" else 0.64,
-                       "seconds": {"total": 2.0}, "artifacts": {"hits": ["sft/1"], "built": []}, **(metrics or {})},
-           "versions": {}, "host": {"platform": "x", "cpu": "CPU-X", "cpus": 2}}
+        "".join(f"- {o}\n" for o in [f"loss={loss}", f"seed={seed}", f"cache_dir=/tmp/{name}", "threads=1", *overrides])
+    )
+    rec = {
+        "status": "done",
+        "config": cfg,
+        "metrics": {
+            "gold_reward": 0.5 + seed / 10,
+            "train_loss_final": 23.2 if loss == "ipo" else 0.64,
+            "seconds": {"total": 2.0},
+            "artifacts": {"hits": ["sft/1"], "built": []},
+            **(metrics or {}),
+        },
+        "versions": {},
+        "host": {"platform": "x", "cpu": "CPU-X", "cpus": 2},
+    }
     (d / "run.json").write_text(json.dumps(rec))
 
 
@@ -68,8 +88,12 @@ def test_a_merged_table_of_two_models_is_grouped_by_model(tmp_path):
             _run(tmp_path / m, f"{loss}", loss, model=m)
     hp, rows, _ = table.build_table(table.load_runs(tmp_path))
     assert hp[0] == "model.name" and "dataset.path" not in hp  # the path restates the model
-    assert [(r["model.name"], r["method"]) for r in rows] == [("smollm2", "DPO"), ("smollm2", "SFT"),
-                                                             ("tiny", "DPO"), ("tiny", "SFT")]
+    assert [(r["model.name"], r["method"]) for r in rows] == [
+        ("smollm2", "DPO"),
+        ("smollm2", "SFT"),
+        ("tiny", "DPO"),
+        ("tiny", "SFT"),
+    ]
     md = table.to_markdown(hp, rows, [])
     assert "None" not in md
 
@@ -80,12 +104,15 @@ def test_a_presets_method_columns_put_rows_of_different_data_in_one_comparison()
     setting is its own comparison."""
     from po_bench.results import analysis
 
-    rows = [{"method": m, "dataset.k_samples": k, "gold_reward_mean": g, "n_seeds": 1, "_runs": []}
-            for m, k, g in (("DPO", 2, 0.6), ("Curry-DPO", 4, 0.7), ("DPO", 4, 0.5))]
+    rows = [
+        {"method": m, "dataset.k_samples": k, "gold_reward_mean": g, "n_seeds": 1, "_runs": []}
+        for m, k, g in (("DPO", 2, 0.6), ("Curry-DPO", 4, 0.7), ("DPO", 4, 0.5))
+    ]
     per_setting = analysis.analyse([dict(r) for r in rows], ["dataset.k_samples"], ["gold_reward"], ["gold_reward"])
     assert per_setting.setting_cols == ["dataset.k_samples"]
     assert per_setting.labels == ["DPO", "Curry-DPO", "DPO"]
-    one = analysis.analyse([dict(r) for r in rows], ["dataset.k_samples"], ["gold_reward"], ["gold_reward"],
-                           method_cols=("dataset.",))
+    one = analysis.analyse(
+        [dict(r) for r in rows], ["dataset.k_samples"], ["gold_reward"], ["gold_reward"], method_cols=("dataset.",)
+    )
     assert one.setting_cols == []  # one comparison: every row against DPO
     assert one.labels == ["DPO (k_samples=2)", "Curry-DPO", "DPO (k_samples=4)"]

@@ -43,8 +43,10 @@ def ref_tpo(m, e, present, scores, beta, label, pair_weight):
     if label == "score":
         v = list(scores)
     else:
-        v = [sum((scores[i] > scores[j]) + 0.5 * (scores[i] == scores[j]) for j in range(n) if j != i) / (n - 1)
-             for i in range(n)]
+        v = [
+            sum((scores[i] > scores[j]) + 0.5 * (scores[i] == scores[j]) for j in range(n) if j != i) / (n - 1)
+            for i in range(n)
+        ]
     total = 0.0
     if pair_weight == "uniform":
         for i in range(n):
@@ -76,8 +78,9 @@ def _batch(seed=0, sizes=(4, 3), S=3, H=5):
     scores[0, 2] = scores[0, 1]  # a tie
     scores = torch.where(mask, scores, torch.zeros_like(scores))
     z = torch.zeros(B, K, dtype=torch.float64)
-    s = listwise.ListStats(z, z, torch.ones_like(z), scores, mask,
-                           {"step_logratio": m, "step_hidden": e, "step_mask": present})
+    s = listwise.ListStats(
+        z, z, torch.ones_like(z), scores, mask, {"step_logratio": m, "step_hidden": e, "step_mask": present}
+    )
     return s, sizes
 
 
@@ -89,8 +92,15 @@ def test_tpo_matches_the_explicit_loops(label, pair_weight):
         out = listwise.tpo(s, beta=0.7, label=label, pair_weight=pair_weight)
         for b, n in enumerate(sizes):
             x = lambda t: t[b, :n].tolist()
-            want = ref_tpo(x(s.extra["step_logratio"]), x(s.extra["step_hidden"]), x(s.extra["step_mask"]),
-                           x(s.scores), 0.7, label, pair_weight)
+            want = ref_tpo(
+                x(s.extra["step_logratio"]),
+                x(s.extra["step_hidden"]),
+                x(s.extra["step_mask"]),
+                x(s.scores),
+                0.7,
+                label,
+                pair_weight,
+            )
             assert out.losses[b].item() == pytest.approx(want, abs=1e-9), (seed, b)
 
 
@@ -125,12 +135,15 @@ def _compose(overrides):
         return compose(config_name="config", overrides=overrides)
 
 
-@pytest.mark.parametrize("overrides, needle", [
-    (TPO_DATA[:3], "loss=tpo needs dataset.steps=True (got False)"),
-    (["loss=tpo", "dataset.pair_strategy=list", "dataset.steps=true"], "loss=tpo needs dataset.k_samples=4"),
-    ([*TPO_DATA, "loss.args.pair_weight=x"], "loss.args.pair_weight='x' for tpo: allowed lambda, uniform"),
-    ([*TPO_DATA, "loss.args.label=rank"], "loss.args.label='rank' for tpo: allowed win_rate, score"),
-])
+@pytest.mark.parametrize(
+    "overrides, needle",
+    [
+        (TPO_DATA[:3], "loss=tpo needs dataset.steps=True (got False)"),
+        (["loss=tpo", "dataset.pair_strategy=list", "dataset.steps=true"], "loss=tpo needs dataset.k_samples=4"),
+        ([*TPO_DATA, "loss.args.pair_weight=x"], "loss.args.pair_weight='x' for tpo: allowed lambda, uniform"),
+        ([*TPO_DATA, "loss.args.label=rank"], "loss.args.label='rank' for tpo: allowed win_rate, score"),
+    ],
+)
 def test_tpo_requirements_fail_at_config_time(overrides, needle):
     with pytest.raises(ConfigError) as e:
         validate(_compose(overrides))

@@ -37,8 +37,13 @@ def test_wandb_offline_sweep_resume_and_no_secret(tmp_path):
         assert table["columns"][:3] == ["prompt", "policy", "sft"] and len(table["data"]) > 0
 
     # the sweep's results table as a wandb Table
-    t = subprocess.run([sys.executable, "-m", "po_bench.results.table", str(sweep), "--wandb"], cwd=ROOT,
-                       capture_output=True, text=True, env={**__import__("os").environ, "WANDB_API_KEY": ""})
+    t = subprocess.run(
+        [sys.executable, "-m", "po_bench.results.table", str(sweep), "--wandb"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**__import__("os").environ, "WANDB_API_KEY": ""},
+    )
     assert t.returncode == 0, t.stderr[-2000:]
     res_dir = next(sweep.glob("wandb/offline-run-*"))
     rt = read_offline_run(res_dir)
@@ -46,11 +51,15 @@ def test_wandb_offline_sweep_resume_and_no_secret(tmp_path):
     assert {row[0] for row in rt["tables"]["results"]["data"]} == {"DPO", "SimPO"}
 
     # relaunching the same sweep skips the finished runs
-    before = [(d / "run.json").stat().st_mtime_ns for d in sorted(p for p in sweep.iterdir() if (p / "run.json").exists())]
+    before = [
+        (d / "run.json").stat().st_mtime_ns for d in sorted(p for p in sweep.iterdir() if (p / "run.json").exists())
+    ]
     r2 = run_cli(args, ROOT, env_extra=env)
     assert r2.returncode == 0
     assert (r2.stdout + r2.stderr).count("already done, skipped") == 2
-    after = [(d / "run.json").stat().st_mtime_ns for d in sorted(p for p in sweep.iterdir() if (p / "run.json").exists())]
+    after = [
+        (d / "run.json").stat().st_mtime_ns for d in sorted(p for p in sweep.iterdir() if (p / "run.json").exists())
+    ]
     assert before == after
 
     # the planted key appears in no file of the output tree (configs, logs, run.json, wandb files)
@@ -60,8 +69,16 @@ def test_wandb_offline_sweep_resume_and_no_secret(tmp_path):
 
 def test_table_merges_folders_without_double_counting(tmp_path):
     for name, loss in (("a", "sft"), ("b", "sft")):
-        r = run_cli([*SMALL, f"loss={loss}", "stages.train=false", f"cache_dir={tmp_path}/cache",
-                     f"hydra.run.dir={tmp_path}/{name}/run"], ROOT)
+        r = run_cli(
+            [
+                *SMALL,
+                f"loss={loss}",
+                "stages.train=false",
+                f"cache_dir={tmp_path}/cache",
+                f"hydra.run.dir={tmp_path}/{name}/run",
+            ],
+            ROOT,
+        )
         assert r.returncode == 0, r.stderr[-2000:]
     paths = write_tables([tmp_path / "a", tmp_path / "b"], out_dir=tmp_path, name="merged")
     lines = paths["csv"].read_text().strip().splitlines()

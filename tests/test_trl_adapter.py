@@ -7,9 +7,8 @@ from types import SimpleNamespace as NS
 import pytest
 import torch
 
-from po_bench.training import models, trl_adapter
-from po_bench.data import world
 from po_bench.app import CONF_DIR
+from po_bench.training import models, trl_adapter
 
 # DiscoPOP (arXiv:2406.08414) is non-convex at zero margin: with rho = sigmoid(L/tau), its loss
 # (1-rho)*softplus(-L) + rho*exp(-L) has dL-derivative rho'(0)(1 - ln 2) - 0.75 = (0.25/0.05)(0.307) - 0.75
@@ -24,15 +23,6 @@ def _loss_cfg(name):
 
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         return compose(config_name="config", overrides=[f"loss={name}"])
-
-
-@pytest.fixture(scope="module")
-def pairs():
-    spec = world.WorldSpec(n_pref=32)
-    prompts = world.make_prompts(spec, "pref")
-    rng = __import__("numpy").random.default_rng(0)
-    samples = [[" " + world.demonstrate(spec, p, rng), " " + world.demonstrate(spec, p, rng)] for p in prompts]
-    return world.label_pairs(prompts, samples, world.Annotator(), seed=0)
 
 
 # TPO trains on step-annotated lists only (each response's world steps): its two real optimizer steps are
@@ -50,8 +40,17 @@ def test_two_real_optimizer_steps(loss, tokenizer, pairs, tmp_path):
     model = models.build_tiny_model(tokenizer, hidden_size=64, num_layers=1, intermediate_size=128)
     ref = None if cfg.loss.reference_free else copy.deepcopy(model)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    train = NS(**{**cfg.train, "max_steps": 2, "batch_size": 8, "logging_steps": 1, "progress": False,
-                  "warmup_ratio": 0.0, "lr_scheduler": "constant"})
+    train = NS(
+        **{
+            **cfg.train,
+            "max_steps": 2,
+            "batch_size": 8,
+            "logging_steps": 1,
+            "progress": False,
+            "warmup_ratio": 0.0,
+            "lr_scheduler": "constant",
+        }
+    )
     lr = 1e-2 if loss == "sft_lowlr" else 1e-3
     loss_cfg = NS(**{**cfg.loss, "args": dict(cfg.loss.args), "lr": lr})
     saved = {}
@@ -60,12 +59,14 @@ def test_two_real_optimizer_steps(loss, tokenizer, pairs, tmp_path):
     # tests/test_fine_grained.py trains it with a guide that differs from the reference
     guide = {"guide_model": copy.deepcopy(model)} if cfg.loss.get("guide") else {}
     if trl_adapter.fused_reference(loss_cfg):  # InfiFPO: source models (tests/test_unpaired_fused.py checks the fusion)
-        guide["source_models"] = [models.build_tiny_model(tokenizer, hidden_size=64, num_layers=1, intermediate_size=128)
-                                  for _ in range(2)]
+        guide["source_models"] = [
+            models.build_tiny_model(tokenizer, hidden_size=64, num_layers=1, intermediate_size=128) for _ in range(2)
+        ]
     if trl_adapter.needs_pair_scores(loss_cfg):  # MADPO / Sem-DPO: one score per pair (tests/test_pair_weights.py)
         guide["pair_scores"] = [0.5] * len(pairs)
-    res = trl_adapter.train_preference(model, ref, tokenizer, pairs, loss_cfg, train, tmp_path, 0, ref_logps_cache=cache,
-                                       **guide)
+    res = trl_adapter.train_preference(
+        model, ref, tokenizer, pairs, loss_cfg, train, tmp_path, 0, ref_logps_cache=cache, **guide
+    )
     assert res["steps"] == 2
     assert res["train_loss_final"] is not None and torch.isfinite(torch.tensor(res["train_loss_final"]))
     changed = sum(not torch.equal(before[k], v) for k, v in model.state_dict().items())
@@ -90,8 +91,17 @@ def test_cached_reference_logps_are_used(tokenizer, pairs, tmp_path):
     train = NS(**{**cfg.train, "max_steps": 1, "batch_size": 8, "logging_steps": 1, "progress": False})
     loss_cfg = NS(**{**cfg.loss, "args": dict(cfg.loss.args)})
     fake = {"ref_chosen_logps": [-1000.0] * len(pairs), "ref_rejected_logps": [0.0] * len(pairs)}
-    res = trl_adapter.train_preference(model, copy.deepcopy(model), tokenizer, pairs, loss_cfg, train, tmp_path, 0,
-                                       ref_logps_cache=(lambda: fake, lambda obj: None))
+    res = trl_adapter.train_preference(
+        model,
+        copy.deepcopy(model),
+        tokenizer,
+        pairs,
+        loss_cfg,
+        train,
+        tmp_path,
+        0,
+        ref_logps_cache=(lambda: fake, lambda obj: None),
+    )
     # ref chosen logp -1000 makes the chosen log-ratio huge: rewards/chosen ~ +0.1*1000
     chosen = [h["rewards/chosen"] for h in res["history"] if "rewards/chosen" in h]
     assert chosen and chosen[0] > 50
@@ -105,7 +115,10 @@ def test_unknown_backend_argument_rejected():
 
 def test_unpaired_view():
     out = trl_adapter.unpaired_view([{"prompt": "p", "chosen": "a", "rejected": "b"}])
-    assert out == [{"prompt": "p", "completion": "a", "label": True}, {"prompt": "p", "completion": "b", "label": False}]
+    assert out == [
+        {"prompt": "p", "completion": "a", "label": True},
+        {"prompt": "p", "completion": "b", "label": False},
+    ]
 
 
 def test_lora_trains_adapters_only_and_merges(tokenizer, pairs, tmp_path):
@@ -117,8 +130,9 @@ def test_lora_trains_adapters_only_and_merges(tokenizer, pairs, tmp_path):
     train = NS(**{**cfg.train, "max_steps": 2, "batch_size": 8, "logging_steps": 1, "progress": False})
     loss_cfg = NS(**{**cfg.loss, "args": dict(cfg.loss.args), "lr": 1e-2})
     model_cfg = NS(lora=NS(enabled=True, r=4, alpha=8, dropout=0.0, target_modules="all-linear"))
-    res = trl_adapter.train_preference(model, None, tokenizer, pairs[:8], loss_cfg, train, tmp_path, 0,
-                                       model_cfg=model_cfg)
+    res = trl_adapter.train_preference(
+        model, None, tokenizer, pairs[:8], loss_cfg, train, tmp_path, 0, model_cfg=model_cfg
+    )
     peft_model = res["model"]
     trainable = [n for n, p in peft_model.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in n for n in trainable)
@@ -143,6 +157,7 @@ def test_last_checkpoint_skips_partial_ones(tmp_path):
 
 # ---- every hyperparameter reaches TRL's config ------------------------------------------------------------
 
+
 def _compose(overrides):
     from hydra import compose, initialize_config_dir
 
@@ -150,8 +165,16 @@ def _compose(overrides):
         return compose(config_name="config", overrides=overrides)
 
 
-TRAIN_OVERRIDES = ["train.batch_size=6", "train.grad_accum=3", "train.epochs=1.5", "train.max_steps=7",
-                   "train.lr_scheduler=linear", "train.warmup_ratio=0.1", "train.max_length=40", "train.logging_steps=3"]
+TRAIN_OVERRIDES = [
+    "train.batch_size=6",
+    "train.grad_accum=3",
+    "train.epochs=1.5",
+    "train.max_steps=7",
+    "train.lr_scheduler=linear",
+    "train.warmup_ratio=0.1",
+    "train.max_length=40",
+    "train.logging_steps=3",
+]
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16-mixed", "bf16-pure"])
@@ -163,10 +186,20 @@ def test_every_hyperparameter_reaches_the_trl_config(loss, precision, tmp_path):
     cfg = _compose([f"loss={loss}", f"train.precision={precision}", *TRAIN_OVERRIDES])
     t, lc = cfg.train, cfg.loss
     a = trl_adapter.build_trl_config(lc, t, tmp_path, 3, n_rows=64)
-    asked = {"per_device_train_batch_size": t.batch_size, "gradient_accumulation_steps": t.grad_accum,
-             "num_train_epochs": t.epochs, "max_steps": t.max_steps, "learning_rate": lc.lr,
-             "warmup_steps": t.warmup_ratio, "max_length": t.max_length, "logging_steps": t.logging_steps,
-             "beta": lc.beta, "seed": 3, "bf16": precision == "bf16-mixed", "fp16": False}
+    asked = {
+        "per_device_train_batch_size": t.batch_size,
+        "gradient_accumulation_steps": t.grad_accum,
+        "num_train_epochs": t.epochs,
+        "max_steps": t.max_steps,
+        "learning_rate": lc.lr,
+        "warmup_steps": t.warmup_ratio,
+        "max_length": t.max_length,
+        "logging_steps": t.logging_steps,
+        "beta": lc.beta,
+        "seed": 3,
+        "bf16": precision == "bf16-mixed",
+        "fp16": False,
+    }
     for field, want in asked.items():
         assert getattr(a, field) == want, (loss, field, getattr(a, field), want)
     assert getattr(a.lr_scheduler_type, "value", a.lr_scheduler_type) == "linear" and a.get_warmup_steps(100) == 10
@@ -176,9 +209,8 @@ def test_every_hyperparameter_reaches_the_trl_config(loss, precision, tmp_path):
 
         check_hparams(lc.function, args)
     elif lc.backend == "listwise":  # likewise (po_bench.training.listwise); its reference is precomputed
-        from po_bench.training.listwise import check_hparams as check_listwise
-
         from po_bench.training.listwise import LISTWISE
+        from po_bench.training.listwise import check_hparams as check_listwise
 
         check_listwise(lc.function, args)
         # per-step losses (TPO) score the reference per token every batch: nothing to precompute
@@ -212,16 +244,26 @@ def test_an_unmapped_field_stops_the_run(tmp_path):
     from trl import DPOConfig
 
     with pytest.raises(ValueError, match="loss.args.warmup_ratio has no field in TRL's DPOConfig"):
-        trl_adapter._make_config(DPOConfig, {"output_dir": str(tmp_path), "warmup_ratio": 0.1},
-                                 {"warmup_ratio": "loss.args.warmup_ratio"})
+        trl_adapter._make_config(
+            DPOConfig, {"output_dir": str(tmp_path), "warmup_ratio": 0.1}, {"warmup_ratio": "loss.args.warmup_ratio"}
+        )
 
 
 def test_warmup_reaches_the_scheduler(tokenizer, pairs, tmp_path):
     """train.warmup_ratio=0.5 over 4 steps: the logged learning rate rises over the first steps."""
     cfg = _loss_cfg("dpo")
     model = models.build_tiny_model(tokenizer, hidden_size=64, num_layers=1, intermediate_size=128)
-    train = NS(**{**cfg.train, "max_steps": 4, "batch_size": 8, "logging_steps": 1, "progress": False,
-                  "warmup_ratio": 0.5, "lr_scheduler": "linear"})
+    train = NS(
+        **{
+            **cfg.train,
+            "max_steps": 4,
+            "batch_size": 8,
+            "logging_steps": 1,
+            "progress": False,
+            "warmup_ratio": 0.5,
+            "lr_scheduler": "linear",
+        }
+    )
     loss_cfg = NS(**{**cfg.loss, "args": dict(cfg.loss.args), "lr": 1e-3})
     res = trl_adapter.train_preference(model, copy.deepcopy(model), tokenizer, pairs[:16], loss_cfg, train, tmp_path, 0)
     lrs = [h["learning_rate"] for h in res["history"] if "learning_rate" in h]
@@ -230,13 +272,16 @@ def test_warmup_reaches_the_scheduler(tokenizer, pairs, tmp_path):
 
 # ---- KTO: the KL rows are truly mismatched pairs ------------------------------------------------------------
 
+
 def test_kto_kl_rows_are_provably_mismatched(tokenizer, pairs, tmp_path):
     """TRL scores row i's prompt with row i-1's completion (within each batch).  On the plain unpaired
     view (each prompt's desirable row next to its undesirable one) half of those KL rows are matched
     pairs; po-bench's order leaves none: in a real collated batch, every KL row's completion is the
     previous row's, whose prompt differs from the KL row's prompt."""
     rows = trl_adapter.unpaired_view(pairs[:16])
-    assert trl_adapter.kl_matched_rows(__import__("datasets").Dataset.from_list(rows), 8) == len(rows) // 2  # before: half
+    assert (
+        trl_adapter.kl_matched_rows(__import__("datasets").Dataset.from_list(rows), 8) == len(rows) // 2
+    )  # before: half
     ordered = trl_adapter.kto_order(rows, 8, seed=0)
     assert sorted(map(str, ordered)) == sorted(map(str, rows))  # same rows, another order
     from trl import KTOTrainer
@@ -246,8 +291,13 @@ def test_kto_kl_rows_are_provably_mismatched(tokenizer, pairs, tmp_path):
     loss_cfg = NS(**{**cfg.loss, "args": dict(cfg.loss.args)})
     args = trl_adapter.build_trl_config(loss_cfg, train, tmp_path, 0, n_rows=len(ordered))
     model = models.build_tiny_model(tokenizer, hidden_size=64, num_layers=1, intermediate_size=128)
-    trainer = KTOTrainer(model=model, ref_model=copy.deepcopy(model), args=args,
-                         train_dataset=__import__("datasets").Dataset.from_list(ordered), processing_class=tokenizer)
+    trainer = KTOTrainer(
+        model=model,
+        ref_model=copy.deepcopy(model),
+        args=args,
+        train_dataset=__import__("datasets").Dataset.from_list(ordered),
+        processing_class=tokenizer,
+    )
     assert trl_adapter.kl_matched_rows(trainer.train_dataset, 8) == 0
     batch = next(iter(trainer.get_train_dataloader()))
     ids, cm = batch["input_ids"], batch["completion_mask"]
@@ -273,13 +323,23 @@ def test_kto_order_drops_a_last_batch_of_one_and_keeps_the_rest():
 
 # ---- BCO's delta moves across steps ------------------------------------------------------------------------
 
+
 def test_bco_delta_updated_across_steps(tokenizer, pairs, tmp_path):
     """loss=bco_pair: the logged reward shift delta is the running mean of the batches' rewards, so it
     changes from step to step once the policy leaves the reference (TRL 1.16 keeps it at 0)."""
     cfg = _loss_cfg("bco_pair")
     model = models.build_tiny_model(tokenizer, hidden_size=64, num_layers=1, intermediate_size=128)
-    train = NS(**{**cfg.train, "max_steps": 3, "batch_size": 8, "logging_steps": 1, "progress": False,
-                  "warmup_ratio": 0.0, "lr_scheduler": "constant"})
+    train = NS(
+        **{
+            **cfg.train,
+            "max_steps": 3,
+            "batch_size": 8,
+            "logging_steps": 1,
+            "progress": False,
+            "warmup_ratio": 0.0,
+            "lr_scheduler": "constant",
+        }
+    )
     loss_cfg = NS(**{**cfg.loss, "args": dict(cfg.loss.args), "lr": 1e-2})
     res = trl_adapter.train_preference(model, copy.deepcopy(model), tokenizer, pairs[:24], loss_cfg, train, tmp_path, 0)
     deltas = [h["bco/delta"] for h in res["history"] if "bco/delta" in h]
@@ -290,14 +350,24 @@ def test_bco_delta_updated_across_steps(tokenizer, pairs, tmp_path):
 
 # ---- beta-DPO: the trainer holds the running margin statistics ------------------------------------------
 
+
 def test_beta_dpo_state_is_held_across_steps(tokenizer, pairs, tmp_path):
     """loss=beta_dpo: the trainer passes the running M_0 / sigma into the pure loss and keeps what it
     returns: the logged M_0 follows the momentum average of the batches' margins, floor(0.8 * 8) = 6 pairs
     are kept per batch, and the batch beta leaves beta_0 once the margins spread."""
     cfg = _loss_cfg("beta_dpo")
     model = models.build_tiny_model(tokenizer, hidden_size=64, num_layers=1, intermediate_size=128)
-    train = NS(**{**cfg.train, "max_steps": 3, "batch_size": 8, "logging_steps": 1, "progress": False,
-                  "warmup_ratio": 0.0, "lr_scheduler": "constant"})
+    train = NS(
+        **{
+            **cfg.train,
+            "max_steps": 3,
+            "batch_size": 8,
+            "logging_steps": 1,
+            "progress": False,
+            "warmup_ratio": 0.0,
+            "lr_scheduler": "constant",
+        }
+    )
     loss_cfg = NS(**{**cfg.loss, "args": dict(cfg.loss.args), "lr": 1e-2})
     res = trl_adapter.train_preference(model, copy.deepcopy(model), tokenizer, pairs[:24], loss_cfg, train, tmp_path, 0)
     h = [x for x in res["history"] if "beta_dpo/margin_mean" in x]
@@ -313,6 +383,7 @@ def test_beta_dpo_state_is_held_across_steps(tokenizer, pairs, tmp_path):
 
 # ---- a curriculum order reaches the trainer (Curry-DPO) -------------------------------------------------
 
+
 def test_curriculum_order_is_kept_by_the_trainer(tokenizer, pairs, tmp_path):
     """ordered=True (dataset.curriculum): transformers' train_sampling_strategy="sequential", so the batches are
     the pairs in their order (TRL's default samples at random); and two real steps train in that order."""
@@ -327,8 +398,13 @@ def test_curriculum_order_is_kept_by_the_trainer(tokenizer, pairs, tmp_path):
     assert args.train_sampling_strategy == "sequential"
     assert trl_adapter.build_trl_config(loss_cfg, train, tmp_path, 0, n_rows=16).train_sampling_strategy == "random"
     model = models.build_tiny_model(tokenizer, hidden_size=64, num_layers=1, intermediate_size=128)
-    trainer = DPOTrainer(model=model, ref_model=copy.deepcopy(model), args=args,
-                         train_dataset=__import__("datasets").Dataset.from_list(rows), processing_class=tokenizer)
+    trainer = DPOTrainer(
+        model=model,
+        ref_model=copy.deepcopy(model),
+        args=args,
+        train_dataset=__import__("datasets").Dataset.from_list(rows),
+        processing_class=tokenizer,
+    )
     assert isinstance(trainer._get_train_sampler(), SequentialSampler)
     batches = list(trainer.get_train_dataloader())
     assert len(batches) == 2
@@ -337,10 +413,20 @@ def test_curriculum_order_is_kept_by_the_trainer(tokenizer, pairs, tmp_path):
         for i in range(8):  # TRL stacks chosen then rejected: row i's prompt is dataset row 8j + i's
             got = ids[i][(am[i] == 1) & (cm[i] == 0)].tolist()
             assert tokenizer.decode(got).strip() == rows[8 * j + i]["prompt"].strip()  # (random: 0 of 8 match)
-    res = trl_adapter.train_preference(model, copy.deepcopy(model), tokenizer, pairs[:16], loss_cfg, train,
-                                       tmp_path / "run", 0, ordered=True)
+    res = trl_adapter.train_preference(
+        model, copy.deepcopy(model), tokenizer, pairs[:16], loss_cfg, train, tmp_path / "run", 0, ordered=True
+    )
     assert res["steps"] == 2
     with pytest.raises(ValueError, match="curriculum"):
         kto = _loss_cfg("kto")
-        trl_adapter.train_preference(model, None, tokenizer, pairs[:8], NS(**{**kto.loss, "args": dict(kto.loss.args)}),
-                                     train, tmp_path / "kto", 0, ordered=True)
+        trl_adapter.train_preference(
+            model,
+            None,
+            tokenizer,
+            pairs[:8],
+            NS(**{**kto.loss, "args": dict(kto.loss.args)}),
+            train,
+            tmp_path / "kto",
+            0,
+            ordered=True,
+        )

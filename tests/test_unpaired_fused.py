@@ -28,6 +28,7 @@ def log_sig(x):
 
 # ---- BCO (Jung et al. 2024, eq. 7 on unpaired rows) ---------------------------------------------------------
 
+
 def ref_bco(logp, ref_logp, desirable, beta, delta):
     # desirable: -log sig(r - delta); undesirable: -log sig(-(r - delta)); r = beta log pi/ref
     r = beta * (logp - ref_logp)
@@ -40,8 +41,12 @@ ROWS = [(-12.0, -13.0, True, 6), (-15.0, -14.0, False, 9), (-3.0, -3.4, True, 3)
 @pytest.mark.parametrize("delta", [0.0, 0.07, -0.3])
 def test_bco_matches_the_papers_equation_and_its_gradient(delta):
     lp = torch.tensor([r[0] for r in ROWS], dtype=torch.float64, requires_grad=True)
-    s = losses.UnpairedStats(lp, torch.tensor([r[1] for r in ROWS], dtype=torch.float64),
-                             torch.tensor([float(r[3]) for r in ROWS]), torch.tensor([r[2] for r in ROWS]))
+    s = losses.UnpairedStats(
+        lp,
+        torch.tensor([r[1] for r in ROWS], dtype=torch.float64),
+        torch.tensor([float(r[3]) for r in ROWS]),
+        torch.tensor([r[2] for r in ROWS]),
+    )
     out = losses.bco(s, beta=0.1, delta=delta)
     for i, (a, b, lab, _) in enumerate(ROWS):
         assert out.losses[i].item() == pytest.approx(ref_bco(a, b, lab, 0.1, delta), abs=1e-9)
@@ -55,6 +60,7 @@ def test_bco_matches_the_papers_equation_and_its_gradient(delta):
 
 # ---- InfiFPO's fused source model (Gu et al. 2025, eq. 13) ----------------------------------------------------
 
+
 def ref_fused(p_init, p_src, chosen):
     """One response, in probability space (length-normalised probabilities P = exp(log M / |y|)):
     Clip(M_i) = max(M_i, M_init) on y_w, min(M_i, M_init) on y_l; gamma_i = 1 for the source whose clipped
@@ -62,16 +68,19 @@ def ref_fused(p_init, p_src, chosen):
     clipped = [max(p, p_init) if chosen else min(p, p_init) for p in p_src]
     best = max(range(len(clipped)), key=lambda i: abs(clipped[i] - p_init))
     gamma = [1.0 if i == best else 0.0 for i in range(len(clipped))]
-    return math.prod(c ** g for c, g in zip(clipped, gamma))
+    return math.prod(c**g for c, g in zip(clipped, gamma))
 
 
 def test_fused_reference_is_eq13_with_clipping_and_max_margin():
     # the paper's Figure 2: pivot 0.2 on y_w, 0.3 on y_l; five sources
     p_init_w, p_init_l = 0.2, 0.3
     src_w, src_l = [0.6, 0.7, 0.4, 0.9, 0.5], [0.3, 0.2, 0.1, 0.2, 0.35]
-    fw, fl = losses.fuse_reference(torch.tensor([math.log(p_init_w)]), torch.tensor([math.log(p_init_l)]),
-                                   torch.tensor([[math.log(p)] for p in src_w]),
-                                   torch.tensor([[math.log(p)] for p in src_l]))
+    fw, fl = losses.fuse_reference(
+        torch.tensor([math.log(p_init_w)]),
+        torch.tensor([math.log(p_init_l)]),
+        torch.tensor([[math.log(p)] for p in src_w]),
+        torch.tensor([[math.log(p)] for p in src_l]),
+    )
     assert math.exp(fw.item()) == pytest.approx(ref_fused(p_init_w, src_w, True)) == pytest.approx(0.9)  # source 4
     assert math.exp(fl.item()) == pytest.approx(ref_fused(p_init_l, src_l, False)) == pytest.approx(0.1)  # source 3
     g = torch.Generator().manual_seed(0)
@@ -95,6 +104,7 @@ def test_a_source_below_the_pivot_is_clipped_to_it():
 
 # ---- real optimizer steps on the world ---------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def pairs():
     spec = world.WorldSpec(n_pref=16)
@@ -111,12 +121,23 @@ def _tiny(tokenizer, seed=0):
 
 def _run(name, tokenizer, pairs, tmp_path, steps=2, **kw):
     cfg = _compose([f"loss={name}"])
-    train = NS(**{**cfg.train, "max_steps": steps, "batch_size": 8, "logging_steps": 1, "progress": False,
-                  "warmup_ratio": 0.0, "lr_scheduler": "constant"})
+    train = NS(
+        **{
+            **cfg.train,
+            "max_steps": steps,
+            "batch_size": 8,
+            "logging_steps": 1,
+            "progress": False,
+            "warmup_ratio": 0.0,
+            "lr_scheduler": "constant",
+        }
+    )
     loss_cfg = NS(**{**cfg.loss, "args": dict(cfg.loss.args), "lr": 1e-3})
     model = _tiny(tokenizer)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    res = trl_adapter.train_preference(model, copy.deepcopy(model), tokenizer, pairs, loss_cfg, train, tmp_path, 0, **kw)
+    res = trl_adapter.train_preference(
+        model, copy.deepcopy(model), tokenizer, pairs, loss_cfg, train, tmp_path, 0, **kw
+    )
     moved = sum(not torch.equal(before[k], v) for k, v in model.state_dict().items())
     return res, moved
 
@@ -135,8 +156,14 @@ def test_infifpo_trains_against_the_fused_reference(tokenizer, pairs, tmp_path):
     optimizer steps move the policy."""
     saved = {}
     sources = [_tiny(tokenizer, seed=s) for s in (1, 2)]
-    res, moved = _run("infifpo", tokenizer, pairs[:8], tmp_path, source_models=sources,
-                      ref_logps_cache=(lambda: None, lambda obj: saved.update(obj)))
+    res, moved = _run(
+        "infifpo",
+        tokenizer,
+        pairs[:8],
+        tmp_path,
+        source_models=sources,
+        ref_logps_cache=(lambda: None, lambda obj: saved.update(obj)),
+    )
     assert res["steps"] == 2 and moved > 0 and math.isfinite(res["train_loss_final"])
     assert len(saved["ref_chosen_logps"]) == 8  # the store's artifact: the pivot's own log-probs (shared with DPO)
     with pytest.raises(ValueError, match="needs its source models"):
@@ -153,13 +180,17 @@ def test_fused_reference_rows_are_the_fusion_of_the_sources(tokenizer, pairs, tm
     assert args.precompute_ref_log_probs  # fused: always precomputed, with or without the store's cache
     from trl import DPOTrainer
 
-    cls = trl_adapter._fused_reference_trainer(
-        trl_adapter._pobench_trainer(DPOTrainer, "infifpo", {}, True), sources)
+    cls = trl_adapter._fused_reference_trainer(trl_adapter._pobench_trainer(DPOTrainer, "infifpo", {}, True), sources)
     rows = [{"prompt": p["prompt"], "chosen": p["chosen"], "rejected": p["rejected"]} for p in pairs[:8]]
     from datasets import Dataset
 
-    tr = cls(model=model, ref_model=copy.deepcopy(model), args=args, train_dataset=Dataset.from_list(rows),
-             processing_class=tokenizer)
+    tr = cls(
+        model=model,
+        ref_model=copy.deepcopy(model),
+        args=args,
+        train_dataset=Dataset.from_list(rows),
+        processing_class=tokenizer,
+    )
     ds = tr.train_dataset
     piv, n = trl_adapter.source_sequence_logps(tr, model, ds, 8)
     src = torch.stack([trl_adapter.source_sequence_logps(tr, m, ds, 8)[0] for m in sources])
@@ -179,6 +210,7 @@ def test_fdiv_sft_raises_the_chosen_likelihood(name, tokenizer, pairs, tmp_path)
 def test_fdiv_objectives_anchor_to_the_reference():
     """phi(t) = t is SFT (a constant gradient in log pi); the f-divergence objectives' pull on log pi fades
     (chi^2: zero at r = 2; KL: exp(-r - 1); TV: zero beyond r = 1/2): the reference stays in the objective."""
+
     def grad(fn, logratio):
         c = torch.tensor([logratio], dtype=torch.float64, requires_grad=True)
         z = torch.zeros(1, dtype=torch.float64)
@@ -194,13 +226,17 @@ def test_fdiv_objectives_anchor_to_the_reference():
 
 # ---- keys and config-time checks ---------------------------------------------------------------------------
 
+
 def test_the_source_set_is_part_of_the_policy_key():
     base = plan(_compose(["loss=infifpo"])).keys()
     other = plan(_compose(["loss=infifpo", "loss.args.sources=[{seed: 101}, {seed: 102}, {seed: 104}]"])).keys()
     changed = sorted(r for r in set(base) | set(other) if base.get(r) != other.get(r))
     assert changed == ["generations", "policy", "source_2"]  # the pivot's reference log-probs are shared
-    bigger = plan(_compose(["loss=infifpo", "loss.args.sources=[{seed: 101}, {seed: 102}, "
-                                           "{seed: 103, model: {hidden_size: 64}}]"]))
+    bigger = plan(
+        _compose(
+            ["loss=infifpo", "loss.args.sources=[{seed: 101}, {seed: 102}, {seed: 103, model: {hidden_size: 64}}]"]
+        )
+    )
     assert bigger.sources["source_2"]["model"]["hidden_size"] == 64
     assert bigger.keys()["policy"] != base["policy"]
     dpo = plan(_compose(["loss=dpo"])).keys()
@@ -213,15 +249,18 @@ def test_bco_has_no_pairwise_reference_artifact():
     assert "ref_logps" not in keys and "policy" in keys
 
 
-@pytest.mark.parametrize("overrides, needle", [
-    (["loss=bco", "loss.paired=true"], "trains on unpaired rows (set loss.paired=false)"),
-    (["loss=infifpo", "loss.paired=false"], "trains on pairs (set loss.paired=true)"),
-    (["loss=bco", "+loss.args.gamma=1"], "not a hyperparameter of bco"),
-    (["loss=infifpo", "loss.args.sources=[]"], "a non-empty list of source models"),
-    (["loss=infifpo", "loss.args.sources=[{sed: 1}]"], "loss.args.sources[0]"),
-    (["loss=infifpo", "loss.args.sources=[{seed: 1, model: {name_or_path: x}}]"], "sources[0].model.name_or_path"),
-    (["loss=sft_fdiv_chi2", "loss.beta=0"], "allowed (0, inf)"),
-])
+@pytest.mark.parametrize(
+    "overrides, needle",
+    [
+        (["loss=bco", "loss.paired=true"], "trains on unpaired rows (set loss.paired=false)"),
+        (["loss=infifpo", "loss.paired=false"], "trains on pairs (set loss.paired=true)"),
+        (["loss=bco", "+loss.args.gamma=1"], "not a hyperparameter of bco"),
+        (["loss=infifpo", "loss.args.sources=[]"], "a non-empty list of source models"),
+        (["loss=infifpo", "loss.args.sources=[{sed: 1}]"], "loss.args.sources[0]"),
+        (["loss=infifpo", "loss.args.sources=[{seed: 1, model: {name_or_path: x}}]"], "sources[0].model.name_or_path"),
+        (["loss=sft_fdiv_chi2", "loss.beta=0"], "allowed (0, inf)"),
+    ],
+)
 def test_invalid_configs_fail_before_compute(overrides, needle):
     with pytest.raises(ConfigError) as e:
         validate(_compose(overrides))

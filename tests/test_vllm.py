@@ -32,15 +32,35 @@ pytestmark = pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason
 
 NEAR_TIE = 0.05  # nats: a first divergence must be at most this far from a tie under HF's logits
 
-SMOL_TOPICS = ["the ocean", "a small village", "winter mornings", "learning to code", "the moon", "coffee",
-               "a lost key", "friendship", "trains", "volcanoes", "honey bees", "a rainy day", "the history of bread",
-               "chess", "gardening", "the color blue"]
+SMOL_TOPICS = [
+    "the ocean",
+    "a small village",
+    "winter mornings",
+    "learning to code",
+    "the moon",
+    "coffee",
+    "a lost key",
+    "friendship",
+    "trains",
+    "volcanoes",
+    "honey bees",
+    "a rainy day",
+    "the history of bread",
+    "chess",
+    "gardening",
+    "the color blue",
+]
 SMOL_TASKS = ["Write one sentence about {}.", "Give two facts about {}."]
 
 
 def _env():
-    env = dict(os.environ, TOKENIZERS_PARALLELISM="false", HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT),
-               VLLM_LOGGING_LEVEL="WARNING")
+    env = dict(
+        os.environ,
+        TOKENIZERS_PARALLELISM="false",
+        HF_HUB_OFFLINE="1",
+        PYTHONPATH=str(ROOT),
+        VLLM_LOGGING_LEVEL="WARNING",
+    )
     env.pop("PO_BENCH_CACHE", None)
     return env
 
@@ -48,8 +68,22 @@ def _env():
 def _compare(model_dir: Path, prompts, max_new_tokens: int, out: Path, sampling_prompts=None, timeout=900) -> dict:
     pfile = out.with_suffix(".prompts.json")
     pfile.write_text(json.dumps(prompts))
-    cmd = [sys.executable, "-m", "po_bench.generation.vllm_engine", "compare", "--model", str(model_dir), "--prompts", str(pfile),
-           "--max-new-tokens", str(max_new_tokens), "--batch-size", "64", "--out", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "po_bench.generation.vllm_engine",
+        "compare",
+        "--model",
+        str(model_dir),
+        "--prompts",
+        str(pfile),
+        "--max-new-tokens",
+        str(max_new_tokens),
+        "--batch-size",
+        "64",
+        "--out",
+        str(out),
+    ]
     if sampling_prompts is not None:
         sfile = out.with_suffix(".sampling.json")
         sfile.write_text(json.dumps(sampling_prompts))
@@ -66,8 +100,9 @@ def build_tiny_world_model(out: Path, std: float = 0.1, seed: int = 0):
     from po_bench.training.models import build_tiny_model, train_world_tokenizer
 
     tok = train_world_tokenizer()
-    model = build_tiny_model(tok, hidden_size=128, num_layers=2, num_heads=4, intermediate_size=512,
-                             max_position_embeddings=64, seed=seed)
+    model = build_tiny_model(
+        tok, hidden_size=128, num_layers=2, num_heads=4, intermediate_size=512, max_position_embeddings=64, seed=seed
+    )
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in model.named_parameters():
@@ -127,11 +162,16 @@ def test_prompt_seed_is_stable():
     PYTHONHASHSEED, so str hashing cannot leak in) and in another po-bench version (pinned values)."""
     from po_bench.generation.vllm_engine import prompt_seed
 
-    code = ("import json; from po_bench.generation.vllm_engine import prompt_seed; "
-            f"print(json.dumps([prompt_seed(s, i) for s, i in {sorted(PINNED_PROMPT_SEEDS)!r}]))")
+    code = (
+        "import json; from po_bench.generation.vllm_engine import prompt_seed; "
+        f"print(json.dumps([prompt_seed(s, i) for s, i in {sorted(PINNED_PROMPT_SEEDS)!r}]))"
+    )
     env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONHASHSEED="12345")
-    other = json.loads(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                                      check=True, timeout=120).stdout)
+    other = json.loads(
+        subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True, timeout=120
+        ).stdout
+    )
     assert other == [PINNED_PROMPT_SEEDS[k] for k in sorted(PINNED_PROMPT_SEEDS)]
     assert {k: prompt_seed(*k) for k in PINNED_PROMPT_SEEDS} == PINNED_PROMPT_SEEDS
     assert len({prompt_seed(0, i) for i in range(1000)}) == 1000
@@ -144,8 +184,9 @@ def test_engine_kwargs_from_config():
 
     from po_bench.generation.vllm_engine import engine_kwargs
 
-    root = OmegaConf.create({"model": {"dtype": "float32"},
-                             "generation": OmegaConf.load(ROOT / "conf" / "generation" / "vllm.yaml")})
+    root = OmegaConf.create(
+        {"model": {"dtype": "float32"}, "generation": OmegaConf.load(ROOT / "conf" / "generation" / "vllm.yaml")}
+    )
     cfg = root.generation
     kw = engine_kwargs("/m", cfg)
     assert kw["model"] == "/m" and kw["dtype"] == "float32" and kw["enforce_eager"] is True

@@ -40,7 +40,8 @@ def test_gold_reward_quality_length_and_degeneration():
     # degeneration: immediate and content repetitions are penalised
     assert world.gold_reward(p, "the apple apple apple river") < world.gold_reward(p, "the apple and a river")
     assert world.reward_parts(["apple"], "apple apple".split())["degeneration"] == pytest.approx(
-        w.immediate_repeat + w.content_repeat)
+        w.immediate_repeat + w.content_repeat
+    )
 
 
 def test_annotator_bradley_terry_and_length_bias():
@@ -66,7 +67,9 @@ def test_label_pairs_deterministic_and_consistent():
     # a BT annotator at T=0.5 agrees with the gold reward more often than chance
     assert np.mean([p["gold_margin"] > 0 for p in a]) > 0.6
     strict = world.gold_pairs(prompts, samples)
-    assert all(world.gold_reward(p["prompt"], p["chosen"]) > world.gold_reward(p["prompt"], p["rejected"]) for p in strict)
+    assert all(
+        world.gold_reward(p["prompt"], p["chosen"]) > world.gold_reward(p["prompt"], p["rejected"]) for p in strict
+    )
 
 
 def test_tokenizer_round_trips_world_text(tokenizer):
@@ -95,6 +98,7 @@ def test_heldout_prompts_share_no_keyword_set_with_training_prompts():
 
 
 # ---- k samples per prompt ranked by the annotator (Curry-DPO) ----------------------------------------------
+
 
 def _k_samples(n_prompts=24, k=4):
     spec = world.WorldSpec(n_pref=n_prompts)

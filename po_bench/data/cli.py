@@ -40,6 +40,7 @@ log = logging.getLogger("po_bench.data")
 # scorers
 # ---------------------------------------------------------------------------------------------
 
+
 class GoldScorer:
     """The embedded world's exact reward r*(prompt, response)."""
 
@@ -74,20 +75,27 @@ class RewardModelScorer:
         self.tok.padding_side = "right"
         self.model = AutoModelForSequenceClassification.from_pretrained(path)
         if self.model.config.num_labels != 1:
-            raise SystemExit(f"po-bench-data: reward model {path} has num_labels={self.model.config.num_labels}; need 1")
+            raise SystemExit(
+                f"po-bench-data: reward model {path} has num_labels={self.model.config.num_labels}; need 1"
+            )
         if self.model.config.pad_token_id is None:
             self.model.config.pad_token_id = self.tok.pad_token_id
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.model.to(self.device).eval()
         self.batch_size = batch_size
-        self.desc = {"kind": "reward_model", "path": str(path),
-                     "architecture": type(self.model).__name__, "chat_template": bool(self.tok.chat_template)}
+        self.desc = {
+            "kind": "reward_model",
+            "path": str(path),
+            "architecture": type(self.model).__name__,
+            "chat_template": bool(self.tok.chat_template),
+        }
 
     def _text(self, prompt, response: str) -> str:
         if self.tok.chat_template:
             msgs = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
-            return self.tok.apply_chat_template(msgs + [{"role": "assistant", "content": response.strip()}],
-                                                tokenize=False)
+            return self.tok.apply_chat_template(
+                msgs + [{"role": "assistant", "content": response.strip()}], tokenize=False
+            )
         from po_bench.data.formats import prompt_key
 
         return (prompt if isinstance(prompt, str) else prompt_key(prompt)) + response
@@ -99,8 +107,13 @@ class RewardModelScorer:
         out: list[float] = []
         with torch.no_grad():
             for s in range(0, len(texts), self.batch_size):
-                enc = self.tok(texts[s:s + self.batch_size], return_tensors="pt", padding=True, truncation=True,
-                               add_special_tokens=not bool(self.tok.chat_template)).to(self.device)
+                enc = self.tok(
+                    texts[s : s + self.batch_size],
+                    return_tensors="pt",
+                    padding=True,
+                    truncation=True,
+                    add_special_tokens=not bool(self.tok.chat_template),
+                ).to(self.device)
                 logits = self.model(**enc).logits
                 out += [float(x) for x in logits[:, 0].float().cpu()]
         return out
@@ -120,6 +133,7 @@ def make_scorer(spec: str, batch_size: int = 16):
 # ---------------------------------------------------------------------------------------------
 # prompts
 # ---------------------------------------------------------------------------------------------
+
 
 def world_prompts(split: str, n: int, world_seed: int) -> list[str]:
     from po_bench.config import DatasetConfig
@@ -157,6 +171,7 @@ def file_prompts(path: str, column: str, n: int) -> list:
 # onpolicy
 # ---------------------------------------------------------------------------------------------
 
+
 def sample_seeds(seed: int, k: int) -> list[int]:
     """One seed per sample index, distinct across (run seed, j)."""
     return [int(np.random.SeedSequence([int(seed), j, 7]).generate_state(1)[0]) for j in range(k)]
@@ -171,19 +186,21 @@ def _write_jsonl(path: Path, rows: list[dict]) -> None:
 def onpolicy(a: argparse.Namespace) -> dict:
     import torch
 
-    from po_bench.generation import generate
-    from po_bench.training import models
     from po_bench.data import formats
+    from po_bench.generation import generate
     from po_bench.store import atomic_write_json
+    from po_bench.training import models
 
     t_start = time.perf_counter()
     if a.threads:
         torch.set_num_threads(a.threads)
     if a.scorer == "gold" and not a.world:
         if not a.allow_world_scorer:
-            raise SystemExit("po-bench-data: --scorer gold is the embedded world's reward r*, which scores only the "
-                             "world's prompts (--world pref/eval); for --prompts pass a reward-model folder as --scorer, "
-                             "or --allow-world-scorer to score them with r* anyway")
+            raise SystemExit(
+                "po-bench-data: --scorer gold is the embedded world's reward r*, which scores only the "
+                "world's prompts (--world pref/eval); for --prompts pass a reward-model folder as --scorer, "
+                "or --allow-world-scorer to score them with r* anyway"
+            )
         log.warning("--scorer gold is the embedded world's reward: meaningful for world prompts only")
     if a.world:
         prompts = world_prompts(a.world, a.n, a.world_seed)
@@ -201,17 +218,25 @@ def onpolicy(a: argparse.Namespace) -> dict:
     if torch.cuda.is_available():
         model.to("cuda")
     t_load = time.perf_counter() - t0
-    gen_cfg = SimpleNamespace(backend="hf", temperature=a.temperature, top_p=a.top_p,
-                              max_new_tokens=a.max_new_tokens, batch_size=a.batch_size, progress=a.progress)
+    gen_cfg = SimpleNamespace(
+        backend="hf",
+        temperature=a.temperature,
+        top_p=a.top_p,
+        max_new_tokens=a.max_new_tokens,
+        batch_size=a.batch_size,
+        progress=a.progress,
+    )
     seeds = sample_seeds(a.seed, a.k)
     t0 = time.perf_counter()
-    samples = [generate.generate(model, tok, prompts, gen_cfg, s, f"samples ({j + 1}/{a.k})")
-               for j, s in enumerate(seeds)]
+    samples = [
+        generate.generate(model, tok, prompts, gen_cfg, s, f"samples ({j + 1}/{a.k})") for j, s in enumerate(seeds)
+    ]
     t_gen = time.perf_counter() - t0
     del model
     conversational = [not isinstance(p, str) for p in prompts]
-    responses = [[samples[j][i].strip() if conversational[i] else samples[j][i] for j in range(a.k)]
-                 for i in range(len(prompts))]
+    responses = [
+        [samples[j][i].strip() if conversational[i] else samples[j][i] for j in range(a.k)] for i in range(len(prompts))
+    ]
 
     t0 = time.perf_counter()
     scorer = make_scorer(a.scorer, a.score_batch_size)
@@ -219,13 +244,18 @@ def onpolicy(a: argparse.Namespace) -> dict:
     flat_r = [r for rs in responses for r in rs]
     flat_s = scorer(flat_p, flat_r)
     t_score = time.perf_counter() - t0
-    ranked = [{"prompt": p, "responses": rs, "scores": flat_s[i * a.k:(i + 1) * a.k]}
-              for i, (p, rs) in enumerate(zip(prompts, responses))]
+    ranked = [
+        {"prompt": p, "responses": rs, "scores": flat_s[i * a.k : (i + 1) * a.k]}
+        for i, (p, rs) in enumerate(zip(prompts, responses))
+    ]
 
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    files = {"ranked": out / f"{a.name}.ranked.jsonl", "pairs": out / f"{a.name}.pairs.jsonl",
-             "recipe": out / f"{a.name}.recipe.json"}
+    files = {
+        "ranked": out / f"{a.name}.ranked.jsonl",
+        "pairs": out / f"{a.name}.pairs.jsonl",
+        "recipe": out / f"{a.name}.recipe.json",
+    }
     pairs, report = formats.to_pairs(ranked, "ranked", source=str(files["ranked"]))
     _write_jsonl(files["ranked"], ranked)
     _write_jsonl(files["pairs"], pairs)
@@ -239,30 +269,50 @@ def onpolicy(a: argparse.Namespace) -> dict:
         "prompt_source": source,
         "chat": bool(a.chat),
         "k": a.k,
-        "generation": {"backend": "hf", "temperature": a.temperature, "top_p": a.top_p,
-                       "max_new_tokens": a.max_new_tokens, "batch_size": a.batch_size, "dtype": a.dtype},
+        "generation": {
+            "backend": "hf",
+            "temperature": a.temperature,
+            "top_p": a.top_p,
+            "max_new_tokens": a.max_new_tokens,
+            "batch_size": a.batch_size,
+            "dtype": a.dtype,
+        },
         "seed": a.seed,
         "sample_seeds": seeds,
         "seeding": "sample j of every prompt uses sample_seeds[j]; po_bench.generation.generate seeds each batch of "
-                   "batch_size prompts with hash((sample_seeds[j], batch_index))",
+        "batch_size prompts with hash((sample_seeds[j], batch_index))",
         "scorer": scorer.desc,
-        "counts": {"prompts": len(prompts), "responses": len(flat_r), "pairs": len(pairs),
-                   "ties_skipped": report["skipped"].get("tie", 0), "skipped": report["skipped"],
-                   "prompts_with_all_samples_identical": sum(1 for d in distinct if d == 1),
-                   "mean_distinct_samples": float(np.mean(distinct))},
-        "scores": {"mean": float(scores.mean()), "std": float(scores.std()),
-                   "mean_best": float(np.mean([max(r["scores"]) for r in ranked])),
-                   "mean_worst": float(np.mean([min(r["scores"]) for r in ranked]))},
-        "wall_seconds": {"load_model": round(t_load, 3), "generate": round(t_gen, 3), "score": round(t_score, 3),
-                         "total": round(time.perf_counter() - t_start, 3)},
+        "counts": {
+            "prompts": len(prompts),
+            "responses": len(flat_r),
+            "pairs": len(pairs),
+            "ties_skipped": report["skipped"].get("tie", 0),
+            "skipped": report["skipped"],
+            "prompts_with_all_samples_identical": sum(1 for d in distinct if d == 1),
+            "mean_distinct_samples": float(np.mean(distinct)),
+        },
+        "scores": {
+            "mean": float(scores.mean()),
+            "std": float(scores.std()),
+            "mean_best": float(np.mean([max(r["scores"]) for r in ranked])),
+            "mean_worst": float(np.mean([min(r["scores"]) for r in ranked])),
+        },
+        "wall_seconds": {
+            "load_model": round(t_load, 3),
+            "generate": round(t_gen, 3),
+            "score": round(t_score, 3),
+            "total": round(time.perf_counter() - t_start, 3),
+        },
         "files": {k: v.name for k, v in files.items()},
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "command": ["po-bench-data", *a.argv],
     }
     atomic_write_json(files["recipe"], recipe)
-    print(f"po-bench-data: {len(prompts)} prompts x {a.k} samples -> {len(pairs)} pairs "
-          f"({recipe['counts']['ties_skipped']} ties) in {recipe['wall_seconds']['total']:.1f}s: {out}")
+    print(
+        f"po-bench-data: {len(prompts)} prompts x {a.k} samples -> {len(pairs)} pairs "
+        f"({recipe['counts']['ties_skipped']} ties) in {recipe['wall_seconds']['total']:.1f}s: {out}"
+    )
     return recipe
 
 
@@ -270,12 +320,16 @@ def onpolicy(a: argparse.Namespace) -> dict:
 # inspect
 # ---------------------------------------------------------------------------------------------
 
+
 def inspect(a: argparse.Namespace) -> dict:
     from po_bench.config import dataset_config
     from po_bench.data import formats
 
-    overrides = {k: v for k, v in (("path", a.path), ("hub_id", a.hub_id), ("format", a.format),
-                                   ("max_rows", a.max_rows)) if v is not None}
+    overrides = {
+        k: v
+        for k, v in (("path", a.path), ("hub_id", a.hub_id), ("format", a.format), ("max_rows", a.max_rows))
+        if v is not None
+    }
     dcfg = dataset_config(a.dataset, **overrides)
     for item in a.column or []:
         k, _, v = item.partition("=")
@@ -298,8 +352,10 @@ def inspect(a: argparse.Namespace) -> dict:
     shared = a.shared_data or formats.SHARED_DATA
     sets = formats.eval_sets(shared_data=shared)
     if sets:  # a benchmark whose file is absent is named, not left out (absent would read as "no leakage")
-        out["leakage"] = {**formats.leakage(prompts, sets),
-                          **{b: "not checked (benchmark file absent)" for b in BENCHMARKS if b not in sets}}
+        out["leakage"] = {
+            **formats.leakage(prompts, sets),
+            **{b: "not checked (benchmark file absent)" for b in BENCHMARKS if b not in sets},
+        }
     else:
         out["leakage"] = "not checked (benchmark files absent)"
         out["leakage_files"] = f"looked for AlpacaEval, MT-Bench and Arena-Hard prompts under {shared}"
@@ -308,6 +364,7 @@ def inspect(a: argparse.Namespace) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------
+
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="po-bench-data", description="Build and inspect preference data.")
@@ -329,9 +386,14 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--max-new-tokens", type=int, default=24)
     o.add_argument("--batch-size", type=int, default=64)
     o.add_argument("--seed", type=int, default=0)
-    o.add_argument("--scorer", default="gold", help="'gold' (world reward; world prompts only) or a reward-model folder")
-    o.add_argument("--allow-world-scorer", action="store_true",
-                   help="score --prompts (non-world prompts) with the world's reward anyway")
+    o.add_argument(
+        "--scorer", default="gold", help="'gold' (world reward; world prompts only) or a reward-model folder"
+    )
+    o.add_argument(
+        "--allow-world-scorer",
+        action="store_true",
+        help="score --prompts (non-world prompts) with the world's reward anyway",
+    )
     o.add_argument("--score-batch-size", type=int, default=16)
     o.add_argument("--out", required=True, help="output folder")
     o.add_argument("--name", default="onpolicy", help="file stem: <name>.ranked.jsonl, .pairs.jsonl, .recipe.json")
@@ -349,8 +411,11 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--column", action="append", help="FIELD=COLUMN (repeatable)")
     i.add_argument("--tokenizer", help="tokenizer folder or id for token statistics")
     i.add_argument("--max-length", type=int, default=1024)
-    i.add_argument("--shared-data", default=None,
-                   help="folder with the benchmarks' prompt files for the leakage check (default: ../shared/data)")
+    i.add_argument(
+        "--shared-data",
+        default=None,
+        help="folder with the benchmarks' prompt files for the leakage check (default: ../shared/data)",
+    )
     i.set_defaults(func=inspect)
     return ap
 

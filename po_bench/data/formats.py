@@ -42,8 +42,9 @@ import math
 import os
 import re
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -89,6 +90,7 @@ def source_name(dcfg, split: str | None = None) -> str:
 # reading
 # ---------------------------------------------------------------------------------------------
 
+
 def parse_hub_id(hub_id: str) -> tuple[str, str | None, str | None]:
     """``owner/name[:config][/data_dir]`` -> (repo id, config name, data_dir).
 
@@ -114,8 +116,10 @@ def _hub_load(repo_id: str, split: str, name: str | None = None, data_dir: str |
 def _local_path(path: str, split: str, default_split: str) -> Path:
     p = Path(str(path).replace("{split}", split)).expanduser()
     if "{split}" not in str(path) and split != default_split and not p.is_dir():
-        raise DataError(f"dataset.path={path} is one file (split {default_split}); split {split!r} was asked for: "
-                        "put {split} in dataset.path, or set dataset.eval_split=null")
+        raise DataError(
+            f"dataset.path={path} is one file (split {default_split}); split {split!r} was asked for: "
+            "put {split} in dataset.path, or set dataset.eval_split=null"
+        )
     return p
 
 
@@ -178,7 +182,7 @@ def _json_records(obj: Any, p: Path) -> list:
             if len(n) == 1:
                 keys = list(obj)
                 return [dict(zip(keys, vals)) for vals in zip(*obj.values())]
-    raise DataError(f"{p}: expected a JSON list of objects, {{\"data\": [...]}} or columns of equal length")
+    raise DataError(f'{p}: expected a JSON list of objects, {{"data": [...]}} or columns of equal length')
 
 
 def load_rows(dcfg, split: str | None = None) -> list[dict]:
@@ -227,6 +231,7 @@ def _dataset_rows(ds, max_rows: int) -> list[dict]:
 # conversion
 # ---------------------------------------------------------------------------------------------
 
+
 class _Skip(Exception):
     def __init__(self, reason: str):
         self.reason = reason
@@ -246,15 +251,21 @@ class _Report:
             self.examples[reason].append(i)
 
     def as_dict(self, n_out: int, out_name: str) -> dict:
-        return {"format": self.fmt, "source": self.source, "rows": self.n_rows, out_name: n_out,
-                "skipped": dict(sorted(self.skipped.items())), "n_skipped": sum(self.skipped.values()),
-                "skipped_examples": self.examples, "notes": dict(sorted(self.notes.items()))}
+        return {
+            "format": self.fmt,
+            "source": self.source,
+            "rows": self.n_rows,
+            out_name: n_out,
+            "skipped": dict(sorted(self.skipped.items())),
+            "n_skipped": sum(self.skipped.values()),
+            "skipped_examples": self.examples,
+            "notes": dict(sorted(self.notes.items())),
+        }
 
     def check_nonempty(self, n_out: int, what: str) -> None:
         if n_out == 0:
             why = ", ".join(f"{k}: {v}" for k, v in self.skipped.most_common()) or "no rows"
-            raise DataError(f"{self.source}: no usable {what} in {self.n_rows} rows "
-                            f"(format {self.fmt}; skipped {why})")
+            raise DataError(f"{self.source}: no usable {what} in {self.n_rows} rows (format {self.fmt}; skipped {why})")
 
 
 def _get(row: dict, cols: dict, key: str, required: bool = True):
@@ -442,6 +453,7 @@ def _pair_hh(row, cols, rep):
 
 # ---- ranked -----------------------------------------------------------------------------------
 
+
 def _rated(row, cols) -> tuple[Any, list, list[float]]:
     """A ``ranked`` row's prompt, responses and finite scores (one per response), or the skip reason."""
     prompt = _get(row, cols, "prompt")
@@ -501,8 +513,9 @@ def _list_ranked(row, cols, rep):
     return {"prompt": conv, "responses": [_assistant(a) for a in answers], "scores": [s[i] for i in order]}
 
 
-def to_lists(rows: Sequence[dict], format: str, columns: dict | None = None,
-             source: str = "<rows>") -> tuple[list[dict], dict]:
+def to_lists(
+    rows: Sequence[dict], format: str, columns: dict | None = None, source: str = "<rows>"
+) -> tuple[list[dict], dict]:
     """``ranked`` rows as rated lists ``{"prompt", "responses", "scores"}`` (responses best first), for
     listwise losses; returns (lists, report) like :func:`to_pairs`."""
     if format != "ranked":
@@ -512,7 +525,7 @@ def to_lists(rows: Sequence[dict], format: str, columns: dict | None = None,
     return _convert(rows, cols, _Report(format, source, len(rows)), _list_ranked, "rated lists", "lists")
 
 
-def _convert(rows: Sequence[dict], cols: dict, rep: "_Report", parse, what: str, unit: str) -> tuple[list[dict], dict]:
+def _convert(rows: Sequence[dict], cols: dict, rep: _Report, parse, what: str, unit: str) -> tuple[list[dict], dict]:
     """Every row through ``parse``; rows marked bad on reading and rows ``parse`` skips are counted by
     reason in the report; no row left is a DataError (``what``: the rows' name in that message)."""
     out = []
@@ -533,8 +546,7 @@ def best_worst_pair(row: dict) -> dict:
     return {"prompt": row["prompt"], "chosen": row["responses"][0], "rejected": row["responses"][-1]}
 
 
-_PAIR_PARSERS = {"pairs": _pair_plain, "conversational": _pair_conversational, "hh": _pair_hh,
-                 "ranked": _pair_ranked}
+_PAIR_PARSERS = {"pairs": _pair_plain, "conversational": _pair_conversational, "hh": _pair_hh, "ranked": _pair_ranked}
 
 
 def _check_columns(rows: Sequence[dict], cols: dict, required: Iterable[str], source: str = "") -> None:
@@ -545,12 +557,16 @@ def _check_columns(rows: Sequence[dict], cols: dict, required: Iterable[str], so
     missing = [k for k in required if all(cols[k] not in r for r in good)]
     if missing:
         have = sorted({c for r in good[:50] for c in r})
-        raise DataError((f"{source}: " if source else "") + ", ".join(f"column {cols[k]!r} (for {k})" for k in missing)
-                        + f" not found in any row; columns: {', '.join(have)}. Map them with dataset.columns.<field>=<column>")
+        raise DataError(
+            (f"{source}: " if source else "")
+            + ", ".join(f"column {cols[k]!r} (for {k})" for k in missing)
+            + f" not found in any row; columns: {', '.join(have)}. Map them with dataset.columns.<field>=<column>"
+        )
 
 
-def to_pairs(rows: Sequence[dict], format: str, columns: dict | None = None,
-             source: str = "<rows>") -> tuple[list[dict], dict]:
+def to_pairs(
+    rows: Sequence[dict], format: str, columns: dict | None = None, source: str = "<rows>"
+) -> tuple[list[dict], dict]:
     """Convert raw rows to preference pairs; returns (pairs, report).
 
     The report counts rows read, pairs kept and rows skipped by reason (with up to five example
@@ -560,8 +576,12 @@ def to_pairs(rows: Sequence[dict], format: str, columns: dict | None = None,
     if format == "unpaired":
         raise DataError(f"{source}: format unpaired has no preference pairs; use to_unpaired (KTO-like losses)")
     cols = columns_for(format, columns)
-    required = {"pairs": ("prompt", "chosen", "rejected"), "conversational": ("chosen", "rejected"),
-                "hh": ("chosen", "rejected"), "ranked": ("prompt", "responses", "scores")}[format]
+    required = {
+        "pairs": ("prompt", "chosen", "rejected"),
+        "conversational": ("chosen", "rejected"),
+        "hh": ("chosen", "rejected"),
+        "ranked": ("prompt", "responses", "scores"),
+    }[format]
     _check_columns(rows, cols, required, source)
     return _convert(rows, cols, _Report(format, source, len(rows)), _PAIR_PARSERS[format], "preference pairs", "pairs")
 
@@ -594,8 +614,9 @@ def _label(v) -> bool:
     raise _Skip("bad_label")
 
 
-def to_unpaired(rows: Sequence[dict], format: str, columns: dict | None = None,
-                source: str = "<rows>") -> tuple[list[dict], dict]:
+def to_unpaired(
+    rows: Sequence[dict], format: str, columns: dict | None = None, source: str = "<rows>"
+) -> tuple[list[dict], dict]:
     """The unpaired view ``{"prompt", "completion", "label"}`` for KTO-like losses.
 
     ``format=unpaired`` rows are parsed directly (completion as text or messages; label as bool,
@@ -617,8 +638,9 @@ def to_unpaired(rows: Sequence[dict], format: str, columns: dict | None = None,
     return out, d
 
 
-def to_sft(rows: Sequence[dict], format: str, columns: dict | None = None,
-           source: str = "<rows>") -> tuple[list[dict], dict]:
+def to_sft(
+    rows: Sequence[dict], format: str, columns: dict | None = None, source: str = "<rows>"
+) -> tuple[list[dict], dict]:
     """SFT examples: ``{"messages"}`` (conversational data with a messages column, e.g. UltraChat)
     or ``{"prompt", "completion"}`` from the chosen answers of preference data."""
     if format == "conversational":
@@ -677,6 +699,7 @@ def load_sft(dcfg, split: str | None = None) -> tuple[list[dict], dict]:
 # statistics
 # ---------------------------------------------------------------------------------------------
 
+
 def _n_tokens(tokenizer, text: str) -> int:
     return len(tokenizer(text, add_special_tokens=False)["input_ids"])
 
@@ -694,7 +717,7 @@ def _lengths(tokenizer, prompt, response) -> tuple[int, int]:
         return n_p, _n_tokens(tokenizer, response) + (1 if eos else 0)
     full = tokenizer.apply_chat_template(list(prompt) + list(response), tokenize=False)
     if full.startswith(p_text):
-        return n_p, _n_tokens(tokenizer, full[len(p_text):])
+        return n_p, _n_tokens(tokenizer, full[len(p_text) :])
     return n_p, max(0, _n_tokens(tokenizer, full) - n_p)
 
 
@@ -704,8 +727,13 @@ def _pct(values: Sequence[int]) -> dict:
     if not len(values):
         return {"p50": None, "p90": None, "p99": None, "max": None, "mean": None}
     a = np.asarray(values, dtype=float)
-    return {"p50": float(np.percentile(a, 50)), "p90": float(np.percentile(a, 90)),
-            "p99": float(np.percentile(a, 99)), "max": int(a.max()), "mean": float(a.mean())}
+    return {
+        "p50": float(np.percentile(a, 50)),
+        "p90": float(np.percentile(a, 90)),
+        "p99": float(np.percentile(a, 99)),
+        "max": int(a.max()),
+        "mean": float(a.mean()),
+    }
 
 
 def data_stats(pairs: Sequence[dict], tokenizer, max_length: int) -> dict:
@@ -743,6 +771,7 @@ def data_stats(pairs: Sequence[dict], tokenizer, max_length: int) -> dict:
 # leakage
 # ---------------------------------------------------------------------------------------------
 
+
 def prompt_key(prompt) -> str:
     """Comparison key of a prompt: the text (last user turn of a message list), lower-cased with
     whitespace collapsed."""
@@ -766,13 +795,18 @@ def leakage(train_prompts: Iterable, eval_sets: dict[str, Sequence], n_examples:
     out = {}
     for name, prompts in eval_sets.items():
         hits = [p for p in prompts if prompt_key(p) in train]
-        out[name] = {"count": len(hits), "n_eval": len(prompts),
-                     "fraction": len(hits) / len(prompts) if len(prompts) else 0.0,
-                     "examples": [p if isinstance(p, str) else prompt_key(p) for p in hits[:n_examples]]}
+        out[name] = {
+            "count": len(hits),
+            "n_eval": len(prompts),
+            "fraction": len(hits) / len(prompts) if len(prompts) else 0.0,
+            "examples": [p if isinstance(p, str) else prompt_key(p) for p in hits[:n_examples]],
+        }
     return out
 
 
-def alpaca_eval_prompts(path: str | Path = SHARED_DATA / "alpaca_eval" / "gpt4_1106_preview_model_outputs.json") -> list[str]:
+def alpaca_eval_prompts(
+    path: str | Path = SHARED_DATA / "alpaca_eval" / "gpt4_1106_preview_model_outputs.json",
+) -> list[str]:
     """AlpacaEval's 805 instructions (field ``instruction`` of a model-outputs JSON file)."""
     rows = read_file(path)
     return [r["instruction"] for r in rows if isinstance(r.get("instruction"), str)]
@@ -806,9 +840,11 @@ def eval_sets(world_spec=None, shared_data: str | Path | None = SHARED_DATA) -> 
         sets["world_ood"] = world.make_prompts(world_spec, "ood")
     if shared_data is not None:
         d = Path(shared_data)
-        for name, fn, rel in (("alpaca_eval", alpaca_eval_prompts, "alpaca_eval/gpt4_1106_preview_model_outputs.json"),
-                              ("mt_bench", mt_bench_prompts, "mt_bench/question.jsonl"),
-                              ("arena_hard", arena_hard_prompts, "arena_hard/arena-hard-v0.1_question.jsonl")):
+        for name, fn, rel in (
+            ("alpaca_eval", alpaca_eval_prompts, "alpaca_eval/gpt4_1106_preview_model_outputs.json"),
+            ("mt_bench", mt_bench_prompts, "mt_bench/question.jsonl"),
+            ("arena_hard", arena_hard_prompts, "arena_hard/arena-hard-v0.1_question.jsonl"),
+        ):
             if (d / rel).is_file():
                 sets[name] = fn(d / rel)
     return sets

@@ -28,8 +28,9 @@ pipeline does not change.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -41,9 +42,24 @@ from po_bench.data import formats, world
 
 TRUNCATION_WARN = 0.05  # a console warning when more than this share of training pairs is truncated
 
-WORLD_FIELDS = ("seed", "n_sft", "n_pref", "n_eval", "n_ood", "min_keywords", "max_keywords",
-                "ood_min_keywords", "ood_max_keywords", "annotator_temperature", "annotator_length_bias",
-                "k_samples", "pair_strategy", "curriculum", "steps", "step_candidates")
+WORLD_FIELDS = (
+    "seed",
+    "n_sft",
+    "n_pref",
+    "n_eval",
+    "n_ood",
+    "min_keywords",
+    "max_keywords",
+    "ood_min_keywords",
+    "ood_max_keywords",
+    "annotator_temperature",
+    "annotator_length_bias",
+    "k_samples",
+    "pair_strategy",
+    "curriculum",
+    "steps",
+    "step_candidates",
+)
 # k samples per pref prompt, how pairs are built from their ranking, and their order: at these defaults
 # the world draws two samples and labels one pair per prompt (world.label_pairs), keys as before
 RANKING_DEFAULTS = {"k_samples": 2, "curriculum": "none"}
@@ -62,8 +78,11 @@ _SPLIT_FIELDS = {  # the world fields each prompt split is drawn from (world.mak
 def _world_spec(fields: dict) -> world.WorldSpec:
     """A WorldSpec from (a subset of) the world's fields; absent ones keep their defaults, which
     the split being drawn does not read."""
-    kw: dict[str, Any] = {k: fields[k] for k in ("seed", "n_sft", "n_pref", "n_eval", "n_ood", "min_keywords",
-                                                  "max_keywords") if k in fields}
+    kw: dict[str, Any] = {
+        k: fields[k]
+        for k in ("seed", "n_sft", "n_pref", "n_eval", "n_ood", "min_keywords", "max_keywords")
+        if k in fields
+    }
     if "ood_min_keywords" in fields:
         kw["ood_keywords"] = (fields["ood_min_keywords"], fields["ood_max_keywords"])
     return world.WorldSpec(**kw)
@@ -106,8 +125,10 @@ class WorldSource:
     def ranked(self) -> bool:
         """k samples ranked by the annotator (k > 2, or a curriculum order, or rated lists), else today's one
         pair of two."""
-        return (any(self.spec[k] != v for k, v in RANKING_DEFAULTS.items())
-                or self.spec["pair_strategy"] == world.LIST_STRATEGY)
+        return (
+            any(self.spec[k] != v for k, v in RANKING_DEFAULTS.items())
+            or self.spec["pair_strategy"] == world.LIST_STRATEGY
+        )
 
     def pref_samples_n(self) -> int:
         """On-policy samples drawn per pref prompt."""
@@ -116,11 +137,18 @@ class WorldSource:
     def pairs_spec(self) -> dict:
         """What labelling reads besides the samples: the pref prompts and the annotator (and, for k ranked
         samples, the pair strategy and the curriculum order)."""
-        out = {"kind": "world", "prompts": self.prompt_spec("pref"),
-               "annotator": {"temperature": self.spec["annotator_temperature"],
-                             "length_bias": self.spec["annotator_length_bias"]}}
+        out = {
+            "kind": "world",
+            "prompts": self.prompt_spec("pref"),
+            "annotator": {
+                "temperature": self.spec["annotator_temperature"],
+                "length_bias": self.spec["annotator_length_bias"],
+            },
+        }
         lists = self.spec["pair_strategy"] == world.LIST_STRATEGY
-        if self.spec["steps"] and not lists:  # Step-DPO's step-wise pairs (world.step_pairs): continuations of the SFT policy
+        if (
+            self.spec["steps"] and not lists
+        ):  # Step-DPO's step-wise pairs (world.step_pairs): continuations of the SFT policy
             out["steps"] = {"candidates": int(self.spec["step_candidates"])}
             out.pop("annotator")  # the per-step gold signal labels the steps, not the annotator
         elif self.ranked():
@@ -134,8 +162,9 @@ class WorldSource:
         return out
 
     @staticmethod
-    def make_pairs(spec: dict, samples: list[list[str]] | None, seed: int, store=None, sampler=None,
-                   extra: dict | None = None) -> dict:
+    def make_pairs(
+        spec: dict, samples: list[list[str]] | None, seed: int, store=None, sampler=None, extra: dict | None = None
+    ) -> dict:
         """Label two on-policy samples per pref prompt with the annotator (identical pairs skipped); with
         ``ranking``: rank k samples per prompt and build pairs from the ranking (world.label_ranked); with
         ``steps``: Step-DPO's step-wise pairs (world.step_pairs), the chosen step sampled by ``sampler``
@@ -144,11 +173,13 @@ class WorldSource:
         if "steps" in spec:
             if sampler is None:
                 raise ValueError("step-wise pairs (dataset.steps) need a sampler of the policy's continuations")
-            pairs, stats = world.step_pairs(prompts_, samples, sampler, int(spec["steps"]["candidates"]),
-                                            world.RewardWeights())
+            pairs, stats = world.step_pairs(
+                prompts_, samples, sampler, int(spec["steps"]["candidates"]), world.RewardWeights()
+            )
             return {"train": pairs, "eval": [], "stats": stats}
-        ann = world.Annotator(temperature=spec["annotator"]["temperature"],
-                              length_bias=spec["annotator"]["length_bias"])
+        ann = world.Annotator(
+            temperature=spec["annotator"]["temperature"], length_bias=spec["annotator"]["length_bias"]
+        )
         if "pugc" in spec:
             return WorldSource._pugc_pairs(spec, prompts_, samples, ann, seed)
         if "models" in spec:
@@ -157,26 +188,50 @@ class WorldSource:
             return WorldSource._ranked_pairs(spec["ranking"], prompts_, samples, ann, seed)
         pairs = world.label_pairs(prompts_, samples, ann, seed, world.RewardWeights())
         agree = float(np.mean([p["gold_margin"] > 0 for p in pairs])) if pairs else float("nan")
-        return {"train": pairs, "eval": [],
-                "stats": {"n_pairs": len(pairs), "n_identical_skipped": len(prompts_) - len(pairs),
-                          "annotator_gold_agreement": agree}}
+        return {
+            "train": pairs,
+            "eval": [],
+            "stats": {
+                "n_pairs": len(pairs),
+                "n_identical_skipped": len(prompts_) - len(pairs),
+                "annotator_gold_agreement": agree,
+            },
+        }
 
     @staticmethod
     def _ranked_pairs(r: dict, prompts_: list, samples, ann, seed: int) -> dict:
         if r["pair_strategy"] == world.LIST_STRATEGY:  # one rated list per prompt (listwise losses)
             rows = world.label_lists(prompts_, samples, ann, seed, world.RewardWeights(), steps=bool(r.get("steps")))
-            return {"train": rows, "eval": [], "stats": {**list_stats(rows), "n_identical_skipped": len(prompts_) - len(rows),
-                                                          "k_samples": int(r["k_samples"]), "pair_strategy": r["pair_strategy"],
-                                                          "curriculum": r["curriculum"]}}
-        pairs = world.label_ranked(prompts_, samples, ann, seed, r["pair_strategy"], r["curriculum"],
-                                   world.RewardWeights())
+            return {
+                "train": rows,
+                "eval": [],
+                "stats": {
+                    **list_stats(rows),
+                    "n_identical_skipped": len(prompts_) - len(rows),
+                    "k_samples": int(r["k_samples"]),
+                    "pair_strategy": r["pair_strategy"],
+                    "curriculum": r["curriculum"],
+                },
+            }
+        pairs = world.label_ranked(
+            prompts_, samples, ann, seed, r["pair_strategy"], r["curriculum"], world.RewardWeights()
+        )
         agree = float(np.mean([p["gold_margin"] > 0 for p in pairs])) if pairs else float("nan")
         n_prompts = len({p["row"] for p in pairs})
-        return {"train": pairs, "eval": [], "ordered": r["curriculum"] != "none",
-                "stats": {"n_pairs": len(pairs), "n_identical_skipped": len(prompts_) - n_prompts,
-                          "annotator_gold_agreement": agree, "k_samples": int(r["k_samples"]),
-                          "pair_strategy": r["pair_strategy"], "curriculum": r["curriculum"],
-                          "mean_rating_gap": float(np.mean([p["gap"] for p in pairs])) if pairs else float("nan")}}
+        return {
+            "train": pairs,
+            "eval": [],
+            "ordered": r["curriculum"] != "none",
+            "stats": {
+                "n_pairs": len(pairs),
+                "n_identical_skipped": len(prompts_) - n_prompts,
+                "annotator_gold_agreement": agree,
+                "k_samples": int(r["k_samples"]),
+                "pair_strategy": r["pair_strategy"],
+                "curriculum": r["curriculum"],
+                "mean_rating_gap": float(np.mean([p["gap"] for p in pairs])) if pairs else float("nan"),
+            },
+        }
 
     @staticmethod
     def _pugc_pairs(spec: dict, prompts_: list, samples, ann, seed: int) -> dict:
@@ -186,46 +241,65 @@ class WorldSource:
         r = spec.get("ranking") or {"k_samples": 2, "pair_strategy": "best_worst", "curriculum": "none"}
         noise = float(spec["pugc"]["ugc_noise"])
         refs = world.user_contents(prompts_, noise, int(spec["prompts"]["seed"]))
-        pairs = world.label_pugc(prompts_, samples, refs, ann, seed, r["pair_strategy"], r["curriculum"],
-                                 world.RewardWeights())
+        pairs = world.label_pugc(
+            prompts_, samples, refs, ann, seed, r["pair_strategy"], r["curriculum"], world.RewardWeights()
+        )
         kws = [set(world.parse_prompt(p)) for p in prompts_]
         ugc_words = [[t for t in u.split() if t in world.CONTENT_WORDS] for u in refs]
-        mean = (lambda xs: float(np.mean(xs)) if len(xs) else float("nan"))
-        return {"train": pairs, "eval": [], "ordered": r["curriculum"] != "none",
-                "stats": {"n_pairs": len(pairs), "n_identical_skipped": len(prompts_) - len({p["row"] for p in pairs}),
-                          "pair_source": "pugc", "ugc_noise": noise, "k_samples": int(r["k_samples"]),
-                          "pair_strategy": r["pair_strategy"], "curriculum": r["curriculum"],
-                          "annotator_gold_agreement": mean([p["gold_margin"] > 0 for p in pairs]),
-                          "mean_gold_margin": mean([p["gold_margin"] for p in pairs]),
-                          "chosen_reference_closer": mean([p["reference_margin"] > 0 for p in pairs]),
-                          "ugc_keyword_recall": mean([len(k & set(u)) / len(k) for k, u in zip(kws, ugc_words)]),
-                          "ugc_offtopic_words": mean([sum(t not in k for t in u) for k, u in zip(kws, ugc_words)]),
-                          "ugc_examples": refs[:3]}}
+        mean = lambda xs: float(np.mean(xs)) if len(xs) else float("nan")
+        return {
+            "train": pairs,
+            "eval": [],
+            "ordered": r["curriculum"] != "none",
+            "stats": {
+                "n_pairs": len(pairs),
+                "n_identical_skipped": len(prompts_) - len({p["row"] for p in pairs}),
+                "pair_source": "pugc",
+                "ugc_noise": noise,
+                "k_samples": int(r["k_samples"]),
+                "pair_strategy": r["pair_strategy"],
+                "curriculum": r["curriculum"],
+                "annotator_gold_agreement": mean([p["gold_margin"] > 0 for p in pairs]),
+                "mean_gold_margin": mean([p["gold_margin"] for p in pairs]),
+                "chosen_reference_closer": mean([p["reference_margin"] > 0 for p in pairs]),
+                "ugc_keyword_recall": mean([len(k & set(u)) / len(k) for k, u in zip(kws, ugc_words)]),
+                "ugc_offtopic_words": mean([sum(t not in k for t in u) for k, u in zip(kws, ugc_words)]),
+                "ugc_examples": refs[:3],
+            },
+        }
 
     @staticmethod
     def _multi_model_pairs(spec: dict, prompts_: list, own, strong, ann, seed: int) -> dict:
         """More is Less (Wang et al. 2025): pairs from the target SFT policy's samples and a stronger SFT
         model's (world.label_multi_model), with what shows the shortcut: where chosen and rejected come from
         and how well a superficial feature (the source model, its opening style word, length) separates them."""
-        pairs = world.label_multi_model(prompts_, own, strong, ann, seed, spec["models"], world.RewardWeights(),
-                                        spec.get("ranking"))
-        mean = (lambda xs: float(np.mean(xs)) if len(xs) else float("nan"))
+        pairs = world.label_multi_model(
+            prompts_, own, strong, ann, seed, spec["models"], world.RewardWeights(), spec.get("ranking")
+        )
+        mean = lambda xs: float(np.mean(xs)) if len(xs) else float("nan")
         w = world.RewardWeights()
         # the source model as the feature: +1 strong chosen over own, 0 same model, -1 own chosen over strong
         by_source = [(p["chosen_model"] == "strong") - (p["rejected_model"] == "strong") for p in pairs]
-        return {"train": pairs, "eval": [], "ordered": (spec.get("ranking") or {}).get("curriculum", "none") != "none",
-                "stats": {"n_pairs": len(pairs), "n_identical_skipped": len(prompts_) - len({p["row"] for p in pairs}),
-                          "pair_models": spec["models"],
-                          "annotator_gold_agreement": mean([p["gold_margin"] > 0 for p in pairs]),
-                          "chosen_from_strong": mean([p["chosen_model"] == "strong" for p in pairs]),
-                          "rejected_from_strong": mean([p["rejected_model"] == "strong" for p in pairs]),
-                          "cross_model_pairs": mean([p["chosen_model"] != p["rejected_model"] for p in pairs]),
-                          # 0.5: the feature alone says nothing about which side was chosen; 1.0: it decides it
-                          "source_separability": mean(by_source) / 2 + 0.5 if pairs else float("nan"),
-                          "gold_reward_own": mean([world.gold_reward(p, y[0], w) for p, y in zip(prompts_, own)]),
-                          "gold_reward_strong": mean([world.gold_reward(p, y[0], w) for p, y in zip(prompts_, strong)]),
-                          "style_rate_own": mean([world.starts_with_style(y[0]) for y in own]),
-                          "style_rate_strong": mean([world.starts_with_style(y[0]) for y in strong])}}
+        return {
+            "train": pairs,
+            "eval": [],
+            "ordered": (spec.get("ranking") or {}).get("curriculum", "none") != "none",
+            "stats": {
+                "n_pairs": len(pairs),
+                "n_identical_skipped": len(prompts_) - len({p["row"] for p in pairs}),
+                "pair_models": spec["models"],
+                "annotator_gold_agreement": mean([p["gold_margin"] > 0 for p in pairs]),
+                "chosen_from_strong": mean([p["chosen_model"] == "strong" for p in pairs]),
+                "rejected_from_strong": mean([p["rejected_model"] == "strong" for p in pairs]),
+                "cross_model_pairs": mean([p["chosen_model"] != p["rejected_model"] for p in pairs]),
+                # 0.5: the feature alone says nothing about which side was chosen; 1.0: it decides it
+                "source_separability": mean(by_source) / 2 + 0.5 if pairs else float("nan"),
+                "gold_reward_own": mean([world.gold_reward(p, y[0], w) for p, y in zip(prompts_, own)]),
+                "gold_reward_strong": mean([world.gold_reward(p, y[0], w) for p, y in zip(prompts_, strong)]),
+                "style_rate_own": mean([world.starts_with_style(y[0]) for y in own]),
+                "style_rate_strong": mean([world.starts_with_style(y[0]) for y in strong]),
+            },
+        }
 
     @staticmethod
     def heldout_splits() -> dict[str, str]:
@@ -244,8 +318,16 @@ class WorldSource:
         return out
 
     def sample_rows(self, prompts_, samples, sft_samples) -> list[dict]:
-        return [{"prompt": p, "policy": y, "sft": s, "gold_policy": world.gold_reward(p, y, self.weights),
-                 "gold_sft": world.gold_reward(p, s, self.weights)} for p, y, s in zip(prompts_, samples, sft_samples)]
+        return [
+            {
+                "prompt": p,
+                "policy": y,
+                "sft": s,
+                "gold_policy": world.gold_reward(p, y, self.weights),
+                "gold_sft": world.gold_reward(p, s, self.weights),
+            }
+            for p, y, s in zip(prompts_, samples, sft_samples)
+        ]
 
     @staticmethod
     def describe(pairs: list[dict], tokenizer, max_length: int) -> dict:
@@ -253,23 +335,38 @@ class WorldSource:
             return list_stats(pairs)
         len_c = [len(p["chosen"].split()) for p in pairs]
         len_r = [len(p["rejected"].split()) for p in pairs]
-        return {"chosen_minus_rejected_length": float(np.mean(np.array(len_c) - np.array(len_r))) if pairs else 0.0,
-                # how well a superficial feature alone tells chosen from rejected (0.5: not at all; 1: it decides
-                # every pair): length, and the strong model's opening style word (More is Less)
-                "feature_separability": {"length": world.pair_feature_accuracy(pairs, lambda y: len(y.split())),
-                                         "style_word": world.pair_feature_accuracy(pairs, world.starts_with_style)}}
+        return {
+            "chosen_minus_rejected_length": float(np.mean(np.array(len_c) - np.array(len_r))) if pairs else 0.0,
+            # how well a superficial feature alone tells chosen from rejected (0.5: not at all; 1: it decides
+            # every pair): length, and the strong model's opening style word (More is Less)
+            "feature_separability": {
+                "length": world.pair_feature_accuracy(pairs, lambda y: len(y.split())),
+                "style_word": world.pair_feature_accuracy(pairs, world.starts_with_style),
+            },
+        }
 
 
 def list_stats(rows: list[dict]) -> dict:
     """Statistics of rated lists (one prompt, k responses, their scores): rows, list sizes, the score spread
     and, where the rows carry gold rewards (the world), how often the scores order a pair as r* does."""
     sizes = [len(r["responses"]) for r in rows]
-    out = {"n_rows": len(rows), "k_mean": float(np.mean(sizes)) if rows else 0.0,
-           "k_min": min(sizes, default=0), "k_max": max(sizes, default=0),
-           "mean_score_spread": float(np.mean([max(r["scores"]) - min(r["scores"]) for r in rows])) if rows else float("nan")}
+    out = {
+        "n_rows": len(rows),
+        "k_mean": float(np.mean(sizes)) if rows else 0.0,
+        "k_min": min(sizes, default=0),
+        "k_max": max(sizes, default=0),
+        "mean_score_spread": float(np.mean([max(r["scores"]) - min(r["scores"]) for r in rows]))
+        if rows
+        else float("nan"),
+    }
     if rows and "gold" in rows[0]:
-        agree = [(si > sj) == (gi > gj) for r in rows for a, (si, gi) in enumerate(zip(r["scores"], r["gold"]))
-                 for sj, gj in zip(r["scores"][a + 1:], r["gold"][a + 1:]) if gi != gj and si != sj]
+        agree = [
+            (si > sj) == (gi > gj)
+            for r in rows
+            for a, (si, gi) in enumerate(zip(r["scores"], r["gold"]))
+            for sj, gj in zip(r["scores"][a + 1 :], r["gold"][a + 1 :])
+            if gi != gj and si != sj
+        ]
         out["annotator_gold_agreement"] = float(np.mean(agree)) if agree else float("nan")
         out["best_is_gold_best"] = float(np.mean([r["gold"][0] == max(r["gold"]) for r in rows]))
     return out
@@ -279,7 +376,19 @@ def list_stats(rows: list[dict]) -> dict:
 # real preference data (files and Hub datasets)
 # ---------------------------------------------------------------------------------------------
 
-REAL_FIELDS = ("name", "hub_id", "path", "split", "eval_split", "format", "columns", "max_rows", "on_error", "sft", "n_eval")
+REAL_FIELDS = (
+    "name",
+    "hub_id",
+    "path",
+    "split",
+    "eval_split",
+    "format",
+    "columns",
+    "max_rows",
+    "on_error",
+    "sft",
+    "n_eval",
+)
 
 
 def file_fingerprint(path: str | Path) -> str:
@@ -303,7 +412,9 @@ def _content(dcfg_fields: dict) -> dict:
             if p.is_file():
                 out[str(split)] = file_fingerprint(p)
             elif p.is_dir():  # a saved datasets folder: every file in it
-                out[str(split)] = {str(f.relative_to(p)): file_fingerprint(f) for f in sorted(p.rglob("*")) if f.is_file()}
+                out[str(split)] = {
+                    str(f.relative_to(p)): file_fingerprint(f) for f in sorted(p.rglob("*")) if f.is_file()
+                }
     return out
 
 
@@ -356,20 +467,24 @@ class FileSource:
         return {}
 
     @staticmethod
-    def make_pairs(spec: dict, samples, seed: int, store=None, *, paired: bool = True, tokenizer=None,
-                   max_length: int = 0) -> dict:
+    def make_pairs(
+        spec: dict, samples, seed: int, store=None, *, paired: bool = True, tokenizer=None, max_length: int = 0
+    ) -> dict:
         from omegaconf import OmegaConf
 
         d = OmegaConf.create({k: v for k, v in spec.items() if k != "content"})
         if d.get("pair_strategy") == world.LIST_STRATEGY:
             return FileSource._lists(d, tokenizer, max_length)
         load = formats.load_pairs if paired or d.format != "unpaired" else formats.load_unpaired
-        pairs, eval_pairs, report, eval_report = FileSource._split(d, load, formats.load_pairs,
-                                                                   holdout=lambda rows: "chosen" in rows[0])
+        pairs, eval_pairs, report, eval_report = FileSource._split(
+            d, load, formats.load_pairs, holdout=lambda rows: "chosen" in rows[0]
+        )
         pairs, too_long = drop_overlong_prompts(pairs, tokenizer, max_length)
-        return {"train": pairs, "eval": eval_pairs,
-                "stats": {"conversion": report, "conversion_eval": eval_report,
-                          "skipped_prompt_over_max_length": too_long}}
+        return {
+            "train": pairs,
+            "eval": eval_pairs,
+            "stats": {"conversion": report, "conversion_eval": eval_report, "skipped_prompt_over_max_length": too_long},
+        }
 
     @staticmethod
     def _split(d, load, load_eval, holdout=lambda rows: True) -> tuple[list, list, dict, dict | None]:
@@ -382,7 +497,7 @@ class FileSource:
             apply_error_policy(d, eval_report)
             return rows, held[: d.n_eval], report, eval_report
         n_hold = min(d.n_eval, len(rows) // 4)
-        held = rows[len(rows) - n_hold:] if n_hold and holdout(rows) else []
+        held = rows[len(rows) - n_hold :] if n_hold and holdout(rows) else []
         return rows[: len(rows) - len(held)], held, report, None
 
     @staticmethod
@@ -392,9 +507,11 @@ class FileSource:
         n_eval lists, never trained on)."""
         rows, held, report, eval_report = FileSource._split(d, formats.load_lists, formats.load_lists)
         rows, too_long = drop_overlong_prompts(rows, tokenizer, max_length)
-        return {"train": rows, "eval": [formats.best_worst_pair(r) for r in held],
-                "stats": {"conversion": report, "conversion_eval": eval_report,
-                          "skipped_prompt_over_max_length": too_long}}
+        return {
+            "train": rows,
+            "eval": [formats.best_worst_pair(r) for r in held],
+            "stats": {"conversion": report, "conversion_eval": eval_report, "skipped_prompt_over_max_length": too_long},
+        }
 
     @staticmethod
     def heldout_splits() -> dict[str, str]:
@@ -411,8 +528,12 @@ class FileSource:
             logging.getLogger("po_bench").warning(
                 "%d of %d training pairs (%.0f%%) exceed train.max_length=%d and are truncated by the trainer "
                 "(p90 prompt + response: %d tokens); raise train.max_length or model.max_length",
-                tokens["n_truncated"], tokens["n_pairs"], 100 * tokens["truncated_fraction"], max_length,
-                int(tokens["prompt_tokens"]["p90"] + tokens["response_tokens"]["p90"]))
+                tokens["n_truncated"],
+                tokens["n_pairs"],
+                100 * tokens["truncated_fraction"],
+                max_length,
+                int(tokens["prompt_tokens"]["p90"] + tokens["response_tokens"]["p90"]),
+            )
         return {"tokens": tokens}
 
     @staticmethod
@@ -455,6 +576,7 @@ def prompts(pspec: dict, pairs_artifact: dict | None = None) -> list:
 # helpers of real-data conversion
 # ---------------------------------------------------------------------------------------------
 
+
 def _line_of(source: str, row: int) -> int | None:
     """The 1-based line of row ``row`` in a JSONL file (blank lines are not rows), else None."""
     import gzip
@@ -480,8 +602,10 @@ def apply_error_policy(d, report: dict) -> None:
     reason, rows = min(report["skipped_examples"].items(), key=lambda kv: kv[1][0])
     line = _line_of(report["source"], rows[0])
     where = f"line {line} (row {rows[0]})" if line else f"row {rows[0]}"
-    raise formats.DataError(f"{report['source']}: {where}: {reason} "
-                            f"({report['n_skipped']} bad rows in all; dataset.on_error=skip skips and counts them)")
+    raise formats.DataError(
+        f"{report['source']}: {where}: {reason} "
+        f"({report['n_skipped']} bad rows in all; dataset.on_error=skip skips and counts them)"
+    )
 
 
 def drop_overlong_prompts(pairs: list[dict], tokenizer, max_length: int) -> tuple[list[dict], int]:
@@ -489,10 +613,15 @@ def drop_overlong_prompts(pairs: list[dict], tokenizer, max_length: int) -> tupl
     on (the completion would be truncated to nothing); they are dropped and counted, never silently."""
     from po_bench.generation.logprobs import render_prompt
 
-    keep = [p for p in pairs
-            if len(tokenizer(render_prompt(tokenizer, p["prompt"]), add_special_tokens=False)["input_ids"]) < max_length - 1]
+    keep = [
+        p
+        for p in pairs
+        if len(tokenizer(render_prompt(tokenizer, p["prompt"]), add_special_tokens=False)["input_ids"]) < max_length - 1
+    ]
     if not keep:
-        raise formats.DataError(f"every prompt is longer than train.max_length={max_length} tokens: raise train.max_length")
+        raise formats.DataError(
+            f"every prompt is longer than train.max_length={max_length} tokens: raise train.max_length"
+        )
     return keep, len(pairs) - len(keep)
 
 
@@ -510,4 +639,3 @@ def data_counts(report: dict, eval_report: dict | None, too_long: int, tokens: d
         "kept_with_notes": dict(report.get("notes") or {}),
         "eval_prompts_in_train": leak["eval_split"]["count"],
     }
-

@@ -17,16 +17,44 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
 
 import numpy as np
 
 CONTENT_WORDS: tuple[str, ...] = (
-    "apple", "river", "stone", "cloud", "forest", "candle", "mirror", "garden",
-    "engine", "violin", "harbor", "desert", "lantern", "meadow", "castle", "pepper",
-    "rocket", "falcon", "marble", "island", "thunder", "copper", "glacier", "orchid",
-    "compass", "saddle", "beacon", "canyon", "walnut", "anchor", "ember", "quartz",
+    "apple",
+    "river",
+    "stone",
+    "cloud",
+    "forest",
+    "candle",
+    "mirror",
+    "garden",
+    "engine",
+    "violin",
+    "harbor",
+    "desert",
+    "lantern",
+    "meadow",
+    "castle",
+    "pepper",
+    "rocket",
+    "falcon",
+    "marble",
+    "island",
+    "thunder",
+    "copper",
+    "glacier",
+    "orchid",
+    "compass",
+    "saddle",
+    "beacon",
+    "canyon",
+    "walnut",
+    "anchor",
+    "ember",
+    "quartz",
 )
 FILLER_WORDS: tuple[str, ...] = ("the", "a", "and", "is", "very", "with", "of", "near", "bright", "old")
 ID_TEMPLATE = "write about"
@@ -137,8 +165,10 @@ def make_prompts(spec: WorldSpec, split: str) -> list[str]:
         lo, hi = spec.ood_keywords
         return [_prompt(rng, int(rng.integers(lo, hi + 1)), OOD_TEMPLATE, True, spec.seed) for _ in range(n)]
     held = split == "eval"
-    return [_prompt(rng, int(rng.integers(spec.min_keywords, spec.max_keywords + 1)), ID_TEMPLATE, held, spec.seed)
-            for _ in range(n)]
+    return [
+        _prompt(rng, int(rng.integers(spec.min_keywords, spec.max_keywords + 1)), ID_TEMPLATE, held, spec.seed)
+        for _ in range(n)
+    ]
 
 
 def demonstrate(spec: WorldSpec, prompt: str, rng: np.random.Generator) -> str:
@@ -205,17 +235,21 @@ def label_pairs(
         pa = annotator.p_first(ra, rb, len(a.split()), len(b.split()))
         a_wins = u < pa if not annotator.deterministic else pa >= 0.5
         chosen, rejected = (a, b) if a_wins else (b, a)
-        pairs.append({
-            "prompt": p,
-            "chosen": chosen,
-            "rejected": rejected,
-            "gold_margin": (ra - rb) if a_wins else (rb - ra),
-            "row": i,
-        })
+        pairs.append(
+            {
+                "prompt": p,
+                "chosen": chosen,
+                "rejected": rejected,
+                "gold_margin": (ra - rb) if a_wins else (rb - ra),
+                "row": i,
+            }
+        )
     return pairs
 
 
-def gold_pairs(prompts: Sequence[str], samples: Sequence[Sequence[str]], weights: RewardWeights = RewardWeights()) -> list[dict]:
+def gold_pairs(
+    prompts: Sequence[str], samples: Sequence[Sequence[str]], weights: RewardWeights = RewardWeights()
+) -> list[dict]:
     """Held-out pairs labelled by the gold reward itself (ties dropped): ground truth for
     implicit-reward accuracy."""
     out = []
@@ -242,8 +276,13 @@ PAIR_STRATEGIES = ("best_vs_rest", "adjacent", "best_worst", "all", LIST_STRATEG
 CURRICULA = ("none", "easy_to_hard")
 
 
-def rate_samples(prompt: str, samples: Sequence[str], annotator: Annotator, rng: np.random.Generator,
-                 weights: RewardWeights = RewardWeights()) -> list[dict]:
+def rate_samples(
+    prompt: str,
+    samples: Sequence[str],
+    annotator: Annotator,
+    rng: np.random.Generator,
+    weights: RewardWeights = RewardWeights(),
+) -> list[dict]:
     """The annotator's ratings of k responses to one prompt, best first (identical responses kept once).
 
     A rating is the annotator's biased score s = r* + length_bias * |y| plus temperature * Gumbel noise:
@@ -281,13 +320,29 @@ def ranked_pairs(prompt: str, rated: list[dict], strategy: str, row: int) -> lis
         idx = [(i, j) for i in range(n) for j in range(i + 1, n)]
     else:
         raise ValueError(f"pair strategy {strategy!r}: allowed {', '.join(PAIR_STRATEGIES)}")
-    return [{"prompt": prompt, "chosen": rated[i]["response"], "rejected": rated[j]["response"],
-             "gap": rated[i]["rating"] - rated[j]["rating"], "gold_margin": rated[i]["gold"] - rated[j]["gold"],
-             "row": row, "ranks": [i, j]} for i, j in idx]
+    return [
+        {
+            "prompt": prompt,
+            "chosen": rated[i]["response"],
+            "rejected": rated[j]["response"],
+            "gap": rated[i]["rating"] - rated[j]["rating"],
+            "gold_margin": rated[i]["gold"] - rated[j]["gold"],
+            "row": row,
+            "ranks": [i, j],
+        }
+        for i, j in idx
+    ]
 
 
-def label_ranked(prompts: Sequence[str], samples: Sequence[Sequence[str]], annotator: Annotator, seed: int,
-                 strategy: str, curriculum: str = "none", weights: RewardWeights = RewardWeights()) -> list[dict]:
+def label_ranked(
+    prompts: Sequence[str],
+    samples: Sequence[Sequence[str]],
+    annotator: Annotator,
+    seed: int,
+    strategy: str,
+    curriculum: str = "none",
+    weights: RewardWeights = RewardWeights(),
+) -> list[dict]:
     """k on-policy samples per prompt -> the annotator's ranking -> pairs by ``strategy``; with
     ``curriculum="easy_to_hard"`` the pairs are sorted by rating gap, largest (easiest) first (Curry-DPO's
     ordering; ties keep prompt order), else they stay in prompt order."""
@@ -309,6 +364,7 @@ def label_ranked(prompts: Sequence[str], samples: Sequence[Sequence[str]], annot
 # ---------------------------------------------------------------------------------------------
 # steps: a response as a sequence of clauses with a gold signal per step (Step-DPO), and per token
 # ---------------------------------------------------------------------------------------------
+
 
 def split_steps(response: str) -> list[str]:
     """A response's steps (its "reasoning steps"): each step is a clause that runs up to and including
@@ -365,8 +421,13 @@ def first_error(gains: Sequence[float], threshold: float = ERROR_GAIN) -> int | 
     return next((i for i, g in enumerate(gains) if g < threshold), None)
 
 
-def step_pairs(prompts: Sequence[str], samples: Sequence[Sequence[str]], continue_fn, n_candidates: int,
-               weights: RewardWeights = RewardWeights()) -> tuple[list[dict], dict]:
+def step_pairs(
+    prompts: Sequence[str],
+    samples: Sequence[Sequence[str]],
+    continue_fn,
+    n_candidates: int,
+    weights: RewardWeights = RewardWeights(),
+) -> tuple[list[dict], dict]:
     """Step-DPO's data (Lai et al. 2024, arXiv:2406.18629, sec. 3.2) in the world.
 
     For each prompt, the first sampled response with an erroneous step gives the step-wise pair: the
@@ -409,14 +470,29 @@ def step_pairs(prompts: Sequence[str], samples: Sequence[Sequence[str]], continu
         if chosen is None:
             no_correct += 1
             continue
-        pairs.append({"prompt": ctx, "chosen": " " + chosen[0], "rejected": " " + bad,
-                      "gold_margin": chosen[1] - g_bad, "row": i, "step": len(prefix), "source_prompt": p})
+        pairs.append(
+            {
+                "prompt": ctx,
+                "chosen": " " + chosen[0],
+                "rejected": " " + bad,
+                "gold_margin": chosen[1] - g_bad,
+                "row": i,
+                "step": len(prefix),
+                "source_prompt": p,
+            }
+        )
     n_resp = len(n_steps)
-    stats = {"n_pairs": len(pairs), "n_prompts": len(prompts), "step_pairs_per_prompt": len(pairs) / max(1, len(prompts)),
-             "steps_per_response": float(np.mean(n_steps)) if n_steps else 0.0,
-             "responses_with_error": n_err / max(1, n_resp), "prompts_without_error": len(prompts) - len(todo),
-             "prompts_without_correct_step": no_correct, "step_candidates": int(n_candidates),
-             "mean_error_step": float(np.mean([q["step"] for q in pairs])) if pairs else float("nan")}
+    stats = {
+        "n_pairs": len(pairs),
+        "n_prompts": len(prompts),
+        "step_pairs_per_prompt": len(pairs) / max(1, len(prompts)),
+        "steps_per_response": float(np.mean(n_steps)) if n_steps else 0.0,
+        "responses_with_error": n_err / max(1, n_resp),
+        "prompts_without_error": len(prompts) - len(todo),
+        "prompts_without_correct_step": no_correct,
+        "step_candidates": int(n_candidates),
+        "mean_error_step": float(np.mean([q["step"] for q in pairs])) if pairs else float("nan"),
+    }
     return pairs, stats
 
 
@@ -456,9 +532,16 @@ def reference_score(reference: str, response: str, w: RewardWeights = RewardWeig
     return parts["quality"] + parts["length"] - parts["degeneration"]
 
 
-def label_pugc(prompts: Sequence[str], samples: Sequence[Sequence[str]], references: Sequence[str],
-               annotator: Annotator, seed: int, strategy: str = "best_worst", curriculum: str = "none",
-               weights: RewardWeights = RewardWeights()) -> list[dict]:
+def label_pugc(
+    prompts: Sequence[str],
+    samples: Sequence[Sequence[str]],
+    references: Sequence[str],
+    annotator: Annotator,
+    seed: int,
+    strategy: str = "best_worst",
+    curriculum: str = "none",
+    weights: RewardWeights = RewardWeights(),
+) -> list[dict]:
     """PUGC's pairs: k on-policy samples per prompt rated by the annotator's judge *given the UGC as the
     reference* (:func:`reference_score` + the annotator's length bias and Gumbel noise, so the ranking is
     the same Plackett-Luce draw as :func:`rate_samples`, on the reference's reward instead of r*), pairs
@@ -478,8 +561,9 @@ def label_pugc(prompts: Sequence[str], samples: Sequence[Sequence[str]], referen
             rated.append({"response": y, "rating": s + noise, "gold": gold_reward(p, y, weights)})
         rated.sort(key=lambda d: -d["rating"])
         for pair in ranked_pairs(p, rated, strategy, i):
-            pair["reference_margin"] = (reference_score(ref, pair["chosen"], weights)
-                                        - reference_score(ref, pair["rejected"], weights))
+            pair["reference_margin"] = reference_score(ref, pair["chosen"], weights) - reference_score(
+                ref, pair["rejected"], weights
+            )
             pairs.append(pair)
     if curriculum == "easy_to_hard":
         pairs = sorted(pairs, key=lambda d: -d["gap"])
@@ -511,9 +595,16 @@ def strong_sft_examples(spec: WorldSpec) -> list[dict]:
     return out
 
 
-def label_multi_model(prompts: Sequence[str], own: Sequence[Sequence[str]], strong: Sequence[Sequence[str]],
-                      annotator: Annotator, seed: int, mode: str, weights: RewardWeights = RewardWeights(),
-                      ranking: dict | None = None) -> list[dict]:
+def label_multi_model(
+    prompts: Sequence[str],
+    own: Sequence[Sequence[str]],
+    strong: Sequence[Sequence[str]],
+    annotator: Annotator,
+    seed: int,
+    mode: str,
+    weights: RewardWeights = RewardWeights(),
+    ranking: dict | None = None,
+) -> list[dict]:
     """Pairs from two models' samples on the same prompts (``own``: the target SFT policy's, ``strong``: the
     stronger model's).  ``strong_chosen``: the strong model's sample is chosen, the target's own sample
     rejected, no annotator (the paper's GPT-4o-chosen / self-rejected data); ``multi``: a multi-model pool
@@ -524,8 +615,15 @@ def label_multi_model(prompts: Sequence[str], own: Sequence[Sequence[str]], stro
         for i, (p, a, b) in enumerate(zip(prompts, own, strong)):
             if a[0].strip() == b[0].strip():
                 continue
-            pairs.append({"prompt": p, "chosen": b[0], "rejected": a[0], "row": i,
-                          "gold_margin": gold_reward(p, b[0], weights) - gold_reward(p, a[0], weights)})
+            pairs.append(
+                {
+                    "prompt": p,
+                    "chosen": b[0],
+                    "rejected": a[0],
+                    "row": i,
+                    "gold_margin": gold_reward(p, b[0], weights) - gold_reward(p, a[0], weights),
+                }
+            )
     elif mode == "multi" and ranking:
         pool = [list(a) + list(b) for a, b in zip(own, strong)]
         pairs = label_ranked(prompts, pool, annotator, seed, ranking["pair_strategy"], ranking["curriculum"], weights)
@@ -555,8 +653,14 @@ def starts_with_style(response: str) -> bool:
     return bool(toks) and toks[0] == STRONG_STYLE
 
 
-def label_lists(prompts: Sequence[str], samples: Sequence[Sequence[str]], annotator: Annotator, seed: int,
-                weights: RewardWeights = RewardWeights(), steps: bool = False) -> list[dict]:
+def label_lists(
+    prompts: Sequence[str],
+    samples: Sequence[Sequence[str]],
+    annotator: Annotator,
+    seed: int,
+    weights: RewardWeights = RewardWeights(),
+    steps: bool = False,
+) -> list[dict]:
     """k on-policy samples per prompt -> one listwise row per prompt: ``responses`` best first by the
     annotator's rating (:func:`rate_samples`, the same draw as the pair strategies'), their ``scores``
     (the ratings, higher is better), ``ranks`` (0 = best), ``gold`` (r* of each) and ``row``.  A prompt
@@ -568,8 +672,16 @@ def label_lists(prompts: Sequence[str], samples: Sequence[Sequence[str]], annota
         rated = rate_samples(p, ys, annotator, rng, weights)
         if len(rated) < 2:
             continue
-        rows.append({"prompt": p, "responses": [d["response"] for d in rated], "scores": [d["rating"] for d in rated],
-                     "ranks": list(range(len(rated))), "gold": [d["gold"] for d in rated], "row": i})
+        rows.append(
+            {
+                "prompt": p,
+                "responses": [d["response"] for d in rated],
+                "scores": [d["rating"] for d in rated],
+                "ranks": list(range(len(rated))),
+                "gold": [d["gold"] for d in rated],
+                "row": i,
+            }
+        )
         if steps:
             rows[-1]["step_ends"] = [step_ends(y) for y in rows[-1]["responses"]]
     return rows

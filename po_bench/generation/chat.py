@@ -14,14 +14,16 @@ def stop_token_ids(tokenizer) -> list[int]:
     ids += [int(x) for x in (eos if isinstance(eos, (list, tuple)) else [eos]) if x is not None]
     if getattr(tokenizer, "chat_template", None):
         try:
-            text = tokenizer.apply_chat_template([{"role": "user", "content": "q"},
-                                                  {"role": "assistant", "content": _MARK}], tokenize=False)
+            text = tokenizer.apply_chat_template(
+                [{"role": "user", "content": "q"}, {"role": "assistant", "content": _MARK}], tokenize=False
+            )
         except Exception:  # noqa: BLE001  (a template that refuses this conversation: EOS only)
             text = ""
         if _MARK in text:
             tail = text.split(_MARK, 1)[1]
-            special = set(tokenizer.all_special_ids) | {i for i, t in getattr(tokenizer, "added_tokens_decoder", {}).items()
-                                                        if getattr(t, "special", False)}
+            special = set(tokenizer.all_special_ids) | {
+                i for i, t in getattr(tokenizer, "added_tokens_decoder", {}).items() if getattr(t, "special", False)
+            }
             for t in tokenizer(tail, add_special_tokens=False)["input_ids"]:
                 if t in special:  # the first special token after the turn's text ends the turn
                     ids.append(int(t))

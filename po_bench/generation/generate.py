@@ -14,8 +14,6 @@ from po_bench.generation.chat import stop_token_ids
 from po_bench.generation.logprobs import render_prompt
 
 
-
-
 @torch.no_grad()
 def generate_hf(model, tokenizer, prompts, gen_cfg, seed: int, desc: str = "generate") -> list[str]:
     model.eval()
@@ -24,16 +22,20 @@ def generate_hf(model, tokenizer, prompts, gen_cfg, seed: int, desc: str = "gene
     outs: list[str] = []
     bs = gen_cfg.batch_size
     for b, start in enumerate(tqdm(range(0, len(prompts), bs), desc=desc, disable=not gen_cfg.progress)):
-        texts = [render_prompt(tokenizer, p) for p in prompts[start:start + bs]]
+        texts = [render_prompt(tokenizer, p) for p in prompts[start : start + bs]]
         enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
         torch.manual_seed(hash((int(seed), b)) % (2**31))
         do_sample = gen_cfg.temperature > 0
-        kw = dict(max_new_tokens=gen_cfg.max_new_tokens, do_sample=do_sample,
-                  pad_token_id=tokenizer.pad_token_id, eos_token_id=stop_token_ids(tokenizer))
+        kw = dict(
+            max_new_tokens=gen_cfg.max_new_tokens,
+            do_sample=do_sample,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=stop_token_ids(tokenizer),
+        )
         if do_sample:
             kw.update(temperature=gen_cfg.temperature, top_p=gen_cfg.top_p, top_k=0)
         out = model.generate(**enc, **kw)
-        new = out[:, enc["input_ids"].shape[1]:]
+        new = out[:, enc["input_ids"].shape[1] :]
         outs += [" " + t.strip() for t in tokenizer.batch_decode(new, skip_special_tokens=True)]
     return outs
 

@@ -69,20 +69,31 @@ def token_batches(lengths: list[int], max_sequences: int, max_tokens: int) -> li
     return batches
 
 
-def token_logps(logits: torch.Tensor, targets: torch.Tensor, chunk_tokens: int = LOGSOFTMAX_CHUNK_TOKENS) -> torch.Tensor:
+def token_logps(
+    logits: torch.Tensor, targets: torch.Tensor, chunk_tokens: int = LOGSOFTMAX_CHUNK_TOKENS
+) -> torch.Tensor:
     """log softmax(logits)[target] per position, computed in fp32 over chunks of positions."""
     B, L, _ = logits.shape
     rows = max(1, chunk_tokens // max(B, 1))
     out = []
     for start in range(0, L, rows):
-        chunk = logits[:, start:start + rows].float()
-        out.append(torch.log_softmax(chunk, dim=-1).gather(-1, targets[:, start:start + rows].unsqueeze(-1)).squeeze(-1))
+        chunk = logits[:, start : start + rows].float()
+        out.append(
+            torch.log_softmax(chunk, dim=-1).gather(-1, targets[:, start : start + rows].unsqueeze(-1)).squeeze(-1)
+        )
     return torch.cat(out, dim=1)
 
 
 @torch.no_grad()
-def completion_logps(model, tokenizer, prompts, completions, batch_size: int = 64, max_length: int | None = None,
-                     max_tokens: int = MAX_BATCH_TOKENS):
+def completion_logps(
+    model,
+    tokenizer,
+    prompts,
+    completions,
+    batch_size: int = 64,
+    max_length: int | None = None,
+    max_tokens: int = MAX_BATCH_TOKENS,
+):
     """(sum of completion-token log-probs, number of completion tokens) per example, as tensors.
     Runs on the model's device, in batches of at most ``batch_size`` sequences and ``max_tokens``
     padded tokens."""
@@ -98,10 +109,10 @@ def completion_logps(model, tokenizer, prompts, completions, batch_size: int = 6
         ids = torch.full((len(seqs), L), pad, dtype=torch.long)
         attn = torch.zeros((len(seqs), L), dtype=torch.long)
         cmask = torch.zeros((len(seqs), L), dtype=torch.float32)
-        for i, ((p, c), s) in enumerate(zip(batch, seqs)):
+        for i, ((p, _c), s) in enumerate(zip(batch, seqs)):
             ids[i, : len(s)] = torch.tensor(s)
             attn[i, : len(s)] = 1
-            cmask[i, len(p): len(s)] = 1.0
+            cmask[i, len(p) : len(s)] = 1.0
         ids, attn, cmask = ids.to(device), attn.to(device), cmask.to(device)
         logits = model(input_ids=ids, attention_mask=attn).logits[:, :-1]
         tok_logps = token_logps(logits, ids[:, 1:])

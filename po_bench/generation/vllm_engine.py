@@ -30,8 +30,9 @@ import json
 import logging
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from po_bench.generation.logprobs import render_prompt
 
@@ -139,12 +140,15 @@ def sampling_params(gen_cfg: Any, seed: int, eos_token_id, n: int = 1):
     else:
         kw.update(temperature=0.0)
     if eos_token_id is not None:
-        kw["stop_token_ids"] = [int(x) for x in (eos_token_id if isinstance(eos_token_id, (list, tuple)) else [eos_token_id])]
+        kw["stop_token_ids"] = [
+            int(x) for x in (eos_token_id if isinstance(eos_token_id, (list, tuple)) else [eos_token_id])
+        ]
     return SamplingParams(**kw)
 
 
-def generate_vllm_ids(model_path, tokenizer, prompts: Sequence, gen_cfg: Any, seed: int,
-                      desc: str = "generate (vllm)") -> list[list[list[int]]]:
+def generate_vllm_ids(
+    model_path, tokenizer, prompts: Sequence, gen_cfg: Any, seed: int, desc: str = "generate (vllm)"
+) -> list[list[list[int]]]:
     """Generated token ids: per prompt, ``n`` samples (EOS excluded)."""
     from vllm.inputs import TokensPrompt
 
@@ -157,8 +161,9 @@ def generate_vllm_ids(model_path, tokenizer, prompts: Sequence, gen_cfg: Any, se
     stops = stop_token_ids(tokenizer)  # EOS and the chat template's end-of-turn token(s)
     ids = prompt_token_ids(tokenizer, prompts)
     params = [sampling_params(gen_cfg, prompt_seed(seed, i), stops, n) for i in range(len(ids))]
-    outs = llm.generate([TokensPrompt(prompt_token_ids=x) for x in ids], params,
-                        use_tqdm=bool(_opt(gen_cfg, "progress", False)))
+    outs = llm.generate(
+        [TokensPrompt(prompt_token_ids=x) for x in ids], params, use_tqdm=bool(_opt(gen_cfg, "progress", False))
+    )
     result = []
     for o in outs:
         samples = []
@@ -171,8 +176,9 @@ def generate_vllm_ids(model_path, tokenizer, prompts: Sequence, gen_cfg: Any, se
     return result
 
 
-def generate_vllm(model_path, tokenizer, prompts: Sequence, gen_cfg: Any, seed: int,
-                  desc: str = "generate (vllm)") -> list:
+def generate_vllm(
+    model_path, tokenizer, prompts: Sequence, gen_cfg: Any, seed: int, desc: str = "generate (vllm)"
+) -> list:
     """One completion per prompt (``n`` = 1: a list of str, as generate_hf) or ``n`` per prompt
     (a list of lists of str)."""
     ids = generate_vllm_ids(model_path, tokenizer, prompts, gen_cfg, seed, desc)
@@ -181,6 +187,7 @@ def generate_vllm(model_path, tokenizer, prompts: Sequence, gen_cfg: Any, seed: 
 
 
 # ---- HF vs vLLM comparison (python -m po_bench.generation.vllm_engine compare) --------------------------------
+
 
 def hf_greedy_ids(model, tokenizer, prompts: Sequence, max_new_tokens: int, batch_size: int = 32) -> list[list[int]]:
     """Greedy new-token ids from transformers' generate, batched and left-padded exactly like
@@ -193,13 +200,14 @@ def hf_greedy_ids(model, tokenizer, prompts: Sequence, max_new_tokens: int, batc
     out: list[list[int]] = []
     with torch.no_grad():
         for s in range(0, len(prompts), batch_size):
-            texts = [render_prompt(tokenizer, p) for p in prompts[s:s + batch_size]]
+            texts = [render_prompt(tokenizer, p) for p in prompts[s : s + batch_size]]
             enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-            gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad,
-                                 eos_token_id=eos)
-            for row in gen[:, enc["input_ids"].shape[1]:].tolist():
+            gen = model.generate(
+                **enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad, eos_token_id=eos
+            )
+            for row in gen[:, enc["input_ids"].shape[1] :].tolist():
                 if eos in row:
-                    row = row[:row.index(eos)]
+                    row = row[: row.index(eos)]
                 out.append(row)
     return out
 
@@ -218,13 +226,20 @@ def first_divergence(model, tokenizer, prompt, hf_ids: list[int], vllm_ids: list
     a = hf_ids[t] if t < len(hf_ids) else eos  # a shorter side stopped with EOS there
     b = vllm_ids[t] if t < len(vllm_ids) else eos
     top2 = torch.topk(lp, 2).values
-    return {"position": t, "hf_token": int(a), "vllm_token": int(b),
-            "hf_token_text": tokenizer.decode([a]), "vllm_token_text": tokenizer.decode([b]),
-            "logprob_gap": float(lp[a] - lp[b]), "top2_gap": float(top2[0] - top2[1])}
+    return {
+        "position": t,
+        "hf_token": int(a),
+        "vllm_token": int(b),
+        "hf_token_text": tokenizer.decode([a]),
+        "vllm_token_text": tokenizer.decode([b]),
+        "logprob_gap": float(lp[a] - lp[b]),
+        "top2_gap": float(top2[0] - top2[1]),
+    }
 
 
-def compare(model_path, prompts: Sequence, max_new_tokens: int, gen_cfg: dict | None = None,
-            batch_size: int = 32) -> dict:
+def compare(
+    model_path, prompts: Sequence, max_new_tokens: int, gen_cfg: dict | None = None, batch_size: int = 32
+) -> dict:
     """Greedy HF vs vLLM on ``prompts``: agreement and, where they part, the near-tie gaps.
     HF runs first (the vLLM CPU engine pins this process's threads)."""
     import torch
@@ -237,26 +252,42 @@ def compare(model_path, prompts: Sequence, max_new_tokens: int, gen_cfg: dict | 
     t0 = time.perf_counter()
     hf = hf_greedy_ids(model, tok, prompts, max_new_tokens, batch_size)
     t_hf = time.perf_counter() - t0
-    cfg = {"temperature": 0.0, "max_new_tokens": max_new_tokens, "dtype": "float32", "enforce_eager": True,
-           "multiprocessing": False, "kv_cache_memory_gib": 1, **(gen_cfg or {})}
+    cfg = {
+        "temperature": 0.0,
+        "max_new_tokens": max_new_tokens,
+        "dtype": "float32",
+        "enforce_eager": True,
+        "multiprocessing": False,
+        "kv_cache_memory_gib": 1,
+        **(gen_cfg or {}),
+    }
     get_engine(model_path, cfg)
     t0 = time.perf_counter()
     vl = [s[0] for s in generate_vllm_ids(model_path, tok, prompts, cfg, seed=0)]
     t_vl = time.perf_counter() - t0
     same = [a == b for a, b in zip(hf, vl)]
-    div = [dict(first_divergence(model, tok, p, a, b), prompt_index=i)
-           for i, (p, a, b, s) in enumerate(zip(prompts, hf, vl, same)) if not s]
+    div = [
+        dict(first_divergence(model, tok, p, a, b), prompt_index=i)
+        for i, (p, a, b, s) in enumerate(zip(prompts, hf, vl, same))
+        if not s
+    ]
     texts_hf = [" " + x.strip() for x in tok.batch_decode(hf, skip_special_tokens=True)]
     texts_vl = [" " + x.strip() for x in tok.batch_decode(vl, skip_special_tokens=True)]
     return {
-        "model": str(model_path), "n_prompts": len(prompts), "max_new_tokens": max_new_tokens,
-        "n_identical": int(sum(same)), "agreement": float(sum(same) / max(1, len(same))),
+        "model": str(model_path),
+        "n_prompts": len(prompts),
+        "max_new_tokens": max_new_tokens,
+        "n_identical": int(sum(same)),
+        "agreement": float(sum(same) / max(1, len(same))),
         "n_identical_text": int(sum(a == b for a, b in zip(texts_hf, texts_vl))),
         "divergences": div,
         "max_logprob_gap": max((abs(d["logprob_gap"]) for d in div), default=0.0),
-        "hf_tokens": int(sum(map(len, hf))), "vllm_tokens": int(sum(map(len, vl))),
-        "hf_seconds": t_hf, "vllm_seconds": t_vl,
-        "hf_ids": hf, "vllm_ids": vl,
+        "hf_tokens": int(sum(map(len, hf))),
+        "vllm_tokens": int(sum(map(len, vl))),
+        "hf_seconds": t_hf,
+        "vllm_seconds": t_vl,
+        "hf_ids": hf,
+        "vllm_ids": vl,
     }
 
 
@@ -270,8 +301,11 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--prompts", required=True, help="a JSON list of prompts (strings or message lists)")
     c.add_argument("--max-new-tokens", type=int, default=32)
     c.add_argument("--batch-size", type=int, default=32)
-    c.add_argument("--sampling-prompts", default=None,
-                   help="also sample these prompts (temperature 1) twice with seed 0 and once with seed 1")
+    c.add_argument(
+        "--sampling-prompts",
+        default=None,
+        help="also sample these prompts (temperature 1) twice with seed 0 and once with seed 1",
+    )
     c.add_argument("--out", default=None, help="write the report (JSON) here")
     a = ap.parse_args(argv)
     prompts = json.loads(Path(a.prompts).read_text())
@@ -282,11 +316,20 @@ def main(argv: list[str] | None = None) -> int:
 
             sp = json.loads(Path(a.sampling_prompts).read_text())
             tok = AutoTokenizer.from_pretrained(a.model)
-            cfg = {"temperature": 1.0, "top_p": 1.0, "max_new_tokens": a.max_new_tokens, "dtype": "float32",
-                   "enforce_eager": True, "multiprocessing": False, "kv_cache_memory_gib": 1}
-            rep["sampling"] = {"seed0": generate_vllm(a.model, tok, sp, cfg, 0),
-                               "seed0_again": generate_vllm(a.model, tok, sp, cfg, 0),
-                               "seed1": generate_vllm(a.model, tok, sp, cfg, 1)}
+            cfg = {
+                "temperature": 1.0,
+                "top_p": 1.0,
+                "max_new_tokens": a.max_new_tokens,
+                "dtype": "float32",
+                "enforce_eager": True,
+                "multiprocessing": False,
+                "kv_cache_memory_gib": 1,
+            }
+            rep["sampling"] = {
+                "seed0": generate_vllm(a.model, tok, sp, cfg, 0),
+                "seed0_again": generate_vllm(a.model, tok, sp, cfg, 0),
+                "seed1": generate_vllm(a.model, tok, sp, cfg, 1),
+            }
     finally:
         close_engine()
     text = json.dumps(rep, indent=1)

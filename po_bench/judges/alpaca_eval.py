@@ -33,12 +33,21 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from po_bench.judges.api import JudgeResult
-from po_bench.judges.client import FailureTally, JudgeClient, cfg_get, read_json_or_jsonl, resolve_data_file, stats_delta, to_plain
+from po_bench.judges.client import (
+    FailureTally,
+    JudgeClient,
+    cfg_get,
+    read_json_or_jsonl,
+    resolve_data_file,
+    stats_delta,
+    to_plain,
+)
 
 log = logging.getLogger("po_bench.judges")
 
@@ -82,8 +91,12 @@ def judge_messages(instruction: str, output_1: str, output_2: str, annotator: st
 def request_params_default(annotator: str = ANNOTATOR) -> dict:
     """The annotator's decoding arguments (max_tokens, temperature, logprobs, top_logprobs)."""
     ck = dict(annotator_config(annotator).get("completions_kwargs", {}))
-    return {"max_tokens": ck.get("max_tokens", 1), "temperature": ck.get("temperature", 1.0),
-            "logprobs": bool(ck.get("logprobs", True)), "top_logprobs": ck.get("top_logprobs", 5)}
+    return {
+        "max_tokens": ck.get("max_tokens", 1),
+        "temperature": ck.get("temperature", 1.0),
+        "logprobs": bool(ck.get("logprobs", True)),
+        "top_logprobs": ck.get("top_logprobs", 5),
+    }
 
 
 def preference_from_logprobs(logprobs: Sequence[dict] | None, annotator: str = ANNOTATOR) -> float | None:
@@ -116,7 +129,9 @@ def _quiet(name: str):
         lg.setLevel(old)
 
 
-def score_annotations(rows: Sequence[dict], seed: int = SWITCH_SEED, annotator: str = ANNOTATOR) -> tuple[list[dict], dict]:
+def score_annotations(
+    rows: Sequence[dict], seed: int = SWITCH_SEED, annotator: str = ANNOTATOR
+) -> tuple[list[dict], dict]:
     """Preferences re-derived from stored judge completions (alpaca_eval's annotation rows:
     instruction, output_1, output_2, raw_completion).  Returns (rows with ``preference``, counts)."""
     out, counts = [], {"n_rows": len(rows), "n_same_output": 0, "n_parse_failures": 0}
@@ -161,8 +176,9 @@ def _local_glm_files(lc_data_dir: str | None):
         glm_winrate.hf_hub_download = orig
 
 
-def winrate_metrics(annotations: Sequence[dict], length_controlled: bool = True,
-                    lc_data_dir: str | None = None) -> dict:
+def winrate_metrics(
+    annotations: Sequence[dict], length_controlled: bool = True, lc_data_dir: str | None = None
+) -> dict:
     """alpaca_eval's metrics of annotation rows (instruction, output_1 = reference, output_2 = model,
     preference in [1, 2] or None for a failed judgment, index = position in the 805 instructions,
     generator_1, generator_2).  Rows without a preference are left out (and must be counted by
@@ -172,8 +188,12 @@ def winrate_metrics(annotations: Sequence[dict], length_controlled: bool = True,
 
     rows = [r for r in annotations if r.get("preference") is not None and not _isnan(r["preference"])]
     if not rows:
-        return {"win_rate": None, "length_controlled_win_rate": None, "n_total": 0,
-                "lc_unavailable_reason": "no judged rows"}
+        return {
+            "win_rate": None,
+            "length_controlled_win_rate": None,
+            "n_total": 0,
+            "lc_unavailable_reason": "no judged rows",
+        }
     df = pd.DataFrame(rows)
     df["preference"] = df["preference"].astype(float)
     m = {k: _num(v) for k, v in get_winrate(df).items()}
@@ -192,15 +212,17 @@ def winrate_metrics(annotations: Sequence[dict], length_controlled: bool = True,
 
         df = df.assign(annotator=df.get("annotator", ANNOTATOR))
         with _local_glm_files(lc_data_dir), _quiet("root"):
-            lc = get_length_controlled_winrate(df, save_weights_dir=None, is_add_glm_preference_inplace=False,
-                                               is_warn_extreme_changes=False)
+            lc = get_length_controlled_winrate(
+                df, save_weights_dir=None, is_add_glm_preference_inplace=False, is_warn_extreme_changes=False
+            )
         m["length_controlled_win_rate"] = _num(lc["length_controlled_winrate"])
         m["lc_standard_error"] = _num(lc.get("lc_standard_error"))
     except Exception as e:  # the GLM's data could not be had: say so, never invent a number
         msg = str(e).splitlines()[0][:200] if str(e) else ""
         m["lc_unavailable_reason"] = (
             "alpaca_eval's length-control GLM needs df_gamed.csv and instruction_difficulty.csv from the Hub "
-            f"dataset tatsu-lab/alpaca_eval (or a local copy via lc_data_dir): {type(e).__name__}: {msg}")
+            f"dataset tatsu-lab/alpaca_eval (or a local copy via lc_data_dir): {type(e).__name__}: {msg}"
+        )
         if _is_missing_data(e):
             _LC_FAILURE[lc_data_dir] = m["lc_unavailable_reason"]
     return m
@@ -211,8 +233,19 @@ _LC_FAILURE: dict = {}  # lc_data_dir -> reason, once the GLM's files could not 
 
 def _is_missing_data(e: BaseException) -> bool:
     names = {type(x).__name__ for x in (e, e.__cause__, e.__context__) if x is not None}
-    return bool(names & {"LocalEntryNotFoundError", "FileNotFoundError", "OfflineModeIsEnabled", "ConnectionError",
-                         "ConnectError", "HfHubHTTPError", "EntryNotFoundError", "RepositoryNotFoundError"})
+    return bool(
+        names
+        & {
+            "LocalEntryNotFoundError",
+            "FileNotFoundError",
+            "OfflineModeIsEnabled",
+            "ConnectionError",
+            "ConnectError",
+            "HfHubHTTPError",
+            "EntryNotFoundError",
+            "RepositoryNotFoundError",
+        }
+    )
 
 
 def _isnan(x) -> bool:
@@ -245,8 +278,11 @@ class AlpacaEvalJudge:
     def reference(self) -> list[dict]:
         """The evaluation set (with the subset applied): rows {index, instruction, output, generator, dataset}."""
         if self._reference is None:
-            path = resolve_data_file(cfg_get(self.cfg, "eval_path"), cfg_get(self.cfg, "eval_source", DEFAULT_SOURCE),
-                                     "alpaca_eval reference outputs")
+            path = resolve_data_file(
+                cfg_get(self.cfg, "eval_path"),
+                cfg_get(self.cfg, "eval_source", DEFAULT_SOURCE),
+                "alpaca_eval reference outputs",
+            )
             rows = read_json_or_jsonl(path)
             rows = [dict(r, index=i) for i, r in enumerate(rows)]
             n = int(cfg_get(self.cfg, "subset_size", 0))
@@ -285,17 +321,29 @@ class AlpacaEvalJudge:
         rows, requests, pending = [], [], []
         for r, out in zip(ref, outputs):
             out = (out or "").strip()
-            row = {"index": r["index"], "instruction": r["instruction"], "output_1": r["output"], "output_2": out,
-                   "generator_1": r.get("generator", REFERENCE_GENERATOR), "generator_2": generator,
-                   "annotator": self.annotator, "dataset": r.get("dataset")}
+            row = {
+                "index": r["index"],
+                "instruction": r["instruction"],
+                "output_1": r["output"],
+                "output_2": out,
+                "generator_1": r.get("generator", REFERENCE_GENERATOR),
+                "generator_2": generator,
+                "annotator": self.annotator,
+                "dataset": r.get("dataset"),
+            }
             if row["output_1"] == out:
                 row["preference"] = 1.5
             else:
                 sw = is_switched(r["instruction"], seed)
                 row["is_switched_outputs"] = sw
                 a, b = (out, r["output"]) if sw else (r["output"], out)
-                requests.append({"messages": judge_messages(r["instruction"], a, b, self.annotator),
-                                 "structured_outputs": self.structured_outputs(), **self.request_params()})
+                requests.append(
+                    {
+                        "messages": judge_messages(r["instruction"], a, b, self.annotator),
+                        "structured_outputs": self.structured_outputs(),
+                        **self.request_params(),
+                    }
+                )
                 pending.append(len(rows))
             rows.append(row)
         client = self._client()
@@ -320,10 +368,15 @@ class AlpacaEvalJudge:
         if n_parse:
             log.warning("alpaca_eval: %d judge replies without usable logprobs for m/M (left out)", n_parse)
         m = winrate_metrics(rows, bool(cfg_get(self.cfg, "length_controlled", True)), cfg_get(self.cfg, "lc_data_dir"))
-        m.update(benchmark="alpaca_eval", annotator=self.annotator, judge=client.identity(), n_instructions=len(rows),
-                 n_judged=len(rows) - n_parse - failures.n_request_failures - failures.n_not_judged_budget,
-                 n_parse_failures=n_parse, parse_failure_examples=examples,
-                 client=stats_delta(before, client.stats.as_dict()), **failures.metrics(client, "alpaca_eval"))
+        m.update(
+            benchmark="alpaca_eval",
+            annotator=self.annotator,
+            judge=client.identity(),
+            n_instructions=len(rows),
+            n_judged=len(rows) - n_parse - failures.n_request_failures - failures.n_not_judged_budget,
+            n_parse_failures=n_parse,
+            parse_failure_examples=examples,
+            client=stats_delta(before, client.stats.as_dict()),
+            **failures.metrics(client, "alpaca_eval"),
+        )
         return JudgeResult(metrics=m, records=rows)
-
-

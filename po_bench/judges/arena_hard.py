@@ -24,12 +24,21 @@ from __future__ import annotations
 import logging
 import math
 import re
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from po_bench.judges.api import JudgeResult
-from po_bench.judges.client import FailureTally, JudgeClient, cfg_get, read_json_or_jsonl, resolve_data_file, stats_delta, to_plain
+from po_bench.judges.client import (
+    FailureTally,
+    JudgeClient,
+    cfg_get,
+    read_json_or_jsonl,
+    resolve_data_file,
+    stats_delta,
+    to_plain,
+)
 
 log = logging.getLogger("po_bench.judges")
 
@@ -53,8 +62,8 @@ SYSTEM_PROMPT = (
     "include when responding to the user prompt.\n\nAfter providing your explanation, you must output only one of "
     "the following choices as your final verdict with a label:\n\n1. Assistant A is significantly better: "
     "[[A>>B]]\n2. Assistant A is slightly better: [[A>B]]\n3. Tie, relatively the same: [[A=B]]\n4. Assistant B is "
-    "slightly better: [[B>A]]\n5. Assistant B is significantly better: [[B>>A]]\n\nExample output: \"My final "
-    "verdict is tie: [[A=B]]\"."
+    'slightly better: [[B>A]]\n5. Assistant B is significantly better: [[B>>A]]\n\nExample output: "My final '
+    'verdict is tie: [[A=B]]".'
 )
 PROMPT_TEMPLATE = (
     "<|User Prompt|>\n{question_1}\n\n<|The Start of Assistant A's Answer|>\n{answer_1}\n<|The End of Assistant "
@@ -149,11 +158,20 @@ class ArenaHardJudge:
     def questions(self) -> list[dict]:
         """Rows {uid, prompt, category, cluster} (subset applied)."""
         if self._questions is None:
-            path = resolve_data_file(cfg_get(self.cfg, "questions_path"),
-                                     cfg_get(self.cfg, "questions_source", DEFAULT_SOURCES["questions"]),
-                                     "arena_hard questions")
-            qs = [{"uid": _qid(q), "prompt": _question_text(q), "category": q.get("category"),
-                   "cluster": q.get("cluster")} for q in read_json_or_jsonl(path)]
+            path = resolve_data_file(
+                cfg_get(self.cfg, "questions_path"),
+                cfg_get(self.cfg, "questions_source", DEFAULT_SOURCES["questions"]),
+                "arena_hard questions",
+            )
+            qs = [
+                {
+                    "uid": _qid(q),
+                    "prompt": _question_text(q),
+                    "category": q.get("category"),
+                    "cluster": q.get("cluster"),
+                }
+                for q in read_json_or_jsonl(path)
+            ]
             n = int(cfg_get(self.cfg, "subset_size", 0))
             if 0 < n < len(qs):
                 import random
@@ -168,9 +186,11 @@ class ArenaHardJudge:
 
     def baseline_answers(self) -> list[str]:
         """The configured baseline's answers (gpt-4-0314 by default), in question order."""
-        path = resolve_data_file(cfg_get(self.cfg, "baseline_path"),
-                                 cfg_get(self.cfg, "baseline_source", DEFAULT_SOURCES["baseline"]),
-                                 "arena_hard baseline answers")
+        path = resolve_data_file(
+            cfg_get(self.cfg, "baseline_path"),
+            cfg_get(self.cfg, "baseline_source", DEFAULT_SOURCES["baseline"]),
+            "arena_hard baseline answers",
+        )
         by_id = {str(a.get("uid", a.get("question_id"))): _answer_text(a) for a in read_json_or_jsonl(path)}
         missing = [q["uid"] for q in self.questions() if q["uid"] not in by_id]
         if missing:
@@ -186,7 +206,10 @@ class ArenaHardJudge:
     def _judge(self, convs: list[list[dict]]) -> list[tuple[str | None, str | None, str]]:
         """(label, error, full judgment text) per conversation, with arena-hard's second attempt."""
         client = self._client()
-        params = {"temperature": cfg_get(self.cfg, "temperature", 0.0), "max_tokens": cfg_get(self.cfg, "max_tokens", 4096)}
+        params = {
+            "temperature": cfg_get(self.cfg, "temperature", 0.0),
+            "max_tokens": cfg_get(self.cfg, "max_tokens", 4096),
+        }
         so = self.structured_outputs()
         attempts = max(1, int(cfg_get(self.cfg, "judgment_attempts", 2)))
         out: list = [None] * len(convs)
@@ -194,8 +217,10 @@ class ArenaHardJudge:
         todo = list(range(len(convs)))
         convs = [list(c) for c in convs]
         for attempt in range(attempts):
-            results = client.chat_many([{"messages": convs[i], "structured_outputs": so, **params} for i in todo],
-                                       desc=f"arena_hard (attempt {attempt + 1})")
+            results = client.chat_many(
+                [{"messages": convs[i], "structured_outputs": so, **params} for i in todo],
+                desc=f"arena_hard (attempt {attempt + 1})",
+            )
             again = []
             for i, res in zip(todo, results):
                 if not res.ok:
@@ -213,16 +238,22 @@ class ArenaHardJudge:
                 break
         return out
 
-    def evaluate(self, answers: Sequence[str], baseline_answers: Sequence[str] | None = None,
-                 model_name: str = "po-bench-policy", baseline_name: str | None = None) -> JudgeResult:
+    def evaluate(
+        self,
+        answers: Sequence[str],
+        baseline_answers: Sequence[str] | None = None,
+        model_name: str = "po-bench-policy",
+        baseline_name: str | None = None,
+    ) -> JudgeResult:
         qs = self.questions()
         if baseline_answers is None:
             baseline_answers = self.baseline_answers()
             baseline_name = baseline_name or cfg_get(self.cfg, "baseline_model", "gpt-4-0314")
         baseline_name = baseline_name or "baseline"
         if not (len(answers) == len(baseline_answers) == len(qs)):
-            raise ValueError(f"arena_hard: {len(answers)} answers / {len(baseline_answers)} baseline answers "
-                             f"for {len(qs)} questions")
+            raise ValueError(
+                f"arena_hard: {len(answers)} answers / {len(baseline_answers)} baseline answers for {len(qs)} questions"
+            )
         convs, items = [], []
         for q, ans, base in zip(qs, answers, baseline_answers):
             ans, base = (ans or "").strip(), (base or "").strip()
@@ -256,15 +287,23 @@ class ArenaHardJudge:
         arr = np.asarray(outcomes, dtype=float)
         rating, win = bt_win_rate(arr)
         lo, hi = bootstrap_ci(arr, int(cfg_get(self.cfg, "bootstrap_rounds", 100)), int(cfg_get(self.cfg, "seed", 0)))
-        pct = (lambda x: None if x is None or math.isnan(x) else round(100.0 * x, 6))
+        pct = lambda x: None if x is None or math.isnan(x) else round(100.0 * x, 6)
         m = {
-            "benchmark": "arena_hard", "judge": client.identity(), "baseline": baseline_name,
-            "score": pct(win), "ci_low": pct(lo), "ci_high": pct(hi),
+            "benchmark": "arena_hard",
+            "judge": client.identity(),
+            "baseline": baseline_name,
+            "score": pct(win),
+            "ci_low": pct(lo),
+            "ci_high": pct(hi),
             "rating": None if math.isnan(rating) else (rating if math.isfinite(rating) else str(rating)),
-            "n_questions": len(qs), "n_games": len(items), "n_battles": len(outcomes),
+            "n_questions": len(qs),
+            "n_games": len(items),
+            "n_battles": len(outcomes),
             "verdicts_game1": {k: sum(1 for it in items if it["game"] == 1 and it.get("verdict") == k) for k in LABELS},
             "verdicts_game2": {k: sum(1 for it in items if it["game"] == 2 and it.get("verdict") == k) for k in LABELS},
-            "n_parse_failures": n_parse, "parse_failure_examples": examples,
-            "client": stats_delta(before, client.stats.as_dict()), **failures.metrics(client, "arena_hard", "games"),
+            "n_parse_failures": n_parse,
+            "parse_failure_examples": examples,
+            "client": stats_delta(before, client.stats.as_dict()),
+            **failures.metrics(client, "arena_hard", "games"),
         }
         return JudgeResult(metrics=m, records=items)

@@ -41,16 +41,27 @@ import os
 import random
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 log = logging.getLogger("po_bench.judges")
 
 # Request fields that determine a response (and so the cache key), besides the judge identity.
-_SAMPLING_KEYS = ("temperature", "top_p", "max_tokens", "n", "seed", "logprobs", "top_logprobs", "stop",
-                  "presence_penalty", "frequency_penalty")
+_SAMPLING_KEYS = (
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "n",
+    "seed",
+    "logprobs",
+    "top_logprobs",
+    "stop",
+    "presence_penalty",
+    "frequency_penalty",
+)
 
 
 def cfg_get(cfg: Any, key: str, default: Any = None) -> Any:
@@ -131,14 +142,22 @@ class FailureTally:
         else:
             self.n_request_failures += 1
 
-    def metrics(self, client: "JudgeClient", name: str, what: str = "judgments") -> dict:
+    def metrics(self, client: JudgeClient, name: str, what: str = "judgments") -> dict:
         """The counts for the judge's metrics, plus whether the budget ran out (logged when it did)."""
         if self.n_not_judged_budget:
-            log.warning("%s: %d of %d %s not made: the judge budget is spent", name, self.n_not_judged_budget,
-                        self.n_asked, what)
-        return {"n_request_failures": self.n_request_failures,
-                "budget_exhausted": bool(client.stats.budget_exhausted or self.n_not_judged_budget),
-                "n_asked": self.n_asked, "n_not_judged_budget": self.n_not_judged_budget}
+            log.warning(
+                "%s: %d of %d %s not made: the judge budget is spent",
+                name,
+                self.n_not_judged_budget,
+                self.n_asked,
+                what,
+            )
+        return {
+            "n_request_failures": self.n_request_failures,
+            "budget_exhausted": bool(client.stats.budget_exhausted or self.n_not_judged_budget),
+            "n_asked": self.n_asked,
+            "n_not_judged_budget": self.n_not_judged_budget,
+        }
 
 
 def stats_delta(before: dict, after: dict) -> dict:
@@ -273,8 +292,9 @@ class JudgeClient:
                 try:
                     key = Path(str(key_file)).expanduser().read_text(encoding="utf-8").strip()
                 except OSError as e:
-                    raise JudgeRequestError(f"judge {self.name}: api_key_file {key_file}: cannot read it "
-                                            f"({type(e).__name__})") from None
+                    raise JudgeRequestError(
+                        f"judge {self.name}: api_key_file {key_file}: cannot read it ({type(e).__name__})"
+                    ) from None
                 if not key:
                     raise JudgeRequestError(f"judge {self.name}: api_key_file {key_file} is empty")
             else:
@@ -282,15 +302,13 @@ class JudgeClient:
                 if env and not key:
                     raise JudgeRequestError(f"judge {self.name}: environment variable {env} (the API key) is not set")
             # retries are ours (counted, logged); the SDK's own are switched off
-            self._client = OpenAI(base_url=self.base_url, api_key=key or "EMPTY", timeout=self.timeout,
-                                  max_retries=0)
+            self._client = OpenAI(base_url=self.base_url, api_key=key or "EMPTY", timeout=self.timeout, max_retries=0)
         return self._client
 
     def identity(self) -> dict:
         return {"name": self.name, "version": self.version, "model": self.model}
 
-    def request_body(self, messages: Sequence[Mapping], structured_outputs: Mapping | None = None,
-                     **params) -> dict:
+    def request_body(self, messages: Sequence[Mapping], structured_outputs: Mapping | None = None, **params) -> dict:
         body: dict = {"model": self.model, "messages": [dict(m) for m in messages]}
         for k in _SAMPLING_KEYS:
             if params.get(k) is not None:
@@ -315,7 +333,7 @@ class JudgeClient:
             self.stats.errors[kind] = self.stats.errors.get(kind, 0) + 1
 
     def _retry_delay(self, attempt: int, exc: Exception | None) -> float:
-        delay = min(self.backoff_max, self.backoff_base * (2 ** attempt))
+        delay = min(self.backoff_max, self.backoff_base * (2**attempt))
         delay *= 1.0 + 0.25 * random.random()
         resp = getattr(exc, "response", None)
         ra = resp.headers.get("retry-after") if resp is not None and hasattr(resp, "headers") else None
@@ -344,9 +362,15 @@ class JudgeClient:
                         spent_out = self._dearest is not None  # the next one would pass the cap
                 if spent_out:
                     self.stats.budget_exhausted = True
-                    log.warning("judge %s: budget spent (max_requests=%d, max_cost_usd=%g; %d requests sent, "
-                                "%.6f USD): no further requests are sent", self.name, self.max_requests,
-                                self.max_cost_usd, self.stats.requests, self.stats.cost_usd)
+                    log.warning(
+                        "judge %s: budget spent (max_requests=%d, max_cost_usd=%g; %d requests sent, "
+                        "%.6f USD): no further requests are sent",
+                        self.name,
+                        self.max_requests,
+                        self.max_cost_usd,
+                        self.stats.requests,
+                        self.stats.cost_usd,
+                    )
                     self._budget.notify_all()
                     return False
                 self.stats.requests += 1
@@ -360,9 +384,14 @@ class JudgeClient:
                 u = rec["usage"]
                 if not u and self.max_cost_usd and not self._no_usage:
                     self._no_usage = True
-                    log.warning("judge %s: the endpoint reports no token usage: judge.max_cost_usd cannot be "
-                                "enforced, so no further requests are sent", self.name)
-                cost = (u.get("prompt_tokens", 0) * self.price_in + u.get("completion_tokens", 0) * self.price_out) / 1e6
+                    log.warning(
+                        "judge %s: the endpoint reports no token usage: judge.max_cost_usd cannot be "
+                        "enforced, so no further requests are sent",
+                        self.name,
+                    )
+                cost = (
+                    u.get("prompt_tokens", 0) * self.price_in + u.get("completion_tokens", 0) * self.price_out
+                ) / 1e6
                 self.stats.responses += 1
                 self.stats.prompt_tokens += u.get("prompt_tokens", 0)
                 self.stats.completion_tokens += u.get("completion_tokens", 0)
@@ -421,11 +450,20 @@ class JudgeClient:
         ch = resp.choices[0]
         lp = None
         if getattr(ch, "logprobs", None) is not None and ch.logprobs.content is not None:
-            lp = [{"token": t.token, "logprob": t.logprob,
-                   "top_logprobs": [{"token": x.token, "logprob": x.logprob} for x in (t.top_logprobs or [])]}
-                  for t in ch.logprobs.content]
+            lp = [
+                {
+                    "token": t.token,
+                    "logprob": t.logprob,
+                    "top_logprobs": [{"token": x.token, "logprob": x.logprob} for x in (t.top_logprobs or [])],
+                }
+                for t in ch.logprobs.content
+            ]
         u = resp.usage
-        usage = {"prompt_tokens": int(u.prompt_tokens or 0), "completion_tokens": int(u.completion_tokens or 0)} if u else {}
+        usage = (
+            {"prompt_tokens": int(u.prompt_tokens or 0), "completion_tokens": int(u.completion_tokens or 0)}
+            if u
+            else {}
+        )
         return {"text": ch.message.content, "finish_reason": ch.finish_reason, "logprobs": lp, "usage": usage}
 
     # -- public -----------------------------------------------------------------------------
@@ -437,11 +475,22 @@ class JudgeClient:
             return ChatResult(error=str(e), key=key)
         except _BudgetStop:
             self._bump(budget_skipped=1)
-            return ChatResult(error=f"judge {self.name}: {BUDGET_ERROR} (max_requests={self.max_requests}, "
-                                    f"max_cost_usd={self.max_cost_usd:g}): not sent", key=key, budget_stopped=True)
+            return ChatResult(
+                error=f"judge {self.name}: {BUDGET_ERROR} (max_requests={self.max_requests}, "
+                f"max_cost_usd={self.max_cost_usd:g}): not sent",
+                key=key,
+                budget_stopped=True,
+            )
         if self.cache is not None:
-            self.cache.put(key, {"request": body, "judge": self.identity(), "response": rec,
-                                 "time": time.strftime("%Y-%m-%dT%H:%M:%S")})
+            self.cache.put(
+                key,
+                {
+                    "request": body,
+                    "judge": self.identity(),
+                    "response": rec,
+                    "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                },
+            )
         return ChatResult(key=key, **rec)
 
     def chat(self, messages: Sequence[Mapping], structured_outputs: Mapping | None = None, **params) -> ChatResult:
@@ -479,17 +528,32 @@ class JudgeClient:
     def budget_report(self) -> dict:
         """The budget and what was spent of it, with a one-line ``message`` when it ran out."""
         s = self.stats
-        out = {"max_requests": self.max_requests, "max_cost_usd": self.max_cost_usd, "exhausted": s.budget_exhausted,
-               "requests_sent": s.requests, "cost_usd": round(s.cost_usd, 6), "cache_hits": s.cache_hits,
-               "not_sent": s.budget_skipped, "message": None}
+        out = {
+            "max_requests": self.max_requests,
+            "max_cost_usd": self.max_cost_usd,
+            "exhausted": s.budget_exhausted,
+            "requests_sent": s.requests,
+            "cost_usd": round(s.cost_usd, 6),
+            "cache_hits": s.cache_hits,
+            "not_sent": s.budget_skipped,
+            "message": None,
+        }
         if s.budget_exhausted:
             if self._no_usage:
                 out["no_usage"] = True
-            caps = ", ".join(x for x in (f"judge.max_requests={self.max_requests}" if self.max_requests else "",
-                                         f"judge.max_cost_usd={self.max_cost_usd:g}" if self.max_cost_usd else "") if x)
-            out["message"] = (f"judge budget exhausted ({caps}): {s.requests} requests sent for {s.cost_usd:.6f} USD, "
-                              f"{s.budget_skipped} judge requests not made (counted in run.json); the answers "
-                              f"received are cached, so a rerun with a higher budget pays only for the rest")
+            caps = ", ".join(
+                x
+                for x in (
+                    f"judge.max_requests={self.max_requests}" if self.max_requests else "",
+                    f"judge.max_cost_usd={self.max_cost_usd:g}" if self.max_cost_usd else "",
+                )
+                if x
+            )
+            out["message"] = (
+                f"judge budget exhausted ({caps}): {s.requests} requests sent for {s.cost_usd:.6f} USD, "
+                f"{s.budget_skipped} judge requests not made (counted in run.json); the answers "
+                f"received are cached, so a rerun with a higher budget pays only for the rest"
+            )
             if self._no_usage:
                 out["message"] += " (the endpoint reports no token usage, so judge.max_cost_usd cannot be enforced)"
         return out
@@ -513,25 +577,31 @@ def resolve_data_file(path: str | os.PathLike | None, source: str | None, what: 
     if source.startswith("hf://datasets/"):
         from huggingface_hub import hf_hub_download
 
-        owner, repo, filename = source[len("hf://datasets/"):].split("/", 2)
+        owner, repo, filename = source[len("hf://datasets/") :].split("/", 2)
         try:
             return Path(hf_hub_download(repo_id=f"{owner}/{repo}", filename=filename, repo_type="dataset"))
         except Exception as e:
-            raise RuntimeError(f"{what}: could not fetch {source} from the Hub ({type(e).__name__}); "
-                               f"give a local copy in the judge config's path field") from e
+            raise RuntimeError(
+                f"{what}: could not fetch {source} from the Hub ({type(e).__name__}); "
+                f"give a local copy in the judge config's path field"
+            ) from e
     if source.startswith(("https://", "http://")):
         import urllib.request
 
         from po_bench.store import atomic_write_text
 
-        target = default_cache_dir() / "data" / hashlib.sha256(source.encode()).hexdigest()[:16] / source.rsplit("/", 1)[-1]
+        target = (
+            default_cache_dir() / "data" / hashlib.sha256(source.encode()).hexdigest()[:16] / source.rsplit("/", 1)[-1]
+        )
         if not target.is_file():
             try:
                 with urllib.request.urlopen(source, timeout=60) as r:
                     text = r.read().decode("utf-8")
             except Exception as e:
-                raise RuntimeError(f"{what}: could not download {source} ({type(e).__name__}: {e}); "
-                                   f"give a local copy in the judge config's path field") from e
+                raise RuntimeError(
+                    f"{what}: could not download {source} ({type(e).__name__}: {e}); "
+                    f"give a local copy in the judge config's path field"
+                ) from e
             atomic_write_text(target, text)
         return target
     p = Path(source).expanduser()

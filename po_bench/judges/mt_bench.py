@@ -23,10 +23,19 @@ from __future__ import annotations
 import ast
 import logging
 import re
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from po_bench.judges.api import JudgeResult
-from po_bench.judges.client import FailureTally, JudgeClient, cfg_get, read_json_or_jsonl, resolve_data_file, stats_delta, to_plain
+from po_bench.judges.client import (
+    FailureTally,
+    JudgeClient,
+    cfg_get,
+    read_json_or_jsonl,
+    resolve_data_file,
+    stats_delta,
+    to_plain,
+)
 
 log = logging.getLogger("po_bench.judges")
 
@@ -71,9 +80,13 @@ class MTBenchJudge:
 
     def _load(self) -> dict:
         if self._data is None:
+
             def rows(kind: str):
-                path = resolve_data_file(cfg_get(self.cfg, f"{kind}_path"),
-                                         cfg_get(self.cfg, f"{kind}_source", DEFAULT_SOURCES[kind]), f"mt_bench {kind}")
+                path = resolve_data_file(
+                    cfg_get(self.cfg, f"{kind}_path"),
+                    cfg_get(self.cfg, f"{kind}_source", DEFAULT_SOURCES[kind]),
+                    f"mt_bench {kind}",
+                )
                 return read_json_or_jsonl(path)
 
             questions = rows("questions")
@@ -102,8 +115,10 @@ class MTBenchJudge:
         import inspect
 
         if temps and "temperature" not in inspect.signature(generate_fn).parameters:
-            log.warning("mt_bench: the answer function takes no temperature: FastChat's per-category "
-                        "temperatures are not applied")
+            log.warning(
+                "mt_bench: the answer function takes no temperature: FastChat's per-category "
+                "temperatures are not applied"
+            )
             temps = {}
 
         def by_temperature(convs: list) -> list[str]:
@@ -120,8 +135,14 @@ class MTBenchJudge:
             return out
 
         a1 = by_temperature([[{"role": "user", "content": q["turns"][0]}] for q in qs])
-        convs2 = [[{"role": "user", "content": q["turns"][0]}, {"role": "assistant", "content": x},
-                   {"role": "user", "content": q["turns"][1]}] for q, x in zip(qs, a1)]
+        convs2 = [
+            [
+                {"role": "user", "content": q["turns"][0]},
+                {"role": "assistant", "content": x},
+                {"role": "user", "content": q["turns"][1]},
+            ]
+            for q, x in zip(qs, a1)
+        ]
         a2 = by_temperature(convs2)
         return [[x, y] for x, y in zip(a1, a2)]
 
@@ -146,8 +167,9 @@ class MTBenchJudge:
             if turn == 2:
                 kw["ref_answer_2"] = ref[1]
         if turn == 2:
-            user = tpl["prompt_template"].format(question_1=q["turns"][0], question_2=q["turns"][1],
-                                                 answer_1=answers[0], answer_2=answers[1], **kw)
+            user = tpl["prompt_template"].format(
+                question_1=q["turns"][0], question_2=q["turns"][1], answer_1=answers[0], answer_2=answers[1], **kw
+            )
         else:
             user = tpl["prompt_template"].format(question=q["turns"][0], answer=answers[0], **kw)
         return [{"role": "system", "content": tpl["system_prompt"]}, {"role": "user", "content": user}], name
@@ -156,14 +178,24 @@ class MTBenchJudge:
         qs = self.questions()
         if len(answers) != len(qs):
             raise ValueError(f"mt_bench: {len(answers)} answers for {len(qs)} questions")
-        params = {"temperature": cfg_get(self.cfg, "temperature", 0.0), "max_tokens": cfg_get(self.cfg, "max_tokens", 2048)}
+        params = {
+            "temperature": cfg_get(self.cfg, "temperature", 0.0),
+            "max_tokens": cfg_get(self.cfg, "max_tokens", 2048),
+        }
         so = self.structured_outputs()
         items, requests = [], []
         for q, ans in zip(qs, answers):
             for turn in (1, 2):
                 msgs, name = self.judge_messages(q, ans, turn)
-                items.append({"question_id": q["question_id"], "category": q["category"], "turn": turn,
-                              "judge_prompt": name, "model": model_name})
+                items.append(
+                    {
+                        "question_id": q["question_id"],
+                        "category": q["category"],
+                        "turn": turn,
+                        "judge_prompt": name,
+                        "model": model_name,
+                    }
+                )
                 requests.append({"messages": msgs, "structured_outputs": so, **params})
         client = self._client()
         before = client.stats.as_dict()
@@ -191,15 +223,19 @@ class MTBenchJudge:
         for it in items:
             by_cat.setdefault(it["category"], []).append(it.get("score"))
         m = {
-            "benchmark": "mt_bench", "judge": client.identity(),
+            "benchmark": "mt_bench",
+            "judge": client.identity(),
             "score": mean([it.get("score") for it in items]),
             "score_turn1": mean([it.get("score") for it in items if it["turn"] == 1]),
             "score_turn2": mean([it.get("score") for it in items if it["turn"] == 2]),
             "score_by_category": {c: mean(v) for c, v in sorted(by_cat.items())},
-            "n_questions": len(qs), "n_judgments": len(items),
+            "n_questions": len(qs),
+            "n_judgments": len(items),
             "n_scored": sum(it.get("score") is not None for it in items),
-            "n_parse_failures": n_parse, "parse_failure_examples": examples,
-            "client": stats_delta(before, client.stats.as_dict()), **failures.metrics(client, "mt_bench"),
+            "n_parse_failures": n_parse,
+            "parse_failure_examples": examples,
+            "client": stats_delta(before, client.stats.as_dict()),
+            **failures.metrics(client, "mt_bench"),
         }
         return JudgeResult(metrics=m, records=items)
 

@@ -47,34 +47,58 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from po_bench.judges.api import JudgeResult
 from po_bench.judges.client import cfg_get, to_plain
 
-LEADERBOARD_V2_TASKS = ("leaderboard_ifeval", "leaderboard_bbh", "leaderboard_math_hard", "leaderboard_gpqa",
-                        "leaderboard_musr", "leaderboard_mmlu_pro")
+LEADERBOARD_V2_TASKS = (
+    "leaderboard_ifeval",
+    "leaderboard_bbh",
+    "leaderboard_math_hard",
+    "leaderboard_gpqa",
+    "leaderboard_musr",
+    "leaderboard_mmlu_pro",
+)
 BACKENDS = ("hf", "vllm")
 
 # Answer options per subtask (the leaderboard's normalization page; equal to the choice lists of
 # lm-eval's leaderboard task YAMLs).
 BBH_CHOICES = {
-    "boolean_expressions": 2, "causal_judgement": 2, "date_understanding": 6, "disambiguation_qa": 3,
-    "formal_fallacies": 2, "geometric_shapes": 11, "hyperbaton": 2, "logical_deduction_five_objects": 5,
-    "logical_deduction_seven_objects": 7, "logical_deduction_three_objects": 3, "movie_recommendation": 6,
-    "navigate": 2, "object_counting": 19, "penguins_in_a_table": 5, "reasoning_about_colored_objects": 18,
-    "ruin_names": 6, "salient_translation_error_detection": 6, "snarks": 2, "sports_understanding": 2,
-    "temporal_sequences": 4, "tracking_shuffled_objects_five_objects": 5, "tracking_shuffled_objects_seven_objects": 7,
-    "tracking_shuffled_objects_three_objects": 3, "web_of_lies": 2,
+    "boolean_expressions": 2,
+    "causal_judgement": 2,
+    "date_understanding": 6,
+    "disambiguation_qa": 3,
+    "formal_fallacies": 2,
+    "geometric_shapes": 11,
+    "hyperbaton": 2,
+    "logical_deduction_five_objects": 5,
+    "logical_deduction_seven_objects": 7,
+    "logical_deduction_three_objects": 3,
+    "movie_recommendation": 6,
+    "navigate": 2,
+    "object_counting": 19,
+    "penguins_in_a_table": 5,
+    "reasoning_about_colored_objects": 18,
+    "ruin_names": 6,
+    "salient_translation_error_detection": 6,
+    "snarks": 2,
+    "sports_understanding": 2,
+    "temporal_sequences": 4,
+    "tracking_shuffled_objects_five_objects": 5,
+    "tracking_shuffled_objects_seven_objects": 7,
+    "tracking_shuffled_objects_three_objects": 3,
+    "web_of_lies": 2,
 }
 MUSR_CHOICES = {"murder_mysteries": 2, "object_placements": 5, "team_allocation": 3}
 
 
 def column(task: str) -> str:
     """The metric name of a task: ``openllm_<column>``, the task without lm-eval's ``leaderboard_``."""
-    return task[len("leaderboard_"):] if task.startswith("leaderboard_") else task
+    return task[len("leaderboard_") :] if task.startswith("leaderboard_") else task
 
 
 @dataclass(frozen=True)
@@ -89,12 +113,14 @@ class Scoring:
 
 LEADERBOARD_V2 = {
     "leaderboard_ifeval": Scoring(("inst_level_strict_acc", "prompt_level_strict_acc")),
-    "leaderboard_bbh": Scoring(("acc_norm",), per_subtask=True,
-                               subtask_lower={f"leaderboard_bbh_{k}": 1 / n for k, n in BBH_CHOICES.items()}),
+    "leaderboard_bbh": Scoring(
+        ("acc_norm",), per_subtask=True, subtask_lower={f"leaderboard_bbh_{k}": 1 / n for k, n in BBH_CHOICES.items()}
+    ),
     "leaderboard_math_hard": Scoring(("exact_match",)),
     "leaderboard_gpqa": Scoring(("acc_norm",), lower=1 / 4),
-    "leaderboard_musr": Scoring(("acc_norm",), per_subtask=True,
-                                subtask_lower={f"leaderboard_musr_{k}": 1 / n for k, n in MUSR_CHOICES.items()}),
+    "leaderboard_musr": Scoring(
+        ("acc_norm",), per_subtask=True, subtask_lower={f"leaderboard_musr_{k}": 1 / n for k, n in MUSR_CHOICES.items()}
+    ),
     "leaderboard_mmlu_pro": Scoring(("acc",), lower=1 / 10),
 }
 
@@ -110,6 +136,7 @@ def normalize(raw: float, lower: float, upper: float = 1.0) -> float:
 
 
 # ---- reading lm-eval's output ---------------------------------------------------------------------
+
 
 def _metric_value(task_results: Mapping[str, Any], metric: str) -> float | None:
     """``metric`` of one task's lm-eval results (keys ``<metric>,<filter>``; filter ``none`` first)."""
@@ -131,8 +158,11 @@ def _leaves(task: str, group_subtasks: Mapping[str, Sequence[str]]) -> list[str]
 
 def _first_metric(run: Mapping[str, Any], task: str) -> str:
     """The first metric of a task's config (a local task's primary metric)."""
-    metrics = [m["metric"] for m in (run.get("configs", {}).get(task, {}).get("metric_list") or [])
-               if isinstance(m.get("metric"), str)]
+    metrics = [
+        m["metric"]
+        for m in (run.get("configs", {}).get(task, {}).get("metric_list") or [])
+        if isinstance(m.get("metric"), str)
+    ]
     if metrics:
         return metrics[0]
     res = run["results"].get(task, {})
@@ -174,23 +204,31 @@ def score_task(run: Mapping[str, Any], task: str) -> dict:
         raw = _raw(run, task, spec.metrics)
     else:  # a local task or group: each leaf's first metric, random baselines from its documents
         leaf_metrics = {leaf: (_first_metric(run, leaf),) for leaf in leaves}
-        spec = Scoring(leaf_metrics[leaves[0]], per_subtask=len(leaves) > 1,
-                       lower=float(baselines.get(task, 0.0)))
+        spec = Scoring(leaf_metrics[leaves[0]], per_subtask=len(leaves) > 1, lower=float(baselines.get(task, 0.0)))
         if len(set(leaf_metrics.values())) == 1:
             raw = _raw(run, task, spec.metrics)
         else:  # leaves with different metrics: their document-weighted mean
             w = [_n_docs(run, leaf) or 1 for leaf in leaves]
             raw = sum(wi * _raw(run, leaf, leaf_metrics[leaf]) for wi, leaf in zip(w, leaves)) / sum(w)
-    out = {"task": task, "column": column(task), "metric": "+".join(dict.fromkeys(m for ms in leaf_metrics.values()
-                                                                             for m in ms)),
-           "raw": raw, "n": sum(_n_docs(run, leaf) or 0 for leaf in leaves)}
+    out = {
+        "task": task,
+        "column": column(task),
+        "metric": "+".join(dict.fromkeys(m for ms in leaf_metrics.values() for m in ms)),
+        "raw": raw,
+        "n": sum(_n_docs(run, leaf) or 0 for leaf in leaves),
+    }
     if spec.per_subtask:
         subs = {}
         for leaf in leaves:
             lower = float(spec.subtask_lower.get(leaf, baselines.get(leaf, 0.0)))
             leaf_raw = _raw(run, leaf, leaf_metrics[leaf])
-            subs[leaf] = {"metric": "+".join(leaf_metrics[leaf]), "raw": leaf_raw, "lower": lower,
-                          "score": normalize(leaf_raw, lower), "n": _n_docs(run, leaf)}
+            subs[leaf] = {
+                "metric": "+".join(leaf_metrics[leaf]),
+                "raw": leaf_raw,
+                "lower": lower,
+                "score": normalize(leaf_raw, lower),
+                "n": _n_docs(run, leaf),
+            }
         out.update(lower=None, score=sum(v["score"] for v in subs.values()) / len(subs), subtasks=subs)
     else:
         out.update(lower=spec.lower, score=normalize(raw, spec.lower))
@@ -305,12 +343,20 @@ class OpenLLMJudge:
         """Everything that determines the evaluation of a given checkpoint (the store's key)."""
         import lm_eval
 
-        return {"version": str(cfg_get(self.cfg, "version", "")), "tasks": self.tasks, "backend": self.backend,
-                "limit": self.limit, "num_fewshot": self.num_fewshot,
-                "apply_chat_template": self.apply_chat_template, "fewshot_as_multiturn": self.fewshot_as_multiturn,
-                "batch_size": self.batch_size, "dtype": self.dtype, "model_args": self.model_args,
-                "include": _folder_fingerprint(self.include_path),
-                "lm_eval": getattr(lm_eval, "__version__", None)}
+        return {
+            "version": str(cfg_get(self.cfg, "version", "")),
+            "tasks": self.tasks,
+            "backend": self.backend,
+            "limit": self.limit,
+            "num_fewshot": self.num_fewshot,
+            "apply_chat_template": self.apply_chat_template,
+            "fewshot_as_multiturn": self.fewshot_as_multiturn,
+            "batch_size": self.batch_size,
+            "dtype": self.dtype,
+            "model_args": self.model_args,
+            "include": _folder_fingerprint(self.include_path),
+            "lm_eval": getattr(lm_eval, "__version__", None),
+        }
 
     def _chat_template(self, model_dir: str) -> bool:
         if self.apply_chat_template is not None:
@@ -336,28 +382,57 @@ class OpenLLMJudge:
         if self.backend == "vllm":
             _use_vllm_cpu()
         chat = self._chat_template(model_dir)
-        tm = TaskManager(include_path=str(Path(self.include_path).expanduser()) if self.include_path else None,
-                         metadata=dict(model_args))
+        tm = TaskManager(
+            include_path=str(Path(self.include_path).expanduser()) if self.include_path else None,
+            metadata=dict(model_args),
+        )
         out = lm_eval.simple_evaluate(
-            model=self.backend, model_args=model_args, tasks=list(self.tasks), num_fewshot=self.num_fewshot,
-            batch_size=self.batch_size, device=device, limit=self.limit, task_manager=tm, log_samples=True,
-            apply_chat_template=chat, fewshot_as_multiturn=self.fewshot_as_multiturn and chat)
+            model=self.backend,
+            model_args=model_args,
+            tasks=list(self.tasks),
+            num_fewshot=self.num_fewshot,
+            batch_size=self.batch_size,
+            device=device,
+            limit=self.limit,
+            task_manager=tm,
+            log_samples=True,
+            apply_chat_template=chat,
+            fewshot_as_multiturn=self.fewshot_as_multiturn and chat,
+        )
         if out is None:  # a non-zero rank of a distributed run
             raise RuntimeError("openllm_v2: lm-eval returned no results (not the main process)")
-        configs = {t: {"output_type": c.get("output_type"),
-                       "metric_list": [{"metric": m.get("metric")} for m in c.get("metric_list") or []
-                                       if isinstance(m.get("metric"), str)]}
-                   for t, c in out.get("configs", {}).items()}
-        return _jsonable({
-            "results": out["results"], "group_subtasks": out.get("group_subtasks", {}),
-            "n-samples": out.get("n-samples", {}), "n-shot": out.get("n-shot", {}), "versions": out.get("versions", {}),
-            "configs": configs, "random_baselines": random_baselines(out.get("samples", {}), out.get("configs", {})),
-            "lm_eval": {"version": getattr(lm_eval, "__version__", None), "backend": self.backend,
-                        "model_args": model_args, "tasks": list(self.tasks), "limit": self.limit,
-                        "num_fewshot": self.num_fewshot, "apply_chat_template": chat,
-                        "fewshot_as_multiturn": self.fewshot_as_multiturn and chat, "batch_size": self.batch_size,
-                        "include_path": self.include_path},
-        })
+        configs = {
+            t: {
+                "output_type": c.get("output_type"),
+                "metric_list": [
+                    {"metric": m.get("metric")} for m in c.get("metric_list") or [] if isinstance(m.get("metric"), str)
+                ],
+            }
+            for t, c in out.get("configs", {}).items()
+        }
+        return _jsonable(
+            {
+                "results": out["results"],
+                "group_subtasks": out.get("group_subtasks", {}),
+                "n-samples": out.get("n-samples", {}),
+                "n-shot": out.get("n-shot", {}),
+                "versions": out.get("versions", {}),
+                "configs": configs,
+                "random_baselines": random_baselines(out.get("samples", {}), out.get("configs", {})),
+                "lm_eval": {
+                    "version": getattr(lm_eval, "__version__", None),
+                    "backend": self.backend,
+                    "model_args": model_args,
+                    "tasks": list(self.tasks),
+                    "limit": self.limit,
+                    "num_fewshot": self.num_fewshot,
+                    "apply_chat_template": chat,
+                    "fewshot_as_multiturn": self.fewshot_as_multiturn and chat,
+                    "batch_size": self.batch_size,
+                    "include_path": self.include_path,
+                },
+            }
+        )
 
     def score(self, run: Mapping[str, Any]) -> JudgeResult:
         m = score_run(run, self.tasks)
@@ -403,10 +478,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--model-args", default="{}", help="extra lm-eval model_args as JSON")
     ap.add_argument("--out", default=None, help="write the metrics here (JSON) instead of stdout")
     a = ap.parse_args(argv)
-    judge = OpenLLMJudge({"tasks": a.tasks, "lm_eval_backend": a.backend, "include_path": a.include_path,
-                          "limit": a.limit, "batch_size": a.batch_size, "dtype": a.dtype,
-                          "apply_chat_template": None if a.chat_template == "auto" else a.chat_template == "true",
-                          "model_args": json.loads(a.model_args)})
+    judge = OpenLLMJudge(
+        {
+            "tasks": a.tasks,
+            "lm_eval_backend": a.backend,
+            "include_path": a.include_path,
+            "limit": a.limit,
+            "batch_size": a.batch_size,
+            "dtype": a.dtype,
+            "apply_chat_template": None if a.chat_template == "auto" else a.chat_template == "true",
+            "model_args": json.loads(a.model_args),
+        }
+    )
     text = json.dumps(judge.evaluate(a.model).metrics, indent=1)
     if a.out:
         Path(a.out).write_text(text + "\n")

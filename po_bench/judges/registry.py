@@ -1,6 +1,5 @@
 """``judge=<kind>`` -> the judge object (adding a judge = one module + one entry here)."""
 
-
 from __future__ import annotations
 
 from typing import Any

@@ -10,7 +10,8 @@ same prompts, and the win rate of the policy over the SFT response (ties count h
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -38,7 +39,8 @@ class RewardModelJudge:
                 raise ValueError("reward_model judge: model_path is not set")
             self.tokenizer = self.tokenizer or AutoTokenizer.from_pretrained(str(path))
             self.model = AutoModelForSequenceClassification.from_pretrained(
-                str(path), dtype=getattr(torch, cfg_get(self.cfg, "dtype", "float32")))
+                str(path), dtype=getattr(torch, cfg_get(self.cfg, "dtype", "float32"))
+            )
         tok = self.tokenizer
         if tok.pad_token is None:
             tok.pad_token = tok.eos_token
@@ -73,8 +75,14 @@ class RewardModelJudge:
         try:
             with torch.no_grad():
                 for s in range(0, len(texts), self.batch_size):
-                    enc = tok(texts[s:s + self.batch_size], return_tensors="pt", padding=True, truncation=True,
-                              max_length=self.max_length, add_special_tokens=not getattr(tok, "chat_template", None))
+                    enc = tok(
+                        texts[s : s + self.batch_size],
+                        return_tensors="pt",
+                        padding=True,
+                        truncation=True,
+                        max_length=self.max_length,
+                        add_special_tokens=not getattr(tok, "chat_template", None),
+                    )
                     logits = model(**enc.to(device)).logits.float()
                     out += logits[:, 0].cpu().tolist()
         finally:
@@ -88,11 +96,22 @@ class RewardModelJudge:
         rs = np.asarray(self.score(prompts, sft_responses))
         wins = (rp > rs).astype(float) + 0.5 * (rp == rs)
         m = {
-            "benchmark": "reward_model", "model_path": str(cfg_get(self.cfg, "model_path", "")),
-            "reward": float(rp.mean()), "reward_sft": float(rs.mean()),
-            "win_rate_vs_sft": float(wins.mean()), "n": int(len(rp)),
+            "benchmark": "reward_model",
+            "model_path": str(cfg_get(self.cfg, "model_path", "")),
+            "reward": float(rp.mean()),
+            "reward_sft": float(rs.mean()),
+            "win_rate_vs_sft": float(wins.mean()),
+            "n": int(len(rp)),
             "n_ties": int((rp == rs).sum()),
         }
-        recs = [{"prompt": p if isinstance(p, str) else list(p), "policy": a, "sft": b, "reward": float(x),
-                 "reward_sft": float(y)} for p, a, b, x, y in zip(prompts, policy_responses, sft_responses, rp, rs)]
+        recs = [
+            {
+                "prompt": p if isinstance(p, str) else list(p),
+                "policy": a,
+                "sft": b,
+                "reward": float(x),
+                "reward_sft": float(y),
+            }
+            for p, a, b, x, y in zip(prompts, policy_responses, sft_responses, rp, rs)
+        ]
         return JudgeResult(metrics=m, records=recs)

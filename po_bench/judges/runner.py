@@ -23,29 +23,50 @@ def _answer_fn(cfg, store, model, model_dir, tokenizer, who: str, key: dict):
         gen["max_new_tokens"] = int(cfg.judge.answer_max_new_tokens)
     for k, v in (plain(cfg.judge).get("answer_generation") or {}).get(cfg.judge.name, {}).items():
         if k not in ("temperature", "top_p", "max_new_tokens"):
-            raise ValueError(f"judge.answer_generation.{cfg.judge.name}.{k}: allowed temperature, top_p, max_new_tokens")
+            raise ValueError(
+                f"judge.answer_generation.{cfg.judge.name}.{k}: allowed temperature, top_p, max_new_tokens"
+            )
         gen[k] = v
 
     def answer(conversations: list, temperature: float | None = None) -> list[str]:
         g = dict(gen, **({"temperature": float(temperature)} if temperature is not None else {}))
         gen_cfg = SimpleNamespace(**g)
-        fields = {**key, "gen": {**gen_fields(cfg), **{k: g[k] for k in ("max_new_tokens", "temperature", "top_p")}},
-                  "judge_questions": {k: plain(cfg.judge).get(k) for k in (
-                      "name", "version", "subset_size", "subset_seed", "question_ids", "eval_path", "questions_path")},
-                  "conversations": fingerprint(conversations)}
-        outs = store.get_or_build_json("answers", fields, lambda: generate.generate(
-            model, tokenizer, conversations, gen_cfg, int(cfg.seed), f"{who} answers ({cfg.judge.name})", model_dir))
+        fields = {
+            **key,
+            "gen": {**gen_fields(cfg), **{k: g[k] for k in ("max_new_tokens", "temperature", "top_p")}},
+            "judge_questions": {
+                k: plain(cfg.judge).get(k)
+                for k in (
+                    "name",
+                    "version",
+                    "subset_size",
+                    "subset_seed",
+                    "question_ids",
+                    "eval_path",
+                    "questions_path",
+                )
+            },
+            "conversations": fingerprint(conversations),
+        }
+        outs = store.get_or_build_json(
+            "answers",
+            fields,
+            lambda: generate.generate(
+                model, tokenizer, conversations, gen_cfg, int(cfg.seed), f"{who} answers ({cfg.judge.name})", model_dir
+            ),
+        )
         return [o.strip() for o in outs]
 
     return answer
 
 
-def run_judge(cfg, *, store, policy, policy_dir, sft_model, sft_dir, tokenizer, prompts, samples, sft_samples,
-              policy_key, sft_key) -> dict:
+def run_judge(
+    cfg, *, store, policy, policy_dir, sft_model, sft_dir, tokenizer, prompts, samples, sft_samples, policy_key, sft_key
+) -> dict:
     """The configured judge's metrics for the policy (``policy_key``/``sft_key``: the checkpoints'
     references in the store, which key the judges' answer artifacts)."""
-    from po_bench.judges.registry import get_judge
     from po_bench.judges.client import JudgeClient
+    from po_bench.judges.registry import get_judge
 
     name = cfg.judge.name
     if name == "reward_model":
@@ -72,12 +93,21 @@ def run_judge(cfg, *, store, policy, policy_dir, sft_model, sft_dir, tokenizer, 
         raise ValueError(f"judge={name} has no runner")
     generate.release()
     m = res.metrics
-    m.setdefault("n_judged", m.get("n_asked", 0) - m.get("n_request_failures", 0) - m.get("n_not_judged_budget", 0)
-                 - m.get("n_parse_failures", 0))
+    m.setdefault(
+        "n_judged",
+        m.get("n_asked", 0)
+        - m.get("n_request_failures", 0)
+        - m.get("n_not_judged_budget", 0)
+        - m.get("n_parse_failures", 0),
+    )
     out = {f"{name}_{k}": v for k, v in m.items()}
-    out["judged"] = {"judge": name, "n_judged": int(m["n_judged"]), "n_asked": int(m.get("n_asked", 0)),
-                     "n_request_failures": int(m.get("n_request_failures", 0)),
-                     "n_parse_failures": int(m.get("n_parse_failures", 0))}
+    out["judged"] = {
+        "judge": name,
+        "n_judged": int(m["n_judged"]),
+        "n_asked": int(m.get("n_asked", 0)),
+        "n_request_failures": int(m.get("n_request_failures", 0)),
+        "n_parse_failures": int(m.get("n_parse_failures", 0)),
+    }
     out["judge_client"] = client.summary()  # requests, cache hits, tokens, cost, errors by kind
     out["judge_budget"] = client.budget_report()  # exhausted: the run is recorded failed, with every count kept
     return out
@@ -113,8 +143,13 @@ def run_judges(cfg, **kw) -> dict:
         out.update(m)
     if per["judged"]:
         js = list(per["judged"].values())
-        out["judged"] = {"judge": "+".join(per["judged"]), **{k: sum(int(x.get(k, 0)) for x in js) for k in (
-            "n_judged", "n_asked", "n_request_failures", "n_parse_failures")}}
+        out["judged"] = {
+            "judge": "+".join(per["judged"]),
+            **{
+                k: sum(int(x.get(k, 0)) for x in js)
+                for k in ("n_judged", "n_asked", "n_request_failures", "n_parse_failures")
+            },
+        }
         out["judged_by"] = per["judged"]
     if per["judge_client"]:
         out["judge_client"] = per["judge_client"]
@@ -132,8 +167,9 @@ def _openllm(cfg, store, policy_dir, policy_key: dict) -> dict:
 
     judge = get_judge(cfg.judge)
     generate.release()  # a vLLM engine from the generation stage frees its memory first
-    run = store.get_or_build_json("openllm", {"policy": policy_key, "judge": judge.cache_fields()},
-                                  lambda: judge.run(policy_dir))
+    run = store.get_or_build_json(
+        "openllm", {"policy": policy_key, "judge": judge.cache_fields()}, lambda: judge.run(policy_dir)
+    )
     return judge.score(run).metrics
 
 
@@ -141,8 +177,12 @@ def judging_incomplete(metrics: dict) -> str | None:
     """Why a run's judging is incomplete (judgments still missing after the client's retries), or
     None: such a run is recorded ``partial``, not ``done`` (po_bench.app), with the counts."""
     judged = metrics.get("judged_by") or {"": metrics.get("judged") or {}}
-    missing = [f"{j['judge']}: {j['n_judged']} of {j['n_asked']} judgments made; {j['n_request_failures']} requests "
-               "still failed after retries" for j in judged.values() if j.get("n_request_failures")]
+    missing = [
+        f"{j['judge']}: {j['n_judged']} of {j['n_asked']} judgments made; {j['n_request_failures']} requests "
+        "still failed after retries"
+        for j in judged.values()
+        if j.get("n_request_failures")
+    ]
     if missing:
         return "; ".join(missing) + " (rerun the sweep to retry them: answers already judged are cached)"
     return None

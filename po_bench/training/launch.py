@@ -73,23 +73,67 @@ def command(launch, module_args: list[str], precision: str | None = None) -> lis
         if launch.accelerate_config:
             cfg = Path(launch.accelerate_config)
             cmd += ["--config_file", str(cfg if cfg.is_absolute() else ROOT / cfg)]
-        cmd += ["--num_processes", str(world_size(launch)), "--num_machines", str(launch.num_machines),
-                "--machine_rank", node_rank, "--main_process_ip", str(launch.main_process_ip),
-                "--main_process_port", str(launch.main_process_port or free_port()), "--mixed_precision", mixed,
-                "-m", "po_bench.stages", *module_args]
+        cmd += [
+            "--num_processes",
+            str(world_size(launch)),
+            "--num_machines",
+            str(launch.num_machines),
+            "--machine_rank",
+            node_rank,
+            "--main_process_ip",
+            str(launch.main_process_ip),
+            "--main_process_port",
+            str(launch.main_process_port or free_port()),
+            "--mixed_precision",
+            mixed,
+            "-m",
+            "po_bench.stages",
+            *module_args,
+        ]
     elif int(launch.num_machines) == 1 and not launch.main_process_port:
         # one machine, no port asked for: torchrun's standalone rendezvous takes a free port, so two
         # runs on one node (a parallel sweep, two Slurm jobs sharing a node) never collide
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
-               str(launch.num_processes), "-m", "po_bench.stages", *module_args]
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            str(launch.num_processes),
+            "-m",
+            "po_bench.stages",
+            *module_args,
+        ]
     else:
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(launch.num_processes),
-               "--nnodes", str(launch.num_machines), "--node_rank", node_rank,
-               "--master_addr", str(launch.main_process_ip), "--master_port", str(launch.main_process_port),
-               "-m", "po_bench.stages", *module_args]
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            str(launch.num_processes),
+            "--nnodes",
+            str(launch.num_machines),
+            "--node_rank",
+            node_rank,
+            "--master_addr",
+            str(launch.main_process_ip),
+            "--master_port",
+            str(launch.main_process_port),
+            "-m",
+            "po_bench.stages",
+            *module_args,
+        ]
     if launch.srun:
-        cmd = ["srun", "--ntasks-per-node", "1", "--nodes", str(launch.num_machines), "bash", "-c",
-               " ".join(shlex.quote(c) if not c.startswith("$") else c for c in cmd)]
+        cmd = [
+            "srun",
+            "--ntasks-per-node",
+            "1",
+            "--nodes",
+            str(launch.num_machines),
+            "bash",
+            "-c",
+            " ".join(shlex.quote(c) if not c.startswith("$") else c for c in cmd),
+        ]
     return cmd
 
 
@@ -98,17 +142,37 @@ def run_stage(stage: str, spec: dict, out: Path, store_root: Path, opts: dict, l
     out.mkdir(parents=True, exist_ok=True)
     spec_file = out / "spec.json"
     spec_file.write_text(json.dumps(spec, default=str))
-    args = [stage, str(spec_file), "--store", str(store_root), "--into", str(out), "--opts", json.dumps(opts),
-            "--launch", json.dumps(launch_fields(launch))]
+    args = [
+        stage,
+        str(spec_file),
+        "--store",
+        str(store_root),
+        "--into",
+        str(out),
+        "--opts",
+        json.dumps(opts),
+        "--launch",
+        json.dumps(launch_fields(launch)),
+    ]
     cmd = command(launch, args, precision=(spec.get("train") or {}).get("precision"))
-    log.info("training %s with %d processes (%s): %s", stage, world_size(launch), launch.strategy,
-             " ".join(shlex.quote(c) for c in cmd))
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
-               TOKENIZERS_PARALLELISM="false")
+    log.info(
+        "training %s with %d processes (%s): %s",
+        stage,
+        world_size(launch),
+        launch.strategy,
+        " ".join(shlex.quote(c) for c in cmd),
+    )
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+        TOKENIZERS_PARALLELISM="false",
+    )
     r = subprocess.run(cmd, env=env, cwd=str(ROOT))
     if r.returncode != 0:
-        raise RuntimeError(f"{launch.strategy} training of {stage} failed (exit code {r.returncode} from "
-                           f"{Path(cmd[2] if cmd[0] == sys.executable else cmd[0]).name}); its ranks' output is above")
+        raise RuntimeError(
+            f"{launch.strategy} training of {stage} failed (exit code {r.returncode} from "
+            f"{Path(cmd[2] if cmd[0] == sys.executable else cmd[0]).name}); its ranks' output is above"
+        )
     spec_file.unlink(missing_ok=True)
 
 
@@ -118,8 +182,18 @@ def dry_run(launch, store, specs: dict) -> None:
         if spec is None:
             continue
         out = store.path(stage, spec)
-        args = [stage, str(out.parent / f".{out.name}.work" / "spec.json"), "--store", str(store.root), "--into",
-                str(out.parent / f".{out.name}.work"), "--opts", "{}", "--launch", json.dumps(launch_fields(launch))]
+        args = [
+            stage,
+            str(out.parent / f".{out.name}.work" / "spec.json"),
+            "--store",
+            str(store.root),
+            "--into",
+            str(out.parent / f".{out.name}.work"),
+            "--opts",
+            "{}",
+            "--launch",
+            json.dumps(launch_fields(launch)),
+        ]
         precision = (spec.get("train") or {}).get("precision")
         print(f"{stage}: " + " ".join(shlex.quote(c) for c in command(launch, args, precision)))
     raise SystemExit(0)

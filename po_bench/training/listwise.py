@@ -15,8 +15,8 @@ collates them into ``ListStats.extra[name]`` ([B, k] floats).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -51,8 +51,9 @@ def win_rate_labels(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     the worst).  LiPO's label construction (the average win rate against the list's other responses),
     here with the annotator's drawn ranking as the judge.  0 at padded entries."""
     s_i, s_j = scores.unsqueeze(-1), scores.unsqueeze(-2)
-    valid = mask.unsqueeze(-1) & mask.unsqueeze(-2) & ~torch.eye(scores.shape[-1], dtype=torch.bool,
-                                                                  device=scores.device)
+    valid = (
+        mask.unsqueeze(-1) & mask.unsqueeze(-2) & ~torch.eye(scores.shape[-1], dtype=torch.bool, device=scores.device)
+    )
     wins = ((s_i > s_j).to(scores.dtype) + 0.5 * (s_i == s_j).to(scores.dtype)) * valid
     n_other = (mask.sum(-1, keepdim=True) - 1).clamp(min=1).to(scores.dtype)
     return torch.where(mask, wins.sum(-1) / n_other, torch.zeros_like(scores))
@@ -221,8 +222,11 @@ ANCHORS = ("fixed", "dynamic")
 LISTWISE: dict[str, ListwiseSpec] = {
     "lipo": ListwiseSpec(lipo, choices={"label": LABELS}),
     "irpo": ListwiseSpec(irpo, choices={"label": LABELS, "position": ("policy", "label")}),
-    "adpo_list": ListwiseSpec(adpo_list, ranges={"tau": (0.0, None, False, False)},
-                              trainer_args={"anchor": ANCHORS, "anchor_rate": (0.0, 1.0, False, True)}),
+    "adpo_list": ListwiseSpec(
+        adpo_list,
+        ranges={"tau": (0.0, None, False, False)},
+        trainer_args={"anchor": ANCHORS, "anchor_rate": (0.0, 1.0, False, True)},
+    ),
     "tpo": ListwiseSpec(tpo, choices={"label": LABELS, "pair_weight": ("lambda", "uniform")}, steps=True),
 }
 
@@ -253,8 +257,12 @@ def check_hparams(function: str, hparams: dict) -> None:
     ranges = {**spec.ranges, **{k: v for k, v in spec.trainer_args.items() if not isinstance(v[0], str)}}
     for k, (lo, hi, lo_inc, hi_inc) in ranges.items():
         v = hparams[k]
-        if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(float(v)) \
-                or not in_range(float(v), lo, hi, lo_inc, hi_inc):
+        if (
+            not isinstance(v, (int, float))
+            or isinstance(v, bool)
+            or not math.isfinite(float(v))
+            or not in_range(float(v), lo, hi, lo_inc, hi_inc)
+        ):
             raise ValueError(f"loss.args.{k}={v} for {function}: allowed {fmt_range(lo, hi, lo_inc, hi_inc)}")
 
 

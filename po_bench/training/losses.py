@@ -12,8 +12,8 @@ and loss_type.  Adding a loss = one function + one ``LOSSES`` entry + one yaml +
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -155,6 +155,7 @@ def fdpo_alpha(s: PairStats, beta: float, alpha: float) -> LossOutput:
     paper's parameterisation: f'(u) = (1 - u^(-alpha)) / alpha, u = pi/ref, and
     L = -log sig(beta * (f'(u_w) - f'(u_l))).  (TRL's f_alpha_divergence_coef is 1 - alpha.)
     alpha -> 0 is reverse KL (DPO), alpha = 1 forward KL."""
+
     def fprime(logratio):
         return (1 - torch.exp(-alpha * logratio)) / alpha
 
@@ -189,8 +190,17 @@ def gaussian_keep_mask(margins: torch.Tensor, center: float, sigma: float, rho: 
     return keep.to(margins.device)
 
 
-def beta_dpo(s: PairStats, beta: float, alpha: float, rho: float, momentum: float,
-             margin_mean: float, margin_std: float, step: int, seed: int) -> LossOutput:
+def beta_dpo(
+    s: PairStats,
+    beta: float,
+    alpha: float,
+    rho: float,
+    momentum: float,
+    margin_mean: float,
+    margin_std: float,
+    step: int,
+    seed: int,
+) -> LossOutput:
     """beta-DPO (Wu et al. 2024, "beta-DPO: Direct Preference Optimization with Dynamic beta",
     arXiv:2407.08639), batch level, with its beta-guided data filtering.  Pure: the running statistics
     come in and the updated ones go out (``LossOutput.state``); the trainer keeps them across steps.
@@ -213,10 +223,17 @@ def beta_dpo(s: PairStats, beta: float, alpha: float, rho: float, momentum: floa
     beta_b = max(1e-3, beta * (1 + alpha * (float(hd[keep].mean()) - m0)))
     kept = keep.to(h.dtype)
     losses = -F.logsigmoid(beta_b * h) * kept * (h.numel() / kept.sum())
-    return LossOutput(losses, *_rewards(s, beta),
-                      state={"margin_mean": m0, "margin_std": sd, "step": step + 1, "seed": seed},
-                      logs={"beta_dpo/beta": beta_b, "beta_dpo/margin_mean": m0, "beta_dpo/margin_std": sd,
-                            "beta_dpo/kept": float(keep.sum())})
+    return LossOutput(
+        losses,
+        *_rewards(s, beta),
+        state={"margin_mean": m0, "margin_std": sd, "step": step + 1, "seed": seed},
+        logs={
+            "beta_dpo/beta": beta_b,
+            "beta_dpo/margin_mean": m0,
+            "beta_dpo/margin_std": sd,
+            "beta_dpo/kept": float(keep.sum()),
+        },
+    )
 
 
 def beta_dpo_init(seed: int) -> dict:
@@ -224,6 +241,7 @@ def beta_dpo_init(seed: int) -> dict:
 
 
 # ---- per-pair weights from a score computed before training (LossSpec.per_pair) -------------------
+
 
 def madpo_weight(rm_margin, c_max: float, c_min: float, lam: float, tau: float) -> torch.Tensor:
     """MADPO's instance weight (Rho 2025, arXiv:2510.05342; the authors' MADPOLoss.coef/forward) from the
@@ -243,8 +261,7 @@ def madpo(s: PairStats, beta: float, c_max: float, c_min: float, lam: float, tau
     trained first on the same pairs (a stage of its own), w = :func:`madpo_weight`, no gradient through w."""
     h = s.chosen_logratio - s.rejected_logratio
     w = madpo_weight(rm_margin, c_max, c_min, lam, tau).to(device=h.device, dtype=h.dtype)
-    return LossOutput(-w * F.logsigmoid(beta * h), *_rewards(s, beta),
-                      logs={"madpo/weight_mean": float(w.mean())})
+    return LossOutput(-w * F.logsigmoid(beta * h), *_rewards(s, beta), logs={"madpo/weight_mean": float(w.mean())})
 
 
 def sem_dpo_weight(distance, alpha: float) -> torch.Tensor:
@@ -299,15 +316,31 @@ LOSSES: dict[str, LossSpec] = {
     "adpo": LossSpec(adpo, True, {"q": (0.5, 1.0, False, True)}),
     "rpo": LossSpec(rpo, True, {"alpha": (0.0, None, True, False)}),
     "bco_pair": LossSpec(bco_pair, True, {}, state=("delta",)),
-    "mpo": LossSpec(mpo, True, {"w_pref": (0.0, None, True, False), "w_bco": (0.0, None, True, False),
-                                "w_sft": (0.0, None, True, False)}, state=("delta",)),
+    "mpo": LossSpec(
+        mpo,
+        True,
+        {"w_pref": (0.0, None, True, False), "w_bco": (0.0, None, True, False), "w_sft": (0.0, None, True, False)},
+        state=("delta",),
+    ),
     "fdpo_alpha": LossSpec(fdpo_alpha, True, {"alpha": (0.0, 1.0, False, True)}),
-    "beta_dpo": LossSpec(beta_dpo, True, {"alpha": (0.0, None, True, False), "rho": (0.0, 1.0, False, True),
-                                          "momentum": (0.0, 1.0, True, False)},
-                         state=("margin_mean", "margin_std", "step", "seed"), init_state=beta_dpo_init),
-    "madpo": LossSpec(madpo, True, {"c_max": (1.0, None, False, False), "c_min": (0.0, 1.0, False, False),
-                                    "lam": (0.0, None, False, False), "tau": (0.0, None, False, False)},
-                      per_pair=("rm_margin", "reward_margin")),
+    "beta_dpo": LossSpec(
+        beta_dpo,
+        True,
+        {"alpha": (0.0, None, True, False), "rho": (0.0, 1.0, False, True), "momentum": (0.0, 1.0, True, False)},
+        state=("margin_mean", "margin_std", "step", "seed"),
+        init_state=beta_dpo_init,
+    ),
+    "madpo": LossSpec(
+        madpo,
+        True,
+        {
+            "c_max": (1.0, None, False, False),
+            "c_min": (0.0, 1.0, False, False),
+            "lam": (0.0, None, False, False),
+            "tau": (0.0, None, False, False),
+        },
+        per_pair=("rm_margin", "reward_margin"),
+    ),
     "sem_dpo": LossSpec(sem_dpo, True, {"alpha": (0.0, None, True, False)}, per_pair=("distance", "semantic_distance")),
 }
 
@@ -355,6 +388,7 @@ def check_hparams(function: str, hparams: dict) -> None:
 # token-level losses: pure functions over per-token statistics (TokenStats)
 # ---------------------------------------------------------------------------------------------
 
+
 @dataclass
 class TokenStats:
     """Per-token statistics of a batch of pairs (rows: pairs; columns: completion positions, padded with
@@ -373,8 +407,14 @@ class TokenStats:
     def sequence(self) -> PairStats:
         """The per-sequence statistics (sums over completion tokens)."""
         mc, mr = self.chosen_mask.to(self.chosen_logps.dtype), self.rejected_mask.to(self.rejected_logps.dtype)
-        return PairStats((self.chosen_logps * mc).sum(-1), (self.rejected_logps * mr).sum(-1), mc.sum(-1), mr.sum(-1),
-                         (self.ref_chosen_logps * mc).sum(-1), (self.ref_rejected_logps * mr).sum(-1))
+        return PairStats(
+            (self.chosen_logps * mc).sum(-1),
+            (self.rejected_logps * mr).sum(-1),
+            mc.sum(-1),
+            mr.sum(-1),
+            (self.ref_chosen_logps * mc).sum(-1),
+            (self.ref_rejected_logps * mr).sum(-1),
+        )
 
 
 def guide_token_rewards(s: TokenStats, beta: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -399,9 +439,11 @@ def tgdpo(s: TokenStats, beta: float, alpha: float) -> LossOutput:
     ww, wl = 1 + alpha * rw, 1 - alpha * rl
     logits = (beta * ww * lw).sum(-1) - (beta * wl * ll).sum(-1)
     mc, mr = s.chosen_mask.to(lw.dtype), s.rejected_mask.to(ll.dtype)
-    logs = {"tgdpo/weight_chosen": float((ww * mc).sum() / mc.sum().clamp(min=1)),
-            "tgdpo/weight_rejected": float((wl * mr).sum() / mr.sum().clamp(min=1)),
-            "tgdpo/guide_margin": float((rw.sum(-1) - rl.sum(-1)).mean())}
+    logs = {
+        "tgdpo/weight_chosen": float((ww * mc).sum() / mc.sum().clamp(min=1)),
+        "tgdpo/weight_rejected": float((wl * mr).sum() / mr.sum().clamp(min=1)),
+        "tgdpo/guide_margin": float((rw.sum(-1) - rl.sum(-1)).mean()),
+    }
     return LossOutput(-F.logsigmoid(logits), beta * lw.sum(-1).detach(), beta * ll.sum(-1).detach(), logs=logs)
 
 
@@ -425,6 +467,7 @@ def guided(function: str) -> bool:
 # ---------------------------------------------------------------------------------------------
 # unpaired losses: pure functions over per-sequence statistics of single labelled completions
 # ---------------------------------------------------------------------------------------------
+
 
 @dataclass
 class UnpairedStats:
@@ -481,6 +524,7 @@ def unpaired(function: str) -> bool:
 # rate, the paper's learning-rate reduction); a non-linear phi keeps log ref in the objective, so the
 # reference anchors the update (its gradient -phi'(r) beta grad log pi vanishes or saturates as r grows).
 
+
 def _sft_phi(s: PairStats, beta: float, phi) -> LossOutput:
     r = beta * s.chosen_logratio
     return LossOutput(-phi(r), *_rewards(s, beta))
@@ -509,8 +553,10 @@ def sft_fdiv_tv(s: PairStats, beta: float) -> LossOutput:
 # InfiFPO: DPO against a fused reference of several source models (Gu et al. 2025, arXiv:2505.13878)
 # ---------------------------------------------------------------------------------------------
 
-def fuse_reference(ref_avg_w: torch.Tensor, ref_avg_l: torch.Tensor, src_avg_w: torch.Tensor,
-                   src_avg_l: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+
+def fuse_reference(
+    ref_avg_w: torch.Tensor, ref_avg_l: torch.Tensor, src_avg_w: torch.Tensor, src_avg_l: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """InfiFPO's fused source model, length-normalised log-probs (\\overline{log} = log M(y|x) / |y|):
     eq. 13, log M_fu^sclip(y|x) = sum_i gamma_i log Clip(M_i^s(y|x)), with
     probability clipping  Clip(M_i^s(y_w|x)) = max(M_i^s(y_w|x), M_init^p(y_w|x)),
@@ -559,18 +605,29 @@ def check_stage_args(function: str, spec: LossSpec, hparams: dict) -> None:
     if "sources" in spec.stage_args:
         src = plain_sources(hparams["sources"])
         if not isinstance(src, list) or not src:
-            raise ValueError(f"loss.args.sources for {function}: a non-empty list of source models "
-                             "({seed: <int>} or {seed: <int>, model: {<model field>: <value>}})")
+            raise ValueError(
+                f"loss.args.sources for {function}: a non-empty list of source models "
+                "({seed: <int>} or {seed: <int>, model: {<model field>: <value>}})"
+            )
         for i, x in enumerate(src):
-            if not isinstance(x, dict) or set(x) - set(SOURCE_KEYS) or not isinstance(x.get("seed"), int) \
-                    or isinstance(x.get("seed"), bool) or not isinstance(x.get("model", {}), dict):
-                raise ValueError(f"loss.args.sources[{i}]={x!r} for {function}: a source is {{seed: <int>}} "
-                                 "with an optional model: {<model field>: <value>} (an SFT model of the run's recipe)")
+            if (
+                not isinstance(x, dict)
+                or set(x) - set(SOURCE_KEYS)
+                or not isinstance(x.get("seed"), int)
+                or isinstance(x.get("seed"), bool)
+                or not isinstance(x.get("model", {}), dict)
+            ):
+                raise ValueError(
+                    f"loss.args.sources[{i}]={x!r} for {function}: a source is {{seed: <int>}} "
+                    "with an optional model: {<model field>: <value>} (an SFT model of the run's recipe)"
+                )
 
 
-LOSSES.update({
-    "sft_fdiv_chi2": LossSpec(sft_fdiv_chi2, True),
-    "sft_fdiv_kl": LossSpec(sft_fdiv_kl, True),
-    "sft_fdiv_tv": LossSpec(sft_fdiv_tv, True),
-    "infifpo": LossSpec(infifpo, True, stage_args=("sources",)),
-})
+LOSSES.update(
+    {
+        "sft_fdiv_chi2": LossSpec(sft_fdiv_chi2, True),
+        "sft_fdiv_kl": LossSpec(sft_fdiv_kl, True),
+        "sft_fdiv_tv": LossSpec(sft_fdiv_tv, True),
+        "infifpo": LossSpec(infifpo, True, stage_args=("sources",)),
+    }
+)

@@ -32,8 +32,15 @@ def train_world_tokenizer(save_dir: str | Path | None = None):
     return fast
 
 
-def build_tiny_model(tokenizer, hidden_size: int = 64, num_layers: int = 2, num_heads: int = 4,
-                     intermediate_size: int = 256, max_position_embeddings: int = 64, seed: int = 0):
+def build_tiny_model(
+    tokenizer,
+    hidden_size: int = 64,
+    num_layers: int = 2,
+    num_heads: int = 4,
+    intermediate_size: int = 256,
+    max_position_embeddings: int = 64,
+    seed: int = 0,
+):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     cfg = LlamaConfig(

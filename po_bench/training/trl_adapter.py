@@ -11,8 +11,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -106,8 +107,12 @@ class _MetricsLog:
         class _CB(TrainerCallback):
             def on_log(self, args, state, control, logs=None, **kw):
                 if logs:
-                    history.append({"step": state.global_step, **{k: float(v) for k, v in logs.items()
-                                                                  if isinstance(v, (int, float))}})
+                    history.append(
+                        {
+                            "step": state.global_step,
+                            **{k: float(v) for k, v in logs.items() if isinstance(v, (int, float))},
+                        }
+                    )
 
         self.history = history
         self.callback = _CB()
@@ -150,20 +155,28 @@ def _common_args(train_cfg, out_dir: Path, seed: int, lr: float, epochs: float, 
 # that is not here stops the run (:func:`check_train_fields`), so nothing set in a config is dropped.
 # (SFT-stage fields on the left of "|" set the same TRL fields in the SFT stage.)
 TRAIN_FIELD_MAP = {
-    "sft_lr": "learning_rate", "sft_epochs": "num_train_epochs", "sft_batch_size": "per_device_train_batch_size",
-    "lr": "learning_rate", "epochs": "num_train_epochs", "batch_size": "per_device_train_batch_size",
+    "sft_lr": "learning_rate",
+    "sft_epochs": "num_train_epochs",
+    "sft_batch_size": "per_device_train_batch_size",
+    "lr": "learning_rate",
+    "epochs": "num_train_epochs",
+    "batch_size": "per_device_train_batch_size",
     "grad_accum": "gradient_accumulation_steps",
     "max_steps": "max_steps",  # 0 -> -1 (no cap)
     "lr_scheduler": "lr_scheduler_type",
     "warmup_ratio": "warmup_steps",  # the ratio as a float in [0, 1) (transformers 5 has no warmup_ratio)
     "max_length": "max_length",
     "precision": "bf16",  # bf16-mixed -> bf16=True (autocast, fp32 weights); fp32 / bf16-pure -> False
-    "logging_steps": "logging_steps", "save_steps": "save_steps", "progress": "disable_tqdm",  # run options
+    "logging_steps": "logging_steps",
+    "save_steps": "save_steps",
+    "progress": "disable_tqdm",  # run options
     # the launch (po_bench/training/launch.py): the process group's TrainingArguments (fsdp, deepspeed,
     # ddp_backend); world size and strategy are facts of the launch the trainer reads from its process
     # group, recorded in the spec; keep_checkpoints is applied by the stage after training
-    "launch": "fsdp/fsdp_config/deepspeed/ddp_backend", "world_size": "(the process group)",
-    "strategy": "(the process group)", "keep_checkpoints": "(the stage)",
+    "launch": "fsdp/fsdp_config/deepspeed/ddp_backend",
+    "world_size": "(the process group)",
+    "strategy": "(the process group)",
+    "keep_checkpoints": "(the stage)",
     "global_batch_size": "gradient_accumulation_steps",  # grad_accum derived from it and the world size (specs.py)
 }
 PRECISIONS = ("fp32", "bf16-mixed", "bf16-pure")
@@ -174,8 +187,10 @@ def check_train_fields(train_cfg) -> None:
     keys = train_cfg.keys() if hasattr(train_cfg, "keys") else vars(train_cfg).keys()
     for k in keys:
         if k not in TRAIN_FIELD_MAP:
-            raise ValueError(f"train.{k} is not a training option po-bench passes to TRL "
-                             f"(options: {', '.join(sorted(TRAIN_FIELD_MAP))})")
+            raise ValueError(
+                f"train.{k} is not a training option po-bench passes to TRL "
+                f"(options: {', '.join(sorted(TRAIN_FIELD_MAP))})"
+            )
 
 
 def precision_of(train_cfg) -> str:
@@ -206,8 +221,10 @@ def _make_config(cfg_cls, kwargs: dict, origin: dict | None = None):
     for k in kwargs:
         if k not in names:
             where = (origin or {}).get(k, k)
-            raise ValueError(f"{where} has no field in TRL's {cfg_cls.__name__} (TRL field {k!r}); "
-                             "po-bench refuses to drop it silently")
+            raise ValueError(
+                f"{where} has no field in TRL's {cfg_cls.__name__} (TRL field {k!r}); "
+                "po-bench refuses to drop it silently"
+            )
     return cfg_cls(**kwargs)
 
 
@@ -215,11 +232,16 @@ def build_sft_config(train_cfg, out_dir, seed: int, conversational: bool = False
     """The TRL SFTConfig of the SFT stage (what was asked, field by field)."""
     cfg_cls, _ = _backend_classes("sft")
     check_train_fields(train_cfg)
-    kwargs = _common_args(train_cfg, Path(out_dir), seed, train_cfg.sft_lr, train_cfg.sft_epochs,
-                          train_cfg.sft_batch_size)
+    kwargs = _common_args(
+        train_cfg, Path(out_dir), seed, train_cfg.sft_lr, train_cfg.sft_epochs, train_cfg.sft_batch_size
+    )
     # prompt/completion data: loss on completions only; conversations ("messages"): TRL's default
-    kwargs.update(max_length=train_cfg.max_length, packing=False, dataset_num_proc=None,
-                  completion_only_loss=None if conversational else True)
+    kwargs.update(
+        max_length=train_cfg.max_length,
+        packing=False,
+        dataset_num_proc=None,
+        completion_only_loss=None if conversational else True,
+    )
     return _make_config(cfg_cls, kwargs)
 
 
@@ -232,11 +254,20 @@ def train_sft(model, tokenizer, examples: list[dict], train_cfg, out_dir: Path, 
     args = build_sft_config(train_cfg, out_dir, seed, conversational="messages" in examples[0])
     cast_for_precision(model, precision_of(train_cfg))
     mlog = _MetricsLog()
-    trainer = trainer_cls(model=model, args=args, train_dataset=Dataset.from_list(examples),
-                          processing_class=tokenizer, callbacks=[mlog.callback])
+    trainer = trainer_cls(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_list(examples),
+        processing_class=tokenizer,
+        callbacks=[mlog.callback],
+    )
     trainer.train(resume_from_checkpoint=last_checkpoint(out_dir))
-    res = {"train_loss_final": mlog.final_loss(), "history": mlog.history, "steps": trainer.state.global_step,
-           **batch_facts(trainer)}
+    res = {
+        "train_loss_final": mlog.final_loss(),
+        "history": mlog.history,
+        "steps": trainer.state.global_step,
+        **batch_facts(trainer),
+    }
     if save_dir is not None:
         save_distributed(trainer, tokenizer, save_dir)
     return res
@@ -259,13 +290,24 @@ def train_reward_model(start_dir, tokenizer, pairs: list[dict], train_cfg, out_d
     cast_for_precision(model, precision_of(train_cfg))
     rows = [{"prompt": p["prompt"], "chosen": p["chosen"], "rejected": p["rejected"]} for p in pairs]
     mlog = _MetricsLog()
-    trainer = RewardTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
-                            callbacks=[mlog.callback])
+    trainer = RewardTrainer(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_list(rows),
+        processing_class=tokenizer,
+        callbacks=[mlog.callback],
+    )
     trainer.train(resume_from_checkpoint=last_checkpoint(out_dir))
     margins = reward_margins(trainer, rows, int(train_cfg.batch_size))
     acc = sum(m > 0 for m in margins) / max(1, len(margins))
-    return model, {"train_loss_final": mlog.final_loss(), "history": mlog.history, "steps": trainer.state.global_step,
-                   "train_accuracy": acc, "margins": margins, **batch_facts(trainer)}
+    return model, {
+        "train_loss_final": mlog.final_loss(),
+        "history": mlog.history,
+        "steps": trainer.state.global_step,
+        "train_accuracy": acc,
+        "margins": margins,
+        **batch_facts(trainer),
+    }
 
 
 def reward_margins(trainer, rows: list[dict], batch_size: int) -> list[float]:
@@ -286,10 +328,14 @@ def reward_margins(trainer, rows: list[dict], batch_size: int) -> list[float]:
     with torch.no_grad():
         for i in range(0, len(ds), batch_size):
             chunk = ds.select(range(i, min(i + batch_size, len(ds))))
-            batch = trainer.data_collator([{"chosen_ids": e["chosen_ids"][cut], "rejected_ids": e["rejected_ids"][cut]}
-                                           for e in chunk])
-            scores = model(input_ids=batch["input_ids"].to(device),
-                           attention_mask=batch["attention_mask"].to(device)).logits.squeeze(-1).float()
+            batch = trainer.data_collator(
+                [{"chosen_ids": e["chosen_ids"][cut], "rejected_ids": e["rejected_ids"][cut]} for e in chunk]
+            )
+            scores = (
+                model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device))
+                .logits.squeeze(-1)
+                .float()
+            )
             rc, rr = scores.chunk(2)
             out += (rc - rr).tolist()
     return out
@@ -315,9 +361,12 @@ def shared_dataset(args, rows: list[dict], out_dir):
 def batch_facts(trainer) -> dict:
     """What the run actually used: world size, per-device batch, accumulation and the global batch."""
     a = trainer.args
-    return {"world_size": a.world_size, "per_device_batch": a.per_device_train_batch_size,
-            "grad_accum": a.gradient_accumulation_steps,
-            "global_batch": a.per_device_train_batch_size * a.gradient_accumulation_steps * a.world_size}
+    return {
+        "world_size": a.world_size,
+        "per_device_batch": a.per_device_train_batch_size,
+        "grad_accum": a.gradient_accumulation_steps,
+        "global_batch": a.per_device_train_batch_size * a.gradient_accumulation_steps * a.world_size,
+    }
 
 
 def save_distributed(trainer, tokenizer, save_dir) -> None:
@@ -338,8 +387,11 @@ def last_checkpoint(out_dir) -> str | None:
     d = Path(out_dir)
     if not d.is_dir():
         return None
-    ckpts = sorted((p for p in d.glob("checkpoint-*") if re.fullmatch(r"checkpoint-\d+", p.name)),
-                   key=lambda p: int(p.name.split("-")[1]), reverse=True)
+    ckpts = sorted(
+        (p for p in d.glob("checkpoint-*") if re.fullmatch(r"checkpoint-\d+", p.name)),
+        key=lambda p: int(p.name.split("-")[1]),
+        reverse=True,
+    )
     for ckpt in ckpts:
         if (ckpt / "trainer_state.json").is_file():
             log.info("resuming from %s", ckpt)
@@ -385,8 +437,10 @@ def loss_trl_args(loss_cfg, train_cfg, n_rows: int | None) -> tuple[dict, dict]:
             if v is None:
                 continue
             if "ref_model_sync_steps" in dict(loss_cfg.args):
-                raise ValueError("loss.args: set ref_model_sync_fraction or ref_model_sync_steps, not both "
-                                 "(ref_model_sync_fraction=null to give tau in steps)")
+                raise ValueError(
+                    "loss.args: set ref_model_sync_fraction or ref_model_sync_steps, not both "
+                    "(ref_model_sync_fraction=null to give tau in steps)"
+                )
             if n_rows is None and train_cfg.max_steps <= 0:
                 raise ValueError("loss.args.ref_model_sync_fraction needs the run's length (the number of rows)")
             steps = total_steps(train_cfg, n_rows or 0)
@@ -397,8 +451,15 @@ def loss_trl_args(loss_cfg, train_cfg, n_rows: int | None) -> tuple[dict, dict]:
     return out, origin
 
 
-def build_trl_config(loss_cfg, train_cfg, out_dir, seed: int, precompute_ref: bool = False,
-                     n_rows: int | None = None, ordered: bool = False):
+def build_trl_config(
+    loss_cfg,
+    train_cfg,
+    out_dir,
+    seed: int,
+    precompute_ref: bool = False,
+    n_rows: int | None = None,
+    ordered: bool = False,
+):
     """The TRL config object a loss maps onto: training hyperparameters + the loss's beta and args.
 
     Every field is passed by name (:data:`TRAIN_FIELD_MAP`); a training field or loss argument with
@@ -424,19 +485,26 @@ def build_trl_config(loss_cfg, train_cfg, out_dir, seed: int, precompute_ref: bo
 
         moving = moving_anchor(loss_cfg.function, dict(loss_cfg.args))
         if moving:  # ADPO's dynamic anchor: TRL's reference sync, the anchor <- a*policy + (1-a)*anchor each step
-            kwargs.update(sync_ref_model=True, ref_model_mixup_alpha=float(loss_cfg.args["anchor_rate"]),
-                          ref_model_sync_steps=1)
-            origin.update(sync_ref_model="loss.args.anchor", ref_model_mixup_alpha="loss.args.anchor_rate",
-                          ref_model_sync_steps="loss.args.anchor")
+            kwargs.update(
+                sync_ref_model=True, ref_model_mixup_alpha=float(loss_cfg.args["anchor_rate"]), ref_model_sync_steps=1
+            )
+            origin.update(
+                sync_ref_model="loss.args.anchor",
+                ref_model_mixup_alpha="loss.args.anchor_rate",
+                ref_model_sync_steps="loss.args.anchor",
+            )
         # the reference's k log-probs per row are computed once before training (none for a moving anchor, nor
         # for a loss with per-step inputs (TPO): its per-token reference log-probs are computed each batch)
         kwargs["precompute_ref_log_probs"] = not moving and not step_inputs(loss_cfg.function)
     elif loss_cfg.backend in ("dpo", "pobench"):
         # reference-free po-bench losses take the "precomputed" path with nothing to precompute,
         # so that TRL neither builds nor runs a reference model
-        kwargs["precompute_ref_log_probs"] = precompute_ref or (
-            loss_cfg.backend == "pobench" and loss_cfg.reference_free) or fused_reference(loss_cfg)
-    if unpaired_loss(loss_cfg):  # po-bench's unpaired losses: TRL's KTO trainer without its KL rows (the loss is replaced)
+        kwargs["precompute_ref_log_probs"] = (
+            precompute_ref or (loss_cfg.backend == "pobench" and loss_cfg.reference_free) or fused_reference(loss_cfg)
+        )
+    if unpaired_loss(
+        loss_cfg
+    ):  # po-bench's unpaired losses: TRL's KTO trainer without its KL rows (the loss is replaced)
         kwargs["loss_type"] = "apo_zero_unpaired"
         origin["loss_type"] = f"loss.function={loss_cfg.function}"
     return _make_config(cfg_cls, kwargs, origin)
@@ -450,8 +518,13 @@ def peft_config(model_cfg):
     from peft import LoraConfig
 
     tm = lora.target_modules
-    return LoraConfig(r=int(lora.r), lora_alpha=int(lora.alpha), lora_dropout=float(lora.dropout),
-                      target_modules=tm if isinstance(tm, str) else list(tm), task_type="CAUSAL_LM")
+    return LoraConfig(
+        r=int(lora.r),
+        lora_alpha=int(lora.alpha),
+        lora_dropout=float(lora.dropout),
+        target_modules=tm if isinstance(tm, str) else list(tm),
+        task_type="CAUSAL_LM",
+    )
 
 
 def merged(model):
@@ -486,13 +559,14 @@ def train_preference(
     it travels with its pair through TRL's data pipeline as the ``pair_score`` column.
     ``source_models``: InfiFPO's source models (loss.args.sources), fused into its reference.
     """
-    from datasets import Dataset
 
     backend = loss_cfg.backend
     per_pair = needs_pair_scores(loss_cfg)
     if per_pair and (pair_scores is None or len(pair_scores) != len(pairs)):
-        raise ValueError(f"loss={loss_cfg.name} weights each pair: needs one pair score per pair "
-                         f"(got {'none' if pair_scores is None else len(pair_scores)} for {len(pairs)} pairs)")
+        raise ValueError(
+            f"loss={loss_cfg.name} weights each pair: needs one pair score per pair "
+            f"(got {'none' if pair_scores is None else len(pair_scores)} for {len(pairs)} pairs)"
+        )
     cfg_cls, trainer_cls = loss_classes(loss_cfg)
     needs_ref = not loss_cfg.reference_free
     unp = unpaired_loss(loss_cfg)
@@ -506,25 +580,38 @@ def train_preference(
     if token:  # per-token reference log-probs each step (TRL precomputes only sums)
         ref_logps_cache = None
         if _guided(loss_cfg.function) and guide_model is None:
-            raise ValueError(f"loss={loss_cfg.name} needs its guide policy (loss.guide={getattr(loss_cfg, 'guide', '')})")
+            raise ValueError(
+                f"loss={loss_cfg.name} needs its guide policy (loss.guide={getattr(loss_cfg, 'guide', '')})"
+            )
     kto_rows = None
     if ordered and (backend == "kto" or unp):
-        raise ValueError(f"loss={loss_cfg.name}: KTO reorders its unpaired rows; a curriculum order needs a paired loss")
+        raise ValueError(
+            f"loss={loss_cfg.name}: KTO reorders its unpaired rows; a curriculum order needs a paired loss"
+        )
     if unp:
         kto_rows = pairs if "label" in pairs[0] else unpaired_view(pairs)
     elif backend == "kto":
         kto_rows = kto_order(pairs if "label" in pairs[0] else unpaired_view(pairs), int(train_cfg.batch_size), seed)
-    args = build_trl_config(loss_cfg, train_cfg, out_dir, seed,
-                            precompute_ref=ref_logps_cache is not None and needs_ref,
-                            n_rows=len(kto_rows) if kto_rows is not None else len(pairs), ordered=ordered)
+    args = build_trl_config(
+        loss_cfg,
+        train_cfg,
+        out_dir,
+        seed,
+        precompute_ref=ref_logps_cache is not None and needs_ref,
+        n_rows=len(kto_rows) if kto_rows is not None else len(pairs),
+        ordered=ordered,
+    )
     cast_for_precision(policy, precision_of(train_cfg))
     peft = peft_config(model_cfg)
     extra = {"peft_config": peft} if peft is not None else {}
     if peft is not None and backend in ("dpo", "pobench", "listwise", "kto"):
         ref_model = None  # with LoRA the reference is the base model with adapters disabled
     mlog = _MetricsLog()
-    rows = ([{"prompt": p["prompt"], "chosen": p["chosen"], "rejected": p["rejected"]} for p in pairs]
-            if "chosen" in pairs[0] else None)
+    rows = (
+        [{"prompt": p["prompt"], "chosen": p["chosen"], "rejected": p["rejected"]} for p in pairs]
+        if "chosen" in pairs[0]
+        else None
+    )
     if backend == "listwise":
         rows = list_view(pairs)
     if rows is None and backend != "kto" and not unp:
@@ -534,39 +621,84 @@ def train_preference(
 
     if unp:
         trainer_cls = _unpaired_trainer(trainer_cls, loss_cfg.function, function_args(loss_cfg))
-        trainer = trainer_cls(model=policy, ref_model=ref_model, args=args, train_dataset=shared_dataset(args, kto_rows, out_dir),
-                              processing_class=tokenizer, callbacks=[mlog.callback], **extra)
+        trainer = trainer_cls(
+            model=policy,
+            ref_model=ref_model,
+            args=args,
+            train_dataset=shared_dataset(args, kto_rows, out_dir),
+            processing_class=tokenizer,
+            callbacks=[mlog.callback],
+            **extra,
+        )
     elif backend in ("dpo", "pobench"):
         trainer_cls = _cached_dpo_trainer(trainer_cls, ref_logps_cache if needs_ref else None)
         if "step" in pairs[0]:  # Step-DPO's one-step completions: the response goes on after them, no <eos>
             trainer_cls = _open_completion_trainer(trainer_cls)
         if backend == "pobench":
-            trainer_cls = _pobench_trainer(trainer_cls, loss_cfg.function, function_args(loss_cfg), needs_ref,
-                                           guide=guide_model)
+            trainer_cls = _pobench_trainer(
+                trainer_cls, loss_cfg.function, function_args(loss_cfg), needs_ref, guide=guide_model
+            )
             if fused_reference(loss_cfg):
                 trainer_cls = _fused_reference_trainer(trainer_cls, source_models)
             if per_pair:
                 trainer_cls = _pair_score_trainer(trainer_cls)
-        trainer = trainer_cls(model=policy, ref_model=ref_model, args=args, train_dataset=shared_dataset(args, rows, out_dir),
-                              processing_class=tokenizer, callbacks=[mlog.callback], **extra)
+        trainer = trainer_cls(
+            model=policy,
+            ref_model=ref_model,
+            args=args,
+            train_dataset=shared_dataset(args, rows, out_dir),
+            processing_class=tokenizer,
+            callbacks=[mlog.callback],
+            **extra,
+        )
     elif backend == "listwise":
-        trainer_cls = _listwise_trainer(trainer_cls, loss_cfg.function, dict(loss_cfg.args), needs_ref,
-                                        None if moving_reference(backend, loss_cfg.function, dict(loss_cfg.args))
-                                        else ref_logps_cache)
-        trainer = trainer_cls(model=policy, ref_model=ref_model, args=args, train_dataset=shared_dataset(args, rows, out_dir),
-                              data_collator=ListCollator(tokenizer.pad_token_id if tokenizer.pad_token_id is not None
-                                                         else tokenizer.eos_token_id, args.max_length),
-                              processing_class=tokenizer, callbacks=[mlog.callback], **extra)
+        trainer_cls = _listwise_trainer(
+            trainer_cls,
+            loss_cfg.function,
+            dict(loss_cfg.args),
+            needs_ref,
+            None if moving_reference(backend, loss_cfg.function, dict(loss_cfg.args)) else ref_logps_cache,
+        )
+        trainer = trainer_cls(
+            model=policy,
+            ref_model=ref_model,
+            args=args,
+            train_dataset=shared_dataset(args, rows, out_dir),
+            data_collator=ListCollator(
+                tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
+                args.max_length,
+            ),
+            processing_class=tokenizer,
+            callbacks=[mlog.callback],
+            **extra,
+        )
     elif backend in ("cpo", "orpo"):
-        trainer = trainer_cls(model=policy, args=args, train_dataset=shared_dataset(args, rows, out_dir),
-                              processing_class=tokenizer, callbacks=[mlog.callback], **extra)
+        trainer = trainer_cls(
+            model=policy,
+            args=args,
+            train_dataset=shared_dataset(args, rows, out_dir),
+            processing_class=tokenizer,
+            callbacks=[mlog.callback],
+            **extra,
+        )
     elif backend == "kto":
-        trainer = trainer_cls(model=policy, ref_model=ref_model, args=args, train_dataset=shared_dataset(args, kto_rows, out_dir),
-                              processing_class=tokenizer, callbacks=[mlog.callback], **extra)
+        trainer = trainer_cls(
+            model=policy,
+            ref_model=ref_model,
+            args=args,
+            train_dataset=shared_dataset(args, kto_rows, out_dir),
+            processing_class=tokenizer,
+            callbacks=[mlog.callback],
+            **extra,
+        )
         kto_matched = kl_matched_rows(trainer.train_dataset, int(train_cfg.batch_size))
         if kto_matched:
-            log.warning("KTO: %d of %d KL rows pair a completion with its own prompt (too few distinct prompts "
-                        "for fully mismatched KL pairs)", kto_matched, len(trainer.train_dataset))
+            log.warning(
+                "KTO: %d of %d KL rows pair a completion with its own prompt (too few distinct prompts "
+                "for fully mismatched KL pairs)",
+                kto_matched,
+                len(trainer.train_dataset),
+            )
     else:
         raise ValueError(f"backend {backend!r} has no preference stage")
     trainer.train(resume_from_checkpoint=last_checkpoint(out_dir))
@@ -574,10 +706,16 @@ def train_preference(
         policy = trainer.model
     if save_dir is not None:
         save_distributed(trainer, tokenizer, save_dir)
-    return {"model": policy, "train_loss_final": mlog.final_loss(), "history": mlog.history,
-            "steps": trainer.state.global_step, **batch_facts(trainer), "precision": precision_of(train_cfg),
-            **({"kto_kl_matched_rows": kto_matched} if backend == "kto" else {}),
-            "resumed": bool(mlog.history and mlog.history[0].get("step", 0) > train_cfg.logging_steps)}
+    return {
+        "model": policy,
+        "train_loss_final": mlog.final_loss(),
+        "history": mlog.history,
+        "steps": trainer.state.global_step,
+        **batch_facts(trainer),
+        "precision": precision_of(train_cfg),
+        **({"kto_kl_matched_rows": kto_matched} if backend == "kto" else {}),
+        "resumed": bool(mlog.history and mlog.history[0].get("step", 0) > train_cfg.logging_steps),
+    }
 
 
 PAIR_SCORE = "pair_score"  # the per-pair score's column in the training rows and key in each batch
@@ -692,11 +830,16 @@ def _cached_dpo_trainer(base_cls, cache):
                 if cached is not None and len(cached["ref_chosen_logps"]) == len(dataset):
                     log.info("reference log-probs: loaded from the artifact store")
                     return dataset.add_column("ref_chosen_logps", cached["ref_chosen_logps"]).add_column(
-                        "ref_rejected_logps", cached["ref_rejected_logps"])
+                        "ref_rejected_logps", cached["ref_rejected_logps"]
+                    )
             out = super()._precompute_ref_logps(dataset, name, batch_size)
             if name == "train" and self.is_world_process_zero():  # one writer under a process group
-                save({"ref_chosen_logps": [float(x) for x in out["ref_chosen_logps"]],
-                      "ref_rejected_logps": [float(x) for x in out["ref_rejected_logps"]]})
+                save(
+                    {
+                        "ref_chosen_logps": [float(x) for x in out["ref_chosen_logps"]],
+                        "ref_rejected_logps": [float(x) for x in out["ref_rejected_logps"]],
+                    }
+                )
             return out
 
     return CachedRefDPOTrainer
@@ -714,8 +857,10 @@ def _open_completion_trainer(base_cls):
             eos = self._tokenizer.eos_token_id
 
             def strip(ex):
-                return {k: ex[k][:-1] if len(ex[k]) > 1 and ex[k][-1] == eos else ex[k]
-                        for k in ("chosen_ids", "rejected_ids")}
+                return {
+                    k: ex[k][:-1] if len(ex[k]) > 1 and ex[k][-1] == eos else ex[k]
+                    for k in ("chosen_ids", "rejected_ids")
+                }
 
             return ds.map(strip)
 
@@ -766,6 +911,7 @@ def _pobench_trainer(base_cls, function: str, hparams: dict, needs_ref: bool, gu
 
     class PoBenchLossTrainer(base_cls):
         if not needs_ref:
+
             def _precompute_ref_logps(self, dataset, name, batch_size):
                 return dataset  # reference-free: no reference log-probs at all
 
@@ -791,7 +937,8 @@ def _pobench_trainer(base_cls, function: str, hparams: dict, needs_ref: bool, gu
             m = self._metrics[mode]
             if "delta" in spec.state:  # BCO: the running mean of the rewards, updated before the loss
                 rewards = self.accelerator.gather(
-                    self.beta * torch.cat([stats.chosen_logratio, stats.rejected_logratio]).detach())
+                    self.beta * torch.cat([stats.chosen_logratio, stats.rejected_logratio]).detach()
+                )
                 if mode == "train":
                     self._pob_delta = running_mean_update(*getattr(self, "_pob_delta", (0.0, 0)), rewards)
                 state["delta"] = getattr(self, "_pob_delta", (0.0, 0))[0]
@@ -862,6 +1009,7 @@ def _token_trainer(base_cls, spec, hparams: dict, guide, token_stats_cls):
 # listwise losses (po_bench.training.listwise): k responses per prompt
 # ---------------------------------------------------------------------------------------------
 
+
 @dataclasses.dataclass
 class ListCollator:
     """Rated lists -> one padded batch of B*K sequences (row b's K responses at b*K .. b*K+K-1; K the
@@ -888,10 +1036,12 @@ class ListCollator:
                 comp.append(cm)
                 real.append(ok)
         T = max(len(x) for x in seqs)
-        out = {"input_ids": torch.full((B * K, T), self.pad_token_id, dtype=torch.long),
-               "attention_mask": torch.zeros((B * K, T), dtype=torch.long),
-               "completion_mask": torch.zeros((B * K, T), dtype=torch.long),
-               "list_mask": torch.tensor(real, dtype=torch.bool).view(B, K)}
+        out = {
+            "input_ids": torch.full((B * K, T), self.pad_token_id, dtype=torch.long),
+            "attention_mask": torch.zeros((B * K, T), dtype=torch.long),
+            "completion_mask": torch.zeros((B * K, T), dtype=torch.long),
+            "list_mask": torch.tensor(real, dtype=torch.bool).view(B, K),
+        }
         for i, (ids, cm) in enumerate(zip(seqs, comp)):
             out["input_ids"][i, : len(ids)] = torch.tensor(ids, dtype=torch.long)
             out["attention_mask"][i, : len(ids)] = 1
@@ -912,10 +1062,8 @@ class ListCollator:
                 n_p = len(e["prompt_ids"])
                 for j, st in enumerate(e["step_ids"]):
                     st = list(st)[: max(T - n_p, 0)]
-                    out["step_ids"][b * K + j, n_p: n_p + len(st)] = torch.tensor(st, dtype=torch.long)
+                    out["step_ids"][b * K + j, n_p : n_p + len(st)] = torch.tensor(st, dtype=torch.long)
         return out
-
-
 
 
 def _listwise_trainer(base_cls, function: str, hparams: dict, needs_ref: bool, cache=None):
@@ -950,8 +1098,10 @@ def _listwise_trainer(base_cls, function: str, hparams: dict, needs_ref: bool, c
             def tokenize(ex):
                 conv = isinstance(ex["prompt"], list)
                 prompt_ids = tok(ex["prompt"], add_generation_prompt=True) if conv else tok(ex["prompt"])
-                full = [tok(ex["prompt"] + y) if conv else tok(ex["prompt"] + (y if y.endswith(eos) else y + eos))
-                        for y in ex["responses"]]
+                full = [
+                    tok(ex["prompt"] + y) if conv else tok(ex["prompt"] + (y if y.endswith(eos) else y + eos))
+                    for y in ex["responses"]
+                ]
                 n = min(common_prefix_length(prompt_ids, f) for f in full)  # where the completions start
                 out = {"prompt_ids": prompt_ids[:n], "response_ids": [f[n:] for f in full]}
                 if spec.steps:  # each completion token's step (1..m; 0 after the last step, e.g. <eos>)
@@ -975,8 +1125,14 @@ def _listwise_trainer(base_cls, function: str, hparams: dict, needs_ref: bool, c
 
         def _set_signature_columns_if_needed(self):
             if self._signature_columns is None:
-                self._signature_columns = ["prompt_ids", "response_ids", "scores", "ref_logps", *spec.extras,
-                                           *(["step_ids"] if spec.steps else [])]
+                self._signature_columns = [
+                    "prompt_ids",
+                    "response_ids",
+                    "scores",
+                    "ref_logps",
+                    *spec.extras,
+                    *(["step_ids"] if spec.steps else []),
+                ]
 
         def _reference(self, model):
             """The reference model and the context it runs in (LoRA: the policy with its adapters off)."""
@@ -1030,8 +1186,11 @@ def _listwise_trainer(base_cls, function: str, hparams: dict, needs_ref: bool, c
             m = (oh * lr).sum(1) / cnt.clamp(min=1)
             e = torch.einsum("nts,nth->nsh", oh, hid) / cnt.clamp(min=1).unsqueeze(-1)
             B, K = lm.shape
-            extra = {"step_logratio": m.view(B, K, S), "step_hidden": e.view(B, K, S, -1),
-                     "step_mask": (cnt > 0).view(B, K, S)}
+            extra = {
+                "step_logratio": m.view(B, K, S),
+                "step_hidden": e.view(B, K, S, -1),
+                "step_mask": (cnt > 0).view(B, K, S),
+            }
             return ((tok * cm).sum(1).view(B, K), cm.sum(1).view(B, K), (ref_tok * cm).sum(1).view(B, K), extra)
 
         def _compute_loss(self, model, inputs, return_outputs):
@@ -1052,8 +1211,9 @@ def _listwise_trainer(base_cls, function: str, hparams: dict, needs_ref: bool, c
                     with torch.no_grad(), ctx:
                         ref = _sequence_logps(rm, inputs)[0].view(lm.shape)
             scores = inputs["scores"].to(logps.dtype)
-            stats = ListStats(logps, ref, lens, scores, lm,
-                              {**{n: inputs[n].to(logps.dtype) for n in spec.extras}, **step_extra})
+            stats = ListStats(
+                logps, ref, lens, scores, lm, {**{n: inputs[n].to(logps.dtype) for n in spec.extras}, **step_extra}
+            )
             state = {}
             if spec.init_state is not None:  # a loss with running state: held here, pure in listwise.py
                 if getattr(self, "_pob_state", None) is None:
@@ -1089,6 +1249,7 @@ def _listwise_trainer(base_cls, function: str, hparams: dict, needs_ref: bool, c
 # ---------------------------------------------------------------------------------------------
 # po-bench's unpaired losses (BCO) and fused references (InfiFPO)
 # ---------------------------------------------------------------------------------------------
+
 
 def unpaired_loss(loss_cfg) -> bool:
     """Whether the loss is one of po-bench's unpaired losses (losses.UNPAIRED_LOSSES: BCO), run by a
@@ -1150,8 +1311,9 @@ def _unpaired_trainer(base_cls, function: str, hparams: dict):
                 tot = self.accelerator.gather(torch.stack([r.sum(), r.new_tensor(float(r.numel()))]).unsqueeze(0))
                 tot = tot.reshape(-1, 2).sum(0)
                 if mode == "train":
-                    self._pob_delta = running_mean_update(*getattr(self, "_pob_delta", (0.0, 0)),
-                                                          (tot[0] / tot[1].clamp(min=1)).reshape(1))
+                    self._pob_delta = running_mean_update(
+                        *getattr(self, "_pob_delta", (0.0, 0)), (tot[0] / tot[1].clamp(min=1)).reshape(1)
+                    )
                 state["delta"] = getattr(self, "_pob_delta", (0.0, 0))[0]
                 m["bco/delta"].append(state["delta"])
             out = spec.fn(stats, beta=self.beta, **hparams, **state)
@@ -1180,8 +1342,9 @@ def source_sequence_logps(trainer, model, dataset, batch_size: int) -> tuple[tor
     device = trainer.accelerator.device
     model = model.to(device).eval()
     cols = [c for c in ("prompt_ids", "chosen_ids", "rejected_ids") if c in dataset.column_names]
-    loader = DataLoader(dataset.select_columns(cols), batch_size=batch_size, collate_fn=trainer.data_collator,
-                        shuffle=False)
+    loader = DataLoader(
+        dataset.select_columns(cols), batch_size=batch_size, collate_fn=trainer.data_collator, shuffle=False
+    )
     sums, lens = [], []
     with torch.no_grad():
         for batch in loader:
@@ -1212,11 +1375,17 @@ def _fused_reference_trainer(base_cls, sources: list):
             fw, fl = fuse_reference(ref_w / n[0], ref_l / n[1], src[:, 0] / n[0], src[:, 1] / n[1])
             for m in sources:
                 m.to("cpu")
-            log.info("InfiFPO: fused reference of %d source models on %d pairs (a source above the pivot on "
-                     "%.0f%% of the chosen, below it on %.0f%% of the rejected completions)", len(sources), len(dataset),
-                     100 * float((fw > ref_w / n[0]).double().mean()), 100 * float((fl < ref_l / n[1]).double().mean()))
+            log.info(
+                "InfiFPO: fused reference of %d source models on %d pairs (a source above the pivot on "
+                "%.0f%% of the chosen, below it on %.0f%% of the rejected completions)",
+                len(sources),
+                len(dataset),
+                100 * float((fw > ref_w / n[0]).double().mean()),
+                100 * float((fl < ref_l / n[1]).double().mean()),
+            )
             out = out.remove_columns(["ref_chosen_logps", "ref_rejected_logps"])
-            return (out.add_column("ref_chosen_logps", (fw * n[0]).tolist())
-                    .add_column("ref_rejected_logps", (fl * n[1]).tolist()))
+            return out.add_column("ref_chosen_logps", (fw * n[0]).tolist()).add_column(
+                "ref_rejected_logps", (fl * n[1]).tolist()
+            )
 
     return FusedReferenceTrainer
