@@ -139,3 +139,42 @@ def _imports_trl(path: Path) -> bool:
 
 def test_one_module_owns_trl():
     assert [m for m, p in MODULES.items() if _imports_trl(p)] == ["po_bench.training.trl_adapter"]
+
+
+# The floors, lowest first: a module may import its own floor and the floors below it, never above.
+# The CLIs (entry points) stand on top of everything and are listed by name.
+LOWER = ("po_bench.common", "po_bench.store", "po_bench.data", "po_bench.generation")
+HIGHER = ("po_bench.training", "po_bench.judges", "po_bench.results")
+ENTRY_POINTS = {"po_bench.data.cli"}
+
+
+def _in(mod: str, floors: tuple[str, ...]) -> bool:
+    return any(mod == f or mod.startswith(f + ".") for f in floors)
+
+
+def layering_violations(graph: dict[str, set[str]]) -> list[str]:
+    bad = [
+        f"{m} imports {d}"
+        for m, deps in graph.items()
+        if _in(m, LOWER) and m not in ENTRY_POINTS
+        for d in sorted(deps)
+        if _in(d, HIGHER)
+    ]
+    # the losses are pure functions over per-sequence statistics: nothing from po-bench
+    for m in ("po_bench.training.losses",):
+        bad += [f"{m} imports {d}" for d in sorted(graph[m])]
+    return bad
+
+
+def test_lower_floors_import_nothing_from_higher_ones():
+    assert layering_violations(GRAPH) == []
+
+
+def test_the_layering_check_sees_a_violation():
+    graph = {m: set(d) for m, d in GRAPH.items()}
+    graph["po_bench.data.world"].add("po_bench.results.stats")
+    graph["po_bench.training.losses"].add("po_bench.common")
+    assert layering_violations(graph) == [
+        "po_bench.data.world imports po_bench.results.stats",
+        "po_bench.training.losses imports po_bench.common",
+    ]

@@ -31,7 +31,6 @@ import torch
 from po_bench.app import CONF_DIR
 from po_bench.data import world
 from po_bench.generation.logprobs import completion_logps, tokenize_completion
-from po_bench.judges.gold import gold_metrics
 from po_bench.judges.implicit import implicit_reward_accuracy, kl_and_length
 from po_bench.training import models, trl_adapter
 
@@ -203,7 +202,7 @@ def test_gold_metrics_win_rate_with_ties():
     rs = [2.0 + 0.08, -0.6 + 0.08 - 0.5 - 0.25, 2.0 + 0.04, 2.0 + 0.08]
     for p, y, want in zip(prompts + prompts, policy + sft, rp + rs):
         assert world.gold_reward(p, y) == pytest.approx(want, abs=1e-12), (p, y)
-    m = gold_metrics(prompts, policy, sft)
+    m = world.gold_metrics(prompts, policy, sft)
     assert m["win_rate_vs_sft"] == (0.5 + 1 + 0 + 0.5) / 4  # tie, win, loss, tie (different texts)
     assert m["gold_reward"] == pytest.approx(sum(rp) / 4, abs=1e-12)
     assert m["gold_reward_sft"] == pytest.approx(sum(rs) / 4, abs=1e-12)

@@ -309,9 +309,7 @@ class WorldSource:
         return world.gold_pairs(prompts_, samples, self.weights)
 
     def gold(self, prompts_: list, policy_samples: list[str], sft_samples: list[str]) -> dict:
-        from po_bench.judges.gold import gold_metrics
-
-        out = gold_metrics(prompts_, policy_samples, sft_samples, self.weights)
+        out = world.gold_metrics(prompts_, policy_samples, sft_samples, self.weights)
         # the strong model's style cue in the answers (More is Less: a shortcut learned from multi-model pairs)
         out["style_word_rate"] = float(np.mean([world.starts_with_style(y) for y in policy_samples]))
         out["style_word_rate_sft"] = float(np.mean([world.starts_with_style(y) for y in sft_samples]))
