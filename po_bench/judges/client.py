@@ -559,10 +559,6 @@ class JudgeClient:
         return out
 
 
-def make_client(cfg: Any, cache_root: str | os.PathLike | None = None) -> JudgeClient:
-    return JudgeClient(cfg, cache_root=cache_root)
-
-
 def resolve_data_file(path: str | os.PathLike | None, source: str | None, what: str) -> Path:
     """A local copy of a judge's data file: ``path`` when given (a local file wins), else
     ``source``: ``hf://datasets/<owner>/<repo>/<file in repo>`` (Hugging Face Hub, cached by

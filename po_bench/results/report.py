@@ -99,9 +99,11 @@ def _bar(r: dict, m: str, lo_all: float, hi_all: float, w: int = 160, h: int = 1
     x = lambda v: 4 + (w - 8) * (v - lo_all) / (hi_all - lo_all)  # noqa: E731
     parts = [f'<svg class="errbar" width="{w}" height="{h}" role="img" aria-label="interval">']
     if analysis.finite(lo) and analysis.finite(hi):
-        parts.append(f'<line x1="{x(lo):.1f}" x2="{x(hi):.1f}" y1="8" y2="8" stroke="#4a6fa5" stroke-width="2"/>'
-                     f'<line x1="{x(lo):.1f}" x2="{x(lo):.1f}" y1="4" y2="12" stroke="#4a6fa5"/>'
-                     f'<line x1="{x(hi):.1f}" x2="{x(hi):.1f}" y1="4" y2="12" stroke="#4a6fa5"/>')
+        parts.append(
+            f'<line x1="{x(lo):.1f}" x2="{x(hi):.1f}" y1="8" y2="8" stroke="#4a6fa5" stroke-width="2"/>'
+            f'<line x1="{x(lo):.1f}" x2="{x(lo):.1f}" y1="4" y2="12" stroke="#4a6fa5"/>'
+            f'<line x1="{x(hi):.1f}" x2="{x(hi):.1f}" y1="4" y2="12" stroke="#4a6fa5"/>'
+        )
     parts.append(f'<circle cx="{x(mean):.1f}" cy="8" r="3.5" fill="#1d3f72"/></svg>')
     return "".join(parts)
 
@@ -113,20 +115,30 @@ def leaderboard(t: table.Tabulated) -> str:
         metrics = [m for m in t.ours if m in metrics] + [m for m in metrics if m not in t.ours]
     H = an.metric
     cols = ["method"] + t.shown + ["seeds"] + metrics
-    extra = [c for c, k in (("rank", "rank"), ("Δ SFT", "delta_sft"), (f"Δ {an.baseline}", "delta_base"),
-                            ("Δ rate 0", "delta_rate0")) if any(k in r for r in t.rows)]
-    head = "".join(f"<th>{_e(c)}</th>" for c in cols[:len(cols) - len(metrics)])
+    extra = [
+        c
+        for c, k in (
+            ("rank", "rank"),
+            ("Δ SFT", "delta_sft"),
+            (f"Δ {an.baseline}", "delta_base"),
+            ("Δ rate 0", "delta_rate0"),
+        )
+        if any(k in r for r in t.rows)
+    ]
+    head = "".join(f"<th>{_e(c)}</th>" for c in cols[: len(cols) - len(metrics)])
     head += "".join(f'<th data-metric="{_e(m)}">{_e(m)}</th>' for m in metrics)
     if H:
         head += f"<th>{_e(H)} (95% interval)</th>"
     head += "".join(f"<th>{_e(c)}</th>" for c in extra + t.ref_cols)
     scale = {}
     if H:
-        vals = [v for r in t.rows for v in (r.get(f"{H}_lo"), r.get(f"{H}_hi"), r.get(f"{H}_mean")) if analysis.finite(v)]
+        vals = [
+            v for r in t.rows for v in (r.get(f"{H}_lo"), r.get(f"{H}_hi"), r.get(f"{H}_mean")) if analysis.finite(v)
+        ]
         scale = (min(vals), max(vals)) if vals else (0.0, 0.0)
     body = []
     for r in t.rows:
-        cells = [f'<td>{_e(r.get("_label", r["method"]))}</td>']
+        cells = [f"<td>{_e(r.get('_label', r['method']))}</td>"]
         cells += [f'<td data-sort="{_e(r.get(k))}">{_e(table.fmt_hp(r.get(k)))}</td>' for k in t.shown]
         cells.append(f'<td class="num">{r["n_seeds"]}</td>')
         for m in metrics:
@@ -136,17 +148,22 @@ def leaderboard(t: table.Tabulated) -> str:
             cells.append(f'<td class="bar" data-sort="{_num(r.get(f"{H}_mean"))}">{_bar(r, H, *scale)}</td>')
         for c in extra:
             if c == "rank":
-                cells.append(f'<td class="num" data-sort="{_num(r.get("rank"))}">'
-                             + (f"{r['rank']:g} [{r['rank_lo']}–{r['rank_hi']}]" if "rank" in r else "") + "</td>")
+                cells.append(
+                    f'<td class="num" data-sort="{_num(r.get("rank"))}">'
+                    + (f"{r['rank']:g} [{r['rank_lo']}–{r['rank_hi']}]" if "rank" in r else "")
+                    + "</td>"
+                )
                 continue
             k = {"Δ SFT": "delta_sft", "Δ rate 0": "delta_rate0"}.get(c, "delta_base")
             d = r.get(k)
             txt = "ref" if k == "delta_base" and r.get("delta_base_ref") else (d.fmt() if d else "")
             cells.append(f'<td class="num" data-sort="{_num(d.mean if d else None)}">{_e(txt)}</td>')
-        cells += [f'<td class="num" data-sort="{_num(r.get(c))}">{_e("" if not analysis.finite(r.get(c)) else f"{r[c]:g}")}</td>'
-                  for c in t.ref_cols]
+        cells += [
+            f'<td class="num" data-sort="{_num(r.get(c))}">{_e("" if not analysis.finite(r.get(c)) else f"{r[c]:g}")}</td>'
+            for c in t.ref_cols
+        ]
         body.append("<tr>" + "".join(cells) + "</tr>")
-    return (f'<table id="leaderboard"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>')
+    return f'<table id="leaderboard"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
 
 
 def matrix_html(an) -> str:
@@ -171,11 +188,16 @@ def matrix_html(an) -> str:
                 d = o.negated()
             if d is not None and len({p["setting"] for p in an.pairs}) == 1:
                 title = f"{d.mean:+.3f} [{d.lo:+.3f}, {d.hi:+.3f}], p={d.p:.3g}, Holm p={d.p_holm:.3g}"
-            cells.append(f'<td class="{cls}" title="{_e(title)}">{w}/{t_}/{l}'
-                         + (f"<br><small>{d.mean:+.3f}</small>" if title else "") + "</td>")
+            cells.append(
+                f'<td class="{cls}" title="{_e(title)}">{w}/{t_}/{l}'
+                + (f"<br><small>{d.mean:+.3f}</small>" if title else "")
+                + "</td>"
+            )
         rows.append("<tr>" + "".join(cells) + "</tr>")
-    return (f'<table id="matrix"><thead><tr><th>{_e(an.metric)}: row vs column (wins/ties/losses)</th>{head}'
-            f'</tr></thead><tbody>{"".join(rows)}</tbody></table>')
+    return (
+        f'<table id="matrix"><thead><tr><th>{_e(an.metric)}: row vs column (wins/ties/losses)</th>{head}'
+        f"</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    )
 
 
 def _samples(runs: list[dict]) -> dict[str, list[dict]]:
@@ -204,9 +226,11 @@ def runs_html(runs: list[dict]) -> str:
         status = r.get("status", "?")
         err = f'<div class="failed">{_e(r.get("error") or "")}</div>' if status != "done" else ""
         cfg = json.dumps(r.get("config") or {}, indent=1, sort_keys=True, default=str)
-        items.append(f'<details class="run" data-status="{_e(status)}"><summary>{_e(_run_label(r))}: '
-                     f'<b class="{"" if status == "done" else "failed"}">{_e(status)}</b></summary>{err}'
-                     f"<pre>{_e(cfg)}</pre></details>")
+        items.append(
+            f'<details class="run" data-status="{_e(status)}"><summary>{_e(_run_label(r))}: '
+            f'<b class="{"" if status == "done" else "failed"}">{_e(status)}</b></summary>{err}'
+            f"<pre>{_e(cfg)}</pre></details>"
+        )
     return "".join(items)
 
 
@@ -215,17 +239,26 @@ def render(t: table.Tabulated, figs: dict[str, Path], foot: str = "") -> str:
     title = t.title or f"po-bench report: {', '.join(str(d) for d in t.dirs)}"
     notes = analysis.summary_notes(an, t.rows) + t.notes
     samples = _samples([r for r in t.runs])
-    options = "".join(f'<option value="{_e(k)}">{_e(_run_label(r))}</option>'
-                      for k, r in ((Path(r.get("_path", "?")).name, r) for r in t.runs))
-    failed = "".join(f'<li class="failed"><code>{_e(Path(r.get("_path", "?")).name)}</code>: '
-                     f'{_e(r.get("error") or "no error message")}</li>' for r in t.failed)
+    options = "".join(
+        f'<option value="{_e(k)}">{_e(_run_label(r))}</option>'
+        for k, r in ((Path(r.get("_path", "?")).name, r) for r in t.runs)
+    )
+    failed = "".join(
+        f'<li class="failed"><code>{_e(Path(r.get("_path", "?")).name)}</code>: '
+        f"{_e(r.get('error') or 'no error message')}</li>"
+        for r in t.failed
+    )
     paper = ""
     if t.ref_cols:
-        paper = (f'<h2 id="paper">Ours vs the paper</h2>{_img(figs.get("vs_paper"), "ours vs the paper", "fig-vs-paper")}'
-                 + "".join(f'<p class="note">{_md_inline(n)}</p>' for n in t.notes if "paper" in n.lower()))
+        paper = (
+            f'<h2 id="paper">Ours vs the paper</h2>{_img(figs.get("vs_paper"), "ours vs the paper", "fig-vs-paper")}'
+            + "".join(f'<p class="note">{_md_inline(n)}</p>' for n in t.notes if "paper" in n.lower())
+        )
     data = json.dumps(samples, default=str).replace("</", "<\\/")
-    csp = ("default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'; "
-           "connect-src 'none'; font-src 'none'; form-action 'none'; base-uri 'none'")
+    csp = (
+        "default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'; "
+        "connect-src 'none'; font-src 'none'; form-action 'none'; base-uri 'none'"
+    )
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="{csp}">
@@ -234,11 +267,11 @@ def render(t: table.Tabulated, figs: dict[str, Path], foot: str = "") -> str:
 <body>
 <h1>{_e(title)}</h1>
 <p>{len(t.runs)} runs ({len(t.failed)} failed) from {_e(", ".join(str(d) for d in t.dirs))}.</p>
-<nav><a href="#board">Leaderboard</a><a href="#significance">Significance</a>{'<a href="#paper">Paper</a>' if t.ref_cols else ''}<a href="#plots">Plots</a><a href="#samples">Samples</a><a href="#runs">Runs</a></nav>
+<nav><a href="#board">Leaderboard</a><a href="#significance">Significance</a>{'<a href="#paper">Paper</a>' if t.ref_cols else ""}<a href="#plots">Plots</a><a href="#samples">Samples</a><a href="#runs">Runs</a></nav>
 <h2 id="board">Leaderboard</h2>
 <p>Click a column header to sort.</p>
 {leaderboard(t)}
-{''.join(f'<p class="note">{_md_inline(n)}</p>' for n in notes)}
+{"".join(f'<p class="note">{_md_inline(n)}</p>' for n in notes)}
 <h2 id="significance">Significance matrix</h2>
 {matrix_html(an)}
 <p>{_img(figs.get("matrix_png"), "significance matrix", "fig-matrix")}</p>
@@ -259,10 +292,20 @@ def render(t: table.Tabulated, figs: dict[str, Path], foot: str = "") -> str:
 """
 
 
-def write_report(sweep_dirs: list[str | Path], out_dir: str | Path, name: str = "report", title: str = "",
-                 baseline: str = "DPO", best_by: str | None = None, plot_x: str = "kl_to_ref",
-                 plot_y: str = "gold_reward", color_by: str | None = None,
-                 wall_seconds: float | None = None, claims: str = "method", effect: float = 0.05) -> dict[str, Path]:
+def write_report(
+    sweep_dirs: list[str | Path],
+    out_dir: str | Path,
+    name: str = "report",
+    title: str = "",
+    baseline: str = "DPO",
+    best_by: str | None = None,
+    plot_x: str = "kl_to_ref",
+    plot_y: str = "gold_reward",
+    color_by: str | None = None,
+    wall_seconds: float | None = None,
+    claims: str = "method",
+    effect: float = 0.05,
+) -> dict[str, Path]:
     """Write ``<out_dir>/<name>.html``; returns its path and the figures' (kept in a temp folder)."""
     t = table.tabulate(list(sweep_dirs), title, best_by, baseline, claims, effect)
     out = Path(out_dir)
@@ -284,18 +327,21 @@ def write_report(sweep_dirs: list[str | Path], out_dir: str | Path, name: str = 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="po-bench-report", description=__doc__.split("\n\n")[0])
-    ap.add_argument("sweep_dir", nargs="+", help="multirun folder(s), searched recursively for run.json; several are merged")
+    ap.add_argument(
+        "sweep_dir", nargs="+", help="multirun folder(s), searched recursively for run.json; several are merged"
+    )
     ap.add_argument("--out", required=True, help="output folder")
     ap.add_argument("--name", default="report", help="file stem: OUT/NAME.html (default: report)")
     ap.add_argument("--title", default="")
     ap.add_argument("--baseline", default="DPO", help="the method every row is tested against (default DPO)")
     ap.add_argument("--best-by", default=None, help="per method keep the grid point with the best mean of this metric")
-    ap.add_argument("--plot", action="store_true", help="accepted for po-bench-table compatibility (plots are always in)")
     ap.add_argument("--plot-x", default="kl_to_ref")
     ap.add_argument("--plot-y", default="gold_reward")
     ap.add_argument("--color-by", default=None)
     ap.add_argument("--wall-seconds", type=float, default=None)
-    ap.add_argument("--wandb", action="store_true", help="also log the tables, figures and page to the sweep's wandb group")
+    ap.add_argument(
+        "--wandb", action="store_true", help="also log the tables, figures and page to the sweep's wandb group"
+    )
     table.add_claim_options(ap)
     a = ap.parse_args(argv)
     for d in a.sweep_dir:
@@ -303,8 +349,20 @@ def main(argv: list[str] | None = None) -> int:
             print(f"po-bench-report: {d}: no such folder", file=sys.stderr)
             return 2
     try:
-        paths = write_report(a.sweep_dir, a.out, a.name, a.title, a.baseline, a.best_by, a.plot_x, a.plot_y,
-                             a.color_by, a.wall_seconds, a.claims, a.effect)
+        paths = write_report(
+            a.sweep_dir,
+            a.out,
+            a.name,
+            a.title,
+            a.baseline,
+            a.best_by,
+            a.plot_x,
+            a.plot_y,
+            a.color_by,
+            a.wall_seconds,
+            a.claims,
+            a.effect,
+        )
     except FileNotFoundError as e:
         print(f"po-bench-report: {e}", file=sys.stderr)
         return 2

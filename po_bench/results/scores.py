@@ -26,16 +26,22 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 SCORES_FILE = "scores.jsonl"
 
 # world rows: run metric -> the row field that holds its per-prompt value
 WORLD_FIELDS = {"gold_reward": "gold_policy", "gold_reward_sft": "gold_sft", "win_rate_vs_sft": "win"}
 # judge rows without "metric": the run metric they belong to
-JUDGE_METRIC = {"alpaca_eval": "alpaca_eval_win_rate", "mt_bench": "mt_bench_score",
-                "arena_hard": "arena_hard_score", "reward_model": "rm_score", "rm": "rm_score"}
+JUDGE_METRIC = {
+    "alpaca_eval": "alpaca_eval_win_rate",
+    "mt_bench": "mt_bench_score",
+    "arena_hard": "arena_hard_score",
+    "reward_model": "rm_score",
+    "rm": "rm_score",
+}
 
 
 def write_scores(run_dir: str | Path, rows: Iterable[dict[str, Any]]) -> Path:
@@ -58,8 +64,15 @@ def world_rows(prompts: list[str], gold_policy: list[float], gold_sft: list[floa
     out = []
     for i, (p, a, b) in enumerate(zip(prompts, gold_policy, gold_sft)):
         a, b = float(a), float(b)
-        out.append({"prompt_index": i, "prompt": p, "gold_policy": a, "gold_sft": b,
-                    "win": 1.0 if a > b else (0.5 if a == b else 0.0)})
+        out.append(
+            {
+                "prompt_index": i,
+                "prompt": p,
+                "gold_policy": a,
+                "gold_sft": b,
+                "win": 1.0 if a > b else (0.5 if a == b else 0.0),
+            }
+        )
     return out
 
 
@@ -86,8 +99,9 @@ def _samples_as_rows(run_dir: Path, n_eval: int | None) -> list[dict] | None:
         return None
     if len(rows) != n_eval or not all("gold_policy" in r and "gold_sft" in r for r in rows):
         return None
-    return world_rows([r.get("prompt", "") for r in rows], [r["gold_policy"] for r in rows],
-                      [r["gold_sft"] for r in rows])
+    return world_rows(
+        [r.get("prompt", "") for r in rows], [r["gold_policy"] for r in rows], [r["gold_sft"] for r in rows]
+    )
 
 
 def _values(rows: list[dict], metric: str) -> dict[Any, float]:

@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 from scipy import stats as sst
@@ -62,8 +62,7 @@ def _item_means(x: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndar
     return w @ x.T / n
 
 
-def joint_bootstrap(units: Sequence[np.ndarray], n_boot: int = 2000, seed=0,
-                    resample_seeds: bool = True) -> np.ndarray:
+def joint_bootstrap(units: Sequence[np.ndarray], n_boot: int = 2000, seed=0, resample_seeds: bool = True) -> np.ndarray:
     """Hierarchical bootstrap of several aligned series at once.  ``units``: one (m, n_s) array per
     seed (m series -- methods -- scored on the same n_s items of that seed).  Returns (n_boot, m):
     per replicate, the mean over drawn seeds of each series' mean over the drawn items.  With one
@@ -123,8 +122,7 @@ class Estimate:
         return not (math.isnan(self.lo) or math.isnan(self.hi))
 
 
-def interval(units: Units, level: float = 0.95, n_boot: int = 2000, seed=0,
-             resample_seeds: bool = True) -> Estimate:
+def interval(units: Units, level: float = 0.95, n_boot: int = 2000, seed=0, resample_seeds: bool = True) -> Estimate:
     """The cell's mean and its bootstrap interval (nan bounds when there is nothing to resample:
     one seed with one value)."""
     us = _units(units)
@@ -143,7 +141,7 @@ def interval(units: Units, level: float = 0.95, n_boot: int = 2000, seed=0,
 
 
 def test_unit(units: Units) -> str:
-    """"seed" with at least :data:`MIN_SEEDS_FOR_SEED_TEST` seeds or without item scores, else
+    """ "seed" with at least :data:`MIN_SEEDS_FOR_SEED_TEST` seeds or without item scores, else
     "item" (see :func:`permutation_test`)."""
     us = _units(units)
     return "seed" if len(us) >= MIN_SEEDS_FOR_SEED_TEST or all(u.size == 1 for u in us) else "item"
@@ -160,8 +158,7 @@ def paired_differences(a: dict, b: dict) -> list[np.ndarray]:
     return out
 
 
-def paired_bootstrap(diffs: Units, level: float = 0.95, n_boot: int = 2000, seed=0,
-                     unit: str = "auto") -> Estimate:
+def paired_bootstrap(diffs: Units, level: float = 0.95, n_boot: int = 2000, seed=0, unit: str = "auto") -> Estimate:
     """Interval of the mean paired difference, on the same unit as :func:`permutation_test` (so an
     interval that excludes 0 and a significant test agree): "seed" resamples seeds then items
     (hierarchical), "item" resamples the items within each seed, the seeds held fixed."""
@@ -181,8 +178,7 @@ def bootstrap_p(diffs: Units, n_boot: int = 4000, seed=0) -> float:
     return float((1 + np.sum(np.abs(reps) >= abs(m) - 1e-12)) / (n_boot + 1))
 
 
-def permutation_test(diffs: Units, n_perm: int = 4000, seed=0,
-                     unit: str = "auto") -> tuple[float, str]:
+def permutation_test(diffs: Units, n_perm: int = 4000, seed=0, unit: str = "auto") -> tuple[float, str]:
     """Paired sign-flip permutation test of a zero mean difference.  Returns (two-sided p, unit):
     ``unit`` "seed" flips the sign of each seed's whole difference (needs several seeds), "item"
     flips each item's difference within its seed; "auto": seeds when there are at least
@@ -205,7 +201,7 @@ def permutation_test(diffs: Units, n_perm: int = 4000, seed=0,
     if abs(obs) < 1e-15 and np.allclose(x, 0):
         return 1.0, unit
     rng = _rng(seed)
-    if 2 ** n <= n_perm:
+    if 2**n <= n_perm:
         signs = np.array(list(itertools.product((1.0, -1.0), repeat=n)))
         stat = (signs * x * weights).sum(axis=1)
         return float(np.mean(np.abs(stat) >= abs(obs) - 1e-12)), unit
@@ -228,8 +224,9 @@ def holm(pvals: Sequence[float]) -> list[float]:
     return out.tolist()
 
 
-def rank_intervals(reps: np.ndarray, higher_is_better: bool = True,
-                   level: float = 0.95) -> list[tuple[float, int, int]]:
+def rank_intervals(
+    reps: np.ndarray, higher_is_better: bool = True, level: float = 0.95
+) -> list[tuple[float, int, int]]:
     """From joint bootstrap replicates (n_boot, m): per series (its rank at the mean replicate,
     the lower and upper rank of its interval); rank 1 is the best, ties share the best rank."""
     sign = -1.0 if higher_is_better else 1.0
@@ -241,8 +238,9 @@ def rank_intervals(reps: np.ndarray, higher_is_better: bool = True,
     return [(float(b), int(l), int(h)) for b, l, h in zip(base, lo, hi)]
 
 
-def spearman_interval(reps: np.ndarray, reference: Sequence[float], ours: Sequence[float],
-                      level: float = 0.95) -> tuple[float, float, float]:
+def spearman_interval(
+    reps: np.ndarray, reference: Sequence[float], ours: Sequence[float], level: float = 0.95
+) -> tuple[float, float, float]:
     """Spearman's rho between our means and a paper's numbers, with the percentile interval of rho
     over the joint bootstrap replicates of our means (the paper's numbers held fixed)."""
     ref = np.asarray(reference, dtype=float)
@@ -265,6 +263,7 @@ def spearman_interval(reps: np.ndarray, reference: Sequence[float], ours: Sequen
 class Variance:
     """Variance components of a paired difference: between seeds (training randomness, beyond what
     the items explain) and within a seed across items."""
+
     between: float  # nan with one seed
     within: float  # nan without item scores
     n_seeds: int
@@ -291,8 +290,9 @@ def variance_components(diffs: Units) -> Variance:
     return Variance(between, within, S, n_items)
 
 
-def min_detectable_difference(var: Variance, seeds: int | None = None, items: int | None = None,
-                              alpha: float = 0.05, power: float = 0.8) -> float:
+def min_detectable_difference(
+    var: Variance, seeds: int | None = None, items: int | None = None, alpha: float = 0.05, power: float = 0.8
+) -> float:
     """The smallest true mean difference a two-sided level-alpha test detects with the given power
     (normal approximation: (z_{1-alpha/2} + z_power) x the standard error of the mean difference)."""
     s = seeds or var.n_seeds
@@ -303,8 +303,14 @@ def min_detectable_difference(var: Variance, seeds: int | None = None, items: in
     return float(z * math.sqrt(var.var_of_mean(s, max(n, 1))))
 
 
-def seeds_needed(var: Variance, delta: float, items: int | None = None, alpha: float = 0.05,
-                 power: float = 0.8, max_seeds: int = 10_000) -> int | None:
+def seeds_needed(
+    var: Variance,
+    delta: float,
+    items: int | None = None,
+    alpha: float = 0.05,
+    power: float = 0.8,
+    max_seeds: int = 10_000,
+) -> int | None:
     """The number of seeds (at ``items`` items each) for :func:`min_detectable_difference` to reach
     ``delta``; None when no number of seeds does (or the between-seed variance is unknown)."""
     if math.isnan(var.between) and var.n_items <= 1:
@@ -357,6 +363,7 @@ POOL_ALPHA = 0.001
 @dataclass
 class MethodFit:
     """The fitted block model of one table (one metric).  ``values``: ``{row id: {block: value}}``."""
+
     values: dict
     resid_var: float  # sigma2_e, pooled over the rows not flagged at pool_alpha (nan: not estimable)
     resid_df: float
@@ -375,6 +382,7 @@ class MethodFit:
 @dataclass
 class MethodEstimate:
     """A method-level mean or difference: estimate, interval, t test against 0."""
+
     mean: float
     lo: float
     hi: float
@@ -433,8 +441,8 @@ def _pooled(values: dict) -> tuple[float, float, float, float, float]:
     if df_e > 0 and df_w > 0 and n_blocks > 1:
         s2u = max(total - s2e, 0.0)
         # Satterthwaite: total = s2u + s2e, s2u known on (blocks - 1) df, s2e on df_e
-        denom = s2u ** 2 / (n_blocks - 1) + s2e ** 2 / df_e
-        df_t = min(df_w, total ** 2 / denom) if denom > 0 else df_w
+        denom = s2u**2 / (n_blocks - 1) + s2e**2 / df_e
+        df_t = min(df_w, total**2 / denom) if denom > 0 else df_w
     else:
         s2u, df_t = float("nan"), df_w
     return s2e, float(df_e), total, float(df_t), s2u
@@ -454,8 +462,9 @@ def fit_methods(values: dict, flag_alpha: float = FLAG_ALPHA, pool_alpha: float 
     others' block effects, or on its own seed spread when the others share none of its seeds); a row
     whose p is below ``flag_alpha`` is flagged and keeps its own variance, and one below ``pool_alpha``
     also leaves the pool (the pool is refit without it)."""
-    vals = {r: {b: float(y) for b, y in v.items() if y is not None and math.isfinite(float(y))}
-            for r, v in values.items()}
+    vals = {
+        r: {b: float(y) for b, y in v.items() if y is not None and math.isfinite(float(y))} for r, v in values.items()
+    }
     vals = {r: v for r, v in vals.items() if v}
     flags, own = {}, {}
     if len(vals) >= 2:
@@ -468,7 +477,9 @@ def fit_methods(values: dict, flag_alpha: float = FLAG_ALPHA, pool_alpha: float 
             y_own = np.asarray(list(v.values()), dtype=float)
             own_tot = float(y_own.var(ddof=1))
             if d.size >= 2 and df_e > 0 and s2e > 0:
-                m_other = np.mean([sum(1 for k in others if b in others[k]) for b in v if any(b in w for w in others.values())])
+                m_other = np.mean(
+                    [sum(1 for k in others if b in others[k]) for b in v if any(b in w for w in others.values())]
+                )
                 ratio = float(d.var(ddof=1)) / (s2e * (1 + 1 / max(m_other, 1)))
                 df1, df2 = d.size - 1, df_e
             elif df_t > 0 and tot > 0:
@@ -486,8 +497,7 @@ def fit_methods(values: dict, flag_alpha: float = FLAG_ALPHA, pool_alpha: float 
     s2e, df_e, tot, df_t, s2u = _pooled(pool)
     if not (df_e > 0 and df_t > 0):
         s2e, df_e, tot, df_t, s2u = _pooled(vals)
-    return MethodFit(vals, s2e, df_e, tot, df_t, s2u, len({b for v in vals.values() for b in v}),
-                     flags, own, len(vals))
+    return MethodFit(vals, s2e, df_e, tot, df_t, s2u, len({b for v in vals.values() for b in v}), flags, own, len(vals))
 
 
 def _t_estimate(mean: float, var: float, df: float, n: int, level: float, basis: str) -> MethodEstimate:
@@ -503,7 +513,7 @@ def _t_estimate(mean: float, var: float, df: float, n: int, level: float, basis:
 
 
 def _satterthwaite(v1: float, df1: float, v2: float, df2: float) -> float:
-    den = (v1 ** 2 / df1 if df1 > 0 else math.inf) + (v2 ** 2 / df2 if df2 > 0 else math.inf)
+    den = (v1**2 / df1 if df1 > 0 else math.inf) + (v2**2 / df2 if df2 > 0 else math.inf)
     return (v1 + v2) ** 2 / den if den > 0 and math.isfinite(den) else float("nan")
 
 
@@ -582,8 +592,9 @@ def method_replicates(fit: MethodFit, rids: Sequence, n_boot: int = 2000, seed=0
     return out
 
 
-def method_mdd(fit: MethodFit, seeds: int | None = None, alpha: float = 0.05, power: float = 0.8,
-               n_rows: int | None = None) -> float:
+def method_mdd(
+    fit: MethodFit, seeds: int | None = None, alpha: float = 0.05, power: float = 0.8, n_rows: int | None = None
+) -> float:
     """The smallest true difference between two methods of the table that a two-sided level-alpha
     paired t test detects with the given power at ``seeds`` seeds each:
     (t_{1-alpha/2, df} + t_{power, df}) sqrt(2 sigma2_e / seeds), df = (M - 1)(seeds - 1)."""
@@ -596,8 +607,9 @@ def method_mdd(fit: MethodFit, seeds: int | None = None, alpha: float = 0.05, po
     return float(q * math.sqrt(2 * fit.resid_var / S))
 
 
-def method_seeds_needed(fit: MethodFit, delta: float, alpha: float = 0.05, power: float = 0.8,
-                        max_seeds: int = 1000) -> int | None:
+def method_seeds_needed(
+    fit: MethodFit, delta: float, alpha: float = 0.05, power: float = 0.8, max_seeds: int = 1000
+) -> int | None:
     """The fewest seeds per method at which :func:`method_mdd` reaches ``delta`` (None: unknown, or
     more than ``max_seeds``)."""
     if not math.isfinite(fit.resid_var) or not delta > 0:

@@ -16,8 +16,7 @@ the command line *selects* among that grid's values (``loss=dpo`` runs only the 
 from __future__ import annotations
 
 import itertools
-from typing import Callable, Iterable, Mapping, Sequence
-
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from hydra.errors import CompactHydraException
 
@@ -36,9 +35,14 @@ def _values(key: str, value: str, parse: Callable[[list[str]], list]) -> list[st
     return [ov.get_value_element_as_str()]
 
 
-def expand(params: Mapping[str, str] | None, grids: Sequence[Mapping[str, str]] | None,
-           arguments: Iterable[str], parse: Callable[[list[str]], list]) -> list[list[str]]:
+def expand(
+    params: Mapping[str, str] | None,
+    grids: Sequence[Mapping[str, str]] | None,
+    arguments: Iterable[str],
+    parse: Callable[[list[str]], list],
+) -> list[list[str]]:
     """Every job's override list.  ``parse`` is Hydra's ``OverridesParser.parse_overrides``."""
+
     def norm_key(k: str) -> str:
         return parse([f"{k}=0"])[0].get_key_element() if not k.startswith(("+", "~")) else k
 
@@ -49,15 +53,18 @@ def expand(params: Mapping[str, str] | None, grids: Sequence[Mapping[str, str]] 
     for raw in arguments:
         (ov,) = parse([raw])
         k = ov.get_key_element()
-        cli[k] = ([str(v) for v in ov.sweep_string_iterator()] if ov.is_sweep_override()
-                  and ov.is_discrete_sweep() else [ov.get_value_element_as_str()])
+        cli[k] = (
+            [str(v) for v in ov.sweep_string_iterator()]
+            if ov.is_sweep_override() and ov.is_discrete_sweep()
+            else [ov.get_value_element_as_str()]
+        )
         if ov.is_sweep_override() and not ov.is_discrete_sweep():
             raise SweepError(f"{raw}: only discrete sweeps are supported")
     jobs: list[list[str]] = []
     seen: set[tuple] = set()
     grid_list = [dict(g) for g in (grids or [])] or [{}]
     selecting: set[str] = set()
-    for gi, grid in enumerate(grid_list):
+    for grid in grid_list:
         axes: dict[str, list[str]] = dict(base)
         own = set()
         for k, v in grid.items():

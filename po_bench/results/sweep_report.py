@@ -98,8 +98,14 @@ def collect(sweep_dir: str | Path, since: float, launch: str | None = None) -> d
     no launch id, the jobs started at or after ``since`` (a Unix time)."""
     sweep_dir = Path(sweep_dir)
     t0 = since - SLACK_S
-    rep: dict[str, Any] = {"sweep_dir": str(sweep_dir), "done": [], "reused": [], "failed": [], "skipped": [],
-                           "config_errors": []}
+    rep: dict[str, Any] = {
+        "sweep_dir": str(sweep_dir),
+        "done": [],
+        "reused": [],
+        "failed": [],
+        "skipped": [],
+        "config_errors": [],
+    }
     marked: dict[Path, bool] = {}  # job folder -> skipped, for this launch's marked jobs
     if launch is not None:
         for p in sweep_dir.rglob(JOB_MARKER):
@@ -107,8 +113,11 @@ def collect(sweep_dir: str | Path, since: float, launch: str | None = None) -> d
             if m is not None and m.get("launch") == launch:
                 marked[p.parent] = bool(m.get("skipped"))
     # folders of this launch without a marker: jobs killed before they started (Hydra wrote .hydra/)
-    started = {p.parent.parent for p in sweep_dir.rglob(".hydra/config.yaml") if p.stat().st_mtime >= t0
-               and (launch is None or _marker(p.parent.parent) is None)}
+    started = {
+        p.parent.parent
+        for p in sweep_dir.rglob(".hydra/config.yaml")
+        if p.stat().st_mtime >= t0 and (launch is None or _marker(p.parent.parent) is None)
+    }
     job_dirs = sorted(set(marked) | started)
     if not job_dirs:  # hydra.output_subdir=null: no .hydra folders; every run.json written since the start
         job_dirs = sorted({p.parent for p in sweep_dir.rglob("run.json") if p.stat().st_mtime >= t0})
@@ -117,8 +126,9 @@ def collect(sweep_dir: str | Path, since: float, launch: str | None = None) -> d
         path = d / "run.json"
         name = str(d.relative_to(sweep_dir))
         if not path.is_file():
-            rep["failed"].append({"job": name, "error": "no run.json (the job was killed or crashed outside Python; "
-                                                         "see its log)"})
+            rep["failed"].append(
+                {"job": name, "error": "no run.json (the job was killed or crashed outside Python; see its log)"}
+            )
             continue
         rec = _load(path)
         if rec.get("status") == "done":
@@ -153,9 +163,11 @@ def collect(sweep_dir: str | Path, since: float, launch: str | None = None) -> d
 def format_report(rep: dict, wall_seconds: float) -> str:
     sweep = rep["sweep_dir"]
     n_done, n_failed, n_skipped, n_reused = (len(rep[k]) for k in ("done", "failed", "skipped", "reused"))
-    parts = [f"{n_done} done" + (f" ({n_reused} entirely reused from the artifact store)" if n_reused else ""),
-             f"{n_failed} failed" + (f" ({len(rep['config_errors'])} config errors)" if rep["config_errors"] else ""),
-             f"{n_skipped} skipped (already done by an earlier launch)"]
+    parts = [
+        f"{n_done} done" + (f" ({n_reused} entirely reused from the artifact store)" if n_reused else ""),
+        f"{n_failed} failed" + (f" ({len(rep['config_errors'])} config errors)" if rep["config_errors"] else ""),
+        f"{n_skipped} skipped (already done by an earlier launch)",
+    ]
     lines = [f"po-bench sweep: {rep['n_jobs']} jobs in {wall_seconds:.0f} s wall time: " + ", ".join(parts)]
     for f in rep["failed"][:20]:
         err = " ".join(str(f["error"]).split())
@@ -168,7 +180,9 @@ def format_report(rep: dict, wall_seconds: float) -> str:
     else:
         lines.append("  next:   no run finished: nothing to tabulate")
     if rep.get("wandb_offline"):
-        lines.append(f"  wandb:  {rep['wandb_offline']} offline runs; upload them all: wandb sync {sweep}/*/wandb/offline-run-*")
+        lines.append(
+            f"  wandb:  {rep['wandb_offline']} offline runs; upload them all: wandb sync {sweep}/*/wandb/offline-run-*"
+        )
     if n_failed:
         lines.append("  exit code 1: a job failed (po-bench-table still tabulates the others and lists the failures)")
     return "\n".join(lines)

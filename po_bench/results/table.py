@@ -23,11 +23,24 @@ from typing import Any
 from po_bench.store import atomic_write_text
 
 METRICS = (
-    "gold_reward", "gold_reward_sft", "win_rate_vs_sft", "kl_to_ref", "mean_length",
-    "implicit_reward_accuracy", "implicit_reward_accuracy_ood", "train_loss_final",
+    "gold_reward",
+    "gold_reward_sft",
+    "win_rate_vs_sft",
+    "kl_to_ref",
+    "mean_length",
+    "implicit_reward_accuracy",
+    "implicit_reward_accuracy_ood",
+    "train_loss_final",
 )
-IGNORED_KEYS = {"seed", "cache_dir", "threads", "generation.progress", "train.progress", "loss.citation",
-                "train.logging_steps"}
+IGNORED_KEYS = {
+    "seed",
+    "cache_dir",
+    "threads",
+    "generation.progress",
+    "train.progress",
+    "loss.citation",
+    "train.logging_steps",
+}
 
 
 def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
@@ -43,6 +56,7 @@ def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
 
 def load_runs(sweep_dir: str | Path) -> list[dict]:
     runs = []
+
     def natural(p: Path):  # multirun job folders "0_...", "1_...", "10_..." in job order
         return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(p))]
 
@@ -77,8 +91,13 @@ def metric_columns(runs: list[dict]) -> list[str]:
     extra = []
     for r in runs:
         for k, v in r.get("metrics", {}).items():
-            if k.startswith(JUDGE_PREFIXES) and isinstance(v, (int, float)) and not isinstance(v, bool) \
-                    and not k.split("_")[-1] in ("questions", "judgments", "scored", "failures") and k not in extra:
+            if (
+                k.startswith(JUDGE_PREFIXES)
+                and isinstance(v, (int, float))
+                and not isinstance(v, bool)
+                and k.split("_")[-1] not in ("questions", "judgments", "scored", "failures")
+                and k not in extra
+            ):
                 extra.append(k)
     return list(METRICS) + extra
 
@@ -130,15 +149,33 @@ def build_table(runs: list[dict]) -> tuple[list[str], list[dict], list[dict]]:
     varying = [k for k in keys if k not in IGNORED_KEYS and len({json.dumps(f.get(k), default=str) for f in flats}) > 1]
     # Columns that only restate the method are dropped (loss.name/backend vary with the method);
     # judge.* never splits rows: one policy scored by several judges (one run each) is one row.
-    hp_cols = [k for k in varying if not k.startswith(("loss.name", "loss.label", "loss.backend", "loss.args",
-                                                         "loss.reference_free", "loss.paired", "loss.formula",
-                                                         "loss.function", "loss.implicit_reward", "judge.",
-                                                         "preset.", "scale."))]
+    hp_cols = [
+        k
+        for k in varying
+        if not k.startswith(
+            (
+                "loss.name",
+                "loss.label",
+                "loss.backend",
+                "loss.args",
+                "loss.reference_free",
+                "loss.paired",
+                "loss.formula",
+                "loss.function",
+                "loss.implicit_reward",
+                "judge.",
+                "preset.",
+                "scale.",
+            )
+        )
+    ]
     hp_cols = _drop_restating(hp_cols, flats)
 
     def within(k: str) -> bool:  # does k vary among one method's runs?
-        return any(len({json.dumps(f.get(k), default=str) for f in flats if _method(f) == m}) > 1
-                   for m in {_method(f) for f in flats})
+        return any(
+            len({json.dumps(f.get(k), default=str) for f in flats if _method(f) == m}) > 1
+            for m in {_method(f) for f in flats}
+        )
 
     # a loss setting that is one value per method (each loss config's own beta, lr) restates the method
     hp_cols = [k for k in hp_cols if not k.startswith("loss.") or within(k)]
@@ -152,14 +189,14 @@ def build_table(runs: list[dict]) -> tuple[list[str], list[dict], list[dict]]:
     group_by = [k for k in ("model.name", "dataset.name") if k in hp_cols]
     hp_cols = group_by + [k for k in hp_cols if k not in group_by]
     shared = _shared_overrides(done)
-    groups: "OrderedDict[tuple, list[dict]]" = OrderedDict()
+    groups: OrderedDict[tuple, list[dict]] = OrderedDict()
     for r, f in zip(done, flats):
         key = (_method(f),) + tuple(json.dumps(f.get(k), default=str) for k in hp_cols)
         groups.setdefault(key, []).append(r)
     rows = []
     order = {m: i for i, m in enumerate(dict.fromkeys(_method(f) for f in flats))}
     ng = len(group_by)
-    for key, members in sorted(groups.items(), key=lambda kv: (kv[0][1:1 + ng], order[kv[0][0]], kv[0][1 + ng:])):
+    for key, members in sorted(groups.items(), key=lambda kv: (kv[0][1 : 1 + ng], order[kv[0][0]], kv[0][1 + ng :])):
         row: dict[str, Any] = {"method": key[0]}
         for k, v in zip(hp_cols, key[1:]):
             row[k] = json.loads(v)
@@ -198,9 +235,11 @@ def data_shape(run: dict) -> dict:
     d = (run.get("metrics") or {}).get("data") or {}
     n_prompts = ((run.get("config") or {}).get("dataset") or {}).get("n_pref")
     n_rows = d.get("n_pairs", d.get("n_rows"))
-    return {"data_k": d.get("k_mean", d.get("k_samples")),
-            "data_rows_per_prompt": n_rows / n_prompts if n_rows is not None and n_prompts else None,
-            "data_steps": d.get("steps_per_response")}
+    return {
+        "data_k": d.get("k_mean", d.get("k_samples")),
+        "data_rows_per_prompt": n_rows / n_prompts if n_rows is not None and n_prompts else None,
+        "data_steps": d.get("steps_per_response"),
+    }
 
 
 REFERENCE_DIR = Path(__file__).resolve().parents[2] / "results" / "reference"
@@ -225,8 +264,9 @@ def read_reference(csv_name: str) -> dict[tuple[str, str], dict[str, float]]:
     out = {}
     with open(path, newline="") as f:
         for rec in csv.DictReader(f):
-            out[(rec["method"], rec["model"])] = {k: float(v) for k, v in rec.items()
-                                                  if k not in ("method", "model") and v not in ("", None)}
+            out[(rec["method"], rec["model"])] = {
+                k: float(v) for k, v in rec.items() if k not in ("method", "model") and v not in ("", None)
+            }
     return out
 
 
@@ -242,9 +282,11 @@ def select_best(hp_cols: list[str], rows: list[dict], metric: str) -> tuple[list
     fixed = [k for k in hp_cols if k not in tuned]
     lacking = [r for r in rows if r.get(f"{metric}_mean") is None or math.isnan(r.get(f"{metric}_mean", float("nan")))]
     if lacking:  # never a silent first-grid-point pick
-        raise ValueError(f"select_best by {metric}: {len(lacking)} of {len(rows)} grid points have no {metric} "
-                         f"(e.g. {lacking[0]['method']}); pick another metric with --best-by")
-    best: "OrderedDict[tuple, dict]" = OrderedDict()
+        raise ValueError(
+            f"select_best by {metric}: {len(lacking)} of {len(rows)} grid points have no {metric} "
+            f"(e.g. {lacking[0]['method']}); pick another metric with --best-by"
+        )
+    best: OrderedDict[tuple, dict] = OrderedDict()
     members: dict[tuple, list[dict]] = {}
     for r in rows:
         key = (r["method"],) + tuple(json.dumps(r.get(k), default=str) for k in fixed)
@@ -278,10 +320,16 @@ def add_reference(rows: list[dict], runs: list[dict], preset: dict) -> list[str]
             ref_of_model[m.get("name")] = m["reference_id"]
     added: list[str] = []
     for row in rows:
-        model_ref = ref_of_model.get(row.get("model.name")) if "model.name" in row else (
-            next(iter(ref_of_model.values())) if len(set(ref_of_model.values())) == 1 else None)
-        cells = ([(f"paper {c}", model_ref, c) for c in cols] if model_ref else
-                 [(f"paper {mdl} {c}", mdl, c) for mdl in ref.get("models") or [] for c in cols])
+        model_ref = (
+            ref_of_model.get(row.get("model.name"))
+            if "model.name" in row
+            else (next(iter(ref_of_model.values())) if len(set(ref_of_model.values())) == 1 else None)
+        )
+        cells = (
+            [(f"paper {c}", model_ref, c) for c in cols]
+            if model_ref
+            else [(f"paper {mdl} {c}", mdl, c) for mdl in ref.get("models") or [] for c in cols]
+        )
         for name, mdl, c in cells:
             row[name] = table.get((row["method"], mdl), {}).get(c, float("nan"))
             if name not in added:
@@ -291,6 +339,7 @@ def add_reference(rows: list[dict], runs: list[dict], preset: dict) -> list[str]
 
 def spearman(xs: list[float], ys: list[float]) -> float:
     """Spearman's rank correlation (average ranks for ties)."""
+
     def ranks(v):
         order = sorted(range(len(v)), key=lambda i: v[i])
         r = [0.0] * len(v)
@@ -320,7 +369,9 @@ def rank_agreement(rows: list[dict], ours: str, ref_cols: list[str]) -> list[str
         return out  # several rows per method: no single ranking
     for c in ref_cols:
         pairs = [(r.get(f"{ours}_mean"), r.get(c)) for r in rows]
-        pairs = [(a, b) for a, b in pairs if a is not None and b is not None and not math.isnan(a) and not math.isnan(b)]
+        pairs = [
+            (a, b) for a, b in pairs if a is not None and b is not None and not math.isnan(a) and not math.isnan(b)
+        ]
         rho = spearman([a for a, _ in pairs], [b for _, b in pairs])
         if not math.isnan(rho):
             out.append(f"`{ours}` vs `{c}`: Spearman {rho:+.2f} over {len(pairs)} methods")
@@ -336,7 +387,7 @@ def spread(rows: list[dict], metrics: list[str]) -> list[str]:
     hyperparameter grid, noise rates): range and std of each metric's mean across them -- the
     Hitchhiker's measure of robustness to hyperparameters."""
     out = []
-    by_method: "OrderedDict[str, list[dict]]" = OrderedDict()
+    by_method: OrderedDict[str, list[dict]] = OrderedDict()
     for r in rows:
         where = ", ".join(f"{r[k]}" for k in SPREAD_BY if k in r)
         by_method.setdefault(r["method"] + (f" ({where})" if where else ""), []).append(r)
@@ -375,11 +426,13 @@ def footer(runs: list[dict], wall_seconds: float | None = None) -> str:
     wall = f"sweep wall time {wall_seconds:.0f} s (start to end of the make target or sweep); " if wall_seconds else ""
     built = sum(len((r.get("metrics", {}).get("artifacts") or {}).get("built") or []) for r in done)
     hits = sum(len((r.get("metrics", {}).get("artifacts") or {}).get("hits") or []) for r in done)
-    return (f"Hardware: {hw} ({host.get('platform', '?')}).  \nVersions: {ver}.  \n"
-            f"Time: {wall}runs' own time added up {total:.0f} s (each run's recorded total, from its "
-            f"run.json: runs in parallel overlap, and a run reused from an earlier launch keeps its first "
-            f"time).  \nRuns: {len(done)} done, {len(runs) - len(done)} failed; artifacts: {built} built, "
-            f"{hits} reused from the store (a run whose artifacts are all reused only re-reads them).")
+    return (
+        f"Hardware: {hw} ({host.get('platform', '?')}).  \nVersions: {ver}.  \n"
+        f"Time: {wall}runs' own time added up {total:.0f} s (each run's recorded total, from its "
+        f"run.json: runs in parallel overlap, and a run reused from an earlier launch keeps its first "
+        f"time).  \nRuns: {len(done)} done, {len(runs) - len(done)} failed; artifacts: {built} built, "
+        f"{hits} reused from the store (a run whose artifacts are all reused only re-reads them)."
+    )
 
 
 def _fmt(x: Any) -> str:
@@ -390,8 +443,11 @@ def _fmt(x: Any) -> str:
 
 def metrics_of(rows: list[dict]) -> list[str]:
     """The metric columns of built rows (every ``<metric>_mean`` key, in order)."""
-    return [k[: -len("_mean")] for k in (rows[0] if rows else {m + "_mean": 0 for m in METRICS})
-            if k.endswith("_mean") and k != "seconds_mean"]
+    return [
+        k[: -len("_mean")]
+        for k in (rows[0] if rows else {m + "_mean": 0 for m in METRICS})
+        if k.endswith("_mean") and k != "seconds_mean"
+    ]
 
 
 def fmt_hp(x: Any) -> str:
@@ -399,11 +455,19 @@ def fmt_hp(x: Any) -> str:
 
 
 def to_csv(hp_cols: list[str], rows: list[dict], ref_cols: list[str] | None = None, baseline: str = "DPO") -> str:
-    extra = (["grid_points"] if rows and "grid_points" in rows[0] else []) + \
-        (["judged", "partial"] if any("judged" in r for r in rows) else [])
+    extra = (["grid_points"] if rows and "grid_points" in rows[0] else []) + (
+        ["judged", "partial"] if any("judged" in r for r in rows) else []
+    )
     extra += [k for k in DATA_SHAPE if any(k in r for r in rows)]
-    cols = ["method"] + hp_cols + ["n_seeds"] + extra + [f"{m}_{s}" for m in metrics_of(rows) for s in ("mean", "std")] \
-        + list(ref_cols or []) + ["seconds_mean"]
+    cols = (
+        ["method"]
+        + hp_cols
+        + ["n_seeds"]
+        + extra
+        + [f"{m}_{s}" for m in metrics_of(rows) for s in ("mean", "std")]
+        + list(ref_cols or [])
+        + ["seconds_mean"]
+    )
     # the analysis (when it ran): interval bounds, ranks, deltas and tests, after the original columns
     if rows and any(f"{m}_lo" in rows[0] for m in metrics_of(rows)):
         cols += [f"{m}_{s}" for m in metrics_of(rows) for s in ("lo", "hi")]
@@ -413,13 +477,20 @@ def to_csv(hp_cols: list[str], rows: list[dict], ref_cols: list[str] | None = No
     b = re.sub(r"\W+", "_", baseline.lower())
     for key, name in (("delta_sft", "delta_sft"), ("delta_base", f"delta_{b}"), ("delta_rate0", "delta_rate0")):
         if any(key in r for r in rows):
-            cols += [name, f"{name}_lo", f"{name}_hi", f"{name}_per_seed"] + \
-                ([f"p_vs_{b}", f"p_holm_vs_{b}"] if key == "delta_base" else [])
+            cols += [name, f"{name}_lo", f"{name}_hi", f"{name}_per_seed"] + (
+                [f"p_vs_{b}", f"p_holm_vs_{b}"] if key == "delta_base" else []
+            )
             for fr in flat_rows:
                 d = fr.get(key)
                 if d is not None:
-                    fr.update({name: d.mean, f"{name}_lo": d.lo, f"{name}_hi": d.hi,
-                               f"{name}_per_seed": " ".join(f"{x:.6g}" for x in d.per_seed)})
+                    fr.update(
+                        {
+                            name: d.mean,
+                            f"{name}_lo": d.lo,
+                            f"{name}_hi": d.hi,
+                            f"{name}_per_seed": " ".join(f"{x:.6g}" for x in d.per_seed),
+                        }
+                    )
                     if key == "delta_base":
                         fr.update({f"p_vs_{b}": d.p, f"p_holm_vs_{b}": d.p_holm})
     buf = io.StringIO()
@@ -430,9 +501,17 @@ def to_csv(hp_cols: list[str], rows: list[dict], ref_cols: list[str] | None = No
     return buf.getvalue()
 
 
-def to_markdown(hp_cols: list[str], rows: list[dict], failed: list[dict], title: str = "",
-                ref_cols: list[str] | None = None, ours: list[str] | None = None, notes: list[str] | None = None,
-                foot: str = "", an=None) -> str:
+def to_markdown(
+    hp_cols: list[str],
+    rows: list[dict],
+    failed: list[dict],
+    title: str = "",
+    ref_cols: list[str] | None = None,
+    ours: list[str] | None = None,
+    notes: list[str] | None = None,
+    foot: str = "",
+    an=None,
+) -> str:
     """``an``: the :class:`po_bench.results.analysis.Analysis` of the rows (cells then show 95%
     intervals, the headline metric its significance mark, and the rank / delta columns)."""
     from po_bench.results import analysis
@@ -443,10 +522,19 @@ def to_markdown(hp_cols: list[str], rows: list[dict], failed: list[dict], title:
     loss_note = ""
     if "train_loss_final" in metrics and len({r.get("_loss_type") for r in rows}) > 1:
         metrics = [m for m in metrics if m != "train_loss_final"]  # losses on different scales: not one column
-        vals = [f"{r['method']} {_fmt(r['train_loss_final_mean'])}" for r in rows
-                if not math.isnan(r.get("train_loss_final_mean", float("nan")))]
-        loss_note = ("Final training loss per row (each loss on its own scale, so not a column to compare "
-                     "across methods): " + ", ".join(vals) + ".") if vals else ""
+        vals = [
+            f"{r['method']} {_fmt(r['train_loss_final_mean'])}"
+            for r in rows
+            if not math.isnan(r.get("train_loss_final_mean", float("nan")))
+        ]
+        loss_note = (
+            (
+                "Final training loss per row (each loss on its own scale, so not a column to compare "
+                "across methods): " + ", ".join(vals) + "."
+            )
+            if vals
+            else ""
+        )
     shared = rows[0].get("_shared") if rows else None
     ref_cols = list(ref_cols or [])
     grid = rows and "grid_points" in rows[0]
@@ -458,8 +546,17 @@ def to_markdown(hp_cols: list[str], rows: list[dict], failed: list[dict], title:
         extra += ["Δ rate 0"] if any("delta_rate0" in r for r in rows) else []
     judged = any("judged" in r for r in rows)
     shape = [k for k in DATA_SHAPE if any(k in r for r in rows)]
-    head = ["method"] + hp_cols + ["seeds"] + (["grid points"] if grid else []) + (["judged"] if judged else []) \
-        + [DATA_SHAPE[k] for k in shape] + metrics + extra + ref_cols
+    head = (
+        ["method"]
+        + hp_cols
+        + ["seeds"]
+        + (["grid points"] if grid else [])
+        + (["judged"] if judged else [])
+        + [DATA_SHAPE[k] for k in shape]
+        + metrics
+        + extra
+        + ref_cols
+    )
     lines = []
     if title:
         lines += [f"## {title}", ""]
@@ -485,24 +582,35 @@ def to_markdown(hp_cols: list[str], rows: list[dict], failed: list[dict], title:
                 cells.append(f"{r['rank']:g} [{r['rank_lo']}–{r['rank_hi']}]" if "rank" in r else "")
             else:
                 key = {"Δ SFT": "delta_sft", "Δ rate 0": "delta_rate0"}.get(c, "delta_base")
-                cells.append("ref" if key == "delta_base" and r.get("delta_base_ref") else
-                             (r[key].fmt() if key in r else ""))
+                cells.append(
+                    "ref" if key == "delta_base" and r.get("delta_base_ref") else (r[key].fmt() if key in r else "")
+                )
         cells += ["" if math.isnan(r.get(c, float("nan"))) else f"{r[c]:g}" for c in ref_cols]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
-    lines.append(("" if an is not None and an.metric else "Mean ± std over seeds. ") + "gold_reward: mean r* of policy samples on held-out prompts; "
-                 "win_rate_vs_sft: policy sample beats the SFT sample under r* (ties half); kl_to_ref: "
-                 "Monte-Carlo sequence KL to the SFT reference; mean_length in tokens (incl. EOS).")
+    lines.append(
+        ("" if an is not None and an.metric else "Mean ± std over seeds. ")
+        + "gold_reward: mean r* of policy samples on held-out prompts; "
+        "win_rate_vs_sft: policy sample beats the SFT sample under r* (ties half); kl_to_ref: "
+        "Monte-Carlo sequence KL to the SFT reference; mean_length in tokens (incl. EOS)."
+    )
     if shape:
         lines.append("")
-        lines.append("Data shape (from each run's metrics.data): k = responses sampled per prompt (mean list size for "
-                     "lists); rows/prompt = training rows (pairs, lists or step pairs) per sampled prompt; "
-                     "steps/response = the world's steps per sampled response (step data).")
+        lines.append(
+            "Data shape (from each run's metrics.data): k = responses sampled per prompt (mean list size for "
+            "lists); rows/prompt = training rows (pairs, lists or step pairs) per sampled prompt; "
+            "steps/response = the world's steps per sampled response (step data)."
+        )
     if any(r.get("partial") for r in rows):
-        notes = list(notes or []) + ["† partial: some judgments were still missing after retries (column `judged`: "
-                                     "made / asked); the metrics are over the judged part."]
-    for n in (analysis.summary_notes(an, rows) if an is not None else []) + list(notes or []) + \
-            ([loss_note] if loss_note else []):
+        notes = list(notes or []) + [
+            "† partial: some judgments were still missing after retries (column `judged`: "
+            "made / asked); the metrics are over the judged part."
+        ]
+    for n in (
+        (analysis.summary_notes(an, rows) if an is not None else [])
+        + list(notes or [])
+        + ([loss_note] if loss_note else [])
+    ):
         lines += ["", n]
     if foot:
         lines += ["", foot]
@@ -529,12 +637,23 @@ def sft_lines(ax, by_seed: dict[str, list[float]]) -> None:
     SFT model: a mean over seeds matches none of them)."""
     styles = ("--", ":", "-.", (0, (5, 1)), (0, (3, 1, 1, 1)))
     for i, (seed, vals) in enumerate(sorted(by_seed.items())):
-        ax.axhline(sum(vals) / len(vals), color="grey", lw=1, ls=styles[i % len(styles)],
-                   label=f"SFT, seed {json.loads(seed)}" if len(by_seed) <= 5 else ("SFT, per seed" if i == 0 else None))
+        ax.axhline(
+            sum(vals) / len(vals),
+            color="grey",
+            lw=1,
+            ls=styles[i % len(styles)],
+            label=f"SFT, seed {json.loads(seed)}" if len(by_seed) <= 5 else ("SFT, per seed" if i == 0 else None),
+        )
 
 
-def plot(runs: list[dict], path: str | Path, x: str = "kl_to_ref", y: str = "gold_reward",
-         color_by: str | None = None, title: str = "") -> None:
+def plot(
+    runs: list[dict],
+    path: str | Path,
+    x: str = "kl_to_ref",
+    y: str = "gold_reward",
+    color_by: str | None = None,
+    title: str = "",
+) -> None:
     """One point per run; colour by method, or by a config value (``color_by``, e.g. loss.beta,
     on a log colour scale with a colour bar) -- the DPO paper's Figure 2 reads that way."""
     import matplotlib
@@ -593,6 +712,7 @@ def plot(runs: list[dict], path: str | Path, x: str = "kl_to_ref", y: str = "gol
 @dataclass
 class Tabulated:
     """Everything a table (and the HTML report) is made of."""
+
     dirs: list[Path]
     runs: list[dict]
     preset: dict
@@ -625,8 +745,14 @@ def merged_runs(sweep_dir: str | Path | list) -> tuple[list[Path], list[dict]]:
     return dirs, runs
 
 
-def tabulate(sweep_dir: str | Path | list, title: str = "", best_by: str | None = None,
-             baseline: str = "DPO", claims: str = "method", effect: float = 0.05) -> Tabulated:
+def tabulate(
+    sweep_dir: str | Path | list,
+    title: str = "",
+    best_by: str | None = None,
+    baseline: str = "DPO",
+    claims: str = "method",
+    effect: float = 0.05,
+) -> Tabulated:
     """Build the table and its comparative analysis (no files written)."""
     from po_bench.results import analysis
 
@@ -639,40 +765,81 @@ def tabulate(sweep_dir: str | Path | list, title: str = "", best_by: str | None 
     if metric:
         n_before = len(rows)
         shown, rows = select_best(hp_cols, rows, metric)
-        notes.append(f"Each method's best grid point by `{metric}` ({n_before} grid points in all; "
-                     f"'grid points' counts a method's candidates).  Selecting on the evaluation itself "
-                     f"is optimistic, as in the papers' own tuning; the intervals and tests do not "
-                     f"account for the selection.")
+        notes.append(
+            f"Each method's best grid point by `{metric}` ({n_before} grid points in all; "
+            f"'grid points' counts a method's candidates).  Selecting on the evaluation itself "
+            f"is optimistic, as in the papers' own tuning; the intervals and tests do not "
+            f"account for the selection."
+        )
     ref_cols = add_reference(rows, runs, preset)
     ours = list(preset.get("ours") or [])
-    an = analysis.analyse(rows, hp_cols, metrics_of(rows), ours, baseline, ref_cols,
-                          method_cols=tuple(preset.get("method_columns") or ()), claims=claims, effect=effect)
+    an = analysis.analyse(
+        rows,
+        hp_cols,
+        metrics_of(rows),
+        ours,
+        baseline,
+        ref_cols,
+        method_cols=tuple(preset.get("method_columns") or ()),
+        claims=claims,
+        effect=effect,
+    )
     spread_metrics = list(dict.fromkeys(([an.metric] if an.metric else []) + (ours or list(SPREAD_DEFAULT))))
     spread_lines = spread(rows, [m for m in spread_metrics if m in metrics_of(rows)])
     if spread_lines:
-        notes.append("Spread across each method's rows (min..max of the row means, and their std):\n\n"
-                     + "\n".join(spread_lines))
+        notes.append(
+            "Spread across each method's rows (min..max of the row means, and their std):\n\n" + "\n".join(spread_lines)
+        )
     if ref_cols:
         primary = ours[0] if ours else metrics_of(rows)[0]
         agreement = rank_agreement(rows, primary, ref_cols)
         with_ci = {line.split(": Spearman")[0]: line for line in an.notes if ": Spearman" in line}
         agreement = [with_ci.get(a.split(": Spearman")[0], a) for a in agreement]
         cite = (preset.get("reference") or {}).get("citation", "")
-        notes.append(f"Columns `paper ...` are the published numbers ({cite}; results/reference/"
-                     f"{preset['reference']['csv']})." + ("" if any(r.get("model.name") for r in rows) else
-                     "  The world is not the paper's benchmark: compare the methods' order, not the values."))
+        notes.append(
+            f"Columns `paper ...` are the published numbers ({cite}; results/reference/"
+            f"{preset['reference']['csv']})."
+            + (
+                ""
+                if any(r.get("model.name") for r in rows)
+                else "  The world is not the paper's benchmark: compare the methods' order, not the values."
+            )
+        )
         if agreement:
             notes.append("Rank agreement with the paper: " + "; ".join(agreement) + ".")
     title = title or (f"{preset.get('title')} (scale={preset.get('scale')})" if preset.get("title") else "")
-    return Tabulated(dirs, runs, preset, hp_cols + (["grid point"] if metric else []), shown, rows, failed,
-                     ref_cols, ours, notes, title, an, metric)
+    return Tabulated(
+        dirs,
+        runs,
+        preset,
+        hp_cols + (["grid point"] if metric else []),
+        shown,
+        rows,
+        failed,
+        ref_cols,
+        ours,
+        notes,
+        title,
+        an,
+        metric,
+    )
 
 
-def write_tables(sweep_dir: str | Path | list, out_dir: str | Path | None = None, name: str = "results",
-                 make_plot: bool = False, title: str = "", wall_seconds: float | None = None,
-                 best_by: str | None = None, plot_x: str = "kl_to_ref", plot_y: str = "gold_reward",
-                 color_by: str | None = None, baseline: str = "DPO", claims: str = "method",
-                 effect: float = 0.05) -> dict[str, Path]:
+def write_tables(
+    sweep_dir: str | Path | list,
+    out_dir: str | Path | None = None,
+    name: str = "results",
+    make_plot: bool = False,
+    title: str = "",
+    wall_seconds: float | None = None,
+    best_by: str | None = None,
+    plot_x: str = "kl_to_ref",
+    plot_y: str = "gold_reward",
+    color_by: str | None = None,
+    baseline: str = "DPO",
+    claims: str = "method",
+    effect: float = 0.05,
+) -> dict[str, Path]:
     """Tabulate one sweep folder, or several merged (a list: e.g. a sweep and its relaunch).
     A preset's runs (``experiment=...``) bring their title, the paper's reference columns and
     best-of-grid selection; ``best_by`` overrides the selection metric.  Beside NAME.csv / NAME.md:
@@ -682,7 +849,9 @@ def write_tables(sweep_dir: str | Path | list, out_dir: str | Path | None = None
     out = Path(out_dir) if out_dir else Path(t.dirs[0])
     paths = {"csv": out / f"{name}.csv", "md": out / f"{name}.md"}
     atomic_write_text(paths["csv"], to_csv(t.hp_cols, t.rows, t.ref_cols, baseline))
-    md = to_markdown(t.shown, t.rows, t.failed, t.title, t.ref_cols, t.ours, t.notes, footer(t.runs, wall_seconds), an=t.an)
+    md = to_markdown(
+        t.shown, t.rows, t.failed, t.title, t.ref_cols, t.ours, t.notes, footer(t.runs, wall_seconds), an=t.an
+    )
     atomic_write_text(paths["md"], md)
     if t.an.pairs:
         paths["pairs"] = out / f"{name}-pairs.csv"
@@ -694,8 +863,14 @@ def write_tables(sweep_dir: str | Path | list, out_dir: str | Path | None = None
     return paths
 
 
-def write_plots(t: Tabulated, out: Path, name: str, plot_x: str = "kl_to_ref", plot_y: str = "gold_reward",
-                color_by: str | None = None) -> dict[str, Path]:
+def write_plots(
+    t: Tabulated,
+    out: Path,
+    name: str,
+    plot_x: str = "kl_to_ref",
+    plot_y: str = "gold_reward",
+    color_by: str | None = None,
+) -> dict[str, Path]:
     paths = {"png": out / f"{name}.png"}
     rows, ours, ref_cols = t.rows, t.ours, t.ref_cols
     if ref_cols and len({r["method"] for r in rows}) == len(rows):
@@ -718,9 +893,31 @@ def pairs_csv(an) -> str:
     method level (80% power, the seeds run)."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["setting", "a", "b", "metric", "claim", "diff", "diff_lo", "diff_hi", "diff_per_seed", "p",
-                "p_holm", "test_unit", "basis", "df", "outcome", "policy_diff_lo", "policy_diff_hi", "policy_p",
-                "policy_p_holm", "policy_test_unit", "min_detectable_diff"])
+    w.writerow(
+        [
+            "setting",
+            "a",
+            "b",
+            "metric",
+            "claim",
+            "diff",
+            "diff_lo",
+            "diff_hi",
+            "diff_per_seed",
+            "p",
+            "p_holm",
+            "test_unit",
+            "basis",
+            "df",
+            "outcome",
+            "policy_diff_lo",
+            "policy_diff_hi",
+            "policy_p",
+            "policy_p_holm",
+            "policy_test_unit",
+            "min_detectable_diff",
+        ]
+    )
 
     def g(x):
         return "" if x is None else f"{x:.6g}"
@@ -729,11 +926,31 @@ def pairs_csv(an) -> str:
         d = pr["delta"]
         sig = not math.isnan(d.p_holm) and d.p_holm < 0.05
         pol = d.policy if an.claims == "method" else None
-        w.writerow([pr["setting"], pr["a"], pr["b"], an.metric, an.claims, g(d.mean), g(d.lo), g(d.hi),
-                    " ".join(f"{x:.6g}" for x in d.per_seed), g(d.p), g(d.p_holm), d.unit, d.basis, g(d.df),
-                    ("a wins" if d.mean > 0 else "b wins") if sig else ("no claim" if math.isnan(d.p) else "tie"),
-                    g(pol.lo if pol else None), g(pol.hi if pol else None), g(pol.p if pol else None),
-                    g(pol.p_holm if pol else None), pol.unit if pol else "", g(pr.get("mdd"))])
+        w.writerow(
+            [
+                pr["setting"],
+                pr["a"],
+                pr["b"],
+                an.metric,
+                an.claims,
+                g(d.mean),
+                g(d.lo),
+                g(d.hi),
+                " ".join(f"{x:.6g}" for x in d.per_seed),
+                g(d.p),
+                g(d.p_holm),
+                d.unit,
+                d.basis,
+                g(d.df),
+                ("a wins" if d.mean > 0 else "b wins") if sig else ("no claim" if math.isnan(d.p) else "tie"),
+                g(pol.lo if pol else None),
+                g(pol.hi if pol else None),
+                g(pol.p if pol else None),
+                g(pol.p_holm if pol else None),
+                pol.unit if pol else "",
+                g(pr.get("mdd")),
+            ]
+        )
     return buf.getvalue()
 
 
@@ -744,8 +961,9 @@ def matrix_csv(an) -> str:
     w = csv.writer(buf, lineterminator="\n")
     w.writerow([f"{an.metric}: row vs column (wins/ties/losses)"] + labels)
     for a in labels:
-        w.writerow([a] + ["" if a == b or sum(an.matrix[a][b]) == 0 else "/".join(map(str, an.matrix[a][b]))
-                          for b in labels])
+        w.writerow(
+            [a] + ["" if a == b or sum(an.matrix[a][b]) == 0 else "/".join(map(str, an.matrix[a][b])) for b in labels]
+        )
     return buf.getvalue()
 
 
@@ -800,7 +1018,9 @@ def plot_vs_paper(rows: list[dict], ours: str, ref_cols: list[str], path: str | 
     fig, axes = plt.subplots(1, len(cols), figsize=(4.2 * len(cols), 4.0), dpi=110, squeeze=False)
     for ax, c in zip(axes[0], cols):
         pts = [(r.get(c), r.get(f"{ours}_mean"), r["method"]) for r in rows]
-        pts = [(x, y, m) for x, y, m in pts if x is not None and y is not None and not math.isnan(x) and not math.isnan(y)]
+        pts = [
+            (x, y, m) for x, y, m in pts if x is not None and y is not None and not math.isnan(x) and not math.isnan(y)
+        ]
         ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=30)
         for x, y, m in pts:
             ax.annotate(m, (x, y), fontsize=7, xytext=(3, 2), textcoords="offset points")
@@ -851,27 +1071,44 @@ def plot_curves(runs: list[dict], path: str | Path, x: str, y: str, title: str =
 
 def add_claim_options(ap: argparse.ArgumentParser) -> None:
     """The options that decide what a table's comparisons claim (po-bench-table and po-bench-report)."""
-    ap.add_argument("--claims", choices=("method", "policy"), default="method",
-                    help="method (default): seeds are the unit, does the method train better policies; policy: "
-                         "these checkpoints compared on these prompts (what AlpacaEval / Arena-Hard compare)")
-    ap.add_argument("--effect", type=float, default=0.05,
-                    help="the difference in the headline metric the power line sizes seeds for (default 0.05)")
+    ap.add_argument(
+        "--claims",
+        choices=("method", "policy"),
+        default="method",
+        help="method (default): seeds are the unit, does the method train better policies; policy: "
+        "these checkpoints compared on these prompts (what AlpacaEval / Arena-Hard compare)",
+    )
+    ap.add_argument(
+        "--effect",
+        type=float,
+        default=0.05,
+        help="the difference in the headline metric the power line sizes seeds for (default 0.05)",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="po-bench-table", description=__doc__.split("\n\n")[0])
-    ap.add_argument("sweep_dir", nargs="+", help="multirun folder(s), searched recursively for run.json; several are merged")
+    ap.add_argument(
+        "sweep_dir", nargs="+", help="multirun folder(s), searched recursively for run.json; several are merged"
+    )
     ap.add_argument("--out", default=None, help="output folder (default: the sweep folder)")
     ap.add_argument("--name", default="results", help="file stem (default: results)")
     ap.add_argument("--plot", action="store_true", help="also write NAME.png (gold reward vs KL)")
     ap.add_argument("--title", default="")
     ap.add_argument("--wall-seconds", type=float, default=None, help="the sweep's wall time, printed under the table")
-    ap.add_argument("--best-by", default=None, help="per method keep the grid point with the best mean of this metric "
-                                                   "(default: the preset's select_best)")
-    ap.add_argument("--plot-x", default="kl_to_ref", help="plot x: a metric (scatter) or a config key such as noise.rate (lines)")
+    ap.add_argument(
+        "--best-by",
+        default=None,
+        help="per method keep the grid point with the best mean of this metric (default: the preset's select_best)",
+    )
+    ap.add_argument(
+        "--plot-x", default="kl_to_ref", help="plot x: a metric (scatter) or a config key such as noise.rate (lines)"
+    )
     ap.add_argument("--plot-y", default="gold_reward")
     ap.add_argument("--color-by", default=None, help="colour the scatter by a config key (e.g. loss.beta)")
-    ap.add_argument("--wandb", action="store_true", help="also log the table as a wandb Table (offline without WANDB_API_KEY)")
+    ap.add_argument(
+        "--wandb", action="store_true", help="also log the table as a wandb Table (offline without WANDB_API_KEY)"
+    )
     ap.add_argument("--baseline", default="DPO", help="the method every row is tested against (default DPO)")
     add_claim_options(ap)
     a = ap.parse_args(argv)
@@ -880,8 +1117,21 @@ def main(argv: list[str] | None = None) -> int:
             print(f"po-bench-table: {d}: no such folder", file=sys.stderr)
             return 2
     try:
-        paths = write_tables(a.sweep_dir, a.out, a.name, a.plot, a.title, a.wall_seconds, a.best_by,
-                             a.plot_x, a.plot_y, a.color_by, a.baseline, a.claims, a.effect)
+        paths = write_tables(
+            a.sweep_dir,
+            a.out,
+            a.name,
+            a.plot,
+            a.title,
+            a.wall_seconds,
+            a.best_by,
+            a.plot_x,
+            a.plot_y,
+            a.color_by,
+            a.baseline,
+            a.claims,
+            a.effect,
+        )
     except FileNotFoundError as e:
         print(f"po-bench-table: {e}", file=sys.stderr)
         return 2

@@ -40,8 +40,10 @@ def scrub(obj: Any) -> Any:
     """Drop values of keys that look like secrets (names such as api_key_env are kept: they hold
     an environment variable's name, not a key)."""
     if isinstance(obj, dict):
-        return {k: ("<redacted>" if any(m in k.lower() for m in SECRET_MARKERS) and not k.endswith("_env")
-                    else scrub(v)) for k, v in obj.items()}
+        return {
+            k: ("<redacted>" if any(m in k.lower() for m in SECRET_MARKERS) and not k.endswith("_env") else scrub(v))
+            for k, v in obj.items()
+        }
     if isinstance(obj, list):
         return [scrub(v) for v in obj]
     return obj
@@ -89,10 +91,19 @@ def live_run_env(tcfg, out_dir: str | Path, group: str, name: str, init_here: bo
     run_id = uuid.uuid4().hex[:12]
     (out_dir / "wandb").mkdir(parents=True, exist_ok=True)
     (out_dir / "wandb" / RUN_ID_FILE).write_text(run_id + "\n")
-    env = {LIVE_FLAG: str(out_dir), "WANDB_DIR": str(out_dir), "WANDB_MODE": _mode(tcfg),
-           "WANDB_PROJECT": tcfg.project, "WANDB_RUN_GROUP": tcfg.group or group, "WANDB_NAME": name,
-           "WANDB_RUN_ID": run_id, "WANDB_RESUME": "allow", "WANDB_SILENT": "true",
-           "WANDB_LOG_MODEL": "false", "WANDB_WATCH": "false"}
+    env = {
+        LIVE_FLAG: str(out_dir),
+        "WANDB_DIR": str(out_dir),
+        "WANDB_MODE": _mode(tcfg),
+        "WANDB_PROJECT": tcfg.project,
+        "WANDB_RUN_GROUP": tcfg.group or group,
+        "WANDB_NAME": name,
+        "WANDB_RUN_ID": run_id,
+        "WANDB_RESUME": "allow",
+        "WANDB_SILENT": "true",
+        "WANDB_LOG_MODEL": "false",
+        "WANDB_WATCH": "false",
+    }
     if tcfg.entity:
         env["WANDB_ENTITY"] = tcfg.entity
     saved = {k: os.environ.get(k) for k in env}
@@ -104,8 +115,17 @@ def live_run_env(tcfg, out_dir: str | Path, group: str, name: str, init_here: bo
             try:
                 import wandb
 
-                wandb.init(project=tcfg.project, entity=tcfg.entity, group=tcfg.group or group, name=name,
-                           id=run_id, resume="allow", mode=_mode(tcfg), dir=str(out_dir), reinit="finish_previous")
+                wandb.init(
+                    project=tcfg.project,
+                    entity=tcfg.entity,
+                    group=tcfg.group or group,
+                    name=name,
+                    id=run_id,
+                    resume="allow",
+                    mode=_mode(tcfg),
+                    dir=str(out_dir),
+                    reinit="finish_previous",
+                )
             except Exception as e:  # noqa: BLE001  (tracking never fails a run: no live curves, said once)
                 log.warning("wandb: live training curves are off for this run (%s: %s)", type(e).__name__, e)
                 os.environ.pop(LIVE_FLAG, None)
@@ -125,8 +145,18 @@ def _live_run_id(out_dir: Path) -> str | None:
         return None
 
 
-def log_run(tcfg, out_dir: Path, group: str, name: str, config: dict, status: str, metrics: dict,
-            history: list[dict], samples_path: Path | None, error: str | None = None) -> str | None:
+def log_run(
+    tcfg,
+    out_dir: Path,
+    group: str,
+    name: str,
+    config: dict,
+    status: str,
+    metrics: dict,
+    history: list[dict],
+    samples_path: Path | None,
+    error: str | None = None,
+) -> str | None:
     """Log one finished (or failed) run; returns the wandb run directory, or None when off.  When
     :func:`live_run_env` gave the run an id, this appends to that run: the one still open in this
     process (its curves already streamed), else resumed by id."""
@@ -143,12 +173,21 @@ def log_run(tcfg, out_dir: Path, group: str, name: str, config: dict, status: st
         run.config.update(scrub(config), allow_val_change=True)
         run.tags = tuple(dict.fromkeys([*run.tags, *[t for t in tags if t]]))
     else:
-        run = wandb.init(project=tcfg.project, entity=tcfg.entity, group=tcfg.group or group, name=name,
-                         dir=str(out_dir), mode=_mode(tcfg), config=scrub(config), tags=[t for t in tags if t],
-                         reinit="finish_previous", **({"id": run_id, "resume": "allow"} if run_id else {}))
+        run = wandb.init(
+            project=tcfg.project,
+            entity=tcfg.entity,
+            group=tcfg.group or group,
+            name=name,
+            dir=str(out_dir),
+            mode=_mode(tcfg),
+            config=scrub(config),
+            tags=[t for t in tags if t],
+            reinit="finish_previous",
+            **({"id": run_id, "resume": "allow"} if run_id else {}),
+        )
     streamed = live is not None and run.summary.get("train/global_step") is not None
     try:
-        for h in ([] if streamed else history):  # streamed live: TRL logged every step already
+        for h in [] if streamed else history:  # streamed live: TRL logged every step already
             step = int(h.get("step", 0))
             run.log({f"train/{k}": v for k, v in h.items() if k != "step"}, step=step)
         flat = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and v is not None}
@@ -169,8 +208,9 @@ def log_run(tcfg, out_dir: Path, group: str, name: str, config: dict, status: st
         run.finish()
 
 
-def log_table(csv_path: Path, group: str, project: str = "po-bench", mode: str = "auto",
-              out_dir: Path | None = None) -> str:
+def log_table(
+    csv_path: Path, group: str, project: str = "po-bench", mode: str = "auto", out_dir: Path | None = None
+) -> str:
     """Log a results CSV as a wandb Table in the sweep's group."""
     import csv
 
@@ -179,8 +219,15 @@ def log_table(csv_path: Path, group: str, project: str = "po-bench", mode: str =
     os.environ.setdefault("WANDB_SILENT", "true")
     rows = list(csv.reader(csv_path.read_text().splitlines()))
     m = mode if mode != "auto" else ("online" if os.environ.get("WANDB_API_KEY") else "offline")
-    run = wandb.init(project=project, group=group, name="results", job_type="table", mode=m,
-                     dir=str(out_dir or csv_path.parent), reinit="finish_previous")
+    run = wandb.init(
+        project=project,
+        group=group,
+        name="results",
+        job_type="table",
+        mode=m,
+        dir=str(out_dir or csv_path.parent),
+        reinit="finish_previous",
+    )
     try:
         run.log({"results": wandb.Table(columns=rows[0], data=rows[1:])})
         return str(Path(run.dir).parent)
@@ -204,11 +251,11 @@ def _records(path: Path):
         if _BLOCK - pos % _BLOCK < 7:
             pos += _BLOCK - pos % _BLOCK
             continue
-        _crc, ln, typ = struct.unpack("<IHB", b[pos:pos + 7])
+        _crc, ln, typ = struct.unpack("<IHB", b[pos : pos + 7])
         pos += 7
         if typ == 0 and ln == 0:
             break
-        buf += b[pos:pos + ln]
+        buf += b[pos : pos + ln]
         pos += ln
         if typ in (1, 4):
             rec = pb.Record()
@@ -236,16 +283,20 @@ def read_offline_run(run_dir: str | Path) -> dict:
                 if item.key:
                     out["summary"][item.key] = json.loads(item.value_json)
         elif kind == "history":
-            out["history"].append({(i.key or "/".join(i.nested_key)): json.loads(i.value_json) for i in rec.history.item})
+            out["history"].append(
+                {(i.key or "/".join(i.nested_key)): json.loads(i.value_json) for i in rec.history.item}
+            )
     for t in run_dir.glob("files/media/table/*.table.json"):
         out["tables"][t.name.split("_")[0]] = json.loads(t.read_text())
-    out["config"] = {k: (v.get("value") if isinstance(v, dict) and "value" in v else v)
-                     for k, v in out["config"].items()}
+    out["config"] = {
+        k: (v.get("value") if isinstance(v, dict) and "value" in v else v) for k, v in out["config"].items()
+    }
     return out
 
 
-def log_report(paths: dict[str, Path], group: str, project: str = "po-bench", mode: str = "auto",
-               out_dir: Path | None = None) -> str:
+def log_report(
+    paths: dict[str, Path], group: str, project: str = "po-bench", mode: str = "auto", out_dir: Path | None = None
+) -> str:
     """Log a report's tables (CSV files: ``csv``, ``pairs``, ``matrix``) as wandb Tables, its figures
     (``fig_*`` PNGs) as images and the page (``html``) as wandb Html, in the sweep's group."""
     import csv
@@ -254,8 +305,15 @@ def log_report(paths: dict[str, Path], group: str, project: str = "po-bench", mo
 
     os.environ.setdefault("WANDB_SILENT", "true")
     m = mode if mode != "auto" else ("online" if os.environ.get("WANDB_API_KEY") else "offline")
-    run = wandb.init(project=project, group=group, name="report", job_type="report", mode=m,
-                     dir=str(out_dir or Path(paths["html"]).parent), reinit="finish_previous")
+    run = wandb.init(
+        project=project,
+        group=group,
+        name="report",
+        job_type="report",
+        mode=m,
+        dir=str(out_dir or Path(paths["html"]).parent),
+        reinit="finish_previous",
+    )
     try:
         logged: dict[str, Any] = {}
         for k in ("csv", "pairs", "matrix"):
