@@ -15,7 +15,7 @@ export TOKENIZERS_PARALLELISM := false
 OFFLINE := HF_HUB_OFFLINE=1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 
-.PHONY: install lint test test-fast demo clean help table-survey table-simpo table-noise table-hitchhiker figure-frontier table-beyond-pairs
+.PHONY: install lint test test-fast demo clean help table-survey table-simpo table-noise table-hitchhiker figure-frontier table-beyond-pairs table-zoo
 
 help:
 	@echo "make demo       the main job: a 5-method x 2-seed sweep on the embedded world -> results/demo.{md,csv,png}"
@@ -23,6 +23,7 @@ help:
 	@echo "make lint       ruff check + ruff format --check (pyproject [tool.ruff])"
 	@echo "make test-fast  the suite without the slow end-to-end tests"
 	@echo "make table-survey / table-simpo / table-noise / table-hitchhiker / figure-frontier   paper presets (SCALE=tiny here; SCALE=paper on GPUs)"
+	@echo "make table-zoo  35 losses at the world's shared recipe, 2 seeds"
 	@echo "make table-beyond-pairs   issue 17: ranked, listwise, adaptive, fine-grained, fused-reference and SFT-side methods vs DPO/SimPO (world)"
 	@echo "make install    create $(VENV) and install (done automatically by the targets above)"
 
@@ -105,6 +106,10 @@ table-hitchhiker: $(STAMP)
 # issue 17's methods beyond one pair per prompt next to DPO and SimPO (world only: tiny scale)
 table-beyond-pairs: $(STAMP)
 	$(call sweep_table,beyond-pairs,experiment=beyond_pairs scale=tiny)
+
+# every loss that trains on the default world pairs, at the shared recipe (world only: tiny scale)
+table-zoo: $(STAMP)
+	$(call sweep_table,zoo,experiment=loss_zoo scale=tiny)
 
 figure-frontier: $(STAMP)
 	$(call sweep_table,frontier$(SUFFIX),experiment=dpo_frontier scale=$(SCALE),--color-by loss.beta)
