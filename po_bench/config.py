@@ -828,9 +828,59 @@ def _validate_launch(cfg) -> None:
     )
 
 
+def _validate_generation(g) -> None:
+    """generation.*: the backend, sampling and the sizes of the vLLM engine (which vLLM itself refuses
+    only when the engine starts, after SFT and training)."""
+    _check(g.backend in ("hf", "vllm"), f"generation.backend={g.backend!r}: allowed hf, vllm")
+    _check(g.temperature >= 0, "generation.temperature must be >= 0")
+    _check(0 < g.top_p <= 1, "generation.top_p must be in (0, 1]")
+    _check(g.n == 1, "generation.n must be 1 (one sample per prompt per run; use seeds for more)")
+    _check(g.max_new_tokens >= 1, f"generation.max_new_tokens={g.max_new_tokens}: must be >= 1")
+    _check(g.batch_size >= 1, f"generation.batch_size={g.batch_size}: must be >= 1")
+    _check(
+        g.tensor_parallel_size >= 1,
+        f"generation.tensor_parallel_size={g.tensor_parallel_size}: must be >= 1 (GPUs per vLLM engine)",
+    )
+    _check(
+        g.gpu_memory_utilization is None or 0 < g.gpu_memory_utilization <= 1,
+        f"generation.gpu_memory_utilization={g.gpu_memory_utilization}: allowed (0, 1] (a fraction of the "
+        "device's memory), or null for vLLM's default",
+    )
+    _check(
+        g.kv_cache_memory_gib is None or g.kv_cache_memory_gib > 0,
+        f"generation.kv_cache_memory_gib={g.kv_cache_memory_gib}: must be > 0, or null (gpu_memory_utilization sizes it)",
+    )
+    for k, unset in (("max_model_len", "the model's"), ("max_num_seqs", "vLLM's default")):
+        v = getattr(g, k)
+        _check(v is None or v >= 1, f"generation.{k}={v}: must be >= 1, or null ({unset})")
+
+
+def _check_cache_dir(cache_dir) -> None:
+    """cache_dir (the artifact store) must be a folder this process can create and write: made here, with
+    a probe file written and removed, so that an unwritable location fails before any compute."""
+    import tempfile
+
+    d = Path(str(cache_dir)).expanduser()
+    fix = "set cache_dir (or PO_BENCH_CACHE) to a writable folder"
+    _check(not d.exists() or d.is_dir(), f"cache_dir={cache_dir}: exists and is not a folder; {fix}")
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(
+            f"cache_dir={cache_dir}: cannot create it ({e.filename or d}: {e.strerror or e}); {fix}"
+        ) from None
+    try:
+        with tempfile.NamedTemporaryFile(dir=d, prefix=".po-bench-probe-"):
+            pass
+    except OSError as e:
+        raise ConfigError(f"cache_dir={cache_dir}: cannot write a file in it ({e.strerror or e}); {fix}") from None
+
+
 def check_machine(cfg) -> None:
     """What the machine must have for the configured launch (checked before any compute, but not
-    by validate(), which also checks paper-scale configs on machines that will never run them)."""
+    by validate(), which also checks paper-scale configs on machines that will never run them): a
+    writable cache_dir, and GPUs and DeepSpeed for launch=zero2/zero3."""
+    _check_cache_dir(cfg.cache_dir)
     la = cfg.launch
     if la.strategy in ("zero2", "zero3") and not la.dry_run:
         import importlib.util
@@ -1006,9 +1056,7 @@ def validate(cfg) -> None:
         cfg.tracking.mode in ("auto", "online", "offline", "disabled"),
         f"tracking.mode={cfg.tracking.mode!r}: allowed auto, online, offline, disabled",
     )
-    _check(cfg.generation.backend in ("hf", "vllm"), f"generation.backend={cfg.generation.backend!r}: allowed hf, vllm")
-    _check(cfg.generation.temperature >= 0, "generation.temperature must be >= 0")
-    _check(cfg.generation.n == 1, "generation.n must be 1 (one sample per prompt per run; use seeds for more)")
+    _validate_generation(cfg.generation)
     judges = judge_configs(cfg)
     _validate_judge(judges[0], world_data)
     for k, extra in enumerate(judges[1:]):
@@ -1016,7 +1064,6 @@ def validate(cfg) -> None:
             _validate_judge(extra, world_data)
         except ConfigError as e:
             raise ConfigError(f"judge.also[{k}] ({extra.name}): {e}") from None
-    _check(0 < cfg.generation.top_p <= 1, "generation.top_p must be in (0, 1]")
     _check(cfg.model.kind in ("tiny", "hub", "smollm2"), f"model.kind={cfg.model.kind!r}: allowed tiny, hub, smollm2")
     if cfg.model.kind == "hub":
         _check(bool(cfg.model.name_or_path), "model.name_or_path is required when model.kind=hub")

@@ -1,19 +1,21 @@
 """Validate before the expensive part: what configs and files can tell is checked before training
 (a reward model's output count from its config.json), a failed validation leaves no run folder,
 ``po-bench-data inspect`` says when leakage was not checked, ``onpolicy`` refuses the world's reward
-on prompts that are not the world's."""
+on prompts that are not the world's; impossible generation / vLLM engine numbers and an unwritable
+cache_dir are one config error line before any compute."""
 
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import pytest
 
-from po_bench.config import ConfigError, validate
+from po_bench.config import ConfigError, check_machine, validate
 
-from .conftest import ROOT, run_cli
-from .test_config import _compose
+from .conftest import ROOT, SMALL, run_cli
+from .conftest import compose as _compose
 
 
 def _reward_model_dir(tmp_path, num_labels: int):
@@ -130,6 +132,113 @@ def test_onpolicy_refuses_the_world_scorer_on_other_prompts(tmp_path):
     with pytest.raises(SystemExit, match="--allow-world-scorer"):
         data_cli.main(args)
     assert not (tmp_path / "o").exists()
-    with pytest.raises(Exception) as e:  # allowed: it goes on (and stops at the absent model)
+    # allowed: it goes on past the scorer check and stops where the absent model is loaded
+    with pytest.raises(OSError, match=re.escape(str(tmp_path / "no-model"))):
         data_cli.main(args + ["--allow-world-scorer"])
-    assert "--allow-world-scorer" not in str(e.value)
+    assert not (tmp_path / "o").exists()
+
+
+# ---- generation numbers and cache_dir: refused before any compute ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("generation.tensor_parallel_size=0", "generation.tensor_parallel_size=0: must be >= 1"),
+        ("generation.tensor_parallel_size=-2", "generation.tensor_parallel_size=-2: must be >= 1"),
+        ("generation.gpu_memory_utilization=0", "generation.gpu_memory_utilization=0.0: allowed (0, 1]"),
+        ("generation.gpu_memory_utilization=1.5", "generation.gpu_memory_utilization=1.5: allowed (0, 1]"),
+        ("generation.gpu_memory_utilization=-0.1", "generation.gpu_memory_utilization=-0.1: allowed (0, 1]"),
+        ("generation.kv_cache_memory_gib=0", "generation.kv_cache_memory_gib=0.0: must be > 0, or null"),
+        ("generation.max_model_len=0", "generation.max_model_len=0: must be >= 1, or null (the model's)"),
+        ("generation.max_num_seqs=-1", "generation.max_num_seqs=-1: must be >= 1, or null"),
+        ("generation.max_new_tokens=0", "generation.max_new_tokens=0: must be >= 1"),
+        ("generation.batch_size=0", "generation.batch_size=0: must be >= 1"),
+    ],
+)
+def test_impossible_generation_numbers_are_config_errors(override, message):
+    with pytest.raises(ConfigError) as e:
+        validate(_compose(["generation=vllm", override]))
+    assert str(e.value).startswith(message), str(e.value)
+
+
+def test_possible_generation_numbers_validate():
+    validate(_compose(["generation=vllm", "generation.gpu_memory_utilization=1", "generation.max_model_len=64"]))
+    validate(
+        _compose(["generation=vllm", "generation.gpu_memory_utilization=null", "generation.kv_cache_memory_gib=2"])
+    )
+
+
+def _one_config_error_line(r) -> str:
+    """The run's only stderr line, a config error (no traceback, nothing else)."""
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert r.returncode == 2 and len(lines) == 1, (r.returncode, r.stderr[-3000:])
+    assert lines[0].startswith("po-bench: config error: ") and "Traceback" not in r.stderr + r.stdout
+    return lines[0]
+
+
+def test_cli_vllm_tensor_parallel_size_0_fails_before_compute(tmp_path):
+    run, cache = tmp_path / "run", tmp_path / "cache"
+    # small sizes: were it not refused, SFT and training would run before vLLM failed, in about a minute
+    small = [o for o in SMALL if not o.startswith("threads=")]
+    r = run_cli(
+        [
+            *small,
+            "generation=vllm",
+            "generation.tensor_parallel_size=0",
+            "threads=1",
+            f"cache_dir={cache}",
+            f"hydra.run.dir={run}",
+        ],
+        ROOT,
+        timeout=300,
+    )
+    line = _one_config_error_line(r)
+    assert line == (
+        "po-bench: config error: generation.tensor_parallel_size=0: must be >= 1 (GPUs per vLLM engine); "
+        f"its folder {run} was removed"
+    )
+    assert not run.exists() and not cache.exists()
+
+
+@pytest.mark.parametrize(
+    "where, why",
+    [
+        (
+            "/proc/po-bench-test/cache",
+            "cannot create it (/proc/po-bench-test: ",
+        ),  # under a location nothing can be made in
+        ("/proc", "cannot write a file in it ("),  # an existing folder that refuses files
+        ("{tmp}/a-file/cache", "cannot create it ("),  # under a regular file
+        ("{tmp}/a-file", "exists and is not a folder"),
+    ],
+)
+def test_unwritable_cache_dir_is_a_config_error(tmp_path, where, why):
+    (tmp_path / "a-file").write_text("")
+    where = where.format(tmp=tmp_path)
+    with pytest.raises(ConfigError) as e:
+        check_machine(_compose([f"cache_dir={where}"]))
+    assert str(e.value).startswith(f"cache_dir={where}: {why}"), str(e.value)
+    assert "set cache_dir (or PO_BENCH_CACHE) to a writable folder" in str(e.value)
+    assert (tmp_path / "a-file").is_file() and sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
+
+
+def test_writable_cache_dir_is_made_and_left_without_the_probe(tmp_path):
+    check_machine(_compose([f"cache_dir={tmp_path}/new/cache"]))
+    assert (tmp_path / "new" / "cache").is_dir() and not list((tmp_path / "new" / "cache").iterdir())
+
+
+def test_cli_unwritable_cache_dir_fails_before_compute_and_leaves_no_folder(tmp_path):
+    run = tmp_path / "run"
+    r = run_cli(
+        ["tracking=none", "threads=1", "cache_dir=/proc/po-bench-test/cache", f"hydra.run.dir={run}"],
+        ROOT,
+        timeout=300,
+    )
+    line = _one_config_error_line(r)
+    assert line == (
+        "po-bench: config error: cache_dir=/proc/po-bench-test/cache: cannot create it (/proc/po-bench-test: "
+        "No such file or directory); set cache_dir (or PO_BENCH_CACHE) to a writable folder; "
+        f"its folder {run} was removed"
+    )
+    assert not run.exists() and not list(tmp_path.iterdir())
