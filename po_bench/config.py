@@ -235,8 +235,10 @@ class TrainConfig:
     batch_size: int = 32
     grad_accum: int = 1
     max_steps: int = 0  # >0 caps preference steps (smoke tests)
-    # the papers' batch: per-device batch_size x grad_accum x world size.  >0: the global batch (e.g.
-    # 128), and grad_accum is derived from it and the world size (launch.num_processes x num_machines)
+    # The global batch is the recipe's, the same under every launch: >0 sets it (e.g. the papers' 128), 0 means
+    # batch_size x grad_accum (sft_batch_size x grad_accum for SFT), what one process trains with.  Under a
+    # process group the per-device batch (at most batch_size) and the accumulation are derived from it and the
+    # world size (launch.num_processes x num_machines; specs.batch_fields); one it does not divide is refused.
     global_batch_size: int = 0
     keep_checkpoints: bool = False  # keep the Trainer's checkpoints (optimizer state) once a policy is complete
     lr_scheduler: str = "cosine"
@@ -811,13 +813,25 @@ def _validate_launch(cfg) -> None:
             f"train.precision={t.precision} (which the Trainer uses): set "
             f"launch.mixed_precision={want} or leave it null",
         )
-    ws = 1 if la.strategy == "local" else la.num_processes * la.num_machines
-    if t.global_batch_size:
-        per = t.batch_size * ws
+    from po_bench.training.launch import global_batch, split_batch, world_size
+
+    # the recipe's global batch is kept under every launch (specs.batch_fields derives the per-device batch
+    # and the accumulation from it): the world size must divide it, for each stage that trains
+    ws = world_size(la)
+    sft_trains = cfg.dataset.kind == "world" or bool(cfg.dataset.sft)
+    for key in ("batch_size", "sft_batch_size") if sft_trains else ("batch_size",):
+        g, what = global_batch(t, key)
         _check(
-            t.global_batch_size % per == 0,
-            f"train.global_batch_size={t.global_batch_size} does not divide into train.batch_size={t.batch_size} "
-            f"x world size {ws} (launch.num_processes x launch.num_machines): pick a multiple of {per}",
+            g % ws == 0,
+            f"{what} does not divide over world size {ws} (launch.num_processes x launch.num_machines), and the "
+            f"global batch is the same under every launch: pick a multiple of {ws}",
+        )
+    if cfg.loss.backend == "kto":
+        per = split_batch(global_batch(t)[0], ws, t.batch_size)[0]
+        _check(
+            per >= 2,
+            f"a per-device batch of {per} (train.batch_size={t.batch_size} over world size {ws}) for "
+            f"loss={cfg.loss.name}: must be >= 2 (KTO's KL term needs mismatched pairs in the batch)",
         )
     if la.strategy == "local":
         return

@@ -158,25 +158,25 @@ def run_options(cfg) -> dict:
     return {**{k: cfg.train[k] for k in RUN_OPTIONS}, "keep_checkpoints": cfg.train.keep_checkpoints}
 
 
-def batch_fields(cfg, per_device: int | None = None) -> dict:
-    """The batch a training stage uses: world size and the accumulation; with ``per_device`` (the
-    preference stage) the accumulation that makes ``train.global_batch_size`` when it is set
-    (validate() refuses one that does not divide)."""
-    from po_bench.training.launch import world_size
+def batch_fields(cfg, batch_key: str) -> dict:
+    """The batch a training stage uses under the launch: the recipe's global batch (``launch.global_batch``:
+    train.global_batch_size for the preference stage when set, else train.<batch_key> x train.grad_accum) is
+    kept under every launch, so a launch never changes the optimizer steps; the per-device batch (at most
+    train.<batch_key>) and the accumulation are derived from it and the world size (validate() refuses a
+    global batch the world size does not divide).  Under launch=local these are the fields as set."""
+    from po_bench.training.launch import global_batch, split_batch, world_size
 
     ws = world_size(cfg.launch)
-    accum = cfg.train.grad_accum
-    if per_device and cfg.train.global_batch_size:
-        accum = cfg.train.global_batch_size // (per_device * ws)
-    return {"grad_accum": accum, "world_size": ws, "strategy": cfg.launch.strategy}
+    per, accum = split_batch(global_batch(cfg.train, batch_key)[0], ws, cfg.train[batch_key])
+    return {batch_key: per, "grad_accum": accum, "world_size": ws, "strategy": cfg.launch.strategy}
 
 
 def sft_train(cfg) -> dict:
-    return {**{k: cfg.train[k] for k in SFT_TRAIN_FIELDS}, **batch_fields(cfg)}
+    return {**{k: cfg.train[k] for k in SFT_TRAIN_FIELDS}, **batch_fields(cfg, "sft_batch_size")}
 
 
 def pref_train(cfg) -> dict:
-    return {**{k: cfg.train[k] for k in PREF_TRAIN_FIELDS}, **batch_fields(cfg, cfg.train.batch_size)}
+    return {**{k: cfg.train[k] for k in PREF_TRAIN_FIELDS}, **batch_fields(cfg, "batch_size")}
 
 
 def ref(stage: str, spec: dict) -> dict:

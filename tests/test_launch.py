@@ -45,10 +45,37 @@ def test_global_batch_sets_the_accumulation_from_the_world_size():
 
 
 def test_global_batch_that_does_not_divide_is_a_config_error():
-    with pytest.raises(ConfigError, match=r"global_batch_size=100 does not divide .* multiple of 48"):
+    with pytest.raises(ConfigError, match=r"global_batch_size=100 does not divide over world size 3 .* multiple of 3"):
         validate(
             _compose(["launch=ddp", "launch.num_processes=3", "train.global_batch_size=100", "train.batch_size=16"])
         )
+    # without train.global_batch_size the global batch is train.batch_size x train.grad_accum (32), kept too
+    with pytest.raises(
+        ConfigError, match=r"train.batch_size x train.grad_accum = 32 does not divide over world size 3"
+    ):
+        validate(_compose(["launch=ddp", "launch.num_processes=3"]))
+
+
+@pytest.mark.parametrize(
+    "launch",
+    [
+        ["launch=ddp", "launch.num_processes=2"],
+        ["launch=fsdp", "launch.num_processes=4"],
+        ["launch=zero3", "launch.num_processes=4", "launch.num_machines=2", "launch.main_process_port=29500"],
+    ],
+)
+def test_the_launcher_keeps_the_recipes_global_batch(launch):
+    """Changing the launcher does not change the experiment: SFT and preference stages keep the global batch
+    of launch=local (per device x accumulation x world size), the per-device batch at most train.batch_size."""
+    for extra in ([], ["train.grad_accum=2"], ["train.global_batch_size=64", "train.batch_size=4"]):
+        local, other = plan(_compose(extra)), plan(_compose([*launch, *extra]))
+        validate(_compose([*launch, *extra]))
+        for stage, key in (("policy", "batch_size"), ("sft", "sft_batch_size")):
+            a, b = getattr(local, stage)["train"], getattr(other, stage)["train"]
+            assert a[key] * a["grad_accum"] * a["world_size"] == b[key] * b["grad_accum"] * b["world_size"], extra
+            assert b[key] <= a[key] and b["world_size"] > 1
+    ddp = plan(_compose(["launch=ddp", "launch.num_processes=2"]))  # the default world run: 32 = 16 x 2
+    assert [ddp.policy["train"][k] for k in ("batch_size", "grad_accum", "world_size")] == [16, 1, 2]
 
 
 def test_local_launch_with_several_processes_is_refused():

@@ -44,6 +44,27 @@ def world_size(launch) -> int:
     return 1 if launch.strategy == "local" else int(launch.num_processes) * int(launch.num_machines)
 
 
+def global_batch(train, batch_key: str = "batch_size") -> tuple[int, str]:
+    """A training stage's global batch, the recipe's and so the same under every launch, and where it comes
+    from: ``train.global_batch_size`` for the preference stage when set, else what one process trains with,
+    ``train.<batch_key>`` (batch_size, sft_batch_size) x ``train.grad_accum``."""
+    if batch_key == "batch_size" and train.global_batch_size:
+        return int(train.global_batch_size), f"train.global_batch_size={train.global_batch_size}"
+    g = int(train[batch_key]) * int(train.grad_accum)
+    return g, f"the global batch train.{batch_key} x train.grad_accum = {g}"
+
+
+def split_batch(global_batch: int, world: int, cap: int) -> tuple[int, int]:
+    """(per-device batch, accumulation) that make ``global_batch`` over ``world`` processes: the largest
+    per-device batch up to ``cap`` (train.batch_size / sft_batch_size) that divides each process's share,
+    the accumulation the rest.  ValueError when the world size does not divide the global batch."""
+    if global_batch % world:
+        raise ValueError(f"a global batch of {global_batch} does not divide over world size {world}")
+    share = global_batch // world
+    per = max(d for d in range(1, min(int(cap), share) + 1) if share % d == 0)
+    return per, share // per
+
+
 def rank() -> int:
     """This process's global rank under a launcher (0 outside one)."""
     return int(os.environ.get("RANK", "0"))

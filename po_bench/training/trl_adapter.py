@@ -177,7 +177,9 @@ TRAIN_FIELD_MAP = {
     "world_size": "(the process group)",
     "strategy": "(the process group)",
     "keep_checkpoints": "(the stage)",
-    "global_batch_size": "gradient_accumulation_steps",  # grad_accum derived from it and the world size (specs.py)
+    # the global batch, the same under every launch: the per-device batch and grad_accum derive from it and
+    # the world size (specs.batch_fields)
+    "global_batch_size": "per_device_train_batch_size/gradient_accumulation_steps",
 }
 PRECISIONS = ("fp32", "bf16-mixed", "bf16-pure")
 
