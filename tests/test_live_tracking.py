@@ -1,11 +1,14 @@
 """Live tracking: inside ``live_run_env`` TRL streams per-step training metrics into the run's
 offline wandb files while the run is still going (before ``log_run`` and before the wandb run is
-finished); ``log_run`` then appends to that same run: one offline folder, one run id."""
+finished); ``log_run`` then appends to that same run: one offline folder, one run id.  A real po-bench run's
+offline files, polled while its process trains, already hold a training point."""
 
 from __future__ import annotations
 
 import copy
 import os
+import subprocess
+import sys
 import time
 from types import SimpleNamespace as NS
 
@@ -164,3 +167,48 @@ def test_a_sweep_of_training_runs_streams_each_run_offline_without_a_key(tmp_pat
         (folder,) = sorted(run["_dir"].glob("wandb/offline-run-*"))
         hist = _read_when_written(folder, lambda rd: any("train/loss" in h for h in rd["history"]))["history"]
         assert [h["train/global_step"] for h in hist if "train/loss" in h][:4] == [1, 2, 3, 4]
+
+
+@pytest.mark.slow
+def test_a_training_point_is_in_the_files_while_the_run_is_still_training(tmp_path):
+    """A real po-bench run in its own process, tracking offline: the test polls the run's wandb files while the
+    process runs, and a preference-training point (train/loss) is there before training ends (the policy is not
+    yet in the store, the process still running, the step below train.max_steps)."""
+    from .conftest import ROOT, SMALL
+
+    run, cache, steps = tmp_path / "run", tmp_path / "cache", 60
+    args = [a for a in SMALL if a != "tracking=none" and not a.startswith("threads=")]
+    args += ["threads=1", "tracking=wandb", "loss=dpo", f"train.max_steps={steps}", "train.logging_steps=1"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_") and k != "PO_BENCH_CACHE"}
+    env.update(TOKENIZERS_PARALLELISM="false", HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT), WANDB_API_KEY="")
+    with open(tmp_path / "log", "w") as log:  # a file, not a pipe: nothing blocks the run while it is polled
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "po_bench", *args, f"cache_dir={cache}", f"hydra.run.dir={run}"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        seen = None
+        try:
+            deadline = time.monotonic() + 600
+            while seen is None and proc.poll() is None and time.monotonic() < deadline:
+                live = [h for h in _history_so_far(run) if "train/loss" in h]
+                if live:
+                    published = sorted((cache / "v2" / "policy").glob("*/train_metrics.json"))
+                    seen = (live[0].get("train/global_step", live[0].get("_step")), published, proc.poll() is None)
+                time.sleep(0.2)
+            rc = proc.wait(timeout=600)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    out = (tmp_path / "log").read_text()
+    assert seen is not None, "no training point in the offline run's files before the run ended\n" + out[-3000:]
+    step, published, running = seen
+    assert running and published == [] and 1 <= step < steps, seen
+    print(f"\nfirst training point read from the files at step {step} of {steps}, while the run trained")
+    assert rc == 0, out[-3000:]
+    # the finished run: every step once, in the same offline run
+    (folder,) = sorted(run.glob("wandb/offline-run-*"))
+    rd = _read_when_written(folder, lambda rd: "status" in rd["summary"])
+    assert [h["train/global_step"] for h in rd["history"] if "train/loss" in h] == list(range(1, steps + 1))
