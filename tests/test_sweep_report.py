@@ -96,6 +96,28 @@ def test_sweep_summary_and_exit_code_basic_launcher(tmp_path, fake):
     assert "reused from the artifact store: policy, sft; built: policy" in r3.stdout + r3.stderr
 
 
+def test_relaunch_with_a_changed_config_runs_again(tmp_path, fake):
+    """Relaunching into the same job folders with a changed config (loss.beta) runs every job again: a
+    finished run.json is skipped only when its config is the one asked for now."""
+    sweep = tmp_path / "sweep"
+    args = ["-m", *BASE, "seed=0,1", f"hydra.sweep.dir={sweep}", "hydra.sweep.subdir=${hydra.job.num}"]
+    r1 = run_cli([*args, "loss.beta=0.1"], tmp_path, env_extra=fake, timeout=300)
+    assert r1.returncode == 0, (r1.stdout + r1.stderr)[-3000:]
+    assert [x["config"]["loss"]["beta"] for x in read_runs(sweep)] == [0.1, 0.1]
+
+    r2 = run_cli([*args, "loss.beta=0.2"], tmp_path, env_extra=fake, timeout=300)
+    out = r2.stdout + r2.stderr
+    assert r2.returncode == 0, out[-3000:]
+    assert "2 done (1 entirely reused from the artifact store), 0 failed, 0 skipped" in r2.stdout, r2.stdout[-2000:]
+    assert "already done, skipped" not in out
+    assert _jobs(sweep) == ["0", "1"]  # the same folders, their records replaced
+    assert [(x["status"], x["config"]["loss"]["beta"]) for x in read_runs(sweep)] == [("done", 0.2), ("done", 0.2)]
+
+    # and the same config again: both skipped
+    r3 = run_cli([*args, "loss.beta=0.2"], tmp_path, env_extra=fake, timeout=300)
+    assert r3.returncode == 0 and "0 done, 0 failed, 2 skipped" in r3.stdout, (r3.stdout + r3.stderr)[-3000:]
+
+
 @pytest.mark.parametrize(
     "launcher",
     [
