@@ -26,15 +26,20 @@ SMALL = [
 ]
 
 
-def compose(overrides=()):
-    """The app's config as Hydra composes it for these overrides (no validation, no run)."""
+def compose(overrides=(), return_hydra_config=False):
+    """The app's config as Hydra composes it for these overrides (no validation, no run).  Inside a
+    caller's ``initialize_config_dir(CONF_DIR)`` (one initialisation for many composes) it composes there."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
 
     from po_bench.app import CONF_DIR
 
+    args = dict(config_name="config", overrides=list(overrides), return_hydra_config=return_hydra_config)
+    if GlobalHydra.instance().is_initialized():
+        return hydra_compose(**args)
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return hydra_compose(config_name="config", overrides=list(overrides))
+        return hydra_compose(**args)
 
 
 def run_cli(args, cwd, env_extra=None, timeout=900):

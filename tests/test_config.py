@@ -1,17 +1,11 @@
 """Config composition and validation: typos and bad values fail before any compute."""
 
 import pytest
-from hydra import compose, initialize_config_dir
 
-from po_bench.app import CONF_DIR
 from po_bench.config import ConfigError, validate
 
 from .conftest import ROOT, run_cli
-
-
-def _compose(overrides=()):
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides))
+from .conftest import compose as _compose
 
 
 def test_default_composes_and_validates():

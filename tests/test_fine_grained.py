@@ -10,19 +10,13 @@ from types import SimpleNamespace as NS
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
-from po_bench.app import CONF_DIR
 from po_bench.config import ConfigError, validate
 from po_bench.data import world
 from po_bench.specs import plan
 from po_bench.training import losses
 
-
-def _compose(overrides=()):
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides))
-
+from .conftest import compose as _compose
 
 # ---- the world's steps ---------------------------------------------------------------------------
 

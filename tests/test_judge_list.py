@@ -16,26 +16,20 @@ import json
 import math
 
 import pytest
-from hydra import compose, initialize_config_dir
 
 from po_bench.config import ConfigError, judge_configs, register, validate
 from po_bench.judges.runner import judging_incomplete, with_judge
 
 from .conftest import ROOT, run_cli
-from .test_judge_runs import _data
-from .test_judges import FakeOpenAI, _mt_data
+from .conftest import compose as _compose
+from .helpers import FakeOpenAI, judge_run_data, mt_data
 
 register()
 REAL = ["model=smollm2_135m", "dataset=hh_rlhf"]
 
 
-def _cfg(overrides):
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return compose("config", overrides=overrides)
-
-
 def test_extra_judges_take_the_endpoint_the_run_set_and_keep_their_own_fields():
-    cfg = _cfg(
+    cfg = _compose(
         [
             *REAL,
             "judge=alpaca_eval",
@@ -62,10 +56,10 @@ def test_extra_judges_take_the_endpoint_the_run_set_and_keep_their_own_fields():
 
 
 def test_without_changes_each_extra_judge_is_its_own_yaml():
-    cfg = _cfg([*REAL, "judge=alpaca_eval", "judge.also=[mt_bench]"])
+    cfg = _compose([*REAL, "judge=alpaca_eval", "judge.also=[mt_bench]"])
     _, mt = judge_configs(cfg)
     assert (mt.base_url, mt.model, mt.timeout) == ("https://api.openai.com/v1", "gpt-4", 180)
-    assert judge_configs(_cfg([*REAL, "judge=alpaca_eval"]))[0].name == "alpaca_eval"
+    assert judge_configs(_compose([*REAL, "judge=alpaca_eval"]))[0].name == "alpaca_eval"
 
 
 @pytest.mark.parametrize(
@@ -81,7 +75,7 @@ def test_without_changes_each_extra_judge_is_its_own_yaml():
 )
 def test_judge_list_errors_are_one_line_before_compute(also, needle):
     with pytest.raises(ConfigError) as e:
-        validate(_cfg([*REAL, "judge=alpaca_eval", f"judge.also={also}"]))
+        validate(_compose([*REAL, "judge=alpaca_eval", f"judge.also={also}"]))
     assert str(e.value).startswith(needle), str(e.value)
     assert "\n" not in str(e.value)
 
@@ -115,8 +109,8 @@ def _verdicts(body):
 
 @pytest.mark.slow
 def test_one_run_trains_once_and_runs_every_judge(tiny_chat_model, tmp_path):
-    d = _data(tmp_path, 3)  # 16 conversational pairs and 3 AlpacaEval reference outputs
-    mt = _mt_data(tmp_path)
+    d = judge_run_data(tmp_path, 3)  # 16 conversational pairs and 3 AlpacaEval reference outputs
+    mt = mt_data(tmp_path)
     mt_entry = "{name:mt_bench," + ",".join(f"{k}:'{v}'" for k, v in mt.items()) + ",answer_max_new_tokens:4}"
     with FakeOpenAI(_verdicts) as srv:
         args = [

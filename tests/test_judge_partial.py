@@ -11,8 +11,7 @@ import pytest
 from po_bench.results import table
 
 from .conftest import ROOT, run_cli
-from .test_judge_runs import _args, _data, _verdict
-from .test_judges import FakeOpenAI
+from .helpers import FakeOpenAI, alpaca_verdict, judge_run_args, judge_run_data
 
 
 def _write(tmp, name, status, method="DPO", judged=None, metrics=None, lr=2e-4):
@@ -62,10 +61,10 @@ def test_permanent_judge_failures_record_the_run_partial_and_the_table_shows_it(
     """A loopback OpenAI-compatible judge answers the first judgment's request and its retry with 500s
     (one request at a time): that judgment is missing after retries, the run is recorded partial with
     the counts, and po-bench-table shows 2/3 and marks the row."""
-    data = _data(tmp_path, 3)
-    with FakeOpenAI(_verdict, script=["500", "500", "500"]) as srv:
+    data = judge_run_data(tmp_path, 3)
+    with FakeOpenAI(alpaca_verdict, script=["500", "500", "500"]) as srv:
         args = [
-            *_args(tiny_chat_model, data, srv.url, tmp_path / "cache"),
+            *judge_run_args(tiny_chat_model, data, srv.url, tmp_path / "cache"),
             "tracking=none",
             "judge.api_key_env=null",
             "judge.max_concurrency=1",

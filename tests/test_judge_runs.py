@@ -1,5 +1,5 @@
 """An LLM judge inside real po-bench runs, against a real OpenAI-compatible HTTP server on loopback
-(tests/test_judges.py's FakeOpenAI): a tiny chat model trained on a small conversational file,
+(tests/helpers.py's FakeOpenAI): a tiny chat model trained on a small conversational file,
 judged by AlpacaEval's annotator.
 
 * budget: judge.max_requests=1 stops the judge after one request; the run is recorded failed with
@@ -12,83 +12,22 @@ judged by AlpacaEval's annotator.
 from __future__ import annotations
 
 import json
-import math
 
 import pytest
 
 from .conftest import ROOT, read_runs, run_cli
-from .test_judges import FakeOpenAI
+from .helpers import FakeOpenAI, alpaca_verdict, judge_run_args, judge_run_data
 
 pytestmark = pytest.mark.slow
 ENV_SECRET = "sk-po-bench-PLANTED-env-7d41c2"
 FILE_SECRET = "sk-po-bench-PLANTED-file-93be05"
 
 
-def _verdict(body):
-    """AlpacaEval's annotator reply: the token m with logprobs for m and M (the first output wins)."""
-    return "m", [
-        {
-            "token": "m",
-            "logprob": math.log(0.7),
-            "top_logprobs": [{"token": "m", "logprob": math.log(0.7)}, {"token": "M", "logprob": math.log(0.3)}],
-        }
-    ]
-
-
-def _data(tmp_path, n_instructions):
-    d = tmp_path / "data"
-    d.mkdir()
-    rows = [
-        {
-            "prompt": [{"role": "user", "content": f"question {i} about the topic"}],
-            "chosen": f"good answer {i}",
-            "rejected": f"bad {i}",
-        }
-        for i in range(16)
-    ]
-    (d / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    ref = [
-        {"instruction": f"Name a colour ({i}).", "output": "Blue.", "generator": "gpt4_1106_preview", "dataset": "t"}
-        for i in range(n_instructions)
-    ]
-    (d / "ref.json").write_text(json.dumps(ref))
-    return d
-
-
-def _args(model_dir, data, url, cache):
-    return [
-        "model.kind=hub",
-        f"model.name_or_path={model_dir}",
-        "model.name=tiny-chat",
-        "dataset=file",
-        f"dataset.path={data / 'train.jsonl'}",
-        "dataset.format=conversational",
-        "dataset.n_eval=4",
-        "train.max_steps=1",
-        "train.batch_size=4",
-        "train.max_length=64",
-        "generation.max_new_tokens=4",
-        "generation.progress=false",
-        "train.progress=false",
-        "threads=2",
-        f"cache_dir={cache}",
-        "judge=alpaca_eval",
-        f"judge.eval_path={data / 'ref.json'}",
-        "judge.length_controlled=false",
-        f"judge.base_url={url}",
-        "judge.model=fake-judge",
-        "judge.answer_max_new_tokens=4",
-        "judge.max_concurrency=2",
-        "judge.timeout=10",
-        "judge.max_retries=1",
-    ]
-
-
 def test_judge_budget_stops_the_run_cleanly_and_rerun_pays_only_the_rest(tiny_chat_model, tmp_path):
-    data = _data(tmp_path, 3)
-    with FakeOpenAI(_verdict) as srv:
+    data = judge_run_data(tmp_path, 3)
+    with FakeOpenAI(alpaca_verdict) as srv:
         args = [
-            *_args(tiny_chat_model, data, srv.url, tmp_path / "cache"),
+            *judge_run_args(tiny_chat_model, data, srv.url, tmp_path / "cache"),
             "tracking=none",
             "judge.api_key_env=null",
             "judge.price_input_per_mtok=1",
@@ -130,7 +69,7 @@ def _hits(root, secrets):
 
 
 def test_judge_key_never_lands_in_the_output_tree(tiny_chat_model, tmp_path):
-    data = _data(tmp_path, 2)
+    data = judge_run_data(tmp_path, 2)
     out = tmp_path / "out"  # everything po-bench writes: sweep, runs, wandb, caches (judge cache included)
     secret_dir = tmp_path / "secret"
     secret_dir.mkdir()
@@ -139,9 +78,9 @@ def test_judge_key_never_lands_in_the_output_tree(tiny_chat_model, tmp_path):
     outputs = []
 
     # 1. a sweep of two runs, wandb offline, the key in the environment variable judge.api_key_env names
-    with FakeOpenAI(_verdict, require_key=ENV_SECRET) as srv:
+    with FakeOpenAI(alpaca_verdict, require_key=ENV_SECRET) as srv:
         args = [
-            *_args(tiny_chat_model, data, srv.url, out / "cache"),
+            *judge_run_args(tiny_chat_model, data, srv.url, out / "cache"),
             "judge.api_key_env=PO_BENCH_TEST_JUDGE_KEY",
             "tracking=wandb",
             "tracking.mode=offline",
@@ -171,9 +110,9 @@ def test_judge_key_never_lands_in_the_output_tree(tiny_chat_model, tmp_path):
             assert r.returncode == 2 and "config error" in r.stderr and not (out / "sneak").exists()
 
     # 2. the key in a file (judge.api_key_file wins; the environment variable is not set)
-    with FakeOpenAI(_verdict, require_key=FILE_SECRET) as srv:
+    with FakeOpenAI(alpaca_verdict, require_key=FILE_SECRET) as srv:
         args = [
-            *_args(tiny_chat_model, data, srv.url, out / "cache"),
+            *judge_run_args(tiny_chat_model, data, srv.url, out / "cache"),
             "judge.api_key_env=PO_BENCH_TEST_JUDGE_KEY",
             f"judge.api_key_file={secret_dir / 'judge.key'}",
             f"judge.cache.dir={out}/judge_cache_file",

@@ -24,10 +24,8 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -35,7 +33,8 @@ import pytest
 from po_bench.judges.api import JudgeResult
 from po_bench.judges.client import JudgeClient, load_judge_config
 
-from .conftest import smollm2_path_or_skip
+from .conftest import compose, smollm2_path_or_skip
+from .helpers import FakeOpenAI, mt_data, write_jsonl
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "data"
@@ -222,112 +221,6 @@ def test_alpaca_eval_prompt_is_the_packages():
 # ---- a scriptable OpenAI-compatible server -----------------------------------------------------------
 
 
-class FakeOpenAI:
-    """A real HTTP server on loopback speaking the chat-completions API.  ``script`` is a list of
-    actions consumed one per request ("429", "500", "400", "timeout"); afterwards (or for "ok")
-    ``responder(body) -> (text, logprobs or None)`` answers.  Every request's Authorization header
-    is kept in ``auth``; with ``require_key`` a request without ``Bearer <require_key>`` gets a 401."""
-
-    def __init__(
-        self,
-        responder=None,
-        script=(),
-        delay: float = 0.0,
-        timeout_sleep: float = 1.5,
-        require_key: str | None = None,
-        usage: bool = True,
-        hold_first: int = 0,
-    ):
-        self.hold_first = hold_first  # the first N requests are answered only once N have arrived (or after 60 s)
-        self.arrived = threading.Condition()
-        self.responder = responder or (lambda body: ("ok", None))
-        self.script = list(script)
-        self.delay = delay
-        self.timeout_sleep = timeout_sleep
-        self.require_key = require_key
-        self.usage = usage
-        self.requests: list[dict] = []
-        self.auth: list[str | None] = []
-        self.in_flight = 0
-        self.max_in_flight = 0
-        self._lock = threading.Lock()
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *a):
-                pass
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                with outer._lock:
-                    outer.requests.append(body)
-                    outer.auth.append(self.headers.get("Authorization"))
-                    action = outer.script.pop(0) if outer.script else "ok"
-                    if outer.require_key is not None and outer.auth[-1] != f"Bearer {outer.require_key}":
-                        action = "401"
-                    outer.in_flight += 1
-                    outer.max_in_flight = max(outer.max_in_flight, outer.in_flight)
-                    n_arrived = len(outer.requests)
-                with outer.arrived:
-                    outer.arrived.notify_all()
-                    if n_arrived <= outer.hold_first:
-                        outer.arrived.wait_for(lambda: len(outer.requests) >= outer.hold_first, timeout=60)
-                try:
-                    if action == "timeout":
-                        time.sleep(outer.timeout_sleep)
-                    if action in ("429", "500", "400", "401"):
-                        payload = json.dumps({"error": {"message": f"scripted {action}", "type": "x"}}).encode()
-                        self.send_response(int(action))
-                        if action == "429":
-                            self.send_header("Retry-After", "0")
-                    else:
-                        if outer.delay:
-                            time.sleep(outer.delay)
-                        text, lp = outer.responder(body)
-                        payload = json.dumps(
-                            {
-                                "id": "cmpl-1",
-                                "object": "chat.completion",
-                                "created": 0,
-                                "model": body["model"],
-                                "choices": [
-                                    {
-                                        "index": 0,
-                                        "finish_reason": "stop",
-                                        "logprobs": {"content": lp} if lp else None,
-                                        "message": {"role": "assistant", "content": text},
-                                    }
-                                ],
-                                "usage": {"prompt_tokens": 100, "completion_tokens": 5, "total_tokens": 105}
-                                if outer.usage
-                                else None,
-                            }
-                        ).encode()
-                        self.send_response(200)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(payload)))
-                    self.end_headers()
-                    self.wfile.write(payload)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
-                finally:
-                    with outer._lock:
-                        outer.in_flight -= 1
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 def _client_cfg(url, tmp_path, **kw):
     cfg = {
         "name": "fake",
@@ -497,7 +390,7 @@ def test_judge_budget_counts_what_was_not_judged(tmp_path):
     from po_bench.judges.mt_bench import MTBenchJudge
 
     with FakeOpenAI(lambda body: ("Rating: [[7]]", None)) as srv:
-        cfg = dict(_client_cfg(srv.url, tmp_path, max_concurrency=1, max_requests=3), **_mt_data(tmp_path))
+        cfg = dict(_client_cfg(srv.url, tmp_path, max_concurrency=1, max_requests=3), **mt_data(tmp_path))
         m = MTBenchJudge(cfg).run(lambda convs: ["answer"] * len(convs)).metrics
         assert len(srv.requests) == 3
         assert (
@@ -516,47 +409,6 @@ def test_judge_budget_counts_what_was_not_judged(tmp_path):
 # ---- judges on a scripted judge: bookkeeping and parse failures ---------------------------------------
 
 
-def _write_jsonl(path: Path, rows) -> Path:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
-
-
-def _mt_data(tmp_path: Path) -> dict:
-    qs = [
-        {"question_id": 1, "category": "writing", "turns": ["Write a poem.", "Make it shorter."]},
-        {"question_id": 2, "category": "math", "turns": ["What is 2+2?", "And 3+3?"]},
-    ]
-    refs = [{"question_id": 2, "choices": [{"index": 0, "turns": ["4", "6"]}]}]
-    src = SHARED / "mt_bench" / "judge_prompts.jsonl"
-    if src.exists():
-        prompts = [json.loads(x) for x in src.read_text().splitlines() if x.strip()]
-    else:  # stand-ins with FastChat's names and placeholders
-        prompts = [
-            {
-                "name": n,
-                "type": "single",
-                "system_prompt": "Judge.",
-                "output_format": "[[rating]]",
-                "prompt_template": t,
-            }
-            for n, t in [
-                ("single-v1", "Q: {question}\nA: {answer}"),
-                ("single-math-v1", "Q: {question}\nRef: {ref_answer_1}\nA: {answer}"),
-                ("single-v1-multi-turn", "Q1: {question_1}\nA1: {answer_1}\nQ2: {question_2}\nA2: {answer_2}"),
-                (
-                    "single-math-v1-multi-turn",
-                    "Q1: {question_1}\nR1: {ref_answer_1}\nA1: {answer_1}\n"
-                    "Q2: {question_2}\nR2: {ref_answer_2}\nA2: {answer_2}",
-                ),
-            ]
-        ]
-    return {
-        "questions_path": str(_write_jsonl(tmp_path / "q.jsonl", qs)),
-        "reference_path": str(_write_jsonl(tmp_path / "ref.jsonl", refs)),
-        "judge_prompts_path": str(_write_jsonl(tmp_path / "jp.jsonl", prompts)),
-    }
-
-
 def test_mt_bench_scores_and_parse_failures(tmp_path):
     from po_bench.judges.mt_bench import MTBenchJudge, parse_rating
 
@@ -569,7 +421,7 @@ def test_mt_bench_scores_and_parse_failures(tmp_path):
         return ("Rating: [[3]]" if "meh" in user else "Rating: [[8]]"), None
 
     with FakeOpenAI(responder) as srv:
-        cfg = dict(_client_cfg(srv.url, tmp_path), **_mt_data(tmp_path))
+        cfg = dict(_client_cfg(srv.url, tmp_path), **mt_data(tmp_path))
         judge = MTBenchJudge(cfg)
         gen = lambda convs: ["EXCELLENT " + c[-1]["content"] if len(c) == 1 else "meh" for c in convs]
         res = judge.run(gen)
@@ -611,7 +463,7 @@ def test_arena_hard_position_swap_and_bradley_terry(tmp_path):
     with FakeOpenAI(responder) as srv:
         cfg = dict(
             _client_cfg(srv.url, tmp_path),
-            questions_path=str(_write_jsonl(tmp_path / "aq.jsonl", qs)),
+            questions_path=str(write_jsonl(tmp_path / "aq.jsonl", qs)),
             bootstrap_rounds=50,
         )
         judge = ArenaHardJudge(cfg)
@@ -631,7 +483,7 @@ def test_arena_hard_second_attempt_then_parse_failure(tmp_path):
 
     qs = [{"uid": "u0", "category": "arena-hard-v0.1", "prompt": "q"}]
     with FakeOpenAI(lambda body: ("Both are fine, I think.", None)) as srv:
-        cfg = dict(_client_cfg(srv.url, tmp_path), questions_path=str(_write_jsonl(tmp_path / "aq.jsonl", qs)))
+        cfg = dict(_client_cfg(srv.url, tmp_path), questions_path=str(write_jsonl(tmp_path / "aq.jsonl", qs)))
         res = ArenaHardJudge(cfg).evaluate(["x"], baseline_answers=["y"])
         m = res.metrics
         assert m["n_parse_failures"] == 2 and m["n_battles"] == 0 and m["score"] is None
@@ -737,12 +589,7 @@ def test_judge_yaml_pinned_and_keyless(name):
     from po_bench.config import JudgeConfig
 
     if "base_url" in getattr(JudgeConfig, "__dataclass_fields__", {}):  # the schema has the judge fields: compose
-        from hydra import compose, initialize_config_dir
-
-        from po_bench.app import CONF_DIR
-
-        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-            compose(config_name="config", overrides=[f"judge={name}"])
+        compose([f"judge={name}"])
 
 
 # ---- slow: a real vLLM OpenAI-compatible server --------------------------------------------------
@@ -909,7 +756,7 @@ def _run_all(url: str, work: Path) -> dict:
 
     qs = [json.loads(x) for x in (SHARED / "arena_hard" / "arena-hard-v0.1_question.jsonl").read_text().splitlines()]
     short = sorted(qs, key=lambda q: len(q["prompt"]))[:2]
-    qfile = _write_jsonl(work / "arena_q.jsonl", short)
+    qfile = write_jsonl(work / "arena_q.jsonl", short)
     ah = ArenaHardJudge(_local("arena_hard", url, cache, max_tokens=12, questions_path=str(qfile), bootstrap_rounds=50))
     convs = [[{"role": "user", "content": p}] for p in ah.prompts()]
     out["arena_hard"] = ah.evaluate(

@@ -34,6 +34,8 @@ from po_bench.generation.logprobs import completion_logps, tokenize_completion
 from po_bench.judges.implicit import implicit_reward_accuracy, kl_and_length
 from po_bench.training import models, trl_adapter
 
+from .conftest import compose as _compose
+
 LN2 = math.log(2.0)
 
 
@@ -213,10 +215,7 @@ def test_gold_metrics_win_rate_with_ties():
 
 
 def _loss_cfg(name):
-    from hydra import compose, initialize_config_dir
-
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose(config_name="config", overrides=[f"loss={name}"])
+    return _compose([f"loss={name}"])
 
 
 BACKENDS = {p.stem: _loss_cfg(p.stem).loss.backend for p in (Path(CONF_DIR) / "loss").glob("*.yaml")}

@@ -11,20 +11,14 @@ import subprocess
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from po_bench.app import CONF_DIR
 from po_bench.config import ConfigError, check_machine, validate
 from po_bench.specs import plan
 from po_bench.training import launch as launcher
 
 from .conftest import ROOT, SMALL, read_runs, run_cli
-
-
-def _compose(overrides=()):
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides))
+from .conftest import compose as _compose
 
 
 def _port() -> int:

@@ -9,10 +9,12 @@ from types import SimpleNamespace as NS
 import pytest
 import torch
 
-from po_bench.app import CONF_DIR
 from po_bench.config import ConfigError, validate
 from po_bench.data import formats, world
 from po_bench.training import listwise
+
+from .conftest import compose as _compose
+from .helpers import two_steps
 
 # Hand-chosen lists: (policy log-probs, reference log-probs, annotator scores), best first by score; the second
 # has a tie, the third disagrees with the policy's order, the fourth is a list of two.
@@ -194,13 +196,6 @@ def test_win_rate_labels_and_positions():
 # ---- config-time errors ----------------------------------------------------------------------------------
 
 
-def _compose(overrides):
-    from hydra import compose, initialize_config_dir
-
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose(config_name="config", overrides=overrides)
-
-
 LIST_DATA = ["dataset.pair_strategy=list", "dataset.k_samples=4"]
 
 
@@ -313,42 +308,6 @@ def test_ranked_files_give_rated_lists():
 def _loss_cfg(name, **args):
     cfg = _compose([f"loss={name}", *LIST_DATA])
     return NS(**{**cfg.loss, "args": {**dict(cfg.loss.args), **args}, "lr": 1e-3}), cfg.train
-
-
-def two_steps(tokenizer, rows, loss_cfg, train, tmp_path):
-    """Two optimizer steps of the listwise trainer on one batch of ``rows`` (a fresh tiny model, a copied
-    reference, the store hook recording what it is given): (result, model, reference, state before, saved)."""
-    from po_bench.training import models, trl_adapter
-
-    train = NS(
-        **{
-            **train,
-            "max_steps": 2,
-            "batch_size": 8,
-            "logging_steps": 1,
-            "progress": False,
-            "warmup_ratio": 0.0,
-            "lr_scheduler": "constant",
-        }
-    )
-    model = models.build_tiny_model(tokenizer, hidden_size=64, num_layers=1, intermediate_size=128)
-    ref = copy.deepcopy(model)
-    before = {k: v.clone() for k, v in model.state_dict().items()}
-    saved = {}
-    res = trl_adapter.train_preference(
-        model,
-        ref,
-        tokenizer,
-        rows,
-        loss_cfg,
-        train,
-        tmp_path,
-        0,
-        ref_logps_cache=(lambda: None, lambda obj: saved.update(obj)),
-    )
-    assert res["steps"] == 2 and math.isfinite(res["train_loss_final"])
-    assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
-    return res, model, ref, before, saved
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,8 @@ from po_bench.app import CONF_DIR
 from po_bench.config import ConfigError, validate
 from po_bench.training import losses
 
+from .conftest import compose as _compose
+
 # Hand-chosen statistics: (policy chosen, policy rejected, ref chosen, ref rejected, |y_w|, |y_l|)
 CASES = [(-12.0, -15.0, -13.0, -14.0, 6, 9), (-20.0, -8.0, -18.5, -9.0, 10, 4), (-3.0, -3.5, -3.2, -3.1, 3, 3)]
 
@@ -344,13 +346,6 @@ def test_adpo_is_a_kl_and_q_one_is_dpo():
     at = losses.adpo(_stats(hq, 0.0, 0.0, 0.0, 1, 1), beta=beta, q=q).losses.item()
     assert at == pytest.approx(0.0, abs=1e-9)
     assert losses.adpo(_stats(hq + 1, 0.0, 0.0, 0.0, 1, 1), beta=beta, q=q).losses.item() > 0
-
-
-def _compose(overrides):
-    from hydra import compose, initialize_config_dir
-
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose(config_name="config", overrides=overrides)
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ import subprocess
 import pytest
 
 from .conftest import ROOT
-from .test_sweep_report import FAKE_PIPELINE
+from .helpers import FAKE_PIPELINE
 
 TARGETS = {
     "demo": "demo",

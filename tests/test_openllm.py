@@ -29,6 +29,7 @@ import pytest
 from po_bench.judges.openllm import BBH_CHOICES, LEADERBOARD_V2_TASKS, OpenLLMJudge, column, normalize, score_run
 
 from .conftest import ROOT, SHARED, run_cli, smollm2_path_or_skip
+from .conftest import compose as _compose
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("lm_eval") is None, reason="lm_eval is not installed")
 
@@ -304,15 +305,6 @@ def test_judge_errors(tmp_path):
 
 
 # ---- config -------------------------------------------------------------------------------------------
-
-
-def _compose(overrides=()):
-    from hydra import compose, initialize_config_dir
-
-    from po_bench.app import CONF_DIR
-
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides))
 
 
 REAL = ["model=smollm2_135m", "dataset=hh_rlhf", "judge=openllm_v2"]

@@ -6,21 +6,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
 
-from po_bench.app import CONF_DIR
 from po_bench.config import ConfigError, DatasetConfig, validate
 from po_bench.data import world
 from po_bench.data.sources import WorldSource
 from po_bench.specs import plan
 
+from .conftest import compose as _compose
+
 SPEC = world.WorldSpec(n_pref=300)
 PROMPTS = world.make_prompts(SPEC, "pref")
-
-
-def _compose(overrides=()):
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides))
 
 
 def _demos(spec, k, seed, prefix=""):

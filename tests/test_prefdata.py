@@ -12,23 +12,16 @@ from types import SimpleNamespace as NS
 import pytest
 import torch
 
-from po_bench.app import CONF_DIR
 from po_bench.config import dataset_config
 from po_bench.data import cli as data_cli
 from po_bench.data import formats, world
 from po_bench.training import models
 
 from .conftest import SHARED
+from .conftest import compose as _compose
 
 HH_FILE = SHARED / "data" / "hh_rlhf" / "harmless-base_test.jsonl.gz"
 needs_hh = pytest.mark.skipif(not HH_FILE.is_file(), reason=f"HH-RLHF test file not present: {HH_FILE}")
-
-
-def _compose(overrides=()):
-    from hydra import compose, initialize_config_dir
-
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides))
 
 
 def _hh_cfg():

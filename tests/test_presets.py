@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hydra import compose, initialize_config_dir
+from hydra import initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
@@ -24,6 +24,7 @@ from po_bench.results.sweep import SweepError, expand
 from po_bench.specs import plan
 
 from .conftest import ROOT, SMALL, run_cli
+from .conftest import compose as _compose
 
 REF = ROOT / "results" / "reference"
 EXPERIMENTS = sorted(p.stem for p in (Path(CONF_DIR) / "experiment").glob("*.yaml"))
@@ -45,12 +46,8 @@ def _hydra():
         yield
 
 
-def _compose(overrides, hydra_cfg=False):
-    return compose(config_name="config", overrides=overrides, return_hydra_config=hydra_cfg)
-
-
 def _jobs(experiment, scale, cli=()):
-    c = _compose([f"experiment={experiment}", f"scale={scale}"], hydra_cfg=True)
+    c = _compose([f"experiment={experiment}", f"scale={scale}"], return_hydra_config=True)
     sw = c.hydra.sweeper
     assert sw._target_.endswith("GridSweeper")
     return expand(dict(sw.params or {}), [dict(g) for g in sw.grids or []], list(cli), _parse)

@@ -6,17 +6,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf, open_dict
 
-from po_bench.app import CONF_DIR
 from po_bench.specs import DEPENDS, plan
 
-
-def _compose(overrides=()):
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides))
-
+from .conftest import compose as _compose
 
 BASE = _compose()
 # Fields of groups that a world run's artifacts cannot depend on, checked like every other field

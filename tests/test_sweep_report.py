@@ -17,30 +17,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import ROOT, SHARED, SMALL, read_runs, run_cli
-
-FAKE_PIPELINE = """
-import os, sys, types
-if os.environ.get("PO_BENCH_FAKE_PIPELINE"):
-    import po_bench
-    from po_bench.config import ConfigError
-
-    def run(cfg, out_dir):
-        if cfg.judge.name == "reward_model":
-            raise ConfigError("judge=reward_model: planted config error")
-        if int(cfg.seed) == 13:
-            raise RuntimeError("planted failure at run time")
-        none = cfg.judge.name == "none"
-        return {"gold_reward": None if none else 0.5, "gold_reward_sft": None if none else 0.25,
-                "win_rate_vs_sft": None if none else 0.75, "kl_to_ref": 1.5, "train_loss_final": 0.6,
-                "seconds": {"total": 0.1},
-                "artifacts": {"hits": ["sft/abc", "policy/def"], "built": [] if int(cfg.seed) == 0 else ["policy/x"]},
-                "history": []}
-
-    fake = types.ModuleType("po_bench.pipeline")
-    fake.run = run
-    sys.modules["po_bench.pipeline"] = fake
-    po_bench.pipeline = fake
-"""
+from .helpers import FAKE_PIPELINE
 
 BASE = ["tracking=none", "generation.progress=false", "train.progress=false", "threads=1"]
 

@@ -14,7 +14,8 @@ from po_bench.config import ConfigError, validate
 from po_bench.data import world
 from po_bench.training import listwise
 
-from .test_listwise import two_steps
+from .conftest import compose as _compose
+from .helpers import two_steps
 
 TPO_DATA = ["loss=tpo", "dataset.pair_strategy=list", "dataset.k_samples=4", "dataset.steps=true"]
 
@@ -124,15 +125,6 @@ def test_world_step_spans():
     ends = world.step_ends(y)
     assert [y[:e].split()[-1] for e in ends] == [content[0], content[1], "ok"]
     assert [" ".join(y[a:b].split()) for a, b in zip([0, *ends], ends)] == world.split_steps(y)
-
-
-def _compose(overrides):
-    from hydra import compose, initialize_config_dir
-
-    from po_bench.app import CONF_DIR
-
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose(config_name="config", overrides=overrides)
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,8 @@ import torch
 from po_bench.app import CONF_DIR
 from po_bench.training import models, trl_adapter
 
+from .conftest import compose as _compose
+
 # DiscoPOP (arXiv:2406.08414) is non-convex at zero margin: with rho = sigmoid(L/tau), its loss
 # (1-rho)*softplus(-L) + rho*exp(-L) has dL-derivative rho'(0)(1 - ln 2) - 0.75 = (0.25/0.05)(0.307) - 0.75
 # = +0.78 > 0 at L = 0 for tau = 0.05, so from a policy equal to its reference the first step
@@ -19,10 +21,7 @@ LOSSES = sorted(p.stem for p in (Path(CONF_DIR) / "loss").glob("*.yaml") if p.st
 
 
 def _loss_cfg(name):
-    from hydra import compose, initialize_config_dir
-
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose(config_name="config", overrides=[f"loss={name}"])
+    return _compose([f"loss={name}"])
 
 
 # TPO trains on step-annotated lists only (each response's world steps): its two real optimizer steps are
@@ -156,13 +155,6 @@ def test_last_checkpoint_skips_partial_ones(tmp_path):
 
 
 # ---- every hyperparameter reaches TRL's config ------------------------------------------------------------
-
-
-def _compose(overrides):
-    from hydra import compose, initialize_config_dir
-
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose(config_name="config", overrides=overrides)
 
 
 TRAIN_OVERRIDES = [

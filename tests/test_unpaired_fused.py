@@ -8,18 +8,12 @@ from types import SimpleNamespace as NS
 import pytest
 import torch
 
-from po_bench.app import CONF_DIR
 from po_bench.config import ConfigError, validate
 from po_bench.data import world
 from po_bench.specs import plan
 from po_bench.training import losses, models, trl_adapter
 
-
-def _compose(overrides):
-    from hydra import compose, initialize_config_dir
-
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides))
+from .conftest import compose as _compose
 
 
 def log_sig(x):

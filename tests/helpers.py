@@ -1,0 +1,295 @@
+"""Plain helpers shared by several test files (fixtures live in conftest.py).  A test file imports
+from here or from conftest, never from another test file (tests/test_suite_layout.py checks it)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import SimpleNamespace as NS
+
+from .conftest import SHARED
+
+# ---- a scriptable OpenAI-compatible server (the judge client and judges against real sockets) ------------
+
+
+class FakeOpenAI:
+    """A real HTTP server on loopback speaking the chat-completions API.  ``script`` is a list of
+    actions consumed one per request ("429", "500", "400", "timeout"); afterwards (or for "ok")
+    ``responder(body) -> (text, logprobs or None)`` answers.  Every request's Authorization header
+    is kept in ``auth``; with ``require_key`` a request without ``Bearer <require_key>`` gets a 401."""
+
+    def __init__(
+        self,
+        responder=None,
+        script=(),
+        delay: float = 0.0,
+        timeout_sleep: float = 1.5,
+        require_key: str | None = None,
+        usage: bool = True,
+        hold_first: int = 0,
+    ):
+        self.hold_first = hold_first  # the first N requests are answered only once N have arrived (or after 60 s)
+        self.arrived = threading.Condition()
+        self.responder = responder or (lambda body: ("ok", None))
+        self.script = list(script)
+        self.delay = delay
+        self.timeout_sleep = timeout_sleep
+        self.require_key = require_key
+        self.usage = usage
+        self.requests: list[dict] = []
+        self.auth: list[str | None] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self._lock = threading.Lock()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with outer._lock:
+                    outer.requests.append(body)
+                    outer.auth.append(self.headers.get("Authorization"))
+                    action = outer.script.pop(0) if outer.script else "ok"
+                    if outer.require_key is not None and outer.auth[-1] != f"Bearer {outer.require_key}":
+                        action = "401"
+                    outer.in_flight += 1
+                    outer.max_in_flight = max(outer.max_in_flight, outer.in_flight)
+                    n_arrived = len(outer.requests)
+                with outer.arrived:
+                    outer.arrived.notify_all()
+                    if n_arrived <= outer.hold_first:
+                        outer.arrived.wait_for(lambda: len(outer.requests) >= outer.hold_first, timeout=60)
+                try:
+                    if action == "timeout":
+                        time.sleep(outer.timeout_sleep)
+                    if action in ("429", "500", "400", "401"):
+                        payload = json.dumps({"error": {"message": f"scripted {action}", "type": "x"}}).encode()
+                        self.send_response(int(action))
+                        if action == "429":
+                            self.send_header("Retry-After", "0")
+                    else:
+                        if outer.delay:
+                            time.sleep(outer.delay)
+                        text, lp = outer.responder(body)
+                        payload = json.dumps(
+                            {
+                                "id": "cmpl-1",
+                                "object": "chat.completion",
+                                "created": 0,
+                                "model": body["model"],
+                                "choices": [
+                                    {
+                                        "index": 0,
+                                        "finish_reason": "stop",
+                                        "logprobs": {"content": lp} if lp else None,
+                                        "message": {"role": "assistant", "content": text},
+                                    }
+                                ],
+                                "usage": {"prompt_tokens": 100, "completion_tokens": 5, "total_tokens": 105}
+                                if outer.usage
+                                else None,
+                            }
+                        ).encode()
+                        self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+                finally:
+                    with outer._lock:
+                        outer.in_flight -= 1
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def write_jsonl(path: Path, rows) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def mt_data(tmp_path: Path) -> dict:
+    qs = [
+        {"question_id": 1, "category": "writing", "turns": ["Write a poem.", "Make it shorter."]},
+        {"question_id": 2, "category": "math", "turns": ["What is 2+2?", "And 3+3?"]},
+    ]
+    refs = [{"question_id": 2, "choices": [{"index": 0, "turns": ["4", "6"]}]}]
+    src = SHARED / "data" / "mt_bench" / "judge_prompts.jsonl"
+    if src.exists():
+        prompts = [json.loads(x) for x in src.read_text().splitlines() if x.strip()]
+    else:  # stand-ins with FastChat's names and placeholders
+        prompts = [
+            {
+                "name": n,
+                "type": "single",
+                "system_prompt": "Judge.",
+                "output_format": "[[rating]]",
+                "prompt_template": t,
+            }
+            for n, t in [
+                ("single-v1", "Q: {question}\nA: {answer}"),
+                ("single-math-v1", "Q: {question}\nRef: {ref_answer_1}\nA: {answer}"),
+                ("single-v1-multi-turn", "Q1: {question_1}\nA1: {answer_1}\nQ2: {question_2}\nA2: {answer_2}"),
+                (
+                    "single-math-v1-multi-turn",
+                    "Q1: {question_1}\nR1: {ref_answer_1}\nA1: {answer_1}\n"
+                    "Q2: {question_2}\nR2: {ref_answer_2}\nA2: {answer_2}",
+                ),
+            ]
+        ]
+    return {
+        "questions_path": str(write_jsonl(tmp_path / "q.jsonl", qs)),
+        "reference_path": str(write_jsonl(tmp_path / "ref.jsonl", refs)),
+        "judge_prompts_path": str(write_jsonl(tmp_path / "jp.jsonl", prompts)),
+    }
+
+
+# ---- a judge inside real po-bench runs (tests/test_judge_runs.py, tests/test_judge_partial.py) ------------
+
+
+def alpaca_verdict(body):
+    """AlpacaEval's annotator reply: the token m with logprobs for m and M (the first output wins)."""
+    return "m", [
+        {
+            "token": "m",
+            "logprob": math.log(0.7),
+            "top_logprobs": [{"token": "m", "logprob": math.log(0.7)}, {"token": "M", "logprob": math.log(0.3)}],
+        }
+    ]
+
+
+def judge_run_data(tmp_path, n_instructions):
+    d = tmp_path / "data"
+    d.mkdir()
+    rows = [
+        {
+            "prompt": [{"role": "user", "content": f"question {i} about the topic"}],
+            "chosen": f"good answer {i}",
+            "rejected": f"bad {i}",
+        }
+        for i in range(16)
+    ]
+    (d / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    ref = [
+        {"instruction": f"Name a colour ({i}).", "output": "Blue.", "generator": "gpt4_1106_preview", "dataset": "t"}
+        for i in range(n_instructions)
+    ]
+    (d / "ref.json").write_text(json.dumps(ref))
+    return d
+
+
+def judge_run_args(model_dir, data, url, cache):
+    return [
+        "model.kind=hub",
+        f"model.name_or_path={model_dir}",
+        "model.name=tiny-chat",
+        "dataset=file",
+        f"dataset.path={data / 'train.jsonl'}",
+        "dataset.format=conversational",
+        "dataset.n_eval=4",
+        "train.max_steps=1",
+        "train.batch_size=4",
+        "train.max_length=64",
+        "generation.max_new_tokens=4",
+        "generation.progress=false",
+        "train.progress=false",
+        "threads=2",
+        f"cache_dir={cache}",
+        "judge=alpaca_eval",
+        f"judge.eval_path={data / 'ref.json'}",
+        "judge.length_controlled=false",
+        f"judge.base_url={url}",
+        "judge.model=fake-judge",
+        "judge.answer_max_new_tokens=4",
+        "judge.max_concurrency=2",
+        "judge.timeout=10",
+        "judge.max_retries=1",
+    ]
+
+
+# ---- a planted pipeline (a sitecustomize on PYTHONPATH replaces po_bench.pipeline in every process) ------
+
+FAKE_PIPELINE = """
+import os, sys, types
+if os.environ.get("PO_BENCH_FAKE_PIPELINE"):
+    import po_bench
+    from po_bench.config import ConfigError
+
+    def run(cfg, out_dir):
+        if cfg.judge.name == "reward_model":
+            raise ConfigError("judge=reward_model: planted config error")
+        if int(cfg.seed) == 13:
+            raise RuntimeError("planted failure at run time")
+        none = cfg.judge.name == "none"
+        return {"gold_reward": None if none else 0.5, "gold_reward_sft": None if none else 0.25,
+                "win_rate_vs_sft": None if none else 0.75, "kl_to_ref": 1.5, "train_loss_final": 0.6,
+                "seconds": {"total": 0.1},
+                "artifacts": {"hits": ["sft/abc", "policy/def"], "built": [] if int(cfg.seed) == 0 else ["policy/x"]},
+                "history": []}
+
+    fake = types.ModuleType("po_bench.pipeline")
+    fake.run = run
+    sys.modules["po_bench.pipeline"] = fake
+    po_bench.pipeline = fake
+"""
+
+
+# ---- the listwise trainer ---------------------------------------------------------------------------------
+
+
+def two_steps(tokenizer, rows, loss_cfg, train, tmp_path):
+    """Two optimizer steps of the listwise trainer on one batch of ``rows`` (a fresh tiny model, a copied
+    reference, the store hook recording what it is given): (result, model, reference, state before, saved)."""
+    import torch
+
+    from po_bench.training import models, trl_adapter
+
+    train = NS(
+        **{
+            **train,
+            "max_steps": 2,
+            "batch_size": 8,
+            "logging_steps": 1,
+            "progress": False,
+            "warmup_ratio": 0.0,
+            "lr_scheduler": "constant",
+        }
+    )
+    model = models.build_tiny_model(tokenizer, hidden_size=64, num_layers=1, intermediate_size=128)
+    ref = copy.deepcopy(model)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    saved = {}
+    res = trl_adapter.train_preference(
+        model,
+        ref,
+        tokenizer,
+        rows,
+        loss_cfg,
+        train,
+        tmp_path,
+        0,
+        ref_logps_cache=(lambda: None, lambda obj: saved.update(obj)),
+    )
+    assert res["steps"] == 2 and math.isfinite(res["train_loss_final"])
+    assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
+    return res, model, ref, before, saved

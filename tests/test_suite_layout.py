@@ -1,0 +1,71 @@
+"""The test suite's shape: fixtures live in tests/conftest.py, plain helpers in tests/conftest.py or
+tests/helpers.py, and a test file never imports another test file (each one can be read, run, moved
+and deleted on its own; a helper shared by two files is a helper, not part of either's tests)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).resolve().parent
+FILES = sorted(TESTS.glob("*.py"))
+
+
+def imported_test_files(source: str) -> list[str]:
+    """The test modules (``test_*``) that ``source`` imports, in any spelling: ``from .test_x import y``,
+    ``from tests.test_x import y``, ``from . import test_x``, ``import tests.test_x``, ``import test_x``."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom):
+            parts = (node.module or "").split(".") if node.module else []
+            if node.level == 0 and parts[:1] not in (["tests"], []) and not parts[0].startswith("test_"):
+                continue  # another package
+            found += [p for p in parts if p.startswith("test_")]
+            if parts in ([], ["tests"]):  # from . import test_x / from tests import test_x
+                found += [a.name for a in node.names if a.name.startswith("test_")]
+        elif isinstance(node, ast.Import):
+            for a in node.names:
+                parts = a.name.split(".")
+                if parts[0] == "tests" or parts[0].startswith("test_"):
+                    found += [p for p in parts if p.startswith("test_")]
+    return found
+
+
+def test_the_walk_sees_the_suite():
+    names = {p.name for p in FILES}
+    assert {"conftest.py", "helpers.py", "test_suite_layout.py", "test_judges.py"} <= names and len(names) > 30
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+def test_no_test_file_imports_another(path):
+    assert imported_test_files(path.read_text()) == [], (
+        f"{path.name} imports a test file: move what it shares to tests/helpers.py (plain helpers) "
+        "or tests/conftest.py (fixtures) and import it from there"
+    )
+
+
+def test_the_import_check_sees_every_spelling():
+    planted = [
+        "from .test_judges import FakeOpenAI",
+        "from tests.test_judges import FakeOpenAI",
+        "from . import test_judges",
+        "from tests import test_judges",
+        "import tests.test_judges",
+        "import test_judges",
+        "from test_judges import FakeOpenAI",
+    ]
+    for line in planted:
+        assert imported_test_files(line) == ["test_judges"], line
+    fine = ["from .conftest import compose", "from .helpers import FakeOpenAI", "from test import support"]
+    for line in fine + ["import pytest", "from po_bench.results import table"]:
+        assert imported_test_files(line) == [], line
+
+
+@pytest.mark.parametrize("path", sorted(TESTS.glob("test_*.py")), ids=lambda p: p.name)
+def test_no_test_file_keeps_its_own_compose(path):
+    """The app's config for some overrides is tests/conftest.py's compose(); a copy drifts from it."""
+    tree = ast.parse(path.read_text())
+    own = [n.name for n in tree.body if isinstance(n, ast.FunctionDef) and n.name in ("compose", "_compose")]
+    assert own == [], f"{path.name} defines {own[0]}: use `from .conftest import compose as _compose`"
