@@ -108,7 +108,7 @@ def run(cfg, out_dir: str | Path) -> dict:
         "train_loss_final": train_metrics.get("train_loss_final"),
         "train": {
             k: train_metrics[k]
-            for k in ("world_size", "per_device_batch", "grad_accum", "global_batch", "steps")
+            for k in ("world_size", "per_device_batch", "grad_accum", "global_batch", "steps", "params")
             if k in train_metrics
         },
     }

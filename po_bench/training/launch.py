@@ -237,4 +237,30 @@ def trainer_args(launch: dict | None) -> dict:
     out = dict(launch.get("trainer_args") or {})
     if not torch.cuda.is_available():
         out.setdefault("ddp_backend", "gloo")
+        if out.get("fsdp"):
+            fsdp_on_cpu()
     return out
+
+
+def fsdp_on_cpu() -> None:
+    """Let accelerate shard on a CPU process group.  accelerate (1.15) turns the Trainer's FSDP plugin into
+    its FSDP state only on accelerator devices: under torchrun over gloo it keeps its MULTI_CPU state, and
+    the Trainer given FSDP arguments silently trains DDP, every rank holding the whole model.  FSDP2
+    (``fully_shard``) runs over gloo, so here the state accelerate builds with an FSDP plugin on CPUs is
+    FSDP, as it is on GPUs (once per process; the rank processes of launch=fsdp only)."""
+    from accelerate import state
+    from accelerate.utils import DistributedType
+
+    init = state.AcceleratorState.__init__
+    if getattr(init, "po_bench_fsdp_on_cpu", False):
+        return
+
+    def __init__(self, *args, fsdp_plugin=None, **kwargs):
+        init(self, *args, fsdp_plugin=fsdp_plugin, **kwargs)
+        if fsdp_plugin is not None and self.distributed_type == DistributedType.MULTI_CPU:
+            self.distributed_type = DistributedType.FSDP
+            self.fsdp_plugin = fsdp_plugin
+            state.PartialState._shared_state["distributed_type"] = DistributedType.FSDP
+
+    __init__.po_bench_fsdp_on_cpu = True
+    state.AcceleratorState.__init__ = __init__

@@ -126,6 +126,8 @@ class _MetricsLog:
 
 
 def _common_args(train_cfg, out_dir: Path, seed: int, lr: float, epochs: float, batch_size: int) -> dict:
+    from po_bench.training.launch import trainer_args
+
     return dict(
         output_dir=str(out_dir),
         per_device_train_batch_size=batch_size,
@@ -148,6 +150,7 @@ def _common_args(train_cfg, out_dir: Path, seed: int, lr: float, epochs: float, 
         disable_tqdm=not train_cfg.progress,
         dataloader_num_workers=0,
         remove_unused_columns=True,
+        **trainer_args(getattr(train_cfg, "launch", None)),  # the process group's (fsdp, deepspeed, ddp_backend)
     )
 
 
@@ -368,6 +371,44 @@ def batch_facts(trainer) -> dict:
         "per_device_batch": a.per_device_train_batch_size,
         "grad_accum": a.gradient_accumulation_steps,
         "global_batch": a.per_device_train_batch_size * a.gradient_accumulation_steps * a.world_size,
+    }
+
+
+def param_facts(model) -> dict:
+    """How the trained parameters are held, from inside the trainer on every rank: whether they are sharded
+    (FSDP2's DTensor shards; DeepSpeed ZeRO-3's partitions), the full model's element count, each rank's local
+    one (``per_rank``), and the L2 norm of the full trained parameters computed from the local shards (so the
+    consolidated weights a run saves can be checked against it).  Reads only; a collective (every rank of a
+    process group calls it)."""
+    import torch.distributed as dist
+
+    full = local = 0
+    sq = {True: 0.0, False: 0.0}  # sum of squares of sharded / whole (replicated) parameters
+    sharded = False
+    for p in model.parameters():
+        t = p.detach()
+        if hasattr(t, "to_local"):  # FSDP2: a DTensor of which this rank holds one shard
+            t, part = t.to_local(), True
+            full += p.numel()
+        elif hasattr(p, "ds_tensor"):  # DeepSpeed ZeRO-3: this rank's partition (zero-padded)
+            t, part = p.ds_tensor.detach(), True
+            full += int(p.ds_numel)
+        else:
+            part = False
+            full += p.numel()
+        sharded |= part
+        local += t.numel()
+        for chunk in t.reshape(-1).split(1 << 24):  # bounded memory for large parameters
+            sq[part] += float(chunk.double().pow(2).sum())
+    ranks = [(local, sq[True])]
+    if dist.is_available() and dist.is_initialized():
+        ranks = [None] * dist.get_world_size()
+        dist.all_gather_object(ranks, (local, sq[True]))
+    return {
+        "sharded": sharded,
+        "full": full,
+        "per_rank": [n for n, _ in ranks],
+        "norm": (sum(s for _, s in ranks) + sq[False]) ** 0.5,
     }
 
 
@@ -706,6 +747,7 @@ def train_preference(
     trainer.train(resume_from_checkpoint=last_checkpoint(out_dir))
     if peft is not None:
         policy = trainer.model
+    params = param_facts(trainer.model_wrapped)
     if save_dir is not None:
         save_distributed(trainer, tokenizer, save_dir)
     return {
@@ -714,6 +756,7 @@ def train_preference(
         "history": mlog.history,
         "steps": trainer.state.global_step,
         **batch_facts(trainer),
+        "params": params,
         "precision": precision_of(train_cfg),
         **({"kto_kl_matched_rows": kto_matched} if backend == "kto" else {}),
         "resumed": bool(mlog.history and mlog.history[0].get("step", 0) > train_cfg.logging_steps),
