@@ -338,13 +338,31 @@ def get(store: Store, stage: str, spec: dict, opts: dict | None = None, launch=N
         if launch is not None and launch.strategy != "local":
             from po_bench.training import launch as launcher
 
-            return store.get_or_build_dir(
-                stage, spec, lambda d: launcher.run_stage(stage, spec, d, store.root, opts or {}, launch)
-            )
+            def build(d: Path) -> None:
+                launcher.run_stage(stage, spec, d, store.root, opts or {}, launch)
+                record_reads(store, d)
+
+            return store.get_or_build_dir(stage, spec, build)
         return store.get_or_build_dir(stage, spec, lambda d: DIR_STAGES[stage](spec, d, store, opts, **loaded))
     if stage in JSON_STAGES:
         return store.get_or_build_json(stage, spec, lambda: JSON_STAGES[stage](spec, store, opts, **loaded))
     raise ValueError(f"unknown stage {stage!r}; stages: {', '.join([*DIR_STAGES, *JSON_STAGES])}")
+
+
+# What a process group's rank 0 read from and built in the store while it built an artifact (e.g. the
+# reference log-probs a policy stage computes): written into the work folder, then recorded by the launching
+# process as its own reads (run.json's metrics.artifacts, what `po-bench cache gc --keep` keeps) and removed.
+STORE_READS = "store_reads.json"
+
+
+def record_reads(store: Store, d: Path) -> None:
+    """Record the store reads a process group left in the work folder ``d`` as this process's, and remove the file."""
+    f = d / STORE_READS
+    if f.is_file():
+        reads = json.loads(f.read_text())
+        store.hits += reads["hits"]
+        store.misses += reads["built"]
+        f.unlink()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -370,6 +388,10 @@ def main(argv: list[str] | None = None) -> int:
         if a.stage not in DIR_STAGES:
             ap.error("--into builds training stages (sft, policy) only")
         DIR_STAGES[a.stage](spec, Path(a.into), store, opts, json.loads(a.launch))
+        from po_bench.training.launch import is_main
+
+        if is_main():  # the launching process records them (record_reads)
+            atomic_write_json(Path(a.into) / STORE_READS, {"hits": store.hits, "built": store.misses})
         return 0
     out = get(store, a.stage, spec, opts)
     print(out if isinstance(out, Path) else store.path(a.stage, spec))
