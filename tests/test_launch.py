@@ -5,6 +5,7 @@ multi-process training on CPU (torchrun over gloo)."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import socket
 import subprocess
@@ -195,34 +196,86 @@ def test_scoring_batches_are_bounded_by_tokens_not_sequences(tokenizer):
 # ---- real process groups on CPU (gloo) -------------------------------------------------------------
 
 
-@pytest.mark.slow
-def test_ddp_two_processes_train_a_world_run_and_a_sweep(tmp_path):
-    args = [
-        *SMALL,
-        "threads=1",
-        "launch=ddp",
-        "launch.num_processes=2",  # no port: torchrun --standalone
-        "train.global_batch_size=16",
-        "train.batch_size=8",
-        f"cache_dir={tmp_path}/cache",
-    ]
-    r = run_cli(["-m", "loss=dpo,ipo", *args, f"hydra.sweep.dir={tmp_path}/sweep"], ROOT, timeout=1500)
+# The world run with nothing about the batch set (SMALL's train.batch_size=16), SFT off: the untrained tiny model
+# is the start, so the on-policy pairs and the reference log-probs do not depend on the launch (SFT under a
+# process group: the fsdp and two-machine tests).
+LOCAL = [*SMALL, "threads=1", "stages.sft=false"]
+DDP = [*LOCAL, "launch=ddp", "launch.num_processes=2"]  # no port: torchrun --standalone
+
+
+@pytest.fixture(scope="module")
+def ddp_sweep(tmp_path_factory):
+    """A 2-loss sweep (dpo, ipo) trained by two processes; its folder and store are shared by the tests below."""
+    d = tmp_path_factory.mktemp("ddp")
+    r = run_cli(["-m", "loss=dpo,ipo", *DDP, f"cache_dir={d}/cache", f"hydra.sweep.dir={d}/sweep"], ROOT, timeout=1500)
     assert r.returncode == 0, r.stderr[-3000:]
-    runs = read_runs(tmp_path / "sweep")
+    return d
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_train_a_world_run_and_a_sweep(ddp_sweep):
+    runs = read_runs(ddp_sweep / "sweep")
     assert [x["status"] for x in runs] == ["done", "done"]
     for run in runs:
         t = run["metrics"]["train"]
+        # the default global batch (16) kept under the launch: 8 per device x 2 processes
         assert (t["world_size"], t["per_device_batch"], t["grad_accum"], t["global_batch"]) == (2, 8, 1, 16)
-        assert (
-            run["metrics"]["kl_to_ref"] != 0.0 and run["metrics"]["gold_reward"] is not None
-        )  # trained: moved off SFT
-    policies = list((tmp_path / "cache" / "v2" / "policy").glob("*/train_metrics.json"))
+        # DDP: each rank holds the whole model
+        assert t["params"]["sharded"] is False and t["params"]["per_rank"] == [t["params"]["full"]] * 2
+        assert run["metrics"]["kl_to_ref"] != 0.0 and run["metrics"]["gold_reward"] is not None  # moved off the start
+    policies = list((ddp_sweep / "cache" / "v2" / "policy").glob("*/train_metrics.json"))
     assert len(policies) == 2  # one artifact per policy, written once (by rank 0), nothing left in work folders
-    assert not list((tmp_path / "cache" / "v2" / "policy").glob(".*.work"))
+    assert not list((ddp_sweep / "cache" / "v2" / "policy").glob(".*.work"))
 
 
 @pytest.mark.slow
-def test_fsdp_trains_on_cpu_and_saves_weights_that_reload(tmp_path):
+def test_the_launcher_does_not_change_the_global_batch_or_the_steps(ddp_sweep, tmp_path):
+    """The same run under launch=local trains on the same pairs with the same global batch and as many optimizer
+    steps as under launch=ddp with 2 processes (which once kept the per-device batch: global 32, half the steps)."""
+    r = run_cli(
+        [
+            *LOCAL,
+            "loss=dpo",
+            "stages.generate=false",
+            f"cache_dir={ddp_sweep}/cache",
+            f"hydra.run.dir={tmp_path}/local",
+        ],
+        ROOT,
+        timeout=900,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    local = json.loads((tmp_path / "local" / "run.json").read_text())
+    ddp = next(x for x in read_runs(ddp_sweep / "sweep") if x["config"]["loss"]["name"] == "dpo")
+    n_pairs = ddp["metrics"]["data"]["n_pairs"]
+    assert local["metrics"]["data"]["n_pairs"] == n_pairs
+    lt, dt = local["metrics"]["train"], ddp["metrics"]["train"]
+    assert (lt["world_size"], lt["per_device_batch"], dt["world_size"], dt["per_device_batch"]) == (1, 16, 2, 8)
+    assert (lt["global_batch"], lt["steps"]) == (dt["global_batch"], dt["steps"]) == (16, math.ceil(n_pairs / 16))
+
+
+@pytest.mark.slow
+def test_cache_gc_keeps_the_reference_log_probs_a_process_group_built(ddp_sweep, tmp_path):
+    """The reference log-probs of a launch=ddp run are computed and stored inside the process group: the runs
+    record them (run.json metrics.artifacts, what `po-bench cache gc --keep` keeps), gc keeps them, and a rerun
+    that trains another policy on the same pairs reuses them."""
+    cache = ddp_sweep / "cache"
+    arts = [x["metrics"]["artifacts"] for x in read_runs(ddp_sweep / "sweep")]
+    refs = {k for a in arts for k in a["built"] + a["hits"] if k.startswith("ref_logps/")}
+    assert len(refs) == 1, arts  # recorded; shared by dpo and ipo (the loss type is not in the reference pass)
+    (ref,) = refs
+    r = run_cli(["cache", "--root", str(cache), "gc", "--keep", str(ddp_sweep / "sweep")], ROOT, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert (cache / "v2" / ref / "manifest.json").is_file(), r.stdout
+    rerun = [*DDP, "loss=dpo", "loss.beta=0.2", "train.max_steps=1", "stages.generate=false"]
+    r = run_cli([*rerun, f"cache_dir={cache}", f"hydra.run.dir={tmp_path}/rerun"], ROOT, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    art = json.loads((tmp_path / "rerun" / "run.json").read_text())["metrics"]["artifacts"]
+    assert ref in art["hits"] and ref not in art["built"], art
+    assert [k.split("/")[0] for k in art["built"]] == ["policy"]
+
+
+@pytest.mark.slow
+def test_fsdp_shards_the_parameters_on_cpu_and_saves_the_trained_weights(tmp_path):
     args = [
         *SMALL,
         "threads=1",
@@ -231,13 +284,36 @@ def test_fsdp_trains_on_cpu_and_saves_weights_that_reload(tmp_path):
         f"launch.main_process_port={_port()}",
         "train.max_steps=2",
         f"cache_dir={tmp_path}/cache",
-        f"hydra.run.dir={tmp_path}/run",
     ]
-    r = run_cli(args, ROOT, timeout=1500)
+    r = run_cli([*args, f"hydra.run.dir={tmp_path}/run"], ROOT, timeout=1500)
     assert r.returncode == 0, r.stderr[-3000:]
     rec = json.loads((tmp_path / "run" / "run.json").read_text())
-    assert rec["status"] == "done" and rec["metrics"]["train"]["world_size"] == 2
-    assert rec["metrics"]["kl_to_ref"] != 0.0  # the reloaded policy differs from the SFT model
+    t = rec["metrics"]["train"]
+    assert rec["status"] == "done" and t["world_size"] == 2
+    # recorded inside the trainer on each rank: FSDP-sharded, each rank's shard smaller than the model (not DDP)
+    p = t["params"]
+    assert p["sharded"] is True and len(p["per_rank"]) == 2, p
+    assert all(0 < n < p["full"] for n in p["per_rank"]) and sum(p["per_rank"]) == p["full"], p
+    # the consolidated weights rank 0 saved are the trained ones: the norm the ranks computed from their shards,
+    # and the run's own KL to the reference recomputed from them, the SFT model and the run's generations
+    from po_bench import stages
+    from po_bench.judges import implicit
+    from po_bench.store import Store
+
+    pl, store = plan(_compose(args)), Store(tmp_path / "cache")
+    policy = stages.load_model(str(store.path("policy", pl.policy)), pl.policy["model"])
+    assert sum(float(x.detach().double().pow(2).sum()) for x in policy.parameters()) ** 0.5 == pytest.approx(
+        p["norm"], rel=1e-9
+    )
+    sft_dir = str(store.path("sft", pl.sft))
+    kl = implicit.kl_and_length(
+        policy,
+        stages.load_model(sft_dir, pl.sft["model"]),
+        stages.load_tokenizer(sft_dir, pl.sft["model"]),
+        stages.resolve_prompts(store, pl.eval_prompts),
+        store.load_json("samples", pl.samples["generations"]),
+    )["kl_to_ref"]
+    assert kl == pytest.approx(rec["metrics"]["kl_to_ref"], abs=1e-5) and kl != 0.0
 
 
 @pytest.mark.slow
