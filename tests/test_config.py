@@ -23,7 +23,9 @@ def test_default_composes_and_validates():
 
 @pytest.mark.parametrize("loss", ["sft", "dpo", "ipo", "simpo", "kto"])
 def test_every_loss_config_validates(loss):
-    validate(_compose([f"loss={loss}"]))
+    cfg = _compose([f"loss={loss}"])
+    validate(cfg)
+    assert cfg.loss.name == loss  # the file is the loss it is named for (not a copy of another one)
 
 
 def test_typo_in_key_fails_at_composition():

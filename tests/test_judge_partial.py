@@ -40,8 +40,9 @@ def test_table_shows_judged_counts_and_marks_partial_rows(tmp_path):
     _write(tmp_path, "b", "partial", "SimPO", judged=(803, 805))
     t = table.tabulate(tmp_path)
     md = table.to_markdown(t.shown, t.rows, t.failed, an=None)
-    assert "| judged |" in md.replace("judged |", "judged |")
-    assert "803/805 (partial)" in md and "805/805" in md and "SimPO †" in md and "† partial" in md
+    head, _, *body = ([c.strip() for c in line.strip("|").split("|")] for line in md.split("\n\n")[0].splitlines())
+    assert {row[0]: row[head.index("judged")] for row in body} == {"DPO": "805/805", "SimPO †": "803/805 (partial)"}
+    assert "† partial" in md
     assert not t.failed  # a partial run is a row, not a failed run
     csv = table.to_csv(t.shown, t.rows)
     assert "judged" in csv.splitlines()[0] and "803/805" in csv
@@ -76,8 +77,9 @@ def test_permanent_judge_failures_record_the_run_partial_and_the_table_shows_it(
     rec = json.loads((tmp_path / "sweep" / "run" / "run.json").read_text())
     j = rec["metrics"]["judged"]
     assert rec["status"] == "partial", rec.get("error")
-    assert j["n_asked"] == 3 and j["n_request_failures"] >= 1 and j["n_judged"] == 3 - j["n_request_failures"]
+    # one request at a time, one retry: judgment 1 gets 500 and 500 (failed), judgment 2 gets 500 then its answer
+    assert (j["n_asked"], j["n_request_failures"], j["n_judged"], len(srv.requests)) == (3, 1, 2, 5)
     assert "still failed after retries" in rec["error"] and "run recorded partial" in r.stdout + r.stderr
     t = table.tabulate(tmp_path / "sweep")
     md = table.to_markdown(t.shown, t.rows, t.failed)
-    assert f"{j['n_judged']}/3 (partial)" in md and "†" in md
+    assert "2/3 (partial)" in md and "†" in md

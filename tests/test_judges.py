@@ -438,8 +438,12 @@ def test_mt_bench_scores_and_parse_failures(tmp_path):
         assert scores == [8, 3, 8, None]  # the unparsable one: left out, not a tie / not a 5
         assert m["score"] == pytest.approx(19 / 3)
         assert (m["score_turn1"], m["score_turn2"]) == (8, 3)
-        sys_msgs = {b["messages"][0]["content"] for b in srv.requests}
-        assert len(sys_msgs) >= 1 and all(b["temperature"] == 0.0 and b["max_tokens"] == 2048 for b in srv.requests)
+        # each request opens with its judge prompt's system prompt (FastChat's file, or the stand-ins)
+        jp = {p["name"]: p for p in map(json.loads, Path(cfg["judge_prompts_path"]).read_text().splitlines())}
+        assert {(b["messages"][0]["role"], b["messages"][0]["content"]) for b in srv.requests} == {
+            ("system", jp[r["judge_prompt"]]["system_prompt"]) for r in res.records
+        }
+        assert len(srv.requests) == 4 and all(b["temperature"] == 0.0 and b["max_tokens"] == 2048 for b in srv.requests)
         # the second turn was generated from the conversation [q1, a1, q2]
         assert res.records[1]["answer"] == "meh" and res.records[0]["answer"].startswith("EXCELLENT")
 
@@ -570,7 +574,9 @@ def test_reward_model_judge(tokenizer):
     res = judge.evaluate(prompts, a, b)
     wins = sum((x > y) + 0.5 * (x == y) for x, y in zip(ra, rb)) / len(ra)
     assert res.metrics["win_rate_vs_sft"] == pytest.approx(wins)
-    assert res.metrics["reward"] == pytest.approx(sum(ra) / 7) and res.metrics["n_ties"] >= 1  # the last pair is equal
+    ties = sum(x == y for x, y in zip(ra, rb))
+    assert ra[-1] == rb[-1] and ties >= 1  # the last pair is equal: the world where ties get counted
+    assert res.metrics["reward"] == pytest.approx(sum(ra) / 7) and res.metrics["n_ties"] == ties
     assert judge.evaluate(prompts, b, a).metrics["win_rate_vs_sft"] == pytest.approx(1 - wins)
 
 

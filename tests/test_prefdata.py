@@ -670,7 +670,9 @@ def test_leakage_known_answers(tmp_path):
     }
     world_train = world.make_prompts(world.WorldSpec(n_pref=50), "pref") + sets["world_eval"][:3] + ["tell a joke"]
     res = formats.leakage(world_train, sets)
-    assert res["world_eval"]["count"] >= 3 and res["alpaca_eval"]["count"] == 1 and res["mt_bench"]["count"] == 1
+    # the world's eval prompts are distinct and none is a pref prompt: exactly the three planted ones leak
+    assert res["world_eval"]["count"] == 3 and res["world_eval"]["examples"] == sets["world_eval"][:3]
+    assert res["world_ood"]["count"] == 0 and res["alpaca_eval"]["count"] == 1 and res["mt_bench"]["count"] == 1
     assert set(formats.eval_sets(None, shared_data=tmp_path / "absent")) == set()
     if (SHARED / "data").is_dir():  # the real benchmark files, where present
         real = formats.eval_sets(None)
