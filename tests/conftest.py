@@ -5,9 +5,16 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
+
+# Property tests draw the same examples on every run (a failure reproduces; CI cannot pass by luck);
+# HYPOTHESIS_PROFILE=random draws fresh ones locally, to look for new failures.
+hypothesis_settings.register_profile("derandomized", derandomize=True, database=None, print_blob=True)
+hypothesis_settings.register_profile("random", derandomize=False, print_blob=True)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "derandomized"))
 
 # Small world sizes: real SFT + preference training + generation in a few seconds.
 SMALL = [
@@ -54,6 +61,21 @@ def run_cli(args, cwd, env_extra=None, timeout=900):
 
 def read_runs(folder):
     return [json.loads(p.read_text()) | {"_dir": p.parent} for p in sorted(Path(folder).rglob("run.json"))]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_caches(tmp_path_factory):
+    """Every cache a test could otherwise share with the developer or with another test session (the
+    artifact store's default, PO_BENCH_CACHE; SmolLM2's converted checkpoint, ~/.cache/po-bench or
+    PO_BENCH_SMOLLM2_DIR; XDG_CACHE_HOME's Hugging Face / wandb / torch caches) lives in this session's
+    temporary folder.  The processes the tests start inherit the variables (run_cli's runs name their
+    cache_dir: it drops PO_BENCH_CACHE)."""
+    root = tmp_path_factory.mktemp("caches")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PO_BENCH_CACHE", str(root / "po_bench_cache"))
+        mp.setenv("PO_BENCH_SMOLLM2_DIR", str(root / "po-bench" / "smollm2-135m-instruct"))
+        mp.setenv("XDG_CACHE_HOME", str(root / "xdg"))
+        yield root
 
 
 @pytest.fixture(scope="session")

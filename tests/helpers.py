@@ -20,15 +20,18 @@ from .conftest import SHARED
 class FakeOpenAI:
     """A real HTTP server on loopback speaking the chat-completions API.  ``script`` is a list of
     actions consumed one per request ("429", "500", "400", "timeout"); afterwards (or for "ok")
-    ``responder(body) -> (text, logprobs or None)`` answers.  Every request's Authorization header
-    is kept in ``auth``; with ``require_key`` a request without ``Bearer <require_key>`` gets a 401."""
+    ``responder(body) -> (text, logprobs or None)`` answers.  A "timeout" request is held unanswered
+    until the next request arrives (the client gave up on it and retried) or ``timeout_hold`` seconds
+    pass: the client's own timeout decides, not a race between two sleeps.  Every request's
+    Authorization header is kept in ``auth``; with ``require_key`` a request without
+    ``Bearer <require_key>`` gets a 401."""
 
     def __init__(
         self,
         responder=None,
         script=(),
         delay: float = 0.0,
-        timeout_sleep: float = 1.5,
+        timeout_hold: float = 60.0,
         require_key: str | None = None,
         usage: bool = True,
         hold_first: int = 0,
@@ -38,7 +41,7 @@ class FakeOpenAI:
         self.responder = responder or (lambda body: ("ok", None))
         self.script = list(script)
         self.delay = delay
-        self.timeout_sleep = timeout_sleep
+        self.timeout_hold = timeout_hold
         self.require_key = require_key
         self.usage = usage
         self.requests: list[dict] = []
@@ -69,7 +72,8 @@ class FakeOpenAI:
                         outer.arrived.wait_for(lambda: len(outer.requests) >= outer.hold_first, timeout=60)
                 try:
                     if action == "timeout":
-                        time.sleep(outer.timeout_sleep)
+                        with outer.arrived:
+                            outer.arrived.wait_for(lambda: len(outer.requests) > n_arrived, timeout=outer.timeout_hold)
                     if action in ("429", "500", "400", "401"):
                         payload = json.dumps({"error": {"message": f"scripted {action}", "type": "x"}}).encode()
                         self.send_response(int(action))

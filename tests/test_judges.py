@@ -229,7 +229,7 @@ def _client_cfg(url, tmp_path, **kw):
         "base_url": url,
         "api_key_env": None,
         "max_concurrency": 4,
-        "timeout": 0.5,
+        "timeout": 30,  # a loopback answer never takes this long; only a scripted "timeout" times out
         "max_retries": 4,
         "backoff_base": 0.01,
         "backoff_max": 0.05,
@@ -246,7 +246,7 @@ MSG = [{"role": "user", "content": "hello"}]
 
 def test_client_retries_429_500_timeout_then_succeeds(tmp_path):
     with FakeOpenAI(script=["429", "500", "timeout"]) as srv:
-        client = JudgeClient(_client_cfg(srv.url, tmp_path))
+        client = JudgeClient(_client_cfg(srv.url, tmp_path, timeout=2))  # the held request times out after 2 s
         res = client.chat(MSG, max_tokens=5, temperature=0)
         assert res.ok and res.text == "ok" and not res.cached
         s = client.stats
@@ -366,7 +366,7 @@ def test_client_budget_max_cost(tmp_path):
     per million = 0.00011 USD a response); a request goes out only while it fits beside those in flight."""
     each = 100 * 1e-6 + 5 * 2e-6
     with FakeOpenAI(delay=0.1) as srv:
-        client = JudgeClient(_client_cfg(srv.url, tmp_path, max_cost_usd=3.5 * each, max_concurrency=4, timeout=5))
+        client = JudgeClient(_client_cfg(srv.url, tmp_path, max_cost_usd=3.5 * each, max_concurrency=4))
         res = client.chat_many(_distinct(10))
         assert len(srv.requests) == 3 and sum(r.ok for r in res) == 3 and sum(r.budget_stopped for r in res) == 7
         assert client.stats.cost_usd == pytest.approx(3 * each) and client.stats.cost_usd <= 3.5 * each

@@ -5,6 +5,7 @@ and deleted on its own; a helper shared by two files is a helper, not part of ei
 from __future__ import annotations
 
 import ast
+import os
 from pathlib import Path
 
 import pytest
@@ -69,3 +70,16 @@ def test_no_test_file_keeps_its_own_compose(path):
     tree = ast.parse(path.read_text())
     own = [n.name for n in tree.body if isinstance(n, ast.FunctionDef) and n.name in ("compose", "_compose")]
     assert own == [], f"{path.name} defines {own[0]}: use `from .conftest import compose as _compose`"
+
+
+def test_caches_are_this_sessions_own(private_caches):
+    """No test reads or writes ~/.cache/po-bench, ~/.cache or a .po_bench_cache that another session shares."""
+    from po_bench.judges.client import default_cache_dir
+    from po_bench.training import smollm2
+
+    from .conftest import compose
+
+    assert smollm2.default_dir().is_relative_to(private_caches)
+    assert Path(compose().cache_dir).is_relative_to(private_caches)
+    assert default_cache_dir().is_relative_to(private_caches)
+    assert Path(os.environ["XDG_CACHE_HOME"]).is_relative_to(private_caches)
