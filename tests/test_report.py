@@ -24,6 +24,7 @@ import pytest
 from po_bench.results import report, scores, table
 
 from .conftest import ROOT
+from .helpers import browser_or_skip
 
 FIXTURE = ROOT / "tests" / "fixtures" / "world_sweep"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -133,12 +134,8 @@ def test_report_wandb_logs_the_tables_figures_and_page_offline(sweep, tmp_path):
     assert step["report/_type"] == "html-file" and step["results/_type"] == "table-file"
 
 
-@pytest.mark.skipif(
-    CHROMIUM is None or CHROMEDRIVER is None,
-    reason="chromium / chromedriver not installed (apt-get install -y chromium chromium-driver)",
-)
 def test_report_in_headless_chromium(sweep, tmp_path):
-    pytest.importorskip("selenium", reason="selenium not installed (pip install selenium; the dev extra)")
+    browser_or_skip(CHROMIUM, CHROMEDRIVER)  # skipped with the reason where one is missing; CI: a failure
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
