@@ -144,7 +144,8 @@ def test_a_selection_outside_every_grid_is_one_line_before_any_compute(tmp_path)
 
 def test_tiny_presets_are_small_enough_for_a_cpu():
     """Presets that compare methods run 5 seeds (the method-level claims need them, issue 21); the
-    one-seed grids (hitchhiker, noise, simpo: spreads over hyperparameters) say so in their tables."""
+    one-seed grids (hitchhiker, noise, simpo: spreads over hyperparameters) say so in their tables; the
+    35-loss zoo runs 2 (its pooled variance has 34 degrees of freedom; conf/preset/loss_zoo/tiny.yaml)."""
     sizes = {e: len(_jobs(e, "tiny")) for e in EXPERIMENTS}
     assert sizes == {
         "dpo_frontier": 25,
@@ -155,11 +156,13 @@ def test_tiny_presets_are_small_enough_for_a_cpu():
         "pugc": 25,
         "more_is_less": 15,
         "beyond_pairs": 100,
+        "loss_zoo": 70,
     }
     seeds = {e: {j for job in _jobs(e, "tiny") for j in job if j.startswith("seed=")} for e in EXPERIMENTS}
     assert all(len(seeds[e]) == 5 for e in ("dpo_frontier", "survey_table", "pugc", "more_is_less", "beyond_pairs")), (
         seeds
     )
+    assert len(seeds["loss_zoo"]) == 2
 
 
 def test_a_preset_without_this_scale_is_one_clear_error():
