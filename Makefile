@@ -21,7 +21,7 @@ help:
 	@echo "make demo       the main job: a 5-method x 2-seed sweep on the embedded world -> results/demo.{md,csv,png}"
 	@echo "make test       lint, then the test suite (what CI runs)"
 	@echo "make lint       ruff check + ruff format --check (pyproject [tool.ruff])"
-	@echo "make test-fast  the suite without the slow end-to-end tests"
+	@echo "make test-fast  the suite without training (no slow tests): the inner loop"
 	@echo "make table-survey / table-simpo / table-noise / table-hitchhiker / figure-frontier   paper presets (SCALE=tiny here; SCALE=paper on GPUs)"
 	@echo "make table-zoo  35 losses at the world's shared recipe, 2 seeds"
 	@echo "make table-beyond-pairs   issue 17: ranked, listwise, adaptive, fine-grained, fused-reference and SFT-side methods vs DPO/SimPO (world)"

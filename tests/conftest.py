@@ -138,3 +138,25 @@ def pairs():
     rng = np.random.default_rng(0)
     samples = [[" " + world.demonstrate(spec, p, rng), " " + world.demonstrate(spec, p, rng)] for p in prompts]
     return world.label_pairs(prompts, samples, world.Annotator(), seed=0)
+
+
+@pytest.fixture(autouse=True)
+def fast_tests_do_not_train(request):
+    """`make test-fast` (-m "not slow") runs no training: in a test without the slow marker, a
+    transformers Trainer's train() (every TRL and po-bench trainer goes through it) fails the test with
+    the reason.  Runs in subprocesses (run_cli) are not seen here: those tests are slow already."""
+    if request.node.get_closest_marker("slow"):
+        yield
+        return
+    import transformers
+
+    def refuse(self, *args, **kwargs):
+        pytest.fail(
+            f"{request.node.nodeid} trains ({type(self).__name__}.train): mark it @pytest.mark.slow "
+            "(make test-fast runs no training)",
+            pytrace=False,
+        )
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(transformers.Trainer, "train", refuse)
+        yield

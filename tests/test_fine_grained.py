@@ -194,6 +194,7 @@ def pairs():
     return world.label_pairs(prompts, samples, world.Annotator(), seed=0)[:8]
 
 
+@pytest.mark.slow  # trains (make test-fast runs no training)
 def test_tgdpo_two_real_optimizer_steps_with_a_guide(tokenizer, pairs, tmp_path):
     from po_bench.training import models, trl_adapter
 
@@ -236,6 +237,7 @@ def test_tgdpo_two_real_optimizer_steps_with_a_guide(tokenizer, pairs, tmp_path)
     assert margins[1] > margins[0]
 
 
+@pytest.mark.slow  # trains (make test-fast runs no training)
 def test_step_dpo_two_real_optimizer_steps_on_step_pairs(tokenizer, tmp_path):
     from po_bench.training import models, trl_adapter
 

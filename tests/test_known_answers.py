@@ -400,6 +400,7 @@ def _train_cfg(cfg, steps):
 
 
 @pytest.mark.parametrize("loss", CHECKED)
+@pytest.mark.slow  # trains (make test-fast runs no training)
 def test_first_step_loss_closed_form_and_direction(loss, tokenizer, batch_pairs, tmp_path):
     cfg = _loss_cfg(loss)
     model = models.build_tiny_model(tokenizer, hidden_size=64, num_layers=1, intermediate_size=128, seed=0)
@@ -445,6 +446,7 @@ def test_first_step_loss_closed_form_and_direction(loss, tokenizer, batch_pairs,
 # ---- po-bench's own trainer against TRL's sigmoid loss --------------------------------------------------
 
 
+@pytest.mark.slow  # trains (make test-fast runs no training)
 def test_pobench_cdpo_eps0_matches_trl_sigmoid(tokenizer, batch_pairs, tmp_path):
     """Same policy, same (different) reference, same batch: po-bench's trainer running cDPO with
     eps = 0 logs the same loss, log-probs and reward margins as TRL's DPO sigmoid loss, two steps."""

@@ -314,6 +314,7 @@ def _loss_cfg(name, **args):
     "name, args",
     [("lipo", {}), ("irpo", {}), ("adpo_list", {}), ("adpo_list", {"anchor": "dynamic", "anchor_rate": 0.5})],
 )
+@pytest.mark.slow  # trains (make test-fast runs no training)
 def test_two_real_optimizer_steps(name, args, tokenizer, tmp_path):
     """Two optimizer steps on one batch of 8 world lists (one of them shorter: padded): finite loss,
     parameters move, the best-vs-worst reward margin grows; a fixed reference stays frozen and its k
@@ -333,6 +334,7 @@ def test_two_real_optimizer_steps(name, args, tokenizer, tmp_path):
     assert sizes[0] == pytest.approx((3 + 7 * 4) / 8)
 
 
+@pytest.mark.slow  # trains (make test-fast runs no training)
 def test_cached_reference_log_probs_are_used(tokenizer, tmp_path):
     """With the store's k reference log-probs per row in place, the trainer reads them (a huge reference
     log-prob on the best response makes its reward very negative) instead of recomputing."""

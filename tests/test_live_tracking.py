@@ -43,6 +43,7 @@ def _read_when_written(folder, ready, timeout=20.0):
         time.sleep(0.3)
 
 
+@pytest.mark.slow  # trains (make test-fast runs no training)
 def test_training_curves_stream_live_and_log_run_appends_to_the_same_run(tokenizer, tmp_path, monkeypatch):
     from hydra import compose, initialize_config_dir
 

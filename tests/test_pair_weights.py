@@ -87,6 +87,7 @@ def _train(loss_name, tokenizer, pairs, tmp_path, scores, max_steps=2, cache=Non
 
 
 @pytest.mark.parametrize("loss_name, score, args", [("madpo", 1.5, {}), ("sem_dpo", 0.3, {})])
+@pytest.mark.slow  # trains (make test-fast runs no training)
 def test_real_steps_with_per_pair_scores(loss_name, score, args, tokenizer, pairs, tmp_path):
     saved = {}  # the reference log-prob pass through the store hook sees batches that carry the scores too
     res, moved = _train(
@@ -106,6 +107,7 @@ def test_real_steps_with_per_pair_scores(loss_name, score, args, tokenizer, pair
     assert logged and logged[0] == pytest.approx(want, rel=1e-6)  # the weight of the score handed in, per pair
 
 
+@pytest.mark.slow  # trains (make test-fast runs no training)
 def test_a_pair_weighted_zero_gives_no_gradient(tokenizer, pairs, tmp_path):
     """The scores reach the loss pair by pair: with every weight exactly 0 (Sem-DPO, exp(-1000 d) = 0 in
     float) no parameter moves; the same pairs at weight 1 move them."""
@@ -115,6 +117,7 @@ def test_a_pair_weighted_zero_gives_no_gradient(tokenizer, pairs, tmp_path):
     assert moved > 0
 
 
+@pytest.mark.slow  # trains (make test-fast runs no training)
 def test_scores_follow_their_pairs_through_the_shuffle(tokenizer, pairs, tmp_path, monkeypatch):
     """Each pair's score arrives with that pair (TRL shuffles the rows): a score is a function of the
     pair here, so the batch's scores must equal that function of the batch's chosen completions."""
@@ -136,6 +139,7 @@ def test_scores_follow_their_pairs_through_the_shuffle(tokenizer, pairs, tmp_pat
         assert [float(x) for x in dist] == pytest.approx([float(x) for x in lens], abs=1.01)
 
 
+@pytest.mark.slow  # trains (make test-fast runs no training)
 def test_reward_model_trains_with_trl_and_scores_every_pair(tokenizer, pairs, tmp_path):
     """MADPO's first step: TRL's RewardTrainer on the pairs from a causal-LM checkpoint; one margin per pair."""
     lm = models.build_tiny_model(tokenizer, hidden_size=32, num_layers=1, intermediate_size=64)

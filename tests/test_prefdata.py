@@ -79,6 +79,7 @@ def test_hh_rlhf_real_file_every_row_parses():
 
 
 @needs_hh
+@pytest.mark.slow  # trains (make test-fast runs no training)
 def test_hh_rlhf_dpo_step_with_smollm2_tokenizer(tmp_path):
     from transformers import LlamaConfig, LlamaForCausalLM
 

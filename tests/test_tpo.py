@@ -151,6 +151,7 @@ def test_tpo_config_validates_and_lists_carry_step_spans():
     assert spec["ranking"].get("steps") is True and "annotator" in spec and "steps" not in spec
 
 
+@pytest.mark.slow  # trains (make test-fast runs no training)
 def test_two_real_optimizer_steps(tokenizer, tmp_path):
     """Two optimizer steps on 8 world lists (one shorter, padded) through the per-step path: finite loss,
     parameters move, the reference stays frozen and nothing is precomputed, the margin grows."""

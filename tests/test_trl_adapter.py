@@ -30,6 +30,7 @@ PAIR_DATA_LOSSES = [x for x in LOSSES if x != "tpo"]
 
 
 @pytest.mark.parametrize("loss", PAIR_DATA_LOSSES)
+@pytest.mark.slow  # trains (make test-fast runs no training)
 def test_two_real_optimizer_steps(loss, tokenizer, pairs, tmp_path):
     """Two optimizer steps on one fixed batch: finite loss, parameters move, the logged reward
     margin on that batch grows (the loss pushes chosen above rejected)."""
@@ -83,6 +84,7 @@ def test_two_real_optimizer_steps(loss, tokenizer, pairs, tmp_path):
     assert direction * (margins[1] - margins[0]) > 0, f"{loss}: reward margin moved the wrong way: {margins}"
 
 
+@pytest.mark.slow  # trains (make test-fast runs no training)
 def test_cached_reference_logps_are_used(tokenizer, pairs, tmp_path):
     """With the store's reference log-probs in place, DPO reads them instead of recomputing."""
     cfg = _loss_cfg("dpo")
@@ -120,6 +122,7 @@ def test_unpaired_view():
     ]
 
 
+@pytest.mark.slow  # trains (make test-fast runs no training)
 def test_lora_trains_adapters_only_and_merges(tokenizer, pairs, tmp_path):
     """model.lora.enabled: TRL trains peft LoRA adapters (base weights frozen, reference = adapters off);
     the merged policy differs from the start, and its shape is a plain checkpoint."""
@@ -241,6 +244,7 @@ def test_an_unmapped_field_stops_the_run(tmp_path):
         )
 
 
+@pytest.mark.slow  # trains (make test-fast runs no training)
 def test_warmup_reaches_the_scheduler(tokenizer, pairs, tmp_path):
     """train.warmup_ratio=0.5 over 4 steps: the logged learning rate rises over the first steps."""
     cfg = _loss_cfg("dpo")
@@ -316,6 +320,7 @@ def test_kto_order_drops_a_last_batch_of_one_and_keeps_the_rest():
 # ---- BCO's delta moves across steps ------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # trains (make test-fast runs no training)
 def test_bco_delta_updated_across_steps(tokenizer, pairs, tmp_path):
     """loss=bco_pair: the logged reward shift delta is the running mean of the batches' rewards, so it
     changes from step to step once the policy leaves the reference (TRL 1.16 keeps it at 0)."""
@@ -343,6 +348,7 @@ def test_bco_delta_updated_across_steps(tokenizer, pairs, tmp_path):
 # ---- beta-DPO: the trainer holds the running margin statistics ------------------------------------------
 
 
+@pytest.mark.slow  # trains (make test-fast runs no training)
 def test_beta_dpo_state_is_held_across_steps(tokenizer, pairs, tmp_path):
     """loss=beta_dpo: the trainer passes the running M_0 / sigma into the pure loss and keeps what it
     returns: the logged M_0 follows the momentum average of the batches' margins, floor(0.8 * 8) = 6 pairs
@@ -376,6 +382,7 @@ def test_beta_dpo_state_is_held_across_steps(tokenizer, pairs, tmp_path):
 # ---- a curriculum order reaches the trainer (Curry-DPO) -------------------------------------------------
 
 
+@pytest.mark.slow  # trains (make test-fast runs no training)
 def test_curriculum_order_is_kept_by_the_trainer(tokenizer, pairs, tmp_path):
     """ordered=True (dataset.curriculum): transformers' train_sampling_strategy="sequential", so the batches are
     the pairs in their order (TRL's default samples at random); and two real steps train in that order."""

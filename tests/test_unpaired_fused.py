@@ -136,6 +136,7 @@ def _run(name, tokenizer, pairs, tmp_path, steps=2, **kw):
     return res, moved
 
 
+@pytest.mark.slow  # trains (make test-fast runs no training)
 def test_bco_trains_on_unpaired_rows_with_a_running_delta(tokenizer, pairs, tmp_path):
     res, moved = _run("bco", tokenizer, pairs[:8], tmp_path, steps=3)
     assert res["steps"] == 3 and moved > 0 and math.isfinite(res["train_loss_final"])
@@ -145,6 +146,7 @@ def test_bco_trains_on_unpaired_rows_with_a_running_delta(tokenizer, pairs, tmp_
     assert "kto_kl_matched_rows" not in res  # no KL rows (TRL's KTO trainer with the loss replaced)
 
 
+@pytest.mark.slow  # trains (make test-fast runs no training)
 def test_infifpo_trains_against_the_fused_reference(tokenizer, pairs, tmp_path):
     """The fused reference replaces the pivot's reference log-probs (the store keeps the pivot's), and two
     optimizer steps move the policy."""
@@ -194,6 +196,7 @@ def test_fused_reference_rows_are_the_fusion_of_the_sources(tokenizer, pairs, tm
 
 
 @pytest.mark.parametrize("name", ["sft_fdiv_chi2", "sft_fdiv_kl", "sft_fdiv_tv"])
+@pytest.mark.slow  # trains (make test-fast runs no training)
 def test_fdiv_sft_raises_the_chosen_likelihood(name, tokenizer, pairs, tmp_path):
     res, moved = _run(name, tokenizer, pairs[:8], tmp_path)
     assert res["steps"] == 2 and moved > 0 and math.isfinite(res["train_loss_final"])
