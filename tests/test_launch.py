@@ -280,8 +280,7 @@ def test_fsdp_shards_the_parameters_on_cpu_and_saves_the_trained_weights(tmp_pat
         *SMALL,
         "threads=1",
         "launch=fsdp",
-        "launch.num_processes=2",
-        f"launch.main_process_port={_port()}",
+        "launch.num_processes=2",  # one machine: the rendezvous takes a free port itself (no bind-then-release)
         "train.max_steps=2",
         f"cache_dir={tmp_path}/cache",
     ]
