@@ -119,6 +119,9 @@ def test_every_preset_composes_and_its_jobs_validate(experiment, scale):
         return
     jobs = _jobs(experiment, scale)
     assert jobs
+    # the seeds change no field that validation reads: one job per point of the rest (the job counts and
+    # the seeds of each preset are checked by test_tiny_presets_are_small_enough_for_a_cpu)
+    jobs = list({tuple(x for x in j if not x.startswith("seed=")): j for j in jobs}.values())
     if len(jobs) > 30:  # simpo/survey at paper scale: 744 jobs each
         jobs = _one_per_method(jobs)
     for job in jobs:
