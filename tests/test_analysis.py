@@ -62,5 +62,7 @@ def test_a_a_check_the_same_loss_under_two_names_is_not_a_method_difference(tmp_
         f"A/A: DPO-A - DPO-B = {pair['diff']} [{pair['diff_lo']}, {pair['diff_hi']}], method-level p = "
         f"{pair['p']} ({pair['basis']}, df {pair['df']})"
     )
-    assert pair["claim"] == "method" and pair["basis"] == "unpaired" and pair["outcome"] == "tie"
+    # no seed is shared: an unpaired comparison, with Welch's variance ("own") where the F test flags one of the two
+    # rows' seed spread (with two rows it does so about one time in ten under the null: DPO-A at these seeds)
+    assert pair["claim"] == "method" and pair["basis"] in ("unpaired", "own") and pair["outcome"] == "tie"
     assert float(pair["p"]) > 0.05 and float(pair["diff_lo"]) < 0 < float(pair["diff_hi"])
