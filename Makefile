@@ -48,7 +48,7 @@ lint: $(STAMP)
 test: $(STAMP) lint
 	$(OFFLINE) $(PY) -m pytest -q -rs tests
 
-test-fast: $(STAMP)
+test-fast: $(STAMP) lint
 	$(OFFLINE) $(PY) -m pytest -q -rs -m "not slow" tests
 
 # Every sweep target below sweeps into results/.runs/<name> and writes results/<name>.{csv,md,png}
