@@ -186,12 +186,8 @@ def test_tgdpo_gradient_weights_each_token_by_its_guide_reward():
 
 
 @pytest.fixture(scope="module")
-def pairs():
-    spec = world.WorldSpec(n_pref=32)
-    prompts = world.make_prompts(spec, "pref")
-    rng = np.random.default_rng(0)
-    samples = [[" " + world.demonstrate(spec, p, rng), " " + world.demonstrate(spec, p, rng)] for p in prompts]
-    return world.label_pairs(prompts, samples, world.Annotator(), seed=0)[:8]
+def pairs(pairs):  # the first 8 of conftest's 32 labelled world pairs
+    return pairs[:8]
 
 
 @pytest.mark.slow  # trains (make test-fast runs no training)
