@@ -45,11 +45,17 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# The suite runs on TEST_WORKERS pytest-xdist processes (2: one per core here; TEST_WORKERS=0 runs it in
+# one process), a test file per worker at a time (--dist loadfile: a file's module fixtures, e.g. the
+# vLLM server or the Slurm cluster, are built once), the costliest files first (tests/conftest.py).
+TEST_WORKERS ?= 2
+PYTEST := $(OFFLINE) $(PY) -m pytest -q -rs $(if $(filter 0,$(strip $(TEST_WORKERS))),,-n $(strip $(TEST_WORKERS)) --dist loadfile --no-loadscope-reorder)
+
 test: $(STAMP) lint
-	$(OFFLINE) $(PY) -m pytest -q -rs tests
+	$(PYTEST) tests
 
 test-fast: $(STAMP) lint
-	$(OFFLINE) $(PY) -m pytest -q -rs -m "not slow" tests
+	$(PYTEST) -m "not slow" tests
 
 # Every sweep target below sweeps into results/.runs/<name> and writes results/<name>.{csv,md,png}
 # (the table, with the hardware, versions and wall time under it).  <name> is the target's own name

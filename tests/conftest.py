@@ -16,6 +16,11 @@ hypothesis_settings.register_profile("derandomized", derandomize=True, database=
 hypothesis_settings.register_profile("random", derandomize=False, print_blob=True)
 hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "derandomized"))
 
+# The suite runs on pytest-xdist workers (`make test`: TEST_WORKERS, 2 by default, one per core here), so
+# every process a test trains or generates in gets one thread: two workers with two threads each would
+# oversubscribe 2 cores (OpenMP spin-waits make that several times slower, not just twice).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 # Small world sizes: real SFT + preference training + generation in a few seconds.
 SMALL = [
     "dataset.n_sft=400",
@@ -28,7 +33,7 @@ SMALL = [
     "train.logging_steps=2",
     "generation.progress=false",
     "train.progress=false",
-    "threads=2",
+    "threads=1",
     "tracking=none",
 ]
 
@@ -71,9 +76,13 @@ def private_caches(tmp_path_factory):
     temporary folder.  The processes the tests start inherit the variables (run_cli's runs name their
     cache_dir: it drops PO_BENCH_CACHE)."""
     root = tmp_path_factory.mktemp("caches")
+    # SmolLM2's conversion (~30 s) is shared by the session's xdist workers: their temporary folders sit
+    # side by side under one base, and smollm2_path() publishes the folder with an atomic rename.
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("PO_BENCH_CACHE", str(root / "po_bench_cache"))
-        mp.setenv("PO_BENCH_SMOLLM2_DIR", str(root / "po-bench" / "smollm2-135m-instruct"))
+        mp.setenv("PO_BENCH_SMOLLM2_DIR", str(shared / "smollm2-135m-instruct"))
         mp.setenv("XDG_CACHE_HOME", str(root / "xdg"))
         yield root
 
@@ -160,3 +169,12 @@ def fast_tests_do_not_train(request):
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(transformers.Trainer, "train", refuse)
         yield
+
+
+def pytest_collection_modifyitems(config, items):
+    """The costliest test files first (seconds measured in a full run, tests/durations.json; files not
+    listed last): `make test` hands whole files to its xdist workers in this order, so the long files
+    start at once instead of making a tail.  The order within a file is kept."""
+    seconds = json.loads((Path(__file__).parent / "durations.json").read_text())
+    position = {id(item): i for i, item in enumerate(items)}
+    items.sort(key=lambda item: (-seconds.get(item.path.name, 0), position[id(item)]))

@@ -220,7 +220,7 @@ def judge_run_args(model_dir, data, url, cache):
         "generation.max_new_tokens=4",
         "generation.progress=false",
         "train.progress=false",
-        "threads=2",
+        "threads=1",
         f"cache_dir={cache}",
         "judge=alpaca_eval",
         f"judge.eval_path={data / 'ref.json'}",
@@ -322,3 +322,38 @@ def browser_or_skip(chromium: str | None, chromedriver: str | None) -> None:
     if os.environ.get(REQUIRE_BROWSER) == "1":
         pytest.fail(f"{reason}; {REQUIRE_BROWSER}=1 requires the browser test to run", pytrace=False)
     pytest.skip(reason)
+
+
+# ---- golden values: behaviour pinned before a refactoring -------------------------------------------------
+
+GOLDEN = Path(__file__).parent / "golden"
+UPDATE_GOLDEN = "PO_BENCH_UPDATE_GOLDEN"  # =1 records the values instead of comparing them
+
+
+def training_trace(res: dict) -> dict:
+    """What a few optimizer steps leave that a refactoring must not change: every logged loss and
+    gradient norm, in step order."""
+    return {key: [h[key] for h in res["history"] if key in h] for key in ("loss", "grad_norm")}
+
+
+def check_golden(name: str, key: str, values: dict, rel: float = 1e-4) -> None:
+    """``values`` (lists of floats by name) equal the ones recorded in ``tests/golden/<name>.json`` under
+    ``key``, to ``rel`` (summation order differs with the thread count; a changed loss differs by far more).
+    With PO_BENCH_UPDATE_GOLDEN=1 they are recorded instead: do that only on code whose behaviour is the
+    reference, and say so in the commit."""
+    path = GOLDEN / f"{name}.json"
+    data = json.loads(path.read_text()) if path.exists() else {}
+    if os.environ.get(UPDATE_GOLDEN) == "1":
+        GOLDEN.mkdir(exist_ok=True)
+        data[key] = values
+        path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+        return
+    assert key in data, f"{path.name} has no values for {key!r}: record them with {UPDATE_GOLDEN}=1"
+    assert set(values) == set(data[key]), (key, sorted(values), sorted(data[key]))
+    for field, want in data[key].items():
+        assert len(values[field]) == len(want) and values[field] == pytest.approx(want, rel=rel, abs=1e-6), (
+            key,
+            field,
+            values[field],
+            want,
+        )

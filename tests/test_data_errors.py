@@ -177,7 +177,7 @@ def test_run_json_counts_every_skip_drop_truncation_and_leak(tiny_chat_model, tm
         "generation.progress=false",
         "train.progress=false",
         "tracking=none",
-        "threads=2",
+        "threads=1",
         f"cache_dir={tmp_path}/cache",
     ]
     r = run_cli([*args, f"hydra.run.dir={tmp_path}/run"], ROOT)

@@ -127,7 +127,7 @@ def test_one_run_trains_once_and_runs_every_judge(tiny_chat_model, tmp_path):
             "generation.max_new_tokens=4",
             "generation.progress=false",
             "train.progress=false",
-            "threads=2",
+            "threads=1",
             f"cache_dir={tmp_path / 'cache'}",
             "tracking=none",
             "judge=alpaca_eval",

@@ -14,7 +14,7 @@ from po_bench.data import formats, world
 from po_bench.training import listwise
 
 from .conftest import compose as _compose
-from .helpers import two_steps
+from .helpers import check_golden, training_trace, two_steps
 
 # Hand-chosen lists: (policy log-probs, reference log-probs, annotator scores), best first by score; the second
 # has a tie, the third disagrees with the policy's order, the fourth is a list of two.
@@ -322,6 +322,9 @@ def test_two_real_optimizer_steps(name, args, tokenizer, tmp_path):
     rows = _world_lists(n=8)[0][:8]
     rows[0] = {**rows[0], **{k: rows[0][k][:3] for k in ("responses", "scores", "gold", "ranks")}}
     res, _, ref, before, saved = two_steps(tokenizer, rows, *_loss_cfg(name, **args), tmp_path)
+    check_golden(
+        "listwise_two_steps", name + "".join(f"-{k}={v}" for k, v in sorted(args.items())), training_trace(res)
+    )
     moved = any(not torch.equal(before[k], v) for k, v in ref.state_dict().items())
     if args.get("anchor") == "dynamic":
         assert moved and not saved

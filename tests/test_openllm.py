@@ -492,7 +492,7 @@ def test_pipeline_run_records_openllm_metrics(tiny_chat_model, tmp_path):
         "generation.progress=false",
         "train.progress=false",
         "tracking=none",
-        "threads=2",
+        "threads=1",
         f"cache_dir={tmp_path}/cache",
         f"hydra.run.dir={tmp_path}/run",
     ]

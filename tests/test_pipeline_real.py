@@ -34,7 +34,7 @@ def test_hh_rlhf_run(loss, tiny_chat_model, tmp_path):
         "generation.progress=false",
         "train.progress=false",
         "tracking=none",
-        "threads=2",
+        "threads=1",
         "noise=flip",
         "noise.rate=0.25",
         f"cache_dir={tmp_path}/cache",

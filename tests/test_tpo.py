@@ -15,7 +15,7 @@ from po_bench.data import world
 from po_bench.training import listwise
 
 from .conftest import compose as _compose
-from .helpers import two_steps
+from .helpers import check_golden, training_trace, two_steps
 
 TPO_DATA = ["loss=tpo", "dataset.pair_strategy=list", "dataset.k_samples=4", "dataset.steps=true"]
 
@@ -165,6 +165,7 @@ def test_two_real_optimizer_steps(tokenizer, tmp_path):
     cfg = _compose(TPO_DATA)
     loss_cfg = NS(**{**cfg.loss, "args": dict(cfg.loss.args), "lr": 1e-3})
     res, _, ref, before, saved = two_steps(tokenizer, rows, loss_cfg, cfg.train, tmp_path)
+    check_golden("tpo_two_steps", "tpo", training_trace(res))
     assert all(torch.equal(before[k], v) for k, v in ref.state_dict().items()) and not saved
     margins = [h["rewards/margins"] for h in res["history"] if "rewards/margins" in h]
     assert len(margins) == 2 and margins[1] > margins[0], margins

@@ -11,6 +11,7 @@ from po_bench.app import CONF_DIR
 from po_bench.training import models, trl_adapter
 
 from .conftest import compose as _compose
+from .helpers import check_golden, training_trace
 
 # DiscoPOP (arXiv:2406.08414) is non-convex at zero margin: with rho = sigmoid(L/tau), its loss
 # (1-rho)*softplus(-L) + rho*exp(-L) has dL-derivative rho'(0)(1 - ln 2) - 0.75 = (0.25/0.05)(0.307) - 0.75
@@ -82,6 +83,8 @@ def test_two_real_optimizer_steps(loss, tokenizer, pairs, tmp_path):
     assert len(margins) == 2, res["history"]
     direction = MARGIN_DIRECTION_AT_INIT.get(loss, +1)
     assert direction * (margins[1] - margins[0]) > 0, f"{loss}: reward margin moved the wrong way: {margins}"
+    # the losses and gradient norms of both steps, as recorded before the Method-record refactoring
+    check_golden("trl_adapter_two_steps", loss, training_trace(res))
 
 
 @pytest.mark.slow  # trains (make test-fast runs no training)
