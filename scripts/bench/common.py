@@ -18,7 +18,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
-OUT = ROOT / "results" / "bench"
+OUT = Path(os.environ.get("PO_BENCH_BENCH_OUT") or ROOT / "results" / "bench")  # a test writes elsewhere
 PY = sys.executable
 
 

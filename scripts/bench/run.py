@@ -40,7 +40,7 @@ def main(argv: list[str]) -> int:
         report = importlib.import_module(name).main(rest)
         path = write(report)
         print(path.read_text())
-        print(f"== {name}: {time.perf_counter() - t0:.0f} s, written {path.relative_to(HERE.parents[1])}", flush=True)
+        print(f"== {name}: {time.perf_counter() - t0:.0f} s, written {path}", flush=True)
     from readme import update_readme
 
     update_readme()
