@@ -1,40 +1,27 @@
 """Data sources: what the one pipeline needs from a dataset, behind one interface.
 
-A source is built from a plain *spec* (the dataset fields that determine its data) and answers:
+The interface is :class:`po_bench.data.api.DataSource` (every member, when the pipeline calls it and
+what it feeds); this module holds its implementations: :class:`WorldSource` (the embedded world:
+on-policy pairs sampled from the SFT policy, labelled by the world's annotator, a gold scorer) and
+:class:`FileSource` (real preference data from files and the Hub), and the registry :data:`SOURCES`.
 
-================================  =====================================================================
-``sft_spec()``                    the fields the SFT data depends on (``None``: no SFT stage; the base
-                                  model is the starting point, as for instruct models)
-``sft_examples(spec)``            SFT examples for that spec (prompt/completion or messages)
-``prompt_spec(split)``            the spec of a prompt split (``pref``/``eval``/``ood``); prompts come
-                                  from :func:`prompts` of that spec, in any process
-``onpolicy``                      True: preference pairs are sampled from the SFT policy on the
-                                  ``pref`` prompts (two samples per prompt) and labelled by the
-                                  source's annotator (the world); False: pairs come from files
-``make_pairs(spec, samples)``     the labelled pairs (before noise), held-out eval pairs and the
-                                  conversion statistics
-``extra_policies()``              other SFT policies (role -> SFT data spec) whose pref-prompt samples
-                                  the pairs also read (``make_pairs(..., extra={role: samples})``)
-``heldout_splits()``              splits whose SFT sample pairs, labelled by the gold reward, measure
-                                  implicit-reward accuracy (the world: eval and OOD; real data: none,
-                                  the eval split's own pairs are used)
-``gold``                          the gold scorer (the world's r*), or ``None`` for real data
-================================  =====================================================================
-
-Adding a data source = a class here with these members and an entry in :data:`SOURCES`; the
-pipeline does not change.
+Adding a data source = a class here (or anywhere) with the members of ``DataSource`` and an entry in
+:data:`SOURCES`; the pipeline does not change.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+import logging
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from po_bench.data import formats, world
+from po_bench.data.api import DataSource, PairInputs
+
+log = logging.getLogger("po_bench")
 
 # ---------------------------------------------------------------------------------------------
 # the embedded world
@@ -88,12 +75,12 @@ def _world_spec(fields: dict) -> world.WorldSpec:
     return world.WorldSpec(**kw)
 
 
-class WorldSource:
+class WorldSource(DataSource):
     """The embedded world: SFT demonstrations, on-policy pairs labelled by a Bradley-Terry annotator
     on the gold reward r*, held-out eval and OOD prompts, and r* itself as the gold judge."""
 
     kind = "world"
-    onpolicy = True
+    always_sft = True  # the world's model is built (and trained) by the SFT stage
 
     def __init__(self, spec: dict):
         self.spec = {k: spec[k] for k in WORLD_FIELDS}
@@ -121,6 +108,10 @@ class WorldSource:
 
     def prompt_spec(self, split: str) -> dict:
         return {"kind": "world", "split": split, **{k: self.spec[k] for k in _SPLIT_FIELDS[split]}}
+
+    def eval_prompt_spec(self, pairs: dict) -> dict:
+        """The world's eval split (the pairs do not enter it)."""
+        return self.prompt_spec("eval")
 
     def ranked(self) -> bool:
         """k samples ranked by the annotator (k > 2, or a curriculum order, or rated lists), else today's one
@@ -160,6 +151,16 @@ class WorldSource:
         if self.spec["pair_models"] != "single":  # the other model's samples: the pairs spec's extra_samples
             out["models"] = self.spec["pair_models"]
         return out
+
+    @staticmethod
+    def build_pairs(spec: dict, inputs: PairInputs) -> dict:
+        """On-policy pairs: the SFT policy's samples on the pref prompts (``spec["samples"]``), labelled by
+        :meth:`make_pairs`; step-wise pairs also sample continuations, multi-model pairs read the other
+        policies' samples (their checkpoints built first)."""
+        kw: dict[str, Any] = {"sampler": inputs.sampler()} if "steps" in spec["source"] else {}
+        if spec.get("extra_samples"):  # other SFT policies' samples (multi-model pairs): their checkpoints first
+            kw["extra"] = inputs.extra_samples()
+        return WorldSource.make_pairs(spec["source"], inputs.samples(), int(spec["seed"]), **kw)
 
     @staticmethod
     def make_pairs(
@@ -305,8 +306,11 @@ class WorldSource:
     def heldout_splits() -> dict[str, str]:
         return {"implicit_reward_accuracy": "eval", "implicit_reward_accuracy_ood": "ood"}
 
-    def heldout_pairs(self, prompts_: list, samples: list[list[str]]) -> list[dict]:
-        return world.gold_pairs(prompts_, samples, self.weights)
+    def heldout_pairs(self, sampled: dict[str, tuple[list, list[list[str]]]], pairs_art: dict | None) -> dict:
+        """The SFT sample pairs of each held-out split, labelled by r* (none left: the metric is NaN)."""
+        return {
+            name: world.gold_pairs(prompts_, samples, self.weights) for name, (prompts_, samples) in sampled.items()
+        }
 
     def gold(self, prompts_: list, policy_samples: list[str], sft_samples: list[str]) -> dict:
         out = world.gold_metrics(prompts_, policy_samples, sft_samples, self.weights)
@@ -327,6 +331,17 @@ class WorldSource:
             for p, y, s in zip(prompts_, samples, sft_samples)
         ]
 
+    def data_report(self, pairs_art: dict, tokenizer, max_length: int) -> dict:
+        """The pairs' statistics, k samples per prompt, and the leakage of every prompt the pairs were
+        sampled for into the held-out splits."""
+        pairs = pairs_art["train"]
+        stats = {**pairs_art["stats"], **self.describe(pairs, tokenizer, max_length)}
+        stats.setdefault("k_samples", self.pref_samples_n())
+        stats["pairs_per_prompt"] = pairs_per_prompt(pairs)
+        evals = {f"world_{s}": prompts(self.prompt_spec(s)) for s in ("eval", "ood")}
+        stats["leakage"] = formats.leakage(prompts(self.prompt_spec("pref")), evals)
+        return stats
+
     @staticmethod
     def describe(pairs: list[dict], tokenizer, max_length: int) -> dict:
         if pairs and "responses" in pairs[0]:  # rated lists (dataset.pair_strategy=list)
@@ -342,6 +357,13 @@ class WorldSource:
                 "style_word": world.pair_feature_accuracy(pairs, world.starts_with_style),
             },
         }
+
+
+def pairs_per_prompt(pairs: list[dict]) -> float:
+    """Training rows per distinct prompt (several from k ranked samples, Curry-DPO; conversational prompts
+    are message lists)."""
+    n_prompts = len({formats.prompt_key(x["prompt"]) for x in pairs})
+    return len(pairs) / n_prompts if n_prompts else 0.0
 
 
 def list_stats(rows: list[dict]) -> dict:
@@ -416,13 +438,13 @@ def _content(dcfg_fields: dict) -> dict:
     return out
 
 
-class FileSource:
+class FileSource(DataSource):
     """Real preference data from a local file or the Hub (``dataset.kind=hf``): pairs from the
     files, held-out pairs from the eval split (or the last ``n_eval`` pairs), an optional separate
     SFT dataset, no gold reward (quality comes from the configured judge)."""
 
     kind = "hf"
-    onpolicy = False
+    always_sft = False  # SFT only with an SFT dataset; else the base model is the start
     gold = None
 
     def __init__(self, spec: dict):
@@ -455,7 +477,16 @@ class FileSource:
         return examples, report
 
     def prompt_spec(self, split: str) -> dict:
-        return {"kind": "pairs", "split": split}  # completed by the pipeline with the pairs artifact's spec
+        return {"kind": "pairs", "split": split}  # completed with the pairs artifact's spec (eval_prompt_spec)
+
+    def eval_prompt_spec(self, pairs: dict) -> dict:
+        """The prompts of the pairs artifact's held-out pairs (so that artifact is built even without training)."""
+        return {**self.prompt_spec("eval"), "pairs": pairs}
+
+    @staticmethod
+    def pref_samples_n() -> int:
+        """None: the pairs come from the files."""
+        return 0
 
     def pairs_spec(self) -> dict:
         return dict(self.spec)
@@ -463,6 +494,19 @@ class FileSource:
     @staticmethod
     def extra_policies() -> dict:
         return {}
+
+    @staticmethod
+    def build_pairs(spec: dict, inputs: PairInputs) -> dict:
+        """Pairs read from the files, in the view the loss trains on (paired or unpaired rows), prompts too
+        long for ``max_length`` in the run's tokenizer dropped and counted."""
+        return FileSource.make_pairs(
+            spec["source"],
+            None,
+            int(spec["seed"]),
+            paired=spec["view"] == "pairs",
+            tokenizer=inputs.tokenizer(),
+            max_length=int(spec["max_length"]),
+        )
 
     @staticmethod
     def make_pairs(
@@ -516,14 +560,45 @@ class FileSource:
         return {}
 
     @staticmethod
+    def heldout_pairs(sampled: dict, pairs_art: dict | None) -> dict:
+        """The eval split's pairs (or the held-out last rows); none: not measured (None)."""
+        return {"implicit_reward_accuracy": pairs_art["eval"] or None}
+
+    def data_report(self, pairs_art: dict, tokenizer, max_length: int) -> dict:
+        """The pairs' statistics and token lengths, leakage of eval prompts into training (the eval split
+        and the public benchmarks; a warning when the eval split's prompts are trained on) and every
+        count of rows left out on the way (``counts``)."""
+        pairs = pairs_art["train"]
+        stats = {**pairs_art["stats"], **self.describe(pairs, tokenizer, max_length)}
+        stats["pairs_per_prompt"] = pairs_per_prompt(pairs)
+        train_prompts = [x["prompt"] for x in pairs]
+        leak = {
+            **formats.leakage(train_prompts, formats.eval_sets()),
+            **formats.leakage(train_prompts, {"eval_split": [x["prompt"] for x in pairs_art["eval"]]}),
+        }
+        if leak["eval_split"]["count"]:
+            log.warning(
+                "%d of %d eval prompts also occur among the training prompts (data.leakage.eval_split)",
+                leak["eval_split"]["count"],
+                leak["eval_split"]["n_eval"],
+            )
+        stats["leakage"] = leak
+        stats["counts"] = data_counts(
+            stats["conversion"],
+            stats["conversion_eval"],
+            stats["skipped_prompt_over_max_length"],
+            stats["tokens"],
+            leak,
+        )
+        return stats
+
+    @staticmethod
     def describe(pairs: list[dict], tokenizer, max_length: int) -> dict:
         if "responses" in pairs[0]:  # rated lists
             return {"tokens": {}, "lists": list_stats(pairs)}
         tokens = formats.data_stats(pairs, tokenizer, max_length) if "chosen" in pairs[0] else {}
         if tokens.get("truncated_fraction", 0.0) > TRUNCATION_WARN:  # not only a count in run.json
-            import logging
-
-            logging.getLogger("po_bench").warning(
+            log.warning(
                 "%d of %d training pairs (%.0f%%) exceed train.max_length=%d and are truncated by the trainer "
                 "(p90 prompt + response: %d tokens); raise train.max_length or model.max_length",
                 tokens["n_truncated"],
@@ -539,19 +614,19 @@ class FileSource:
         return [{"prompt": p, "policy": y, "sft": s} for p, y, s in zip(prompts_, samples, sft_samples)]
 
 
-SOURCES: dict[str, Callable[[dict], Any]] = {"world": WorldSource, "hf": FileSource}
+SOURCES: dict[str, type[DataSource]] = {"world": WorldSource, "hf": FileSource}  # dataset.kind -> its source
 
 
-def source_class(spec: dict):
+def source_class(spec: dict) -> type[DataSource]:
     """The source class of a (full or partial) data spec (``spec["kind"]``): what stages call the
-    static builders (``sft_examples``, ``make_pairs``) of."""
+    static builders (``sft_examples``, ``build_pairs``) of."""
     try:
         return SOURCES[spec["kind"]]
     except KeyError:
         raise ValueError(f"dataset.kind={spec.get('kind')!r}: allowed {', '.join(SOURCES)}") from None
 
 
-def source_for(dcfg):
+def source_for(dcfg) -> DataSource:
     """The source for a dataset config node."""
     cls = SOURCES.get(dcfg.kind)
     if cls is None:
