@@ -485,7 +485,7 @@ class FileSource(DataSource):
 
     @staticmethod
     def pref_samples_n() -> int:
-        """None: the pairs come from the files."""
+        """0: the pairs read no policy samples (they come from the files)."""
         return 0
 
     def pairs_spec(self) -> dict:
