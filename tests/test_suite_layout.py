@@ -96,15 +96,6 @@ NOT_YET_MAPPED = {
     "po_bench/cache_cli.py",
     "po_bench/data/cli.py",
     "po_bench/data/formats.py",
-    "po_bench/judges/alpaca_eval.py",
-    "po_bench/judges/api.py",
-    "po_bench/judges/arena_hard.py",
-    "po_bench/judges/client.py",
-    "po_bench/judges/implicit.py",
-    "po_bench/judges/mt_bench.py",
-    "po_bench/judges/registry.py",
-    "po_bench/judges/reward_model.py",
-    "po_bench/judges/runner.py",
 }
 
 
