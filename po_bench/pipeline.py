@@ -211,7 +211,7 @@ def free_accelerator_memory() -> None:
 def data_report(cfg, p, pairs_art: dict | None, tokenizer) -> dict:
     """``metrics.data`` of run.json: the pairs' statistics, label noise, leakage of eval prompts
     into training (and, for real data, against the public benchmarks) and every count of rows
-    left out on the way (the source's :meth:`~po_bench.data.api.DataSource.data_report`)."""
+    left out on the way (the source's :meth:`~po_bench.data.sources.DataSource.data_report`)."""
     if pairs_art is None:
         return {}
     return p.source.data_report(pairs_art, tokenizer, cfg.train.max_length)

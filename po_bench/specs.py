@@ -40,8 +40,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from po_bench.common import plain
-from po_bench.data.api import DataSource
-from po_bench.data.sources import source_for
+from po_bench.data.sources import DataSource, source_for
 from po_bench.store import fingerprint
 
 # Bumped when a stage's code changes what it produces for the same spec.

@@ -148,7 +148,7 @@ def other_samples(store: Store, spec: dict, opts: dict | None = None) -> list:
 
 class StorePairInputs:
     """What a pairs spec names, built or read through the store when the source's ``build_pairs`` asks
-    for it (:class:`po_bench.data.api.PairInputs`)."""
+    for it (:class:`po_bench.data.sources.PairInputs`)."""
 
     def __init__(self, spec: dict, store: Store, opts: dict | None = None):
         self.spec, self.store, self.opts = spec, store, opts

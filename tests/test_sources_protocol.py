@@ -1,4 +1,4 @@
-"""The data-source contract (po_bench/data/api.py): every registered source has every member of
+"""The data-source contract (po_bench/data/sources.py): every registered source has every member of
 ``DataSource``, the pipeline's modules use no member outside it (read from their source code), the
 protocol lists nothing they do not use, and no on-policy decision is left outside the sources."""
 
@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from po_bench.data.api import DataSource
-from po_bench.data.sources import SOURCES
+from po_bench.data.sources import SOURCES, DataSource
 
 ROOT = Path(__file__).resolve().parent.parent
 PIPELINE = ("pipeline.py", "stages.py", "specs.py")  # under po_bench/
@@ -57,7 +56,7 @@ def test_every_registered_source_has_every_member(kind):
     cls = SOURCES[kind]
     own = {n for c in cls.__mro__ if c not in (DataSource, object) for n in vars(c)}
     missing = sorted(protocol_members() - own)
-    assert missing == [], f"dataset.kind={kind}: {cls.__name__} lacks {missing} (po_bench/data/api.py)"
+    assert missing == [], f"dataset.kind={kind}: {cls.__name__} lacks {missing} (po_bench/data/sources.py)"
     assert cls.kind == kind  # the registry name is the class's own
     for name in ("spec_of", "sft_examples", "build_pairs"):  # called on the class, in any process
         assert isinstance(inspect.getattr_static(cls, name), staticmethod), (
@@ -71,7 +70,7 @@ def test_the_pipeline_uses_exactly_the_protocol():
     used = set().union(*uses.values())
     members = protocol_members()
     outside = {name: sorted(u - members) for name, u in uses.items() if u - members}
-    assert outside == {}, f"source members used outside po_bench/data/api.py's DataSource: {outside}"
+    assert outside == {}, f"source members used outside DataSource (po_bench/data/sources.py): {outside}"
     assert sorted(members - used - REGISTRY) == [], "DataSource members the pipeline never uses"
 
 
