@@ -166,6 +166,13 @@ def check_artifact(d: Path, full_hash: bool = False) -> str | None:
     return None
 
 
+def dir_size(p: Path) -> int:
+    """Bytes of a file, or of every file under a folder."""
+    if p.is_file():
+        return p.stat().st_size
+    return sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
+
+
 # ---- locks -----------------------------------------------------------------------------------------
 
 
@@ -345,6 +352,17 @@ class Store:
                     return
         with file_lock(folder / f"{name}.file"):
             yield
+
+    def artifacts(self, kind: str | None = None) -> list[tuple[str, str, Path]]:
+        """(kind, hash, folder) of every published-looking artifact folder (work folders and locks skipped)."""
+        out: list[tuple[str, str, Path]] = []
+        if not self.base.is_dir():
+            return out
+        for kd in sorted(self.base.iterdir()):
+            if not kd.is_dir() or kd.name.startswith(".") or (kind and kd.name != kind):
+                continue
+            out += [(kd.name, d.name, d) for d in sorted(kd.iterdir()) if d.is_dir() and not d.name.startswith(".")]
+        return out
 
     def exists(self, kind: str, fields: dict) -> bool:
         """Whether a published artifact is there (its manifest exists; not verified: see the reads)."""

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from po_bench import cache_cli
 from po_bench import store as store_mod
+from po_bench.cli import cache as cache_cli
 from po_bench.store import STORE_VERSION, Store, atomic_write_json, check_artifact, fingerprint
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -24,17 +24,20 @@ import shutil
 import sys
 from pathlib import Path
 
-from po_bench.store import FIELDS, QUARANTINE, STORE_VERSION, Store, check_artifact, old_layout_dirs, read_manifest
+from po_bench.store import (
+    FIELDS,
+    QUARANTINE,
+    STORE_VERSION,
+    Store,
+    check_artifact,
+    dir_size,
+    old_layout_dirs,
+    read_manifest,
+)
 
 
 def _default_root() -> str:
     return os.environ.get("PO_BENCH_CACHE") or ".po_bench_cache"
-
-
-def _size(p: Path) -> int:
-    if p.is_file():
-        return p.stat().st_size
-    return sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
 
 
 def human(n: float) -> str:
@@ -43,18 +46,6 @@ def human(n: float) -> str:
             return f"{n:.0f}{unit}" if unit == "B" else f"{n:.1f}{unit}"
         n /= 1024
     return str(n)
-
-
-def artifacts(store: Store, kind: str | None = None) -> list[tuple[str, str, Path]]:
-    """(kind, hash, folder) of every published-looking artifact folder (work folders and locks skipped)."""
-    out = []
-    if not store.base.is_dir():
-        return out
-    for kd in sorted(store.base.iterdir()):
-        if not kd.is_dir() or kd.name.startswith(".") or (kind and kd.name != kind):
-            continue
-        out += [(kd.name, d.name, d) for d in sorted(kd.iterdir()) if d.is_dir() and not d.name.startswith(".")]
-    return out
 
 
 def _leaves(obj, prefix: str = ""):
@@ -75,7 +66,7 @@ def summary(fields, width: int = 70) -> str:
 
 def cmd_ls(store: Store, a) -> int:
     rows = []
-    for kind, h, d in artifacts(store, a.kind):
+    for kind, h, d in store.artifacts(a.kind):
         m = read_manifest(d)
         try:
             fields = json.loads((d / FIELDS).read_text())
@@ -85,7 +76,7 @@ def cmd_ls(store: Store, a) -> int:
             (
                 kind,
                 h,
-                human(_size(d)),
+                human(dir_size(d)),
                 (m or {}).get("created", "no manifest"),
                 summary(fields) if fields is not None else "(no fields.json)",
             )
@@ -101,10 +92,10 @@ def cmd_ls(store: Store, a) -> int:
 
 def cmd_du(store: Store, a) -> int:
     per: dict[str, list[int]] = {}
-    for kind, _h, d in artifacts(store):
+    for kind, _h, d in store.artifacts():
         c = per.setdefault(kind, [0, 0])
         c[0] += 1
-        c[1] += _size(d)
+        c[1] += dir_size(d)
     print(f"{'kind':<14} {'artifacts':>9} {'size':>9}")
     for kind, (n, b) in sorted(per.items()):
         print(f"{kind:<14} {n:>9} {human(b):>9}")
@@ -112,17 +103,19 @@ def cmd_du(store: Store, a) -> int:
     q = store.root / QUARANTINE
     if q.is_dir():
         items = list(q.iterdir())
-        print(f"{'quarantine':<14} {len(items):>9} {human(_size(q)):>9}   (po-bench cache gc --quarantine)")
+        print(f"{'quarantine':<14} {len(items):>9} {human(dir_size(q)):>9}   (po-bench cache gc --quarantine)")
     old = old_layout_dirs(store.root)
     if old:
-        print(f"{'old format 1':<14} {len(old):>9} {human(sum(_size(d) for d in old)):>9}   (po-bench cache gc --old)")
+        print(
+            f"{'old format 1':<14} {len(old):>9} {human(sum(dir_size(d) for d in old)):>9}   (po-bench cache gc --old)"
+        )
     return 0
 
 
 def cmd_verify(store: Store, a) -> int:
     bad = 0
     n = 0
-    for kind, h, d in artifacts(store):
+    for kind, h, d in store.artifacts():
         n += 1
         reason = check_artifact(d, full_hash=True)
         if reason is None:
@@ -179,14 +172,14 @@ def cmd_gc(store: Store, a) -> int:
     if a.old:
         dirs = old_layout_dirs(store.root)
         for d in dirs:
-            print(f"{verb} {d} ({human(_size(d))}, store format 1)")
+            print(f"{verb} {d} ({human(dir_size(d))}, store format 1)")
             _delete(d, a.dry_run)
         if not dirs:
             print(f"no format-1 artifacts in {store.root}")
     if a.quarantine:
         q = store.root / QUARANTINE
         if q.is_dir():
-            print(f"{verb} {q} ({human(_size(q))})")
+            print(f"{verb} {q} ({human(dir_size(q))})")
             _delete(q, a.dry_run)
     if a.keep:
         keep, n_runs = _kept_keys(a.keep)
@@ -194,11 +187,11 @@ def cmd_gc(store: Store, a) -> int:
             print(f"po-bench cache gc: no run.json under {' '.join(a.keep)}; nothing deleted", file=sys.stderr)
             return 2
         freed = n_del = n_kept = 0
-        for kind, h, d in artifacts(store):
+        for kind, h, d in store.artifacts():
             if f"{kind}/{h}" in keep:
                 n_kept += 1
                 continue
-            size = _size(d)
+            size = dir_size(d)
             print(f"{verb} {kind}/{h} ({human(size)})")
             if not a.dry_run:
                 with store.lock_key(kind, h):
