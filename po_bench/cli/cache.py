@@ -1,13 +1,12 @@
 """``po-bench cache ls | du | verify | gc``: look after the artifact store (``po_bench/store.py``).
 
     po-bench cache [--root DIR] ls [--kind KIND]     kind, hash, size, created, a summary of the key's fields
-    po-bench cache [--root DIR] du                   artifacts and bytes per kind (+ quarantine, old format)
+    po-bench cache [--root DIR] du                   artifacts and bytes per kind (+ quarantine)
     po-bench cache [--root DIR] verify [--dry-run]   every manifest checked with sha256; bad artifacts are
                                                      moved to <root>/.quarantine (exit code 1 if any)
     po-bench cache [--root DIR] gc --keep SWEEP_DIR... [--dry-run]
                                                      delete artifacts no run.json under the sweeps used
                                                      (metrics.artifacts.hits and .built)
-    po-bench cache [--root DIR] gc --old [--dry-run] delete a format-1 store's folders
     po-bench cache [--root DIR] gc --quarantine      delete <root>/.quarantine
 
 The root defaults to ``$PO_BENCH_CACHE`` or ``.po_bench_cache`` (the ``cache_dir`` default).
@@ -24,16 +23,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from po_bench.store import (
-    FIELDS,
-    QUARANTINE,
-    STORE_VERSION,
-    Store,
-    check_artifact,
-    dir_size,
-    old_layout_dirs,
-    read_manifest,
-)
+from po_bench.store import FIELDS, QUARANTINE, Store, check_artifact, dir_size, read_manifest
 
 
 def _default_root() -> str:
@@ -104,11 +94,6 @@ def cmd_du(store: Store, a) -> int:
     if q.is_dir():
         items = list(q.iterdir())
         print(f"{'quarantine':<14} {len(items):>9} {human(dir_size(q)):>9}   (po-bench cache gc --quarantine)")
-    old = old_layout_dirs(store.root)
-    if old:
-        print(
-            f"{'old format 1':<14} {len(old):>9} {human(sum(dir_size(d) for d in old)):>9}   (po-bench cache gc --old)"
-        )
     return 0
 
 
@@ -166,16 +151,9 @@ def _delete(path: Path, dry_run: bool) -> None:
 
 def cmd_gc(store: Store, a) -> int:
     verb = "would delete" if a.dry_run else "deleted"
-    if not (a.keep or a.old or a.quarantine):
-        print("po-bench cache gc: say what to delete: --keep SWEEP_DIR..., --old or --quarantine", file=sys.stderr)
+    if not (a.keep or a.quarantine):
+        print("po-bench cache gc: say what to delete: --keep SWEEP_DIR... or --quarantine", file=sys.stderr)
         return 2
-    if a.old:
-        dirs = old_layout_dirs(store.root)
-        for d in dirs:
-            print(f"{verb} {d} ({human(dir_size(d))}, store format 1)")
-            _delete(d, a.dry_run)
-        if not dirs:
-            print(f"no format-1 artifacts in {store.root}")
     if a.quarantine:
         q = store.root / QUARANTINE
         if q.is_dir():
@@ -220,14 +198,11 @@ def main(argv: list[str] | None = None) -> int:
     v.add_argument("--dry-run", action="store_true", help="report only, move nothing")
     g = sub.add_parser("gc", help="delete artifacts")
     g.add_argument("--keep", nargs="+", metavar="SWEEP_DIR", help="keep what the run.json files under these use")
-    g.add_argument("--old", action="store_true", help=f"delete folders of an older store format (< {STORE_VERSION})")
     g.add_argument("--quarantine", action="store_true", help="delete the quarantine folder")
     g.add_argument("--dry-run", action="store_true", help="print what would be deleted")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    logging.getLogger("po_bench.store").setLevel(logging.ERROR)  # the old-format line: `du` says it
     store = Store(a.root or _default_root())
-    logging.getLogger("po_bench.store").setLevel(logging.NOTSET)
     return {"ls": cmd_ls, "du": cmd_du, "verify": cmd_verify, "gc": cmd_gc}[a.cmd](store, a)
 
 
