@@ -339,7 +339,8 @@ def training_trace(res: dict) -> dict:
 def check_golden(name: str, key: str, values: dict, rel: float = 1e-4) -> None:
     """``values`` (lists of floats by name) equal the ones recorded in ``tests/golden/<name>.json`` under
     ``key``, to ``rel`` (summation order differs with the thread count; a changed loss differs by far more).
-    With PO_BENCH_UPDATE_GOLDEN=1 they are recorded instead: do that only on code whose behaviour is the
+    With PO_BENCH_UPDATE_GOLDEN=1 they are recorded instead (in one process: `-p no:xdist`, since two workers
+    would write one file at once): do that only on code whose behaviour is the
     reference, and say so in the commit."""
     path = GOLDEN / f"{name}.json"
     data = json.loads(path.read_text()) if path.exists() else {}

@@ -172,17 +172,19 @@ def test_submitit_local_sweep(tmp_path):
     assert len(list((sweep / ".submitit").rglob("*_result.pkl"))) == 2
 
 
-def _free_port_pair() -> int:
-    for _ in range(100):
-        port = random.randrange(20000, 30000)
+def _port_pair_candidates():
+    """Port pairs for slurmctld and slurmd that are free now.  Free now is not free when the daemons bind
+    them (another process may take one in between): the fixture below retries with the next pair."""
+    rng = random.Random()
+    while True:
+        port = rng.randrange(20000, 30000)
         try:
             for p in (port, port + 1):
                 with socket.socket() as s:
                     s.bind(("0.0.0.0", p))
-            return port
         except OSError:
             continue
-    raise RuntimeError("no free port pair")
+        yield port
 
 
 @pytest.fixture(scope="module")
@@ -198,21 +200,32 @@ def slurm_cluster():
         pytest.skip("starting a Slurm cluster needs root (or set PO_BENCH_SLURM_CONF to a running cluster)")
     folder = Path(tempfile.mkdtemp(prefix="po-bench-slurm-", dir="/tmp"))
     folder.chmod(0o755)  # munged: every folder on its socket path must be reachable (x) by all
-    env = dict(os.environ, PO_BENCH_SLURM_PORT=str(_free_port_pair()), PO_BENCH_SLURM_PARTITION="debug")
+
+    def down():
+        r = subprocess.run([str(SCRIPTS / "slurm_down.sh"), str(folder)], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr[-2000:]
+
+    failures = []
     try:
-        up = subprocess.run(
-            [str(SCRIPTS / "slurm_up.sh"), str(folder)], env=env, capture_output=True, text=True, timeout=600
-        )
-        if up.returncode == 3:  # packages missing and apt-get could not install them
-            pytest.skip(f"slurm/munge not installable here: {up.stderr.strip()[-500:]}")
-        assert up.returncode == 0, up.stderr[-3000:]
+        for port, _ in zip(_port_pair_candidates(), range(3)):  # a port taken between the check and the bind
+            env = dict(os.environ, PO_BENCH_SLURM_PORT=str(port), PO_BENCH_SLURM_PARTITION="debug")
+            up = subprocess.run(
+                [str(SCRIPTS / "slurm_up.sh"), str(folder)], env=env, capture_output=True, text=True, timeout=600
+            )
+            if up.returncode == 3:  # packages missing and apt-get could not install them
+                pytest.skip(f"slurm/munge not installable here: {up.stderr.strip()[-500:]}")
+            if up.returncode == 0:
+                break
+            failures.append(f"ports {port}/{port + 1}: {up.stderr[-1500:]}")
+            down()
+            for child in folder.iterdir():  # slurm_up.sh refuses a non-empty folder it did not finish
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
+        else:
+            pytest.fail("Slurm did not come up on 3 port pairs:\n" + "\n".join(failures))
         yield up.stdout.strip().splitlines()[-1], "debug"
     finally:
-        down = subprocess.run(
-            [str(SCRIPTS / "slurm_down.sh"), str(folder)], capture_output=True, text=True, timeout=120
-        )
+        down()
         shutil.rmtree(folder, ignore_errors=True)
-        assert down.returncode == 0, down.stderr[-2000:]
 
 
 def _slurm_launcher(partition) -> list[str]:

@@ -72,14 +72,17 @@ def test_no_test_file_keeps_its_own_compose(path):
     assert own == [], f"{path.name} defines {own[0]}: use `from .conftest import compose as _compose`"
 
 
-def test_caches_are_this_sessions_own(private_caches):
-    """No test reads or writes ~/.cache/po-bench, ~/.cache or a .po_bench_cache that another session shares."""
+def test_caches_are_this_sessions_own(private_caches, tmp_path_factory):
+    """No test reads or writes ~/.cache/po-bench, ~/.cache or a .po_bench_cache that another session shares
+    (SmolLM2's converted checkpoint is shared by this session's xdist workers, under the session's base)."""
     from po_bench.judges.client import default_cache_dir
     from po_bench.training import smollm2
 
     from .conftest import compose
 
-    assert smollm2.default_dir().is_relative_to(private_caches)
+    base = tmp_path_factory.getbasetemp()
+    session = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    assert smollm2.default_dir().is_relative_to(session)
     assert Path(compose().cache_dir).is_relative_to(private_caches)
     assert default_cache_dir().is_relative_to(private_caches)
     assert Path(os.environ["XDG_CACHE_HOME"]).is_relative_to(private_caches)
