@@ -23,6 +23,7 @@ from po_bench.data.formats.paired import load_pairs, load_sft, to_pairs, to_sft
 from po_bench.data.formats.read import load_rows
 from po_bench.data.formats.stats import data_stats
 from po_bench.data.formats.unpaired import load_unpaired
+from po_bench.data.onpolicy_files import RewardModelScorer
 from po_bench.training import models
 
 from .conftest import SHARED
@@ -586,7 +587,7 @@ def test_onpolicy_prompt_file_reward_model(tiny_policy, tmp_path):
     assert recipe["scorer"]["kind"] == "reward_model" and recipe["scorer"]["path"] == str(rm_dir)
     assert recipe["prompt_source"]["file"] == str(pfile.resolve())
     # the scores are the reward model's: recompute one batch directly
-    scorer = data_cli.RewardModelScorer(str(rm_dir))
+    scorer = RewardModelScorer(str(rm_dir))
     r0 = ranked[0]
     assert scorer([r0["prompt"]] * 3, r0["responses"]) == pytest.approx(r0["scores"], abs=1e-5)
     # the ranked file is itself a dataset: format ranked reproduces the pairs view
