@@ -171,7 +171,7 @@ def mt_data(tmp_path: Path) -> dict:
     }
 
 
-# ---- a judge inside real po-bench runs (tests/test_judge_runs.py, tests/test_judge_partial.py) ------------
+# ---- a judge inside real po-bench runs (tests/test_runner.py, tests/test_judge_partial.py) ------------
 
 
 def alpaca_verdict(body):
@@ -259,6 +259,27 @@ if os.environ.get("PO_BENCH_FAKE_PIPELINE"):
     sys.modules["po_bench.pipeline"] = fake
     po_bench.pipeline = fake
 """
+
+
+def client_cfg(url, tmp_path, **kw):
+    """A judge config against a FakeOpenAI server at ``url``: fast retries, prices, a disk cache in ``tmp_path``."""
+    cfg = {
+        "name": "fake",
+        "version": "1",
+        "model": "fake-judge",
+        "base_url": url,
+        "api_key_env": None,
+        "max_concurrency": 4,
+        "timeout": 30,  # a loopback answer never takes this long; only a scripted "timeout" times out
+        "max_retries": 4,
+        "backoff_base": 0.01,
+        "backoff_max": 0.05,
+        "price_input_per_mtok": 1.0,
+        "price_output_per_mtok": 2.0,
+        "cache": {"enabled": True, "dir": str(tmp_path / "cache")},
+    }
+    cfg.update(kw)
+    return cfg
 
 
 # ---- the listwise trainer ---------------------------------------------------------------------------------
@@ -358,3 +379,86 @@ def check_golden(name: str, key: str, values: dict, rel: float = 1e-4) -> None:
             values[field],
             want,
         )
+
+
+# ---- Hydra's override parser (the union-of-grids sweeper's expansion takes it as an argument) ----------------
+
+
+def parse_overrides(args: list[str]) -> list:
+    """Hydra's own parse of command-line overrides (what ``hydra/sweeper=grid`` hands ``sweep.expand``)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    return OverridesParser.create().parse_overrides(args)
+
+
+# ---- the embedded world's demonstrations and sources (tests/test_world.py, test_pair_data.py, test_sources.py) --
+
+
+def world_demos(spec, prompts, k: int, seed: int, prefix: str = "") -> list[list[str]]:
+    """k demonstrations per prompt by the demonstrator of the world ``spec``, from one numpy generator."""
+    import numpy as np
+
+    from po_bench.data import world
+
+    rng = np.random.default_rng(seed)
+    return [[prefix + world.demonstrate(spec, p, rng) for _ in range(k)] for p in prompts]
+
+
+def world_k_samples(n_prompts: int = 24, k: int = 4):
+    """(prompts, k samples per prompt): the preference prompts of a world with ``n_pref=n_prompts``."""
+    from po_bench.data import world
+
+    spec = world.WorldSpec(n_pref=n_prompts)
+    prompts = world.make_prompts(spec, "pref")
+    return prompts, world_demos(spec, prompts, k, 0, " ")
+
+
+def world_source(n_pref: int, **fields):
+    """The world's data source for a dataset config with these fields."""
+    from po_bench.config import DatasetConfig
+    from po_bench.data.sources import WorldSource
+
+    return WorldSource(WorldSource.spec_of(DatasetConfig(n_pref=n_pref, **fields)))
+
+
+# ---- real benchmark data in ../shared, and a stand-in for alpaca_eval's length-control data ------------------
+
+
+def shared_or_skip(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"{path} is absent (../shared holds the real benchmark data; a fresh clone does not have it)")
+    return path
+
+
+def write_lc_calibration(folder: Path, n_instructions: int = 805, seed: int = 0) -> Path:
+    """A small, valid stand-in for alpaca_eval's length-control calibration data (the Hub dataset
+    tatsu-lab/alpaca_eval: ``df_gamed.csv``, ``instruction_difficulty.csv``), in the columns that
+    ``alpaca_eval.metrics.glm_winrate._get_featurized_data`` reads: two "gamed" baselines (a verbose and
+    a concise one) whose preferences follow alpaca_eval's own GLM formula with known weights through
+    its ``_logistic``.  The first ``n_instructions`` rows are instructions 0.. in order (alpaca_eval
+    looks difficulties up by the row label of each index's first row)."""
+    import numpy as np
+    import pandas as pd
+    from alpaca_eval.metrics.glm_winrate import _logistic
+
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    difficulty = rng.normal(0.0, 1.0, n_instructions)
+    rows = []
+    for model, shift in (("gamed_verbose", 1.5), ("gamed_concise", -1.5)):
+        for i in range(n_instructions):
+            d = shift + rng.normal(0.0, 0.3)
+            pref = float(_logistic(1.2 * np.tanh(d) + 0.4 * difficulty[i] - 0.2))
+            rows.append(
+                {
+                    "model": model,
+                    "index": i,
+                    "preference": pref,
+                    "std_delta_len": d,
+                    "instruction_difficulty": difficulty[i],
+                    "not_gamed_baseline": False,
+                }
+            )
+    pd.DataFrame(rows).to_csv(folder / "df_gamed.csv", index=False)
+    pd.Series(difficulty, name="instruction_difficulty").to_csv(folder / "instruction_difficulty.csv")
+    return folder
