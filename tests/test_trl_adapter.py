@@ -7,7 +7,7 @@ from types import SimpleNamespace as NS
 import pytest
 import torch
 
-from po_bench.app import CONF_DIR
+from po_bench.cli.app import CONF_DIR
 from po_bench.training import models, trl_adapter
 
 from .conftest import compose as _compose
