@@ -504,3 +504,16 @@ def write_run(tmp, name, method, label, seed=0, model=None, judge="gold", metric
         "host": {"platform": "x", "cpu": "CPU-X", "cpus": 2},
     }
     (d / "run.json").write_text(json.dumps(rec))
+
+
+def pairs_file(tmp_path):
+    """Eight plain prompt / chosen / rejected rows in tmp_path/pairs.jsonl."""
+    f = tmp_path / "pairs.jsonl"
+    f.write_text(
+        "".join(
+            json.dumps({"prompt": f"Say something about item {i}.", "chosen": "A kind answer.", "rejected": "No."})
+            + "\n"
+            for i in range(8)
+        )
+    )
+    return f

@@ -1,4 +1,5 @@
-"""`po-bench-cache` (po_bench/cli/cache.py): ls, du, verify and gc over the artifact store, and `po-bench cache` dispatching to it."""
+"""`po-bench-cache` (po_bench/cli/cache.py): ls, du and gc over the artifact store, and ``po-bench cache``
+dispatching to it."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""`po-bench-table` (po_bench/cli/table.py): a sweep whose run.json files are unreadable is named and counted, one whose only run.json is truncated exits 2 naming the file."""
+"""`po-bench-table` (po_bench/cli/table.py): a sweep's unreadable run.json files are named and counted
+beside the table, and a sweep whose only run.json is truncated exits 2 naming the file."""
 
 from __future__ import annotations
 
