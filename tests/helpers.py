@@ -517,3 +517,8 @@ def pairs_file(tmp_path):
         )
     )
     return f
+
+
+def conv(user, answer):
+    """A one-turn conversation: the user's message and the assistant's answer."""
+    return [{"role": "user", "content": user}, {"role": "assistant", "content": answer}]
