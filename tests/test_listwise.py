@@ -1,6 +1,6 @@
 """Listwise losses (po_bench/training/listwise.py) against explicit-loop transcriptions of their equations,
-gradients, config-time errors, the rated-list data (world and files) and real optimizer steps of the
-listwise trainer (trl_adapter) on the world's lists."""
+gradients, config-time errors, the world's rated lists and real optimizer steps of the listwise trainer
+(trl_adapter) on them (rated lists from files: tests/test_formats_ranked.py)."""
 
 import copy
 import math

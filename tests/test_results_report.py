@@ -2,11 +2,11 @@
 chromium driven by selenium): the leaderboard sorts on a click, the significance matrix and the
 plots render, the samples viewer switches runs, no console errors, nothing fetched from the network.
 
-The sweep is tests/fixtures/world_sweep: eight real run folders (SFT / DPO / IPO / SimPO x seeds 0, 1)
+The sweep is tests/fixtures/world_sweep (tests/conftest.py's ``sweep``): eight real run folders (SFT / DPO / IPO / SimPO x seeds 0, 1)
 made with ``po-bench -m loss=sft,dpo,ipo,simpo seed=0,1 dataset.n_sft=200 dataset.n_pref=64
 dataset.n_eval=32 dataset.n_ood=16 train.max_steps=4 train.sft_epochs=1 threads=1 tracking=none``,
 their scores.jsonl written with po_bench.results.scores.write_scores from each run's samples.jsonl
-(which holds all 32 eval prompts).  A failed run is added here (a copy of a record marked failed).
+(which holds all 32 eval prompts).  The fixture adds a failed run (a copy of a record marked failed).
 ``--wandb`` is read back from the offline run's files.
 """
 

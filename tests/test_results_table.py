@@ -1,5 +1,6 @@
 """po-bench-table on hand-made run records: paper reference columns, best-of-grid selection, one row
-per policy across judges, restating columns dropped, the footer, and the rank agreement (po_bench/results/table.py)."""
+per policy across judges, restating columns dropped, the footer, and the rank agreement
+(po_bench/results/table.py)."""
 
 from __future__ import annotations
 

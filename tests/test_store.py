@@ -1,5 +1,5 @@
 """Artifact store: keys, atomic publication, sharing, manifests (verified reads, quarantine), the
-store format version, the lock-file fallback (two real processes), and ``po-bench cache``."""
+store format version, the lock-file fallback (two real processes); ``po-bench cache``: tests/test_cli_cache.py."""
 
 import errno
 import json
