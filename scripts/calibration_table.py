@@ -1,6 +1,6 @@
 """The method-level statistics' calibration, before and after issue 21, from one simulation.
 
-For each scenario of ``tests/test_stats.py`` (equal, unequal and diverging seed variances, the world's
+For each scenario of ``tests/test_results_stats.py`` (equal, unequal and diverging seed variances, the world's
 measured variance components) and 2, 3, 5 and 10 seeds: the false-positive rate at 0.05 and the 95%
 coverage of differences and means of the project's method-level estimator ("after") and of the
 policy-level item test applied to a method claim ("before": prompts within seeds flipped and
@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.test_stats import SCENARIOS, calibrate, method_level, mutant_seed_component_dropped  # noqa: E402
+from tests.test_results_stats import SCENARIOS, calibrate, method_level, mutant_seed_component_dropped  # noqa: E402
 
 
 def main() -> None:

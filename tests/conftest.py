@@ -1,5 +1,6 @@
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -208,3 +209,18 @@ def pytest_collection_modifyitems(config, items):
     seconds = json.loads((Path(__file__).parent / "durations.json").read_text())
     position = {id(item): i for i, item in enumerate(items)}
     items.sort(key=lambda item: (-seconds.get(item.path.name, 0), position[id(item)]))
+
+
+@pytest.fixture()
+def sweep(tmp_path):
+    """A copy of tests/fixtures/world_sweep (eight real runs, see tests/test_results_report.py) plus one
+    failed run: po-bench-table's and po-bench-report's input."""
+    d = tmp_path / "sweep"
+    shutil.copytree(ROOT / "tests" / "fixtures" / "world_sweep", d)
+    bad = d / "8_loss=kto_s0"
+    bad.mkdir()
+    rec = json.loads((d / "2_loss=dpo_s0" / "run.json").read_text())
+    rec["config"]["loss"].update(name="kto", label="KTO")
+    rec.update(status="failed", error="RuntimeError: planted failure for the report test", metrics={})
+    (bad / "run.json").write_text(json.dumps(rec))
+    return d

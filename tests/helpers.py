@@ -462,3 +462,63 @@ def write_lc_calibration(folder: Path, n_instructions: int = 805, seed: int = 0)
     pd.DataFrame(rows).to_csv(folder / "df_gamed.csv", index=False)
     pd.Series(difficulty, name="instruction_difficulty").to_csv(folder / "instruction_difficulty.csv")
     return folder
+
+
+# ---- hand-made run records (po-bench-table's input) ------------------------------------------------------
+
+
+def write_run(tmp, name, method, label, seed=0, model=None, judge="gold", metrics=None, **loss):
+    """A done run.json of a SimPO-table preset under ``tmp/name`` (po-bench-table's input)."""
+    cfg = {
+        "loss": {
+            "name": method,
+            "label": label,
+            "beta": loss.get("beta", 0.1),
+            "lr": loss.get("lr", 2e-4),
+            "args": loss.get("args", {}),
+        },
+        "model": model or {"name": "tiny", "name_or_path": None, "reference_id": None},
+        "judge": {"name": judge},
+        "seed": seed,
+        "preset": {
+            "name": "simpo_table",
+            "scale": "paper" if model else "tiny",
+            "title": "SimPO Table 4",
+            "select_best": "win_rate_vs_sft",
+            "ours": ["win_rate_vs_sft"],
+            "reference": {
+                "csv": "simpo_table4.csv",
+                "columns": ["alpacaeval2_lc"],
+                "models": ["mistral-7b-base", "llama-3-8b-instruct"],
+                "citation": "SimPO",
+            },
+        },
+    }
+    d = tmp / name
+    d.mkdir(parents=True)
+    rec = {
+        "status": "done",
+        "config": cfg,
+        "metrics": {"seconds": {"total": 10.0}, **(metrics or {})},
+        "versions": {"torch": "2.13.0+cpu", "trl": "1.16.0"},
+        "host": {"platform": "x", "cpu": "CPU-X", "cpus": 2},
+    }
+    (d / "run.json").write_text(json.dumps(rec))
+
+
+def pairs_file(tmp_path):
+    """Eight plain prompt / chosen / rejected rows in tmp_path/pairs.jsonl."""
+    f = tmp_path / "pairs.jsonl"
+    f.write_text(
+        "".join(
+            json.dumps({"prompt": f"Say something about item {i}.", "chosen": "A kind answer.", "rejected": "No."})
+            + "\n"
+            for i in range(8)
+        )
+    )
+    return f
+
+
+def conv(user, answer):
+    """A one-turn conversation: the user's message and the assistant's answer."""
+    return [{"role": "user", "content": user}, {"role": "assistant", "content": answer}]

@@ -1,6 +1,6 @@
 """Listwise losses (po_bench/training/listwise.py) against explicit-loop transcriptions of their equations,
-gradients, config-time errors, the rated-list data (world and files) and real optimizer steps of the
-listwise trainer (trl_adapter) on the world's lists."""
+gradients, config-time errors, the world's rated lists and real optimizer steps of the listwise trainer
+(trl_adapter) on them (rated lists from files: tests/test_formats_ranked.py)."""
 
 import copy
 import math
@@ -11,8 +11,6 @@ import torch
 
 from po_bench.config import ConfigError, validate
 from po_bench.data import world
-from po_bench.data.formats.base import DataError
-from po_bench.data.formats.ranked import best_worst_pair, to_lists
 from po_bench.training import listwise
 
 from .conftest import compose as _compose
@@ -279,29 +277,6 @@ def test_list_artifacts_are_keyed_by_the_strategy_and_the_reference_pass():
     src = WorldSource(WorldSource.spec_of(_compose(["loss=lipo", *LIST_DATA]).dataset))
     stats = src.describe(_world_lists()[0], None, 48)
     assert stats["n_rows"] > 0 and stats["k_max"] <= 4 and 0.5 < stats["annotator_gold_agreement"] <= 1.0
-
-
-def test_ranked_files_give_rated_lists():
-    rows = [
-        {"prompt": "q1", "responses": ["a", "b", "c"], "scores": [0.2, 0.9, 0.5]},
-        {"prompt": "q2", "responses": ["a", "b"], "scores": [1, 1]},  # a tie: no preference
-        {
-            "prompt": "q3",
-            "responses": [
-                [{"role": "user", "content": "q3"}, {"role": "assistant", "content": "x"}],
-                [{"role": "user", "content": "q3"}, {"role": "assistant", "content": "y"}],
-            ],
-            "scores": [0, 3],
-        },
-    ]
-    lists, rep = to_lists(rows, "ranked")
-    assert lists[0] == {"prompt": "q1", "responses": ["b", "c", "a"], "scores": [0.9, 0.5, 0.2]}
-    assert lists[1]["prompt"] == [{"role": "user", "content": "q3"}]
-    assert lists[1]["responses"] == [[{"role": "assistant", "content": "y"}], [{"role": "assistant", "content": "x"}]]
-    assert rep["skipped"] == {"tie": 1} and rep["lists"] == 2
-    assert best_worst_pair(lists[0]) == {"prompt": "q1", "chosen": "b", "rejected": "a"}
-    with pytest.raises(DataError, match="format ranked"):
-        to_lists(rows, "pairs")
 
 
 # ---- real optimizer steps of the listwise trainer ------------------------------------------------------------

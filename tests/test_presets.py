@@ -125,18 +125,6 @@ def test_tiny_presets_are_small_enough_for_a_cpu():
     assert len(seeds["loss_zoo"]) == 2
 
 
-def test_a_preset_without_this_scale_is_one_clear_error():
-    cfg = _compose(["experiment=dpo_frontier"])
-    check_preset(cfg, "dpo_frontier")
-    cfg.preset.scale = "tiny"
-    cfg.scale.name = "huge"
-    with pytest.raises(
-        ConfigError,
-        match=r"experiment=dpo_frontier has no scale=huge preset \(conf/preset/dpo_frontier/ has: paper, tiny\)",
-    ):
-        check_preset(cfg, "dpo_frontier")
-
-
 # --- scale=paper against the papers ------------------------------------------------------------
 
 

@@ -131,20 +131,6 @@ def test_metrics_that_are_none_print_na(tmp_path, fake):
     assert "Logging error" not in out and "TypeError" not in out
 
 
-def test_num_formats():
-    from po_bench.cli.app import _num, _reuse_line
-
-    assert (_num(None), _num(0.12345), _num(3, 2), _num(float("nan")), _num("x")) == (
-        "n/a",
-        "0.123",
-        "3.00",
-        "nan",
-        "n/a",
-    )
-    assert _reuse_line({"hits": [], "built": ["sft/1"]}) == ""
-    assert _reuse_line(None) == ""
-
-
 # ---- the real pipeline (slow) -------------------------------------------------------------------
 
 

@@ -1,13 +1,10 @@
 """Validate before the expensive part: what configs and files can tell is checked before training
-(a reward model's output count from its config.json), a failed validation leaves no run folder,
-``po-bench-data inspect`` says when leakage was not checked, ``onpolicy`` refuses the world's reward
-on prompts that are not the world's; impossible generation / vLLM engine numbers and an unwritable
+(a reward model's output count from its config.json), a failed validation leaves no run folder;
+impossible generation / vLLM engine numbers and an unwritable
 cache_dir are one config error line before any compute."""
 
 from __future__ import annotations
 
-import json
-import re
 import time
 
 import pytest
@@ -16,6 +13,7 @@ from po_bench.config import ConfigError, check_machine, validate
 
 from .conftest import ROOT, SMALL, run_cli
 from .conftest import compose as _compose
+from .helpers import pairs_file
 
 
 def _reward_model_dir(tmp_path, num_labels: int):
@@ -34,23 +32,11 @@ def _reward_model_dir(tmp_path, num_labels: int):
     return d
 
 
-def _pairs_file(tmp_path):
-    f = tmp_path / "pairs.jsonl"
-    f.write_text(
-        "".join(
-            json.dumps({"prompt": f"Say something about item {i}.", "chosen": "A kind answer.", "rejected": "No."})
-            + "\n"
-            for i in range(8)
-        )
-    )
-    return f
-
-
 def _real(tmp_path, rm_path) -> list[str]:
     return [
         "model=smollm2_135m",
         "dataset=file",
-        f"dataset.path={_pairs_file(tmp_path)}",
+        f"dataset.path={pairs_file(tmp_path)}",
         "judge=reward_model",
         f"judge.model_path={rm_path}",
     ]
@@ -103,39 +89,6 @@ def test_sweep_config_error_leaves_no_run_folder_for_tables(tmp_path):
     assert r.returncode == 1, r.stderr[-3000:]
     assert "1 failed (1 config errors)" in r.stdout and "noise.rate=0.7" in r.stdout
     assert not [p for p in sweep.iterdir() if p.is_dir()] and not list(sweep.rglob("run.json"))
-
-
-def test_inspect_says_when_leakage_was_not_checked(tmp_path, capsys):
-    from po_bench.cli import data as data_cli
-
-    f = _pairs_file(tmp_path)
-    rc = data_cli.main(["inspect", "--dataset", "file", "--path", str(f), "--shared-data", str(tmp_path / "absent")])
-    out = json.loads(capsys.readouterr().out)
-    assert rc == 0 and out["leakage"] == "not checked (benchmark files absent)"
-    assert str(tmp_path / "absent") in out["leakage_files"]
-    # one benchmark present: its count, and the others named as not checked
-    (tmp_path / "bench" / "mt_bench").mkdir(parents=True)
-    (tmp_path / "bench" / "mt_bench" / "question.jsonl").write_text(
-        json.dumps({"question_id": 1, "turns": ["Say something about item 3."]}) + "\n"
-    )
-    rc = data_cli.main(["inspect", "--dataset", "file", "--path", str(f), "--shared-data", str(tmp_path / "bench")])
-    leak = json.loads(capsys.readouterr().out)["leakage"]
-    assert leak["mt_bench"]["count"] == 1 and leak["alpaca_eval"] == "not checked (benchmark file absent)"
-
-
-def test_onpolicy_refuses_the_world_scorer_on_other_prompts(tmp_path):
-    from po_bench.cli import data as data_cli
-
-    prompts = tmp_path / "prompts.txt"
-    prompts.write_text("Write a poem.\nExplain tides.\n")
-    args = ["onpolicy", "--model", str(tmp_path / "no-model"), "--prompts", str(prompts), "--out", str(tmp_path / "o")]
-    with pytest.raises(SystemExit, match="--allow-world-scorer"):
-        data_cli.main(args)
-    assert not (tmp_path / "o").exists()
-    # allowed: it goes on past the scorer check and stops where the absent model is loaded
-    with pytest.raises(OSError, match=re.escape(str(tmp_path / "no-model"))):
-        data_cli.main(args + ["--allow-world-scorer"])
-    assert not (tmp_path / "o").exists()
 
 
 # ---- generation numbers and cache_dir: refused before any compute ------------------------------------------

@@ -2,11 +2,11 @@
 chromium driven by selenium): the leaderboard sorts on a click, the significance matrix and the
 plots render, the samples viewer switches runs, no console errors, nothing fetched from the network.
 
-The sweep is tests/fixtures/world_sweep: eight real run folders (SFT / DPO / IPO / SimPO x seeds 0, 1)
+The sweep is tests/fixtures/world_sweep (tests/conftest.py's ``sweep``): eight real run folders (SFT / DPO / IPO / SimPO x seeds 0, 1)
 made with ``po-bench -m loss=sft,dpo,ipo,simpo seed=0,1 dataset.n_sft=200 dataset.n_pref=64
 dataset.n_eval=32 dataset.n_ood=16 train.max_steps=4 train.sft_epochs=1 threads=1 tracking=none``,
 their scores.jsonl written with po_bench.results.scores.write_scores from each run's samples.jsonl
-(which holds all 32 eval prompts).  A failed run is added here (a copy of a record marked failed).
+(which holds all 32 eval prompts).  The fixture adds a failed run (a copy of a record marked failed).
 ``--wandb`` is read back from the offline run's files.
 """
 
@@ -14,107 +14,17 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import shutil
-import subprocess
-import sys
 
 import pytest
 
-from po_bench.results import report, writers
+from po_bench.results import report
 
 from .conftest import ROOT
 from .helpers import browser_or_skip
 
-FIXTURE = ROOT / "tests" / "fixtures" / "world_sweep"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
-
-
-@pytest.fixture()
-def sweep(tmp_path):
-    d = tmp_path / "sweep"
-    shutil.copytree(FIXTURE, d)
-    bad = d / "8_loss=kto_s0"
-    bad.mkdir()
-    rec = json.loads((d / "2_loss=dpo_s0" / "run.json").read_text())
-    rec["config"]["loss"].update(name="kto", label="KTO")
-    rec.update(status="failed", error="RuntimeError: planted failure for the report test", metrics={})
-    (bad / "run.json").write_text(json.dumps(rec))
-    return d
-
-
-def test_table_cells_carry_intervals_deltas_and_the_matrix(sweep, tmp_path):
-    paths = writers.write_tables(sweep, tmp_path / "out", "w", make_plot=True)
-    rows = {r["method"]: r for r in csv.DictReader(open(paths["csv"]))}
-    for r in rows.values():
-        assert float(r["gold_reward_lo"]) <= float(r["gold_reward_mean"]) <= float(r["gold_reward_hi"])
-    # DPO's gain over the same-seed SFT, per seed, is the run's own gold minus its SFT gold
-    runs = [json.loads(p.read_text()) for p in sweep.glob("*dpo*/run.json")]
-    gains = sorted(r["metrics"]["gold_reward"] - r["metrics"]["gold_reward_sft"] for r in runs)
-    assert sorted(float(x) for x in rows["DPO"]["delta_sft_per_seed"].split()) == pytest.approx(gains, abs=1e-5)
-    assert rows["DPO"]["delta_dpo"] == "" and rows["IPO"]["p_holm_vs_dpo"] != ""
-    assert {"pairs", "matrix", "matrix_png"} <= set(paths) and paths["matrix_png"].stat().st_size > 5000
-    m = list(csv.reader(open(paths["matrix"])))
-    assert m[0][1:] == ["SFT", "DPO", "IPO", "SimPO"] and len(m) == 5
-    md = paths["md"].read_text()
-    assert "◆" in md and "Power (method level" in md and "Failed runs (1)" in md
-    # without item scores the unit is the seed and the table still builds
-    for p in sweep.rglob("scores.jsonl"):
-        p.unlink()
-    for p in sweep.rglob("samples.jsonl"):
-        p.unlink()
-    md2 = writers.write_tables(sweep, tmp_path / "out2", "w")["md"].read_text()
-    assert "Method-level claims" in md2  # the method level never needed the prompts
-    md3 = writers.write_tables(sweep, tmp_path / "out3", "w", claims="policy")["md"].read_text()
-    assert "Policy-level claims" in md3 and "run-level values" in md3
-
-
-def test_report_is_self_contained(sweep, tmp_path):
-    r = subprocess.run(
-        [sys.executable, "-m", "po_bench.cli.report", str(sweep), "--out", str(tmp_path), "--name", "rep"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-    )
-    assert r.returncode == 0, r.stderr[-2000:]
-    page = (tmp_path / "rep.html").read_text()
-    assert "http://" not in page and "https://" not in page and '<link rel="stylesheet"' not in page
-    assert page.count("data:image/png;base64,") >= 2 and "planted failure for the report test" in page
-
-
-def test_report_wandb_logs_the_tables_figures_and_page_offline(sweep, tmp_path):
-    """po-bench-report --wandb without an API key: one offline run named report in the sweep's group, with the
-    results / pairs / matrix tables, the figures and the page itself, read back from the files wandb wrote."""
-    from po_bench.results.tracking import read_offline_run
-
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
-    out = tmp_path / "out"
-    r = subprocess.run(
-        [sys.executable, "-m", "po_bench.cli.report", str(sweep), "--out", str(out), "--name", "rep", "--wandb"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={**env, "WANDB_API_KEY": ""},
-    )
-    assert r.returncode == 0, r.stderr[-2000:]
-    (folder,) = sorted((out / "wandb").glob("offline-run-*"))
-    assert f"wandb: {folder}" in r.stdout.splitlines()
-    rd = read_offline_run(folder)
-    assert (rd["group"], rd["name"]) == (f"{sweep.parent.name}/{sweep.name}", "report")
-    # the tables are the CSVs po-bench-table writes for the same sweep
-    paths = writers.write_tables(sweep, tmp_path / "table", "t")
-    for key, name in (("results", "csv"), ("pairs", "pairs"), ("matrix", "matrix")):
-        logged = rd["tables"][key]
-        assert [logged["columns"], *logged["data"]] == list(csv.reader(open(paths[name]))), key
-    assert [row[0] for row in rd["tables"]["results"]["data"]] == ["SFT", "DPO", "IPO", "SimPO"]
-    # the page as written to --out, and the figures
-    (page,) = (folder / "files" / "media" / "html").glob("report_*.html")
-    assert page.read_bytes() == (out / "rep.html").read_bytes()
-    pngs = sorted(p.name.split("_0_")[0] for p in (folder / "files" / "media" / "images").glob("*.png"))
-    assert pngs == ["matrix_png", "png"], pngs
-    (step,) = rd["history"]
-    assert step["report/_type"] == "html-file" and step["results/_type"] == "table-file"
 
 
 def test_report_in_headless_chromium(sweep, tmp_path):

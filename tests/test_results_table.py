@@ -1,58 +1,17 @@
 """po-bench-table on hand-made run records: paper reference columns, best-of-grid selection, one row
-per policy across judges, restating columns dropped, the footer, and the rank agreement; unreadable run.json
-files named and counted, and no table (exit 2) when none is readable."""
+per policy across judges, restating columns dropped, the footer, and the rank agreement
+(po_bench/results/table.py)."""
 
 from __future__ import annotations
 
 import csv
-import json
 import math
-import subprocess
-import sys
 
 import pytest
 
 from po_bench.results import table, writers
 
-from .conftest import ROOT
-
-
-def _run(tmp, name, method, label, seed=0, model=None, judge="gold", metrics=None, **loss):
-    cfg = {
-        "loss": {
-            "name": method,
-            "label": label,
-            "beta": loss.get("beta", 0.1),
-            "lr": loss.get("lr", 2e-4),
-            "args": loss.get("args", {}),
-        },
-        "model": model or {"name": "tiny", "name_or_path": None, "reference_id": None},
-        "judge": {"name": judge},
-        "seed": seed,
-        "preset": {
-            "name": "simpo_table",
-            "scale": "paper" if model else "tiny",
-            "title": "SimPO Table 4",
-            "select_best": "win_rate_vs_sft",
-            "ours": ["win_rate_vs_sft"],
-            "reference": {
-                "csv": "simpo_table4.csv",
-                "columns": ["alpacaeval2_lc"],
-                "models": ["mistral-7b-base", "llama-3-8b-instruct"],
-                "citation": "SimPO",
-            },
-        },
-    }
-    d = tmp / name
-    d.mkdir(parents=True)
-    rec = {
-        "status": "done",
-        "config": cfg,
-        "metrics": {"seconds": {"total": 10.0}, **(metrics or {})},
-        "versions": {"torch": "2.13.0+cpu", "trl": "1.16.0"},
-        "host": {"platform": "x", "cpu": "CPU-X", "cpus": 2},
-    }
-    (d / "run.json").write_text(json.dumps(rec))
+from .helpers import write_run as _run
 
 
 def test_best_grid_point_per_method_and_paper_columns_at_tiny_scale(tmp_path):
@@ -128,53 +87,3 @@ def test_spread_across_a_methods_grid(tmp_path):
     hp, rows, _ = table.build_table(table.load_runs(tmp_path))
     lines = table.spread(rows, ["win_rate_vs_sft", "kl_to_ref"])
     assert lines == ["- DPO over 3 rows: win_rate_vs_sft 0.400..0.600 (sd 0.100); kl_to_ref 0.250..1.000 (sd 0.382)"]
-
-
-def _table_cli(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "po_bench.cli.table", *map(str, args)], cwd=ROOT, capture_output=True, text=True
-    )
-
-
-TRUNCATED = '{"status": "done", "config": {"loss": {"na'  # a run.json cut off mid-write
-try:
-    json.loads(TRUNCATED)
-except json.JSONDecodeError as e:
-    TRUNCATED_WHY = str(e)  # json's own reason (Unterminated string ...)
-
-
-def _truncated(tmp, name):
-    d = tmp / name
-    d.mkdir(parents=True)
-    (d / "run.json").write_text(TRUNCATED)
-    return d / "run.json"
-
-
-def test_a_sweep_whose_only_run_json_is_truncated_exits_2_naming_the_file(tmp_path):
-    bad = _truncated(tmp_path / "sweep", "0_loss=dpo_s0")
-    r = _table_cli(tmp_path / "sweep")
-    assert r.returncode == 2, (r.stdout, r.stderr)
-    assert r.stderr.splitlines() == [
-        f"po-bench-table: no readable run.json under {tmp_path / 'sweep'}: 1 unreadable: {bad}: {TRUNCATED_WHY}"
-    ]
-    assert r.stdout == "" and sorted(p.name for p in (tmp_path / "sweep").iterdir()) == ["0_loss=dpo_s0"]
-
-
-def test_unreadable_run_json_files_are_named_and_counted_beside_the_table(tmp_path):
-    sweep = tmp_path / "sweep"
-    _run(sweep, "0_loss=dpo_s0", "dpo", "DPO", metrics={"win_rate_vs_sft": 0.6})
-    bad = _truncated(sweep, "1_loss=ipo_s0")
-    (sweep / "2_loss=kto_s0").mkdir()
-    (sweep / "2_loss=kto_s0" / "run.json").write_text("[]")  # JSON, but no record
-    r = _table_cli(sweep)
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert r.stderr.splitlines() == [
-        f"po-bench-table: 2 of 3 run.json unreadable (counted as failed): {bad}: {TRUNCATED_WHY}; "
-        f"{sweep / '2_loss=kto_s0' / 'run.json'}: not a JSON object but list"
-    ]
-    md = (sweep / "results.md").read_text()
-    assert r.stdout.startswith(md) and "| DPO |" in md
-    assert "Runs: 1 done, 2 failed (2 of them an unreadable run.json, named below)" in md
-    assert f"- `1_loss=ipo_s0`: unreadable {bad}: {TRUNCATED_WHY}" in md
-    assert f"- `2_loss=kto_s0`: unreadable {sweep / '2_loss=kto_s0' / 'run.json'}: not a JSON object" in md
-    assert [row["method"] for row in csv.DictReader(open(sweep / "results.csv"))] == ["DPO"]

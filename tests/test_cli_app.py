@@ -1,0 +1,42 @@
+"""`po-bench` (po_bench/cli/app.py), the entry point around the pipeline: the numbers of its log line, the
+line on what came from the artifact store, and the check that an experiment has a preset for the scale."""
+
+from __future__ import annotations
+
+import pytest
+
+from po_bench.cli.app import _num, _reuse_line, check_preset
+from po_bench.config import ConfigError
+
+from .conftest import compose as _compose
+
+
+def test_num_formats():
+    assert (_num(None), _num(0.12345), _num(3, 2), _num(float("nan")), _num("x")) == (
+        "n/a",
+        "0.123",
+        "3.00",
+        "nan",
+        "n/a",
+    )
+    assert _reuse_line({"hits": [], "built": ["sft/1"]}) == ""
+    assert _reuse_line(None) == ""
+
+
+def test_a_preset_without_this_scale_is_one_clear_error():
+    cfg = _compose(["experiment=dpo_frontier"])
+    check_preset(cfg, "dpo_frontier")
+    cfg.preset.scale = "tiny"
+    cfg.scale.name = "huge"
+    with pytest.raises(
+        ConfigError,
+        match=r"experiment=dpo_frontier has no scale=huge preset \(conf/preset/dpo_frontier/ has: paper, tiny\)",
+    ):
+        check_preset(cfg, "dpo_frontier")
+
+
+def test_reuse_line_names_what_came_from_the_store_and_what_was_built():
+    hits = {"hits": ["sft/abc", "sft/def", "samples/1"], "built": []}
+    assert _reuse_line(hits) == "reused from the artifact store: samples, sft (nothing was rebuilt)"
+    both = {"hits": ["sft/abc"], "built": ["policy/1", "samples/2"]}
+    assert _reuse_line(both) == "reused from the artifact store: sft; built: policy, samples"
