@@ -351,7 +351,7 @@ def seeds_needed(
 # anti-conservative.  Below POOL_ALPHA it also leaves the pool, so that a diverging seed does not inflate
 # the others' intervals (IPO's -1.07 at one of 5 seeds on the world: p = 0.0004).  The pool level is strict
 # on purpose: leaving out every row flagged at 0.05 drops the widest row of an equal-variance table from
-# its own pool and biases the pool low.  Simulated (tests/test_stats.py's world: 5 methods, 1,500 tables
+# its own pool and biases the pool low.  Simulated (tests/test_results_stats.py's world: 5 methods, 1,500 tables
 # per case), false-positive rate at 2 / 3 / 5 / 10 seeds with these levels: equal variances 0.049 / 0.050
 # / 0.046 / 0.044, unequal 0.052 / 0.052 / 0.048 / 0.043, a diverging method 0.063 / 0.063 / 0.052 /
 # 0.047; with the flag at 0.001 for both, diverging 0.071 / 0.069 / 0.065 / 0.058 (3,000 tables); with
