@@ -4,9 +4,12 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from .conftest import ROOT
 
 
+@pytest.mark.slow  # the benchmark harness end to end (a loopback server, two processes)
 def test_a_benchmark_runs_both_sides_and_writes_its_report(tmp_path):
     env = {"PO_BENCH_BENCH_OUT": str(tmp_path), "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
     args = ["judging", "--requests", "4", "--latency", "0.01", "--repeats", "2"]

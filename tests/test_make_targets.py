@@ -69,6 +69,7 @@ def test_paper_scale_name():
     assert "--name simpo-paper-custom-" in out and "results/simpo-paper." not in out
 
 
+@pytest.mark.slow  # a real make run of the app, end to end (planted pipeline)
 def test_make_demo_with_an_override_runs_and_keeps_the_committed_table(tmp_path):
     """A real make run (the planted pipeline of test_sweep_report: seconds, not minutes): the table
     lands under the override's own name, a failed job makes make fail after the table is written, a

@@ -129,6 +129,7 @@ def tiny_report(tmp_path_factory):
     return {"report": rep, "model": model, "tok": tok, "prompts": prompts, "sampling_prompts": sampling}
 
 
+@pytest.mark.slow  # a real vLLM engine against HF generation, end to end (the module fixture)
 def test_tiny_greedy_tokens_identical(tiny_report):
     rep = tiny_report["report"]
     assert rep["n_prompts"] == 48
@@ -138,6 +139,7 @@ def test_tiny_greedy_tokens_identical(tiny_report):
     assert any(len(x) < 24 for x in rep["hf_ids"]) and any(len(x) == 24 for x in rep["hf_ids"])  # EOS and max length
 
 
+@pytest.mark.slow  # a real vLLM engine against HF generation, end to end (the module fixture)
 def test_tiny_matches_generate_hf_convention(tiny_report):
     """The project's HF backend (generate_hf) and the vLLM tokens decoded by generate_vllm's rule agree."""
     from types import SimpleNamespace
@@ -151,6 +153,7 @@ def test_tiny_matches_generate_hf_convention(tiny_report):
     assert hf == vl
 
 
+@pytest.mark.slow  # a real vLLM engine against HF generation, end to end (the module fixture)
 def test_tiny_sampling_seeds(tiny_report):
     s = tiny_report["report"]["sampling"]
     assert s["seed0"] == s["seed0_again"]  # reproducible from the run seed
@@ -215,6 +218,7 @@ def test_smollm2_greedy_agreement(tmp_path):
         assert -1e-4 <= d["logprob_gap"] <= NEAR_TIE, d
 
 
+@pytest.mark.slow  # a real vLLM engine against HF generation, end to end (the module fixture)
 def test_first_divergence_reports_the_gap(tiny_report):
     """The near-tie measure itself: forcing the runner-up token at one position gives the top-2 gap."""
     import torch
