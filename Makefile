@@ -15,7 +15,7 @@ export TOKENIZERS_PARALLELISM := false
 OFFLINE := HF_HUB_OFFLINE=1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 
-.PHONY: install lint test test-fast demo clean help table-survey table-simpo table-noise table-hitchhiker figure-frontier table-beyond-pairs table-zoo
+.PHONY: install lint test test-fast bench demo clean help table-survey table-simpo table-noise table-hitchhiker figure-frontier table-beyond-pairs table-zoo
 
 help:
 	@echo "make demo       the main job: a 5-method x 2-seed sweep on the embedded world -> results/demo.{md,csv,png}"
@@ -25,6 +25,7 @@ help:
 	@echo "make table-survey / table-simpo / table-noise / table-hitchhiker / figure-frontier   paper presets (SCALE=tiny here; SCALE=paper on GPUs)"
 	@echo "make table-zoo  35 losses at the world's shared recipe, 2 seeds"
 	@echo "make table-beyond-pairs   issue 17: ranked, listwise, adaptive, fine-grained, fused-reference and SFT-side methods vs DPO/SimPO (world)"
+	@echo "make bench      speed and memory, both sides of each comparison on this machine -> results/bench/*.md (BENCH=judging,process: some)"
 	@echo "make install    create $(VENV) and install (done automatically by the targets above)"
 
 install: $(STAMP)
@@ -56,6 +57,12 @@ test: $(STAMP) lint
 
 test-fast: $(STAMP) lint
 	$(PYTEST) -m "not slow" tests
+
+# Benchmarks (scripts/bench/): numbers, never assertions; run on an idle machine and keep the reports.
+BENCH ?=
+bench: $(STAMP)
+	$(OFFLINE) $(PY) scripts/bench/run.py $(subst $(comma), ,$(BENCH))
+comma := ,
 
 # Every sweep target below sweeps into results/.runs/<name> and writes results/<name>.{csv,md,png}
 # (the table, with the hardware, versions and wall time under it).  <name> is the target's own name

@@ -15,6 +15,14 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
+from po_bench.judges.api import (
+    ConfigChecks,
+    JudgeConfigError,
+    config_union,
+    config_view,
+    judge_names,
+    runner_judge_names,
+)
 from po_bench.training.methods import BACKENDS, MethodKind, can_guide, known_backend, method_of
 
 
@@ -126,85 +134,10 @@ class NoiseConfig:
     rate: float = 0.0
 
 
-@dataclass
-class JudgeCacheConfig:
-    enabled: bool = True
-    dir: str | None = None
-
-
-@dataclass
-class JudgeConfig:
-    """Judges: gold (the world), none, and the pinned LLM / reward-model judges of conf/judge/.
-    API keys never live here: ``api_key_env`` names the environment variable that holds one, or
-    ``api_key_file`` a file that holds one (it wins when set)."""
-
-    name: str = "gold"
-    kind: str = ""
-    version: str = ""
-    base_url: str | None = None
-    model: str | None = None
-    api_key_env: str | None = None
-    api_key_file: str | None = None  # a file holding the key (wins over api_key_env)
-    max_requests: int = 0  # budget: HTTP requests this run may send (retries included); 0 = unlimited
-    max_cost_usd: float = 0.0  # budget: USD this run may spend (from usage and the prices); 0 = unlimited
-    max_concurrency: int = 8
-    timeout: float = 120.0
-    max_retries: int = 6
-    backoff_base: float = 1.0
-    backoff_max: float = 60.0
-    price_input_per_mtok: float = 0.0
-    price_output_per_mtok: float = 0.0
-    temperature: float | None = None
-    max_tokens: int | None = None
-    top_logprobs: int | None = None
-    structured_outputs: Any = None
-    cache: JudgeCacheConfig = field(default_factory=JudgeCacheConfig)
-    subset_size: int = 0
-    subset_seed: int = 0
-    seed: int = 0
-    answer_max_new_tokens: int | None = None
-    # How the policy answers this judge's questions, per judge name (a setting's published eval config:
-    # conf/setting/*.yaml from ../shared/reference/simpo_eval_generation.csv): temperature / top_p /
-    # max_new_tokens over generation.* and answer_max_new_tokens; temperature 0 = greedy
-    answer_generation: dict[str, Any] = field(default_factory=dict)
-    # MT-Bench: FastChat's per-category answer temperatures (category -> temperature)
-    answer_temperature_by_category: dict[str, float] = field(default_factory=dict)
-    annotator: str = "weighted_alpaca_eval_gpt4_turbo"
-    eval_path: str | None = None
-    eval_source: str | None = None
-    switch_seed: int = 0
-    length_controlled: bool = True
-    lc_data_dir: str | None = None
-    questions_path: str | None = None
-    questions_source: str | None = None
-    reference_path: str | None = None
-    reference_source: str | None = None
-    judge_prompts_path: str | None = None
-    judge_prompts_source: str | None = None
-    question_ids: list[int] | None = None
-    baseline_path: str | None = None
-    baseline_source: str | None = None
-    baseline_model: str | None = None
-    verdict_weight: int = 3
-    judgment_attempts: int = 2
-    bootstrap_rounds: int = 100
-    model_path: str | None = None
-    dtype: str = "float32"
-    batch_size: int = 8
-    max_length: int = 2048
-    # judge=openllm_v2 (lm-evaluation-harness on the policy checkpoint; conf/judge/openllm_v2.yaml)
-    tasks: list[str] | None = None  # lm-eval tasks / groups; null: the six Open LLM Leaderboard v2 tasks
-    lm_eval_backend: str = "hf"  # lm-eval model backend: hf | vllm
-    limit: float | None = None  # documents per task (< 1: a fraction); null: all (leaderboard-comparable)
-    num_fewshot: int | None = None  # null: each task's own (the leaderboard's)
-    apply_chat_template: bool | None = None  # null: when the checkpoint's tokenizer has a chat template
-    fewshot_as_multiturn: bool = True  # with a chat template: few-shot examples as conversation turns
-    include_path: str | None = None  # a folder of extra lm-eval task YAMLs
-    model_args: dict[str, Any] = field(default_factory=dict)  # extra lm-eval model_args (e.g. vLLM engine options)
-    # More judges of the same run, after this one (po_bench.config.judge_configs): names of conf/judge/*.yaml,
-    # or {name: <judge>, <field>: <value>, ...} for one judge's own fields.  One job trains a policy and runs
-    # all of its judges (e.g. judge=alpaca_eval judge.also=[arena_hard,mt_bench]).
-    also: list[Any] = field(default_factory=list)
+# The composed ``judge`` node's schema: every registered judge's fields.  Each judge's config is a dataclass
+# of its own module (po_bench/judges/*.py: AlpacaEvalConfig, RewardModelConfig, ...; a plug-in's in its own),
+# with its own validate(); judges register with @register_judge (po_bench.judges.api).
+JudgeConfig = config_union("JudgeConfig", __name__)
 
 
 @dataclass
@@ -421,7 +354,6 @@ WORLD_SIZED_LENGTH = 64  # train.max_length below this is the embedded world's s
 IMPLICIT_REWARDS = ("logratio", "avg_logp")
 
 
-JUDGES = ("gold", "none", "reward_model", "alpaca_eval", "mt_bench", "arena_hard", "openllm_v2")
 JUDGE_CONF_DIR = Path(__file__).resolve().parent.parent / "conf" / "judge"
 # What the judges of judge.also take from judge.* when the run changed it from the main judge's yaml: where
 # and how to reach the judge model (a local vLLM judge serves them all), its prices and the response cache.
@@ -464,10 +396,10 @@ def judge_configs(cfg) -> list:
         entry = OmegaConf.to_container(entry, resolve=True) if OmegaConf.is_config(entry) else entry
         own = dict(entry) if isinstance(entry, dict) else {"name": entry}
         name = own.get("name")
+        allowed = runner_judge_names()
         _check(
-            isinstance(name, str) and name in JUDGES and name not in ("gold", "none"),
-            f"judge.also[{k}]={name!r}: allowed {', '.join(j for j in JUDGES if j not in ('gold', 'none'))} "
-            "(a name, or {name: <judge>, <field>: <value>})",
+            isinstance(name, str) and name in allowed,
+            f"judge.also[{k}]={name!r}: allowed {', '.join(allowed)} (a name, or {{name: <judge>, <field>: <value>}})",
         )
         _check(name not in seen, f"judge.also[{k}]={name}: this run already has judge {name}")
         _check("also" not in own, f"judge.also[{k}]: a judge of judge.also has no judge.also of its own")
@@ -725,54 +657,6 @@ def _validate_guide(cfg) -> None:
     _check(not cfg.model.lora.enabled, f"loss={loss.name}: a guide policy with model.lora.enabled is not supported")
 
 
-def _validate_openllm(j, world_data: bool) -> None:
-    _check(
-        not world_data,
-        "judge=openllm_v2 evaluates a real model's checkpoint: use a real dataset and model "
-        "(e.g. model=smollm2_135m dataset=hh_rlhf); the world is scored by judge=gold",
-    )
-    _check(j.lm_eval_backend in ("hf", "vllm"), f"judge.lm_eval_backend={j.lm_eval_backend!r}: allowed hf, vllm")
-    _check(
-        j.tasks is None or len(j.tasks) > 0,
-        "judge.tasks is empty: list lm-eval tasks, or null for the six leaderboard v2 tasks",
-    )
-    _check(
-        j.limit is None or j.limit > 0, f"judge.limit={j.limit}: must be > 0 (< 1: a fraction of each task), or null"
-    )
-    _check(j.num_fewshot is None or j.num_fewshot >= 0, f"judge.num_fewshot={j.num_fewshot}: must be >= 0, or null")
-    _check(j.batch_size >= 1, f"judge.batch_size={j.batch_size}: must be >= 1")
-    if j.include_path:
-        _check(Path(j.include_path).expanduser().is_dir(), f"judge.include_path={j.include_path}: no such folder")
-
-
-def _validate_reward_model(path: str) -> None:
-    """The reward model's shape from its config.json alone (no weights): one output.  A local folder
-    must exist; a Hub id is checked only when its config is in the local cache (no download here)."""
-    from transformers import AutoConfig
-
-    local = Path(path).expanduser()
-    is_local = local.exists() or path.startswith((".", "/", "~"))
-    if is_local:
-        _check(
-            local.is_dir() and (local / "config.json").is_file(),
-            f"judge.model_path={path}: no such model folder (a folder with config.json)",
-        )
-    try:
-        mc = AutoConfig.from_pretrained(str(local) if is_local else path, local_files_only=True)
-    except Exception as e:  # noqa: BLE001  (a Hub id not cached here: the judge loads it later)
-        if is_local:
-            raise ConfigError(
-                f"judge.model_path={path}: its config.json does not load: {type(e).__name__}: {e}"
-            ) from None
-        return
-    n = getattr(mc, "num_labels", None)
-    _check(
-        n == 1,
-        f"judge=reward_model: judge.model_path={path} has {n} outputs (num_labels={n}); a reward "
-        "model has exactly 1 (a sequence-classification head with num_labels=1)",
-    )
-
-
 STRATEGIES = ("local", "ddp", "fsdp", "zero2", "zero3")
 
 
@@ -947,50 +831,15 @@ def _validate_pair_scores(loss) -> None:
 
 
 def _validate_judge(judge, world_data: bool) -> None:
-    """The checks of one judge's config (judge.* and each of judge.also)."""
-    _check(judge.name in JUDGES, f"judge={judge.name!r}: allowed {', '.join(JUDGES)}")
-    _check(
-        judge.name != "gold" or world_data,
-        "judge=gold needs dataset=world (the gold reward is defined on the embedded world only)",
-    )
-    _check(
-        not world_data or judge.name in ("gold", "none", "openllm_v2"),
-        f"judge={judge.name} scores real-data answers: dataset=world is scored by judge=gold "
-        "(use a real dataset and model, e.g. model=smollm2_135m dataset=hh_rlhf)",
-    )
-    if judge.name not in ("gold", "none", "reward_model", "openllm_v2"):
-        _check(
-            bool(judge.base_url),
-            f"judge={judge.name} needs an endpoint: set judge.base_url (OpenAI or a local vLLM server) and judge.model",
-        )
-        _check(bool(judge.model), f"judge={judge.name}: set judge.model (the judge model's name at the endpoint)")
-    j = judge
-    _check(j.max_requests >= 0, f"judge.max_requests={j.max_requests}: must be >= 0 (0 = unlimited)")
-    _check(j.max_cost_usd >= 0, f"judge.max_cost_usd={j.max_cost_usd:g}: must be >= 0 (0 = unlimited)")
-    _check(
-        not j.max_cost_usd or j.price_input_per_mtok > 0 or j.price_output_per_mtok > 0,
-        f"judge.max_cost_usd={j.max_cost_usd:g} needs the judge's prices: set judge.price_input_per_mtok "
-        "and judge.price_output_per_mtok (USD per million tokens)",
-    )
-    _check(
-        not j.api_key_env or bool(ENV_NAME.fullmatch(str(j.api_key_env))),
-        "judge.api_key_env must name an environment variable (letters, digits, _), not hold the key itself",
-    )
-    _check(
-        not j.api_key_file or Path(str(j.api_key_file)).expanduser().is_file(),
-        "judge.api_key_file: no such file (its value is not shown here: it could be a key)",
-    )
-    secret = [k for k in j if SECRET_KEY.search(str(k)) and k not in ("api_key_env", "api_key_file")]
-    _check(
-        not secret,
-        f"judge.{secret[0] if secret else ''}: API keys are never read from the config; put the key "
-        "in the environment variable named by judge.api_key_env or a file named by judge.api_key_file",
-    )
-    if judge.name == "reward_model":
-        _check(bool(judge.model_path), "judge=reward_model: set judge.model_path (a sequence-classification model)")
-        _validate_reward_model(str(judge.model_path))
-    if judge.name == "openllm_v2":
-        _validate_openllm(judge, world_data)
+    """The checks of one judge's config (judge.* and each of judge.also; a node whose interpolations
+    resolve): the judge's name, then its own config's validate()."""
+    names = judge_names()
+    _check(judge.name in names, f"judge={judge.name!r}: allowed {', '.join(names)}")
+    secret = [k for k in judge if SECRET_KEY.search(str(k)) and k not in ("api_key_env", "api_key_file")]
+    try:
+        config_view(judge).validate(ConfigChecks(world_data=world_data, secret_keys=secret))
+    except JudgeConfigError as e:
+        raise ConfigError(str(e)) from None
 
 
 def validate(cfg) -> None:
@@ -1072,8 +921,10 @@ def validate(cfg) -> None:
     judges = judge_configs(cfg)
     _validate_judge(judges[0], world_data)
     for k, extra in enumerate(judges[1:]):
+        rooted = cfg.copy()  # the extra judge's node inside the run's config: its interpolations resolve
+        rooted.judge = extra
         try:
-            _validate_judge(extra, world_data)
+            _validate_judge(rooted.judge, world_data)
         except ConfigError as e:
             raise ConfigError(f"judge.also[{k}] ({extra.name}): {e}") from None
     _check(cfg.model.kind in ("tiny", "hub", "smollm2"), f"model.kind={cfg.model.kind!r}: allowed tiny, hub, smollm2")

@@ -152,25 +152,24 @@ def run(cfg, out_dir: str | Path) -> dict:
                         if pairs or src.onpolicy
                         else None
                     )
-                if cfg.judge.name not in ("gold", "none") or cfg.judge.also:  # every judge of the run
-                    from po_bench.judges.runner import run_judges
+                from po_bench.judges.runner import run_judges
 
-                    metrics.update(
-                        run_judges(
-                            cfg,
-                            store=store,
-                            policy=policy,
-                            policy_dir=policy_dir,
-                            sft_model=sft_model,
-                            sft_dir=start_dir,
-                            tokenizer=tokenizer,
-                            prompts=prompts,
-                            samples=out,
-                            sft_samples=sft_samples,
-                            policy_key=p.policy_ref,
-                            sft_key=p.start,
-                        )
+                metrics.update(  # every judge of the run the runner runs (gold and none: none)
+                    run_judges(
+                        cfg,
+                        store=store,
+                        policy=policy,
+                        policy_dir=policy_dir,
+                        sft_model=sft_model,
+                        sft_dir=start_dir,
+                        tokenizer=tokenizer,
+                        prompts=prompts,
+                        samples=out,
+                        sft_samples=sft_samples,
+                        policy_key=p.policy_ref,
+                        sft_key=p.start,
                     )
+                )
         rows = src.sample_rows(prompts, out, sft_samples)
         write_jsonl(out_dir / "samples.jsonl", rows[:32])
         if src.gold is not None and cfg.stages.judge:  # per-prompt scores: comparisons between runs pair on them

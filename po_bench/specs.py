@@ -25,7 +25,11 @@ semantic_distance  (Sem-DPO) pairs, loss.pair_scores.embedder: prompt/chosen emb
 policy             start checkpoint, model, pairs, loss (its trainer-facing fields), preference
                    hyperparameters, seed (+ the per-pair scores' spec for MADPO / Sem-DPO)
 generations        policy, eval prompts, generation config, seed
-=================  ===================================================================================
+answers            (judges that read answers) the policy, the generation config with the judge's answer
+                   settings, the judge's question set (:data:`JUDGE_QUESTION_FIELDS`), the conversations
+<judge kind>       (judges with an artifact of their own, e.g. ``openllm``: lm-eval's output) the policy and
+                   the fields the judge names (``OpenLLMJudge.cache_fields``)
+===================  ===================================================================================
 
 :data:`DEPENDS` is the dependency table (config field -> artifacts it determines) that
 ``tests/test_specs.py`` checks field by field against :func:`plan`.
@@ -398,6 +402,38 @@ def pair_scores_spec(cfg, start: dict, model: dict, pairs: dict, seed: int) -> d
             "seed": seed,
         }
     return {"stage": stage, "version": VERSIONS[stage], "pairs": pairs, **fields}
+
+
+# The judge's fields that determine its question set (answers to the same questions are shared by every
+# judge config that asks them); absent fields count as None
+JUDGE_QUESTION_FIELDS = (
+    "name",
+    "version",
+    "subset_size",
+    "subset_seed",
+    "question_ids",
+    "eval_path",
+    "questions_path",
+)
+
+
+def answers_spec(cfg, policy: dict, gen: dict, conversations: list) -> dict:
+    """The spec of a policy's answers to a judge's conversations (``cfg.judge`` is the judge's config):
+    the policy's reference, the generation config with the answer settings ``gen`` (max_new_tokens,
+    temperature, top_p) over it, the judge's question set and the conversations' fingerprint."""
+    judge = plain(cfg.judge)
+    return {
+        "policy": policy,
+        "gen": {**gen_fields(cfg), **{k: gen[k] for k in ("max_new_tokens", "temperature", "top_p")}},
+        "judge_questions": {k: judge.get(k) for k in JUDGE_QUESTION_FIELDS},
+        "conversations": fingerprint(conversations),
+    }
+
+
+def judge_artifact_spec(policy: dict, judge_fields: dict) -> dict:
+    """The spec of a judge's own artifact of a policy (lm-eval's output: kind ``openllm``): the policy's
+    reference and the fields the judge names as determining it."""
+    return {"policy": policy, "judge": judge_fields}
 
 
 # The dependency table: config field -> the artifacts (Plan.keys() roles) whose key it changes, for

@@ -94,6 +94,36 @@ def tokenizer():
     return train_world_tokenizer()
 
 
+LLAMA3_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n'"
+    " + message['content'] | trim + '<|eot_id|>' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"
+)
+
+
+@pytest.fixture(scope="session")
+def llama3_tok():
+    """A Llama-3-style tokenizer built offline: EOS <|end_of_text|>, turns end with <|eot_id|>."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"]
+    words = ["user", "assistant", "q", "hello", "world", "[UNK]"]
+    vocab = {w: i for i, w in enumerate(words)}
+    tk = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tk.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=tk,
+        bos_token="<|begin_of_text|>",
+        eos_token="<|end_of_text|>",
+        pad_token="<|end_of_text|>",
+        unk_token="[UNK]",
+        additional_special_tokens=specials[2:],
+    )
+    tok.chat_template = LLAMA3_TEMPLATE
+    return tok
+
+
 def smollm2_path_or_skip():
     """SmolLM2's converted checkpoint folder, or skip with the reason its GGUF file is unavailable."""
     from po_bench.training import smollm2

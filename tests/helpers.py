@@ -359,3 +359,43 @@ def check_golden(name: str, key: str, values: dict, rel: float = 1e-4) -> None:
             values[field],
             want,
         )
+
+
+# ---- Hydra's override parser (the union-of-grids sweeper's expansion takes it as an argument) ----------------
+
+
+def parse_overrides(args: list[str]) -> list:
+    """Hydra's own parse of command-line overrides (what ``hydra/sweeper=grid`` hands ``sweep.expand``)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    return OverridesParser.create().parse_overrides(args)
+
+
+# ---- the embedded world's demonstrations and sources (tests/test_world.py, test_pair_data.py, test_sources.py) --
+
+
+def world_demos(spec, prompts, k: int, seed: int, prefix: str = "") -> list[list[str]]:
+    """k demonstrations per prompt by the demonstrator of the world ``spec``, from one numpy generator."""
+    import numpy as np
+
+    from po_bench.data import world
+
+    rng = np.random.default_rng(seed)
+    return [[prefix + world.demonstrate(spec, p, rng) for _ in range(k)] for p in prompts]
+
+
+def world_k_samples(n_prompts: int = 24, k: int = 4):
+    """(prompts, k samples per prompt): the preference prompts of a world with ``n_pref=n_prompts``."""
+    from po_bench.data import world
+
+    spec = world.WorldSpec(n_pref=n_prompts)
+    prompts = world.make_prompts(spec, "pref")
+    return prompts, world_demos(spec, prompts, k, 0, " ")
+
+
+def world_source(n_pref: int, **fields):
+    """The world's data source for a dataset config with these fields."""
+    from po_bench.config import DatasetConfig
+    from po_bench.data.sources import WorldSource
+
+    return WorldSource(WorldSource.spec_of(DatasetConfig(n_pref=n_pref, **fields)))

@@ -1,6 +1,5 @@
 """Known-answer tests for every metric and every TRL-backed loss.
 
-* ``completion_logps`` against a token-by-token loop (one unpadded forward per token) on a tiny Llama.
 * ``kl_and_length`` against the exact KL sum over every completion of a tiny Markov language model
   (three words + EOS, lengths 1-2), ``implicit_reward_accuracy`` on constructed pairs with exact
   rewards and ties, ``gold_metrics`` on constructed samples (gold rewards by hand, ties included).
@@ -9,9 +8,9 @@
   first step, so every log-ratio is 0 and most losses are constants (ln 2 for DPO's sigmoid,
   (1/(2 beta))^2 for IPO, 1 for hinge, ...); where a loss has a term that does not vanish there (an
   NLL term, WPO's weights) or no reference at all (CPO, SimPO, AlphaPO, ORPO), the closed form is
-  evaluated on the batch's log-probs from ``completion_logps`` (itself checked against the loop
-  here, and equal to what TRL logs).  Then the direction of that step (chosen log-prob up, rejected
-  down; see ``DIRECTION``).
+  evaluated on the batch's log-probs from ``completion_logps`` (itself checked against a
+  token-by-token loop in tests/test_logprobs.py, and equal to what TRL logs).  Then the direction
+  of that step (chosen log-prob up, rejected down; see ``DIRECTION``).
 * po-bench's own trainer (backend pobench, cDPO with eps = 0) against TRL's sigmoid loss on the same
   batch, policy != reference.
 """
@@ -38,53 +37,6 @@ from po_bench.training.trl.preference import train_preference
 from .conftest import compose as _compose
 
 LN2 = math.log(2.0)
-
-
-# ---- log-probs against a token-by-token loop ---------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def llama(tokenizer):
-    return models.build_tiny_model(tokenizer, hidden_size=64, num_layers=2, intermediate_size=128, seed=1).eval()
-
-
-def _loop_logps(model, tokenizer, prompt, completion, max_length=None):
-    p, c = tokenize_completion(tokenizer, prompt, completion)
-    seq = (p + c)[:max_length] if max_length else p + c
-    total, n = 0.0, 0
-    with torch.no_grad():
-        for t in range(len(p), len(seq)):  # one forward per completion token, on the bare prefix
-            logits = model(input_ids=torch.tensor([seq[:t]])).logits[0, -1].double()
-            total += float(torch.log_softmax(logits, -1)[seq[t]])
-            n += 1
-    return total, n
-
-
-def test_completion_logps_equal_a_token_by_token_loop(llama, tokenizer):
-    prompts = [
-        "write about apple =>",
-        "write about river stone cloud =>",
-        "list apple river stone cloud forest =>",
-        "write about ember =>",
-        "write about candle mirror =>",
-    ]
-    completions = [
-        " apple the apple",
-        " river",
-        " the stone is very old and near the cloud with a bright river",
-        " ember ember",
-        "",
-    ]
-    sums, counts = completion_logps(llama, tokenizer, prompts, completions, batch_size=3)  # padded batches
-    for i, (p, c) in enumerate(zip(prompts, completions)):
-        want, n = _loop_logps(llama, tokenizer, p, c)
-        assert counts[i] == n == len(c.split()) + 1  # words + EOS
-        assert float(sums[i]) == pytest.approx(want, abs=2e-5), (p, c)
-    # truncation to max_length keeps the prompt and cuts the completion
-    sums, counts = completion_logps(llama, tokenizer, prompts[2:3], completions[2:3], max_length=12)
-    want, n = _loop_logps(llama, tokenizer, prompts[2], completions[2], max_length=12)
-    assert counts[0] == n == 12 - len(tokenize_completion(tokenizer, prompts[2], completions[2])[0])
-    assert float(sums[0]) == pytest.approx(want, abs=2e-5)
 
 
 # ---- a tiny Markov language model with exact probabilities ---------------------------------------------

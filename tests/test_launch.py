@@ -1,5 +1,5 @@
 """Training as its own process group (launch=ddp|fsdp|zero2|zero3): batch arithmetic, launch
-command lines, rank-0-only writes, checkpoint cleanup, token-bounded scoring, and real
+command lines, rank-0-only writes, checkpoint cleanup, and real
 multi-process training on CPU (torchrun over gloo)."""
 
 from __future__ import annotations
@@ -173,27 +173,6 @@ def test_checkpoints_are_deleted_once_an_artifact_is_complete(tmp_path):
     assert len(list((tmp_path / "trainer").iterdir())) == 2
     cleanup_checkpoints(tmp_path / "trainer", keep=False)
     assert list((tmp_path / "trainer").iterdir()) == []
-
-
-# ---- token-bounded scoring -----------------------------------------------------------------------------
-
-
-def test_scoring_batches_are_bounded_by_tokens_not_sequences(tokenizer):
-    from po_bench.generation.logprobs import completion_logps, token_batches
-    from po_bench.training.models import build_tiny_model
-
-    assert token_batches([10, 10, 50, 10], max_sequences=64, max_tokens=99) == [[0, 1], [2], [3]]
-    model = build_tiny_model(tokenizer, hidden_size=32, num_layers=1, seed=0)
-    seen = []
-    model.register_forward_pre_hook(lambda mod, args, kw: seen.append(kw["input_ids"].numel()), with_kwargs=True)
-    prompts = ["write about river cloud ."] * 40
-    completions = [" the river and the cloud"] * 40
-    full, _ = completion_logps(model, tokenizer, prompts, completions, batch_size=64)
-    for n in (8, 40):  # more sequences: more batches, never a bigger one
-        seen.clear()
-        part, _ = completion_logps(model, tokenizer, prompts[:n], completions[:n], batch_size=64, max_tokens=48)
-        assert max(seen) <= 48 and len(seen) >= n // 4
-        assert torch.allclose(part, full[:n], atol=1e-5)
 
 
 # ---- real process groups on CPU (gloo) -------------------------------------------------------------

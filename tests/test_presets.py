@@ -1,4 +1,5 @@
-"""Paper presets (experiment=<name> scale=tiny|paper) and the union-of-grids sweeper.
+"""Paper presets (experiment=<name> scale=tiny|paper) through the union-of-grids sweeper (its expansion
+itself: tests/test_sweep.py).
 
 The scale=paper presets only run on GPUs with the Hub; here every one of them is composed with
 Hydra, its sweep expanded by the real sweeper code, each job composed and validated, and the
@@ -15,16 +16,16 @@ from pathlib import Path
 import pytest
 import yaml
 from hydra import initialize_config_dir
-from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
 from po_bench.app import CONF_DIR, check_preset
 from po_bench.config import ConfigError, judge_configs, validate
-from po_bench.results.sweep import SweepError, expand
+from po_bench.results.sweep import expand
 from po_bench.specs import plan
 
 from .conftest import ROOT, SMALL, run_cli
 from .conftest import compose as _compose
+from .helpers import parse_overrides
 
 REF = ROOT / "results" / "reference"
 EXPERIMENTS = sorted(p.stem for p in (Path(CONF_DIR) / "experiment").glob("*.yaml"))
@@ -34,10 +35,6 @@ SETTINGS = {
     "llama3_base": "llama-3-8b-base",
     "llama3_instruct": "llama-3-8b-instruct",
 }
-
-
-def _parse(args):
-    return OverridesParser.create().parse_overrides(args)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -50,47 +47,7 @@ def _jobs(experiment, scale, cli=()):
     c = _compose([f"experiment={experiment}", f"scale={scale}"], return_hydra_config=True)
     sw = c.hydra.sweeper
     assert sw._target_.endswith("GridSweeper")
-    return expand(dict(sw.params or {}), [dict(g) for g in sw.grids or []], list(cli), _parse)
-
-
-# --- the sweeper's expansion ------------------------------------------------------------------
-
-
-def test_expand_is_a_union_of_products_with_params_crossed_in():
-    jobs = expand({"seed": "0,1"}, [{"loss": "dpo", "loss.beta": "0.1,0.3"}, {"loss": "simpo"}], [], _parse)
-    assert sorted(map(tuple, jobs)) == sorted(
-        [
-            ("seed=0", "loss=dpo", "loss.beta=0.1"),
-            ("seed=0", "loss=dpo", "loss.beta=0.3"),
-            ("seed=1", "loss=dpo", "loss.beta=0.1"),
-            ("seed=1", "loss=dpo", "loss.beta=0.3"),
-            ("seed=0", "loss=simpo"),
-            ("seed=1", "loss=simpo"),
-        ]
-    )
-
-
-def test_expand_command_line_selects_inside_grids_and_crosses_elsewhere():
-    grids = [{"loss": "dpo", "loss.beta": "0.1,0.3"}, {"loss": "simpo", "+setting": "a"}]
-    params = {"+setting": "a,b"}
-    # loss=dpo selects the DPO grid; train.max_steps (in no grid) is crossed into every job
-    jobs = expand(params, grids, ["loss=dpo", "train.max_steps=2"], _parse)
-    assert {j[-1] for j in jobs} == {"train.max_steps=2"} and len(jobs) == 4
-    assert all("loss=dpo" in j for j in jobs)
-    # a grid that pins +setting=a is dropped when the command line asks for b
-    jobs = expand(params, grids, ["+setting=b"], _parse)
-    assert not any("loss=simpo" in j for j in jobs) and len(jobs) == 2
-    with pytest.raises(SweepError, match="no job left: loss=kto matches no grid point"):
-        expand(params, grids, ["loss=kto"], _parse)
-
-
-def test_expand_without_grids_is_the_basic_sweepers_product():
-    jobs = expand({"loss": "dpo,ipo"}, [], ["seed=0,1,2"], _parse)
-    assert len(jobs) == 6 and ["loss=ipo", "seed=2"] in jobs
-
-
-def test_expand_deduplicates_identical_jobs():
-    assert len(expand({}, [{"loss": "dpo"}, {"loss": "dpo,ipo"}], [], _parse)) == 2
+    return expand(dict(sw.params or {}), [dict(g) for g in sw.grids or []], list(cli), parse_overrides)
 
 
 # --- every preset at every scale -----------------------------------------------------------------

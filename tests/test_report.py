@@ -21,7 +21,7 @@ import sys
 
 import pytest
 
-from po_bench.results import report, scores, table
+from po_bench.results import report, table
 
 from .conftest import ROOT
 from .helpers import browser_or_skip
@@ -42,23 +42,6 @@ def sweep(tmp_path):
     rec.update(status="failed", error="RuntimeError: planted failure for the report test", metrics={})
     (bad / "run.json").write_text(json.dumps(rec))
     return d
-
-
-def test_scores_round_trip_and_item_scores_reproduce_the_run_metric(tmp_path):
-    rows = scores.world_rows(["a", "b", "c"], [0.5, 0.2, 0.1], [0.1, 0.2, 0.3])
-    path = scores.write_scores(tmp_path, rows)
-    assert path.name == "scores.jsonl" and scores.read_scores(tmp_path) == rows
-    assert [r["win"] for r in rows] == [1.0, 0.5, 0.0]
-    run = {"_path": str(tmp_path), "metrics": {"gold_reward": 0.8 / 3, "win_rate_vs_sft": 0.5}}
-    assert sorted(scores.item_scores(run, "gold_reward").values()) == [0.1, 0.2, 0.5]
-    run = {"_path": str(tmp_path), "metrics": {"gold_reward": 0.9}}  # items do not reproduce it
-    assert scores.item_scores(run, "gold_reward") is None
-    scores.write_scores(tmp_path, [{"judge": "mt_bench", "item": i, "score": s} for i, s in enumerate([7, 9])])
-    assert scores.item_scores({"_path": str(tmp_path), "metrics": {"mt_bench_score": 8.0}}, "mt_bench_score") == {
-        ("mt_bench", 0): 7.0,
-        ("mt_bench", 1): 9.0,
-    }
-    assert scores.read_scores(tmp_path / "nowhere") is None
 
 
 def test_table_cells_carry_intervals_deltas_and_the_matrix(sweep, tmp_path):

@@ -169,3 +169,73 @@ def test_k_ranked_samples_key_the_samples_and_the_strategy_keys_the_pairs():
     k4_all = _keys(_compose(["dataset.k_samples=4", "dataset.pair_strategy=all"]))
     assert sorted(r for r in k4 if k4[r] != k4_all[r]) == ["generations", "pairs", "policy", "ref_logps"]
     assert _keys(_compose(["dataset.pair_strategy=all"])) == BASE_KEYS  # k = 2: one pair whatever the strategy
+
+
+class _RecordingStore:
+    """The store's JSON artifacts as a judge's answers ask for them: the keys, no generation."""
+
+    def __init__(self):
+        self.keys = []
+
+    def get_or_build_json(self, kind, fields, build):
+        from po_bench.store import fingerprint
+
+        self.keys.append(f"{kind}/{fingerprint(fields)}")
+        return ["an answer "] * 2
+
+
+REAL = ["model=smollm2_135m", "dataset=hh_rlhf"]
+# The answers' keys as judges/runner.py computed them before they were keyed in specs.py (issue 23; computed on
+# that commit, 2ba7046): the same values, so no user's cached answers are rebuilt.  Each case: overrides, then
+# the keys of the answers at the generation's temperature and at 0.3 (MT-Bench's per-category temperatures).
+ANSWER_KEYS = {
+    "alpaca_eval": ([*REAL, "judge=alpaca_eval"], ["answers/590b6e53209a79d3", "answers/82b7b9e588db5698"]),
+    "mt_bench": (
+        [*REAL, "judge=mt_bench", "judge.question_ids=[81,82]", "generation.temperature=0.7"],
+        ["answers/62834f04844da7bf", "answers/a2e449b16200e3cd"],
+    ),
+    "arena_hard": (
+        [*REAL, "judge=arena_hard", "judge.subset_size=5", "judge.answer_max_new_tokens=64"],
+        ["answers/d914fb6fffefdfca", "answers/3c32cd3e6afd2fea"],
+    ),
+    "setting": (
+        [*REAL, "judge=alpaca_eval", "+setting=llama3_instruct"],
+        ["answers/c2921718fc43ecc9", "answers/99ba166ddf227c93"],
+    ),
+    "vllm": (
+        [*REAL, "judge=alpaca_eval", "judge.eval_path=/data/x.json", "generation=vllm"],
+        ["answers/13b070e9eba1a9c5", "answers/7cc072a12fd80786"],
+    ),
+    "also": (  # the second judge of judge.also
+        [*REAL, "judge=alpaca_eval", "judge.also=[{name:mt_bench,subset_size:3}]"],
+        ["answers/51b30257e73e02e3", "answers/3684c75d621a82b5"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ANSWER_KEYS))
+def test_judge_answer_keys_are_pinned(case):
+    from po_bench.config import judge_configs
+    from po_bench.judges.runner import answer_fn, with_judge
+
+    overrides, pinned = ANSWER_KEYS[case]
+    cfg = _compose(overrides)
+    cfg = with_judge(cfg, judge_configs(cfg)[-1])
+    store = _RecordingStore()
+    ask = answer_fn(cfg, store, None, "policy_dir", None, "policy", {"stage": "policy", "key": "abc123"})
+    conversations = [[{"role": "user", "content": "hi"}], [{"role": "user", "content": "x"}]]
+    assert ask(conversations) == ["an answer", "an answer"]
+    ask(conversations, 0.3)
+    assert store.keys == pinned
+
+
+def test_a_judge_artifact_key_is_the_policy_and_the_judge_fields():
+    from po_bench.specs import judge_artifact_spec
+    from po_bench.store import fingerprint
+
+    spec = judge_artifact_spec({"stage": "policy", "key": "abc123"}, {"version": "1", "tasks": ["t"], "limit": 8})
+    assert spec == {
+        "policy": {"stage": "policy", "key": "abc123"},
+        "judge": {"version": "1", "tasks": ["t"], "limit": 8},
+    }
+    assert fingerprint(spec) == "f19145215f4502c0"  # lm-eval's output as judges.runner keyed it before issue 23

@@ -16,7 +16,7 @@ import pytest
 
 from po_bench.store import fingerprint
 
-from .conftest import ROOT, SMALL, compose, read_runs, run_cli
+from .conftest import ROOT, SMALL, read_runs, run_cli
 
 BATCH = 16  # SMALL's train.batch_size: the global batch of every run here (launch=local)
 # SMALL, smaller still: 64 pref prompts, 32 eval prompts (samples.jsonl then holds every eval answer), one thread
@@ -276,19 +276,6 @@ def test_listwise_losses_train_on_rated_lists(beyond):
         for r in pairs_of(beyond, lists[name]):  # every response's step spans (TPO's step rewards)
             assert len(r["step_ends"]) == len(r["responses"])
             assert all(ends or not y.strip() for ends, y in zip(r["step_ends"], r["responses"]))
-
-
-def test_style_word_rate_by_hand():
-    """run.json's style_word_rate: the share of policy answers whose first word is the strong model's style
-    word (``very``), style_word_rate_sft the same for the SFT answers on the same prompts."""
-    from po_bench.data.sources import source_for
-
-    src = source_for(compose().dataset)
-    prompts = ["write about apple =>"] * 5
-    policy = [" very apple", " apple very", " very", "", " veryapple"]  # yes, no (not first), yes, no, no
-    sft = [" the apple", " very river the", " apple", " apple", " apple"]  # 1 of 5
-    m = src.gold(prompts, policy, sft)
-    assert (m["style_word_rate"], m["style_word_rate_sft"]) == (pytest.approx(2 / 5), pytest.approx(1 / 5))
 
 
 @pytest.mark.slow

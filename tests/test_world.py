@@ -5,6 +5,8 @@ import pytest
 
 from po_bench.data import world
 
+from .helpers import world_k_samples as _k_samples
+
 
 def test_world_is_deterministic_per_seed():
     a, b, c = world.WorldSpec(seed=3), world.WorldSpec(seed=3), world.WorldSpec(seed=4)
@@ -72,15 +74,6 @@ def test_label_pairs_deterministic_and_consistent():
     )
 
 
-def test_tokenizer_round_trips_world_text(tokenizer):
-    text = "write about apple river => the apple and river"
-    ids = tokenizer(text + tokenizer.eos_token, add_special_tokens=False)["input_ids"]
-    assert tokenizer.unk_token_id not in ids
-    assert ids[-1] == tokenizer.eos_token_id
-    assert tokenizer.decode(ids, skip_special_tokens=True) == text
-    assert len(tokenizer) == len(world.vocabulary())
-
-
 def test_heldout_prompts_share_no_keyword_set_with_training_prompts():
     """Eval and OOD prompts are drawn from held-out keyword sets only; SFT and preference prompts from
     the rest: no held-out prompt's keyword set (and so no prompt text) occurs in training."""
@@ -98,13 +91,6 @@ def test_heldout_prompts_share_no_keyword_set_with_training_prompts():
 
 
 # ---- k samples per prompt ranked by the annotator (Curry-DPO) ----------------------------------------------
-
-
-def _k_samples(n_prompts=24, k=4):
-    spec = world.WorldSpec(n_pref=n_prompts)
-    prompts = world.make_prompts(spec, "pref")
-    rng = np.random.default_rng(0)
-    return prompts, [[" " + world.demonstrate(spec, p, rng) for _ in range(k)] for p in prompts]
 
 
 def test_ranked_pairs_strategies_and_counts():
@@ -144,15 +130,3 @@ def test_ranking_is_the_bradley_terry_annotator_in_distribution():
         above += order.index(a) < order.index(b)
     want = ann.p_first(world.gold_reward(prompt, a), world.gold_reward(prompt, b), len(a.split()), len(b.split()))
     assert abs(above / n - want) < 0.03, (above / n, want)
-
-
-def test_k2_defaults_keep_todays_pairs():
-    """dataset.k_samples=2 without a curriculum: the world source labels exactly as before (world.label_pairs)."""
-    from po_bench.data.sources import WorldSource
-
-    prompts, samples = _k_samples(k=2)
-    src = WorldSource({**WorldSource.spec_of(__import__("po_bench.config", fromlist=["x"]).DatasetConfig(n_pref=24))})
-    spec = src.pairs_spec()
-    assert "ranking" not in spec
-    art = WorldSource.make_pairs(spec, samples, 0)
-    assert art["train"] == world.label_pairs(prompts, samples, world.Annotator(), 0) and "ordered" not in art

@@ -18,7 +18,7 @@ Same contract as :func:`po_bench.generation.generate.generate_hf`: one completio
   model; :func:`close_engine` frees it.  The engine spawns processes, so a script that uses it
   needs an ``if __name__ == "__main__":`` guard.
 
-Greedy decoding gives the HF backend's tokens (tests/test_vllm.py); ``python -m
+Greedy decoding gives the HF backend's tokens (tests/test_vllm_engine.py); ``python -m
 po_bench.generation.vllm_engine compare --model DIR`` checks a model and reports where the two part.
 """
 

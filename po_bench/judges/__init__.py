@@ -17,9 +17,12 @@ openllm_v2       Open LLM Leaderboard v2 (IFEval, BBH, MATH lvl 5, GPQA, MuSR, M
                  normalized scores (random baseline 0, maximum 100)
 =============== ===============================================================================
 
-LLM judges talk to any OpenAI-compatible endpoint through :class:`client.JudgeClient`
-(concurrency, retries with backoff, an on-disk response cache, token and cost accounting,
-structured outputs).  Every judge returns a :class:`JudgeResult`: ``metrics`` (JSON-ready, for the
-run record) and ``records`` (one per judged item).  Replies that cannot be parsed are counted in
+(and ``gold`` / ``none``, the pipeline's own: :mod:`.gold`).  Every judge follows the contract of
+:mod:`.api`: a config dataclass with its own ``validate()``, a class registered with
+``@register_judge("<name>")`` that says what it reads, and a :class:`api.JudgeResult`: ``metrics``
+(JSON-ready, for the run record) and ``records`` (one per judged item); :mod:`.runner` runs every
+judge of a run through it without naming any.  LLM judges talk to any OpenAI-compatible endpoint
+through :class:`client.JudgeClient` (concurrency, retries with backoff, an on-disk response cache,
+token and cost accounting, structured outputs).  Replies that cannot be parsed are counted in
 ``metrics["n_parse_failures"]`` and left out of the scores, never counted as ties.
 """

@@ -34,14 +34,16 @@ import contextlib
 import logging
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from po_bench.judges.api import JudgeResult
+from po_bench.judges.api import Judge, JudgeInputs, JudgeResult, Reads, register_judge
 from po_bench.judges.client import (
     FailureTally,
     JudgeClient,
+    LLMJudgeConfig,
     cfg_get,
     read_json_or_jsonl,
     resolve_data_file,
@@ -260,8 +262,31 @@ def _num(v):
     return int(f) if f.is_integer() and not isinstance(v, float) else f
 
 
-class AlpacaEvalJudge:
+@dataclass
+class AlpacaEvalConfig(LLMJudgeConfig):
+    """judge=alpaca_eval (conf/judge/alpaca_eval.yaml)."""
+
+    annotator: str = "weighted_alpaca_eval_gpt4_turbo"
+    top_logprobs: int | None = None
+    eval_path: str | None = None
+    eval_source: str | None = None
+    subset_size: int = 0
+    subset_seed: int = 0
+    switch_seed: int = 0
+    length_controlled: bool = True
+    lc_data_dir: str | None = None
+
+
+@register_judge("alpaca_eval")
+class AlpacaEvalJudge(Judge):
     """``instructions()`` -> generate one output per instruction -> ``evaluate(outputs)``."""
+
+    config_class = AlpacaEvalConfig
+    reads = Reads.ANSWERS
+    uses_client = True
+    headline_metric = "alpaca_eval_win_rate"
+    reports_interval = True
+    order = 20
 
     def __init__(self, cfg: Any, client: JudgeClient | None = None):
         self.cfg = cfg
@@ -274,6 +299,10 @@ class AlpacaEvalJudge:
         if self.client is None:
             self.client = JudgeClient(self.cfg)
         return self.client
+
+    def judge(self, policy: JudgeInputs) -> JudgeResult:
+        """The policy's answer to each instruction against the reference outputs."""
+        return self.evaluate(policy.answers([[{"role": "user", "content": q}] for q in self.instructions()]))
 
     def reference(self) -> list[dict]:
         """The evaluation set (with the subset applied): rows {index, instruction, output, generator, dataset}."""

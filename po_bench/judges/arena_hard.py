@@ -25,14 +25,16 @@ import logging
 import math
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from po_bench.judges.api import JudgeResult
+from po_bench.judges.api import Judge, JudgeInputs, JudgeResult, Reads, register_judge
 from po_bench.judges.client import (
     FailureTally,
     JudgeClient,
+    LLMJudgeConfig,
     cfg_get,
     read_json_or_jsonl,
     resolve_data_file,
@@ -144,7 +146,32 @@ def _answer_text(a: dict) -> str:
     return t["content"] if isinstance(t, dict) else t
 
 
-class ArenaHardJudge:
+@dataclass
+class ArenaHardConfig(LLMJudgeConfig):
+    """judge=arena_hard (conf/judge/arena_hard.yaml)."""
+
+    questions_path: str | None = None
+    questions_source: str | None = None
+    baseline_path: str | None = None
+    baseline_source: str | None = None
+    baseline_model: str | None = None
+    subset_size: int = 0
+    subset_seed: int = 0
+    verdict_weight: int = 3
+    judgment_attempts: int = 2
+    bootstrap_rounds: int = 100
+    seed: int = 0
+
+
+@register_judge("arena_hard")
+class ArenaHardJudge(Judge):
+    config_class = ArenaHardConfig
+    reads = Reads.ANSWERS
+    uses_client = True
+    headline_metric = "arena_hard_score"
+    reports_interval = True
+    order = 22
+
     def __init__(self, cfg: Any, client: JudgeClient | None = None):
         self.cfg = cfg
         self.client = client
@@ -154,6 +181,14 @@ class ArenaHardJudge:
         if self.client is None:
             self.client = JudgeClient(self.cfg)
         return self.client
+
+    def judge(self, policy: JudgeInputs) -> JudgeResult:
+        """The policy's answers against the baseline's; without baseline answers configured, the SFT
+        policy's answers are the baseline."""
+        convs = [[{"role": "user", "content": q}] for q in self.prompts()]
+        if cfg_get(self.cfg, "baseline_path") or cfg_get(self.cfg, "baseline_source"):
+            return self.evaluate(policy.answers(convs))
+        return self.evaluate(policy.answers(convs), baseline_answers=policy.sft_answers(convs), baseline_name="sft")
 
     def questions(self) -> list[dict]:
         """Rows {uid, prompt, category, cluster} (subset applied)."""

@@ -47,6 +47,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from po_bench.judges.api import BaseJudgeConfig, check
+
 log = logging.getLogger("po_bench.judges")
 
 # Request fields that determine a response (and so the cache key), besides the judge identity.
@@ -62,6 +64,41 @@ _SAMPLING_KEYS = (
     "presence_penalty",
     "frequency_penalty",
 )
+
+
+@dataclass
+class JudgeCacheConfig:
+    enabled: bool = True
+    dir: str | None = None
+
+
+@dataclass
+class LLMJudgeConfig(BaseJudgeConfig):
+    """The fields of a judge that asks an OpenAI-compatible endpoint (:class:`JudgeClient` reads them) for
+    judgments of the policy's answers to its questions."""
+
+    base_url: str | None = None
+    model: str | None = None
+    max_concurrency: int = 8
+    timeout: float = 120.0
+    max_retries: int = 6
+    backoff_base: float = 1.0
+    backoff_max: float = 60.0
+    temperature: float | None = None
+    max_tokens: int | None = None
+    structured_outputs: Any = None
+    cache: JudgeCacheConfig = field(default_factory=JudgeCacheConfig)
+    answer_max_new_tokens: int | None = None
+
+    def check_data(self, world_data: bool) -> None:
+        self.refuse_world(world_data)
+
+    def check_endpoint(self) -> None:
+        check(
+            bool(self.base_url),
+            f"judge={self.name} needs an endpoint: set judge.base_url (OpenAI or a local vLLM server) and judge.model",
+        )
+        check(bool(self.model), f"judge={self.name}: set judge.model (the judge model's name at the endpoint)")
 
 
 def cfg_get(cfg: Any, key: str, default: Any = None) -> Any:

@@ -24,12 +24,14 @@ import ast
 import logging
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-from po_bench.judges.api import JudgeResult
+from po_bench.judges.api import Judge, JudgeInputs, JudgeResult, Reads, register_judge
 from po_bench.judges.client import (
     FailureTally,
     JudgeClient,
+    LLMJudgeConfig,
     cfg_get,
     read_json_or_jsonl,
     resolve_data_file,
@@ -67,7 +69,31 @@ def parse_rating(text: str | None) -> float | None:
     return float(v)
 
 
-class MTBenchJudge:
+@dataclass
+class MTBenchConfig(LLMJudgeConfig):
+    """judge=mt_bench (conf/judge/mt_bench.yaml)."""
+
+    questions_path: str | None = None
+    questions_source: str | None = None
+    reference_path: str | None = None
+    reference_source: str | None = None
+    judge_prompts_path: str | None = None
+    judge_prompts_source: str | None = None
+    question_ids: list[int] | None = None
+    subset_size: int = 0
+    # FastChat's per-category answer temperatures (category -> temperature)
+    answer_temperature_by_category: dict[str, float] = field(default_factory=dict)
+
+
+@register_judge("mt_bench")
+class MTBenchJudge(Judge):
+    config_class = MTBenchConfig
+    reads = Reads.ANSWERS
+    uses_client = True
+    headline_metric = "mt_bench_score"
+    reports_interval = True
+    order = 21
+
     def __init__(self, cfg: Any, client: JudgeClient | None = None):
         self.cfg = cfg
         self.client = client
@@ -77,6 +103,10 @@ class MTBenchJudge:
         if self.client is None:
             self.client = JudgeClient(self.cfg)
         return self.client
+
+    def judge(self, policy: JudgeInputs) -> JudgeResult:
+        """The policy's answers to both turns of each question, graded 1-10."""
+        return self.evaluate(self.generate_answers(policy.answers))
 
     def _load(self) -> dict:
         if self._data is None:

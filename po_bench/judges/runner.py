@@ -1,8 +1,11 @@
-"""Dispatch from ``judge=<name>`` to the judge modules in ``po_bench.judges`` (real data).
+"""Runs the judges of a run (``judge`` and ``judge.also``) on the policy, each through the one
+contract of :mod:`po_bench.judges.api`: the runner hands a judge what it reads (:class:`api.Reads`)
+and turns its :class:`api.JudgeResult` into the run's metrics.  It names no judge.
 
 The policy's answers to each benchmark's questions are an artifact of the store (keyed by the
-policy, the generation config and the judge's question set), and the judge client keeps its own
-on-disk response cache under ``<cache_dir>/judge``: a rerun pays for nothing twice.
+policy, the generation config and the judge's question set: :func:`po_bench.specs.answers_spec`), and
+the judge client keeps its own on-disk response cache under ``<cache_dir>/judge``: a rerun pays for
+nothing twice.
 """
 
 from __future__ import annotations
@@ -12,12 +15,15 @@ from types import SimpleNamespace
 
 from po_bench.common import plain
 from po_bench.generation import generate
-from po_bench.specs import gen_fields
-from po_bench.store import fingerprint
+from po_bench.judges.api import RUN_BY_RUNNER, Judge, JudgeInputs, JudgeResult, Reads, judge_class
+from po_bench.specs import answers_spec, judge_artifact_spec
+
+COUNTS = ("n_judged", "n_asked", "n_request_failures", "n_parse_failures")
 
 
-def _answer_fn(cfg, store, model, model_dir, tokenizer, who: str, key: dict):
-    """A generate function for chat conversations (lists of messages), cached in the store."""
+def answer_fn(cfg, store, model, model_dir, tokenizer, who: str, policy: dict):
+    """A generate function for chat conversations (lists of messages) by ``model`` (``policy``: its
+    reference in the store), cached in the store."""
     gen = plain(cfg.generation)
     if cfg.judge.answer_max_new_tokens:
         gen["max_new_tokens"] = int(cfg.judge.answer_max_new_tokens)
@@ -31,26 +37,9 @@ def _answer_fn(cfg, store, model, model_dir, tokenizer, who: str, key: dict):
     def answer(conversations: list, temperature: float | None = None) -> list[str]:
         g = dict(gen, **({"temperature": float(temperature)} if temperature is not None else {}))
         gen_cfg = SimpleNamespace(**g)
-        fields = {
-            **key,
-            "gen": {**gen_fields(cfg), **{k: g[k] for k in ("max_new_tokens", "temperature", "top_p")}},
-            "judge_questions": {
-                k: plain(cfg.judge).get(k)
-                for k in (
-                    "name",
-                    "version",
-                    "subset_size",
-                    "subset_seed",
-                    "question_ids",
-                    "eval_path",
-                    "questions_path",
-                )
-            },
-            "conversations": fingerprint(conversations),
-        }
         outs = store.get_or_build_json(
             "answers",
-            fields,
+            answers_spec(cfg, policy, g, conversations),
             lambda: generate.generate(
                 model, tokenizer, conversations, gen_cfg, int(cfg.seed), f"{who} answers ({cfg.judge.name})", model_dir
             ),
@@ -60,57 +49,57 @@ def _answer_fn(cfg, store, model, model_dir, tokenizer, who: str, key: dict):
     return answer
 
 
+def run_metrics(judge: type[Judge], res: JudgeResult, client=None) -> dict:
+    """A judge's result as the run's metrics: each metric under the judge's prefix; for a judge that asks an
+    endpoint, its counts (``judged``), the client's requests, tokens and cost (``judge_client``) and its
+    budget (``judge_budget``: exhausted, the run is recorded failed, with every count kept)."""
+    m = res.metrics
+    if client is not None:
+        m.setdefault(
+            "n_judged",
+            m.get("n_asked", 0)
+            - m.get("n_request_failures", 0)
+            - m.get("n_not_judged_budget", 0)
+            - m.get("n_parse_failures", 0),
+        )
+    prefix = judge.prefix()
+    out = {k if k.startswith(prefix) else f"{prefix}{k}": v for k, v in m.items()}
+    if client is not None:
+        out["judged"] = {"judge": judge.name, **{k: int(m.get(k, 0)) for k in COUNTS}}
+        out["judge_client"] = client.summary()  # requests, cache hits, tokens, cost, errors by kind
+        out["judge_budget"] = client.budget_report()
+    return out
+
+
 def run_judge(
     cfg, *, store, policy, policy_dir, sft_model, sft_dir, tokenizer, prompts, samples, sft_samples, policy_key, sft_key
 ) -> dict:
     """The configured judge's metrics for the policy (``policy_key``/``sft_key``: the checkpoints'
-    references in the store, which key the judges' answer artifacts)."""
+    references in the store, which key the judges' artifacts)."""
     from po_bench.judges.client import JudgeClient
-    from po_bench.judges.registry import get_judge
 
-    name = cfg.judge.name
-    if name == "reward_model":
-        res = get_judge(cfg.judge).evaluate(prompts, samples, sft_samples)
-        return {f"rm_{k}" if not k.startswith("rm_") else k: v for k, v in res.metrics.items()}
-    if name == "openllm_v2":
-        return _openllm(cfg, store, policy_dir, policy_key)
-
-    client = JudgeClient(cfg.judge, cache_root=Path(cfg.cache_dir) / "judge")
-    judge = get_judge(cfg.judge, client)
-    ask = _answer_fn(cfg, store, policy, policy_dir, tokenizer, "policy", {"policy": policy_key})
-    if name == "alpaca_eval":
-        res = judge.evaluate(ask([[{"role": "user", "content": q}] for q in judge.instructions()]))
-    elif name == "mt_bench":
-        res = judge.evaluate(judge.generate_answers(ask))
-    elif name == "arena_hard":
-        convs = [[{"role": "user", "content": q}] for q in judge.prompts()]
-        if cfg.judge.baseline_path or cfg.judge.baseline_source:
-            res = judge.evaluate(ask(convs))
-        else:  # no baseline answers configured: the SFT policy is the baseline
-            ask_sft = _answer_fn(cfg, store, sft_model, sft_dir, tokenizer, "sft", {"policy": sft_key})
-            res = judge.evaluate(ask(convs), baseline_answers=ask_sft(convs), baseline_name="sft")
-    else:
-        raise ValueError(f"judge={name} has no runner")
-    generate.release()
-    m = res.metrics
-    m.setdefault(
-        "n_judged",
-        m.get("n_asked", 0)
-        - m.get("n_request_failures", 0)
-        - m.get("n_not_judged_budget", 0)
-        - m.get("n_parse_failures", 0),
+    cls = judge_class(cfg.judge.name)
+    client = JudgeClient(cfg.judge, cache_root=Path(cfg.cache_dir) / "judge") if cls.uses_client else None
+    judge = cls.build(cfg.judge, client)
+    inputs = JudgeInputs(
+        cfg=cfg,
+        prompts=prompts,
+        samples=samples,
+        sft_samples=sft_samples,
+        checkpoint=policy_dir,
+        cached=lambda kind, fields, build: store.get_or_build_json(
+            kind, judge_artifact_spec(policy_key, fields), build
+        ),
     )
-    out = {f"{name}_{k}": v for k, v in m.items()}
-    out["judged"] = {
-        "judge": name,
-        "n_judged": int(m["n_judged"]),
-        "n_asked": int(m.get("n_asked", 0)),
-        "n_request_failures": int(m.get("n_request_failures", 0)),
-        "n_parse_failures": int(m.get("n_parse_failures", 0)),
-    }
-    out["judge_client"] = client.summary()  # requests, cache hits, tokens, cost, errors by kind
-    out["judge_budget"] = client.budget_report()  # exhausted: the run is recorded failed, with every count kept
-    return out
+    if cls.reads is Reads.ANSWERS:
+        inputs.answers = answer_fn(cfg, store, policy, policy_dir, tokenizer, "policy", policy_key)
+        inputs.sft_answers = answer_fn(cfg, store, sft_model, sft_dir, tokenizer, "sft", sft_key)
+    if cls.reads is Reads.CHECKPOINT:
+        generate.release()  # a vLLM engine from the generation stage frees its memory first
+    res = judge.judge(inputs)
+    if cls.reads is Reads.ANSWERS:
+        generate.release()
+    return run_metrics(cls, res, client)
 
 
 def with_judge(cfg, judge):
@@ -130,7 +119,7 @@ def run_judges(cfg, **kw) -> dict:
     says which budgets ran out)."""
     from po_bench.config import judge_configs
 
-    judges = [j for j in judge_configs(cfg) if j.name not in ("gold", "none")]
+    judges = [j for j in judge_configs(cfg) if judge_class(j.name).reads in RUN_BY_RUNNER]
     if len(judges) <= 1:
         return run_judge(with_judge(cfg, judges[0]), **kw) if judges else {}
     out: dict = {}
@@ -157,20 +146,6 @@ def run_judges(cfg, **kw) -> dict:
         stops = [f"{name}: {b['message']}" for name, b in per["judge_budget"].items() if (b or {}).get("message")]
         out["judge_budget"] = {"by_judge": per["judge_budget"], **({"message": "; ".join(stops)} if stops else {})}
     return out
-
-
-def _openllm(cfg, store, policy_dir, policy_key: dict) -> dict:
-    """judge=openllm_v2: lm-evaluation-harness on the policy's checkpoint folder (its own model
-    instance: hf or vLLM), scored as the Open LLM Leaderboard v2.  lm-eval's output is an artifact of
-    the store keyed by the policy and everything that determines the evaluation."""
-    from po_bench.judges.registry import get_judge
-
-    judge = get_judge(cfg.judge)
-    generate.release()  # a vLLM engine from the generation stage frees its memory first
-    run = store.get_or_build_json(
-        "openllm", {"policy": policy_key, "judge": judge.cache_fields()}, lambda: judge.run(policy_dir)
-    )
-    return judge.score(run).metrics
 
 
 def judging_incomplete(metrics: dict) -> str | None:

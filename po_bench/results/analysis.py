@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from po_bench.judges.api import interval_prefixes, metric_prefixes
 from po_bench.results import scores as item_scores
 from po_bench.results import stats
 
@@ -37,9 +38,7 @@ def headline(rows: list[dict], ours: list[str] | None, metrics: list[str]) -> st
         if m in metrics and any(finite(r.get(f"{m}_mean")) for r in rows):
             return m
     for m in metrics:
-        if m.startswith(("alpaca_eval_", "mt_bench_", "arena_hard_", "rm_", "openllm_")) and any(
-            finite(r.get(f"{m}_mean")) for r in rows
-        ):
+        if m.startswith(metric_prefixes()) and any(finite(r.get(f"{m}_mean")) for r in rows):
             return m
     return next((m for m in metrics if any(finite(r.get(f"{m}_mean")) for r in rows)), None)
 
@@ -91,7 +90,7 @@ def judge_interval(row: dict, metric: str) -> tuple[float, float] | None:
         return None
     m = runs[0]["metrics"]
     v = float(m[metric])
-    prefix = next((p for p in ("alpaca_eval_", "arena_hard_", "mt_bench_") if metric.startswith(p)), None)
+    prefix = next((p for p in interval_prefixes() if metric.startswith(p)), None)
     if prefix is None:
         return None
     lo, hi = m.get(f"{prefix}ci_low"), m.get(f"{prefix}ci_high")

@@ -14,7 +14,7 @@ the same items; that needs each run's item scores, not only its means.  Two kind
       {"judge": "mt_bench", "item": "81/1", "score": 7.0, "metric": "mt_bench_score"}
 
   ``metric`` (optional, recommended) names the run metric whose items these are; without it the
-  rows count for ``<judge>_score`` or the judge's headline metric (:data:`JUDGE_METRIC`).
+  rows count for the judge's headline metric (``Judge.headline_metric``), else ``<judge>_score``.
 
 :func:`write_scores` / :func:`read_scores` are what the pipeline and the judges call;
 :func:`item_scores` turns a run's rows into ``{item key: score}`` for one metric, and only when the
@@ -30,18 +30,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from po_bench.judges.api import headline_metrics
+
 SCORES_FILE = "scores.jsonl"
 
 # world rows: run metric -> the row field that holds its per-prompt value
 WORLD_FIELDS = {"gold_reward": "gold_policy", "gold_reward_sft": "gold_sft", "win_rate_vs_sft": "win"}
-# judge rows without "metric": the run metric they belong to
-JUDGE_METRIC = {
-    "alpaca_eval": "alpaca_eval_win_rate",
-    "mt_bench": "mt_bench_score",
-    "arena_hard": "arena_hard_score",
-    "reward_model": "rm_score",
-    "rm": "rm_score",
-}
 
 
 def write_scores(run_dir: str | Path, rows: Iterable[dict[str, Any]]) -> Path:
@@ -111,7 +105,7 @@ def _values(rows: list[dict], metric: str) -> dict[Any, float]:
         if field and field in r and "prompt_index" in r:
             key, v = ("p", r["prompt_index"]), r[field]
         elif "judge" in r and "score" in r:
-            m = r.get("metric") or JUDGE_METRIC.get(r["judge"], f"{r['judge']}_score")
+            m = r.get("metric") or headline_metrics().get(r["judge"], f"{r['judge']}_score")
             if m != metric:
                 continue
             key, v = (r["judge"], r.get("item")), r["score"]

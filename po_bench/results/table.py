@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from po_bench.judges.api import metric_prefixes
 from po_bench.store import atomic_write_text
 
 METRICS = (
@@ -88,16 +89,13 @@ def _mean_std(xs: list[float]) -> tuple[float, float]:
     return m, sd
 
 
-JUDGE_PREFIXES = ("alpaca_eval_", "mt_bench_", "arena_hard_", "rm_", "openllm_")
-
-
 def metric_columns(runs: list[dict]) -> list[str]:
     """The standard metrics plus every numeric judge score the runs report (e.g. mt_bench_score)."""
-    extra = []
+    extra, prefixes = [], metric_prefixes()  # every registered judge's (alpaca_eval_, rm_, ...)
     for r in runs:
         for k, v in r.get("metrics", {}).items():
             if (
-                k.startswith(JUDGE_PREFIXES)
+                k.startswith(prefixes)
                 and isinstance(v, (int, float))
                 and not isinstance(v, bool)
                 and k.split("_")[-1] not in ("questions", "judgments", "scored", "failures")

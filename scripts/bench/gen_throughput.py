@@ -1,8 +1,8 @@
 """Generation throughput: the HF backend (po_bench.generation.generate.generate_hf) vs vLLM (po_bench.generation.vllm_engine).
 
-    .venv/bin/python scripts/bench_generation.py                     # tiny world model + SmolLM2-135M-Instruct
-    .venv/bin/python scripts/bench_generation.py --models tiny --n-prompts 512 --max-new-tokens 24
-    .venv/bin/python scripts/bench_generation.py --models smollm2 --n-prompts 256 --max-new-tokens 64 --json out.json
+    .venv/bin/python scripts/bench/gen_throughput.py                     # tiny world model + SmolLM2-135M-Instruct
+    .venv/bin/python scripts/bench/gen_throughput.py --models tiny --n-prompts 512 --max-new-tokens 24
+    .venv/bin/python scripts/bench/gen_throughput.py --models smollm2 --n-prompts 256 --max-new-tokens 64 --json out.json
 
 Prints generated tokens per second (EOS excluded) of each backend on the same prompts, greedy and
 sampled (temperature 1), the greedy agreement between the two, and vLLM's engine start-up time
@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 TOPICS = [

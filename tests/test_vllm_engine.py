@@ -1,4 +1,4 @@
-"""generation=vllm: vLLM's offline engine against the HF backend.
+"""po_bench.generation.vllm_engine (generation=vllm): vLLM's offline engine against the HF backend.
 
 The vLLM engine runs in a subprocess (``python -m po_bench.generation.vllm_engine compare``): on CPU its
 worker pins the process's OpenMP threads and replaces ``torch.set_num_threads``, which must not
@@ -11,6 +11,7 @@ leak into the test process.
 * SmolLM2-135M-Instruct (chat prompts through the chat template): identical greedy tokens on at
   least 95% of a fixed prompt set, and where they part the first differing token is a near-tie
   under HF's logits.
+* the sampling parameters stop where the chat template ends a turn (po_bench.generation.chat).
 """
 
 from __future__ import annotations
@@ -21,8 +22,11 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace as NS
 
 import pytest
+
+from po_bench.generation import chat
 
 from .conftest import smollm2_path_or_skip
 
@@ -231,3 +235,13 @@ def test_first_divergence_reports_the_gap(tiny_report):
     assert d["position"] == 3 and d["hf_token"] == hf[3] and d["vllm_token"] == int(top.indices[1])
     assert d["logprob_gap"] == pytest.approx(float(top.values[0] - top.values[1]), abs=1e-5)
     assert d["logprob_gap"] == pytest.approx(d["top2_gap"], abs=1e-6)
+
+
+def test_vllm_sampling_params_stop_at_both(llama3_tok):
+    pytest.importorskip("vllm")
+    from po_bench.generation.vllm_engine import sampling_params
+
+    gen = NS(temperature=0.9, top_p=1.0, max_new_tokens=4096)
+    sp = sampling_params(gen, 0, chat.stop_token_ids(llama3_tok))
+    assert llama3_tok.convert_ids_to_tokens(list(sp.stop_token_ids)) == ["<|end_of_text|>", "<|eot_id|>"]
+    assert sp.max_tokens == 4096 and sp.temperature == 0.9
