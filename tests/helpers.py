@@ -171,7 +171,7 @@ def mt_data(tmp_path: Path) -> dict:
     }
 
 
-# ---- a judge inside real po-bench runs (tests/test_judge_runs.py, tests/test_judge_partial.py) ------------
+# ---- a judge inside real po-bench runs (tests/test_runner.py, tests/test_judge_partial.py) ------------
 
 
 def alpaca_verdict(body):
@@ -259,6 +259,27 @@ if os.environ.get("PO_BENCH_FAKE_PIPELINE"):
     sys.modules["po_bench.pipeline"] = fake
     po_bench.pipeline = fake
 """
+
+
+def client_cfg(url, tmp_path, **kw):
+    """A judge config against a FakeOpenAI server at ``url``: fast retries, prices, a disk cache in ``tmp_path``."""
+    cfg = {
+        "name": "fake",
+        "version": "1",
+        "model": "fake-judge",
+        "base_url": url,
+        "api_key_env": None,
+        "max_concurrency": 4,
+        "timeout": 30,  # a loopback answer never takes this long; only a scripted "timeout" times out
+        "max_retries": 4,
+        "backoff_base": 0.01,
+        "backoff_max": 0.05,
+        "price_input_per_mtok": 1.0,
+        "price_output_per_mtok": 2.0,
+        "cache": {"enabled": True, "dir": str(tmp_path / "cache")},
+    }
+    cfg.update(kw)
+    return cfg
 
 
 # ---- the listwise trainer ---------------------------------------------------------------------------------
@@ -399,3 +420,46 @@ def world_source(n_pref: int, **fields):
     from po_bench.data.sources import WorldSource
 
     return WorldSource(WorldSource.spec_of(DatasetConfig(n_pref=n_pref, **fields)))
+
+
+# ---- real benchmark data in ../shared, and a stand-in for alpaca_eval's length-control data ------------------
+
+
+def shared_or_skip(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"{path} is absent (../shared holds the real benchmark data; a fresh clone does not have it)")
+    return path
+
+
+def write_lc_calibration(folder: Path, n_instructions: int = 805, seed: int = 0) -> Path:
+    """A small, valid stand-in for alpaca_eval's length-control calibration data (the Hub dataset
+    tatsu-lab/alpaca_eval: ``df_gamed.csv``, ``instruction_difficulty.csv``), in the columns that
+    ``alpaca_eval.metrics.glm_winrate._get_featurized_data`` reads: two "gamed" baselines (a verbose and
+    a concise one) whose preferences follow alpaca_eval's own GLM formula with known weights through
+    its ``_logistic``.  The first ``n_instructions`` rows are instructions 0.. in order (alpaca_eval
+    looks difficulties up by the row label of each index's first row)."""
+    import numpy as np
+    import pandas as pd
+    from alpaca_eval.metrics.glm_winrate import _logistic
+
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    difficulty = rng.normal(0.0, 1.0, n_instructions)
+    rows = []
+    for model, shift in (("gamed_verbose", 1.5), ("gamed_concise", -1.5)):
+        for i in range(n_instructions):
+            d = shift + rng.normal(0.0, 0.3)
+            pref = float(_logistic(1.2 * np.tanh(d) + 0.4 * difficulty[i] - 0.2))
+            rows.append(
+                {
+                    "model": model,
+                    "index": i,
+                    "preference": pref,
+                    "std_delta_len": d,
+                    "instruction_difficulty": difficulty[i],
+                    "not_gamed_baseline": False,
+                }
+            )
+    pd.DataFrame(rows).to_csv(folder / "df_gamed.csv", index=False)
+    pd.Series(difficulty, name="instruction_difficulty").to_csv(folder / "instruction_difficulty.csv")
+    return folder

@@ -1,5 +1,5 @@
 """A toy judge, registered from outside ``po_bench/`` (CONTRIBUTING.md's "A judge" recipe, carried out
-by ``tests/test_judge_plugin.py``): how often the policy's sample is longer than the SFT policy's on the
+by ``tests/test_api.py``): how often the policy's sample is longer than the SFT policy's on the
 same eval prompt, in words or characters.  It reads the samples (:class:`Reads.SAMPLES`), so it runs on
 the embedded world too.
 
