@@ -1,4 +1,4 @@
-from po_bench.app import cli
+from po_bench.cli.app import cli
 
 if __name__ == "__main__":
     cli()

@@ -319,7 +319,7 @@ def dataset_config(name: str, **overrides):
     to resolve ``dataset.sft: ultrachat`` to the SFT dataset's own config)."""
     from omegaconf import OmegaConf
 
-    from po_bench.data.formats import DataError
+    from po_bench.data.formats.base import DataError
 
     path = CONF_DATASET_DIR / f"{name}.yaml"
     if not path.is_file():
@@ -419,7 +419,7 @@ SECRET_KEY = re.compile(r"(^|_)(api_?key|secret|token|passw(or)?d|credentials?)(
 
 
 def _validate_real_data(cfg) -> None:
-    from po_bench.data import formats
+    from po_bench.data.formats import base as formats
 
     d, loss = cfg.dataset, cfg.loss
     _check(

@@ -21,7 +21,7 @@ import torch
 from po_bench import stages
 from po_bench.common import timed, write_jsonl
 from po_bench.config import check_machine, validate
-from po_bench.data import formats
+from po_bench.data.formats.leakage import eval_sets, leakage, prompt_key
 from po_bench.data.sources import data_counts
 from po_bench.data.sources import prompts as split_prompts
 from po_bench.generation import generate
@@ -223,18 +223,18 @@ def data_report(cfg, p, pairs_art: dict | None, tokenizer) -> dict:
     src, pairs = p.source, pairs_art["train"]
     stats = {**pairs_art["stats"], **src.describe(pairs, tokenizer, cfg.train.max_length)}
     # several pairs per prompt from k ranked samples (Curry-DPO); conversational prompts are message lists
-    n_prompts = len({formats.prompt_key(x["prompt"]) for x in pairs})
+    n_prompts = len({prompt_key(x["prompt"]) for x in pairs})
     if src.onpolicy:
         stats.setdefault("k_samples", src.pref_samples_n())
     stats["pairs_per_prompt"] = len(pairs) / n_prompts if n_prompts else 0.0
     train_prompts = [x["prompt"] for x in pairs]
     if src.onpolicy:  # every prompt the pairs were sampled for, against the held-out splits
         evals = {f"world_{s}": split_prompts(src.prompt_spec(s)) for s in ("eval", "ood")}
-        stats["leakage"] = formats.leakage(split_prompts(src.prompt_spec("pref")), evals)
+        stats["leakage"] = leakage(split_prompts(src.prompt_spec("pref")), evals)
         return stats
     leak = {
-        **formats.leakage(train_prompts, formats.eval_sets()),
-        **formats.leakage(train_prompts, {"eval_split": [x["prompt"] for x in pairs_art["eval"]]}),
+        **leakage(train_prompts, eval_sets()),
+        **leakage(train_prompts, {"eval_split": [x["prompt"] for x in pairs_art["eval"]]}),
     }
     if leak["eval_split"]["count"]:
         log.warning(

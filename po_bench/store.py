@@ -27,7 +27,7 @@ mismatching file.
 
 **Format version.**  Format 1 (po-bench before the store version bump) kept artifacts directly
 under ``<root>/<kind>/<hash>/`` under keys that missed fields that change an artifact; those are
-never read.  A store that still holds them says so once (``po-bench cache gc --old`` deletes them).
+never read.  A store that still holds them says so once, in one line naming the folders to delete.
 
 **Locking.**  ``PO_BENCH_LOCK`` selects how concurrent jobs (threads, processes, nodes) exclude
 each other while one of them builds a key:
@@ -166,6 +166,13 @@ def check_artifact(d: Path, full_hash: bool = False) -> str | None:
     return None
 
 
+def dir_size(p: Path) -> int:
+    """Bytes of a file, or of every file under a folder."""
+    if p.is_file():
+        return p.stat().st_size
+    return sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
+
+
 # ---- locks -----------------------------------------------------------------------------------------
 
 
@@ -277,10 +284,10 @@ def _break_if_stale(lock_path: Path, host: str) -> None:
 
 # ---- the store -------------------------------------------------------------------------------------
 
-_OLD_LAYOUT_WARNED: set[Path] = set()
+_FORMAT1_WARNED: set[Path] = set()
 
 
-def old_layout_dirs(root: Path) -> list[Path]:
+def _format1_dirs(root: Path) -> list[Path]:
     """Folders of a format-1 store directly under ``root`` (``<root>/<kind>/<hash>/fields.json``)."""
     out = []
     if not root.is_dir():
@@ -300,12 +307,14 @@ class Store:
         self.hits: list[str] = []  # keys served from the store during this process (for the run record)
         self.misses: list[str] = []
         self.quarantined: list[str] = []
-        if self.root not in _OLD_LAYOUT_WARNED and old_layout_dirs(self.root):
-            _OLD_LAYOUT_WARNED.add(self.root)
+        old = _format1_dirs(self.root) if self.root not in _FORMAT1_WARNED else []
+        if old:
+            _FORMAT1_WARNED.add(self.root)
             log.warning(
                 "artifact store %s holds artifacts from an older po-bench (format 1, incomplete keys): "
-                "they are not used; `po-bench cache gc --old` deletes them",
+                "they are not used; delete %s",
                 self.root,
+                " ".join(str(d) for d in old),
             )
 
     def path(self, kind: str, fields: dict) -> Path:
@@ -345,6 +354,17 @@ class Store:
                     return
         with file_lock(folder / f"{name}.file"):
             yield
+
+    def artifacts(self, kind: str | None = None) -> list[tuple[str, str, Path]]:
+        """(kind, hash, folder) of every published-looking artifact folder (work folders and locks skipped)."""
+        out: list[tuple[str, str, Path]] = []
+        if not self.base.is_dir():
+            return out
+        for kd in sorted(self.base.iterdir()):
+            if not kd.is_dir() or kd.name.startswith(".") or (kind and kd.name != kind):
+                continue
+            out += [(kd.name, d.name, d) for d in sorted(kd.iterdir()) if d.is_dir() and not d.name.startswith(".")]
+        return out
 
     def exists(self, kind: str, fields: dict) -> bool:
         """Whether a published artifact is there (its manifest exists; not verified: see the reads)."""

@@ -45,7 +45,7 @@ def compose(overrides=(), return_hydra_config=False):
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from po_bench.app import CONF_DIR
+    from po_bench.cli.app import CONF_DIR
 
     args = dict(config_name="config", overrides=list(overrides), return_hydra_config=return_hydra_config)
     if GlobalHydra.instance().is_initialized():

@@ -35,7 +35,7 @@ def test_a_a_check_the_same_loss_under_two_names_is_not_a_method_difference(tmp_
         [
             sys.executable,
             "-m",
-            "po_bench.results.table",
+            "po_bench.cli.table",
             str(tmp_path / "A"),
             str(tmp_path / "B"),
             "--out",

@@ -94,7 +94,7 @@ def test_a_judge_from_outside_runs_through_the_pipeline_into_the_table(plugin_en
     assert m["toy_mean_length"] == pytest.approx(sum(len(x["policy"]) for x in rows) / 32)
 
     import tests.plugins.toy_judge  # noqa: F401  (this process registers it too: the table knows its prefix)
-    from po_bench.results.table import write_tables
+    from po_bench.results.writers import write_tables
 
     paths = write_tables(runs, name="results")
     header = paths["csv"].read_text().splitlines()[0].split(",")

@@ -7,7 +7,9 @@ from types import SimpleNamespace as NS
 
 import pytest
 
-from po_bench.data import formats
+from po_bench.data.formats.base import DataError
+from po_bench.data.formats.paired import load_pairs, to_pairs
+from po_bench.data.formats.unpaired import to_unpaired
 from po_bench.data.sources import apply_error_policy
 
 from .conftest import ROOT, run_cli
@@ -33,7 +35,7 @@ def test_skip_counts_and_fail_names_row(tmp_path):
     d = NS(
         path=str(f), hub_id=None, split="train", format="pairs", columns={}, max_rows=0, on_error="skip", name="file"
     )
-    pairs, rep = formats.load_pairs(d)
+    pairs, rep = load_pairs(d)
     assert [p["prompt"] for p in pairs] == ["a", "c", "e"]
     assert rep["notes"]["empty_chosen_kept"] == 1
     assert rep["rows"] + rep.get("n_unreadable", 0) >= 5
@@ -42,7 +44,7 @@ def test_skip_counts_and_fail_names_row(tmp_path):
     apply_error_policy(d, rep)  # skip: no error
 
     d.on_error = "fail"
-    with pytest.raises(formats.DataError) as e:
+    with pytest.raises(DataError) as e:
         apply_error_policy(d, rep)
     msg = str(e.value)
     assert "pairs.jsonl" in msg and "row " in msg and "dataset.on_error=skip" in msg
@@ -54,8 +56,8 @@ def test_empty_after_filtering_is_an_error(tmp_path):
     d = NS(
         path=str(f), hub_id=None, split="train", format="pairs", columns={}, max_rows=0, on_error="skip", name="file"
     )
-    with pytest.raises(formats.DataError, match="bad.jsonl"):
-        formats.load_pairs(d)
+    with pytest.raises(DataError, match="bad.jsonl"):
+        load_pairs(d)
 
 
 def _u(text):
@@ -98,14 +100,14 @@ def test_role_order_skipped_by_reason_and_fail_names_line(tmp_path):
         on_error="skip",
         name="file",
     )
-    pairs, rep = formats.load_pairs(d)
+    pairs, rep = load_pairs(d)
     assert [p["prompt"][-1]["content"] for p in pairs] == ["q0", "q4 again", "q6b"]
     assert rep["skipped"] == {"first_turn_not_user": 2, "system_not_first": 1, "prompt_ends_with_assistant": 1}
     assert rep["skipped_examples"]["first_turn_not_user"] == [1, 5]
     assert rep["notes"] == {"non_alternating_roles": 1}
     apply_error_policy(d, rep)
     d.on_error = "fail"
-    with pytest.raises(formats.DataError) as e:
+    with pytest.raises(DataError) as e:
         apply_error_policy(d, rep)
     assert str(e.value).startswith(f"{f}: line 3 (row 1): first_turn_not_user (4 bad rows in all;")
 
@@ -120,7 +122,7 @@ def test_role_order_skipped_by_reason_and_fail_names_line(tmp_path):
             "rejected": "\n\nHuman: q\n\nHuman: q2\n\nAssistant: bad",
         },
     ]
-    pairs, rep = formats.to_pairs(hh, "hh")
+    pairs, rep = to_pairs(hh, "hh")
     assert (
         len(pairs) == 1 and rep["skipped"] == {"first_turn_not_user": 1} and rep["notes"]["non_alternating_roles"] == 1
     )
@@ -128,7 +130,7 @@ def test_role_order_skipped_by_reason_and_fail_names_line(tmp_path):
         {"prompt": [_u("q"), _a("x")], "completion": "c", "label": True},
         {"prompt": [_u("q")], "completion": "c", "label": False},
     ]
-    out, rep = formats.to_unpaired(un, "unpaired")
+    out, rep = to_unpaired(un, "unpaired")
     assert len(out) == 1 and rep["skipped"] == {"prompt_ends_with_assistant": 1}
 
 

@@ -6,8 +6,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from po_bench.data import formats
-from po_bench.results.table import build_table, to_csv, to_markdown
+from po_bench.data.formats.base import DataError
+from po_bench.data.formats.paired import to_pairs
+from po_bench.results.table import build_table
+from po_bench.results.writers import to_csv, to_markdown
 
 text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=0, max_size=12)
 row = st.fixed_dictionaries(
@@ -33,10 +35,10 @@ def _usable(r):
 def test_pairs_loader_accounts_for_every_row(rows):
     kept = [{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in rows if _usable(r)]
     if not kept:  # nothing usable: a clear error naming the source, never an empty result
-        with pytest.raises(formats.DataError, match="fuzz.jsonl"):
-            formats.to_pairs(rows, "pairs", {}, "fuzz.jsonl")
+        with pytest.raises(DataError, match="fuzz.jsonl"):
+            to_pairs(rows, "pairs", {}, "fuzz.jsonl")
         return
-    pairs, rep = formats.to_pairs(rows, "pairs", {}, "fuzz.jsonl")
+    pairs, rep = to_pairs(rows, "pairs", {}, "fuzz.jsonl")
     assert pairs == kept  # exactly the usable rows, in order, unchanged
     assert rep["rows"] == len(rows)
     assert len(pairs) + rep["n_skipped"] == len(rows)  # every row kept or counted, none duplicated

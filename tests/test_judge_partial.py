@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from po_bench.results import table
+from po_bench.results import table, writers
 
 from .conftest import ROOT, run_cli
 from .helpers import FakeOpenAI, alpaca_verdict, judge_run_args, judge_run_data
@@ -39,12 +39,12 @@ def test_table_shows_judged_counts_and_marks_partial_rows(tmp_path):
     _write(tmp_path, "a", "done", "DPO", judged=(805, 805))
     _write(tmp_path, "b", "partial", "SimPO", judged=(803, 805))
     t = table.tabulate(tmp_path)
-    md = table.to_markdown(t.shown, t.rows, t.failed, an=None)
+    md = writers.to_markdown(t.shown, t.rows, t.failed, an=None)
     head, _, *body = ([c.strip() for c in line.strip("|").split("|")] for line in md.split("\n\n")[0].splitlines())
     assert {row[0]: row[head.index("judged")] for row in body} == {"DPO": "805/805", "SimPO †": "803/805 (partial)"}
     assert "† partial" in md
     assert not t.failed  # a partial run is a row, not a failed run
-    csv = table.to_csv(t.shown, t.rows)
+    csv = writers.to_csv(t.shown, t.rows)
     assert "judged" in csv.splitlines()[0] and "803/805" in csv
 
 
@@ -81,5 +81,5 @@ def test_permanent_judge_failures_record_the_run_partial_and_the_table_shows_it(
     assert (j["n_asked"], j["n_request_failures"], j["n_judged"], len(srv.requests)) == (3, 1, 2, 5)
     assert "still failed after retries" in rec["error"] and "run recorded partial" in r.stdout + r.stderr
     t = table.tabulate(tmp_path / "sweep")
-    md = table.to_markdown(t.shown, t.rows, t.failed)
+    md = writers.to_markdown(t.shown, t.rows, t.failed)
     assert "2/3 (partial)" in md and "†" in md

@@ -25,7 +25,7 @@ from types import SimpleNamespace as NS
 import pytest
 import torch
 
-from po_bench.app import CONF_DIR
+from po_bench.cli.app import CONF_DIR
 from po_bench.data import world
 from po_bench.generation.logprobs import completion_logps, tokenize_completion
 from po_bench.training import models

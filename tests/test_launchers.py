@@ -59,7 +59,7 @@ def test_launcher_configs_compose(name, target, values, monkeypatch):
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    from po_bench.app import CONF_DIR
+    from po_bench.cli.app import CONF_DIR
 
     monkeypatch.delenv("PO_BENCH_SLURM_PARTITION", raising=False)
     monkeypatch.delenv("PO_BENCH_SLURM_ACCOUNT", raising=False)
@@ -300,7 +300,7 @@ def test_submitit_slurm_sweep(tmp_path, slurm_cluster):
             time.sleep(0.5)
         assert states == ["JobState=COMPLETED"] * 2, show.stdout
 
-    from po_bench.results.table import write_tables
+    from po_bench.results.writers import write_tables
 
     paths = write_tables(sweep, name="results")
     md = paths["md"].read_text()
@@ -354,7 +354,7 @@ def test_slurm_jobs_take_their_shape_from_the_launch_and_sweeps_are_chunked():
     from hydra import compose, initialize_config_dir
 
     from hydra_plugins.po_bench_sweeper.grid_sweeper import GridSweeper
-    from po_bench.app import CONF_DIR
+    from po_bench.cli.app import CONF_DIR
 
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose(

@@ -10,7 +10,9 @@ import pytest
 import torch
 
 from po_bench.config import ConfigError, validate
-from po_bench.data import formats, world
+from po_bench.data import world
+from po_bench.data.formats.base import DataError
+from po_bench.data.formats.ranked import best_worst_pair, to_lists
 from po_bench.training import listwise
 
 from .conftest import compose as _compose
@@ -292,14 +294,14 @@ def test_ranked_files_give_rated_lists():
             "scores": [0, 3],
         },
     ]
-    lists, rep = formats.to_lists(rows, "ranked")
+    lists, rep = to_lists(rows, "ranked")
     assert lists[0] == {"prompt": "q1", "responses": ["b", "c", "a"], "scores": [0.9, 0.5, 0.2]}
     assert lists[1]["prompt"] == [{"role": "user", "content": "q3"}]
     assert lists[1]["responses"] == [[{"role": "assistant", "content": "y"}], [{"role": "assistant", "content": "x"}]]
     assert rep["skipped"] == {"tie": 1} and rep["lists"] == 2
-    assert formats.best_worst_pair(lists[0]) == {"prompt": "q1", "chosen": "b", "rejected": "a"}
-    with pytest.raises(formats.DataError, match="format ranked"):
-        formats.to_lists(rows, "pairs")
+    assert best_worst_pair(lists[0]) == {"prompt": "q1", "chosen": "b", "rejected": "a"}
+    with pytest.raises(DataError, match="format ranked"):
+        to_lists(rows, "pairs")
 
 
 # ---- real optimizer steps of the listwise trainer ------------------------------------------------------------

@@ -47,7 +47,7 @@ def _read_when_written(folder, ready, timeout=20.0):
 def test_training_curves_stream_live_and_log_run_appends_to_the_same_run(tokenizer, tmp_path, monkeypatch):
     from hydra import compose, initialize_config_dir
 
-    from po_bench.app import CONF_DIR
+    from po_bench.cli.app import CONF_DIR
     from po_bench.data import world
     from po_bench.training import models
     from po_bench.training.trl.args import TRAIN_FIELD_MAP

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from po_bench.app import CONF_DIR
+from po_bench.cli.app import CONF_DIR
 from po_bench.config import ConfigError, validate
 from po_bench.training import losses
 

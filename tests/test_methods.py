@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from po_bench.app import CONF_DIR
+from po_bench.cli.app import CONF_DIR
 from po_bench.specs import plan
 from po_bench.training.methods import BACKENDS, DataShape, Method, MethodKind, method_of
 

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from po_bench.results.record import REQUIRED_METRICS
-from po_bench.results.table import write_tables
+from po_bench.results.writers import write_tables
 
 from .conftest import ROOT, SMALL, read_runs, run_cli
 from .helpers import check_golden

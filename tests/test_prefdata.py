@@ -12,9 +12,18 @@ from types import SimpleNamespace as NS
 import pytest
 import torch
 
+from po_bench.cli import data as data_cli
 from po_bench.config import dataset_config
-from po_bench.data import cli as data_cli
-from po_bench.data import formats, world
+from po_bench.data import world
+from po_bench.data.formats import read as formats_read
+from po_bench.data.formats.base import DataError
+from po_bench.data.formats.hh import parse_hh
+from po_bench.data.formats.leakage import eval_sets, leakage
+from po_bench.data.formats.paired import load_pairs, load_sft, to_pairs, to_sft
+from po_bench.data.formats.read import load_rows
+from po_bench.data.formats.stats import data_stats
+from po_bench.data.formats.unpaired import load_unpaired
+from po_bench.data.onpolicy_files import RewardModelScorer
 from po_bench.training import models
 
 from .conftest import SHARED
@@ -35,7 +44,7 @@ def _hh_cfg():
 
 def test_parse_hh():
     t = "\n\nHuman: hi there\n\nAssistant: hello!\n\nHuman: how are you?\n\nAssistant:  fine, thanks"
-    prompt, answer = formats.parse_hh(t)
+    prompt, answer = parse_hh(t)
     assert prompt == [
         {"role": "user", "content": "hi there"},
         {"role": "assistant", "content": "hello!"},
@@ -43,16 +52,16 @@ def test_parse_hh():
     ]
     assert answer == "fine, thanks"
     with pytest.raises(ValueError):
-        formats.parse_hh("\n\nHuman: no answer yet")
+        parse_hh("\n\nHuman: no answer yet")
     with pytest.raises(ValueError):
-        formats.parse_hh("just text")
+        parse_hh("just text")
 
 
 @needs_hh
 def test_hh_rlhf_real_file_every_row_parses():
     cfg = _hh_cfg()
     raw = [json.loads(line) for line in gzip.open(HH_FILE, "rt", encoding="utf-8")]
-    pairs, report = formats.load_pairs(cfg.dataset)
+    pairs, report = load_pairs(cfg.dataset)
     assert len(raw) == 2312
     assert report["rows"] == 2312 and report["pairs"] == 2312 and report["skipped"] == {}, report
     mark = "\n\nAssistant:"
@@ -64,13 +73,13 @@ def test_hh_rlhf_real_file_every_row_parses():
         cut = r["chosen"].rfind(mark, 0, n)
         shared = r["chosen"][:cut]
         assert r["rejected"].startswith(shared + mark)
-        assert p["prompt"] == formats.parse_hh(shared + mark + " x")[0]
+        assert p["prompt"] == parse_hh(shared + mark + " x")[0]
         assert p["prompt"][0]["role"] == "user"
         assert p["chosen"] == [{"role": "assistant", "content": r["chosen"][cut + len(mark) :].strip()}]
         assert p["rejected"] == [{"role": "assistant", "content": r["rejected"][cut + len(mark) :].strip()}]
         # and, where both transcripts only differ in their final assistant turn, the responses are
         # exactly those final turns and the prompt is both transcripts' shared history
-        (pc, c), (pr, rj) = formats.parse_hh(r["chosen"]), formats.parse_hh(r["rejected"])
+        (pc, c), (pr, rj) = parse_hh(r["chosen"]), parse_hh(r["rejected"])
         if pc == pr:
             naive += 1
             assert (p["prompt"], p["chosen"][0]["content"], p["rejected"][0]["content"]) == (pc, c, rj)
@@ -91,9 +100,9 @@ def test_hh_rlhf_dpo_step_with_smollm2_tokenizer(tmp_path):
     cfg = _compose(
         ["dataset=hh_rlhf", f"dataset.path={HH_FILE}", "dataset.eval_split=null", "dataset.max_rows=200", "loss=dpo"]
     )
-    pairs, _ = formats.load_pairs(cfg.dataset)
+    pairs, _ = load_pairs(cfg.dataset)
     sample = sorted(pairs, key=lambda p: len(json.dumps(p)))[:8]  # short ones: fast and untruncated
-    stats = formats.data_stats(sample, tok, max_length=128)
+    stats = data_stats(sample, tok, max_length=128)
     assert stats["n_pairs"] == 8 and stats["conversational"] == 8 and stats["n_truncated"] == 0
     rendered = tok.apply_chat_template(sample[0]["prompt"], tokenize=False, add_generation_prompt=True)
     assert rendered.endswith("<|im_start|>assistant\n")
@@ -244,7 +253,7 @@ def test_file_formats(fmt, ext, tmp_path):
     overrides = ["dataset=file", f"dataset.path={path}", f"dataset.format={fmt}"]
     overrides += [f"dataset.columns.{k}={v}" for k, v in columns.items()]
     dcfg = _compose(overrides).dataset
-    loaded = formats.load_rows(dcfg)
+    loaded = load_rows(dcfg)
     assert len(loaded) == len(rows) + (ext == "jsonl")
     expected_skips: dict = {}
     for _, reason in bad:
@@ -252,10 +261,10 @@ def test_file_formats(fmt, ext, tmp_path):
     if ext == "jsonl":
         expected_skips["invalid_json"] = 1
     if fmt == "unpaired":
-        out, report = formats.load_unpaired(dcfg)
+        out, report = load_unpaired(dcfg)
         assert report["unpaired"] == len(good) and (report["desirable"], report["undesirable"]) == (1, 1)
     else:
-        out, report = formats.load_pairs(dcfg)
+        out, report = load_pairs(dcfg)
         assert report["pairs"] == len(good)
     assert out[0] == first
     assert report["skipped"] == expected_skips, report
@@ -281,7 +290,7 @@ def test_conversational_trl_style_and_shared_prefix():
         },
         {"prompt": "q", "chosen": "plain a", "rejected": "plain b"},
     ]
-    pairs, report = formats.to_pairs(rows, "conversational")
+    pairs, report = to_pairs(rows, "conversational")
     assert report["skipped"] == {}
     assert pairs[0] == {
         "prompt": sys_user,
@@ -290,7 +299,7 @@ def test_conversational_trl_style_and_shared_prefix():
     }
     assert pairs[1]["prompt"] == sys_user and pairs[1]["chosen"][0]["content"] == "c"
     assert pairs[2]["prompt"] == [{"role": "user", "content": "q"}]
-    sft, rep = formats.to_sft(
+    sft, rep = to_sft(
         [{"messages": _conv("u", "v")}, {"messages": [{"role": "user", "content": "x"}]}], "conversational"
     )
     assert sft == [{"messages": _conv("u", "v")}] and rep["skipped"] == {"no_assistant_turn": 1}
@@ -300,18 +309,18 @@ def test_empty_result_names_the_file_and_reasons(tmp_path):
     path = tmp_path / "bad.jsonl"
     path.write_text(json.dumps({"prompt": "p", "chosen": "same", "rejected": "same"}) + "\n")
     dcfg = dataset_config("file", path=str(path))
-    with pytest.raises(formats.DataError, match=r"bad\.jsonl.*identical_responses: 1"):
-        formats.load_pairs(dcfg)
+    with pytest.raises(DataError, match=r"bad\.jsonl.*identical_responses: 1"):
+        load_pairs(dcfg)
 
 
 def test_wrong_column_mapping_is_an_error(tmp_path):
     path = tmp_path / "x.json"
     path.write_text(json.dumps([{"question": "q", "good": "a", "bad": "b"}]))
     dcfg = dataset_config("file", path=str(path))
-    with pytest.raises(formats.DataError, match="column 'prompt'.*columns: bad, good, question"):
-        formats.load_pairs(dcfg)
-    with pytest.raises(formats.DataError, match="no field .answer. in any format"):
-        formats.to_pairs([], "pairs", {"answer": "x"})
+    with pytest.raises(DataError, match="column 'prompt'.*columns: bad, good, question"):
+        load_pairs(dcfg)
+    with pytest.raises(DataError, match="no field .answer. in any format"):
+        to_pairs([], "pairs", {"answer": "x"})
 
 
 def test_split_placeholder_and_max_rows(tmp_path):
@@ -320,11 +329,11 @@ def test_split_placeholder_and_max_rows(tmp_path):
             "".join(json.dumps({"prompt": f"{split}{i}", "chosen": "a", "rejected": "b"}) + "\n" for i in range(n))
         )
     dcfg = dataset_config("file", path=str(tmp_path / "{split}.jsonl"), eval_split="test", max_rows=4)
-    assert [p["prompt"] for p in formats.load_pairs(dcfg)[0]] == ["train0", "train1", "train2", "train3"]
-    assert len(formats.load_pairs(dcfg, "test")[0]) == 3
+    assert [p["prompt"] for p in load_pairs(dcfg)[0]] == ["train0", "train1", "train2", "train3"]
+    assert len(load_pairs(dcfg, "test")[0]) == 3
     one = dataset_config("file", path=str(tmp_path / "train.jsonl"))
-    with pytest.raises(formats.DataError, match="one file"):
-        formats.load_rows(one, "test")
+    with pytest.raises(DataError, match="one file"):
+        load_rows(one, "test")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -394,7 +403,7 @@ def fake_hub(monkeypatch):
         make = next(v[4] for v in HUB.values() if v[0] == repo_id)
         return Dataset.from_list([make(i) for i in range(6)])
 
-    monkeypatch.setattr(formats, "_hub_load", load)
+    monkeypatch.setattr(formats_read, "_hub_load", load)
     return calls
 
 
@@ -404,10 +413,10 @@ def test_hub_configs_compose_and_load(name, fake_hub):
     d = _compose([f"dataset={name}", "dataset.max_rows=4"]).dataset
     assert (d.kind, d.hub_id, d.split, d.eval_split) == ("hf", repo, split, eval_split)
     if name == "ultrachat":
-        ex, report = formats.load_sft(d)
+        ex, report = load_sft(d)
         assert len(ex) == 4 and ex[0]["messages"][1] == {"role": "assistant", "content": "hi"}
     else:
-        pairs, report = formats.load_pairs(d)
+        pairs, report = load_pairs(d)
         assert report["pairs"] == 4 and report["skipped"] == {}
         p = pairs[0]
         assert p["prompt"][-1] == {"role": "user", "content": p["prompt"][-1]["content"]}
@@ -418,7 +427,7 @@ def test_hub_configs_compose_and_load(name, fake_hub):
         }
         want = expected.get(name, ("prompt 0", "r0-2", "r0-0"))
         assert (p["prompt"][-1]["content"], p["chosen"][0]["content"], p["rejected"][0]["content"]) == want
-        formats.load_pairs(d, d.eval_split)
+        load_pairs(d, d.eval_split)
     assert fake_hub[0] == (repo, split, None, data_dir)
     if name != "ultrachat":
         assert fake_hub[1][1] == eval_split
@@ -427,16 +436,16 @@ def test_hub_configs_compose_and_load(name, fake_hub):
 def test_hub_extras(fake_hub):
     """hh subsets via owner/name/data_dir; SimPO sets as ranked data; ultrafeedback names its SFT set."""
     d = _compose(["dataset=hh_rlhf", "dataset.hub_id=Anthropic/hh-rlhf/harmless-base"]).dataset
-    formats.load_pairs(d)
+    load_pairs(d)
     assert fake_hub[-1] == ("Anthropic/hh-rlhf", "train", None, "harmless-base")
     d = _compose(["dataset=simpo_onpolicy_gemma2", "dataset.format=ranked"]).dataset
-    ranked, _ = formats.load_pairs(d)
+    ranked, _ = load_pairs(d)
     assert ranked[0] == {"prompt": "prompt 0", "chosen": "r0-2", "rejected": "r0-0"}
     uf = _compose(["dataset=ultrafeedback"]).dataset
     sft_cfg = dataset_config(uf.sft, max_rows=2)
-    ex, _ = formats.load_sft(sft_cfg)
+    ex, _ = load_sft(sft_cfg)
     assert len(ex) == 2 and fake_hub[-1][:2] == ("HuggingFaceH4/ultrachat_200k", "train_sft")
-    unpaired, rep = formats.load_unpaired(uf)
+    unpaired, rep = load_unpaired(uf)
     assert len(unpaired) == 12 and rep["unpaired"] == 12 and unpaired[1]["label"] is False
 
 
@@ -578,11 +587,11 @@ def test_onpolicy_prompt_file_reward_model(tiny_policy, tmp_path):
     assert recipe["scorer"]["kind"] == "reward_model" and recipe["scorer"]["path"] == str(rm_dir)
     assert recipe["prompt_source"]["file"] == str(pfile.resolve())
     # the scores are the reward model's: recompute one batch directly
-    scorer = data_cli.RewardModelScorer(str(rm_dir))
+    scorer = RewardModelScorer(str(rm_dir))
     r0 = ranked[0]
     assert scorer([r0["prompt"]] * 3, r0["responses"]) == pytest.approx(r0["scores"], abs=1e-5)
     # the ranked file is itself a dataset: format ranked reproduces the pairs view
-    pairs, _ = formats.load_pairs(dataset_config("file", path=str(out / "rm.ranked.jsonl"), format="ranked"))
+    pairs, _ = load_pairs(dataset_config("file", path=str(out / "rm.ranked.jsonl"), format="ranked"))
     assert pairs == _read_jsonl(out / "rm.pairs.jsonl")
 
 
@@ -598,7 +607,7 @@ def test_data_stats_known_answers(tokenizer):
         {"prompt": "write about apple river =>", "chosen": " apple", "rejected": " a river b"},  # 5 | 2, 4
         {"prompt": "list apple =>", "chosen": " apple apple apple apple apple", "rejected": " a"},
     ]  # 3 | 6, 2
-    s = formats.data_stats(pairs, tokenizer, max_length=8)
+    s = data_stats(pairs, tokenizer, max_length=8)
     assert s["n_pairs"] == 3 and s["conversational"] == 0
     assert s["prompt_tokens"]["p50"] == 4 and s["prompt_tokens"]["max"] == 5
     assert s["chosen_tokens"]["max"] == 6 and s["rejected_tokens"]["max"] == 4
@@ -609,7 +618,7 @@ def test_data_stats_known_answers(tokenizer):
         {"prompt": "write about " + " ".join(["apple"] * i) + " =>", "chosen": " a", "rejected": " b"}
         for i in range(0, 101)
     ]
-    p = formats.data_stats(many, tokenizer, max_length=1000)["prompt_tokens"]
+    p = data_stats(many, tokenizer, max_length=1000)["prompt_tokens"]
     assert (p["p50"], p["p90"], p["p99"], p["max"]) == (53.0, 93.0, 102.0, 103)
     # conversational: through the chat template, response = what the template adds after the prompt
     tok = copy.deepcopy(tokenizer)
@@ -621,7 +630,7 @@ def test_data_stats_known_answers(tokenizer):
             "rejected": [{"role": "assistant", "content": "the"}],
         }
     ]
-    s = formats.data_stats(conv, tok, max_length=5)
+    s = data_stats(conv, tok, max_length=5)
     assert (s["prompt_tokens"]["max"], s["chosen_tokens"]["max"], s["rejected_tokens"]["max"]) == (3, 2, 1)
     assert s["n_truncated"] == 0 and s["conversational"] == 1
 
@@ -636,7 +645,7 @@ def test_leakage_known_answers(tmp_path):
             {"role": "user", "content": "What is   2+2?"},
         ],
     ]
-    res = formats.leakage(
+    res = leakage(
         train, {"a": ["write about apple =>", "other"], "b": ["what is 2+2?", "WHAT IS 2+2?", "old question"], "c": []}
     )
     assert res["a"]["count"] == 1 and res["a"]["examples"] == ["write about apple =>"]
@@ -661,7 +670,7 @@ def test_leakage_known_answers(tmp_path):
         + "\n"
     )
     spec = world.WorldSpec(n_eval=8, n_ood=4)
-    sets = formats.eval_sets(spec, shared_data=d)
+    sets = eval_sets(spec, shared_data=d)
     assert {k: len(v) for k, v in sets.items()} == {
         "world_eval": 8,
         "world_ood": 4,
@@ -670,11 +679,11 @@ def test_leakage_known_answers(tmp_path):
         "arena_hard": 2,
     }
     world_train = world.make_prompts(world.WorldSpec(n_pref=50), "pref") + sets["world_eval"][:3] + ["tell a joke"]
-    res = formats.leakage(world_train, sets)
+    res = leakage(world_train, sets)
     # the world's eval prompts are distinct and none is a pref prompt: exactly the three planted ones leak
     assert res["world_eval"]["count"] == 3 and res["world_eval"]["examples"] == sets["world_eval"][:3]
     assert res["world_ood"]["count"] == 0 and res["alpaca_eval"]["count"] == 1 and res["mt_bench"]["count"] == 1
-    assert set(formats.eval_sets(None, shared_data=tmp_path / "absent")) == set()
+    assert set(eval_sets(None, shared_data=tmp_path / "absent")) == set()
     if (SHARED / "data").is_dir():  # the real benchmark files, where present
-        real = formats.eval_sets(None)
+        real = eval_sets(None)
         assert {k: len(v) for k, v in real.items()} == {"alpaca_eval": 805, "mt_bench": 80, "arena_hard": 500}

@@ -18,7 +18,7 @@ import yaml
 from hydra import initialize_config_dir
 from omegaconf import OmegaConf
 
-from po_bench.app import CONF_DIR, check_preset
+from po_bench.cli.app import CONF_DIR, check_preset
 from po_bench.config import ConfigError, judge_configs, validate
 from po_bench.results.sweep import expand
 from po_bench.specs import plan
@@ -258,7 +258,7 @@ def test_simpo_table_tiny_sweep_selects_best_grid_point_and_prints_the_paper(tmp
         (x["config"]["loss"]["name"], x["config"]["loss"]["beta"], x["config"]["loss"]["args"].get("simpo_gamma"))
         for x in recs
     ) == [("dpo", 0.05, None), ("dpo", 0.1, None), ("simpo", 2.0, 0.5), ("simpo", 2.0, 1.0)]
-    from po_bench.results.table import write_tables
+    from po_bench.results.writers import write_tables
 
     paths = write_tables(sweep, tmp_path, "simpo", wall_seconds=12.0)
     md = paths["md"].read_text()

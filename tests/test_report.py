@@ -21,7 +21,7 @@ import sys
 
 import pytest
 
-from po_bench.results import report, table
+from po_bench.results import report, writers
 
 from .conftest import ROOT
 from .helpers import browser_or_skip
@@ -45,7 +45,7 @@ def sweep(tmp_path):
 
 
 def test_table_cells_carry_intervals_deltas_and_the_matrix(sweep, tmp_path):
-    paths = table.write_tables(sweep, tmp_path / "out", "w", make_plot=True)
+    paths = writers.write_tables(sweep, tmp_path / "out", "w", make_plot=True)
     rows = {r["method"]: r for r in csv.DictReader(open(paths["csv"]))}
     for r in rows.values():
         assert float(r["gold_reward_lo"]) <= float(r["gold_reward_mean"]) <= float(r["gold_reward_hi"])
@@ -64,15 +64,15 @@ def test_table_cells_carry_intervals_deltas_and_the_matrix(sweep, tmp_path):
         p.unlink()
     for p in sweep.rglob("samples.jsonl"):
         p.unlink()
-    md2 = table.write_tables(sweep, tmp_path / "out2", "w")["md"].read_text()
+    md2 = writers.write_tables(sweep, tmp_path / "out2", "w")["md"].read_text()
     assert "Method-level claims" in md2  # the method level never needed the prompts
-    md3 = table.write_tables(sweep, tmp_path / "out3", "w", claims="policy")["md"].read_text()
+    md3 = writers.write_tables(sweep, tmp_path / "out3", "w", claims="policy")["md"].read_text()
     assert "Policy-level claims" in md3 and "run-level values" in md3
 
 
 def test_report_is_self_contained(sweep, tmp_path):
     r = subprocess.run(
-        [sys.executable, "-m", "po_bench.results.report", str(sweep), "--out", str(tmp_path), "--name", "rep"],
+        [sys.executable, "-m", "po_bench.cli.report", str(sweep), "--out", str(tmp_path), "--name", "rep"],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -91,7 +91,7 @@ def test_report_wandb_logs_the_tables_figures_and_page_offline(sweep, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
     out = tmp_path / "out"
     r = subprocess.run(
-        [sys.executable, "-m", "po_bench.results.report", str(sweep), "--out", str(out), "--name", "rep", "--wandb"],
+        [sys.executable, "-m", "po_bench.cli.report", str(sweep), "--out", str(out), "--name", "rep", "--wandb"],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -103,7 +103,7 @@ def test_report_wandb_logs_the_tables_figures_and_page_offline(sweep, tmp_path):
     rd = read_offline_run(folder)
     assert (rd["group"], rd["name"]) == (f"{sweep.parent.name}/{sweep.name}", "report")
     # the tables are the CSVs po-bench-table writes for the same sweep
-    paths = table.write_tables(sweep, tmp_path / "table", "t")
+    paths = writers.write_tables(sweep, tmp_path / "table", "t")
     for key, name in (("results", "csv"), ("pairs", "pairs"), ("matrix", "matrix")):
         logged = rd["tables"][key]
         assert [logged["columns"], *logged["data"]] == list(csv.reader(open(paths[name]))), key

@@ -132,7 +132,7 @@ def test_metrics_that_are_none_print_na(tmp_path, fake):
 
 
 def test_num_formats():
-    from po_bench.app import _num, _reuse_line
+    from po_bench.cli.app import _num, _reuse_line
 
     assert (_num(None), _num(0.12345), _num(3, 2), _num(float("nan")), _num("x")) == (
         "n/a",

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from po_bench.results import table
+from po_bench.results import table, writers
 
 from .conftest import ROOT
 
@@ -60,7 +60,7 @@ def test_best_grid_point_per_method_and_paper_columns_at_tiny_scale(tmp_path):
     _run(tmp_path, "b", "dpo", "DPO", beta=0.1, metrics={"win_rate_vs_sft": 0.6})
     _run(tmp_path, "c", "simpo", "SimPO", beta=2.0, metrics={"win_rate_vs_sft": 0.7})
     _run(tmp_path, "d", "sft", "SFT", beta=1.0, metrics={"win_rate_vs_sft": 0.5})
-    paths = table.write_tables(tmp_path, tmp_path / "out", "t", make_plot=True, wall_seconds=99)
+    paths = writers.write_tables(tmp_path, tmp_path / "out", "t", make_plot=True, wall_seconds=99)
     assert paths["png"].stat().st_size > 10_000 and paths["vs_paper"].stat().st_size > 10_000
     rows = {r["method"]: r for r in csv.DictReader(open(paths["csv"]))}
     assert float(rows["DPO"]["win_rate_vs_sft_mean"]) == 0.6 and rows["DPO"]["grid_points"] == "2"
@@ -103,7 +103,7 @@ def test_paper_scale_rows_match_their_models_reference_and_merge_judges(tmp_path
 
 def test_a_method_missing_from_the_paper_gets_an_empty_reference_cell(tmp_path):
     _run(tmp_path, "a", "adpo", "ADPO", metrics={"win_rate_vs_sft": 0.4})
-    paths = table.write_tables(tmp_path, tmp_path / "out", "t")
+    paths = writers.write_tables(tmp_path, tmp_path / "out", "t")
     row = next(csv.DictReader(open(paths["csv"])))
     assert math.isnan(float(row["paper mistral-7b-base alpacaeval2_lc"]))
     assert "| ADPO |" in paths["md"].read_text()
@@ -132,7 +132,7 @@ def test_spread_across_a_methods_grid(tmp_path):
 
 def _table_cli(*args):
     return subprocess.run(
-        [sys.executable, "-m", "po_bench.results.table", *map(str, args)], cwd=ROOT, capture_output=True, text=True
+        [sys.executable, "-m", "po_bench.cli.table", *map(str, args)], cwd=ROOT, capture_output=True, text=True
     )
 
 

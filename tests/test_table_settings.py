@@ -7,7 +7,7 @@ from __future__ import annotations
 import csv
 import json
 
-from po_bench.results import table
+from po_bench.results import table, writers
 
 BETAS = {"dpo": 0.1, "ipo": 0.5, "sft": 1.0}
 TYPES = {"dpo": ["sigmoid"], "ipo": ["ipo"], "sft": None}
@@ -53,7 +53,7 @@ def _run(tmp, name, loss, seed=0, model="tiny", overrides=(), metrics=None, beta
 def test_a_shared_override_is_shown_and_restating_columns_are_not(tmp_path):
     for i, loss in enumerate(("sft", "dpo", "ipo")):
         _run(tmp_path, f"{i}", loss, overrides=["loss.beta=2.5", "generation.temperature=0.7"])
-    paths = table.write_tables(tmp_path, tmp_path / "out", "t", title="A sweep", wall_seconds=10)
+    paths = writers.write_tables(tmp_path, tmp_path / "out", "t", title="A sweep", wall_seconds=10)
     md = paths["md"].read_text()
     lines = md.splitlines()
     assert lines[0] == "## A sweep"
@@ -76,7 +76,7 @@ def test_one_loss_keeps_the_training_loss_column_and_std_over_seeds(tmp_path):
         _run(tmp_path, f"b{s}", "dpo", seed=s, beta=0.3)
     hp, rows, _ = table.build_table(table.load_runs(tmp_path))
     assert hp == ["loss.beta"]  # varies within DPO: a real column
-    md = table.to_markdown(hp, rows, [])
+    md = writers.to_markdown(hp, rows, [])
     header = next(line for line in md.splitlines() if line.startswith("| method"))
     assert "train_loss_final" in header and "Final training loss per row" not in md
     assert rows[0]["gold_reward_std"] is not None and rows[0]["n_seeds"] == 2
@@ -94,7 +94,7 @@ def test_a_merged_table_of_two_models_is_grouped_by_model(tmp_path):
         ("tiny", "DPO"),
         ("tiny", "SFT"),
     ]
-    md = table.to_markdown(hp, rows, [])
+    md = writers.to_markdown(hp, rows, [])
     assert "None" not in md
 
 

@@ -5,8 +5,8 @@ import sys
 
 import pytest
 
-from po_bench.results.table import write_tables
 from po_bench.results.tracking import read_offline_run
+from po_bench.results.writers import write_tables
 
 from .conftest import ROOT, SMALL, read_runs, run_cli
 
@@ -38,7 +38,7 @@ def test_wandb_offline_sweep_resume_and_no_secret(tmp_path):
 
     # the sweep's results table as a wandb Table
     t = subprocess.run(
-        [sys.executable, "-m", "po_bench.results.table", str(sweep), "--wandb"],
+        [sys.executable, "-m", "po_bench.cli.table", str(sweep), "--wandb"],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -7,7 +7,7 @@ from types import SimpleNamespace as NS
 import pytest
 import torch
 
-from po_bench.app import CONF_DIR
+from po_bench.cli.app import CONF_DIR
 from po_bench.training import models
 from po_bench.training.methods import method_of
 from po_bench.training.trl.args import build_sft_config, build_trl_config, make_config, validate_loss_args

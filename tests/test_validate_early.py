@@ -106,7 +106,7 @@ def test_sweep_config_error_leaves_no_run_folder_for_tables(tmp_path):
 
 
 def test_inspect_says_when_leakage_was_not_checked(tmp_path, capsys):
-    from po_bench.data import cli as data_cli
+    from po_bench.cli import data as data_cli
 
     f = _pairs_file(tmp_path)
     rc = data_cli.main(["inspect", "--dataset", "file", "--path", str(f), "--shared-data", str(tmp_path / "absent")])
@@ -124,7 +124,7 @@ def test_inspect_says_when_leakage_was_not_checked(tmp_path, capsys):
 
 
 def test_onpolicy_refuses_the_world_scorer_on_other_prompts(tmp_path):
-    from po_bench.data import cli as data_cli
+    from po_bench.cli import data as data_cli
 
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("Write a poem.\nExplain tides.\n")

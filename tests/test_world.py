@@ -77,14 +77,14 @@ def test_label_pairs_deterministic_and_consistent():
 def test_heldout_prompts_share_no_keyword_set_with_training_prompts():
     """Eval and OOD prompts are drawn from held-out keyword sets only; SFT and preference prompts from
     the rest: no held-out prompt's keyword set (and so no prompt text) occurs in training."""
-    from po_bench.data import formats
+    from po_bench.data.formats.leakage import leakage
 
     spec = world.WorldSpec(n_sft=3000, n_pref=1600, n_eval=512, n_ood=256)
     split = {s: world.make_prompts(spec, s) for s in ("sft", "pref", "eval", "ood")}
     train = {frozenset(world.parse_prompt(p)) for s in ("sft", "pref") for p in split[s]}
     for s in ("eval", "ood"):
         assert not train & {frozenset(world.parse_prompt(p)) for p in split[s]}
-    leak = formats.leakage(split["pref"] + split["sft"], {"world_eval": split["eval"], "world_ood": split["ood"]})
+    leak = leakage(split["pref"] + split["sft"], {"world_eval": split["eval"], "world_ood": split["ood"]})
     assert leak["world_eval"]["count"] == 0 and leak["world_ood"]["count"] == 0
     # the held-out part is a quarter of the keyword sets, fixed by the world's seed
     assert all(world.heldout_keywords(world.parse_prompt(p), spec.seed) for p in split["eval"])

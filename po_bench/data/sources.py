@@ -34,7 +34,12 @@ from typing import Any
 
 import numpy as np
 
-from po_bench.data import formats, world
+from po_bench.data import world
+from po_bench.data.formats.base import DataError
+from po_bench.data.formats.paired import load_pairs, load_sft
+from po_bench.data.formats.ranked import best_worst_pair, load_lists
+from po_bench.data.formats.stats import data_stats
+from po_bench.data.formats.unpaired import load_unpaired
 
 # ---------------------------------------------------------------------------------------------
 # the embedded world
@@ -451,7 +456,7 @@ class FileSource:
     def sft_examples(spec: dict) -> tuple[list[dict], dict]:
         from omegaconf import OmegaConf
 
-        examples, report = formats.load_sft(OmegaConf.create({k: v for k, v in spec.items() if k != "content"}))
+        examples, report = load_sft(OmegaConf.create({k: v for k, v in spec.items() if k != "content"}))
         return examples, report
 
     def prompt_spec(self, split: str) -> dict:
@@ -473,9 +478,9 @@ class FileSource:
         d = OmegaConf.create({k: v for k, v in spec.items() if k != "content"})
         if d.get("pair_strategy") == world.LIST_STRATEGY:
             return FileSource._lists(d, tokenizer, max_length)
-        load = formats.load_pairs if paired or d.format != "unpaired" else formats.load_unpaired
+        load = load_pairs if paired or d.format != "unpaired" else load_unpaired
         pairs, eval_pairs, report, eval_report = FileSource._split(
-            d, load, formats.load_pairs, holdout=lambda rows: "chosen" in rows[0]
+            d, load, load_pairs, holdout=lambda rows: "chosen" in rows[0]
         )
         pairs, too_long = drop_overlong_prompts(pairs, tokenizer, max_length)
         return {
@@ -503,11 +508,11 @@ class FileSource:
         """``format: ranked`` rows as rated lists (dataset.pair_strategy=list); the held-out pairs that
         measure implicit-reward accuracy are best vs worst of the eval split's lists (or of the last
         n_eval lists, never trained on)."""
-        rows, held, report, eval_report = FileSource._split(d, formats.load_lists, formats.load_lists)
+        rows, held, report, eval_report = FileSource._split(d, load_lists, load_lists)
         rows, too_long = drop_overlong_prompts(rows, tokenizer, max_length)
         return {
             "train": rows,
-            "eval": [formats.best_worst_pair(r) for r in held],
+            "eval": [best_worst_pair(r) for r in held],
             "stats": {"conversion": report, "conversion_eval": eval_report, "skipped_prompt_over_max_length": too_long},
         }
 
@@ -519,7 +524,7 @@ class FileSource:
     def describe(pairs: list[dict], tokenizer, max_length: int) -> dict:
         if "responses" in pairs[0]:  # rated lists
             return {"tokens": {}, "lists": list_stats(pairs)}
-        tokens = formats.data_stats(pairs, tokenizer, max_length) if "chosen" in pairs[0] else {}
+        tokens = data_stats(pairs, tokenizer, max_length) if "chosen" in pairs[0] else {}
         if tokens.get("truncated_fraction", 0.0) > TRUNCATION_WARN:  # not only a count in run.json
             import logging
 
@@ -600,7 +605,7 @@ def apply_error_policy(d, report: dict) -> None:
     reason, rows = min(report["skipped_examples"].items(), key=lambda kv: kv[1][0])
     line = _line_of(report["source"], rows[0])
     where = f"line {line} (row {rows[0]})" if line else f"row {rows[0]}"
-    raise formats.DataError(
+    raise DataError(
         f"{report['source']}: {where}: {reason} "
         f"({report['n_skipped']} bad rows in all; dataset.on_error=skip skips and counts them)"
     )
@@ -617,9 +622,7 @@ def drop_overlong_prompts(pairs: list[dict], tokenizer, max_length: int) -> tupl
         if len(tokenizer(render_prompt(tokenizer, p["prompt"]), add_special_tokens=False)["input_ids"]) < max_length - 1
     ]
     if not keep:
-        raise formats.DataError(
-            f"every prompt is longer than train.max_length={max_length} tokens: raise train.max_length"
-        )
+        raise DataError(f"every prompt is longer than train.max_length={max_length} tokens: raise train.max_length")
     return keep, len(pairs) - len(keep)
 
 

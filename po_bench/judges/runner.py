@@ -150,7 +150,7 @@ def run_judges(cfg, **kw) -> dict:
 
 def judging_incomplete(metrics: dict) -> str | None:
     """Why a run's judging is incomplete (judgments still missing after the client's retries), or
-    None: such a run is recorded ``partial``, not ``done`` (po_bench.app), with the counts."""
+    None: such a run is recorded ``partial``, not ``done`` (po_bench.cli.app), with the counts."""
     judged = metrics.get("judged_by") or {"": metrics.get("judged") or {}}
     missing = [
         f"{j['judge']}: {j['n_judged']} of {j['n_asked']} judgments made; {j['n_request_failures']} requests "

@@ -10,18 +10,19 @@ to the sweep's wandb group.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import html
 import json
 import math
 import re
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from po_bench.results import analysis, table
+from po_bench.results.plots import write_plots
+from po_bench.results.writers import footer, matrix_csv, pairs_csv, to_csv
+from po_bench.store import atomic_write_text
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0 auto;max-width:1400px;padding:0 18px 40px;color:#1d232a}
@@ -311,69 +312,13 @@ def write_report(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="po-bench-report-"))  # figures and CSVs (for --wandb); not kept in OUT
-    figs = table.write_plots(t, work, name, plot_x, plot_y, color_by)
+    figs = write_plots(t, work, name, plot_x, plot_y, color_by)
     path = out / f"{name}.html"
-    from po_bench.store import atomic_write_text
-
-    atomic_write_text(path, render(t, figs, table.footer(t.runs, wall_seconds)))
+    atomic_write_text(path, render(t, figs, footer(t.runs, wall_seconds)))
     files = {"csv": work / f"{name}.csv"}
-    files["csv"].write_text(table.to_csv(t.hp_cols, t.rows, t.ref_cols, baseline))
+    files["csv"].write_text(to_csv(t.hp_cols, t.rows, t.ref_cols, baseline))
     if t.an.pairs:
         files["pairs"], files["matrix"] = work / f"{name}-pairs.csv", work / f"{name}-matrix.csv"
-        files["pairs"].write_text(table.pairs_csv(t.an))
-        files["matrix"].write_text(table.matrix_csv(t.an))
+        files["pairs"].write_text(pairs_csv(t.an))
+        files["matrix"].write_text(matrix_csv(t.an))
     return {"html": path, **{f"fig_{k}": v for k, v in figs.items() if Path(v).is_file()}, **files}
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="po-bench-report", description=__doc__.split("\n\n")[0])
-    ap.add_argument(
-        "sweep_dir", nargs="+", help="multirun folder(s), searched recursively for run.json; several are merged"
-    )
-    ap.add_argument("--out", required=True, help="output folder")
-    ap.add_argument("--name", default="report", help="file stem: OUT/NAME.html (default: report)")
-    ap.add_argument("--title", default="")
-    ap.add_argument("--baseline", default="DPO", help="the method every row is tested against (default DPO)")
-    ap.add_argument("--best-by", default=None, help="per method keep the grid point with the best mean of this metric")
-    ap.add_argument("--plot-x", default="kl_to_ref")
-    ap.add_argument("--plot-y", default="gold_reward")
-    ap.add_argument("--color-by", default=None)
-    ap.add_argument("--wall-seconds", type=float, default=None)
-    ap.add_argument(
-        "--wandb", action="store_true", help="also log the tables, figures and page to the sweep's wandb group"
-    )
-    table.add_claim_options(ap)
-    a = ap.parse_args(argv)
-    for d in a.sweep_dir:
-        if not Path(d).is_dir():
-            print(f"po-bench-report: {d}: no such folder", file=sys.stderr)
-            return 2
-    try:
-        paths = write_report(
-            a.sweep_dir,
-            a.out,
-            a.name,
-            a.title,
-            a.baseline,
-            a.best_by,
-            a.plot_x,
-            a.plot_y,
-            a.color_by,
-            a.wall_seconds,
-            a.claims,
-            a.effect,
-        )
-    except FileNotFoundError as e:
-        print(f"po-bench-report: {e}", file=sys.stderr)
-        return 2
-    print(f"written: {paths['html']}")
-    if a.wandb:
-        from po_bench.results.tracking import log_report
-
-        sweep = Path(a.sweep_dir[0]).resolve()
-        print("wandb:", log_report(paths, f"{sweep.parent.name}/{sweep.name}", out_dir=Path(a.out)))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

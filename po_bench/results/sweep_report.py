@@ -9,15 +9,15 @@ every launcher (basic, joblib, submitit), after all jobs returned, so the files 
 ground: the report reads them rather than the launcher's return values.
 
 Which folders belong to this launch: at the start the callback writes a fresh launch id into
-``<sweep dir>/.po_bench_launch``; every job (po_bench/app.py, in whatever process or node the
+``<sweep dir>/.po_bench_launch``; every job (po_bench/cli/app.py, in whatever process or node the
 launcher put it) writes ``<job>/.po_bench_job.json`` with that id and whether it ran or was skipped
 (already done by an earlier launch).  No clock is compared, so a relaunch a second after the first
 launch, or on nodes whose clocks differ, is counted right.  A job that failed its config validation
-leaves no folder (po_bench/app.py removes it) and appends one line, with the launch id, to
+leaves no folder (po_bench/cli/app.py removes it) and appends one line, with the launch id, to
 ``<sweep dir>/config_errors.jsonl`` instead, which the report counts as failed.  Folders without a
 marker (a job killed before it started, sweeps from older versions) fall back to file times.
 
-``po-bench`` (po_bench.app.cli) exits 1 when :data:`LAST` says a job failed.
+``po-bench`` (po_bench.cli.app.cli) exits 1 when :data:`LAST` says a job failed.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ JOB_MARKER = ".po_bench_job.json"
 SUMMARY = "sweep_summary.json"
 SLACK_S = 2.0  # file times vs the sweep's start: filesystems round mtimes; submitit nodes' clocks differ a bit
 
-LAST: dict | None = None  # the last report of this process (po_bench.app.cli reads it for the exit code)
+LAST: dict | None = None  # the last report of this process (po_bench.cli.app.cli reads it for the exit code)
 
 
 def start_launch(sweep_dir: str | Path) -> str:

@@ -33,162 +33,30 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from po_bench.data.formats.base import DataError
+from po_bench.data.formats.leakage import SHARED_DATA, eval_sets, leakage
+from po_bench.data.formats.paired import to_pairs
+from po_bench.data.formats.read import load_rows, source_name
+from po_bench.data.formats.stats import data_stats
+from po_bench.data.formats.unpaired import to_unpaired
+from po_bench.data.onpolicy_files import OnPolicyError, file_prompts, make_scorer, sample_seeds, world_prompts
+from po_bench.store import atomic_write_json, atomic_write_text
+
 log = logging.getLogger("po_bench.data")
 
 
-# ---------------------------------------------------------------------------------------------
-# scorers
-# ---------------------------------------------------------------------------------------------
-
-
-class GoldScorer:
-    """The embedded world's exact reward r*(prompt, response)."""
-
-    def __init__(self):
-        self.desc = {"kind": "gold", "name": "po_bench.data.world.gold_reward"}
-
-    def __call__(self, prompts: list, responses: list[str]) -> list[float]:
-        from po_bench.data import world
-        from po_bench.data.formats import prompt_key
-
-        out = []
-        for p, r in zip(prompts, responses):
-            text = p if isinstance(p, str) else prompt_key(p)
-            out.append(float(world.gold_reward(text, r)))
-        return out
-
-
-class RewardModelScorer:
-    """A sequence-classification reward model (one logit): score(prompt, response).
-
-    Conversations go through the reward model tokenizer's chat template when it has one
-    (user prompt + assistant response); otherwise the text is prompt + response.
-    """
-
-    def __init__(self, path: str, batch_size: int = 16, device: str | None = None):
-        import torch
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-        self.tok = AutoTokenizer.from_pretrained(path)
-        if self.tok.pad_token is None:
-            self.tok.pad_token = self.tok.eos_token or self.tok.unk_token
-        self.tok.padding_side = "right"
-        self.model = AutoModelForSequenceClassification.from_pretrained(path)
-        if self.model.config.num_labels != 1:
-            raise SystemExit(
-                f"po-bench-data: reward model {path} has num_labels={self.model.config.num_labels}; need 1"
-            )
-        if self.model.config.pad_token_id is None:
-            self.model.config.pad_token_id = self.tok.pad_token_id
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.model.to(self.device).eval()
-        self.batch_size = batch_size
-        self.desc = {
-            "kind": "reward_model",
-            "path": str(path),
-            "architecture": type(self.model).__name__,
-            "chat_template": bool(self.tok.chat_template),
-        }
-
-    def _text(self, prompt, response: str) -> str:
-        if self.tok.chat_template:
-            msgs = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
-            return self.tok.apply_chat_template(
-                msgs + [{"role": "assistant", "content": response.strip()}], tokenize=False
-            )
-        from po_bench.data.formats import prompt_key
-
-        return (prompt if isinstance(prompt, str) else prompt_key(prompt)) + response
-
-    def __call__(self, prompts: list, responses: list[str]) -> list[float]:
-        import torch
-
-        texts = [self._text(p, r) for p, r in zip(prompts, responses)]
-        out: list[float] = []
-        with torch.no_grad():
-            for s in range(0, len(texts), self.batch_size):
-                enc = self.tok(
-                    texts[s : s + self.batch_size],
-                    return_tensors="pt",
-                    padding=True,
-                    truncation=True,
-                    add_special_tokens=not bool(self.tok.chat_template),
-                ).to(self.device)
-                logits = self.model(**enc).logits
-                out += [float(x) for x in logits[:, 0].float().cpu()]
-        return out
-
-
-BENCHMARKS = ("alpaca_eval", "mt_bench", "arena_hard")  # formats.eval_sets' benchmark sets
-
-
-def make_scorer(spec: str, batch_size: int = 16):
-    if spec == "gold":
-        return GoldScorer()
-    if not Path(spec).expanduser().exists():
-        raise SystemExit(f"po-bench-data: --scorer {spec}: not 'gold' and no such reward-model folder")
-    return RewardModelScorer(str(Path(spec).expanduser()), batch_size=batch_size)
-
-
-# ---------------------------------------------------------------------------------------------
-# prompts
-# ---------------------------------------------------------------------------------------------
-
-
-def world_prompts(split: str, n: int, world_seed: int) -> list[str]:
-    from po_bench.config import DatasetConfig
-    from po_bench.data.sources import WorldSource, prompts
-
-    dcfg = DatasetConfig(seed=world_seed)
-    if n > 0:  # a split's first n prompts do not depend on its size
-        dcfg.n_pref = dcfg.n_eval = n
-    return prompts(WorldSource(WorldSource.spec_of(dcfg)).prompt_spec(split))
-
-
-def file_prompts(path: str, column: str, n: int) -> list:
-    from po_bench.data.formats import read_file
-
-    p = Path(path).expanduser()
-    if p.suffix == ".txt":
-        lines = [ln.rstrip("\n") for ln in p.read_text(encoding="utf-8").splitlines() if ln.strip()]
-        return lines[:n] if n > 0 else lines
-    rows = read_file(p, n if n > 0 else 0)
-    out, bad = [], 0
-    for r in rows:
-        v = r.get(column)
-        if isinstance(v, str) and v.strip() or isinstance(v, list) and v:
-            out.append(v)
-        else:
-            bad += 1
-    if bad:
-        log.warning("%s: %d rows without a usable %r column skipped", p, bad, column)
-    if not out:
-        raise SystemExit(f"po-bench-data: {p}: no prompts in column {column!r}")
-    return out
-
-
-# ---------------------------------------------------------------------------------------------
-# onpolicy
-# ---------------------------------------------------------------------------------------------
-
-
-def sample_seeds(seed: int, k: int) -> list[int]:
-    """One seed per sample index, distinct across (run seed, j)."""
-    return [int(np.random.SeedSequence([int(seed), j, 7]).generate_state(1)[0]) for j in range(k)]
+BENCHMARKS = ("alpaca_eval", "mt_bench", "arena_hard")  # eval_sets' benchmark sets
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> None:
-    from po_bench.store import atomic_write_text
-
     atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
 
 def onpolicy(a: argparse.Namespace) -> dict:
-    import torch
+    import torch  # lazy: torch, transformers and the model code (~3 s): not for --help or inspect
+    import transformers
 
-    from po_bench.data import formats
     from po_bench.generation import generate
-    from po_bench.store import atomic_write_json
     from po_bench.training import models
 
     t_start = time.perf_counter()
@@ -256,13 +124,11 @@ def onpolicy(a: argparse.Namespace) -> dict:
         "pairs": out / f"{a.name}.pairs.jsonl",
         "recipe": out / f"{a.name}.recipe.json",
     }
-    pairs, report = formats.to_pairs(ranked, "ranked", source=str(files["ranked"]))
+    pairs, report = to_pairs(ranked, "ranked", source=str(files["ranked"]))
     _write_jsonl(files["ranked"], ranked)
     _write_jsonl(files["pairs"], pairs)
     scores = np.asarray(flat_s, dtype=float)
     distinct = [len({r.strip() for r in rs}) for rs in responses]
-    import transformers
-
     recipe = {
         "kind": "onpolicy",
         "model": str(a.model),
@@ -322,8 +188,7 @@ def onpolicy(a: argparse.Namespace) -> dict:
 
 
 def inspect(a: argparse.Namespace) -> dict:
-    from po_bench.config import dataset_config
-    from po_bench.data import formats
+    from po_bench.config import dataset_config  # lazy: as in world_prompts
 
     overrides = {
         k: v
@@ -335,25 +200,25 @@ def inspect(a: argparse.Namespace) -> dict:
         k, _, v = item.partition("=")
         dcfg.columns[k] = v
     split = a.split or dcfg.split
-    rows = formats.load_rows(dcfg, split)
-    src = formats.source_name(dcfg, split)
+    rows = load_rows(dcfg, split)
+    src = source_name(dcfg, split)
     if dcfg.format == "unpaired":
-        items, report = formats.to_unpaired(rows, dcfg.format, dict(dcfg.columns), src)
+        items, report = to_unpaired(rows, dcfg.format, dict(dcfg.columns), src)
         prompts = [x["prompt"] for x in items]
     else:
-        items, report = formats.to_pairs(rows, dcfg.format, dict(dcfg.columns), src)
+        items, report = to_pairs(rows, dcfg.format, dict(dcfg.columns), src)
         prompts = [x["prompt"] for x in items]
     out: dict = {"report": report}
     if a.tokenizer and dcfg.format != "unpaired":
-        from transformers import AutoTokenizer
+        from transformers import AutoTokenizer  # lazy: as in onpolicy
 
         tok = AutoTokenizer.from_pretrained(a.tokenizer)
-        out["stats"] = formats.data_stats(items, tok, a.max_length)
-    shared = a.shared_data or formats.SHARED_DATA
-    sets = formats.eval_sets(shared_data=shared)
+        out["stats"] = data_stats(items, tok, a.max_length)
+    shared = a.shared_data or SHARED_DATA
+    sets = eval_sets(shared_data=shared)
     if sets:  # a benchmark whose file is absent is named, not left out (absent would read as "no leakage")
         out["leakage"] = {
-            **formats.leakage(prompts, sets),
+            **leakage(prompts, sets),
             **{b: "not checked (benchmark file absent)" for b in BENCHMARKS if b not in sets},
         }
     else:
@@ -425,13 +290,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     a = build_parser().parse_args(argv)
     a.argv = argv
-    from po_bench.data.formats import DataError
-
     try:
         a.func(a)
     except DataError as e:
         print(f"po-bench-data: {e}", file=sys.stderr)
         return 2
+    except OnPolicyError as e:
+        raise SystemExit(f"po-bench-data: {e}") from None
     return 0
 
 

@@ -1,13 +1,12 @@
 """``po-bench cache ls | du | verify | gc``: look after the artifact store (``po_bench/store.py``).
 
     po-bench cache [--root DIR] ls [--kind KIND]     kind, hash, size, created, a summary of the key's fields
-    po-bench cache [--root DIR] du                   artifacts and bytes per kind (+ quarantine, old format)
+    po-bench cache [--root DIR] du                   artifacts and bytes per kind (+ quarantine)
     po-bench cache [--root DIR] verify [--dry-run]   every manifest checked with sha256; bad artifacts are
                                                      moved to <root>/.quarantine (exit code 1 if any)
     po-bench cache [--root DIR] gc --keep SWEEP_DIR... [--dry-run]
                                                      delete artifacts no run.json under the sweeps used
                                                      (metrics.artifacts.hits and .built)
-    po-bench cache [--root DIR] gc --old [--dry-run] delete a format-1 store's folders
     po-bench cache [--root DIR] gc --quarantine      delete <root>/.quarantine
 
 The root defaults to ``$PO_BENCH_CACHE`` or ``.po_bench_cache`` (the ``cache_dir`` default).
@@ -24,17 +23,11 @@ import shutil
 import sys
 from pathlib import Path
 
-from po_bench.store import FIELDS, QUARANTINE, STORE_VERSION, Store, check_artifact, old_layout_dirs, read_manifest
+from po_bench.store import FIELDS, QUARANTINE, Store, check_artifact, dir_size, read_manifest
 
 
 def _default_root() -> str:
     return os.environ.get("PO_BENCH_CACHE") or ".po_bench_cache"
-
-
-def _size(p: Path) -> int:
-    if p.is_file():
-        return p.stat().st_size
-    return sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
 
 
 def human(n: float) -> str:
@@ -43,18 +36,6 @@ def human(n: float) -> str:
             return f"{n:.0f}{unit}" if unit == "B" else f"{n:.1f}{unit}"
         n /= 1024
     return str(n)
-
-
-def artifacts(store: Store, kind: str | None = None) -> list[tuple[str, str, Path]]:
-    """(kind, hash, folder) of every published-looking artifact folder (work folders and locks skipped)."""
-    out = []
-    if not store.base.is_dir():
-        return out
-    for kd in sorted(store.base.iterdir()):
-        if not kd.is_dir() or kd.name.startswith(".") or (kind and kd.name != kind):
-            continue
-        out += [(kd.name, d.name, d) for d in sorted(kd.iterdir()) if d.is_dir() and not d.name.startswith(".")]
-    return out
 
 
 def _leaves(obj, prefix: str = ""):
@@ -75,7 +56,7 @@ def summary(fields, width: int = 70) -> str:
 
 def cmd_ls(store: Store, a) -> int:
     rows = []
-    for kind, h, d in artifacts(store, a.kind):
+    for kind, h, d in store.artifacts(a.kind):
         m = read_manifest(d)
         try:
             fields = json.loads((d / FIELDS).read_text())
@@ -85,7 +66,7 @@ def cmd_ls(store: Store, a) -> int:
             (
                 kind,
                 h,
-                human(_size(d)),
+                human(dir_size(d)),
                 (m or {}).get("created", "no manifest"),
                 summary(fields) if fields is not None else "(no fields.json)",
             )
@@ -101,10 +82,10 @@ def cmd_ls(store: Store, a) -> int:
 
 def cmd_du(store: Store, a) -> int:
     per: dict[str, list[int]] = {}
-    for kind, _h, d in artifacts(store):
+    for kind, _h, d in store.artifacts():
         c = per.setdefault(kind, [0, 0])
         c[0] += 1
-        c[1] += _size(d)
+        c[1] += dir_size(d)
     print(f"{'kind':<14} {'artifacts':>9} {'size':>9}")
     for kind, (n, b) in sorted(per.items()):
         print(f"{kind:<14} {n:>9} {human(b):>9}")
@@ -112,17 +93,14 @@ def cmd_du(store: Store, a) -> int:
     q = store.root / QUARANTINE
     if q.is_dir():
         items = list(q.iterdir())
-        print(f"{'quarantine':<14} {len(items):>9} {human(_size(q)):>9}   (po-bench cache gc --quarantine)")
-    old = old_layout_dirs(store.root)
-    if old:
-        print(f"{'old format 1':<14} {len(old):>9} {human(sum(_size(d) for d in old)):>9}   (po-bench cache gc --old)")
+        print(f"{'quarantine':<14} {len(items):>9} {human(dir_size(q)):>9}   (po-bench cache gc --quarantine)")
     return 0
 
 
 def cmd_verify(store: Store, a) -> int:
     bad = 0
     n = 0
-    for kind, h, d in artifacts(store):
+    for kind, h, d in store.artifacts():
         n += 1
         reason = check_artifact(d, full_hash=True)
         if reason is None:
@@ -173,20 +151,13 @@ def _delete(path: Path, dry_run: bool) -> None:
 
 def cmd_gc(store: Store, a) -> int:
     verb = "would delete" if a.dry_run else "deleted"
-    if not (a.keep or a.old or a.quarantine):
-        print("po-bench cache gc: say what to delete: --keep SWEEP_DIR..., --old or --quarantine", file=sys.stderr)
+    if not (a.keep or a.quarantine):
+        print("po-bench cache gc: say what to delete: --keep SWEEP_DIR... or --quarantine", file=sys.stderr)
         return 2
-    if a.old:
-        dirs = old_layout_dirs(store.root)
-        for d in dirs:
-            print(f"{verb} {d} ({human(_size(d))}, store format 1)")
-            _delete(d, a.dry_run)
-        if not dirs:
-            print(f"no format-1 artifacts in {store.root}")
     if a.quarantine:
         q = store.root / QUARANTINE
         if q.is_dir():
-            print(f"{verb} {q} ({human(_size(q))})")
+            print(f"{verb} {q} ({human(dir_size(q))})")
             _delete(q, a.dry_run)
     if a.keep:
         keep, n_runs = _kept_keys(a.keep)
@@ -194,11 +165,11 @@ def cmd_gc(store: Store, a) -> int:
             print(f"po-bench cache gc: no run.json under {' '.join(a.keep)}; nothing deleted", file=sys.stderr)
             return 2
         freed = n_del = n_kept = 0
-        for kind, h, d in artifacts(store):
+        for kind, h, d in store.artifacts():
             if f"{kind}/{h}" in keep:
                 n_kept += 1
                 continue
-            size = _size(d)
+            size = dir_size(d)
             print(f"{verb} {kind}/{h} ({human(size)})")
             if not a.dry_run:
                 with store.lock_key(kind, h):
@@ -227,14 +198,11 @@ def main(argv: list[str] | None = None) -> int:
     v.add_argument("--dry-run", action="store_true", help="report only, move nothing")
     g = sub.add_parser("gc", help="delete artifacts")
     g.add_argument("--keep", nargs="+", metavar="SWEEP_DIR", help="keep what the run.json files under these use")
-    g.add_argument("--old", action="store_true", help=f"delete folders of an older store format (< {STORE_VERSION})")
     g.add_argument("--quarantine", action="store_true", help="delete the quarantine folder")
     g.add_argument("--dry-run", action="store_true", help="print what would be deleted")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    logging.getLogger("po_bench.store").setLevel(logging.ERROR)  # the old-format line: `du` says it
     store = Store(a.root or _default_root())
-    logging.getLogger("po_bench.store").setLevel(logging.NOTSET)
     return {"ls": cmd_ls, "du": cmd_du, "verify": cmd_verify, "gc": cmd_gc}[a.cmd](store, a)
 
 

@@ -11,22 +11,29 @@ not made); a single run then exits with code 3.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import shutil
 import sys
 import traceback
 from pathlib import Path
 
 import hydra
+import hydra._internal.utils as hydra_utils
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import CompactHydraException, ConfigCompositionException, OverrideParseException
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
-from po_bench.config import ConfigError, register
+from po_bench.cli.cache import main as cache_main
+from po_bench.config import ENV_NAME, SECRET_KEY, ConfigError, register
+from po_bench.results import sweep_report, tracking
 from po_bench.results.record import write_run_record
 
 log = logging.getLogger("po_bench")
-CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 
 register()
 
@@ -36,7 +43,7 @@ def _verbose() -> bool:
 
 
 def run_job(cfg: DictConfig) -> dict | None:
-    from po_bench import pipeline
+    from po_bench import pipeline  # lazy: torch, TRL, vLLM (~3 s): not for --help or a composition error
 
     hc = HydraConfig.get()
     out_dir = Path(hc.runtime.output_dir)
@@ -44,9 +51,7 @@ def run_job(cfg: DictConfig) -> dict | None:
     config = OmegaConf.to_container(cfg, resolve=True)
     previous = _finished_record(out_dir, config)
     if multirun:  # the end-of-sweep report counts this launch's jobs by this mark, not by file times
-        from po_bench.results.sweep_report import mark_job
-
-        mark_job(hc.sweep.dir, out_dir, skipped=previous is not None)
+        sweep_report.mark_job(hc.sweep.dir, out_dir, skipped=previous is not None)
     if previous is not None:  # relaunching a sweep: runs already done are skipped
         log.info("already done, skipped: %s", out_dir / "run.json")
         return previous["metrics"]
@@ -57,11 +62,9 @@ def run_job(cfg: DictConfig) -> dict | None:
         removed = _remove_config_error_folder(out_dir)
         where = f"; its folder {out_dir} was removed" if removed else ""
         if multirun:
-            from po_bench.results.sweep_report import record_config_error
-
             sweep = Path(hc.sweep.dir).absolute()
             job = out_dir.relative_to(sweep) if out_dir.is_relative_to(sweep) else out_dir.name
-            record_config_error(sweep, str(job), str(e))
+            sweep_report.record_config_error(sweep, str(job), str(e))
             log.error("config error: %s%s", e, where)
             return None
         print(f"po-bench: config error: {e}{where}", file=sys.stderr)
@@ -90,7 +93,7 @@ def run_job(cfg: DictConfig) -> dict | None:
             return None
         print(f"po-bench: {budget_stop}", file=sys.stderr)
         sys.exit(3)
-    from po_bench.judges.runner import judging_incomplete
+    from po_bench.judges.runner import judging_incomplete  # lazy: as pipeline above
 
     missing = judging_incomplete(metrics)  # judgments still missing after retries: partial, with the counts
     status = "partial" if missing else "done"
@@ -143,13 +146,9 @@ def _remove_config_error_folder(out_dir: Path) -> bool:
     """Remove the folder Hydra made for a run that failed its config validation, when it holds
     nothing but what Hydra and this run wrote (.hydra/, the job log, wandb/); a folder that holds an
     earlier run's files is left alone."""
-    import shutil
-
     if not out_dir.is_dir():
         return False
-    from po_bench.results.sweep_report import JOB_MARKER
-
-    (out_dir / JOB_MARKER).unlink(missing_ok=True)  # the config error is counted, not the folder
+    (out_dir / sweep_report.JOB_MARKER).unlink(missing_ok=True)  # the config error is counted, not the folder
     own = {".hydra", "wandb", f"{HydraConfig.get().job.name}.log"}
     if any(p.name not in own for p in out_dir.iterdir()):
         return False
@@ -170,8 +169,6 @@ def check_preset(cfg, experiment: str | None) -> None:
 
 
 def _finished_record(out_dir: Path, config: dict) -> dict | None:
-    import json
-
     path = out_dir / "run.json"
     try:
         rec = json.loads(path.read_text())
@@ -182,8 +179,6 @@ def _finished_record(out_dir: Path, config: dict) -> dict | None:
 
 def _track(cfg, out_dir: Path, config: dict, status: str, metrics: dict, history: list, error=None) -> None:
     """Log the run to wandb (offline without an API key); tracking problems never fail a run."""
-    from po_bench.results import tracking
-
     group, name = tracking.group_and_name(cfg, out_dir)
     try:
         where = tracking.log_run(
@@ -204,11 +199,7 @@ def _one_line_config_errors() -> None:
     """Make Hydra's composition errors (unknown group option, unknown key, bad override) one line
     on stderr with exit code 2, like po-bench's own validation.  HYDRA_FULL_ERROR=1 or
     PO_BENCH_TRACEBACK=1 keep Hydra's own report."""
-    import hydra._internal.utils as hu
-    from hydra.errors import CompactHydraException, ConfigCompositionException, OverrideParseException
-    from omegaconf.errors import OmegaConfBaseException
-
-    original = hu.run_and_report
+    original = hydra_utils.run_and_report
 
     def run_and_report(func):
         try:
@@ -232,7 +223,7 @@ def _one_line_config_errors() -> None:
             print(f"po-bench: config error: {msg}", file=sys.stderr)
             sys.exit(2)
 
-    hu.run_and_report = run_and_report
+    hydra_utils.run_and_report = run_and_report
 
 
 def _refuse_keys_in_overrides(argv: list[str]) -> None:
@@ -240,7 +231,6 @@ def _refuse_keys_in_overrides(argv: list[str]) -> None:
     (``judge.api_key=...``, ``+judge.token=...``, an ``api_key_env`` value that is no variable name,
     an ``api_key_file`` that is no file) is refused before Hydra composes or writes anything
     (.hydra/, run.json, wandb), with one line that never echoes the value; exit code 2."""
-    from po_bench.config import ENV_NAME, SECRET_KEY
 
     def refuse(msg: str) -> None:
         print(f"po-bench: config error: {msg} (the value is not shown: it could be a key)", file=sys.stderr)
@@ -267,15 +257,11 @@ def _refuse_keys_in_overrides(argv: list[str]) -> None:
 
 
 def cli() -> None:
-    if sys.argv[1:2] == ["cache"]:  # po-bench cache ls|du|verify|gc (po_bench/cache_cli.py)
-        from po_bench.cache_cli import main as cache_main
-
+    if sys.argv[1:2] == ["cache"]:  # po-bench cache ls|du|verify|gc (po_bench/cli/cache.py)
         sys.exit(cache_main(sys.argv[2:]))
     _refuse_keys_in_overrides(sys.argv[1:])
     _one_line_config_errors()
     main()
-    from po_bench.results import sweep_report
-
     if sweep_report.LAST and sweep_report.LAST["failed"]:  # a sweep with a failed job (summary printed)
         sys.exit(1)
 
