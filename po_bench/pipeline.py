@@ -12,7 +12,6 @@ configuration recomputes nothing.
 from __future__ import annotations
 
 import json
-import logging
 import time
 from pathlib import Path
 
@@ -21,9 +20,6 @@ import torch
 from po_bench import stages
 from po_bench.common import timed, write_jsonl
 from po_bench.config import check_machine, validate
-from po_bench.data.formats.leakage import eval_sets, leakage, prompt_key
-from po_bench.data.sources import data_counts
-from po_bench.data.sources import prompts as split_prompts
 from po_bench.generation import generate
 from po_bench.judges import implicit
 from po_bench.results import tracking
@@ -31,8 +27,6 @@ from po_bench.results.scores import world_rows, write_scores
 from po_bench.specs import plan, run_options
 from po_bench.store import Store
 from po_bench.training.methods import method_of
-
-log = logging.getLogger("po_bench")
 
 
 def run(cfg, out_dir: str | Path) -> dict:
@@ -91,13 +85,15 @@ def run(cfg, out_dir: str | Path) -> dict:
                 loaded.clear()
                 sft_model = None
                 free_accelerator_memory()
-            # TRL streams the training curves to the run's wandb run while it trains (rank 0)
+            # TRL streams the training curves to the run's wandb run while it trains (rank 0): the trainer
+            # reports to wandb by the run option report_to (passed to a process group's ranks in --opts)
             with tracking.live_run_env(
                 cfg.tracking, out_dir, *tracking.group_and_name(cfg, out_dir), init_here=cfg.launch.strategy == "local"
-            ):
+            ) as live_run:
+                live_opts = {**train_opts, "report_to": "wandb" if live_run else "none"}
                 if p.guide is not None:  # TGDPO: the guide policy (e.g. DPO on the same pairs) trains first
-                    stages.get(store, "policy", p.guide, train_opts, launch=cfg.launch, tokenizer=tokenizer)
-                policy_dir = stages.get(store, "policy", p.policy, train_opts, launch=cfg.launch, tokenizer=tokenizer)
+                    stages.get(store, "policy", p.guide, live_opts, launch=cfg.launch, tokenizer=tokenizer)
+                policy_dir = stages.get(store, "policy", p.policy, live_opts, launch=cfg.launch, tokenizer=tokenizer)
             policy = stages.load_model(str(policy_dir), p.policy["model"])
             train_metrics = json.loads((policy_dir / "train_metrics.json").read_text())
             if sft_model is None:
@@ -136,20 +132,19 @@ def run(cfg, out_dir: str | Path) -> dict:
                     metrics.update(src.gold(prompts, out, sft_samples))
                 metrics.update(implicit.kl_and_length(policy, sft_model, tokenizer, prompts, out))
             kind = loss.implicit_reward if method_of(loss).trains_preference else "avg_logp"
-            held = {
-                name: src.heldout_pairs(
+            sampled = {  # each held-out split's SFT sample pairs (the world's eval and OOD; real data: none)
+                name: (
                     stages.resolve_prompts(store, p.samples[f"heldout_{split}"]["prompts"]),
                     samples(f"heldout_{split}", f"held-out pairs ({split})"),
                 )
                 for name, split in src.heldout_splits().items()
             }
-            if not src.heldout_splits():
-                held = {"implicit_reward_accuracy": pairs_art["eval"]}
+            held = src.heldout_pairs(sampled, pairs_art)
             with timed(seconds, "judge"):
-                for name, pairs in held.items():  # the world: NaN when no held-out pair is left; real data: None
+                for name, pairs in held.items():  # None: not measured (real data without eval pairs)
                     metrics[name] = (
                         implicit.implicit_reward_accuracy(policy, sft_model, tokenizer, pairs, kind, float(loss.beta))
-                        if pairs or src.onpolicy
+                        if pairs is not None
                         else None
                     )
                 from po_bench.judges.runner import run_judges
@@ -217,33 +212,7 @@ def free_accelerator_memory() -> None:
 def data_report(cfg, p, pairs_art: dict | None, tokenizer) -> dict:
     """``metrics.data`` of run.json: the pairs' statistics, label noise, leakage of eval prompts
     into training (and, for real data, against the public benchmarks) and every count of rows
-    left out on the way."""
+    left out on the way (the source's :meth:`~po_bench.data.sources.DataSource.data_report`)."""
     if pairs_art is None:
         return {}
-    src, pairs = p.source, pairs_art["train"]
-    stats = {**pairs_art["stats"], **src.describe(pairs, tokenizer, cfg.train.max_length)}
-    # several pairs per prompt from k ranked samples (Curry-DPO); conversational prompts are message lists
-    n_prompts = len({prompt_key(x["prompt"]) for x in pairs})
-    if src.onpolicy:
-        stats.setdefault("k_samples", src.pref_samples_n())
-    stats["pairs_per_prompt"] = len(pairs) / n_prompts if n_prompts else 0.0
-    train_prompts = [x["prompt"] for x in pairs]
-    if src.onpolicy:  # every prompt the pairs were sampled for, against the held-out splits
-        evals = {f"world_{s}": split_prompts(src.prompt_spec(s)) for s in ("eval", "ood")}
-        stats["leakage"] = leakage(split_prompts(src.prompt_spec("pref")), evals)
-        return stats
-    leak = {
-        **leakage(train_prompts, eval_sets()),
-        **leakage(train_prompts, {"eval_split": [x["prompt"] for x in pairs_art["eval"]]}),
-    }
-    if leak["eval_split"]["count"]:
-        log.warning(
-            "%d of %d eval prompts also occur among the training prompts (data.leakage.eval_split)",
-            leak["eval_split"]["count"],
-            leak["eval_split"]["n_eval"],
-        )
-    stats["leakage"] = leak
-    stats["counts"] = data_counts(
-        stats["conversion"], stats["conversion_eval"], stats["skipped_prompt_over_max_length"], stats["tokens"], leak
-    )
-    return stats
+    return p.source.data_report(pairs_art, tokenizer, cfg.train.max_length)

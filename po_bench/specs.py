@@ -40,7 +40,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from po_bench.common import plain
-from po_bench.data.sources import source_for
+from po_bench.data.sources import DataSource, source_for
 from po_bench.store import fingerprint
 
 # Bumped when a stage's code changes what it produces for the same spec.
@@ -194,7 +194,7 @@ def spec_key(stage: str, spec: dict) -> str:
 class Plan:
     """Every artifact spec of one run, by role (``None``: the run has no such artifact)."""
 
-    source: object
+    source: DataSource
     start: dict  # the checkpoint preference training starts from: ref("sft", ...) or {"base": model fields}
     sft: dict | None = None
     samples: dict[str, dict] = field(default_factory=dict)  # role -> samples spec
@@ -260,7 +260,7 @@ def plan(cfg) -> Plan:
     # ---- SFT: the world always builds its (tiny) model; real data only with an SFT dataset ----
     sft_data = src.sft_spec()
     sft = None
-    if src.kind == "world" or (sft_data is not None and cfg.stages.sft):
+    if src.always_sft or (sft_data is not None and cfg.stages.sft):
         sft = {
             "stage": "sft",
             "version": VERSIONS["sft"],
@@ -277,7 +277,7 @@ def plan(cfg) -> Plan:
     # ---- preference data -----------------------------------------------------------------------
     trains = method.trains_preference and cfg.stages.train
     noise = plain(cfg.noise)
-    if src.onpolicy:
+    if src.pref_samples_n():  # pairs labelled from the SFT policy's samples on the pref prompts (the world)
         pref = _samples(start, model, src.prompt_spec("pref"), gen, seed + 3000, src.pref_samples_n())
         if trains:
             p.samples["pref_samples"] = pref
@@ -307,7 +307,7 @@ def plan(cfg) -> Plan:
                 p.samples[f"pref_samples_{role}"] = extra[role]
         if extra:
             pairs["extra_samples"] = extra
-    else:
+    else:  # pairs read from files, with the tokenizer and max_length that drop over-long prompts
         pairs = {
             "stage": "pairs",
             "version": VERSIONS["pairs"],
@@ -318,10 +318,10 @@ def plan(cfg) -> Plan:
             "noise": noise,
             "seed": seed,
         }
-    # real data: the eval prompts are the pairs artifact's held-out pairs, so it is always built
-    if trains or not src.onpolicy:
+    p.eval_prompts = src.eval_prompt_spec(pairs)
+    # built when training reads it, or when the eval prompts are its held-out pairs (real data)
+    if trains or p.eval_prompts.get("pairs") is pairs:
         p.pairs = pairs
-    p.eval_prompts = src.prompt_spec("eval") if src.onpolicy else {**src.prompt_spec("eval"), "pairs": pairs}
 
     # ---- SFT samples (the comparison for win rate; held-out pairs for implicit-reward accuracy) ---
     if cfg.stages.generate:

@@ -28,7 +28,8 @@ from po_bench.store import Store, atomic_write_json
 
 log = logging.getLogger("po_bench")
 
-DEFAULT_OPTS = {"logging_steps": 5, "save_steps": 0, "progress": False}  # training run options
+# training run options; report_to: "wandb" while the run's wandb run takes live curves (results.tracking.live_run_env)
+DEFAULT_OPTS = {"logging_steps": 5, "save_steps": 0, "progress": False, "report_to": "none"}
 GEN_OPTS = {"progress": False, "batch_size": 128, "multiprocessing": True}  # generation speed knobs
 
 
@@ -146,27 +147,32 @@ def other_samples(store: Store, spec: dict, opts: dict | None = None) -> list:
     return get(store, "samples", spec, opts, desc="samples (other policy)")
 
 
+class StorePairInputs:
+    """What a pairs spec names, built or read through the store when the source's ``build_pairs`` asks
+    for it (:class:`po_bench.data.sources.PairInputs`)."""
+
+    def __init__(self, spec: dict, store: Store, opts: dict | None = None):
+        self.spec, self.store, self.opts = spec, store, opts
+
+    def samples(self) -> list:
+        return get(self.store, "samples", self.spec["samples"])
+
+    def extra_samples(self) -> dict[str, list]:
+        return {role: other_samples(self.store, s, self.opts) for role, s in self.spec["extra_samples"].items()}
+
+    def sampler(self):
+        return continuation_sampler(self.spec["samples"], self.store, int(self.spec["seed"]))
+
+    def tokenizer(self):
+        tok_model = self.spec["tokenizer"]
+        return load_tokenizer(checkpoint_dir(self.store, {"base": tok_model}), tok_model)
+
+
 def build_pairs(spec: dict, store: Store, opts: dict | None = None) -> dict:
     """Labelled preference pairs (after noise), held-out eval pairs and their statistics."""
     src = source_class(spec["source"])
     seed = int(spec["seed"])
-    if src.onpolicy:
-        kw = {"sampler": continuation_sampler(spec["samples"], store, seed)} if "steps" in spec["source"] else {}
-        if spec.get("extra_samples"):  # other SFT policies' samples (multi-model pairs): their checkpoints first
-            kw["extra"] = {role: other_samples(store, s, opts) for role, s in spec["extra_samples"].items()}
-        art = src.make_pairs(spec["source"], get(store, "samples", spec["samples"]), seed, **kw)
-    else:
-        tok_model = spec["tokenizer"]
-        # the tokenizer (and chat template) the run trains with, so prompt lengths are counted as trained
-        tokenizer = load_tokenizer(checkpoint_dir(store, {"base": tok_model}), tok_model)
-        art = src.make_pairs(
-            spec["source"],
-            None,
-            seed,
-            paired=spec["view"] == "pairs",
-            tokenizer=tokenizer,
-            max_length=int(spec["max_length"]),
-        )
+    art = src.build_pairs(spec, StorePairInputs(spec, store, opts))  # on-policy samples or files: the source's say
     pairs = art["train"]
     flipped: list[int] = []
     if spec["noise"]["kind"] == "flip" and pairs and "chosen" in pairs[0]:
@@ -375,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("stage", choices=[*DIR_STAGES, *JSON_STAGES])
     ap.add_argument("spec", help="the spec as a JSON file")
     ap.add_argument("--store", required=True, help="the artifact store's root (cache_dir)")
-    ap.add_argument("--opts", default="{}", help="run options as JSON (logging_steps, save_steps, progress)")
+    ap.add_argument("--opts", default="{}", help="run options as JSON (logging_steps, save_steps, progress, report_to)")
     ap.add_argument(
         "--into",
         default=None,

@@ -14,7 +14,6 @@ from types import SimpleNamespace as NS
 
 import pytest
 
-from po_bench.results import tracking
 from po_bench.results.tracking import live_run_env, log_run, read_offline_run
 
 
@@ -54,7 +53,7 @@ def test_training_curves_stream_live_and_log_run_appends_to_the_same_run(tokeniz
     from po_bench.training.trl.preference import train_preference
 
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
-    for k in ("WANDB_DIR", "WANDB_MODE", "WANDB_RUN_ID", "WANDB_NAME", "WANDB_RUN_GROUP", tracking.LIVE_FLAG):
+    for k in ("WANDB_DIR", "WANDB_MODE", "WANDB_RUN_ID", "WANDB_NAME", "WANDB_RUN_GROUP"):
         monkeypatch.delenv(k, raising=False)
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose(config_name="config", overrides=["loss=dpo"])
@@ -78,6 +77,7 @@ def test_training_curves_stream_live_and_log_run_appends_to_the_same_run(tokeniz
             "progress": False,
             "warmup_ratio": 0.0,
             "lr_scheduler": "constant",
+            "report_to": "wandb",  # the run option the pipeline passes while live_run_env gives a run id
         }
     )
     loss = NS(**{**cfg.loss, "args": dict(cfg.loss.args)})
@@ -85,9 +85,9 @@ def test_training_curves_stream_live_and_log_run_appends_to_the_same_run(tokeniz
     out.mkdir()
 
     with live_run_env(cfg.tracking, out, "sweepgroup", "0_dpo_s0") as run_id:
-        assert run_id and os.environ[tracking.LIVE_FLAG] == str(out.absolute())
+        assert run_id and os.environ["WANDB_RUN_ID"] == run_id and os.environ["WANDB_DIR"] == str(out.absolute())
         res = train_preference(model, copy.deepcopy(model), tokenizer, pairs, loss, train, out / "trainer", 0)
-    assert tracking.LIVE_FLAG not in os.environ and "WANDB_RUN_ID" not in os.environ  # restored
+    assert "WANDB_RUN_ID" not in os.environ and "WANDB_DIR" not in os.environ  # restored
     assert res["steps"] == 4
 
     # the run has not finished (no log_run yet), and the files already hold every training step
@@ -138,7 +138,7 @@ def test_log_run_without_live_training_replays_history(tmp_path, monkeypatch):
 
 def test_live_run_env_is_a_no_op_when_tracking_is_off(tmp_path):
     with live_run_env(NS(backend="none", mode="auto"), tmp_path, "g", "n") as run_id:
-        assert run_id is None and tracking.LIVE_FLAG not in os.environ
+        assert run_id is None and "WANDB_RUN_ID" not in os.environ
     assert not (tmp_path / "wandb").exists()
 
 

@@ -1,45 +1,189 @@
-"""Data sources: what the one pipeline needs from a dataset, behind one interface.
+"""Data sources: what the one pipeline asks of a dataset, and nothing more.
 
-A source is built from a plain *spec* (the dataset fields that determine its data) and answers:
+The contract is :class:`DataSource` (below: every member, when the pipeline calls it and what it
+feeds); this module also holds its implementations, :class:`WorldSource` (the embedded world:
+on-policy pairs sampled from the SFT policy, labelled by the world's annotator, a gold scorer) and
+:class:`FileSource` (real preference data from files and the Hub), and the registry :data:`SOURCES`.
 
-================================  =====================================================================
-``sft_spec()``                    the fields the SFT data depends on (``None``: no SFT stage; the base
-                                  model is the starting point, as for instruct models)
-``sft_examples(spec)``            SFT examples for that spec (prompt/completion or messages)
-``prompt_spec(split)``            the spec of a prompt split (``pref``/``eval``/``ood``); prompts come
-                                  from :func:`prompts` of that spec, in any process
-``onpolicy``                      True: preference pairs are sampled from the SFT policy on the
-                                  ``pref`` prompts (two samples per prompt) and labelled by the
-                                  source's annotator (the world); False: pairs come from files
-``make_pairs(spec, samples)``     the labelled pairs (before noise), held-out eval pairs and the
-                                  conversion statistics
-``extra_policies()``              other SFT policies (role -> SFT data spec) whose pref-prompt samples
-                                  the pairs also read (``make_pairs(..., extra={role: samples})``)
-``heldout_splits()``              splits whose SFT sample pairs, labelled by the gold reward, measure
-                                  implicit-reward accuracy (the world: eval and OOD; real data: none,
-                                  the eval split's own pairs are used)
-``gold``                          the gold scorer (the world's r*), or ``None`` for real data
-================================  =====================================================================
+A source is a class registered in :data:`SOURCES` under its ``kind`` and built from a plain *spec*,
+the dataset fields that determine its data: ``cls(cls.spec_of(dataset config))`` (:func:`source_for`).
+Three places call it, at three times:
 
-Adding a data source = a class here with these members and an entry in :data:`SOURCES`; the
-pipeline does not change.
+* :func:`po_bench.specs.plan` (before any compute): the specs of the SFT data, the prompt
+  splits, the pairs and the held-out samples; what they return becomes store keys, so they are
+  pure (at most a checksum of the data files).
+* :mod:`po_bench.stages` (building an artifact, in any process, from its spec alone): the
+  *static* builders ``sft_examples`` and ``build_pairs``, called on the class
+  (:func:`source_class`), never on an instance.
+* :func:`po_bench.pipeline.run` (after training): the gold scorer, the held-out pairs, the rows of
+  ``samples.jsonl`` and run.json's ``metrics.data``.
+
+The pipeline uses exactly the members of :class:`DataSource` (``tests/test_sources_protocol.py``
+checks every registered source has each of them and that ``pipeline.py``, ``stages.py`` and
+``specs.py`` use no other); what differs between sources (on-policy pairs sampled from the SFT
+policy, pairs read from files) is decided inside the source, not by the pipeline.  Adding a data
+source = a class with the members of ``DataSource`` and an entry in :data:`SOURCES`; the pipeline
+does not change.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from po_bench.data import world
 from po_bench.data.formats.base import DataError
+from po_bench.data.formats.leakage import eval_sets, leakage, prompt_key
 from po_bench.data.formats.paired import load_pairs, load_sft
 from po_bench.data.formats.ranked import best_worst_pair, load_lists
 from po_bench.data.formats.stats import data_stats
 from po_bench.data.formats.unpaired import load_unpaired
+
+log = logging.getLogger("po_bench")
+
+# ---------------------------------------------------------------------------------------------
+# the contract
+# ---------------------------------------------------------------------------------------------
+
+# (prompts, n) -> n continuations per prompt from the pairs' policy (Step-DPO's step-wise pairs)
+Sampler = Callable[[list, int], list[list[str]]]
+
+
+class PairInputs(Protocol):
+    """What the pairs stage can hand a source's :meth:`DataSource.build_pairs`, each built (or read
+    from the store) only when the source asks for it."""
+
+    def samples(self) -> list[list[str]]:
+        """The policy samples the pairs spec names (``spec["samples"]``): k per pref prompt."""
+        ...
+
+    def extra_samples(self) -> dict[str, list[list[str]]]:
+        """Role -> the samples of another SFT policy the pairs spec names (``spec["extra_samples"]``),
+        that policy's checkpoint built first when the store lacks it."""
+        ...
+
+    def sampler(self) -> Sampler:
+        """Continuations from the policy and generation config of ``spec["samples"]``."""
+        ...
+
+    def tokenizer(self) -> Any:
+        """The tokenizer (and chat template) the run trains with (``spec["tokenizer"]``: model fields),
+        so prompt lengths are counted as trained."""
+        ...
+
+
+class DataSource(Protocol):
+    """A data source, as the pipeline sees it.  Every member is documented with when it is called
+    and what it feeds; the table of artifacts and their specs is in :mod:`po_bench.specs`."""
+
+    # ---- the registry (source_for / source_class) --------------------------------------
+
+    kind: str
+    """The registry name (``dataset.kind``: ``world``, ``hf``) and the ``"kind"`` of the specs it
+    makes, by which :func:`source_class` finds the class again in another process."""
+
+    @staticmethod
+    def spec_of(dcfg) -> dict:
+        """The dataset config's fields that determine the data (files by their checksum): the
+        source's spec, which every spec below is cut from.  Called once per run by ``source_for``."""
+        ...
+
+    # ---- the plan (specs.plan): spec dicts that become store keys --------------------------------
+
+    always_sft: bool
+    """True: the run always starts from the SFT stage's checkpoint, an untrained one when
+    ``stages.sft`` is off (the world's model is built from the model config); False: the SFT stage
+    runs only when :meth:`sft_spec` is not None and ``stages.sft`` is on, else the base model is the
+    start.  Decides ``Plan.sft`` and ``Plan.start``."""
+
+    def sft_spec(self) -> dict | None:
+        """The fields the SFT data depends on (the ``sft`` spec's ``data``), or None: no SFT data (the
+        base model is the starting point, as for instruct models)."""
+        ...
+
+    def prompt_spec(self, split: str) -> dict:
+        """The spec of a prompt split the source draws itself: ``pref`` (the on-policy samples'
+        prompts) and each split of :meth:`heldout_splits`; the prompts are
+        ``sources.prompts(spec)``, in any process.  Feeds the ``samples`` specs."""
+        ...
+
+    def eval_prompt_spec(self, pairs: dict) -> dict:
+        """The spec of the prompts the run is evaluated on (the SFT and policy generations, every
+        judge): the world's ``eval`` split, or the held-out pairs of the pairs artifact whose spec is
+        ``pairs`` (real data; that artifact is then built even without training)."""
+        ...
+
+    def pref_samples_n(self) -> int:
+        """Samples per pref prompt the pairs are labelled from, drawn from the SFT policy (the
+        ``pref_samples`` spec's ``n``, and ``k_samples`` of ``metrics.data``); 0: the pairs read no
+        policy samples (they come from files, and the pairs spec records the tokenizer, the
+        max_length and the paired/unpaired view they are read with instead)."""
+        ...
+
+    def pairs_spec(self) -> dict:
+        """The source's fields of the ``pairs`` spec (its ``source``): the pref prompts and the
+        annotator, or the files' fields and checksums."""
+        ...
+
+    def extra_policies(self) -> dict[str, dict]:
+        """Other SFT policies whose pref-prompt samples the pairs also read (role -> SFT data spec;
+        the pairs spec's ``extra_samples``, ``Plan.extra_sft``), usually none."""
+        ...
+
+    def heldout_splits(self) -> dict[str, str]:
+        """Metric name -> prompt split whose SFT sample pairs (two samples per prompt) measure
+        implicit-reward accuracy (the ``heldout_<split>`` samples specs; the world: eval and OOD;
+        real data: none, the eval split's own pairs are used, see :meth:`heldout_pairs`)."""
+        ...
+
+    # ---- the stages (any process, from the spec alone): static builders --------------------------
+
+    @staticmethod
+    def sft_examples(spec: dict) -> list[dict] | tuple[list[dict], dict]:
+        """SFT examples (prompt/completion or messages) of an :meth:`sft_spec`, optionally with the
+        conversion report (files), recorded in the SFT checkpoint's ``train_metrics.json``."""
+        ...
+
+    @staticmethod
+    def build_pairs(spec: dict, inputs: PairInputs) -> dict:
+        """The pairs artifact of a ``pairs`` spec, before label noise: ``train`` (the pairs or rated
+        lists trained on), ``eval`` (held-out pairs), ``stats`` (conversion and labelling statistics,
+        run.json's ``metrics.data``) and optionally ``ordered`` (train in this order).  Asks
+        ``inputs`` for what it reads (policy samples, other policies' samples, a sampler, the
+        tokenizer)."""
+        ...
+
+    # ---- the run (pipeline.run): metrics and reports ----------------------------------------------
+
+    gold: Callable[[list, list[str], list[str]], dict] | None
+    """The gold scorer ``gold(prompts, policy_samples, sft_samples) -> metrics`` (the world's r*:
+    gold_reward, win rate against SFT, ...), or None (real data: those metrics are None, quality
+    comes from the configured judges, and no per-prompt scores file is written)."""
+
+    def heldout_pairs(self, sampled: dict[str, tuple[list, list[list[str]]]], pairs_art: dict | None) -> dict:
+        """Metric name -> the held-out pairs implicit-reward accuracy is measured on, or None when it
+        is not measured (the metric is None).  ``sampled``: name -> (prompts, two SFT samples per
+        prompt) for each of :meth:`heldout_splits`; ``pairs_art``: the pairs artifact (None without
+        one).  The world labels the sample pairs with the gold reward (no pair left: NaN); real data
+        uses the pairs artifact's eval pairs."""
+        ...
+
+    def sample_rows(self, prompts: list, samples: list[str], sft_samples: list[str]) -> list[dict]:
+        """The rows of ``samples.jsonl`` (prompt, policy and SFT answers; the world adds their gold
+        rewards, which the per-prompt scores file is written from)."""
+        ...
+
+    def data_report(self, pairs_art: dict, tokenizer, max_length: int) -> dict:
+        """run.json's ``metrics.data``: the pairs' statistics, pairs per prompt, leakage of eval
+        prompts into training (real data: also against the public benchmarks, with the counts of
+        every row left out on the way)."""
+        ...
+
 
 # ---------------------------------------------------------------------------------------------
 # the embedded world
@@ -93,12 +237,12 @@ def _world_spec(fields: dict) -> world.WorldSpec:
     return world.WorldSpec(**kw)
 
 
-class WorldSource:
+class WorldSource(DataSource):
     """The embedded world: SFT demonstrations, on-policy pairs labelled by a Bradley-Terry annotator
     on the gold reward r*, held-out eval and OOD prompts, and r* itself as the gold judge."""
 
     kind = "world"
-    onpolicy = True
+    always_sft = True  # the world's model is built (and trained) by the SFT stage
 
     def __init__(self, spec: dict):
         self.spec = {k: spec[k] for k in WORLD_FIELDS}
@@ -126,6 +270,10 @@ class WorldSource:
 
     def prompt_spec(self, split: str) -> dict:
         return {"kind": "world", "split": split, **{k: self.spec[k] for k in _SPLIT_FIELDS[split]}}
+
+    def eval_prompt_spec(self, pairs: dict) -> dict:
+        """The world's eval split (the pairs do not enter it)."""
+        return self.prompt_spec("eval")
 
     def ranked(self) -> bool:
         """k samples ranked by the annotator (k > 2, or a curriculum order, or rated lists), else today's one
@@ -165,6 +313,16 @@ class WorldSource:
         if self.spec["pair_models"] != "single":  # the other model's samples: the pairs spec's extra_samples
             out["models"] = self.spec["pair_models"]
         return out
+
+    @staticmethod
+    def build_pairs(spec: dict, inputs: PairInputs) -> dict:
+        """On-policy pairs: the SFT policy's samples on the pref prompts (``spec["samples"]``), labelled by
+        :meth:`make_pairs`; step-wise pairs also sample continuations, multi-model pairs read the other
+        policies' samples (their checkpoints built first)."""
+        kw: dict[str, Any] = {"sampler": inputs.sampler()} if "steps" in spec["source"] else {}
+        if spec.get("extra_samples"):  # other SFT policies' samples (multi-model pairs): their checkpoints first
+            kw["extra"] = inputs.extra_samples()
+        return WorldSource.make_pairs(spec["source"], inputs.samples(), int(spec["seed"]), **kw)
 
     @staticmethod
     def make_pairs(
@@ -310,8 +468,11 @@ class WorldSource:
     def heldout_splits() -> dict[str, str]:
         return {"implicit_reward_accuracy": "eval", "implicit_reward_accuracy_ood": "ood"}
 
-    def heldout_pairs(self, prompts_: list, samples: list[list[str]]) -> list[dict]:
-        return world.gold_pairs(prompts_, samples, self.weights)
+    def heldout_pairs(self, sampled: dict[str, tuple[list, list[list[str]]]], pairs_art: dict | None) -> dict:
+        """The SFT sample pairs of each held-out split, labelled by r* (none left: the metric is NaN)."""
+        return {
+            name: world.gold_pairs(prompts_, samples, self.weights) for name, (prompts_, samples) in sampled.items()
+        }
 
     def gold(self, prompts_: list, policy_samples: list[str], sft_samples: list[str]) -> dict:
         out = world.gold_metrics(prompts_, policy_samples, sft_samples, self.weights)
@@ -332,6 +493,17 @@ class WorldSource:
             for p, y, s in zip(prompts_, samples, sft_samples)
         ]
 
+    def data_report(self, pairs_art: dict, tokenizer, max_length: int) -> dict:
+        """The pairs' statistics, k samples per prompt, and the leakage of every prompt the pairs were
+        sampled for into the held-out splits."""
+        pairs = pairs_art["train"]
+        stats = {**pairs_art["stats"], **self.describe(pairs, tokenizer, max_length)}
+        stats.setdefault("k_samples", self.pref_samples_n())
+        stats["pairs_per_prompt"] = pairs_per_prompt(pairs)
+        evals = {f"world_{s}": prompts(self.prompt_spec(s)) for s in ("eval", "ood")}
+        stats["leakage"] = leakage(prompts(self.prompt_spec("pref")), evals)
+        return stats
+
     @staticmethod
     def describe(pairs: list[dict], tokenizer, max_length: int) -> dict:
         if pairs and "responses" in pairs[0]:  # rated lists (dataset.pair_strategy=list)
@@ -347,6 +519,13 @@ class WorldSource:
                 "style_word": world.pair_feature_accuracy(pairs, world.starts_with_style),
             },
         }
+
+
+def pairs_per_prompt(pairs: list[dict]) -> float:
+    """Training rows per distinct prompt (several from k ranked samples, Curry-DPO; conversational prompts
+    are message lists)."""
+    n_prompts = len({prompt_key(x["prompt"]) for x in pairs})
+    return len(pairs) / n_prompts if n_prompts else 0.0
 
 
 def list_stats(rows: list[dict]) -> dict:
@@ -421,13 +600,13 @@ def _content(dcfg_fields: dict) -> dict:
     return out
 
 
-class FileSource:
+class FileSource(DataSource):
     """Real preference data from a local file or the Hub (``dataset.kind=hf``): pairs from the
     files, held-out pairs from the eval split (or the last ``n_eval`` pairs), an optional separate
     SFT dataset, no gold reward (quality comes from the configured judge)."""
 
     kind = "hf"
-    onpolicy = False
+    always_sft = False  # SFT only with an SFT dataset; else the base model is the start
     gold = None
 
     def __init__(self, spec: dict):
@@ -460,7 +639,16 @@ class FileSource:
         return examples, report
 
     def prompt_spec(self, split: str) -> dict:
-        return {"kind": "pairs", "split": split}  # completed by the pipeline with the pairs artifact's spec
+        return {"kind": "pairs", "split": split}  # completed with the pairs artifact's spec (eval_prompt_spec)
+
+    def eval_prompt_spec(self, pairs: dict) -> dict:
+        """The prompts of the pairs artifact's held-out pairs (so that artifact is built even without training)."""
+        return {**self.prompt_spec("eval"), "pairs": pairs}
+
+    @staticmethod
+    def pref_samples_n() -> int:
+        """0: the pairs read no policy samples (they come from the files)."""
+        return 0
 
     def pairs_spec(self) -> dict:
         return dict(self.spec)
@@ -468,6 +656,19 @@ class FileSource:
     @staticmethod
     def extra_policies() -> dict:
         return {}
+
+    @staticmethod
+    def build_pairs(spec: dict, inputs: PairInputs) -> dict:
+        """Pairs read from the files, in the view the loss trains on (paired or unpaired rows), prompts too
+        long for ``max_length`` in the run's tokenizer dropped and counted."""
+        return FileSource.make_pairs(
+            spec["source"],
+            None,
+            int(spec["seed"]),
+            paired=spec["view"] == "pairs",
+            tokenizer=inputs.tokenizer(),
+            max_length=int(spec["max_length"]),
+        )
 
     @staticmethod
     def make_pairs(
@@ -521,14 +722,45 @@ class FileSource:
         return {}
 
     @staticmethod
+    def heldout_pairs(sampled: dict, pairs_art: dict | None) -> dict:
+        """The eval split's pairs (or the held-out last rows); none: not measured (None)."""
+        return {"implicit_reward_accuracy": pairs_art["eval"] or None}
+
+    def data_report(self, pairs_art: dict, tokenizer, max_length: int) -> dict:
+        """The pairs' statistics and token lengths, leakage of eval prompts into training (the eval split
+        and the public benchmarks; a warning when the eval split's prompts are trained on) and every
+        count of rows left out on the way (``counts``)."""
+        pairs = pairs_art["train"]
+        stats = {**pairs_art["stats"], **self.describe(pairs, tokenizer, max_length)}
+        stats["pairs_per_prompt"] = pairs_per_prompt(pairs)
+        train_prompts = [x["prompt"] for x in pairs]
+        leak = {
+            **leakage(train_prompts, eval_sets()),
+            **leakage(train_prompts, {"eval_split": [x["prompt"] for x in pairs_art["eval"]]}),
+        }
+        if leak["eval_split"]["count"]:
+            log.warning(
+                "%d of %d eval prompts also occur among the training prompts (data.leakage.eval_split)",
+                leak["eval_split"]["count"],
+                leak["eval_split"]["n_eval"],
+            )
+        stats["leakage"] = leak
+        stats["counts"] = data_counts(
+            stats["conversion"],
+            stats["conversion_eval"],
+            stats["skipped_prompt_over_max_length"],
+            stats["tokens"],
+            leak,
+        )
+        return stats
+
+    @staticmethod
     def describe(pairs: list[dict], tokenizer, max_length: int) -> dict:
         if "responses" in pairs[0]:  # rated lists
             return {"tokens": {}, "lists": list_stats(pairs)}
         tokens = data_stats(pairs, tokenizer, max_length) if "chosen" in pairs[0] else {}
         if tokens.get("truncated_fraction", 0.0) > TRUNCATION_WARN:  # not only a count in run.json
-            import logging
-
-            logging.getLogger("po_bench").warning(
+            log.warning(
                 "%d of %d training pairs (%.0f%%) exceed train.max_length=%d and are truncated by the trainer "
                 "(p90 prompt + response: %d tokens); raise train.max_length or model.max_length",
                 tokens["n_truncated"],
@@ -544,19 +776,19 @@ class FileSource:
         return [{"prompt": p, "policy": y, "sft": s} for p, y, s in zip(prompts_, samples, sft_samples)]
 
 
-SOURCES: dict[str, Callable[[dict], Any]] = {"world": WorldSource, "hf": FileSource}
+SOURCES: dict[str, type[DataSource]] = {"world": WorldSource, "hf": FileSource}  # dataset.kind -> its source
 
 
-def source_class(spec: dict):
+def source_class(spec: dict) -> type[DataSource]:
     """The source class of a (full or partial) data spec (``spec["kind"]``): what stages call the
-    static builders (``sft_examples``, ``make_pairs``) of."""
+    static builders (``sft_examples``, ``build_pairs``) of."""
     try:
         return SOURCES[spec["kind"]]
     except KeyError:
         raise ValueError(f"dataset.kind={spec.get('kind')!r}: allowed {', '.join(SOURCES)}") from None
 
 
-def source_for(dcfg):
+def source_for(dcfg) -> DataSource:
     """The source for a dataset config node."""
     cls = SOURCES.get(dcfg.kind)
     if cls is None:

@@ -3,9 +3,10 @@ table of sample generations to Weights & Biases; a sweep is a wandb group; ``po-
 --wandb`` logs the sweep's results table as a wandb Table in that group.
 
 Live curves: :func:`live_run_env` wraps training.  It sets the run's wandb environment (folder,
-mode, project, group, name and a fresh run id; ``PO_BENCH_WANDB_RUN_DIR`` tells the TRL adapter to
-report to wandb), so TRL's own wandb callback streams the loss, rewards and learning rate on rank 0
-while the run trains.  :func:`log_run`, after the run, appends the metrics, stage timings, data
+mode, project, group, name and a fresh run id: wandb's own ``WANDB_*`` variables, which TRL's wandb
+callback reads, in this process or on rank 0 of a process group) and yields the run id; the pipeline
+then trains with the run option ``report_to="wandb"``, so TRL's own wandb callback streams the loss,
+rewards and learning rate on rank 0 while the run trains.  :func:`log_run`, after the run, appends the metrics, stage timings, data
 statistics and samples to that same run (same id; one ``offline-run-*`` folder) instead of starting
 a second one; a run whose policy came from the store (no training) gets its history replayed there.
 
@@ -50,7 +51,6 @@ def scrub(obj: Any) -> Any:
 
 
 RUN_ID_FILE = "po_bench_run_id"  # <run>/wandb/po_bench_run_id: the wandb run id live_run_env gave the run
-LIVE_FLAG = "PO_BENCH_WANDB_RUN_DIR"  # set while live_run_env is active: the TRL adapter reports to wandb
 
 
 def _off(tcfg) -> bool:
@@ -74,8 +74,9 @@ def group_and_name(cfg, out_dir: Path) -> tuple[str, str]:
 def live_run_env(tcfg, out_dir: str | Path, group: str, name: str, init_here: bool = True):
     """Wrap a run's training in this: TRL then streams its curves to the run's wandb run while it
     trains (offline files under ``<out_dir>/wandb/`` without ``WANDB_API_KEY``), and :func:`log_run`
-    afterwards appends to the same run.  Yields the run id, or None when tracking is off.  The
-    environment is restored on exit; the wandb run stays open for :func:`log_run` to finish.
+    afterwards appends to the same run.  Yields the run id, or None when there are no live curves
+    (tracking off, or the run could not be opened): train with ``report_to="wandb"`` only under a run
+    id.  The environment is restored on exit; the wandb run stays open for :func:`log_run` to finish.
     ``init_here=False`` (training in a process group): the run is opened by rank 0 of the group,
     from the environment."""
     if _off(tcfg):
@@ -91,8 +92,7 @@ def live_run_env(tcfg, out_dir: str | Path, group: str, name: str, init_here: bo
     run_id = uuid.uuid4().hex[:12]
     (out_dir / "wandb").mkdir(parents=True, exist_ok=True)
     (out_dir / "wandb" / RUN_ID_FILE).write_text(run_id + "\n")
-    env = {
-        LIVE_FLAG: str(out_dir),
+    env = {  # wandb's own settings, read by the wandb.init of TRL's callback (rank 0 of a process group too)
         "WANDB_DIR": str(out_dir),
         "WANDB_MODE": _mode(tcfg),
         "WANDB_PROJECT": tcfg.project,
@@ -108,6 +108,7 @@ def live_run_env(tcfg, out_dir: str | Path, group: str, name: str, init_here: bo
         env["WANDB_ENTITY"] = tcfg.entity
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
+    live: str | None = run_id
     try:
         if init_here:  # the run is opened here with explicit settings; TRL's wandb callback reuses it
             # (left to the callback, wandb.init would take its mode from a settings singleton that an
@@ -128,8 +129,8 @@ def live_run_env(tcfg, out_dir: str | Path, group: str, name: str, init_here: bo
                 )
             except Exception as e:  # noqa: BLE001  (tracking never fails a run: no live curves, said once)
                 log.warning("wandb: live training curves are off for this run (%s: %s)", type(e).__name__, e)
-                os.environ.pop(LIVE_FLAG, None)
-        yield run_id
+                live = None
+        yield live
     finally:
         for k, v in saved.items():
             if v is None:

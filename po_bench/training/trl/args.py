@@ -83,7 +83,7 @@ def common_args(train_cfg, out_dir: Path, seed: int, lr: float, epochs: float, b
         save_strategy="steps" if getattr(train_cfg, "save_steps", 0) > 0 else "no",
         save_steps=max(1, getattr(train_cfg, "save_steps", 0)),
         save_total_limit=2,
-        report_to="wandb" if os.environ.get("PO_BENCH_WANDB_RUN_DIR") else "none",  # results.tracking.live_run_env
+        report_to=getattr(train_cfg, "report_to", "none"),  # the run option (pipeline: wandb under live_run_env)
         seed=seed,
         data_seed=seed,
         use_cpu=not torch.cuda.is_available(),
@@ -114,6 +114,7 @@ TRAIN_FIELD_MAP = {
     "logging_steps": "logging_steps",
     "save_steps": "save_steps",
     "progress": "disable_tqdm",  # run options
+    "report_to": "report_to",
     # the launch (po_bench/training/launch.py): the process group's TrainingArguments (fsdp, deepspeed,
     # ddp_backend); world size and strategy are facts of the launch the trainer reads from its process
     # group, recorded in the spec; keep_checkpoints is applied by the stage after training
