@@ -23,6 +23,7 @@ from po_bench.judges.api import (
     judge_names,
     runner_judge_names,
 )
+from po_bench.training.methods import BACKENDS, MethodKind, can_guide, known_backend, method_of
 
 
 @dataclass
@@ -334,7 +335,6 @@ class ConfigError(ValueError):
     """A user error in the configuration: reported as one line, exit code 2."""
 
 
-BACKENDS = ("dpo", "cpo", "orpo", "kto", "pobench", "listwise", "sft")
 # Ranges of TRL arguments that losses set: name -> (low, high, low_inclusive, high_inclusive)
 TRL_ARG_RANGES = {
     "label_smoothing": (0.0, 0.5, True, False),
@@ -441,7 +441,7 @@ def _validate_real_data(cfg) -> None:
         "(dataset=world); real data brings its own pairs",
     )
     _check(
-        d.format != "unpaired" or (not loss.paired and loss.backend == "kto"),
+        d.format != "unpaired" or (not loss.paired and method_of(loss).kind is MethodKind.UNPAIRED_TRL),
         f"dataset.format=unpaired has no pairs: loss={loss.name} needs pairs (use loss=kto)",
     )
     try:
@@ -517,7 +517,7 @@ def _validate_ranking(cfg) -> None:
     )
     _check(d.curriculum in CURRICULA, f"dataset.curriculum={d.curriculum!r}: allowed {', '.join(CURRICULA)}")
     _check(
-        d.curriculum == "none" or loss.backend != "kto",
+        d.curriculum == "none" or not method_of(loss).kl_rows,
         f"dataset.curriculum={d.curriculum}: loss={loss.name} reorders its unpaired rows (KTO's KL rows); "
         "a curriculum order needs a paired loss",
     )
@@ -535,24 +535,23 @@ def _validate_ranking(cfg) -> None:
 def _validate_lists(cfg) -> None:
     """dataset.pair_strategy=list (rated lists, one row per prompt) and listwise losses go together."""
     d, loss = cfg.dataset, cfg.loss
+    method = method_of(loss)
     lists = d.pair_strategy == "list"
-    if loss.backend == "listwise":
+    if method.list_function:
         _check(
             lists,
             f"loss={loss.name} trains on rated lists: set dataset.pair_strategy=list "
             "(k responses per prompt with their scores)",
         )
-        from po_bench.training.listwise import moving_anchor
-
         _check(
-            not (moving_anchor(loss.function, dict(loss.args)) and cfg.model.lora.enabled),
+            not (method.dynamic_anchor and cfg.model.lora.enabled),
             f"loss={loss.name} with loss.args.anchor=dynamic moves a reference model; with model.lora.enabled "
             "the reference is the base model: use anchor=fixed or full fine-tuning",
         )
     if not lists:
         return
     _check(
-        loss.backend in ("listwise", "sft"),
+        method.list_function or not method.trains_preference,
         f"dataset.pair_strategy=list builds rated lists, not pairs: "
         f"loss={loss.name} needs pairs (listwise losses: lipo, irpo, adpo_list)",
     )
@@ -593,11 +592,12 @@ def _validate_requires(cfg) -> None:
 def _validate_unpaired_and_sources(cfg) -> None:
     """po-bench's unpaired losses (BCO) train on the unpaired view; InfiFPO's sources are SFT models."""
     loss = cfg.loss
-    if loss.backend != "pobench":
+    method = method_of(loss)
+    if not method.pair_function:
         return
-    from po_bench.training.losses import LOSSES, plain_sources, unpaired
+    from po_bench.training.losses import plain_sources
 
-    unp = unpaired(loss.function)
+    unp = method.kind is MethodKind.UNPAIRED_CUSTOM
     _check(
         bool(loss.paired) != unp,
         f"loss={loss.name}: loss.paired={loss.paired}, but {loss.function} trains on "
@@ -614,8 +614,7 @@ def _validate_unpaired_and_sources(cfg) -> None:
             f"dataset.curriculum={cfg.dataset.get('curriculum')}: loss={loss.name} trains on shuffled unpaired rows; "
             "a curriculum order needs a paired loss",
         )
-    spec = LOSSES.get(loss.function)
-    if spec is None or "sources" not in spec.stage_args:
+    if not method.needs_source_models:
         return
     world = cfg.dataset.kind == "world"
     _check(
@@ -635,10 +634,8 @@ def _validate_unpaired_and_sources(cfg) -> None:
 
 def _validate_guide(cfg) -> None:
     """loss.guide (TGDPO): a guided loss names the loss whose trained policy guides it, and only it does."""
-    from po_bench.training.losses import guided
-
     loss = cfg.loss
-    needs = loss.backend == "pobench" and guided(loss.function)
+    needs = method_of(loss).needs_guide
     _check(
         needs or not loss.guide,
         f"loss.guide={loss.guide}: loss={loss.name} takes no guide policy "
@@ -653,7 +650,7 @@ def _validate_guide(cfg) -> None:
 
     g = OmegaConf.load(path)
     _check(
-        g.get("backend", "dpo") in ("dpo", "pobench") and not g.get("reference_free", False) and not g.get("guide"),
+        can_guide(g),
         f"loss.guide={loss.guide}: the guide must be a reference-based DPO-family loss without a guide of its own "
         "(its token rewards are beta*log(pi_guide/pi_ref))",
     )
@@ -711,7 +708,7 @@ def _validate_launch(cfg) -> None:
             f"{what} does not divide over world size {ws} (launch.num_processes x launch.num_machines), and the "
             f"global batch is the same under every launch: pick a multiple of {ws}",
         )
-    if cfg.loss.backend == "kto":
+    if method_of(cfg.loss).kl_rows:
         per = split_batch(global_batch(t)[0], ws, t.batch_size)[0]
         _check(
             per >= 2,
@@ -823,13 +820,12 @@ def _validate_pair_scores(loss) -> None:
     its fields in range, an embedder that loads); every other loss none."""
     from omegaconf import OmegaConf
 
-    from po_bench.training.losses import LOSSES
     from po_bench.training.pair_scores import check
 
-    spec = LOSSES.get(loss.function) if loss.backend == "pobench" else None
+    per_pair = method_of(loss).pair_score
     ps = OmegaConf.to_container(loss.pair_scores, resolve=True) if "pair_scores" in loss else {}
     try:
-        check(loss.function, spec.per_pair if spec is not None else (), ps or {})
+        check(loss.function, per_pair or (), ps or {})
     except ValueError as e:
         raise ConfigError(f"loss={loss.name}: {e}") from None
 
@@ -858,7 +854,8 @@ def validate(cfg) -> None:
             "ignore it; see po-bench --help" + (f" (also: {', '.join(extra[1:])})" if extra[1:] else "")
         )
     loss = cfg.loss
-    _check(loss.backend in BACKENDS, f"loss.backend={loss.backend!r}: allowed {', '.join(BACKENDS)}")
+    _check(known_backend(loss.backend), f"loss.backend={loss.backend!r}: allowed {', '.join(BACKENDS)}")
+    method = method_of(loss)
     _check(
         loss.implicit_reward in IMPLICIT_REWARDS,
         f"loss.implicit_reward={loss.implicit_reward!r}: allowed {', '.join(IMPLICIT_REWARDS)}",
@@ -870,15 +867,15 @@ def validate(cfg) -> None:
             loss.implicit_reward != "logratio",
             f"loss={loss.name} is reference-free: loss.implicit_reward must be avg_logp, not logratio",
         )
-    if loss.backend != "sft":
-        from po_bench.training import trl_adapter
+    if method.trains_preference:
+        from po_bench.training.trl.args import validate_loss_args
 
         try:
-            trl_adapter.validate_backend_args(loss.backend, dict(loss.args), loss.function)
+            validate_loss_args(method)
         except ValueError as e:
             raise ConfigError(f"loss={loss.name}: {e}") from None
         _validate_pair_scores(loss)
-        if loss.backend not in ("pobench", "listwise"):
+        if method.trl_loss:
             from po_bench.training.losses import fmt_range, in_range
 
             for k, v in dict(loss.args).items():
@@ -889,7 +886,7 @@ def validate(cfg) -> None:
                         f"loss.args.{k}={v:g} for {loss.name}: allowed {fmt_range(lo, hi, lo_inc, hi_inc)}",
                     )
     t = cfg.train
-    if loss.backend == "kto":
+    if method.kl_rows:
         _check(
             t.batch_size >= 2,
             f"train.batch_size={t.batch_size} for loss={loss.name}: must be >= 2 "
@@ -903,7 +900,7 @@ def validate(cfg) -> None:
         f"train.warmup_ratio={t.warmup_ratio:g}: allowed [0, 1) (a ratio of the run's steps)",
     )
     _check(t.precision in PRECISIONS, f"train.precision={t.precision!r}: allowed {', '.join(PRECISIONS)}")
-    if t.precision == "bf16-pure" and (loss.backend != "sft" and loss.lr < 1e-5 or t.sft_lr < 1e-5):
+    if t.precision == "bf16-pure" and (method.trains_preference and loss.lr < 1e-5 or t.sft_lr < 1e-5):
         logging.getLogger("po_bench").warning(
             "train.precision=bf16-pure with a learning rate below 1e-5 (loss.lr=%g, train.sft_lr=%g): most updates "
             "round to nothing in bf16 weights; bf16-mixed keeps fp32 master weights",

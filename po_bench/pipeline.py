@@ -26,6 +26,7 @@ from po_bench.results import tracking
 from po_bench.results.scores import world_rows, write_scores
 from po_bench.specs import plan, run_options
 from po_bench.store import Store
+from po_bench.training.methods import method_of
 
 
 def run(cfg, out_dir: str | Path) -> dict:
@@ -130,7 +131,7 @@ def run(cfg, out_dir: str | Path) -> dict:
                 if src.gold is not None:
                     metrics.update(src.gold(prompts, out, sft_samples))
                 metrics.update(implicit.kl_and_length(policy, sft_model, tokenizer, prompts, out))
-            kind = loss.implicit_reward if loss.backend != "sft" else "avg_logp"
+            kind = loss.implicit_reward if method_of(loss).trains_preference else "avg_logp"
             sampled = {  # each held-out split's SFT sample pairs (the world's eval and OOD; real data: none)
                 name: (
                     stages.resolve_prompts(store, p.samples[f"heldout_{split}"]["prompts"]),

@@ -18,7 +18,7 @@ sft_strong         sft's spec on a stronger demonstrator's data; its pref-prompt
 pairs              the source's pair fields (+ pref_samples, annotator / files' checksums, tokenizer
                    and max_length for over-long prompts), noise, seed
 ref_logps          start checkpoint, model, pairs, max_length and the TRL fields its reference pass
-                   reads (``trl_adapter.REF_LOGP_ARGS``)
+                   reads (``methods.REF_LOGP_ARGS``)
 reward_model       (MADPO) start checkpoint, model, pairs, loss.pair_scores' lr/epochs/batch_size,
                    train.max_length/precision/lr_scheduler/warmup_ratio, seed: the reward model + margins
 semantic_distance  (Sem-DPO) pairs, loss.pair_scores.embedder: prompt/chosen embedding distances
@@ -145,12 +145,10 @@ def source_specs(cfg, sft: dict | None) -> list[dict]:
     """InfiFPO's source models (``loss.args.sources``): the run's SFT spec with each source's seed and model
     fields (e.g. another hidden_size); [] for a loss without sources or a run without an SFT stage
     (config.validate refuses that combination)."""
-    if cfg.loss.backend != "pobench" or sft is None:
-        return []
-    from po_bench.training.losses import LOSSES, plain_sources
+    from po_bench.training.losses import plain_sources
+    from po_bench.training.methods import method_of
 
-    spec = LOSSES.get(cfg.loss.function)
-    if spec is None or "sources" not in spec.stage_args:
+    if not method_of(cfg.loss).needs_source_models or sft is None:
         return []
     out = []
     for s in plain_sources(cfg.loss.args.get("sources") or []):
@@ -250,13 +248,14 @@ def _samples(start: dict, model: dict, prompts: dict, gen: dict, seed: int, n: i
 
 def plan(cfg) -> Plan:
     """The specs of every artifact the run ``cfg`` reads or builds."""
-    from po_bench.training.trl_adapter import moving_reference, ref_logp_args
+    from po_bench.training.methods import method_of
 
     seed = int(cfg.seed)
     src = source_for(cfg.dataset)
     model = model_fields(cfg)
     gen = gen_fields(cfg)
     loss = cfg.loss
+    method = method_of(loss)
 
     # ---- SFT: the world always builds its (tiny) model; real data only with an SFT dataset ----
     sft_data = src.sft_spec()
@@ -276,7 +275,7 @@ def plan(cfg) -> Plan:
     p = Plan(source=src, start=start, sft=sft)
 
     # ---- preference data -----------------------------------------------------------------------
-    trains = loss.backend != "sft" and cfg.stages.train
+    trains = method.trains_preference and cfg.stages.train
     noise = plain(cfg.noise)
     if src.pref_samples_n():  # pairs labelled from the SFT policy's samples on the pref prompts (the world)
         pref = _samples(start, model, src.prompt_spec("pref"), gen, seed + 3000, src.pref_samples_n())
@@ -333,19 +332,11 @@ def plan(cfg) -> Plan:
 
     # ---- preference training -----------------------------------------------------------------------
     if trains:
-        from po_bench.training.losses import guided, token_level
-
         lf = loss_fields(cfg)
-        token = loss.backend == "pobench" and token_level(loss.function)  # per-token reference, never precomputed sums
-        if loss.backend == "pobench" and guided(loss.function) and loss.guide:
+        if method.needs_guide and loss.guide:
             p.guide = plan(guide_config(cfg)).policy
-        if (
-            loss.backend in ("dpo", "pobench", "listwise")
-            and not loss.reference_free
-            and not token
-            and loss.paired
-            and not moving_reference(loss.backend, loss.function, dict(loss.args))
-        ):
+        # (token-level losses score the reference per token each step: no precomputed sums)
+        if method.stores_reference_logps:
             p.ref_logps = {
                 "stage": "ref_logps",
                 "version": VERSIONS["ref_logps"],
@@ -354,9 +345,9 @@ def plan(cfg) -> Plan:
                 "pairs": pairs,
                 "max_length": cfg.train.max_length,
                 "precision": cfg.train.precision,
-                "args": ref_logp_args(loss.backend, dict(loss.args)),
+                "args": method.ref_logp_args,
             }
-            if "steps" in pairs["source"]:  # one-step completions are scored without <eos> (trl_adapter)
+            if "steps" in pairs["source"]:  # one-step completions are scored without <eos> (training/trl/dpo.py)
                 p.ref_logps["completion_eos"] = False
         p.pair_scores = pair_scores_spec(cfg, start, model, pairs, seed)
         p.policy = {
@@ -392,15 +383,13 @@ def pair_scores_spec(cfg, start: dict, model: dict, pairs: dict, seed: int) -> d
     loss): ``reward_model`` (MADPO: the start checkpoint, the pairs, the reward model's training fields,
     seed) or ``semantic_distance`` (Sem-DPO: the pairs and the embedding model's name).  The loss's own
     hyperparameters (c_max, alpha, ...) turn scores into weights and key only the policy."""
-    from po_bench.training.losses import LOSSES
-    from po_bench.training.pair_scores import stage_of
+    from po_bench.training.methods import method_of
 
     loss = cfg.loss
-    spec = LOSSES.get(loss.function) if loss.backend == "pobench" else None
-    if spec is None or not spec.per_pair:
+    stage = method_of(loss).pair_score_stage
+    if stage is None:
         return None
     ps = plain(loss.get("pair_scores") or {})
-    stage = stage_of(spec.per_pair[1])
     fields = {k: v for k, v in ps.items() if k != "kind"}
     if stage == "reward_model":
         return {

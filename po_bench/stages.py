@@ -75,7 +75,8 @@ def _distributed(launch: dict | None) -> bool:
 
 
 def build_sft(spec: dict, out: Path, store: Store, opts: dict | None = None, launch: dict | None = None) -> None:
-    from po_bench.training import models, trl_adapter
+    from po_bench.training import models
+    from po_bench.training.trl.sft import train_sft
 
     seed = int(spec["seed"])
     seed_everything(seed)
@@ -91,7 +92,7 @@ def build_sft(spec: dict, out: Path, store: Store, opts: dict | None = None, lau
         if isinstance(examples, tuple):
             examples, report = examples
         train = OmegaConf.create({**spec["train"], **train_opts(opts), "launch": launch or {}})
-        info = trl_adapter.train_sft(
+        info = train_sft(
             model, tok, examples, train, out / "trainer", seed, save_dir=out if _distributed(launch) else None
         )
         if report is not None:
@@ -212,7 +213,9 @@ def continuation_sampler(sspec: dict, store: Store, seed: int):
 def build_policy(
     spec: dict, out: Path, store: Store, opts: dict | None = None, launch: dict | None = None, *, tokenizer=None
 ) -> None:
-    from po_bench.training import trl_adapter
+    from po_bench.training.methods import method_of
+    from po_bench.training.trl.fit import merged
+    from po_bench.training.trl.preference import train_preference
 
     seed = int(spec["seed"])
     start = checkpoint_dir(store, spec["start"])
@@ -237,10 +240,10 @@ def build_policy(
     ]
     seed_everything(seed)
     pol = load_model(start, spec["model"])
-    ref = None if loss.reference_free else load_model(start, spec["model"])
+    ref = load_model(start, spec["model"]) if method_of(loss).needs_reference_model else None
     train = OmegaConf.create({**spec["train"], **train_opts(opts), "launch": launch or {}})
     dist = _distributed(launch)
-    res = trl_adapter.train_preference(
+    res = train_preference(
         pol,
         ref,
         tokenizer,
@@ -258,7 +261,7 @@ def build_policy(
         source_models=sources or None,
     )
     pol = res.pop("model")
-    publish(out, pol if dist else trl_adapter.merged(pol), tokenizer, res, opts, saved_by_trainer=dist)
+    publish(out, pol if dist else merged(pol), tokenizer, res, opts, saved_by_trainer=dist)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -271,7 +274,7 @@ def build_reward_model(
 ) -> None:
     """A reward model trained on the training pairs (TRL's RewardTrainer, from the start checkpoint) and its
     margin r(x, y_w) - r(x, y_l) on every training pair (``margins.json``, in the pairs' order)."""
-    from po_bench.training import trl_adapter
+    from po_bench.training.trl.reward import train_reward_model
 
     seed = int(spec["seed"])
     start = checkpoint_dir(store, spec["start"])
@@ -280,7 +283,7 @@ def build_reward_model(
     pairs = get(store, "pairs", spec["pairs"])["train"]
     seed_everything(seed)
     train = OmegaConf.create({**spec["train"], "grad_accum": 1, "max_steps": 0, **train_opts(opts)})
-    model, info = trl_adapter.train_reward_model(start, tokenizer, pairs, train, out / "trainer", seed)
+    model, info = train_reward_model(start, tokenizer, pairs, train, out / "trainer", seed)
     atomic_write_json(out / "margins.json", {"margins": info.pop("margins")})
     publish(out, model, tokenizer, info, opts, saved_by_trainer=False)
 

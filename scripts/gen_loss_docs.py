@@ -90,7 +90,7 @@ def render() -> str:
         "`rpo` and `mpo` (per-example length-normalised SFT term, TRL's is a batch token mean), `bco_pair` and",
         "`mpo` (BCO's running-mean reward shift delta, dropped by TRL), `fdpo_alpha` (the paper's alpha; TRL's",
         "coefficient is 1 - alpha).  `kto` stays on TRL with its rows ordered so that every KL row pairs a",
-        "prompt with another prompt's completion (`trl_adapter.kto_order`), and `tr_dpo`'s sync interval is a",
+        "prompt with another prompt's completion (`trl/unpaired.py`: `kto_order`), and `tr_dpo`'s sync interval is a",
         "fraction of the run (`ref_model_sync_fraction`).",
         "`beta_dpo` is a po-bench function whose running statistics (M_0, sigma, the step) go in and come back",
         "updated (`LossOutput.state`), held by the trainer between training steps (not across a resume from a",

@@ -290,7 +290,8 @@ def two_steps(tokenizer, rows, loss_cfg, train, tmp_path):
     reference, the store hook recording what it is given): (result, model, reference, state before, saved)."""
     import torch
 
-    from po_bench.training import models, trl_adapter
+    from po_bench.training import models
+    from po_bench.training.trl.preference import train_preference
 
     train = NS(
         **{
@@ -307,7 +308,7 @@ def two_steps(tokenizer, rows, loss_cfg, train, tmp_path):
     ref = copy.deepcopy(model)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     saved = {}
-    res = trl_adapter.train_preference(
+    res = train_preference(
         model,
         ref,
         tokenizer,

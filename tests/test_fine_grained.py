@@ -192,7 +192,8 @@ def pairs(pairs):  # the first 8 of conftest's 32 labelled world pairs
 
 @pytest.mark.slow  # trains (make test-fast runs no training)
 def test_tgdpo_two_real_optimizer_steps_with_a_guide(tokenizer, pairs, tmp_path):
-    from po_bench.training import models, trl_adapter
+    from po_bench.training import models
+    from po_bench.training.trl.preference import train_preference
 
     cfg = _compose(["loss=tgdpo"])
     torch.manual_seed(0)
@@ -217,12 +218,10 @@ def test_tgdpo_two_real_optimizer_steps_with_a_guide(tokenizer, pairs, tmp_path)
     )
     loss_cfg = NS(**{**cfg.loss, "args": dict(cfg.loss.args), "lr": 1e-3})
     with pytest.raises(ValueError, match="guide"):
-        trl_adapter.train_preference(
+        train_preference(
             copy.deepcopy(model), copy.deepcopy(ref), tokenizer, pairs, loss_cfg, train, tmp_path / "noguide", 0
         )
-    res = trl_adapter.train_preference(
-        model, ref, tokenizer, pairs, loss_cfg, train, tmp_path / "t", 0, guide_model=guide
-    )
+    res = train_preference(model, ref, tokenizer, pairs, loss_cfg, train, tmp_path / "t", 0, guide_model=guide)
     assert res["steps"] == 2 and math.isfinite(res["train_loss_final"])
     assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert all(torch.equal(g_before[k], v) for k, v in guide.state_dict().items())  # the guide is frozen
@@ -235,7 +234,8 @@ def test_tgdpo_two_real_optimizer_steps_with_a_guide(tokenizer, pairs, tmp_path)
 
 @pytest.mark.slow  # trains (make test-fast runs no training)
 def test_step_dpo_two_real_optimizer_steps_on_step_pairs(tokenizer, tmp_path):
-    from po_bench.training import models, trl_adapter
+    from po_bench.training import models
+    from po_bench.training.trl.preference import train_preference
 
     spec = world.WorldSpec(n_pref=48)
     prompts = world.make_prompts(spec, "pref")
@@ -263,6 +263,6 @@ def test_step_dpo_two_real_optimizer_steps_on_step_pairs(tokenizer, tmp_path):
         }
     )
     loss_cfg = NS(**{**cfg.loss, "args": dict(cfg.loss.args), "lr": 1e-3})
-    res = trl_adapter.train_preference(model, ref, tokenizer, step_pairs[:8], loss_cfg, train, tmp_path, 0)
+    res = train_preference(model, ref, tokenizer, step_pairs[:8], loss_cfg, train, tmp_path, 0)
     assert res["steps"] == 2 and math.isfinite(res["train_loss_final"])
     assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())

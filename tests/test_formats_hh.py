@@ -77,7 +77,7 @@ def test_hh_rlhf_real_file_every_row_parses():
 def test_hh_rlhf_dpo_step_with_smollm2_tokenizer(tmp_path):
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from po_bench.training import trl_adapter
+    from po_bench.training.trl.preference import train_preference
     from po_bench.training.smollm2 import smollm2_tokenizer
 
     tok = smollm2_tokenizer()
@@ -113,7 +113,7 @@ def test_hh_rlhf_dpo_step_with_smollm2_tokenizer(tmp_path):
         **{**cfg.train, "max_steps": 2, "batch_size": 4, "logging_steps": 1, "progress": False, "max_length": 128}
     )
     loss_cfg = NS(**{**cfg.loss, "args": dict(cfg.loss.args), "lr": 1e-3})
-    res = trl_adapter.train_preference(model, ref, tok, sample, loss_cfg, train, tmp_path / "trainer", 0)
+    res = train_preference(model, ref, tok, sample, loss_cfg, train, tmp_path / "trainer", 0)
     assert res["steps"] == 2
     assert res["train_loss_final"] is not None and torch.isfinite(torch.tensor(res["train_loss_final"]))
     assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())

@@ -28,7 +28,9 @@ import torch
 from po_bench.cli.app import CONF_DIR
 from po_bench.data import world
 from po_bench.generation.logprobs import completion_logps, tokenize_completion
-from po_bench.training import models, trl_adapter
+from po_bench.training import models
+from po_bench.training.trl.args import TRAIN_FIELD_MAP, build_trl_config
+from po_bench.training.trl.preference import train_preference
 
 from .conftest import compose as _compose
 
@@ -221,8 +223,7 @@ def _stats(model, tokenizer, pairs):
 
 
 def _train_cfg(cfg, steps):
-    known = getattr(trl_adapter, "TRAIN_FIELD_MAP", None)  # the training fields the adapter passes on to TRL
-    train = {k: v for k, v in cfg.train.items() if known is None or k in known}
+    train = {k: v for k, v in cfg.train.items() if k in TRAIN_FIELD_MAP}  # the training fields passed on to TRL
     return NS(
         **{
             **train,
@@ -248,15 +249,13 @@ def test_first_step_loss_closed_form_and_direction(loss, tokenizer, batch_pairs,
     train = _train_cfg(cfg, 1)
     b = _stats(model, tokenizer, batch_pairs)
     b.beta, b.args, b.backend = float(loss_cfg.beta), loss_cfg.args, loss_cfg.backend
-    b.trl_cfg = trl_adapter.build_trl_config(loss_cfg, train, tmp_path / "cfg", 0)
+    b.trl_cfg = build_trl_config(loss_cfg, train, tmp_path / "cfg", 0)
     P = [p["prompt"] for p in batch_pairs]
     b.w_chosen = _wpo_weights(model, tokenizer, P, [p["chosen"] for p in batch_pairs])
     b.w_rejected = _wpo_weights(model, tokenizer, P, [p["rejected"] for p in batch_pairs])
     b.full_nll = _full_sequence_nll(model, tokenizer, P, [p["chosen"] for p in batch_pairs])
     cache = (lambda: None, lambda obj: None) if loss_cfg.backend == "dpo" else None
-    res = trl_adapter.train_preference(
-        model, ref, tokenizer, batch_pairs, loss_cfg, train, tmp_path, 0, ref_logps_cache=cache
-    )
+    res = train_preference(model, ref, tokenizer, batch_pairs, loss_cfg, train, tmp_path, 0, ref_logps_cache=cache)
     (first,) = [h for h in res["history"] if "loss" in h]
     label, form = CLOSED_FORM[loss]
     want = form(b)
@@ -298,7 +297,7 @@ def test_pobench_cdpo_eps0_matches_trl_sigmoid(tokenizer, batch_pairs, tmp_path)
         "trl": NS(**{**cfg.loss, "args": dict(cfg.loss.args), "lr": 1e-3}),
         "pobench": NS(**{**_loss_cfg("cdpo").loss, "args": {"eps": 0.0}, "lr": 1e-3}),
     }.items():
-        res = trl_adapter.train_preference(
+        res = train_preference(
             copy.deepcopy(policy),
             copy.deepcopy(ref),
             tokenizer,

@@ -1,6 +1,6 @@
 """Listwise losses (po_bench/training/listwise.py) against explicit-loop transcriptions of their equations,
 gradients, config-time errors, the world's rated lists and real optimizer steps of the listwise trainer
-(trl_adapter) on them (rated lists from files: tests/test_formats_ranked.py)."""
+(po_bench/training/trl/listwise.py) on them (rated lists from files: tests/test_formats_ranked.py)."""
 
 import copy
 import math
@@ -318,14 +318,15 @@ def test_two_real_optimizer_steps(name, args, tokenizer, tmp_path):
 def test_cached_reference_log_probs_are_used(tokenizer, tmp_path):
     """With the store's k reference log-probs per row in place, the trainer reads them (a huge reference
     log-prob on the best response makes its reward very negative) instead of recomputing."""
-    from po_bench.training import models, trl_adapter
+    from po_bench.training import models
+    from po_bench.training.trl.preference import train_preference
 
     rows = _world_lists(n=8)[0][:8]
     loss_cfg, train = _loss_cfg("adpo_list")
     train = NS(**{**train, "max_steps": 1, "batch_size": 8, "logging_steps": 1, "progress": False})
     fake = {"ref_logps": [[1000.0] + [0.0] * (len(r["responses"]) - 1) for r in rows]}
     model = models.build_tiny_model(tokenizer, hidden_size=64, num_layers=1, intermediate_size=128)
-    res = trl_adapter.train_preference(
+    res = train_preference(
         model,
         copy.deepcopy(model),
         tokenizer,

@@ -48,7 +48,9 @@ def test_training_curves_stream_live_and_log_run_appends_to_the_same_run(tokeniz
 
     from po_bench.cli.app import CONF_DIR
     from po_bench.data import world
-    from po_bench.training import models, trl_adapter
+    from po_bench.training import models
+    from po_bench.training.trl.args import TRAIN_FIELD_MAP
+    from po_bench.training.trl.preference import train_preference
 
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     for k in ("WANDB_DIR", "WANDB_MODE", "WANDB_RUN_ID", "WANDB_NAME", "WANDB_RUN_GROUP"):
@@ -65,7 +67,7 @@ def test_training_curves_stream_live_and_log_run_appends_to_the_same_run(tokeniz
         seed=0,
     )[:16]
     model = models.build_tiny_model(tokenizer, hidden_size=32, num_layers=1, intermediate_size=64)
-    known = getattr(trl_adapter, "TRAIN_FIELD_MAP", cfg.train)  # the training options the adapter takes
+    known = TRAIN_FIELD_MAP  # the training options passed on to TRL
     train = NS(
         **{
             **{k: v for k, v in cfg.train.items() if k in known},
@@ -84,9 +86,7 @@ def test_training_curves_stream_live_and_log_run_appends_to_the_same_run(tokeniz
 
     with live_run_env(cfg.tracking, out, "sweepgroup", "0_dpo_s0") as run_id:
         assert run_id and os.environ["WANDB_RUN_ID"] == run_id and os.environ["WANDB_DIR"] == str(out.absolute())
-        res = trl_adapter.train_preference(
-            model, copy.deepcopy(model), tokenizer, pairs, loss, train, out / "trainer", 0
-        )
+        res = train_preference(model, copy.deepcopy(model), tokenizer, pairs, loss, train, out / "trainer", 0)
     assert "WANDB_RUN_ID" not in os.environ and "WANDB_DIR" not in os.environ  # restored
     assert res["steps"] == 4
 

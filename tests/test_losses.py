@@ -391,7 +391,7 @@ def test_invalid_hyperparameters_fail_at_config_time(overrides, needle):
     ],
 )
 def test_trl_mapping(loss, cls, expect, tmp_path):
-    from po_bench.training.trl_adapter import build_trl_config
+    from po_bench.training.trl.args import build_trl_config
 
     cfg = _compose([f"loss={loss}"])
     trl_cfg = build_trl_config(cfg.loss, cfg.train, tmp_path, 0, n_rows=800)

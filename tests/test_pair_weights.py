@@ -11,7 +11,9 @@ import torch
 
 from po_bench.config import ConfigError, validate
 from po_bench.specs import plan
-from po_bench.training import losses, models, trl_adapter
+from po_bench.training import losses, models
+from po_bench.training.trl.preference import train_preference
+from po_bench.training.trl.reward import train_reward_model
 from tests.conftest import compose as _compose
 
 
@@ -51,7 +53,7 @@ def _train(loss_name, tokenizer, pairs, tmp_path, scores, max_steps=2, cache=Non
         }
     )
     loss_cfg = NS(**{**cfg.loss, "args": {**dict(cfg.loss.args), **args}, "lr": 1e-3})
-    res = trl_adapter.train_preference(
+    res = train_preference(
         model, ref, tokenizer, pairs, loss_cfg, train, tmp_path, 0, pair_scores=scores, ref_logps_cache=cache
     )
     moved = sum(not torch.equal(before[k], v) for k, v in model.state_dict().items())
@@ -131,7 +133,7 @@ def test_reward_model_trains_with_trl_and_scores_every_pair(tokenizer, pairs, tm
         save_steps=0,
         progress=False,
     )
-    model, info = trl_adapter.train_reward_model(tmp_path / "start", tokenizer, pairs[:24], train, tmp_path / "rm", 0)
+    model, info = train_reward_model(tmp_path / "start", tokenizer, pairs[:24], train, tmp_path / "rm", 0)
     assert info["steps"] == 3 and len(info["margins"]) == 24
     assert all(math.isfinite(m) for m in info["margins"]) and len(set(info["margins"])) > 1
     assert model.config.num_labels == 1
@@ -215,4 +217,4 @@ def test_training_without_the_scores_is_refused(tokenizer, pairs, tmp_path):
     cfg = _compose(["loss=madpo"])
     loss_cfg = NS(**{**cfg.loss, "args": dict(cfg.loss.args)})
     with pytest.raises(ValueError, match="needs one pair score per pair"):
-        trl_adapter.train_preference(None, None, tokenizer, pairs[:8], loss_cfg, NS(**cfg.train), tmp_path, 0)
+        train_preference(None, None, tokenizer, pairs[:8], loss_cfg, NS(**cfg.train), tmp_path, 0)

@@ -8,7 +8,12 @@ import pytest
 import torch
 
 from po_bench.cli.app import CONF_DIR
-from po_bench.training import models, trl_adapter
+from po_bench.training import models
+from po_bench.training.methods import method_of
+from po_bench.training.trl.args import build_sft_config, build_trl_config, make_config, validate_loss_args
+from po_bench.training.trl.fit import last_checkpoint, merged
+from po_bench.training.trl.preference import train_preference
+from po_bench.training.trl.unpaired import kl_matched_rows, kto_order, unpaired_view
 
 from .conftest import compose as _compose
 from .helpers import check_golden, training_trace
@@ -59,15 +64,15 @@ def test_two_real_optimizer_steps(loss, tokenizer, pairs, tmp_path):
     # a guided loss (TGDPO) scores a guide policy per token: here a copy of the start (token rewards 0: DPO's step);
     # tests/test_fine_grained.py trains it with a guide that differs from the reference
     guide = {"guide_model": copy.deepcopy(model)} if cfg.loss.get("guide") else {}
-    if trl_adapter.fused_reference(loss_cfg):  # InfiFPO: source models (tests/test_unpaired_fused.py checks the fusion)
+    if method_of(
+        loss_cfg
+    ).needs_source_models:  # InfiFPO: source models (tests/test_unpaired_fused.py checks the fusion)
         guide["source_models"] = [
             models.build_tiny_model(tokenizer, hidden_size=64, num_layers=1, intermediate_size=128) for _ in range(2)
         ]
-    if trl_adapter.needs_pair_scores(loss_cfg):  # MADPO / Sem-DPO: one score per pair (tests/test_pair_weights.py)
+    if method_of(loss_cfg).needs_pair_scores:  # MADPO / Sem-DPO: one score per pair (tests/test_pair_weights.py)
         guide["pair_scores"] = [0.5] * len(pairs)
-    res = trl_adapter.train_preference(
-        model, ref, tokenizer, pairs, loss_cfg, train, tmp_path, 0, ref_logps_cache=cache, **guide
-    )
+    res = train_preference(model, ref, tokenizer, pairs, loss_cfg, train, tmp_path, 0, ref_logps_cache=cache, **guide)
     assert res["steps"] == 2
     assert res["train_loss_final"] is not None and torch.isfinite(torch.tensor(res["train_loss_final"]))
     changed = sum(not torch.equal(before[k], v) for k, v in model.state_dict().items())
@@ -95,7 +100,7 @@ def test_cached_reference_logps_are_used(tokenizer, pairs, tmp_path):
     train = NS(**{**cfg.train, "max_steps": 1, "batch_size": 8, "logging_steps": 1, "progress": False})
     loss_cfg = NS(**{**cfg.loss, "args": dict(cfg.loss.args)})
     fake = {"ref_chosen_logps": [-1000.0] * len(pairs), "ref_rejected_logps": [0.0] * len(pairs)}
-    res = trl_adapter.train_preference(
+    res = train_preference(
         model,
         copy.deepcopy(model),
         tokenizer,
@@ -113,12 +118,12 @@ def test_cached_reference_logps_are_used(tokenizer, pairs, tmp_path):
 
 def test_unknown_backend_argument_rejected():
     with pytest.raises(ValueError, match="not_an_arg"):
-        trl_adapter.validate_backend_args("dpo", {"not_an_arg": 1})
-    trl_adapter.validate_backend_args("cpo", {"loss_type": "simpo", "simpo_gamma": 0.5})
+        validate_loss_args(method_of({"backend": "dpo", "args": {"not_an_arg": 1}}))
+    validate_loss_args(method_of({"backend": "cpo", "args": {"loss_type": "simpo", "simpo_gamma": 0.5}}))
 
 
 def test_unpaired_view():
-    out = trl_adapter.unpaired_view([{"prompt": "p", "chosen": "a", "rejected": "b"}])
+    out = unpaired_view([{"prompt": "p", "chosen": "a", "rejected": "b"}])
     assert out == [
         {"prompt": "p", "completion": "a", "label": True},
         {"prompt": "p", "completion": "b", "label": False},
@@ -135,13 +140,11 @@ def test_lora_trains_adapters_only_and_merges(tokenizer, pairs, tmp_path):
     train = NS(**{**cfg.train, "max_steps": 2, "batch_size": 8, "logging_steps": 1, "progress": False})
     loss_cfg = NS(**{**cfg.loss, "args": dict(cfg.loss.args), "lr": 1e-2})
     model_cfg = NS(lora=NS(enabled=True, r=4, alpha=8, dropout=0.0, target_modules="all-linear"))
-    res = trl_adapter.train_preference(
-        model, None, tokenizer, pairs[:8], loss_cfg, train, tmp_path, 0, model_cfg=model_cfg
-    )
+    res = train_preference(model, None, tokenizer, pairs[:8], loss_cfg, train, tmp_path, 0, model_cfg=model_cfg)
     peft_model = res["model"]
     trainable = [n for n, p in peft_model.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in n for n in trainable)
-    plain = trl_adapter.merged(peft_model)
+    plain = merged(peft_model)
     after = plain.state_dict()
     assert set(after) == set(before)
     assert any(not torch.equal(before[k], after[k]) for k in before)
@@ -150,14 +153,14 @@ def test_lora_trains_adapters_only_and_merges(tokenizer, pairs, tmp_path):
 def test_last_checkpoint_skips_partial_ones(tmp_path):
     """A kill during a checkpoint write leaves a folder without trainer_state.json: resume from the
     newest complete one instead."""
-    assert trl_adapter.last_checkpoint(tmp_path / "missing") is None
+    assert last_checkpoint(tmp_path / "missing") is None
     for n in (4, 8):
         (tmp_path / f"checkpoint-{n}").mkdir()
     (tmp_path / "checkpoint-4" / "trainer_state.json").write_text("{}")
     (tmp_path / "checkpoint-8" / "model.safetensors").write_bytes(b"half")  # partial: no trainer_state.json
-    assert trl_adapter.last_checkpoint(tmp_path) == str(tmp_path / "checkpoint-4")
+    assert last_checkpoint(tmp_path) == str(tmp_path / "checkpoint-4")
     (tmp_path / "checkpoint-8" / "trainer_state.json").write_text("{}")
-    assert trl_adapter.last_checkpoint(tmp_path) == str(tmp_path / "checkpoint-8")
+    assert last_checkpoint(tmp_path) == str(tmp_path / "checkpoint-8")
 
 
 # ---- every hyperparameter reaches TRL's config ------------------------------------------------------------
@@ -183,7 +186,7 @@ def test_every_hyperparameter_reaches_the_trl_config(loss, precision, tmp_path):
     must arrive as warmup_steps)."""
     cfg = _compose([f"loss={loss}", f"train.precision={precision}", *TRAIN_OVERRIDES])
     t, lc = cfg.train, cfg.loss
-    a = trl_adapter.build_trl_config(lc, t, tmp_path, 3, n_rows=64)
+    a = build_trl_config(lc, t, tmp_path, 3, n_rows=64)
     asked = {
         "per_device_train_batch_size": t.batch_size,
         "gradient_accumulation_steps": t.grad_accum,
@@ -229,7 +232,7 @@ TRL_NORMALISES = {("loss_type", "alphapo"): "simpo"}  # CPOConfig: AlphaPO is Si
 
 def test_sft_config_carries_every_sft_field(tmp_path):
     cfg = _compose([*TRAIN_OVERRIDES, "train.sft_lr=0.003", "train.sft_epochs=2", "train.sft_batch_size=5"])
-    a = trl_adapter.build_sft_config(cfg.train, tmp_path, 0)
+    a = build_sft_config(cfg.train, tmp_path, 0)
     assert (a.learning_rate, a.num_train_epochs, a.per_device_train_batch_size) == (0.003, 2, 5)
     assert (a.warmup_steps, a.max_length, a.gradient_accumulation_steps) == (0.1, 40, 3)
 
@@ -238,11 +241,11 @@ def test_an_unmapped_field_stops_the_run(tmp_path):
     cfg = _compose([])
     train = NS(**{**cfg.train, "not_a_field": 1})
     with pytest.raises(ValueError, match="train.not_a_field"):
-        trl_adapter.build_trl_config(cfg.loss, train, tmp_path, 0)
+        build_trl_config(cfg.loss, train, tmp_path, 0)
     from trl import DPOConfig
 
     with pytest.raises(ValueError, match="loss.args.warmup_ratio has no field in TRL's DPOConfig"):
-        trl_adapter._make_config(
+        make_config(
             DPOConfig, {"output_dir": str(tmp_path), "warmup_ratio": 0.1}, {"warmup_ratio": "loss.args.warmup_ratio"}
         )
 
@@ -264,7 +267,7 @@ def test_warmup_reaches_the_scheduler(tokenizer, pairs, tmp_path):
         }
     )
     loss_cfg = NS(**{**cfg.loss, "args": dict(cfg.loss.args), "lr": 1e-3})
-    res = trl_adapter.train_preference(model, copy.deepcopy(model), tokenizer, pairs[:16], loss_cfg, train, tmp_path, 0)
+    res = train_preference(model, copy.deepcopy(model), tokenizer, pairs[:16], loss_cfg, train, tmp_path, 0)
     lrs = [h["learning_rate"] for h in res["history"] if "learning_rate" in h]
     assert lrs[0] < lrs[1] <= 1e-3, lrs  # TRL logs the rate of the step just taken: warmup, then decay
 
@@ -277,18 +280,16 @@ def test_kto_kl_rows_are_provably_mismatched(tokenizer, pairs, tmp_path):
     view (each prompt's desirable row next to its undesirable one) half of those KL rows are matched
     pairs; po-bench's order leaves none: in a real collated batch, every KL row's completion is the
     previous row's, whose prompt differs from the KL row's prompt."""
-    rows = trl_adapter.unpaired_view(pairs[:16])
-    assert (
-        trl_adapter.kl_matched_rows(__import__("datasets").Dataset.from_list(rows), 8) == len(rows) // 2
-    )  # before: half
-    ordered = trl_adapter.kto_order(rows, 8, seed=0)
+    rows = unpaired_view(pairs[:16])
+    assert kl_matched_rows(__import__("datasets").Dataset.from_list(rows), 8) == len(rows) // 2  # before: half
+    ordered = kto_order(rows, 8, seed=0)
     assert sorted(map(str, ordered)) == sorted(map(str, rows))  # same rows, another order
     from trl import KTOTrainer
 
     cfg = _loss_cfg("kto")
     train = NS(**{**cfg.train, "max_steps": 1, "batch_size": 8, "logging_steps": 1, "progress": False})
     loss_cfg = NS(**{**cfg.loss, "args": dict(cfg.loss.args)})
-    args = trl_adapter.build_trl_config(loss_cfg, train, tmp_path, 0, n_rows=len(ordered))
+    args = build_trl_config(loss_cfg, train, tmp_path, 0, n_rows=len(ordered))
     model = models.build_tiny_model(tokenizer, hidden_size=64, num_layers=1, intermediate_size=128)
     trainer = KTOTrainer(
         model=model,
@@ -297,7 +298,7 @@ def test_kto_kl_rows_are_provably_mismatched(tokenizer, pairs, tmp_path):
         train_dataset=__import__("datasets").Dataset.from_list(ordered),
         processing_class=tokenizer,
     )
-    assert trl_adapter.kl_matched_rows(trainer.train_dataset, 8) == 0
+    assert kl_matched_rows(trainer.train_dataset, 8) == 0
     batch = next(iter(trainer.get_train_dataloader()))
     ids, cm = batch["input_ids"], batch["completion_mask"]
     kl_ids, kl_cm = batch["KL_input_ids"], batch["KL_completion_mask"]
@@ -315,9 +316,9 @@ def test_kto_kl_rows_are_provably_mismatched(tokenizer, pairs, tmp_path):
 
 def test_kto_order_drops_a_last_batch_of_one_and_keeps_the_rest():
     rows = [{"prompt": f"p{i // 2}", "completion": str(i), "label": i % 2 == 0} for i in range(17)]
-    out = trl_adapter.kto_order(rows, 4, seed=1)
+    out = kto_order(rows, 4, seed=1)
     assert len(out) == 16
-    assert trl_adapter.kl_matched_rows(__import__("datasets").Dataset.from_list(out), 4) == 0
+    assert kl_matched_rows(__import__("datasets").Dataset.from_list(out), 4) == 0
 
 
 # ---- BCO's delta moves across steps ------------------------------------------------------------------------
@@ -341,7 +342,7 @@ def test_bco_delta_updated_across_steps(tokenizer, pairs, tmp_path):
         }
     )
     loss_cfg = NS(**{**cfg.loss, "args": dict(cfg.loss.args), "lr": 1e-2})
-    res = trl_adapter.train_preference(model, copy.deepcopy(model), tokenizer, pairs[:24], loss_cfg, train, tmp_path, 0)
+    res = train_preference(model, copy.deepcopy(model), tokenizer, pairs[:24], loss_cfg, train, tmp_path, 0)
     deltas = [h["bco/delta"] for h in res["history"] if "bco/delta" in h]
     assert len(deltas) == 3, res["history"]
     assert deltas[0] == pytest.approx(0.0, abs=1e-6)  # step 1: policy == reference, every reward 0
@@ -370,7 +371,7 @@ def test_beta_dpo_state_is_held_across_steps(tokenizer, pairs, tmp_path):
         }
     )
     loss_cfg = NS(**{**cfg.loss, "args": dict(cfg.loss.args), "lr": 1e-2})
-    res = trl_adapter.train_preference(model, copy.deepcopy(model), tokenizer, pairs[:24], loss_cfg, train, tmp_path, 0)
+    res = train_preference(model, copy.deepcopy(model), tokenizer, pairs[:24], loss_cfg, train, tmp_path, 0)
     h = [x for x in res["history"] if "beta_dpo/margin_mean" in x]
     assert len(h) == 3, res["history"]
     assert all(x["beta_dpo/kept"] == 6 for x in h)
@@ -396,9 +397,9 @@ def test_curriculum_order_is_kept_by_the_trainer(tokenizer, pairs, tmp_path):
     train = NS(**{**cfg.train, "max_steps": 2, "batch_size": 8, "logging_steps": 1, "progress": False})
     loss_cfg = NS(**{**cfg.loss, "args": dict(cfg.loss.args), "lr": 1e-3})
     rows = [{"prompt": p["prompt"], "chosen": p["chosen"], "rejected": p["rejected"]} for p in pairs[:16]][::-1]
-    args = trl_adapter.build_trl_config(loss_cfg, train, tmp_path, 0, n_rows=16, ordered=True)
+    args = build_trl_config(loss_cfg, train, tmp_path, 0, n_rows=16, ordered=True)
     assert args.train_sampling_strategy == "sequential"
-    assert trl_adapter.build_trl_config(loss_cfg, train, tmp_path, 0, n_rows=16).train_sampling_strategy == "random"
+    assert build_trl_config(loss_cfg, train, tmp_path, 0, n_rows=16).train_sampling_strategy == "random"
     model = models.build_tiny_model(tokenizer, hidden_size=64, num_layers=1, intermediate_size=128)
     trainer = DPOTrainer(
         model=model,
@@ -415,13 +416,13 @@ def test_curriculum_order_is_kept_by_the_trainer(tokenizer, pairs, tmp_path):
         for i in range(8):  # TRL stacks chosen then rejected: row i's prompt is dataset row 8j + i's
             got = ids[i][(am[i] == 1) & (cm[i] == 0)].tolist()
             assert tokenizer.decode(got).strip() == rows[8 * j + i]["prompt"].strip()  # (random: 0 of 8 match)
-    res = trl_adapter.train_preference(
+    res = train_preference(
         model, copy.deepcopy(model), tokenizer, pairs[:16], loss_cfg, train, tmp_path / "run", 0, ordered=True
     )
     assert res["steps"] == 2
     with pytest.raises(ValueError, match="curriculum"):
         kto = _loss_cfg("kto")
-        trl_adapter.train_preference(
+        train_preference(
             model,
             None,
             tokenizer,

@@ -11,7 +11,10 @@ import torch
 from po_bench.config import ConfigError, validate
 from po_bench.data import world
 from po_bench.specs import plan
-from po_bench.training import losses, models, trl_adapter
+from po_bench.training import losses, models
+from po_bench.training.trl.args import build_trl_config
+from po_bench.training.trl.dpo import FusedReferenceDPOTrainer, source_sequence_logps
+from po_bench.training.trl.preference import train_preference
 
 from .conftest import compose as _compose
 
@@ -129,9 +132,7 @@ def _run(name, tokenizer, pairs, tmp_path, steps=2, **kw):
     loss_cfg = NS(**{**cfg.loss, "args": dict(cfg.loss.args), "lr": 1e-3})
     model = _tiny(tokenizer)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    res = trl_adapter.train_preference(
-        model, copy.deepcopy(model), tokenizer, pairs, loss_cfg, train, tmp_path, 0, **kw
-    )
+    res = train_preference(model, copy.deepcopy(model), tokenizer, pairs, loss_cfg, train, tmp_path, 0, **kw)
     moved = sum(not torch.equal(before[k], v) for k, v in model.state_dict().items())
     return res, moved
 
@@ -172,24 +173,25 @@ def test_fused_reference_rows_are_the_fusion_of_the_sources(tokenizer, pairs, tm
     train = NS(**{**cfg.train, "max_steps": 1, "batch_size": 8, "logging_steps": 1, "progress": False})
     loss_cfg = NS(**{**cfg.loss, "args": dict(cfg.loss.args)})
     model, sources = _tiny(tokenizer), [_tiny(tokenizer, seed=s) for s in (1, 2)]
-    args = trl_adapter.build_trl_config(loss_cfg, train, tmp_path, 0)
+    args = build_trl_config(loss_cfg, train, tmp_path, 0)
     assert args.precompute_ref_log_probs  # fused: always precomputed, with or without the store's cache
-    from trl import DPOTrainer
-
-    cls = trl_adapter._fused_reference_trainer(trl_adapter._pobench_trainer(DPOTrainer, "infifpo", {}, True), sources)
     rows = [{"prompt": p["prompt"], "chosen": p["chosen"], "rejected": p["rejected"]} for p in pairs[:8]]
     from datasets import Dataset
 
-    tr = cls(
+    tr = FusedReferenceDPOTrainer(
         model=model,
         ref_model=copy.deepcopy(model),
         args=args,
         train_dataset=Dataset.from_list(rows),
         processing_class=tokenizer,
+        spec=losses.LOSSES["infifpo"],
+        hparams={},
+        needs_ref=True,
+        sources=sources,
     )
     ds = tr.train_dataset
-    piv, n = trl_adapter.source_sequence_logps(tr, model, ds, 8)
-    src = torch.stack([trl_adapter.source_sequence_logps(tr, m, ds, 8)[0] for m in sources])
+    piv, n = source_sequence_logps(tr, model, ds, 8)
+    src = torch.stack([source_sequence_logps(tr, m, ds, 8)[0] for m in sources])
     fw, fl = losses.fuse_reference(piv[0] / n[0], piv[1] / n[1], src[:, 0] / n[0], src[:, 1] / n[1])
     assert torch.tensor(ds["ref_chosen_logps"], dtype=torch.float64) == pytest.approx(fw * n[0], abs=1e-3)
     assert torch.tensor(ds["ref_rejected_logps"], dtype=torch.float64) == pytest.approx(fl * n[1], abs=1e-3)

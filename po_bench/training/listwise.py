@@ -2,7 +2,7 @@
 
 One training example is one prompt with k responses and their annotator scores (``dataset.pair_strategy=list``:
 the world rates k on-policy samples, po_bench/data/world.py ``label_lists``; files: the ``ranked`` format,
-formats.to_lists).  The trainer (``trl_adapter``'s listwise trainer, on TRL's DPOTrainer) computes every
+formats.to_lists).  The trainer (``training/trl/listwise.py``'s ListwiseTrainer, on TRL's DPOTrainer) computes every
 response's summed completion log-probs under the policy and the reference ([B, k]) and hands a
 :class:`ListStats` to the function named by ``loss.function``; the function returns :class:`ListOutput`.
 

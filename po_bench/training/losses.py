@@ -2,9 +2,10 @@
 
 Each function takes :class:`PairStats` (policy and reference log-probs of the chosen and rejected
 completions, summed over completion tokens, and their token counts) plus its hyperparameters, and
-returns :class:`LossOutput`: per-example losses and the implicit rewards it logs.  They are called
-by the one trainer adapter in ``trl_adapter.py`` (a subclass of TRL's DPOTrainer) and tested
-against transcriptions of the papers' equations in ``tests/test_losses.py``.
+returns :class:`LossOutput`: per-example losses and the implicit rewards it logs.  They are called by
+the trainers of ``training/trl/dpo.py`` and ``training/trl/unpaired.py`` (subclasses of TRL's DPOTrainer
+and KTOTrainer; the Method record, ``training/methods.py``, says which) and tested against
+transcriptions of the papers' equations in ``tests/test_losses.py``.
 
 TRL-backed methods (dpo, ipo, simpo, ...) are not here: their yaml maps them onto a TRL trainer
 and loss_type.  Adding a loss = one function + one ``LOSSES`` entry + one yaml + one test row.

@@ -4,7 +4,7 @@ per-pair weighting losses (``LossSpec.per_pair``) weight each pair by.
 ``loss.pair_scores.kind`` names the score and so the stage that builds it (:mod:`po_bench.stages`):
 
 - ``reward_margin`` (MADPO): a reward model trained first on the pairs with TRL's RewardTrainer
-  (``trl_adapter.train_reward_model``), then its margin r(x, y_w) - r(x, y_l) on every training pair.
+  (``training/trl/reward.py``: ``train_reward_model``), then its margin r(x, y_w) - r(x, y_l) on every training pair.
   Fields: ``lr``, ``epochs``, ``batch_size`` of the reward model's training.
 - ``semantic_distance`` (Sem-DPO): the cosine distance 1 - cos(e(x), e(y_w)) between sentence
   embeddings of the prompt and the chosen completion.  Field: ``embedder``, a sentence-embedding model:

@@ -1,0 +1,76 @@
+"""MADPO's reward model (its pair scores, po_bench.training.pair_scores): TRL's RewardTrainer on the
+preference pairs, then its margin on every pair."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from trl import RewardTrainer
+
+from po_bench.training.trl.args import build_reward_config, precision_of
+from po_bench.training.trl.fit import MetricsLog, batch_facts, cast_for_precision, run
+
+
+def train_reward_model(start_dir, tokenizer, pairs: list[dict], train_cfg, out_dir: Path, seed: int):
+    """MADPO's first step: a reward model trained on the preference pairs with TRL's RewardTrainer
+    (Bradley-Terry loss -log sig(r(x, y_w) - r(x, y_l))), a sequence-classification head (one output) on
+    the checkpoint in ``start_dir``; then its margin r(x, y_w) - r(x, y_l) on every pair, in order.
+    Returns (model, info) with ``info["margins"]``."""
+    from datasets import Dataset
+    from transformers import AutoModelForSequenceClassification
+
+    args = build_reward_config(train_cfg, out_dir, seed)
+    model = AutoModelForSequenceClassification.from_pretrained(str(start_dir), num_labels=1, dtype=torch.float32)
+    cast_for_precision(model, precision_of(train_cfg))
+    rows = [{"prompt": p["prompt"], "chosen": p["chosen"], "rejected": p["rejected"]} for p in pairs]
+    mlog = MetricsLog()
+    trainer = RewardTrainer(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_list(rows),
+        processing_class=tokenizer,
+        callbacks=[mlog.callback],
+    )
+    run(trainer, out_dir)
+    margins = reward_margins(trainer, rows, int(train_cfg.batch_size))
+    acc = sum(m > 0 for m in margins) / max(1, len(margins))
+    return model, {
+        "train_loss_final": mlog.final_loss(),
+        "history": mlog.history,
+        "steps": trainer.state.global_step,
+        "train_accuracy": acc,
+        "margins": margins,
+        **batch_facts(trainer),
+    }
+
+
+def reward_margins(trainer, rows: list[dict], batch_size: int) -> list[float]:
+    """r(x, y_w) - r(x, y_l) of the trainer's reward model on every row, tokenised as the trainer
+    tokenised its training rows; over-long rows are truncated to max_length (kept: one margin per pair)."""
+    from datasets import Dataset
+
+    model, max_length = trainer.model, trainer.args.max_length
+    trainer.args.max_length = None  # TRL's over-long filter off: every row gets its margin
+    try:
+        ds = trainer._prepare_dataset(Dataset.from_list(rows), trainer.processing_class, trainer.args, "margins")
+    finally:
+        trainer.args.max_length = max_length
+    cut = slice(None, max_length)
+    device = next(model.parameters()).device
+    model.eval()
+    out: list[float] = []
+    with torch.no_grad():
+        for i in range(0, len(ds), batch_size):
+            chunk = ds.select(range(i, min(i + batch_size, len(ds))))
+            batch = trainer.data_collator(
+                [{"chosen_ids": e["chosen_ids"][cut], "rejected_ids": e["rejected_ids"][cut]} for e in chunk]
+            )
+            scores = (
+                model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device))
+                .logits.squeeze(-1)
+                .float()
+            )
+            rc, rr = scores.chunk(2)
+            out += (rc - rr).tolist()
+    return out
