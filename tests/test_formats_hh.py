@@ -77,8 +77,8 @@ def test_hh_rlhf_real_file_every_row_parses():
 def test_hh_rlhf_dpo_step_with_smollm2_tokenizer(tmp_path):
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from po_bench.training.trl.preference import train_preference
     from po_bench.training.smollm2 import smollm2_tokenizer
+    from po_bench.training.trl.preference import train_preference
 
     tok = smollm2_tokenizer()
     assert tok.chat_template and "<|im_start|>" in tok.chat_template
