@@ -1,7 +1,9 @@
 """po-bench's own losses against direct transcriptions of the papers' equations, gradient signs,
 hyperparameter ranges; and the mapping of TRL-backed configs onto TRL."""
 
+import json
 import math
+import os
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,7 @@ from po_bench.cli.app import CONF_DIR
 from po_bench.config import ConfigError, validate
 from po_bench.training import losses
 
+from .conftest import ROOT, SMALL, run_cli
 from .conftest import compose as _compose
 
 # Hand-chosen statistics: (policy chosen, policy rejected, ref chosen, ref rejected, |y_w|, |y_l|)
@@ -524,3 +527,56 @@ def test_ranked_data_and_method_requirements_fail_at_config_time(overrides, need
         validate(_compose(overrides))
     assert needle in str(e.value)
     validate(_compose(["loss=curry_dpo", "dataset.k_samples=4", "dataset.curriculum=easy_to_hard"]))
+
+
+# ---- a loss from outside po-bench: CONTRIBUTING.md's pure-function recipe as a plug-in ---------------------
+
+PLUGINS = Path(__file__).parent / "plugins"
+
+
+def _toy_loss_env(tmp_path) -> dict:
+    """The toy loss's entry point, installed as a distribution's metadata in a folder on PYTHONPATH (what
+    ``pip install`` of a plug-in package leaves)."""
+    from po_bench.training.losses import ENTRY_POINT_GROUP
+
+    dist = tmp_path / "site" / "po_bench_toy_loss-0.1.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: po-bench-toy-loss\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text(f"[{ENTRY_POINT_GROUP}]\ntoy_hinge = tests.plugins.toy_loss\n")
+    return {"PYTHONPATH": os.pathsep.join([str(ROOT), str(tmp_path / "site")])}
+
+
+@pytest.mark.slow  # trains (make test-fast runs no training)
+def test_a_loss_from_outside_trains_through_the_pipeline(tmp_path):
+    """tests/plugins/toy_loss.py (registered with register_loss, found through the po_bench.losses entry
+    point) and its yaml (tests/plugins/conf/loss/, through hydra.searchpath) train a real run; no file under
+    po_bench/ names it.  Its first logged loss is exactly the hinge's 1.0 at h = 0 (DPO's would be ln 2)."""
+    assert not [p for p in (ROOT / "po_bench").rglob("*.py") if "toy_hinge" in p.read_text()]
+    args = [
+        *SMALL,
+        "loss=toy_hinge",
+        f"hydra.searchpath=[file://{PLUGINS / 'conf'}]",
+        "train.logging_steps=1",
+        f"cache_dir={tmp_path}/cache",
+        f"hydra.run.dir={tmp_path}/run",
+    ]
+    r = run_cli(args, ROOT, env_extra=_toy_loss_env(tmp_path))
+    assert r.returncode == 0, r.stderr[-3000:]
+    rec = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert rec["status"] == "done" and rec["config"]["loss"]["function"] == "toy_hinge"
+    (facts,) = [json.loads(p.read_text()) for p in (tmp_path / "cache").rglob("policy/*/train_metrics.json")]
+    first = next(h["loss"] for h in facts["history"] if "loss" in h)
+    assert first == pytest.approx(1.0, abs=1e-6), first
+    # without the entry point the function is unknown: one config error line, before any compute
+    bad = run_cli([a for a in args if not a.startswith("hydra.run.dir")] + [f"hydra.run.dir={tmp_path}/bad"], ROOT)
+    assert bad.returncode == 2 and "toy_hinge" in bad.stderr.strip().splitlines()[-1], bad.stderr[-2000:]
+
+
+def test_register_loss_refuses_a_second_owner_and_what_is_not_a_loss():
+    from po_bench.training import losses
+
+    with pytest.raises(ValueError, match="'cdpo' is already registered"):
+        losses.register_loss("cdpo", losses.LossSpec(losses.rrhf, False))
+    with pytest.raises(TypeError, match="takes a LossSpec"):
+        losses.register_loss("x", losses.rrhf)
+    assert losses.register_loss("cdpo", losses.LOSSES["cdpo"]) is losses.LOSSES["cdpo"]  # the owner again: fine

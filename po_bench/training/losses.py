@@ -632,3 +632,38 @@ LOSSES.update(
         "infifpo": LossSpec(infifpo, True, stage_args=("sources",)),
     }
 )
+
+
+# ---- losses from outside po-bench ------------------------------------------------------------------------
+# A package adds a pure-function pairwise loss by calling register_loss at import and naming the module in
+# the entry-point group below (pyproject: [project.entry-points."po_bench.losses"] my_loss = "my_pkg.my_loss");
+# its yaml (backend: pobench, function: <name>) comes from the package's own config folder through
+# hydra.searchpath.  Every process that trains (the rank processes of launch=ddp too) loads the group here.
+
+ENTRY_POINT_GROUP = "po_bench.losses"
+
+
+def register_loss(name: str, spec: LossSpec) -> LossSpec:
+    """Make ``spec`` the pairwise loss a loss yaml's ``function: <name>`` trains with; a name is owned once."""
+    if not isinstance(spec, LossSpec):
+        raise TypeError(f"register_loss({name!r}, ...) takes a LossSpec, not {type(spec).__name__}")
+    owner = {**LOSSES, **TOKEN_LOSSES, **UNPAIRED_LOSSES}.get(name)
+    if owner is not None and owner is not spec:
+        raise ValueError(f"loss function {name!r} is already registered (by {owner.fn.__module__})")
+    LOSSES[name] = spec
+    return spec
+
+
+def load_loss_plugins() -> list[str]:
+    """Import every module of the ``po_bench.losses`` entry-point group (each registers its losses)."""
+    import importlib
+    from importlib.metadata import entry_points
+
+    loaded = []
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        importlib.import_module(ep.value)
+        loaded.append(ep.value)
+    return loaded
+
+
+load_loss_plugins()
