@@ -538,3 +538,17 @@ def world_lists(n=24, k=4, seed=0):
     rng = __import__("numpy").random.default_rng(seed)
     samples = [[" " + world.demonstrate(spec, p, rng) for _ in range(k)] for p in prompts]
     return world.label_ranked(prompts, samples, world.Annotator(), 0, "list"), prompts, samples
+
+
+def preference_losses() -> list[str]:
+    """Every loss config of conf/loss/ but SFT's (the preference losses), by name."""
+    from po_bench.cli.app import CONF_DIR
+
+    return sorted(p.stem for p in (Path(CONF_DIR) / "loss").glob("*.yaml") if p.stem != "sft")
+
+
+def config_with_loss(name: str):
+    """The app's config with ``loss=name`` (tests/conftest.py's compose)."""
+    from .conftest import compose
+
+    return compose([f"loss={name}"])
