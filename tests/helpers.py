@@ -523,3 +523,32 @@ def pairs_file(tmp_path):
 def conv(user, answer):
     """A one-turn conversation: the user's message and the assistant's answer."""
     return [{"role": "user", "content": user}, {"role": "assistant", "content": answer}]
+
+
+LIST_DATA = ["dataset.pair_strategy=list", "dataset.k_samples=4"]  # the world's rated lists of k = 4 responses
+
+
+def world_lists(n=24, k=4, seed=0):
+    """The world's rated lists (pair_strategy=list) of ``k`` demonstrations for ``n`` prompts: (rows, prompts,
+    samples)."""
+    from po_bench.data import world
+
+    spec = world.WorldSpec(n_pref=n)
+    prompts = world.make_prompts(spec, "pref")
+    rng = __import__("numpy").random.default_rng(seed)
+    samples = [[" " + world.demonstrate(spec, p, rng) for _ in range(k)] for p in prompts]
+    return world.label_ranked(prompts, samples, world.Annotator(), 0, "list"), prompts, samples
+
+
+def preference_losses() -> list[str]:
+    """Every loss config of conf/loss/ but SFT's (the preference losses), by name."""
+    from po_bench.cli.app import CONF_DIR
+
+    return sorted(p.stem for p in (Path(CONF_DIR) / "loss").glob("*.yaml") if p.stem != "sft")
+
+
+def config_with_loss(name: str):
+    """The app's config with ``loss=name`` (tests/conftest.py's compose)."""
+    from .conftest import compose
+
+    return compose([f"loss={name}"])

@@ -184,7 +184,7 @@ DIRECTION = {name: (+1, -1) for name in CLOSED_FORM}
 DIRECTION.update(
     {
         # DiscoPOP at zero margin is non-convex: d loss / d margin = rho'(0)(1 - ln 2) - 3/4 > 0 for tau = 0.05
-        # (see tests/test_trl_adapter.py), so the first step LOWERS the margin: chosen down, rejected up.
+        # (see tests/test_preference.py), so the first step LOWERS the margin: chosen down, rejected up.
         "discopop": (-1, +1),
         # apo_down: d/d chosen-logratio of sig(beta c) + 1 - sig(beta (c - r)) is beta/4 - beta/4 = 0 at the start;
         # only the rejected side is pushed (down).

@@ -1,6 +1,6 @@
 """Per-pair adaptive weighting (MADPO, Sem-DPO): the weights against the papers' forms, the scores
-reaching the loss through TRL's data pipeline in real training steps, the reward model trained with
-TRL's RewardTrainer, the artifacts' keys, and config-time refusals."""
+reaching the loss through TRL's data pipeline in real training steps, the artifacts' keys, and config-time
+refusals (the reward model trained with TRL's RewardTrainer: tests/test_reward.py)."""
 
 import copy
 import math
@@ -13,7 +13,6 @@ from po_bench.config import ConfigError, validate
 from po_bench.specs import plan
 from po_bench.training import losses, models
 from po_bench.training.trl.preference import train_preference
-from po_bench.training.trl.reward import train_reward_model
 from tests.conftest import compose as _compose
 
 
@@ -111,32 +110,6 @@ def test_scores_follow_their_pairs_through_the_shuffle(tokenizer, pairs, tmp_pat
     assert seen
     for dist, lens in seen:
         assert [float(x) for x in dist] == pytest.approx([float(x) for x in lens], abs=1.01)
-
-
-@pytest.mark.slow  # trains (make test-fast runs no training)
-def test_reward_model_trains_with_trl_and_scores_every_pair(tokenizer, pairs, tmp_path):
-    """MADPO's first step: TRL's RewardTrainer on the pairs from a causal-LM checkpoint; one margin per pair."""
-    lm = models.build_tiny_model(tokenizer, hidden_size=32, num_layers=1, intermediate_size=64)
-    lm.save_pretrained(tmp_path / "start")
-    tokenizer.save_pretrained(tmp_path / "start")
-    train = NS(
-        lr=5e-3,
-        epochs=1,
-        batch_size=8,
-        max_length=64,
-        precision="fp32",
-        lr_scheduler="constant",
-        warmup_ratio=0.0,
-        grad_accum=1,
-        max_steps=3,
-        logging_steps=1,
-        save_steps=0,
-        progress=False,
-    )
-    model, info = train_reward_model(tmp_path / "start", tokenizer, pairs[:24], train, tmp_path / "rm", 0)
-    assert info["steps"] == 3 and len(info["margins"]) == 24
-    assert all(math.isfinite(m) for m in info["margins"]) and len(set(info["margins"])) > 1
-    assert model.config.num_labels == 1
 
 
 def _keys(overrides):

@@ -92,19 +92,7 @@ PACKAGE = TESTS.parent / "po_bench"
 EXEMPT = {"__init__.py", "__main__.py"}  # a package's marker and its `python -m` entry hold no logic of their own
 # modules whose tests still live in the feature files of the modules they came from (a module added without
 # its test file goes here only with a reason, until its file exists)
-NOT_YET_MAPPED = {
-    # training/trl/ (issue 23's split of trl_adapter.py): tested by tests/test_trl_adapter.py, test_listwise.py,
-    # test_tpo.py, test_unpaired_fused.py, test_pair_weights.py and test_methods.py until its tests move
-    "po_bench/training/trl/args.py",
-    "po_bench/training/trl/cpo.py",
-    "po_bench/training/trl/dpo.py",
-    "po_bench/training/trl/fit.py",
-    "po_bench/training/trl/logps.py",
-    "po_bench/training/trl/preference.py",
-    "po_bench/training/trl/reward.py",
-    "po_bench/training/trl/sft.py",
-    "po_bench/training/trl/unpaired.py",
-}
+NOT_YET_MAPPED: set[str] = set()
 
 
 def mapping_files(module: Path, stems: dict[str, int]) -> list[str]:

@@ -7,7 +7,7 @@ response's summed completion log-probs under the policy and the reference ([B, k
 :class:`ListStats` to the function named by ``loss.function``; the function returns :class:`ListOutput`.
 
 Adding a listwise loss = one function + one :data:`LISTWISE` entry + one yaml (``backend: listwise``) + a
-formula test in ``tests/test_listwise.py``.  A loss that needs a per-response quantity besides the scores
+formula test in ``tests/test_training_listwise.py``.  A loss that needs a per-response quantity besides the scores
 (e.g. step rewards of a tree of responses) names the row fields in ``ListwiseSpec.extras``: the trainer
 collates them into ``ListStats.extra[name]`` ([B, k] floats).
 """

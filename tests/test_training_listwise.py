@@ -1,10 +1,8 @@
 """Listwise losses (po_bench/training/listwise.py) against explicit-loop transcriptions of their equations,
-gradients, config-time errors, the world's rated lists and real optimizer steps of the listwise trainer
-(po_bench/training/trl/listwise.py) on them (rated lists from files: tests/test_formats_ranked.py)."""
+gradients, config-time errors and the world's rated lists (the listwise trainer's real optimizer steps on
+them: tests/test_trl_listwise.py; rated lists from files: tests/test_formats_ranked.py)."""
 
-import copy
 import math
-from types import SimpleNamespace as NS
 
 import pytest
 import torch
@@ -14,7 +12,7 @@ from po_bench.data import world
 from po_bench.training import listwise
 
 from .conftest import compose as _compose
-from .helpers import check_golden, training_trace, two_steps
+from .helpers import LIST_DATA, world_lists
 
 # Hand-chosen lists: (policy log-probs, reference log-probs, annotator scores), best first by score; the second
 # has a tie, the third disagrees with the policy's order, the fourth is a list of two.
@@ -196,9 +194,6 @@ def test_win_rate_labels_and_positions():
 # ---- config-time errors ----------------------------------------------------------------------------------
 
 
-LIST_DATA = ["dataset.pair_strategy=list", "dataset.k_samples=4"]
-
-
 @pytest.mark.parametrize(
     "overrides, needle",
     [
@@ -236,16 +231,8 @@ def test_the_listwise_configs_validate(loss):
 # ---- the data ------------------------------------------------------------------------------------------------
 
 
-def _world_lists(n=24, k=4, seed=0):
-    spec = world.WorldSpec(n_pref=n)
-    prompts = world.make_prompts(spec, "pref")
-    rng = __import__("numpy").random.default_rng(seed)
-    samples = [[" " + world.demonstrate(spec, p, rng) for _ in range(k)] for p in prompts]
-    return world.label_ranked(prompts, samples, world.Annotator(), 0, "list"), prompts, samples
-
-
 def test_world_lists_are_the_annotators_ranking():
-    rows, prompts, samples = _world_lists()
+    rows, prompts, samples = world_lists()
     assert rows and all(len(r["responses"]) == len(r["scores"]) == len(r["gold"]) >= 2 for r in rows)
     for r in rows:
         assert r["scores"] == sorted(r["scores"], reverse=True) and r["ranks"] == list(range(len(r["responses"])))
@@ -275,70 +262,11 @@ def test_list_artifacts_are_keyed_by_the_strategy_and_the_reference_pass():
     assert p.ref_logps["args"] == {"view": "list"}
     assert keys(["loss=adpo_list", *LIST_DATA, "loss.args.anchor=dynamic"]).get("ref_logps") is None
     src = WorldSource(WorldSource.spec_of(_compose(["loss=lipo", *LIST_DATA]).dataset))
-    stats = src.describe(_world_lists()[0], None, 48)
+    stats = src.describe(world_lists()[0], None, 48)
     assert stats["n_rows"] > 0 and stats["k_max"] <= 4 and 0.5 < stats["annotator_gold_agreement"] <= 1.0
 
 
 # ---- real optimizer steps of the listwise trainer ------------------------------------------------------------
-
-
-def _loss_cfg(name, **args):
-    cfg = _compose([f"loss={name}", *LIST_DATA])
-    return NS(**{**cfg.loss, "args": {**dict(cfg.loss.args), **args}, "lr": 1e-3}), cfg.train
-
-
-@pytest.mark.parametrize(
-    "name, args",
-    [("lipo", {}), ("irpo", {}), ("adpo_list", {}), ("adpo_list", {"anchor": "dynamic", "anchor_rate": 0.5})],
-)
-@pytest.mark.slow  # trains (make test-fast runs no training)
-def test_two_real_optimizer_steps(name, args, tokenizer, tmp_path):
-    """Two optimizer steps on one batch of 8 world lists (one of them shorter: padded): finite loss,
-    parameters move, the best-vs-worst reward margin grows; a fixed reference stays frozen and its k
-    log-probs per row go through the store hook; a dynamic anchor moves towards the policy."""
-    rows = _world_lists(n=8)[0][:8]
-    rows[0] = {**rows[0], **{k: rows[0][k][:3] for k in ("responses", "scores", "gold", "ranks")}}
-    res, _, ref, before, saved = two_steps(tokenizer, rows, *_loss_cfg(name, **args), tmp_path)
-    check_golden(
-        "listwise_two_steps", name + "".join(f"-{k}={v}" for k, v in sorted(args.items())), training_trace(res)
-    )
-    moved = any(not torch.equal(before[k], v) for k, v in ref.state_dict().items())
-    if args.get("anchor") == "dynamic":
-        assert moved and not saved
-    else:
-        assert not moved
-        assert [len(x) for x in saved["ref_logps"]] == [len(r["responses"]) for r in rows]
-    margins = [h["rewards/margins"] for h in res["history"] if "rewards/margins" in h]
-    assert len(margins) == 2 and margins[1] > margins[0], margins
-    sizes = [h["list/size"] for h in res["history"] if "list/size" in h]
-    assert sizes[0] == pytest.approx((3 + 7 * 4) / 8)
-
-
-@pytest.mark.slow  # trains (make test-fast runs no training)
-def test_cached_reference_log_probs_are_used(tokenizer, tmp_path):
-    """With the store's k reference log-probs per row in place, the trainer reads them (a huge reference
-    log-prob on the best response makes its reward very negative) instead of recomputing."""
-    from po_bench.training import models
-    from po_bench.training.trl.preference import train_preference
-
-    rows = _world_lists(n=8)[0][:8]
-    loss_cfg, train = _loss_cfg("adpo_list")
-    train = NS(**{**train, "max_steps": 1, "batch_size": 8, "logging_steps": 1, "progress": False})
-    fake = {"ref_logps": [[1000.0] + [0.0] * (len(r["responses"]) - 1) for r in rows]}
-    model = models.build_tiny_model(tokenizer, hidden_size=64, num_layers=1, intermediate_size=128)
-    res = train_preference(
-        model,
-        copy.deepcopy(model),
-        tokenizer,
-        rows,
-        loss_cfg,
-        train,
-        tmp_path,
-        0,
-        ref_logps_cache=(lambda: fake, lambda obj: None),
-    )
-    chosen = [h["rewards/chosen"] for h in res["history"] if "rewards/chosen" in h]
-    assert chosen and chosen[0] < -50
 
 
 def test_a_ranked_file_becomes_the_list_artifact(tmp_path, tokenizer):
