@@ -259,6 +259,7 @@ def tiny_tasks(tiny_dir, tmp_path_factory):
     return folder, expected
 
 
+@pytest.mark.slow  # lm-evaluation-harness's whole evaluator on local tasks, end to end
 def test_lm_eval_on_tiny_model_matches_hand_computation(tiny_dir, tiny_tasks):
     folder, exp = tiny_tasks
     judge = OpenLLMJudge(
