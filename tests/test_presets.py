@@ -64,7 +64,8 @@ def _one_per_method(jobs):
     return out
 
 
-@pytest.mark.parametrize("scale", ["tiny", "paper"])
+# the paper scale's grids are the large ones (seconds each to compose): make test checks them, make test-fast the tiny scale
+@pytest.mark.parametrize("scale", ["tiny", pytest.param("paper", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_preset_composes_and_its_jobs_validate(experiment, scale):
     if not (Path(CONF_DIR) / "preset" / experiment / f"{scale}.yaml").exists():

@@ -34,6 +34,7 @@ def _jobs(sweep: Path) -> list[str]:
     return sorted(p.name for p in sweep.iterdir() if p.is_dir())
 
 
+@pytest.mark.slow  # a multirun sweep through the app and its launcher, end to end (planted pipeline)
 def test_sweep_summary_and_exit_code_basic_launcher(tmp_path, fake):
     sweep = tmp_path / "sweep"
     args = [
@@ -73,6 +74,7 @@ def test_sweep_summary_and_exit_code_basic_launcher(tmp_path, fake):
     assert "reused from the artifact store: policy, sft; built: policy" in r3.stdout + r3.stderr
 
 
+@pytest.mark.slow  # a multirun sweep through the app and its launcher, end to end (planted pipeline)
 def test_relaunch_with_a_changed_config_runs_again(tmp_path, fake):
     """Relaunching into the same job folders with a changed config (loss.beta) runs every job again: a
     finished run.json is skipped only when its config is the one asked for now."""
@@ -95,6 +97,7 @@ def test_relaunch_with_a_changed_config_runs_again(tmp_path, fake):
     assert r3.returncode == 0 and "0 done, 0 failed, 2 skipped" in r3.stdout, (r3.stdout + r3.stderr)[-3000:]
 
 
+@pytest.mark.slow  # sweeps through the joblib and submitit launchers, end to end (planted pipeline)
 @pytest.mark.parametrize(
     "launcher",
     [
