@@ -282,6 +282,18 @@ def client_cfg(url, tmp_path, **kw):
     return cfg
 
 
+def step_args(train, steps: int, **overrides) -> NS:
+    """A trainer-test recipe: ``train`` (a config's train section) for ``steps`` logged optimizer steps on batches
+    of 8, no progress bar, a constant learning rate without warmup unless ``overrides`` say otherwise."""
+    fields = {"max_steps": steps, "batch_size": 8, "logging_steps": 1, "progress": False, "warmup_ratio": 0.0}
+    return NS(**{**train, **fields, "lr_scheduler": "constant", **overrides})
+
+
+def loss_args(loss, lr: float) -> NS:
+    """A config's loss section as the trainer takes it, at learning rate ``lr``."""
+    return NS(**{**loss, "args": dict(loss.args), "lr": lr})
+
+
 # ---- the listwise trainer ---------------------------------------------------------------------------------
 
 

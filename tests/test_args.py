@@ -13,7 +13,7 @@ from po_bench.training.trl.args import build_sft_config, build_trl_config, make_
 from po_bench.training.trl.preference import train_preference
 
 from .conftest import compose as _compose
-from .helpers import config_with_loss, preference_losses
+from .helpers import config_with_loss, loss_args, preference_losses, step_args
 
 LOSSES = preference_losses()
 
@@ -120,18 +120,8 @@ def test_warmup_reaches_the_scheduler(tokenizer, pairs, tmp_path):
     """train.warmup_ratio=0.5 over 4 steps: the logged learning rate rises over the first steps."""
     cfg = config_with_loss("dpo")
     model = models.build_tiny_model(tokenizer, hidden_size=64, num_layers=1, intermediate_size=128)
-    train = NS(
-        **{
-            **cfg.train,
-            "max_steps": 4,
-            "batch_size": 8,
-            "logging_steps": 1,
-            "progress": False,
-            "warmup_ratio": 0.5,
-            "lr_scheduler": "linear",
-        }
-    )
-    loss_cfg = NS(**{**cfg.loss, "args": dict(cfg.loss.args), "lr": 1e-3})
+    train = step_args(cfg.train, 4, warmup_ratio=0.5, lr_scheduler="linear")
+    loss_cfg = loss_args(cfg.loss, 1e-3)
     res = train_preference(model, copy.deepcopy(model), tokenizer, pairs[:16], loss_cfg, train, tmp_path, 0)
     lrs = [h["learning_rate"] for h in res["history"] if "learning_rate" in h]
     assert lrs[0] < lrs[1] <= 1e-3, lrs  # TRL logs the rate of the step just taken: warmup, then decay

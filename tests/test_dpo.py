@@ -10,7 +10,7 @@ from po_bench.training import models
 from po_bench.training.trl.args import build_trl_config
 from po_bench.training.trl.preference import train_preference
 
-from .helpers import config_with_loss
+from .helpers import config_with_loss, loss_args, step_args
 
 
 @pytest.mark.slow  # trains (make test-fast runs no training)
@@ -43,18 +43,7 @@ def test_bco_delta_updated_across_steps(tokenizer, pairs, tmp_path):
     changes from step to step once the policy leaves the reference (TRL 1.16 keeps it at 0)."""
     cfg = config_with_loss("bco_pair")
     model = models.build_tiny_model(tokenizer, hidden_size=64, num_layers=1, intermediate_size=128)
-    train = NS(
-        **{
-            **cfg.train,
-            "max_steps": 3,
-            "batch_size": 8,
-            "logging_steps": 1,
-            "progress": False,
-            "warmup_ratio": 0.0,
-            "lr_scheduler": "constant",
-        }
-    )
-    loss_cfg = NS(**{**cfg.loss, "args": dict(cfg.loss.args), "lr": 1e-2})
+    train, loss_cfg = step_args(cfg.train, 3), loss_args(cfg.loss, 1e-2)
     res = train_preference(model, copy.deepcopy(model), tokenizer, pairs[:24], loss_cfg, train, tmp_path, 0)
     deltas = [h["bco/delta"] for h in res["history"] if "bco/delta" in h]
     assert len(deltas) == 3, res["history"]
@@ -69,18 +58,7 @@ def test_beta_dpo_state_is_held_across_steps(tokenizer, pairs, tmp_path):
     are kept per batch, and the batch beta leaves beta_0 once the margins spread."""
     cfg = config_with_loss("beta_dpo")
     model = models.build_tiny_model(tokenizer, hidden_size=64, num_layers=1, intermediate_size=128)
-    train = NS(
-        **{
-            **cfg.train,
-            "max_steps": 3,
-            "batch_size": 8,
-            "logging_steps": 1,
-            "progress": False,
-            "warmup_ratio": 0.0,
-            "lr_scheduler": "constant",
-        }
-    )
-    loss_cfg = NS(**{**cfg.loss, "args": dict(cfg.loss.args), "lr": 1e-2})
+    train, loss_cfg = step_args(cfg.train, 3), loss_args(cfg.loss, 1e-2)
     res = train_preference(model, copy.deepcopy(model), tokenizer, pairs[:24], loss_cfg, train, tmp_path, 0)
     h = [x for x in res["history"] if "beta_dpo/margin_mean" in x]
     assert len(h) == 3, res["history"]
