@@ -43,7 +43,7 @@ def _verbose() -> bool:
 
 
 def run_job(cfg: DictConfig) -> dict | None:
-    from po_bench import pipeline  # lazy: torch, TRL, vLLM (~3 s): not for --help or a composition error
+    from po_bench import pipeline  # lazy: the stages, data sources and judges (~0.1 s): not for --help
 
     hc = HydraConfig.get()
     out_dir = Path(hc.runtime.output_dir)
