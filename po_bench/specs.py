@@ -18,7 +18,8 @@ sft_strong         sft's spec on a stronger demonstrator's data; its pref-prompt
 pairs              the source's pair fields (+ pref_samples, annotator / files' checksums, tokenizer
                    and max_length for over-long prompts), noise, seed
 ref_logps          start checkpoint, model, pairs, max_length and the TRL fields its reference pass
-                   reads (``methods.REF_LOGP_ARGS``)
+                   reads (``methods.REF_LOGP_ARGS``); KTO's: its rows and KL rows, so also the per-device
+                   batch and the seed that order them (:func:`ref_logps_spec`)
 reward_model       (MADPO) start checkpoint, model, pairs, loss.pair_scores' lr/epochs/batch_size,
                    train.max_length/precision/lr_scheduler/warmup_ratio, seed: the reward model + margins
 semantic_distance  (Sem-DPO) pairs, loss.pair_scores.embedder: prompt/chosen embedding distances
@@ -349,19 +350,8 @@ def plan(cfg) -> Plan:
         if method.needs_guide and loss.guide:
             p.guide = plan(guide_config(cfg)).policy
         # (token-level losses score the reference per token each step: no precomputed sums)
-        if method.stores_reference_logps:
-            p.ref_logps = {
-                "stage": "ref_logps",
-                "version": VERSIONS["ref_logps"],
-                "ref": start,
-                "model": model,
-                "pairs": pairs,
-                "max_length": cfg.train.max_length,
-                "precision": cfg.train.precision,
-                "args": method.ref_logp_args,
-            }
-            if "steps" in pairs["source"]:  # one-step completions are scored without <eos> (training/trl/dpo.py)
-                p.ref_logps["completion_eos"] = False
+        train = pref_train(cfg)
+        p.ref_logps = ref_logps_spec(loss, start, model, pairs, train, seed)
         p.pair_scores = pair_scores_spec(cfg, start, model, pairs, seed)
         p.policy = {
             "stage": "policy",
@@ -370,9 +360,10 @@ def plan(cfg) -> Plan:
             "model": model,
             "pairs": pairs,
             "loss": lf,
-            "train": pref_train(cfg),
+            "train": train,
             "seed": seed,
-            "ref_logps": p.ref_logps,
+            # KTO's reference log-probs follow from the fields above (ref_logps_spec): its policy key predates them
+            "ref_logps": None if method.kl_rows else p.ref_logps,
         }
         if p.guide is not None:
             p.policy["guide"] = ref("policy", p.guide)
@@ -408,6 +399,35 @@ def implicit_spec(cfg, p: Plan) -> dict:
         "kind": loss.implicit_reward if method_of(loss).trains_preference else "avg_logp",
         "beta": float(loss.beta),
     }
+
+
+def ref_logps_spec(loss, start: dict, model: dict, pairs: dict, train: dict, seed: int) -> dict | None:
+    """The spec of the reference's log-probs a policy trains against (None: the method stores none,
+    ``Method.stores_reference_logps``): the reference (the start checkpoint), its model fields, the pairs,
+    max_length and precision, and the TRL fields the reference pass reads (``Method.ref_logp_args``).  KTO's
+    are those of its rows and KL rows in its row order (training/trl/unpaired.py's kto_order), which the
+    per-device batch and the seed decide.  From the policy spec's own fields, so the policy stage derives
+    KTO's (whose policy spec does not hold it) as the plan does."""
+    from po_bench.training.methods import method_of
+
+    method = method_of(loss)
+    if not method.stores_reference_logps:
+        return None
+    spec = {
+        "stage": "ref_logps",
+        "version": VERSIONS["ref_logps"],
+        "ref": start,
+        "model": model,
+        "pairs": pairs,
+        "max_length": train["max_length"],
+        "precision": train["precision"],
+        "args": method.ref_logp_args,
+    }
+    if "steps" in pairs["source"]:  # one-step completions are scored without <eos> (training/trl/dpo.py)
+        spec["completion_eos"] = False
+    if method.kl_rows:
+        spec["rows"] = {"batch_size": train["batch_size"], "seed": seed}
+    return spec
 
 
 # The reward model's training fields besides loss.pair_scores' own (lr, epochs, batch_size)

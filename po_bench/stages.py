@@ -24,6 +24,7 @@ from po_bench.common import seed_everything
 from po_bench.data.noise import flip_labels
 from po_bench.data.sources import prompts as spec_prompts
 from po_bench.data.sources import source_class
+from po_bench.specs import ref_logps_spec
 from po_bench.store import Store, atomic_write_json
 
 log = logging.getLogger("po_bench")
@@ -224,7 +225,10 @@ def build_policy(
     pairs_art = get(store, "pairs", spec["pairs"])
     pairs = pairs_art["train"]
     loss = OmegaConf.create(spec["loss"])
-    ref_spec = spec["ref_logps"]
+    # KTO's policy spec holds no reference spec: it follows from the policy spec's fields
+    ref_spec = spec["ref_logps"] or ref_logps_spec(
+        loss, spec["start"], spec["model"], spec["pairs"], spec["train"], seed
+    )
     cache = None
     if ref_spec is not None:
         cache = (

@@ -1,14 +1,17 @@
-"""KTO's unpaired rows (po_bench/training/trl/unpaired.py): the unpaired view of the pairs, and po-bench's
-order, which leaves no KL row a matched pair in TRL's real collated batches."""
+"""KTO's unpaired rows (po_bench/training/trl/unpaired.py): the unpaired view of the pairs, po-bench's order,
+which leaves no KL row a matched pair in TRL's real collated batches, and its reference log-probs through the
+store."""
 
 import copy
 from types import SimpleNamespace as NS
+
+import pytest
 
 from po_bench.training import models
 from po_bench.training.trl.args import build_trl_config
 from po_bench.training.trl.unpaired import kl_matched_rows, kto_order, unpaired_view
 
-from .helpers import config_with_loss
+from .helpers import config_with_loss, loss_args, step_args
 
 
 def test_unpaired_view():
@@ -63,3 +66,35 @@ def test_kto_order_drops_a_last_batch_of_one_and_keeps_the_rest():
     out = kto_order(rows, 4, seed=1)
     assert len(out) == 16
     assert kl_matched_rows(__import__("datasets").Dataset.from_list(out), 4) == 0
+
+
+@pytest.mark.slow  # trains (make test-fast runs no training)
+def test_ktos_reference_log_probs_go_through_the_store_and_train_the_same_policy(tokenizer, pairs, tmp_path):
+    """KTO's reference log-probs (each row's and each KL row's, in its row order) precomputed and saved through
+    the store hook train the same policy, bit for bit, as TRL's reference scored each step, and so do the
+    saved ones read back (another KTO run on the same rows: no reference pass)."""
+    import torch
+
+    from po_bench.training.trl.preference import train_preference
+
+    cfg = config_with_loss("kto")
+    train, loss_cfg = step_args(cfg.train, 3), loss_args(cfg.loss, 1e-3)
+    start = models.build_tiny_model(tokenizer, hidden_size=64, num_layers=1, intermediate_size=128)
+    saved = {}
+
+    def run(cache, out):
+        model = copy.deepcopy(start)
+        res = train_preference(
+            model, copy.deepcopy(start), tokenizer, pairs[:12], loss_cfg, train, out, 0, ref_logps_cache=cache
+        )
+        return [
+            {k: v for k, v in h.items() if "runtime" not in k and "per_second" not in k} for h in res["history"]
+        ], model
+
+    each_step, m0 = run(None, tmp_path / "a")
+    stored, m1 = run((lambda: None, lambda obj: saved.update(obj)), tmp_path / "b")
+    assert set(saved) == {"ref_logps", "ref_KL_logps"} and len(saved["ref_logps"]) == len(saved["ref_KL_logps"]) == 24
+    read, m2 = run((lambda: saved, lambda obj: pytest.fail("saved again")), tmp_path / "c")
+    assert each_step == stored == read and len(each_step) >= 3
+    for m in (m1, m2):
+        assert all(torch.equal(a, b) for a, b in zip(m0.state_dict().values(), m.state_dict().values()))

@@ -18,7 +18,7 @@ PAIRWISE_CUSTOM        a pure function of ``training/losses.py`` over pairs    `
 FUSED_REFERENCE        a pairwise pure function against a fusion of source     ``dpo.FusedReferenceDPOTrainer``
                        models (InfiFPO, ``loss.args.sources``)
 TOKEN_LEVEL            a pure function over per-token statistics (TGDPO)        ``dpo.TokenLossDPOTrainer``
-UNPAIRED_TRL           TRL's KTO (``backend: kto``)                           ``unpaired`` (TRL's KTOTrainer)
+UNPAIRED_TRL           TRL's KTO (``backend: kto``)                           ``unpaired.StoreReferenceKTOTrainer``
 UNPAIRED_CUSTOM        a pure function over unpaired rows (BCO)               ``unpaired.PureLossKTOTrainer``
 LISTWISE               a pure function of ``training/listwise.py`` over rated  ``listwise.ListwiseTrainer``
                        lists (LiPO, IRPO, ADPO-list; TPO with step inputs)
@@ -209,10 +209,12 @@ class Method:
     @property
     def stores_reference_logps(self) -> bool:
         """Whether the reference's sequence log-probs on the training pairs are an artifact of the store
-        (``ref_logps``, computed once and shared by every method that reads the same ones)."""
+        (``ref_logps``, computed once and shared by every method that reads the same ones).  KTO: those of its
+        unpaired rows and KL rows, in its row order."""
+        if self.kind is MethodKind.UNPAIRED_TRL:
+            return not self.reference_free and not self.moving_reference
         return (
-            self.kind
-            not in (MethodKind.REFERENCE_FREE_TRL, MethodKind.UNPAIRED_TRL, MethodKind.TOKEN_LEVEL, MethodKind.SFT)
+            self.kind not in (MethodKind.REFERENCE_FREE_TRL, MethodKind.TOKEN_LEVEL, MethodKind.SFT)
             and not self.reference_free  # (a pure unpaired function is not paired: config.validate says so)
             and self.paired
             and not self.moving_reference
@@ -223,6 +225,9 @@ class Method:
         """The loss arguments that change the reference log-probs (part of their artifact key)."""
         if self.kind is MethodKind.LISTWISE:  # k log-probs per row: never the same artifact as a pairwise pass
             return {"view": "list"}
+        if self.kind is MethodKind.UNPAIRED_TRL:  # one log-prob per unpaired row, and per KL row unless TRL has none
+            kl = self.args.get("loss_type", "kto") != "apo_zero_unpaired"
+            return {"view": "unpaired", "kl": kl, **{k: self.args[k] for k in REF_LOGP_ARGS if k in self.args}}
         if self.pair_function:  # po-bench's functions: none
             return {}
         return {k: self.args[k] for k in REF_LOGP_ARGS if k in self.args}

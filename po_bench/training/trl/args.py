@@ -263,6 +263,8 @@ def build_trl_config(
         kwargs["precompute_ref_log_probs"] = (
             precompute_ref or (method.pair_function and method.reference_free) or method.needs_source_models
         )
+    elif method.kind is MethodKind.UNPAIRED_TRL:  # KTO: its rows' reference log-probs through the store
+        kwargs["precompute_ref_log_probs"] = precompute_ref
     if method.kind is MethodKind.UNPAIRED_CUSTOM:  # TRL's KTO trainer without its KL rows (the loss is replaced)
         kwargs["loss_type"] = "apo_zero_unpaired"
         origin["loss_type"] = f"loss.function={loss_cfg.function}"

@@ -175,7 +175,7 @@ TRAINERS = {
     MethodKind.PAIRWISE_CUSTOM: dpo.PureLossDPOTrainer,
     MethodKind.FUSED_REFERENCE: dpo.FusedReferenceDPOTrainer,
     MethodKind.TOKEN_LEVEL: dpo.TokenLossDPOTrainer,
-    MethodKind.UNPAIRED_TRL: unpaired.KTOTrainer,
+    MethodKind.UNPAIRED_TRL: unpaired.StoreReferenceKTOTrainer,
     MethodKind.UNPAIRED_CUSTOM: unpaired.PureLossKTOTrainer,
     MethodKind.LISTWISE: listwise.ListwiseTrainer,
 }
@@ -197,6 +197,8 @@ def family_args(
     kind, needs_ref = method.kind, method.needs_reference_model
     if kind is MethodKind.UNPAIRED_CUSTOM:
         return {"spec": method.function_spec, "hparams": method.function_args}
+    if kind is MethodKind.UNPAIRED_TRL:
+        return {"ref_logps_cache": ref_logps_cache if needs_ref else None}
     if kind is MethodKind.LISTWISE:
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         return {

@@ -1,7 +1,8 @@
 """The unpaired family, on TRL's KTOTrainer: rows of (prompt, completion, label).
 
-- ``MethodKind.UNPAIRED_TRL`` (KTO): TRL's KTOTrainer as it ships, on rows ordered so that every KL row
-  is a truly mismatched pair (:func:`kto_order`).
+- ``MethodKind.UNPAIRED_TRL`` (KTO): :class:`StoreReferenceKTOTrainer`, TRL's KTOTrainer on rows ordered so
+  that every KL row is a truly mismatched pair (:func:`kto_order`), its reference log-probs (rows and KL rows)
+  precomputed through po-bench's store.
 - ``MethodKind.UNPAIRED_CUSTOM`` (BCO): :class:`PureLossKTOTrainer`, TRL's KTO pipeline (KL rows off:
   loss_type apo_zero_unpaired) with the loss a pure function of ``training/losses.py`` over
   :class:`losses.UnpairedStats`.
@@ -19,7 +20,7 @@ from po_bench.training.trl.logps import sequence_logps
 
 log = logging.getLogger(__name__)
 
-__all__ = ["KTOTrainer", "PureLossKTOTrainer", "kl_matched_rows", "kto_order", "unpaired_view"]
+__all__ = ["PureLossKTOTrainer", "StoreReferenceKTOTrainer", "kl_matched_rows", "kto_order", "unpaired_view"]
 
 
 def unpaired_view(pairs: list[dict]) -> list[dict]:
@@ -76,6 +77,34 @@ def kl_matched_rows(dataset, batch_size: int) -> int:
             j = i - 1 if i > start else end - 1
             matched += int(prompts[i] == prompts[j])  # a chunk of one row is its own KL row
     return matched
+
+
+class StoreReferenceKTOTrainer(KTOTrainer):
+    """TRL's KTOTrainer whose reference log-prob precomputation (``precompute_ref_log_probs``: each row's and
+    each KL row's, in the training order) goes through po-bench's store (``ref_logps_cache`` = (load, save);
+    None: TRL's reference scored each step).  The values are the ones TRL scores each step (same batches,
+    same padding: KTO trains sequentially on the rows in their order), so a KTO run with the store's reference
+    trains the same policy; KTO runs on the same rows share them (other beta, weights)."""
+
+    def __init__(self, *a, ref_logps_cache=None, **kw):
+        self.ref_logps_cache = ref_logps_cache  # set before TRL's __init__, which runs the reference pass
+        super().__init__(*a, **kw)
+
+    def _precompute_ref_logps(self, dataset, name, batch_size):
+        if self.ref_logps_cache is None or name != "train":
+            return super()._precompute_ref_logps(dataset, name, batch_size)
+        load, save = self.ref_logps_cache
+        cols = ["ref_logps", *(["ref_KL_logps"] if self.calculate_KL else [])]
+        cached = load()
+        if cached is not None and all(len(cached.get(c) or []) == len(dataset) for c in cols):
+            log.info("reference log-probs (KTO rows): loaded from the artifact store")
+            for c in cols:
+                dataset = dataset.add_column(c, cached[c])
+            return dataset
+        out = super()._precompute_ref_logps(dataset, name, batch_size)
+        if self.is_world_process_zero():  # one writer under a process group
+            save({c: [float(x) for x in out[c]] for c in cols})
+        return out
 
 
 class PureLossKTOTrainer(KTOTrainer):
