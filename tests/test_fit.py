@@ -54,19 +54,17 @@ def test_the_reference_is_freed_once_its_log_probs_are_precomputed(
     tokenizer, pairs, tmp_path, monkeypatch, loss, freed
 ):
     """Every batch carries the precomputed reference log-probs (TRL's DPO losses, po-bench's pure functions),
-    so while the policy trains nothing holds the reference model any more (TRL kept it resident); TR-DPO's
-    reference moves with the policy and stays."""
-    import gc
+    so before the policy trains nothing holds the reference model any more and its memory is free (TRL kept it
+    resident); TR-DPO's reference moves with the policy and stays."""
     import weakref
 
     from po_bench.training.trl import preference
 
     seen = []
 
-    def run(trainer, out_dir):
-        fit_run(trainer, out_dir)
-        gc.collect()
+    def run(trainer, out_dir):  # before training starts: gone already (no collection needed to free it)
         seen.append((alive() is None, getattr(trainer, "ref_model", None) is None))
+        fit_run(trainer, out_dir)
 
     fit_run = preference.run
     monkeypatch.setattr(preference, "run", run)

@@ -156,16 +156,22 @@ def release_reference(trainer) -> bool:
     """Let the reference model go once its log-probs are in the training rows: with TRL's
     ``precompute_ref_log_probs`` and a fixed reference, every batch carries them and the reference never
     runs again, yet TRL keeps it resident for the whole run (an 8B reference: 15 GiB of GPU memory).  The
-    trainer drops it here, the accelerator its own reference when training starts (``Trainer.train`` frees
-    the accelerator's models first), so its memory is freed when the caller holds none
-    (``stages.build_policy`` passes it without a name).  Not under DeepSpeed or FSDP, whose engines TRL
-    manages.  Returns whether it was released."""
+    trainer drops it, the accelerator its list of prepared models (the reference: ``Trainer.train`` starts
+    with the same reset), and the reference's reference cycles are collected now, not at some later
+    collection; its memory is freed when the caller holds none (``stages.build_policy`` passes it without a
+    name).  Not under DeepSpeed or FSDP, whose engines TRL manages.  Returns whether it was released."""
+    import gc
+
     args = trainer.args
     if getattr(trainer, "ref_model", None) is None or not getattr(args, "precompute_ref_log_probs", False):
         return False
     if getattr(args, "sync_ref_model", False) or trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled:
         return False
     trainer.ref_model = None
+    trainer.accelerator.free_memory()
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
     return True
 
 
