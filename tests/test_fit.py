@@ -54,16 +54,24 @@ def test_the_reference_is_freed_once_its_log_probs_are_precomputed(
     tokenizer, pairs, tmp_path, monkeypatch, loss, freed
 ):
     """Every batch carries the precomputed reference log-probs (TRL's DPO losses, po-bench's pure functions),
-    so before the policy trains nothing holds the reference model any more and its memory is free (TRL kept it
-    resident); TR-DPO's reference moves with the policy and stays."""
+    so from the first optimizer step nothing holds the reference model any more and its memory is free (TRL
+    kept it resident); TR-DPO's reference moves with the policy and stays."""
     import weakref
+
+    from transformers import TrainerCallback
 
     from po_bench.training.trl import preference
 
-    seen = []
+    seen, trainers = [], []
 
-    def run(trainer, out_dir):  # before training starts: gone already (no collection needed to free it)
-        seen.append((alive() is None, getattr(trainer, "ref_model", None) is None))
+    class FirstStep(TrainerCallback):  # at the first optimizer step, with no collection of the test's own
+        def on_step_begin(self, args, state, control, **kw):
+            if state.global_step == 0:
+                seen.append((alive() is None, getattr(trainers[0], "ref_model", None) is None))
+
+    def run(trainer, out_dir):
+        trainers.append(trainer)
+        trainer.add_callback(FirstStep())
         fit_run(trainer, out_dir)
 
     fit_run = preference.run

@@ -156,22 +156,21 @@ def release_reference(trainer) -> bool:
     """Let the reference model go once its log-probs are in the training rows: with TRL's
     ``precompute_ref_log_probs`` and a fixed reference, every batch carries them and the reference never
     runs again, yet TRL keeps it resident for the whole run (an 8B reference: 15 GiB of GPU memory).  The
-    trainer drops it, the accelerator its list of prepared models (the reference: ``Trainer.train`` starts
-    with the same reset), and the reference's reference cycles are collected now, not at some later
-    collection; its memory is freed when the caller holds none (``stages.build_policy`` passes it without a
-    name).  Not under DeepSpeed or FSDP, whose engines TRL manages.  Returns whether it was released."""
-    import gc
-
+    trainer drops it and the accelerator its entry in the list of prepared models (accelerate has no public
+    call for one model; transformers' Trainer reads the same list).  The model's own reference cycles (TRL's
+    patched forward) are collected by the garbage collection ``Trainer.train`` starts with, before the first
+    step: no collection of its own, which would cost as much again.  The memory is freed when the caller
+    holds none (``stages.build_policy`` passes it without a name).  Not under DeepSpeed or FSDP, whose engines
+    TRL manages.  Returns whether it was released."""
     args = trainer.args
-    if getattr(trainer, "ref_model", None) is None or not getattr(args, "precompute_ref_log_probs", False):
+    ref = getattr(trainer, "ref_model", None)
+    if ref is None or not getattr(args, "precompute_ref_log_probs", False):
         return False
     if getattr(args, "sync_ref_model", False) or trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled:
         return False
     trainer.ref_model = None
-    trainer.accelerator.free_memory()
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
+    acc = trainer.accelerator
+    acc._models = [m for m in acc._models if m is not ref]
     return True
 
 
