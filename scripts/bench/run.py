@@ -21,7 +21,7 @@ sys.path.insert(0, str(HERE))
 from common import write  # noqa: E402
 
 # cheap first; the order `make bench` runs them in
-ALL = ["judging", "process", "launch", "parallel", "sweep", "generation"]
+ALL = ["judging", "process", "overhead", "memory", "launch", "parallel", "sweep", "generation"]
 
 
 def main(argv: list[str]) -> int:
