@@ -531,6 +531,7 @@ def test_ranked_data_and_method_requirements_fail_at_config_time(overrides, need
 
 # ---- a loss from outside po-bench: CONTRIBUTING.md's pure-function recipe as a plug-in ---------------------
 
+
 def _toy_loss_env(tmp_path) -> dict:
     """The toy loss's entry point, installed as a distribution's metadata in a folder on PYTHONPATH (what
     ``pip install`` of a plug-in package leaves)."""

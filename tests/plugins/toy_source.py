@@ -42,7 +42,13 @@ class ArithmeticSource(FileSource):
 
     @staticmethod
     def spec_of(dcfg) -> dict:
-        return {"kind": "arith", "name": dcfg.name, "seed": int(dcfg.seed), "n_pref": dcfg.n_pref, "n_eval": dcfg.n_eval}
+        return {
+            "kind": "arith",
+            "name": dcfg.name,
+            "seed": int(dcfg.seed),
+            "n_pref": dcfg.n_pref,
+            "n_eval": dcfg.n_eval,
+        }
 
     @staticmethod
     def build_pairs(spec: dict, inputs) -> dict:
