@@ -45,6 +45,7 @@ def train_preference(
     guide_model=None,
     pair_scores: list[float] | None = None,
     source_models: list | None = None,
+    callbacks: list | None = None,
 ) -> dict:
     """Run the loss's TRL trainer on preference pairs; returns the logged history and final loss.
 
@@ -55,6 +56,8 @@ def train_preference(
     ``pair_scores``: one score per pair (po_bench.training.pair_scores) for a loss with per-pair weights;
     it travels with its pair through TRL's data pipeline as the ``pair_score`` column.
     ``source_models``: InfiFPO's source models (loss.args.sources), fused into its reference.
+    ``callbacks``: TrainerCallbacks run before the Trainer's own and the reporters (what they add to a logged
+    dict reaches wandb and the history: the diagnostics' probe, training/trl/probe.py).
     """
     method = method_of(loss_cfg)
     kind = method.kind
@@ -136,6 +139,7 @@ def train_preference(
             source_models=source_models,
         ),
     )
+    trainer.callback_handler.callbacks[0:0] = list(callbacks or [])
     kto_matched = None
     if method.kl_rows:
         kto_matched = unpaired.kl_matched_rows(trainer.train_dataset, int(train_cfg.batch_size))
