@@ -39,3 +39,25 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
     from po_bench.store import atomic_write_text
 
     atomic_write_text(path, "".join(json.dumps(r, default=str) + "\n" for r in rows))
+
+
+def cpu_only_torch() -> bool:
+    """Whether the installed torch is a CPU-only build (neither CUDA nor ROCm), read from its version file
+    without importing torch (~1 s): then ``torch.cuda.is_available()`` is False for certain.  False when
+    it may see a GPU (ask torch) or when that cannot be told."""
+    import ast
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec("torch")
+        folder = Path(next(iter(spec.submodule_search_locations)))
+        tree = ast.parse((folder / "version.py").read_text())
+    except (ImportError, ValueError, AttributeError, TypeError, StopIteration, OSError, SyntaxError):
+        return False
+    values = {}
+    for node in tree.body:
+        target = node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else None
+        target = node.target if isinstance(node, ast.AnnAssign) else target
+        if isinstance(target, ast.Name) and isinstance(node.value, ast.Constant):
+            values[target.id] = node.value.value
+    return "cuda" in values and "hip" in values and values["cuda"] is None and values["hip"] is None

@@ -475,6 +475,10 @@ class Config:
 
 def default_precision() -> str:
     """bf16-mixed on a GPU with bf16 support (the papers' setting), fp32 elsewhere (CPU)."""
+    from po_bench.common import cpu_only_torch
+
+    if cpu_only_torch():  # known without importing torch (~1 s): composing a config needs no torch
+        return "fp32"
     try:
         import torch
 

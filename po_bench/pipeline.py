@@ -12,32 +12,35 @@ configuration recomputes nothing.
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
-import torch
-
 from po_bench import stages
-from po_bench.common import timed, write_jsonl
+from po_bench.common import cpu_only_torch, timed, write_jsonl
 from po_bench.config import check_machine, validate
 from po_bench.generation import generate
 from po_bench.judges import implicit
+from po_bench.judges.api import Reads, judge_class
+from po_bench.judges.runner import run_judges, runner_judges
 from po_bench.results import tracking
 from po_bench.results.scores import world_rows, write_scores
-from po_bench.specs import plan, run_options
+from po_bench.specs import implicit_spec, plan, run_options
 from po_bench.store import Store
 from po_bench.training.methods import method_of
 
 
 def run(cfg, out_dir: str | Path) -> dict:
-    """Run every enabled stage for one configuration; returns the metrics dict."""
+    """Run every enabled stage for one configuration; returns the metrics dict.
+
+    What the run reads from the store it does not compute again, and a model is loaded only to compute
+    (:class:`Checkpoints`): a run whose artifacts all come from the store imports no torch."""
     validate(cfg)
     check_machine(cfg)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    if cfg.threads:
-        torch.set_num_threads(int(cfg.threads))
     store = Store(cfg.cache_dir)
+    store.before_build = lambda: torch_threads(cfg)
     seconds: dict[str, float] = {}
     t_start = time.perf_counter()
     p = plan(cfg)
@@ -48,6 +51,7 @@ def run(cfg, out_dir: str | Path) -> dict:
     src, loss = p.source, cfg.loss
     opts = {**run_options(cfg), **{k: cfg.generation[k] for k in ("progress", "batch_size", "multiprocessing")}}
     train_opts = run_options(cfg)
+    ckpt = Checkpoints(cfg, store, p)
 
     # ---- the starting checkpoint (SFT) ------------------------------------------------------------
     sft_metrics: dict = {}
@@ -55,14 +59,17 @@ def run(cfg, out_dir: str | Path) -> dict:
         if p.sft is not None:
             stages.get(store, "sft", p.sft, train_opts, launch=cfg.launch)
             sft_metrics = json.loads((Path(stages.checkpoint_dir(store, p.start)) / "train_metrics.json").read_text())
-        start_dir = stages.checkpoint_dir(store, p.start)
-        tokenizer = stages.load_tokenizer(start_dir, p.start.get("base") or p.sft["model"])
-        sft_model = stages.load_model(start_dir, p.start.get("base") or p.sft["model"])
-    loaded = {"model": sft_model, "tokenizer": tokenizer}
+        start_dir = ckpt.start_dir
 
-    def samples(role: str, desc: str, **objs):
+    def samples(role: str, desc: str, policy: bool = False):
+        spec = p.samples[role]
         with timed(seconds, "generate"):
-            return stages.get(store, "samples", p.samples[role], opts, desc=desc, **(objs or loaded))
+            # the loaded model and tokenizer save loading them again to build (never change the result); a cached
+            # run reads the samples without them
+            objs = {}
+            if not store.exists("samples", spec):
+                objs = {"model": ckpt.policy if policy else ckpt.sft, "tokenizer": ckpt.tokenizer}
+            return stages.get(store, "samples", spec, opts, desc=desc, **objs)
 
     # ---- preference pairs -------------------------------------------------------------------------
     pairs_art: dict | None = None
@@ -77,28 +84,32 @@ def run(cfg, out_dir: str | Path) -> dict:
             pair_weights = pair_weights_report(cfg, stages.pair_score_values(store, p.pair_scores, train_opts))
 
     # ---- preference training ----------------------------------------------------------------------
-    policy, train_metrics = sft_model, {"train_loss_final": sft_metrics.get("train_loss_final")}
+    train_metrics = {"train_loss_final": sft_metrics.get("train_loss_final")}
     if p.policy is not None:
         with timed(seconds, "train"):
             generate.release()  # a vLLM engine from the sampling stages frees its memory first
             if cfg.launch.strategy != "local":  # the process group gets the devices to itself
-                loaded.clear()
-                sft_model = None
+                ckpt.release_sft()
                 free_accelerator_memory()
             # TRL streams the training curves to the run's wandb run while it trains (rank 0): the trainer
-            # reports to wandb by the run option report_to (passed to a process group's ranks in --opts)
+            # reports to wandb by the run option report_to (passed to a process group's ranks in --opts); the
+            # run is opened here only when this process trains (a policy from the store logs at the end)
+            trains = any(s is not None and not store.exists("policy", s) for s in (p.guide, p.policy))
             with tracking.live_run_env(
-                cfg.tracking, out_dir, *tracking.group_and_name(cfg, out_dir), init_here=cfg.launch.strategy == "local"
+                cfg.tracking,
+                out_dir,
+                *tracking.group_and_name(cfg, out_dir),
+                init_here=cfg.launch.strategy == "local" and trains,
             ) as live_run:
                 live_opts = {**train_opts, "report_to": "wandb" if live_run else "none"}
                 if p.guide is not None:  # TGDPO: the guide policy (e.g. DPO on the same pairs) trains first
-                    stages.get(store, "policy", p.guide, live_opts, launch=cfg.launch, tokenizer=tokenizer)
-                policy_dir = stages.get(store, "policy", p.policy, live_opts, launch=cfg.launch, tokenizer=tokenizer)
-            policy = stages.load_model(str(policy_dir), p.policy["model"])
+                    stages.get(
+                        store, "policy", p.guide, live_opts, launch=cfg.launch, **ckpt.to_build("policy", p.guide)
+                    )
+                policy_dir = stages.get(
+                    store, "policy", p.policy, live_opts, launch=cfg.launch, **ckpt.to_build("policy", p.policy)
+                )
             train_metrics = json.loads((policy_dir / "train_metrics.json").read_text())
-            if sft_model is None:
-                sft_model = stages.load_model(start_dir, p.start.get("base") or p.sft["model"])
-                loaded.update(model=sft_model, tokenizer=tokenizer)
     policy_dir = stages.checkpoint_dir(store, p.policy_ref)
 
     metrics: dict = {
@@ -111,7 +122,7 @@ def run(cfg, out_dir: str | Path) -> dict:
     }
     if src.gold is None:
         metrics.update(gold_reward=None, gold_reward_sft=None, win_rate_vs_sft=None, implicit_reward_accuracy_ood=None)
-    metrics["data"] = data_report(cfg, p, pairs_art, tokenizer)
+    metrics["data"] = data_report(cfg, p, pairs_art, Deferred(lambda: ckpt.tokenizer))
     if pair_weights:
         metrics["pair_weights"] = pair_weights
 
@@ -120,9 +131,7 @@ def run(cfg, out_dir: str | Path) -> dict:
         prompts = stages.resolve_prompts(store, p.eval_prompts)
         sft_samples = samples("sft_samples", "sft samples (eval)")
         out = (
-            samples("generations", "policy samples (eval)", model=policy, tokenizer=tokenizer)
-            if "generations" in p.samples
-            else sft_samples
+            samples("generations", "policy samples (eval)", policy=True) if "generations" in p.samples else sft_samples
         )
 
         # ---- judging ------------------------------------------------------------------------------
@@ -130,8 +139,6 @@ def run(cfg, out_dir: str | Path) -> dict:
             with timed(seconds, "judge"):
                 if src.gold is not None:
                     metrics.update(src.gold(prompts, out, sft_samples))
-                metrics.update(implicit.kl_and_length(policy, sft_model, tokenizer, prompts, out))
-            kind = loss.implicit_reward if method_of(loss).trains_preference else "avg_logp"
             sampled = {  # each held-out split's SFT sample pairs (the world's eval and OOD; real data: none)
                 name: (
                     stages.resolve_prompts(store, p.samples[f"heldout_{split}"]["prompts"]),
@@ -141,30 +148,28 @@ def run(cfg, out_dir: str | Path) -> dict:
             }
             held = src.heldout_pairs(sampled, pairs_art)
             with timed(seconds, "judge"):
-                for name, pairs in held.items():  # None: not measured (real data without eval pairs)
-                    metrics[name] = (
-                        implicit.implicit_reward_accuracy(policy, sft_model, tokenizer, pairs, kind, float(loss.beta))
-                        if pairs is not None
-                        else None
+                kind = loss.implicit_reward if method_of(loss).trains_preference else "avg_logp"
+                metrics.update(implicit_judges(store, implicit_spec(cfg, p), ckpt, prompts, out, held, kind, loss.beta))
+                judges = runner_judges(cfg)  # every judge of the run the runner runs (gold and none: none)
+                if any(judge_class(j.name).reads is Reads.SAMPLES for j in judges):
+                    torch_threads(cfg)  # it may score the samples here (a reward model), outside the store
+                if judges:  # the models load only to answer (answers from the store need none)
+                    metrics.update(
+                        run_judges(
+                            cfg,
+                            store=store,
+                            policy=Deferred(lambda: ckpt.policy),
+                            policy_dir=policy_dir,
+                            sft_model=Deferred(lambda: ckpt.sft),
+                            sft_dir=start_dir,
+                            tokenizer=Deferred(lambda: ckpt.tokenizer),
+                            prompts=prompts,
+                            samples=out,
+                            sft_samples=sft_samples,
+                            policy_key=p.policy_ref,
+                            sft_key=p.start,
+                        )
                     )
-                from po_bench.judges.runner import run_judges
-
-                metrics.update(  # every judge of the run the runner runs (gold and none: none)
-                    run_judges(
-                        cfg,
-                        store=store,
-                        policy=policy,
-                        policy_dir=policy_dir,
-                        sft_model=sft_model,
-                        sft_dir=start_dir,
-                        tokenizer=tokenizer,
-                        prompts=prompts,
-                        samples=out,
-                        sft_samples=sft_samples,
-                        policy_key=p.policy_ref,
-                        sft_key=p.start,
-                    )
-                )
         rows = src.sample_rows(prompts, out, sft_samples)
         write_jsonl(out_dir / "samples.jsonl", rows[:32])
         if src.gold is not None and cfg.stages.judge:  # per-prompt scores: comparisons between runs pair on them
@@ -172,7 +177,8 @@ def run(cfg, out_dir: str | Path) -> dict:
 
     seconds["total"] = round(time.perf_counter() - t_start, 3)
     metrics["seconds"] = seconds
-    if torch.cuda.is_available():  # this process's peak (generation with hf, scoring; not a process group's)
+    torch = imported_torch()
+    if torch is not None and torch.cuda.is_available():  # this process's peak (generation with hf, scoring)
         metrics["gpu_peak_memory_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 3)
     built = set(store.misses)  # read again later in the run: still built here, not reused
     metrics["artifacts"] = {
@@ -184,12 +190,114 @@ def run(cfg, out_dir: str | Path) -> dict:
     return metrics
 
 
+def torch_threads(cfg) -> None:
+    """torch's threads (``threads``; 0: torch's default, every core), set before this process computes with
+    torch: a stage builds, a model loads, a judge scores.  A run that only reads the store imports no torch."""
+    if cfg.threads:
+        import torch  # lazy: torch (~1 s): only for a run that computes
+
+        torch.set_num_threads(int(cfg.threads))
+
+
+def imported_torch():
+    """torch when this process may have used a GPU through it, else None: torch as imported, or imported now
+    where it may see a GPU (a CPU-only build is known without importing it)."""
+    if "torch" in sys.modules or not cpu_only_torch():
+        import torch  # lazy: torch (~1 s): a CPU-only build never reports GPU memory
+
+        return torch
+    return None
+
+
+class Checkpoints:
+    """The run's tokenizer, SFT model (the start: the reference of the implicit judges) and policy, each
+    loaded on first use and kept: a run whose artifacts all come from the store loads none of them (no torch,
+    no transformers)."""
+
+    def __init__(self, cfg, store: Store, p):
+        self.cfg, self.store, self.p = cfg, store, p
+        self.model = p.start.get("base") or p.sft["model"]
+        self.loaded: dict = {}
+
+    @property
+    def start_dir(self) -> str:
+        return stages.checkpoint_dir(self.store, self.p.start)
+
+    def _get(self, what: str, load):
+        if what not in self.loaded:
+            torch_threads(self.cfg)
+            self.loaded[what] = load()
+        return self.loaded[what]
+
+    @property
+    def tokenizer(self):
+        return self._get("tokenizer", lambda: stages.load_tokenizer(self.start_dir, self.model))
+
+    @property
+    def sft(self):
+        return self._get("sft", lambda: stages.load_model(self.start_dir, self.model))
+
+    @property
+    def policy(self):
+        """The trained policy (the SFT model itself for a run without a preference stage)."""
+        if self.p.policy is None:
+            return self.sft
+        path = stages.checkpoint_dir(self.store, self.p.policy_ref)
+        return self._get("policy", lambda: stages.load_model(path, self.p.policy["model"]))
+
+    def release_sft(self) -> None:
+        """Drop the loaded SFT model (a process group is about to train); it is loaded again when needed."""
+        self.loaded.pop("sft", None)
+
+    def to_build(self, stage: str, spec: dict) -> dict:
+        """The tokenizer for a training stage to build with (it saves loading it again, never changes the
+        result); nothing when the artifact is in the store."""
+        return {} if self.store.exists(stage, spec) else {"tokenizer": self.tokenizer}
+
+
+class Deferred:
+    """An object (a model, a tokenizer) loaded when first used: a report that never reads the tokenizer (the
+    world's data report), or a judge whose answers all come from the store, costs no load."""
+
+    def __init__(self, load):
+        object.__setattr__(self, "_load", load)
+
+    def __getattr__(self, name: str):
+        return getattr(self._load(), name)
+
+    def __setattr__(self, name: str, value) -> None:
+        setattr(self._load(), name, value)
+
+    def __call__(self, *args, **kwargs):
+        return self._load()(*args, **kwargs)
+
+
+def implicit_judges(store: Store, spec: dict, ckpt: Checkpoints, prompts, samples, held: dict, kind: str, beta) -> dict:
+    """The implicit judges' numbers (:mod:`po_bench.judges.implicit`) from the store (``implicit`` artifact,
+    :func:`po_bench.specs.implicit_spec`), computed first when absent: kl_to_ref and mean_length of the policy's
+    eval samples against the reference, then the implicit-reward accuracy on each held-out set (None: not
+    measured)."""
+
+    def build() -> dict:
+        out = implicit.kl_and_length(ckpt.policy, ckpt.sft, ckpt.tokenizer, prompts, samples)
+        for name, pairs in held.items():
+            out[name] = (
+                implicit.implicit_reward_accuracy(ckpt.policy, ckpt.sft, ckpt.tokenizer, pairs, kind, float(beta))
+                if pairs is not None
+                else None
+            )
+        return out
+
+    return store.get_or_build_json("implicit", spec, build)
+
+
 def pair_weights_report(cfg, scores: list[float]) -> dict:
     """``metrics.pair_weights`` of run.json: the distribution of the per-pair scores (MADPO: the reward
     model's margins; Sem-DPO: the embedding distances) and of the weights the loss gives them."""
     from po_bench.training.losses import pair_weights
     from po_bench.training.pair_scores import summary
 
+    torch_threads(cfg)  # the weights are computed with torch
     w = pair_weights(cfg.loss.function, dict(cfg.loss.args), scores).tolist()
     return {
         "kind": cfg.loss.pair_scores.kind,
@@ -205,7 +313,8 @@ def free_accelerator_memory() -> None:
     import gc
 
     gc.collect()
-    if torch.cuda.is_available():
+    torch = sys.modules.get("torch")  # not imported: this process holds no accelerator memory
+    if torch is not None and torch.cuda.is_available():
         torch.cuda.empty_cache()
 
 

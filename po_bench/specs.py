@@ -25,6 +25,10 @@ semantic_distance  (Sem-DPO) pairs, loss.pair_scores.embedder: prompt/chosen emb
 policy             start checkpoint, model, pairs, loss (its trainer-facing fields), preference
                    hyperparameters, seed (+ the per-pair scores' spec for MADPO / Sem-DPO)
 generations        policy, eval prompts, generation config, seed
+implicit           (the judge stage's implicit judges: kl_to_ref, mean_length, implicit-reward accuracy) the
+                   policy, the reference (start checkpoint), their model fields, the policy's eval samples, the
+                   held-out samples (the world) and the pairs (real data: their eval split), the implicit
+                   reward's kind and beta (:func:`implicit_spec`; not a Plan role: read by the pipeline)
 answers            (judges that read answers) the policy, the generation config with the judge's answer
                    settings, the judge's question set (:data:`JUDGE_QUESTION_FIELDS`), the conversations
 <judge kind>       (judges with an artifact of their own, e.g. ``openllm``: lm-eval's output) the policy and
@@ -46,7 +50,16 @@ from po_bench.store import fingerprint
 # Bumped when a stage's code changes what it produces for the same spec.
 # sft/samples/policy 2: warmup reaches TRL, KTO KL order, held-out world prompts; reward_model and
 # semantic_distance: the per-pair scores of po_bench.training.pair_scores
-VERSIONS = {"sft": 2, "samples": 2, "pairs": 1, "ref_logps": 1, "policy": 2, "reward_model": 1, "semantic_distance": 1}
+VERSIONS = {
+    "sft": 2,
+    "samples": 2,
+    "pairs": 1,
+    "ref_logps": 1,
+    "policy": 2,
+    "reward_model": 1,
+    "semantic_distance": 1,
+    "implicit": 1,
+}
 
 # Run options that never change an artifact (logging, progress bars, checkpoint frequency, threads).
 RUN_OPTIONS = ("logging_steps", "save_steps", "progress")
@@ -372,6 +385,29 @@ def plan(cfg) -> Plan:
         if cfg.stages.generate:
             p.samples["generations"] = _samples(p.policy_ref, model, p.eval_prompts, gen, seed, 1)
     return p
+
+
+def implicit_spec(cfg, p: Plan) -> dict:
+    """The spec of a run's implicit judges (:mod:`po_bench.judges.implicit`: kl_to_ref and mean_length of the
+    policy's eval samples, implicit-reward accuracy on each held-out set): the judged policy and the reference
+    (the start checkpoint) with the model fields they load with, the policy's eval samples, the held-out SFT
+    sample pairs of each split (the world), the pairs artifact (real data: its eval split is held out), the
+    implicit reward's kind (avg_logp without a preference stage) and beta.  Only for a run that judges
+    (``stages.generate`` and ``stages.judge``)."""
+    from po_bench.training.methods import method_of
+
+    loss = cfg.loss
+    return {
+        "version": VERSIONS["implicit"],
+        "policy": p.policy_ref,
+        "reference": p.start,
+        "model": model_fields(cfg),
+        "samples": p.samples["generations" if "generations" in p.samples else "sft_samples"],
+        "heldout": {name: p.samples[f"heldout_{split}"] for name, split in p.source.heldout_splits().items()},
+        "pairs": p.pairs,
+        "kind": loss.implicit_reward if method_of(loss).trains_preference else "avg_logp",
+        "beta": float(loss.beta),
+    }
 
 
 # The reward model's training fields besides loss.pair_scores' own (lr, epochs, batch_size)

@@ -240,12 +240,13 @@ def build_policy(
     ]
     seed_everything(seed)
     pol = load_model(start, spec["model"])
-    ref = load_model(start, spec["model"]) if method_of(loss).needs_reference_model else None
+    needs_ref = method_of(loss).needs_reference_model
     train = OmegaConf.create({**spec["train"], **train_opts(opts), "launch": launch or {}})
     dist = _distributed(launch)
     res = train_preference(
         pol,
-        ref,
+        # the reference, held by no name here: the trainer frees it once its log-probs are precomputed
+        load_model(start, spec["model"]) if needs_ref else None,
         tokenizer,
         pairs,
         loss,

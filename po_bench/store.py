@@ -307,6 +307,9 @@ class Store:
         self.hits: list[str] = []  # keys served from the store during this process (for the run record)
         self.misses: list[str] = []
         self.quarantined: list[str] = []
+        # called before this process builds an artifact (the pipeline sets torch's threads there: a run whose
+        # artifacts all come from the store computes nothing and never imports torch)
+        self.before_build: Callable[[], None] | None = None
         old = _format1_dirs(self.root) if self.root not in _FORMAT1_WARNED else []
         if old:
             _FORMAT1_WARNED.add(self.root)
@@ -410,6 +413,8 @@ class Store:
             tmp = final.parent / f".{final.name}.work"
             tmp.mkdir(parents=True, exist_ok=True)
             try:
+                if self.before_build is not None:
+                    self.before_build()
                 build(tmp)
                 atomic_write_json(tmp / FIELDS, fields)  # provenance
                 write_manifest(tmp, kind, final.name)  # written last: marks completeness

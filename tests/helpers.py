@@ -17,6 +17,22 @@ import pytest
 
 from .conftest import SHARED
 
+# ---- what a process imported ------------------------------------------------------------------------------
+
+# packages a light path (--help, a config error, a fully cached rerun) must not import
+HEAVY = frozenset({"torch", "transformers", "trl", "vllm", "datasets", "peft", "wandb"})
+
+
+def imported(importtime_log: str) -> set[str]:
+    """The modules a Python process imported, from its import-time log on stderr (run it with
+    PYTHONPROFILEIMPORTTIME=1, the environment's -X importtime)."""
+    return {
+        line.split("|")[2].strip()
+        for line in importtime_log.splitlines()
+        if line.startswith("import time:") and line.count("|") == 2 and "imported package" not in line
+    }
+
+
 # ---- a scriptable OpenAI-compatible server (the judge client and judges against real sockets) ------------
 
 

@@ -8,7 +8,9 @@ import pytest
 from po_bench.cli.app import _num, _reuse_line, check_preset
 from po_bench.config import ConfigError
 
+from .conftest import ROOT, run_cli
 from .conftest import compose as _compose
+from .helpers import HEAVY, imported
 
 
 def test_num_formats():
@@ -40,3 +42,20 @@ def test_reuse_line_names_what_came_from_the_store_and_what_was_built():
     assert _reuse_line(hits) == "reused from the artifact store: samples, sft (nothing was rebuilt)"
     both = {"hits": ["sft/abc"], "built": ["policy/1", "samples/2"]}
     assert _reuse_line(both) == "reused from the artifact store: sft; built: policy, samples"
+
+
+@pytest.mark.parametrize(
+    "args, code",
+    [(["--help"], 0), (["loss=nope"], 2), (["loss.beta=-1"], 2), (["judge=alpaca_eval"], 2), (["loss=tpo"], 2)],
+)
+def test_help_and_config_errors_import_no_torch_trl_or_transformers(args, code, tmp_path):
+    """--help, an error Hydra finds while composing and one po-bench's validation finds (after the pipeline's
+    import) cost no import of torch, TRL, transformers or wandb: they answer in well under a second."""
+    r = run_cli(
+        [*args, f"cache_dir={tmp_path}/c", f"hydra.run.dir={tmp_path}/run"],
+        ROOT,
+        env_extra={"PYTHONPROFILEIMPORTTIME": "1"},
+    )
+    assert r.returncode == code, r.stderr[-2000:]
+    assert "po_bench.config" in imported(r.stderr)  # the log is there
+    assert imported(r.stderr) & HEAVY == set()

@@ -6,6 +6,7 @@ from po_bench.config import ConfigError, validate
 
 from .conftest import ROOT, run_cli
 from .conftest import compose as _compose
+from .helpers import HEAVY
 
 
 def test_default_composes_and_validates():
@@ -127,3 +128,35 @@ def test_cli_composition_errors_are_one_line_exit_2(args, needles, tmp_path):
     for n in needles:
         assert n in lines[0]
     assert not (tmp_path / "c").exists()
+
+
+VALIDATE_ALL = """
+import glob, json, os, sys
+from hydra import compose, initialize_config_dir
+from po_bench.cli.app import CONF_DIR
+from po_bench.config import ConfigError, validate
+checked = 0
+with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+    for group in ("loss", "judge", "dataset", "model", "generation", "launch"):
+        for path in sorted(glob.glob(os.path.join(CONF_DIR, group, "*.yaml"))):
+            try:
+                validate(compose(config_name="config", overrides=[f"{group}={os.path.basename(path)[:-5]}"]))
+            except ConfigError:
+                pass
+            checked += 1
+print(json.dumps({"checked": checked, "modules": sorted(m.split(".")[0] for m in sys.modules)}))
+"""
+
+
+def test_validating_every_config_imports_no_torch_trl_or_transformers():
+    """Validation (every ConfigError path of every loss, judge, dataset, model, generation and launch
+    config) reads TRL's config fields from a table and the loss registries without torch: no import of
+    torch, TRL, transformers, vLLM or wandb."""
+    import json
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-c", VALIDATE_ALL], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["checked"] > 60 and set(out["modules"]) & HEAVY == set()

@@ -1,6 +1,8 @@
 """The run around a trainer (po_bench/training/trl/fit.py): resuming from the newest complete checkpoint,
-and LoRA adapters trained by TRL then merged into a plain checkpoint."""
+LoRA adapters trained by TRL then merged into a plain checkpoint, and the reference model released once its
+log-probs are precomputed."""
 
+import copy
 from types import SimpleNamespace as NS
 
 import pytest
@@ -10,7 +12,7 @@ from po_bench.training import models
 from po_bench.training.trl.fit import last_checkpoint, merged
 from po_bench.training.trl.preference import train_preference
 
-from .helpers import config_with_loss
+from .helpers import config_with_loss, loss_args, step_args
 
 
 @pytest.mark.slow  # trains (make test-fast runs no training)
@@ -44,3 +46,44 @@ def test_last_checkpoint_skips_partial_ones(tmp_path):
     assert last_checkpoint(tmp_path) == str(tmp_path / "checkpoint-4")
     (tmp_path / "checkpoint-8" / "trainer_state.json").write_text("{}")
     assert last_checkpoint(tmp_path) == str(tmp_path / "checkpoint-8")
+
+
+@pytest.mark.slow  # trains (make test-fast runs no training)
+@pytest.mark.parametrize("loss, freed", [("dpo", True), ("cdpo", True), ("tr_dpo", False)])
+def test_the_reference_is_freed_once_its_log_probs_are_precomputed(
+    tokenizer, pairs, tmp_path, monkeypatch, loss, freed
+):
+    """Every batch carries the precomputed reference log-probs (TRL's DPO losses, po-bench's pure functions),
+    so while the policy trains nothing holds the reference model any more (TRL kept it resident); TR-DPO's
+    reference moves with the policy and stays."""
+    import gc
+    import weakref
+
+    from po_bench.training.trl import preference
+
+    seen = []
+
+    def run(trainer, out_dir):
+        fit_run(trainer, out_dir)
+        gc.collect()
+        seen.append((alive() is None, getattr(trainer, "ref_model", None) is None))
+
+    fit_run = preference.run
+    monkeypatch.setattr(preference, "run", run)
+    cfg = config_with_loss(loss)
+    model = models.build_tiny_model(tokenizer, hidden_size=64, num_layers=1, intermediate_size=128)
+    refs = [copy.deepcopy(model)]
+    alive = weakref.ref(refs[0])
+    cache = (lambda: None, lambda obj: None) if loss != "tr_dpo" else None
+    train_preference(
+        model,
+        refs.pop(),
+        tokenizer,
+        pairs[:16],
+        loss_args(cfg.loss, 1e-3),
+        step_args(cfg.train, 1),
+        tmp_path,
+        0,
+        ref_logps_cache=cache,
+    )
+    assert seen == [(freed, freed)]

@@ -8,7 +8,7 @@ from po_bench.results.record import REQUIRED_METRICS
 from po_bench.results.writers import write_tables
 
 from .conftest import ROOT, SMALL, read_runs, run_cli
-from .helpers import check_golden
+from .helpers import HEAVY, check_golden, imported
 
 pytestmark = pytest.mark.slow
 
@@ -41,12 +41,20 @@ def test_single_run_writes_complete_record(tmp_path):
     assert (tmp_path / "run" / ".hydra" / "config.yaml").exists()
     assert (tmp_path / "run" / "samples.jsonl").read_text().count("\n") > 0
 
-    # Re-running the same configuration recomputes nothing: every artifact comes from the store.
-    r2 = run_cli([*SMALL, f"cache_dir={tmp_path}/cache", f"hydra.run.dir={tmp_path}/run2"], ROOT)
+    # Re-running the same configuration recomputes nothing: every artifact comes from the store (the judge
+    # stage's implicit judges too), and a run that only reads the store imports no torch, TRL or transformers.
+    r2 = run_cli(
+        [*SMALL, f"cache_dir={tmp_path}/cache", f"hydra.run.dir={tmp_path}/run2"],
+        ROOT,
+        env_extra={"PYTHONPROFILEIMPORTTIME": "1"},
+    )
     assert r2.returncode == 0, r2.stderr[-3000:]
     rec2 = json.loads((tmp_path / "run2" / "run.json").read_text())
     assert rec2["metrics"]["artifacts"]["built"] == []
-    assert rec2["metrics"]["gold_reward"] == m["gold_reward"]
+    assert any(k.startswith("implicit/") for k in rec2["metrics"]["artifacts"]["hits"])
+    same = lambda x: json.dumps({k: x.get(k) for k in GOLDEN_METRICS}, sort_keys=True)
+    assert same(rec2["metrics"]) == same(m)
+    assert imported(r2.stderr) & HEAVY == set()
 
 
 def test_noise_flips_are_recorded(tmp_path):

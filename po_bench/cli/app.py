@@ -43,7 +43,7 @@ def _verbose() -> bool:
 
 
 def run_job(cfg: DictConfig) -> dict | None:
-    from po_bench import pipeline  # lazy: torch, TRL, vLLM (~3 s): not for --help or a composition error
+    from po_bench import pipeline  # lazy: the stages, data sources and judges (~0.1 s): not for --help
 
     hc = HydraConfig.get()
     out_dir = Path(hc.runtime.output_dir)
@@ -226,6 +226,27 @@ def _one_line_config_errors() -> None:
     hydra_utils.run_and_report = run_and_report
 
 
+def _one_repository_for_help() -> None:
+    """``po-bench --help`` lists every group's options: Hydra answers each of its ~160 questions with a
+    fresh deep copy of its config repository (~1.2 s in all).  It asks them all with no overrides, so one
+    copy per loader answers them all, with the same answers."""
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra.core.object_type import ObjectType
+
+    original = ConfigLoaderImpl.get_group_options
+    repos: dict = {}
+
+    def get_group_options(self, group_name, results_filter=ObjectType.CONFIG, config_name=None, overrides=None):
+        if overrides:
+            return original(self, group_name, results_filter, config_name, overrides)
+        key = (id(self), config_name)
+        if key not in repos:
+            repos[key] = self._parse_overrides_and_create_caching_repo(config_name, [])[1]
+        return repos[key].get_group_options(group_name, results_filter)
+
+    ConfigLoaderImpl.get_group_options = get_group_options
+
+
 def _refuse_keys_in_overrides(argv: list[str]) -> None:
     """API keys come only from the environment or a key file.  An override that would carry one
     (``judge.api_key=...``, ``+judge.token=...``, an ``api_key_env`` value that is no variable name,
@@ -261,6 +282,8 @@ def cli() -> None:
         sys.exit(cache_main(sys.argv[2:]))
     _refuse_keys_in_overrides(sys.argv[1:])
     _one_line_config_errors()
+    if {"--help", "-h", "--hydra-help"} & set(sys.argv[1:]):
+        _one_repository_for_help()
     main()
     if sweep_report.LAST and sweep_report.LAST["failed"]:  # a sweep with a failed job (summary printed)
         sys.exit(1)

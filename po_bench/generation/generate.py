@@ -7,7 +7,6 @@ what ran before it in the same process.
 
 from __future__ import annotations
 
-import torch
 from tqdm.auto import tqdm
 
 from po_bench.choices import GenerationBackend
@@ -15,30 +14,32 @@ from po_bench.generation.chat import stop_token_ids
 from po_bench.generation.logprobs import render_prompt
 
 
-@torch.no_grad()
 def generate_hf(model, tokenizer, prompts, gen_cfg, seed: int, desc: str = "generate") -> list[str]:
-    model.eval()
-    device = next(model.parameters()).device
-    tokenizer.padding_side = "left"
-    outs: list[str] = []
-    bs = gen_cfg.batch_size
-    for b, start in enumerate(tqdm(range(0, len(prompts), bs), desc=desc, disable=not gen_cfg.progress)):
-        texts = [render_prompt(tokenizer, p) for p in prompts[start : start + bs]]
-        enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
-        torch.manual_seed(hash((int(seed), b)) % (2**31))
-        do_sample = gen_cfg.temperature > 0
-        kw = dict(
-            max_new_tokens=gen_cfg.max_new_tokens,
-            do_sample=do_sample,
-            pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=stop_token_ids(tokenizer),
-        )
-        if do_sample:
-            kw.update(temperature=gen_cfg.temperature, top_p=gen_cfg.top_p, top_k=0)
-        out = model.generate(**enc, **kw)
-        new = out[:, enc["input_ids"].shape[1] :]
-        outs += [" " + t.strip() for t in tokenizer.batch_decode(new, skip_special_tokens=True)]
-    return outs
+    import torch  # lazy: torch (~1 s): not for a run whose samples all come from the store
+
+    with torch.no_grad():
+        model.eval()
+        device = next(model.parameters()).device
+        tokenizer.padding_side = "left"
+        outs: list[str] = []
+        bs = gen_cfg.batch_size
+        for b, start in enumerate(tqdm(range(0, len(prompts), bs), desc=desc, disable=not gen_cfg.progress)):
+            texts = [render_prompt(tokenizer, p) for p in prompts[start : start + bs]]
+            enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+            torch.manual_seed(hash((int(seed), b)) % (2**31))
+            do_sample = gen_cfg.temperature > 0
+            kw = dict(
+                max_new_tokens=gen_cfg.max_new_tokens,
+                do_sample=do_sample,
+                pad_token_id=tokenizer.pad_token_id,
+                eos_token_id=stop_token_ids(tokenizer),
+            )
+            if do_sample:
+                kw.update(temperature=gen_cfg.temperature, top_p=gen_cfg.top_p, top_k=0)
+            out = model.generate(**enc, **kw)
+            new = out[:, enc["input_ids"].shape[1] :]
+            outs += [" " + t.strip() for t in tokenizer.batch_decode(new, skip_special_tokens=True)]
+        return outs
 
 
 def generate(model, tokenizer, prompts, gen_cfg, seed: int, desc: str = "generate", model_path=None) -> list[str]:

@@ -6,7 +6,10 @@ of ``tok(prompt)`` and ``tok(prompt + completion + eos)``.
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 
 def render_prompt(tokenizer, prompt) -> str:
@@ -73,6 +76,8 @@ def token_logps(
     logits: torch.Tensor, targets: torch.Tensor, chunk_tokens: int = LOGSOFTMAX_CHUNK_TOKENS
 ) -> torch.Tensor:
     """log softmax(logits)[target] per position, computed in fp32 over chunks of positions."""
+    import torch  # lazy: torch (~1 s): not for render_prompt (generation, data statistics, a cached run)
+
     B, L, _ = logits.shape
     rows = max(1, chunk_tokens // max(B, 1))
     out = []
@@ -84,7 +89,6 @@ def token_logps(
     return torch.cat(out, dim=1)
 
 
-@torch.no_grad()
 def completion_logps(
     model,
     tokenizer,
@@ -97,26 +101,29 @@ def completion_logps(
     """(sum of completion-token log-probs, number of completion tokens) per example, as tensors.
     Runs on the model's device, in batches of at most ``batch_size`` sequences and ``max_tokens``
     padded tokens."""
-    model.eval()
-    device = next(model.parameters()).device
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    encoded = [tokenize_completion(tokenizer, p, c) for p, c in zip(prompts, completions)]
-    seqs_all = [(p + c)[:max_length] if max_length else p + c for p, c in encoded]
-    sums, counts = [], []
-    for idx in token_batches([len(s) for s in seqs_all], batch_size, max_tokens):
-        batch, seqs = [encoded[i] for i in idx], [seqs_all[i] for i in idx]
-        L = max(len(s) for s in seqs)
-        ids = torch.full((len(seqs), L), pad, dtype=torch.long)
-        attn = torch.zeros((len(seqs), L), dtype=torch.long)
-        cmask = torch.zeros((len(seqs), L), dtype=torch.float32)
-        for i, ((p, _c), s) in enumerate(zip(batch, seqs)):
-            ids[i, : len(s)] = torch.tensor(s)
-            attn[i, : len(s)] = 1
-            cmask[i, len(p) : len(s)] = 1.0
-        ids, attn, cmask = ids.to(device), attn.to(device), cmask.to(device)
-        logits = model(input_ids=ids, attention_mask=attn).logits[:, :-1]
-        tok_logps = token_logps(logits, ids[:, 1:])
-        m = cmask[:, 1:]
-        sums.append((tok_logps * m).sum(-1).cpu())
-        counts.append(m.sum(-1).cpu())
-    return torch.cat(sums), torch.cat(counts)
+    import torch  # lazy: as token_logps
+
+    with torch.no_grad():
+        model.eval()
+        device = next(model.parameters()).device
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        encoded = [tokenize_completion(tokenizer, p, c) for p, c in zip(prompts, completions)]
+        seqs_all = [(p + c)[:max_length] if max_length else p + c for p, c in encoded]
+        sums, counts = [], []
+        for idx in token_batches([len(s) for s in seqs_all], batch_size, max_tokens):
+            batch, seqs = [encoded[i] for i in idx], [seqs_all[i] for i in idx]
+            L = max(len(s) for s in seqs)
+            ids = torch.full((len(seqs), L), pad, dtype=torch.long)
+            attn = torch.zeros((len(seqs), L), dtype=torch.long)
+            cmask = torch.zeros((len(seqs), L), dtype=torch.float32)
+            for i, ((p, _c), s) in enumerate(zip(batch, seqs)):
+                ids[i, : len(s)] = torch.tensor(s)
+                attn[i, : len(s)] = 1
+                cmask[i, len(p) : len(s)] = 1.0
+            ids, attn, cmask = ids.to(device), attn.to(device), cmask.to(device)
+            logits = model(input_ids=ids, attention_mask=attn).logits[:, :-1]
+            tok_logps = token_logps(logits, ids[:, 1:])
+            m = cmask[:, 1:]
+            sums.append((tok_logps * m).sum(-1).cpu())
+            counts.append(m.sum(-1).cpu())
+        return torch.cat(sums), torch.cat(counts)

@@ -109,6 +109,14 @@ def with_judge(cfg, judge):
     return c
 
 
+def runner_judges(cfg) -> list:
+    """The run's judge configs (``judge`` and ``judge.also``) that the runner runs: none for the pipeline's
+    own (gold, none), which need nothing of it."""
+    from po_bench.config import judge_configs
+
+    return [j for j in judge_configs(cfg) if judge_class(j.name).reads in RUN_BY_RUNNER]
+
+
 def run_judges(cfg, **kw) -> dict:
     """Every judge of the run (``judge`` and ``judge.also``, in that order) on the policy: one job
     trains a policy and judges it with all of them, so no job waits on another's store lock.
@@ -117,9 +125,7 @@ def run_judges(cfg, **kw) -> dict:
     :func:`run_judge` returns them; with several, ``judged`` sums the counts (``judged_by`` has each
     judge's), and ``judge_client`` / ``judge_budget`` hold one entry per judge (``judge_budget.message``
     says which budgets ran out)."""
-    from po_bench.config import judge_configs
-
-    judges = [j for j in judge_configs(cfg) if judge_class(j.name).reads in RUN_BY_RUNNER]
+    judges = runner_judges(cfg)
     if len(judges) <= 1:
         return run_judge(with_judge(cfg, judges[0]), **kw) if judges else {}
     out: dict = {}

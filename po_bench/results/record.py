@@ -68,6 +68,10 @@ def hardware() -> dict[str, Any]:
                 break
     except OSError:
         pass
+    from po_bench.common import cpu_only_torch
+
+    if cpu_only_torch():  # no GPU for certain, known without importing torch (~1 s): a cached run needs none
+        return hw
     try:
         import torch
 

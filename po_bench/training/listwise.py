@@ -18,8 +18,10 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import torch
-import torch.nn.functional as F
+from po_bench.training.losses import LazyModule
+
+torch = LazyModule("torch")  # lazy: torch (~1 s): not for validation or planning (they read LISTWISE)
+F = LazyModule("torch.nn.functional")
 
 
 @dataclass

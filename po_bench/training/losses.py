@@ -16,8 +16,26 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import torch
-import torch.nn.functional as F
+
+class LazyModule:
+    """A module imported on its first attribute access.  The loss registries (names, ranges, signatures)
+    are read by config validation and run planning, which compute nothing and so need no torch."""
+
+    __slots__ = ("_name", "_module")
+
+    def __init__(self, name: str):
+        self._name, self._module = name, None
+
+    def __getattr__(self, attr: str):
+        if self._module is None:
+            import importlib
+
+            self._module = importlib.import_module(self._name)
+        return getattr(self._module, attr)
+
+
+torch = LazyModule("torch")  # lazy: torch (~1 s): not for validation or planning (they read the registries)
+F = LazyModule("torch.nn.functional")
 
 
 @dataclass

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
 from po_bench.data import world
 
 
@@ -41,6 +39,7 @@ def build_tiny_model(
     max_position_embeddings: int = 64,
     seed: int = 0,
 ):
+    import torch  # lazy: torch (~1 s): not for model_path (where a cached run's base model is)
     from transformers import LlamaConfig, LlamaForCausalLM
 
     cfg = LlamaConfig(
@@ -105,6 +104,7 @@ def load_tokenizer(path: str | Path, chat_template: str | None = None):
 def load_checkpoint(path: str | Path, dtype: str = "float32", device: str | None = None):
     """A causal LM checkpoint, on ``device`` (default: the GPU when there is one, so that scoring
     and HF generation run there, else the CPU)."""
+    import torch  # lazy: as build_tiny_model
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(str(path), dtype=getattr(torch, dtype))

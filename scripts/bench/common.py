@@ -89,6 +89,48 @@ def po_bench(args: list[str], check: bool = True, **kw) -> tuple[float, subproce
     return timed_run([PY, "-m", "po_bench", *args], check=check, **kw)
 
 
+# Packages whose import a light path (--help, a config error, a fully cached rerun) should not pay for
+HEAVY = (
+    "torch",
+    "transformers",
+    "trl",
+    "vllm",
+    "datasets",
+    "peft",
+    "accelerate",
+    "sklearn",
+    "scipy",
+    "pandas",
+    "matplotlib",
+    "wandb",
+    "tokenizers",
+)
+
+
+def heavy_imports(importtime_log: str) -> dict[str, float]:
+    """The heavy packages a process imported and the seconds each took (its first import, children included),
+    from its ``python -X importtime`` log (stderr)."""
+    out: dict[str, float] = {}
+    for line in importtime_log.splitlines():
+        if not line.startswith("import time:") or "imported package" in line:
+            continue
+        _, cumulative, name = line.split("|")
+        name = name.strip()
+        if name in HEAVY and name not in out:
+            out[name] = int(cumulative) / 1e6
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+
+def imports_of(args: list[str], **kw) -> dict[str, float]:
+    """What one po-bench CLI process with ``args`` imports of :data:`HEAVY` (run once, under -X importtime)."""
+    _, r = timed_run([PY, "-X", "importtime", "-m", "po_bench", *args], check=False, **kw)
+    return heavy_imports(r.stderr)
+
+
+def fmt_imports(imports: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:.2f}" for k, v in imports.items()) or "none"
+
+
 def run_records(folder: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted(Path(folder).rglob("run.json"))]
 

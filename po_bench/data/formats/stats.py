@@ -6,6 +6,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from po_bench.generation.logprobs import render_prompt
+
 
 def _n_tokens(tokenizer, text: str) -> int:
     return len(tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -15,8 +17,6 @@ def _lengths(tokenizer, prompt, response) -> tuple[int, int]:
     """(prompt tokens, response tokens) as a preference trainer sees them: plain prompts as text,
     responses with EOS appended; conversational ones through the chat template, the response being
     what the template adds after the generation prompt (end-of-turn tokens included)."""
-    from po_bench.generation.logprobs import render_prompt  # lazy: torch, only with a tokenizer's statistics
-
     p_text = render_prompt(tokenizer, prompt)
     n_p = _n_tokens(tokenizer, p_text)
     if isinstance(prompt, str):

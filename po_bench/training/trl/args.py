@@ -12,38 +12,17 @@ import dataclasses
 import os
 from pathlib import Path
 
-import torch
-
 from po_bench.choices import Precision
 from po_bench.training.methods import Method, MethodKind, method_of
-
-
-def config_class(trl_trainer: str):
-    """TRL's config class of a trainer family (``Method.trl_trainer``): dpo, cpo, orpo, kto, sft."""
-    if trl_trainer == "dpo":
-        from trl import DPOConfig
-
-        return DPOConfig
-    if trl_trainer == "cpo":
-        from trl.experimental.cpo import CPOConfig
-
-        return CPOConfig
-    if trl_trainer == "kto":
-        from trl import KTOConfig
-
-        return KTOConfig
-    if trl_trainer == "orpo":
-        from trl.experimental.orpo import ORPOConfig
-
-        return ORPOConfig
-    if trl_trainer == "sft":
-        from trl import SFTConfig
-
-        return SFTConfig
-    raise ValueError(f"unknown TRL trainer {trl_trainer!r}")
+from po_bench.training.trl.fields import CLASSES, config_class, table_fields
 
 
 def trl_fields(method: Method) -> set[str]:
+    """The fields of the method's TRL config class: from :mod:`.fields`' table while it describes the installed
+    TRL (no import of TRL, transformers or torch: config validation runs before any compute), else the class's."""
+    table = table_fields(method.trl_trainer)
+    if table is not None:
+        return set(table)
     return {f.name for f in dataclasses.fields(config_class(method.trl_trainer))}
 
 
@@ -64,10 +43,12 @@ def validate_loss_args(method: Method) -> None:
         if key in POBENCH_LOSS_ARGS and POBENCH_LOSS_ARGS[key] in fields:
             continue
         if key not in fields:
-            raise ValueError(f"loss.args.{key} is not an option of TRL's {config_class(method.trl_trainer).__name__}")
+            raise ValueError(f"loss.args.{key} is not an option of TRL's {CLASSES[method.trl_trainer]}")
 
 
 def common_args(train_cfg, out_dir: Path, seed: int, lr: float, epochs: float, batch_size: int) -> dict:
+    import torch  # lazy: torch (~1 s): not for config validation (validate_loss_args)
+
     from po_bench.training.launch import trainer_args
 
     return dict(

@@ -152,6 +152,23 @@ def merged(model):
     return model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
 
 
+def release_reference(trainer) -> bool:
+    """Let the reference model go once its log-probs are in the training rows: with TRL's
+    ``precompute_ref_log_probs`` and a fixed reference, every batch carries them and the reference never
+    runs again, yet TRL keeps it resident for the whole run (an 8B reference: 15 GiB of GPU memory).  The
+    trainer drops it here, the accelerator its own reference when training starts (``Trainer.train`` frees
+    the accelerator's models first), so its memory is freed when the caller holds none
+    (``stages.build_policy`` passes it without a name).  Not under DeepSpeed or FSDP, whose engines TRL
+    manages.  Returns whether it was released."""
+    args = trainer.args
+    if getattr(trainer, "ref_model", None) is None or not getattr(args, "precompute_ref_log_probs", False):
+        return False
+    if getattr(args, "sync_ref_model", False) or trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled:
+        return False
+    trainer.ref_model = None
+    return True
+
+
 def run(trainer, out_dir) -> None:
     """Train, resuming from the newest complete checkpoint a killed run left in ``out_dir``."""
     trainer.train(resume_from_checkpoint=last_checkpoint(out_dir))

@@ -21,6 +21,7 @@ from po_bench.training.trl.fit import (
     batch_facts,
     cast_for_precision,
     param_facts,
+    release_reference,
     run,
     save_distributed,
     shared_dataset,
@@ -140,6 +141,9 @@ def train_preference(
         ),
     )
     trainer.callback_handler.callbacks[0:0] = list(callbacks or [])
+    ref_model = None  # the trainer holds it while it needs it
+    if release_reference(trainer):
+        log.info("reference model released: its log-probs are precomputed")
     kto_matched = None
     if method.kl_rows:
         kto_matched = unpaired.kl_matched_rows(trainer.train_dataset, int(train_cfg.batch_size))
