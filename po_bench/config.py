@@ -15,6 +15,20 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
+from po_bench import plugins
+from po_bench.choices import (
+    GenerationBackend,
+    ImplicitReward,
+    Launcher,
+    ModelKind,
+    NoiseKind,
+    Precision,
+    Strategy,
+    TrackingBackend,
+    TrackingMode,
+)
+from po_bench.data.schema import DatasetConfig
+from po_bench.data.sources import DatasetConfigError, sources, validate_dataset
 from po_bench.judges.api import (
     ConfigChecks,
     JudgeConfigError,
@@ -55,51 +69,26 @@ class ModelConfig:
     lr: float = 2.0e-4
     lora: LoraConfig = field(default_factory=LoraConfig)  # train LoRA adapters (peft); merged into the saved policy
 
-
-@dataclass
-class DatasetConfig:
-    name: str = "world"
-    kind: str = "world"
-    seed: int = 0  # the world's own seed: fixed across run seeds, so seeds vary training, not the task
-    n_sft: int = 3000
-    n_pref: int = 1600
-    n_eval: int = 512
-    n_ood: int = 256
-    min_keywords: int = 1
-    max_keywords: int = 3
-    ood_min_keywords: int = 4
-    ood_max_keywords: int = 5
-    annotator_temperature: float = 0.5
-    annotator_length_bias: float = 0.03
-    # k on-policy samples per pref prompt ranked by the annotator, pairs built from the ranking
-    # (best_vs_rest | adjacent | best_worst | all) and their order (none: shuffled by the trainer;
-    # easy_to_hard: Curry-DPO's curriculum, largest rating gap first, trained in that order).  World only.
-    k_samples: int = 2
-    pair_strategy: str = "best_vs_rest"
-    curriculum: str = "none"
-    # Step-DPO's step-wise pairs (world only): a shared correct prefix, the first erroneous step of a sampled
-    # response (by the per-step gold gain) rejected, a correct next step chosen from step_candidates
-    # continuations of the SFT policy (po_bench/data/world.py step_pairs)
-    steps: bool = False
-    step_candidates: int = 4
-    # Who rates the on-policy samples: annotator (r*, Bradley-Terry) | pugc (PUGC, Tan et al. 2025: the judge
-    # rates against a user-generated text per prompt, its keywords dropped / off-topic words added at ugc_noise).
-    # Which models they come from: single (the SFT policy) | multi (a pool with a stronger SFT model's samples,
-    # annotator-labelled) | strong_chosen (the strong model's sample chosen, the own one rejected; More is Less,
-    # Wang et al. 2025).  World only.
-    pair_source: str = "annotator"
-    ugc_noise: float = 0.3
-    pair_models: str = "single"
-    # Real data (kind: hf / file; see conf/dataset/*.yaml).  Unused by kind=world.
-    hub_id: str | None = None  # Hub dataset id (users with the Hub)
-    path: str | None = None  # local JSONL / JSON / Parquet file (wins over hub_id when set)
-    split: str = "train"
-    eval_split: str | None = None
-    format: str = "pairs"  # pairs | conversational | hh | ranked | unpaired
-    columns: dict[str, str] = field(default_factory=dict)  # internal name -> column name in the source
-    max_rows: int = 0  # >0: keep the first N rows
-    on_error: str = "skip"  # skip: bad rows are skipped and counted in run.json | fail: stop at the first bad row
-    sft: str | None = None  # name of a separate SFT dataset config (e.g. ultrachat)
+    @staticmethod
+    def validate(cfg) -> None:
+        """model.*: its kind, a Hub path that exists, LoRA, and a train.max_length at its scale."""
+        m, t = cfg.model, cfg.train
+        _check(ModelKind.allows(m.kind), f"model.kind={m.kind!r}: allowed {ModelKind.listed()}")
+        if m.kind == ModelKind.HUB:
+            _check(bool(m.name_or_path), "model.name_or_path is required when model.kind=hub")
+            p = str(m.name_or_path)
+            if p.startswith((".", "/", "~")):
+                _check(Path(p).expanduser().exists(), f"model.name_or_path={p}: no such directory")
+        lora = m.lora
+        if lora.enabled:
+            _check(lora.r > 0 and lora.alpha > 0, "model.lora.r and model.lora.alpha must be > 0")
+            _check(0 <= lora.dropout < 1, "model.lora.dropout must be in [0, 1)")
+        if m.kind != ModelKind.TINY:
+            _check(
+                t.max_length >= WORLD_SIZED_LENGTH,
+                f"train.max_length={t.max_length} is the embedded world's scale, not model={m.name}'s: set "
+                f"model.max_length (the model config's) or train.max_length (>= {WORLD_SIZED_LENGTH})",
+            )
 
 
 @dataclass
@@ -127,11 +116,84 @@ class LossConfig:
     # the reward model's lr/epochs/batch_size; Sem-DPO: kind semantic_distance + embedder); po_bench.training.pair_scores
     pair_scores: dict[str, Any] = field(default_factory=dict)
 
+    @staticmethod
+    def validate(cfg) -> None:
+        """loss.*: the backend, the implicit reward, beta and lr, and the method's own arguments in range (TRL's
+        fields, a pure function's hyperparameters, its per-pair scores)."""
+        loss = cfg.loss
+        _check(known_backend(loss.backend), f"loss.backend={loss.backend!r}: allowed {', '.join(BACKENDS)}")
+        method = method_of(loss)
+        _check(
+            ImplicitReward.allows(loss.implicit_reward),
+            f"loss.implicit_reward={loss.implicit_reward!r}: allowed {ImplicitReward.listed()}",
+        )
+        _check(loss.beta > 0, f"loss.beta={loss.beta:g} for {loss.name}: allowed (0, inf)")
+        _check(loss.lr > 0, f"loss.lr={loss.lr}: must be > 0")
+        if loss.reference_free:
+            _check(
+                loss.implicit_reward != ImplicitReward.LOGRATIO,
+                f"loss={loss.name} is reference-free: loss.implicit_reward must be avg_logp, not logratio",
+            )
+        if not method.trains_preference:
+            return
+        from po_bench.training.trl.args import validate_loss_args
+
+        try:
+            validate_loss_args(method)
+        except ValueError as e:
+            raise ConfigError(f"loss={loss.name}: {e}") from None
+        _check_pair_scores(loss)
+        if method.trl_loss:
+            from po_bench.training.losses import fmt_range, in_range
+
+            for k, v in dict(loss.args).items():
+                if k in TRL_ARG_RANGES and isinstance(v, (int, float)):
+                    lo, hi, lo_inc, hi_inc = TRL_ARG_RANGES[k]
+                    _check(
+                        in_range(v, lo, hi, lo_inc, hi_inc),
+                        f"loss.args.{k}={v:g} for {loss.name}: allowed {fmt_range(lo, hi, lo_inc, hi_inc)}",
+                    )
+
+    @staticmethod
+    def validate_needs(cfg) -> None:
+        """What the method needs of the rest of the config, checked once every section is valid on its own:
+        the values it is defined with (loss.requires), its data shape (pairs, unpaired rows, rated lists, an
+        order), its guide policy, its source models."""
+        from omegaconf import OmegaConf
+
+        loss, d = cfg.loss, cfg.dataset
+        method = method_of(loss)
+        for k, v in dict(loss.get("requires") or {}).items():
+            got = OmegaConf.select(cfg, k)
+            _check(got == v, f"loss={loss.name} needs {k}={v} (got {got}): the method is defined on that data")
+        _check(
+            d.format != "unpaired" or (not loss.paired and method.kind is MethodKind.UNPAIRED_TRL),
+            f"dataset.format=unpaired has no pairs: loss={loss.name} needs pairs (use loss=kto)",
+        )
+        _check(
+            d.curriculum == "none" or not method.kl_rows,
+            f"dataset.curriculum={d.curriculum}: loss={loss.name} reorders its unpaired rows (KTO's KL rows); "
+            "a curriculum order needs a paired loss",
+        )
+        _check_lists(cfg, method)
+        _check_guide(cfg, method)
+        _check_unpaired_and_sources(cfg, method)
+
 
 @dataclass
 class NoiseConfig:
     kind: str = "none"  # none | flip
     rate: float = 0.0
+
+    @staticmethod
+    def validate(cfg) -> None:
+        noise = cfg.noise
+        _check(NoiseKind.allows(noise.kind), f"noise.kind={noise.kind!r}: allowed {NoiseKind.listed()}")
+        _check(0.0 <= noise.rate < 0.5, f"noise.rate={noise.rate}: must be in [0, 0.5)")
+        _check(
+            noise.kind == NoiseKind.FLIP or noise.rate == 0.0,
+            "noise.rate is set but noise.kind is none: use noise=flip",
+        )
 
 
 # The composed ``judge`` node's schema: every registered judge's fields.  Each judge's config is a dataclass
@@ -160,6 +222,37 @@ class GenerationConfig:
     multiprocessing: bool = True
     engine_args: dict[str, Any] = field(default_factory=dict)
 
+    @staticmethod
+    def validate(cfg) -> None:
+        """generation.*: the backend, sampling and the sizes of the vLLM engine (which vLLM itself refuses
+        only when the engine starts, after SFT and training)."""
+        g = cfg.generation
+        _check(
+            GenerationBackend.allows(g.backend),
+            f"generation.backend={g.backend!r}: allowed {GenerationBackend.listed()}",
+        )
+        _check(g.temperature >= 0, "generation.temperature must be >= 0")
+        _check(0 < g.top_p <= 1, "generation.top_p must be in (0, 1]")
+        _check(g.n == 1, "generation.n must be 1 (one sample per prompt per run; use seeds for more)")
+        _check(g.max_new_tokens >= 1, f"generation.max_new_tokens={g.max_new_tokens}: must be >= 1")
+        _check(g.batch_size >= 1, f"generation.batch_size={g.batch_size}: must be >= 1")
+        _check(
+            g.tensor_parallel_size >= 1,
+            f"generation.tensor_parallel_size={g.tensor_parallel_size}: must be >= 1 (GPUs per vLLM engine)",
+        )
+        _check(
+            g.gpu_memory_utilization is None or 0 < g.gpu_memory_utilization <= 1,
+            f"generation.gpu_memory_utilization={g.gpu_memory_utilization}: allowed (0, 1] (a fraction of the "
+            "device's memory), or null for vLLM's default",
+        )
+        _check(
+            g.kv_cache_memory_gib is None or g.kv_cache_memory_gib > 0,
+            f"generation.kv_cache_memory_gib={g.kv_cache_memory_gib}: must be > 0, or null (gpu_memory_utilization sizes it)",
+        )
+        for k, unset in (("max_model_len", "the model's"), ("max_num_seqs", "vLLM's default")):
+            v = getattr(g, k)
+            _check(v is None or v >= 1, f"generation.{k}={v}: must be >= 1, or null ({unset})")
+
 
 @dataclass
 class TrainConfig:
@@ -186,6 +279,35 @@ class TrainConfig:
     save_steps: int = 0  # >0: checkpoint every N steps; a killed run resumes from the last one
     progress: bool = True
 
+    @staticmethod
+    def validate(cfg) -> None:
+        """train.*: batch sizes (KTO's KL rows need two per batch), warmup, precision."""
+        import logging
+
+        t, loss = cfg.train, cfg.loss
+        method = method_of(loss)
+        if method.kl_rows:
+            _check(
+                t.batch_size >= 2,
+                f"train.batch_size={t.batch_size} for loss={loss.name}: must be >= 2 "
+                "(KTO's KL term needs mismatched pairs in the batch)",
+            )
+        _check(t.batch_size >= 1, f"train.batch_size={t.batch_size} for loss={loss.name}: must be >= 1")
+        _check(t.sft_batch_size >= 1, f"train.sft_batch_size={t.sft_batch_size}: must be >= 1")
+        _check(t.grad_accum >= 1, f"train.grad_accum={t.grad_accum}: must be >= 1")
+        _check(
+            0.0 <= t.warmup_ratio < 1.0,
+            f"train.warmup_ratio={t.warmup_ratio:g}: allowed [0, 1) (a ratio of the run's steps)",
+        )
+        _check(Precision.allows(t.precision), f"train.precision={t.precision!r}: allowed {Precision.listed()}")
+        if t.precision == Precision.BF16_PURE and (method.trains_preference and loss.lr < 1e-5 or t.sft_lr < 1e-5):
+            logging.getLogger("po_bench").warning(
+                "train.precision=bf16-pure with a learning rate below 1e-5 (loss.lr=%g, train.sft_lr=%g): most updates "
+                "round to nothing in bf16 weights; bf16-mixed keeps fp32 master weights",
+                loss.lr,
+                t.sft_lr,
+            )
+
 
 @dataclass
 class LaunchConfig:
@@ -211,6 +333,69 @@ class LaunchConfig:
     srun: bool = False  # multi-node under Slurm: start one launcher per node with srun
     dry_run: bool = False  # print the launch command line and stop before training
 
+    @staticmethod
+    def validate(cfg) -> None:
+        """The launch (process group) and the batch arithmetic, before any compute."""
+        la, t = cfg.launch, cfg.train
+        _check(Strategy.allows(la.strategy), f"launch.strategy={la.strategy!r}: allowed {Strategy.listed()}")
+        _check(Launcher.allows(la.launcher), f"launch.launcher={la.launcher!r}: allowed {Launcher.listed()}")
+        _check(
+            la.num_processes >= 1 and la.num_machines >= 1, "launch.num_processes and launch.num_machines must be >= 1"
+        )
+        _check(
+            0 <= la.machine_rank < la.num_machines,
+            f"launch.machine_rank={la.machine_rank}: must be in [0, launch.num_machines={la.num_machines})",
+        )
+        _check(
+            la.strategy != Strategy.LOCAL or la.num_processes * la.num_machines == 1,
+            f"launch=local runs in one process; for {la.num_processes * la.num_machines} processes use launch=ddp "
+            "(or fsdp, zero2, zero3)",
+        )
+        _check(
+            la.num_machines == 1 or la.main_process_port > 0,
+            f"launch.num_machines={la.num_machines}: set launch.main_process_port (every machine must reach the "
+            "same rendezvous port on launch.main_process_ip)",
+        )
+        _check(
+            la.mixed_precision in (None, "no", "bf16"),
+            f"launch.mixed_precision={la.mixed_precision!r}: allowed null (follow train.precision), no, bf16",
+        )
+        if la.mixed_precision is not None:
+            want = "bf16" if t.precision == Precision.BF16_MIXED else "no"
+            _check(
+                la.mixed_precision == want,
+                f"launch.mixed_precision={la.mixed_precision} disagrees with "
+                f"train.precision={t.precision} (which the Trainer uses): set "
+                f"launch.mixed_precision={want} or leave it null",
+            )
+        from po_bench.training.launch import global_batch, split_batch, world_size
+
+        # the recipe's global batch is kept under every launch (specs.batch_fields derives the per-device batch
+        # and the accumulation from it): the world size must divide it, for each stage that trains
+        ws = world_size(la)
+        sft_trains = _source(cfg).always_sft or bool(cfg.dataset.sft)
+        for key in ("batch_size", "sft_batch_size") if sft_trains else ("batch_size",):
+            g, what = global_batch(t, key)
+            _check(
+                g % ws == 0,
+                f"{what} does not divide over world size {ws} (launch.num_processes x launch.num_machines), and the "
+                f"global batch is the same under every launch: pick a multiple of {ws}",
+            )
+        if method_of(cfg.loss).kl_rows:
+            per = split_batch(global_batch(t)[0], ws, t.batch_size)[0]
+            _check(
+                per >= 2,
+                f"a per-device batch of {per} (train.batch_size={t.batch_size} over world size {ws}) for "
+                f"loss={cfg.loss.name}: must be >= 2 (KTO's KL term needs mismatched pairs in the batch)",
+            )
+        if la.strategy == Strategy.LOCAL:
+            return
+        _check(
+            not cfg.model.lora.enabled,
+            f"model.lora.enabled with launch={la.strategy}: LoRA adapters are merged "
+            "in-process; use launch=local for LoRA runs",
+        )
+
 
 @dataclass
 class TrackingConfig:
@@ -220,6 +405,12 @@ class TrackingConfig:
     mode: str = "auto"  # auto (online with WANDB_API_KEY, else offline) | online | offline | disabled
     group: str | None = None
     n_samples: int = 32
+
+    @staticmethod
+    def validate(cfg) -> None:
+        tr = cfg.tracking
+        _check(TrackingBackend.allows(tr.backend), f"tracking={tr.backend!r}: allowed {TrackingBackend.listed()}")
+        _check(TrackingMode.allows(tr.mode), f"tracking.mode={tr.mode!r}: allowed {TrackingMode.listed()}")
 
 
 @dataclass
@@ -315,26 +506,6 @@ def register() -> None:
     cs.store(name="po_bench_schema", node=Config)
 
 
-CONF_DATASET_DIR = Path(__file__).resolve().parent.parent / "conf" / "dataset"
-
-
-def dataset_config(name: str, **overrides):
-    """A dataset config from ``conf/dataset/<name>.yaml`` merged onto the structured schema (used
-    to resolve ``dataset.sft: ultrachat`` to the SFT dataset's own config)."""
-    from omegaconf import OmegaConf
-
-    from po_bench.data.formats.base import DataError
-
-    path = CONF_DATASET_DIR / f"{name}.yaml"
-    if not path.is_file():
-        known = sorted(p.stem for p in CONF_DATASET_DIR.glob("*.yaml"))
-        raise DataError(f"no dataset config {name!r} in {CONF_DATASET_DIR} (known: {', '.join(known)})")
-    cfg = OmegaConf.merge(OmegaConf.structured(DatasetConfig), OmegaConf.load(path))
-    for k, v in overrides.items():
-        OmegaConf.update(cfg, k, v, merge=False)
-    return cfg
-
-
 class ConfigError(ValueError):
     """A user error in the configuration: reported as one line, exit code 2."""
 
@@ -353,9 +524,7 @@ TRL_ARG_RANGES = {
     "alpha": (None, None, True, True),
     "ref_model_sync_fraction": (0.0, 1.0, False, True),
 }
-PRECISIONS = ("fp32", "bf16-mixed", "bf16-pure")
 WORLD_SIZED_LENGTH = 64  # train.max_length below this is the embedded world's scale, not a real model's
-IMPLICIT_REWARDS = ("logratio", "avg_logp")
 
 
 JUDGE_CONF_DIR = Path(__file__).resolve().parent.parent / "conf" / "judge"
@@ -422,124 +591,24 @@ ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 SECRET_KEY = re.compile(r"(^|_)(api_?key|secret|token|passw(or)?d|credentials?)($|_)", re.IGNORECASE)
 
 
-def _validate_real_data(cfg) -> None:
-    from po_bench.data.formats import base as formats
+def _check_pair_scores(loss) -> None:
+    """loss.pair_scores against the loss function: a per-pair weighting loss needs its kind of score (and
+    its fields in range, an embedder that loads); every other loss none."""
+    from omegaconf import OmegaConf
 
-    d, loss = cfg.dataset, cfg.loss
-    _check(
-        cfg.model.kind != "tiny",
-        "dataset.kind=hf needs a real model (model=smollm2_135m or a Hub model); "
-        "the tiny model's tokenizer only knows the world",
-    )
-    _check(bool(d.path or d.hub_id), f"dataset={d.name}: set dataset.path (a local file) or dataset.hub_id")
-    _check(d.format in formats.FORMATS, f"dataset.format={d.format!r}: allowed {', '.join(formats.FORMATS)}")
-    _check(d.max_rows >= 0, "dataset.max_rows must be >= 0")
-    _check(d.on_error in ("skip", "fail"), f"dataset.on_error={d.on_error!r}: allowed skip, fail")
-    _check(
-        not d.steps,
-        "dataset.steps: step-wise pairs are sampled on the world (dataset=world); real data brings its own pairs",
-    )
-    _check(
-        d.k_samples == 2 and d.curriculum == "none",
-        "dataset.k_samples / dataset.curriculum: k ranked on-policy samples per prompt are the world's "
-        "(dataset=world); real data brings its own pairs",
-    )
-    _check(
-        d.format != "unpaired" or (not loss.paired and method_of(loss).kind is MethodKind.UNPAIRED_TRL),
-        f"dataset.format=unpaired has no pairs: loss={loss.name} needs pairs (use loss=kto)",
-    )
+    from po_bench.training.pair_scores import check
+
+    per_pair = method_of(loss).pair_score
+    ps = OmegaConf.to_container(loss.pair_scores, resolve=True) if "pair_scores" in loss else {}
     try:
-        formats.columns_for(d.format, dict(d.columns or {}))
-    except formats.DataError as e:
-        raise ConfigError(str(e)) from None
-    if d.sft:
-        _check(
-            (Path(__file__).resolve().parent.parent / "conf" / "dataset" / f"{d.sft}.yaml").exists(),
-            f"dataset.sft={d.sft!r}: no such dataset config in conf/dataset",
-        )
-    if d.path:
-        for split in {d.split, d.eval_split} - {None}:
-            p = Path(str(d.path).replace("{split}", str(split))).expanduser()
-            _check(p.exists(), f"dataset.path={p}: no such file")
+        check(loss.function, per_pair or (), ps or {})
+    except ValueError as e:
+        raise ConfigError(f"loss={loss.name}: {e}") from None
 
 
-def _validate_pair_data(cfg) -> None:
-    """dataset.pair_source / ugc_noise (PUGC) and dataset.pair_models (multi-model pairs): world data only."""
-    from po_bench.data.world import PAIR_MODELS, PAIR_SOURCES
-
-    d = cfg.dataset
-    _check(d.pair_source in PAIR_SOURCES, f"dataset.pair_source={d.pair_source!r}: allowed {', '.join(PAIR_SOURCES)}")
-    _check(d.pair_models in PAIR_MODELS, f"dataset.pair_models={d.pair_models!r}: allowed {', '.join(PAIR_MODELS)}")
-    _check(
-        0.0 <= d.ugc_noise <= 1.0,
-        f"dataset.ugc_noise={d.ugc_noise:g}: allowed [0, 1] (the chance the UGC "
-        "drops each keyword; 2 x it off-topic words are added on average)",
-    )
-    _check(
-        d.pair_source == "pugc" or d.ugc_noise == DatasetConfig.ugc_noise,
-        f"dataset.ugc_noise={d.ugc_noise:g} is set but dataset.pair_source={d.pair_source}: "
-        "use dataset.pair_source=pugc",
-    )
-    if d.pair_source == "annotator" and d.pair_models == "single":
-        return
-    _check(
-        d.kind == "world",
-        "dataset.pair_source / dataset.pair_models build pairs from on-policy samples of the "
-        "world (dataset=world); real data brings its own pairs",
-    )
-    _check(
-        d.pair_source == "annotator" or d.pair_models == "single",
-        f"dataset.pair_source={d.pair_source} with dataset.pair_models={d.pair_models}: one recipe at a time "
-        "(PUGC rates the policy's own samples)",
-    )
-    _check(
-        not getattr(d, "steps", False),
-        "dataset.steps=true builds step-wise pairs (Step-DPO): set "
-        "dataset.pair_source=annotator and dataset.pair_models=single",
-    )
-    _check(
-        d.pair_strategy != "list",
-        "dataset.pair_strategy=list rates whole lists (listwise losses); PUGC and "
-        "multi-model data build pairs: choose a pair strategy (e.g. best_worst)",
-    )
-    _check(
-        d.pair_models != "strong_chosen" or (d.k_samples == 2 and d.curriculum == "none"),
-        "dataset.pair_models=strong_chosen pairs one strong sample (chosen) with one own sample (rejected): "
-        f"dataset.k_samples must be 2 and dataset.curriculum none (got {d.k_samples}, {d.curriculum})",
-    )
-
-
-def _validate_ranking(cfg) -> None:
-    """dataset.k_samples / pair_strategy / curriculum (world data), and what a loss requires of the data."""
-    from po_bench.data.world import CURRICULA, PAIR_STRATEGIES
-
-    d, loss = cfg.dataset, cfg.loss
-    _check(d.k_samples >= 2, f"dataset.k_samples={d.k_samples}: must be >= 2 (samples ranked per prompt)")
-    _check(
-        d.pair_strategy in PAIR_STRATEGIES,
-        f"dataset.pair_strategy={d.pair_strategy!r}: allowed {', '.join(PAIR_STRATEGIES)}",
-    )
-    _check(d.curriculum in CURRICULA, f"dataset.curriculum={d.curriculum!r}: allowed {', '.join(CURRICULA)}")
-    _check(
-        d.curriculum == "none" or not method_of(loss).kl_rows,
-        f"dataset.curriculum={d.curriculum}: loss={loss.name} reorders its unpaired rows (KTO's KL rows); "
-        "a curriculum order needs a paired loss",
-    )
-    _check(
-        d.step_candidates >= 1,
-        f"dataset.step_candidates={d.step_candidates}: must be >= 1 (continuations sampled per shared prefix)",
-    )
-    _check(
-        not d.steps or d.curriculum == "none",
-        f"dataset.steps=true builds step-wise pairs (Step-DPO); dataset.curriculum={d.curriculum} orders ranked "
-        "pairs: set dataset.curriculum=none",
-    )
-
-
-def _validate_lists(cfg) -> None:
+def _check_lists(cfg, method) -> None:
     """dataset.pair_strategy=list (rated lists, one row per prompt) and listwise losses go together."""
     d, loss = cfg.dataset, cfg.loss
-    method = method_of(loss)
     lists = d.pair_strategy == "list"
     if method.list_function:
         _check(
@@ -560,7 +629,7 @@ def _validate_lists(cfg) -> None:
         f"loss={loss.name} needs pairs (listwise losses: lipo, irpo, adpo_list)",
     )
     _check(
-        cfg.noise.kind == "none",
+        cfg.noise.kind == NoiseKind.NONE,
         "noise=flip flips pair labels; dataset.pair_strategy=list has no pairs "
         "(use noise=none, or the annotator's temperature)",
     )
@@ -569,38 +638,13 @@ def _validate_lists(cfg) -> None:
         f"dataset.curriculum={d.curriculum} orders pairs; dataset.pair_strategy=list "
         "has none: set dataset.curriculum=none",
     )
-    if d.kind == "world":
-        # (dataset.steps=true with lists: every response's step spans ride along, world.step_ends; TPO)
-        _check(
-            d.get("pair_source", "annotator") == "annotator" and d.get("pair_models", "single") == "single",
-            "dataset.pair_strategy=list rates the policy's own k samples with the annotator: it does not combine "
-            "with dataset.pair_source=pugc or dataset.pair_models",
-        )
-    else:
-        _check(
-            d.format == "ranked",
-            f"dataset.pair_strategy=list reads rated lists from format ranked "
-            f"(prompt, responses, scores), not dataset.format={d.format}",
-        )
 
 
-def _validate_requires(cfg) -> None:
-    """loss.requires: config values a method is defined with (Curry-DPO: k ranked samples, a curriculum)."""
-    from omegaconf import OmegaConf
-
-    for k, v in dict(getattr(cfg.loss, "requires", None) or {}).items():
-        got = OmegaConf.select(cfg, k)
-        _check(got == v, f"loss={cfg.loss.name} needs {k}={v} (got {got}): the method is defined on that data")
-
-
-def _validate_unpaired_and_sources(cfg) -> None:
+def _check_unpaired_and_sources(cfg, method) -> None:
     """po-bench's unpaired losses (BCO) train on the unpaired view; InfiFPO's sources are SFT models."""
     loss = cfg.loss
-    method = method_of(loss)
     if not method.pair_function:
         return
-    from po_bench.training.losses import plain_sources
-
     unp = method.kind is MethodKind.UNPAIRED_CUSTOM
     _check(
         bool(loss.paired) != unp,
@@ -614,15 +658,16 @@ def _validate_unpaired_and_sources(cfg) -> None:
             "is a separate model, scored each step)",
         )
         _check(
-            cfg.dataset.get("curriculum", "none") == "none",
-            f"dataset.curriculum={cfg.dataset.get('curriculum')}: loss={loss.name} trains on shuffled unpaired rows; "
+            cfg.dataset.curriculum == "none",
+            f"dataset.curriculum={cfg.dataset.curriculum}: loss={loss.name} trains on shuffled unpaired rows; "
             "a curriculum order needs a paired loss",
         )
     if not method.needs_source_models:
         return
-    world = cfg.dataset.kind == "world"
+    from po_bench.training.losses import plain_sources
+
     _check(
-        world or cfg.stages.sft,
+        _source(cfg).always_sft or cfg.stages.sft,
         f"loss={loss.name} fuses SFT models of other seeds (loss.args.sources): it needs "
         "an SFT stage (dataset=world, or real data with an SFT dataset and stages.sft=true)",
     )
@@ -630,16 +675,16 @@ def _validate_unpaired_and_sources(cfg) -> None:
     for i, s in enumerate(plain_sources(loss.args.sources)):
         for k in s.get("model", {}):
             _check(
-                world and k in sizes,
+                cfg.model.kind == ModelKind.TINY and k in sizes,
                 f"loss.args.sources[{i}].model.{k}: a source's model fields are the world "
                 f"model's sizes ({', '.join(sizes)}); the tokenizer is shared",
             )
 
 
-def _validate_guide(cfg) -> None:
+def _check_guide(cfg, method) -> None:
     """loss.guide (TGDPO): a guided loss names the loss whose trained policy guides it, and only it does."""
     loss = cfg.loss
-    needs = method_of(loss).needs_guide
+    needs = method.needs_guide
     _check(
         needs or not loss.guide,
         f"loss.guide={loss.guide}: loss={loss.name} takes no guide policy "
@@ -661,98 +706,44 @@ def _validate_guide(cfg) -> None:
     _check(not cfg.model.lora.enabled, f"loss={loss.name}: a guide policy with model.lora.enabled is not supported")
 
 
-STRATEGIES = ("local", "ddp", "fsdp", "zero2", "zero3")
+def _check_judges(cfg) -> None:
+    """judge.* and each judge of judge.also: its name, then its own config's validate() (each judge's
+    dataclass, in its module), told whether the data is the world's."""
+    src = sources().get(cfg.dataset.kind)
+    world_data = bool(src is not None and src.world)
+    judges = judge_configs(cfg)
+    _check_judge(judges[0], world_data)
+    for k, extra in enumerate(judges[1:]):
+        rooted = cfg.copy()  # the extra judge's node inside the run's config: its interpolations resolve
+        rooted.judge = extra
+        try:
+            _check_judge(rooted.judge, world_data)
+        except ConfigError as e:
+            raise ConfigError(f"judge.also[{k}] ({extra.name}): {e}") from None
 
 
-def _validate_launch(cfg) -> None:
-    """The launch (process group) and the batch arithmetic, before any compute."""
-    la, t = cfg.launch, cfg.train
-    _check(la.strategy in STRATEGIES, f"launch.strategy={la.strategy!r}: allowed {', '.join(STRATEGIES)}")
-    _check(
-        la.launcher in ("auto", "accelerate", "torchrun"),
-        f"launch.launcher={la.launcher!r}: allowed auto, accelerate, torchrun",
-    )
-    _check(la.num_processes >= 1 and la.num_machines >= 1, "launch.num_processes and launch.num_machines must be >= 1")
-    _check(
-        0 <= la.machine_rank < la.num_machines,
-        f"launch.machine_rank={la.machine_rank}: must be in [0, launch.num_machines={la.num_machines})",
-    )
-    _check(
-        la.strategy != "local" or la.num_processes * la.num_machines == 1,
-        f"launch=local runs in one process; for {la.num_processes * la.num_machines} processes use launch=ddp "
-        "(or fsdp, zero2, zero3)",
-    )
-    _check(
-        la.num_machines == 1 or la.main_process_port > 0,
-        f"launch.num_machines={la.num_machines}: set launch.main_process_port (every machine must reach the "
-        "same rendezvous port on launch.main_process_ip)",
-    )
-    _check(
-        la.mixed_precision in (None, "no", "bf16"),
-        f"launch.mixed_precision={la.mixed_precision!r}: allowed null (follow train.precision), no, bf16",
-    )
-    if la.mixed_precision is not None:
-        want = "bf16" if t.precision == "bf16-mixed" else "no"
-        _check(
-            la.mixed_precision == want,
-            f"launch.mixed_precision={la.mixed_precision} disagrees with "
-            f"train.precision={t.precision} (which the Trainer uses): set "
-            f"launch.mixed_precision={want} or leave it null",
-        )
-    from po_bench.training.launch import global_batch, split_batch, world_size
-
-    # the recipe's global batch is kept under every launch (specs.batch_fields derives the per-device batch
-    # and the accumulation from it): the world size must divide it, for each stage that trains
-    ws = world_size(la)
-    sft_trains = cfg.dataset.kind == "world" or bool(cfg.dataset.sft)
-    for key in ("batch_size", "sft_batch_size") if sft_trains else ("batch_size",):
-        g, what = global_batch(t, key)
-        _check(
-            g % ws == 0,
-            f"{what} does not divide over world size {ws} (launch.num_processes x launch.num_machines), and the "
-            f"global batch is the same under every launch: pick a multiple of {ws}",
-        )
-    if method_of(cfg.loss).kl_rows:
-        per = split_batch(global_batch(t)[0], ws, t.batch_size)[0]
-        _check(
-            per >= 2,
-            f"a per-device batch of {per} (train.batch_size={t.batch_size} over world size {ws}) for "
-            f"loss={cfg.loss.name}: must be >= 2 (KTO's KL term needs mismatched pairs in the batch)",
-        )
-    if la.strategy == "local":
-        return
-    _check(
-        not cfg.model.lora.enabled,
-        f"model.lora.enabled with launch={la.strategy}: LoRA adapters are merged "
-        "in-process; use launch=local for LoRA runs",
-    )
+def _check_judge(judge, world_data: bool) -> None:
+    """The checks of one judge's config (a node whose interpolations resolve)."""
+    names = judge_names()
+    _check(judge.name in names, f"judge={judge.name!r}: allowed {', '.join(names)}")
+    secret = [k for k in judge if SECRET_KEY.search(str(k)) and k not in ("api_key_env", "api_key_file")]
+    try:
+        config_view(judge).validate(ConfigChecks(world_data=world_data, secret_keys=secret))
+    except JudgeConfigError as e:
+        raise ConfigError(str(e)) from None
 
 
-def _validate_generation(g) -> None:
-    """generation.*: the backend, sampling and the sizes of the vLLM engine (which vLLM itself refuses
-    only when the engine starts, after SFT and training)."""
-    _check(g.backend in ("hf", "vllm"), f"generation.backend={g.backend!r}: allowed hf, vllm")
-    _check(g.temperature >= 0, "generation.temperature must be >= 0")
-    _check(0 < g.top_p <= 1, "generation.top_p must be in (0, 1]")
-    _check(g.n == 1, "generation.n must be 1 (one sample per prompt per run; use seeds for more)")
-    _check(g.max_new_tokens >= 1, f"generation.max_new_tokens={g.max_new_tokens}: must be >= 1")
-    _check(g.batch_size >= 1, f"generation.batch_size={g.batch_size}: must be >= 1")
-    _check(
-        g.tensor_parallel_size >= 1,
-        f"generation.tensor_parallel_size={g.tensor_parallel_size}: must be >= 1 (GPUs per vLLM engine)",
-    )
-    _check(
-        g.gpu_memory_utilization is None or 0 < g.gpu_memory_utilization <= 1,
-        f"generation.gpu_memory_utilization={g.gpu_memory_utilization}: allowed (0, 1] (a fraction of the "
-        "device's memory), or null for vLLM's default",
-    )
-    _check(
-        g.kv_cache_memory_gib is None or g.kv_cache_memory_gib > 0,
-        f"generation.kv_cache_memory_gib={g.kv_cache_memory_gib}: must be > 0, or null (gpu_memory_utilization sizes it)",
-    )
-    for k, unset in (("max_model_len", "the model's"), ("max_num_seqs", "vLLM's default")):
-        v = getattr(g, k)
-        _check(v is None or v >= 1, f"generation.{k}={v}: must be >= 1, or null ({unset})")
+def _check_dataset(cfg) -> None:
+    """dataset.*: a registered kind, then that source's own checks (DataSource.validate)."""
+    try:
+        validate_dataset(cfg.dataset, cfg.model)
+    except DatasetConfigError as e:
+        raise ConfigError(str(e)) from None
+
+
+def _source(cfg):
+    """The source class ``dataset.kind`` names (checked by then: :func:`_check_dataset`)."""
+    return sources()[cfg.dataset.kind]
 
 
 def _check_cache_dir(cache_dir) -> None:
@@ -782,7 +773,7 @@ def check_machine(cfg) -> None:
     writable cache_dir, and GPUs and DeepSpeed for launch=zero2/zero3."""
     _check_cache_dir(cfg.cache_dir)
     la = cfg.launch
-    if la.strategy in ("zero2", "zero3") and not la.dry_run:
+    if Strategy.allows(la.strategy) and Strategy(la.strategy).deepspeed and not la.dry_run:
         import importlib.util
 
         import torch
@@ -819,37 +810,7 @@ def unknown_keys(node, schema=None, prefix: str = "") -> list[str]:
     return out
 
 
-def _validate_pair_scores(loss) -> None:
-    """loss.pair_scores against the loss function: a per-pair weighting loss needs its kind of score (and
-    its fields in range, an embedder that loads); every other loss none."""
-    from omegaconf import OmegaConf
-
-    from po_bench.training.pair_scores import check
-
-    per_pair = method_of(loss).pair_score
-    ps = OmegaConf.to_container(loss.pair_scores, resolve=True) if "pair_scores" in loss else {}
-    try:
-        check(loss.function, per_pair or (), ps or {})
-    except ValueError as e:
-        raise ConfigError(f"loss={loss.name}: {e}") from None
-
-
-def _validate_judge(judge, world_data: bool) -> None:
-    """The checks of one judge's config (judge.* and each of judge.also; a node whose interpolations
-    resolve): the judge's name, then its own config's validate()."""
-    names = judge_names()
-    _check(judge.name in names, f"judge={judge.name!r}: allowed {', '.join(names)}")
-    secret = [k for k in judge if SECRET_KEY.search(str(k)) and k not in ("api_key_env", "api_key_file")]
-    try:
-        config_view(judge).validate(ConfigChecks(world_data=world_data, secret_keys=secret))
-    except JudgeConfigError as e:
-        raise ConfigError(str(e)) from None
-
-
-def validate(cfg) -> None:
-    """Check values and combinations before any compute."""
-    import logging
-
+def _refuse_unknown_keys(cfg) -> None:
     extra = [k for k in unknown_keys(cfg) if not SECRET_KEY.search(k.rsplit(".", 1)[-1])]  # keys: refused below
     if extra:
         group = extra[0].split(".")[0]
@@ -857,113 +818,33 @@ def validate(cfg) -> None:
             f"{extra[0]} is not an option of the {group} config (added with '+'?): po-bench would "
             "ignore it; see po-bench --help" + (f" (also: {', '.join(extra[1:])})" if extra[1:] else "")
         )
-    loss = cfg.loss
-    _check(known_backend(loss.backend), f"loss.backend={loss.backend!r}: allowed {', '.join(BACKENDS)}")
-    method = method_of(loss)
-    _check(
-        loss.implicit_reward in IMPLICIT_REWARDS,
-        f"loss.implicit_reward={loss.implicit_reward!r}: allowed {', '.join(IMPLICIT_REWARDS)}",
-    )
-    _check(loss.beta > 0, f"loss.beta={loss.beta:g} for {loss.name}: allowed (0, inf)")
-    _check(loss.lr > 0, f"loss.lr={loss.lr}: must be > 0")
-    if loss.reference_free:
-        _check(
-            loss.implicit_reward != "logratio",
-            f"loss={loss.name} is reference-free: loss.implicit_reward must be avg_logp, not logratio",
-        )
-    if method.trains_preference:
-        from po_bench.training.trl.args import validate_loss_args
 
-        try:
-            validate_loss_args(method)
-        except ValueError as e:
-            raise ConfigError(f"loss={loss.name}: {e}") from None
-        _validate_pair_scores(loss)
-        if method.trl_loss:
-            from po_bench.training.losses import fmt_range, in_range
 
-            for k, v in dict(loss.args).items():
-                if k in TRL_ARG_RANGES and isinstance(v, (int, float)):
-                    lo, hi, lo_inc, hi_inc = TRL_ARG_RANGES[k]
-                    _check(
-                        in_range(v, lo, hi, lo_inc, hi_inc),
-                        f"loss.args.{k}={v:g} for {loss.name}: allowed {fmt_range(lo, hi, lo_inc, hi_inc)}",
-                    )
-    t = cfg.train
-    if method.kl_rows:
-        _check(
-            t.batch_size >= 2,
-            f"train.batch_size={t.batch_size} for loss={loss.name}: must be >= 2 "
-            "(KTO's KL term needs mismatched pairs in the batch)",
-        )
-    _check(t.batch_size >= 1, f"train.batch_size={t.batch_size} for loss={loss.name}: must be >= 1")
-    _check(t.sft_batch_size >= 1, f"train.sft_batch_size={t.sft_batch_size}: must be >= 1")
-    _check(t.grad_accum >= 1, f"train.grad_accum={t.grad_accum}: must be >= 1")
-    _check(
-        0.0 <= t.warmup_ratio < 1.0,
-        f"train.warmup_ratio={t.warmup_ratio:g}: allowed [0, 1) (a ratio of the run's steps)",
-    )
-    _check(t.precision in PRECISIONS, f"train.precision={t.precision!r}: allowed {', '.join(PRECISIONS)}")
-    if t.precision == "bf16-pure" and (method.trains_preference and loss.lr < 1e-5 or t.sft_lr < 1e-5):
-        logging.getLogger("po_bench").warning(
-            "train.precision=bf16-pure with a learning rate below 1e-5 (loss.lr=%g, train.sft_lr=%g): most updates "
-            "round to nothing in bf16 weights; bf16-mixed keeps fp32 master weights",
-            loss.lr,
-            t.sft_lr,
-        )
-    noise = cfg.noise
-    _check(noise.kind in ("none", "flip"), f"noise.kind={noise.kind!r}: allowed none, flip")
-    _check(0.0 <= noise.rate < 0.5, f"noise.rate={noise.rate}: must be in [0, 0.5)")
-    _check(noise.kind == "flip" or noise.rate == 0.0, "noise.rate is set but noise.kind is none: use noise=flip")
-    world_data = cfg.dataset.kind == "world"
-    _check(cfg.tracking.backend in ("wandb", "none"), f"tracking={cfg.tracking.backend!r}: allowed wandb, none")
-    _check(
-        cfg.tracking.mode in ("auto", "online", "offline", "disabled"),
-        f"tracking.mode={cfg.tracking.mode!r}: allowed auto, online, offline, disabled",
-    )
-    _validate_generation(cfg.generation)
-    judges = judge_configs(cfg)
-    _validate_judge(judges[0], world_data)
-    for k, extra in enumerate(judges[1:]):
-        rooted = cfg.copy()  # the extra judge's node inside the run's config: its interpolations resolve
-        rooted.judge = extra
-        try:
-            _validate_judge(rooted.judge, world_data)
-        except ConfigError as e:
-            raise ConfigError(f"judge.also[{k}] ({extra.name}): {e}") from None
-    _check(cfg.model.kind in ("tiny", "hub", "smollm2"), f"model.kind={cfg.model.kind!r}: allowed tiny, hub, smollm2")
-    if cfg.model.kind == "hub":
-        _check(bool(cfg.model.name_or_path), "model.name_or_path is required when model.kind=hub")
-        p = str(cfg.model.name_or_path)
-        if p.startswith((".", "/", "~")):
-            _check(Path(p).expanduser().exists(), f"model.name_or_path={p}: no such directory")
-    lora = cfg.model.lora
-    if lora.enabled:
-        _check(lora.r > 0 and lora.alpha > 0, "model.lora.r and model.lora.alpha must be > 0")
-        _check(0 <= lora.dropout < 1, "model.lora.dropout must be in [0, 1)")
-    _check(cfg.dataset.kind in ("world", "hf"), f"dataset.kind={cfg.dataset.kind!r}: allowed world, hf")
-    if cfg.model.kind != "tiny":
-        _check(
-            t.max_length >= WORLD_SIZED_LENGTH,
-            f"train.max_length={t.max_length} is the embedded world's scale, not model={cfg.model.name}'s: set "
-            f"model.max_length (the model config's) or train.max_length (>= {WORLD_SIZED_LENGTH})",
-        )
-    if world_data:
-        _check(cfg.model.kind == "tiny", "dataset=world needs model=tiny (the world has its own word-level tokenizer)")
-    else:
-        _validate_real_data(cfg)
-    d = cfg.dataset
-    _validate_launch(cfg)
-    _validate_requires(cfg)
-    _validate_lists(cfg)
-    _validate_pair_data(cfg)
-    _validate_guide(cfg)
-    _validate_unpaired_and_sources(cfg)
-    if not world_data:
-        return
-    _check(1 <= d.min_keywords <= d.max_keywords, "dataset.min_keywords must be >= 1 and <= dataset.max_keywords")
-    _check(d.ood_min_keywords <= d.ood_max_keywords, "dataset.ood_min_keywords must be <= dataset.ood_max_keywords")
-    _check(d.annotator_temperature >= 0, "dataset.annotator_temperature must be >= 0")
-    _validate_ranking(cfg)
-    for k in ("n_sft", "n_pref", "n_eval", "n_ood"):
-        _check(getattr(d, k) > 0, f"dataset.{k} must be > 0")
+def _refuse_broken_plugins(cfg) -> None:
+    """A plug-in (loss, judge, data source) its environment installed but that failed to import: one line.
+    The judges' are loaded with this module, the sources' here; the losses' when a po-bench loss is looked up."""
+    if known_backend(cfg.loss.backend):
+        method_of(cfg.loss)
+    sources()
+    try:
+        plugins.check()
+    except plugins.PluginError as e:
+        raise ConfigError(str(e)) from None
+
+
+def validate(cfg) -> None:
+    """Check values and combinations before any compute: keys the schema lacks, plug-ins that failed to
+    import, then each section's own ``validate`` (each judge's config dataclass in its module, the data
+    source's for ``dataset.*``), then what the loss needs of the others (:meth:`LossConfig.validate_needs`)."""
+    _refuse_unknown_keys(cfg)
+    _refuse_broken_plugins(cfg)
+    LossConfig.validate(cfg)
+    TrainConfig.validate(cfg)
+    NoiseConfig.validate(cfg)
+    TrackingConfig.validate(cfg)
+    GenerationConfig.validate(cfg)
+    _check_judges(cfg)
+    ModelConfig.validate(cfg)
+    _check_dataset(cfg)
+    LaunchConfig.validate(cfg)
+    LossConfig.validate_needs(cfg)

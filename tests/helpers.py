@@ -444,7 +444,7 @@ def world_k_samples(n_prompts: int = 24, k: int = 4):
 
 def world_source(n_pref: int, **fields):
     """The world's data source for a dataset config with these fields."""
-    from po_bench.config import DatasetConfig
+    from po_bench.data.schema import DatasetConfig
     from po_bench.data.sources import WorldSource
 
     return WorldSource(WorldSource.spec_of(DatasetConfig(n_pref=n_pref, **fields)))
@@ -580,3 +580,22 @@ def config_with_loss(name: str):
     from .conftest import compose
 
     return compose([f"loss={name}"])
+
+
+PLUGINS = Path(__file__).parent / "plugins"  # the plug-ins of CONTRIBUTING.md's recipes (toy loss, judge, source)
+PLUGIN_SEARCH_PATH = f"hydra.searchpath=[file://{PLUGINS / 'conf'}]"  # their yamls
+
+
+def plugin_env(tmp_path: Path, group: str, entries: dict[str, str]) -> dict:
+    """Environment for a CLI run that has plug-ins installed: ``entries`` (name -> module) of the entry-point
+    ``group`` written as a distribution's metadata into a folder on PYTHONPATH, as ``pip install`` of a plug-in
+    package leaves it."""
+    from .conftest import ROOT
+
+    site = tmp_path / f"site-{group.replace('.', '-')}"
+    dist = site / "po_bench_test_plugins-0.1.dist-info"
+    dist.mkdir(parents=True, exist_ok=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: po-bench-test-plugins\nVersion: 0.1\n")
+    lines = "".join(f"{name} = {module}\n" for name, module in entries.items())
+    (dist / "entry_points.txt").write_text(f"[{group}]\n{lines}")
+    return {"PYTHONPATH": os.pathsep.join([str(ROOT), str(site)])}

@@ -9,12 +9,12 @@ PYTHONPATH, as ``pip install`` of a plug-in package would), and its yaml through
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 
 from po_bench.judges import api
 
+from . import helpers
 from .conftest import ROOT, SMALL, run_cli
 
 PLUGINS = ROOT / "tests" / "plugins"
@@ -24,12 +24,7 @@ SEARCH_PATH = f"hydra.searchpath=[file://{PLUGINS / 'conf'}]"
 @pytest.fixture
 def plugin_env(tmp_path) -> dict:
     """The toy judge's entry point, installed as a distribution's metadata in a folder on PYTHONPATH."""
-    site = tmp_path / "site"
-    dist = site / "po_bench_toy_judge-0.1.dist-info"
-    dist.mkdir(parents=True)
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: po-bench-toy-judge\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text(f"[{api.ENTRY_POINT_GROUP}]\ntoy = tests.plugins.toy_judge\n")
-    return {"PYTHONPATH": os.pathsep.join([str(ROOT), str(site)])}
+    return helpers.plugin_env(tmp_path, api.ENTRY_POINT_GROUP, {"toy": "tests.plugins.toy_judge"})
 
 
 def test_no_file_under_po_bench_names_the_toy_judge():

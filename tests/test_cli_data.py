@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from po_bench.cli import data as data_cli
-from po_bench.config import dataset_config
 from po_bench.data import world
 from po_bench.data.formats.paired import load_pairs
 from po_bench.data.onpolicy_files import RewardModelScorer
+from po_bench.data.schema import dataset_config
 from po_bench.training import models
 
 from .helpers import pairs_file

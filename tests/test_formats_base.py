@@ -5,9 +5,9 @@ import json
 
 import pytest
 
-from po_bench.config import dataset_config
 from po_bench.data.formats.base import DataError
 from po_bench.data.formats.paired import load_pairs, to_pairs
+from po_bench.data.schema import dataset_config
 
 
 def test_empty_result_names_the_file_and_reasons(tmp_path):

@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from po_bench.config import dataset_config
 from po_bench.data.formats.base import DataError
 from po_bench.data.formats.paired import load_pairs
 from po_bench.data.formats.read import load_rows
+from po_bench.data.schema import dataset_config
 
 
 def test_split_placeholder_and_max_rows(tmp_path):

@@ -3,7 +3,6 @@ hyperparameter ranges; and the mapping of TRL-backed configs onto TRL."""
 
 import json
 import math
-import os
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ from po_bench.training import losses
 
 from .conftest import ROOT, SMALL, run_cli
 from .conftest import compose as _compose
+from .helpers import PLUGIN_SEARCH_PATH, plugin_env
 
 # Hand-chosen statistics: (policy chosen, policy rejected, ref chosen, ref rejected, |y_w|, |y_l|)
 CASES = [(-12.0, -15.0, -13.0, -14.0, 6, 9), (-20.0, -8.0, -18.5, -9.0, 10, 4), (-3.0, -3.5, -3.2, -3.1, 3, 3)]
@@ -531,19 +531,13 @@ def test_ranked_data_and_method_requirements_fail_at_config_time(overrides, need
 
 # ---- a loss from outside po-bench: CONTRIBUTING.md's pure-function recipe as a plug-in ---------------------
 
-PLUGINS = Path(__file__).parent / "plugins"
-
 
 def _toy_loss_env(tmp_path) -> dict:
     """The toy loss's entry point, installed as a distribution's metadata in a folder on PYTHONPATH (what
     ``pip install`` of a plug-in package leaves)."""
     from po_bench.training.losses import ENTRY_POINT_GROUP
 
-    dist = tmp_path / "site" / "po_bench_toy_loss-0.1.dist-info"
-    dist.mkdir(parents=True)
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: po-bench-toy-loss\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text(f"[{ENTRY_POINT_GROUP}]\ntoy_hinge = tests.plugins.toy_loss\n")
-    return {"PYTHONPATH": os.pathsep.join([str(ROOT), str(tmp_path / "site")])}
+    return plugin_env(tmp_path, ENTRY_POINT_GROUP, {"toy_hinge": "tests.plugins.toy_loss"})
 
 
 @pytest.mark.slow  # trains (make test-fast runs no training)
@@ -555,7 +549,7 @@ def test_a_loss_from_outside_trains_through_the_pipeline(tmp_path):
     args = [
         *SMALL,
         "loss=toy_hinge",
-        f"hydra.searchpath=[file://{PLUGINS / 'conf'}]",
+        PLUGIN_SEARCH_PATH,
         "train.logging_steps=1",
         f"cache_dir={tmp_path}/cache",
         f"hydra.run.dir={tmp_path}/run",

@@ -181,8 +181,6 @@ PKG = Path(__file__).resolve().parent.parent / "po_bench"
 METHOD_TABLE = "training/methods.py"
 # the other backends (generation, lm-eval, tracking): (file, the compared expression)
 OTHER_BACKENDS = {
-    ("config.py", "cfg.tracking.backend"),  # tracking: wandb | none
-    ("config.py", "g.backend"),  # _validate_generation: generation.backend
     ("generation/generate.py", "gen_cfg.backend"),  # generation.backend: hf | vllm
     ("judges/openllm.py", "self.backend"),  # lm-eval's model backend
     ("judges/openllm.py", "self.lm_eval_backend"),  # judge=openllm_v2's config: the same

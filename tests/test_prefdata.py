@@ -6,11 +6,11 @@ import json
 
 import pytest
 
-from po_bench.config import dataset_config
 from po_bench.data.formats import read as formats_read
 from po_bench.data.formats.paired import load_pairs, load_sft
 from po_bench.data.formats.read import load_rows
 from po_bench.data.formats.unpaired import load_unpaired
+from po_bench.data.schema import dataset_config
 
 from .conftest import compose as _compose
 from .helpers import conv as _conv

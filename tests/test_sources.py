@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 
 from po_bench.data import world
+from po_bench.data.schema import DatasetConfig
 from po_bench.data.sources import WorldSource
 
 from .conftest import compose
@@ -31,7 +32,7 @@ def test_k2_defaults_keep_todays_pairs():
     from po_bench.data.sources import WorldSource
 
     prompts, samples = _k_samples(k=2)
-    src = WorldSource({**WorldSource.spec_of(__import__("po_bench.config", fromlist=["x"]).DatasetConfig(n_pref=24))})
+    src = WorldSource({**WorldSource.spec_of(DatasetConfig(n_pref=24))})
     spec = src.pairs_spec()
     assert "ranking" not in spec
     art = WorldSource.make_pairs(spec, samples, 0)
@@ -84,3 +85,68 @@ def test_style_word_rate_by_hand():
     sft = [" the apple", " very river the", " apple", " apple", " apple"]  # 1 of 5
     m = src.gold(prompts, policy, sft)
     assert (m["style_word_rate"], m["style_word_rate_sft"]) == (pytest.approx(2 / 5), pytest.approx(1 / 5))
+
+
+# ---- a data source from outside po-bench: CONTRIBUTING.md's "A data source" recipe as a plug-in ---------------
+
+
+@pytest.mark.slow  # trains (make test-fast runs no training)
+def test_a_source_from_outside_runs_through_the_pipeline(tiny_chat_model, tmp_path):
+    """tests/plugins/toy_source.py (registered with @register_source, found through the po_bench.sources entry
+    point) and its yaml (tests/plugins/conf/dataset/, through hydra.searchpath) feed a real DPO run: its pairs are
+    the ones trained on, its held-out pairs measure implicit-reward accuracy, its gold scorer gives the gold
+    metrics and the per-prompt rows; no file under po_bench/ names it."""
+    import json
+    import re
+
+    from po_bench.data.sources import ENTRY_POINT_GROUP
+
+    from .conftest import ROOT, run_cli
+    from .helpers import PLUGIN_SEARCH_PATH, plugin_env
+
+    named = re.compile(r"toy_source|toy_arith|\barith\b|ArithmeticSource")
+    assert not [p for p in (ROOT / "po_bench").rglob("*.py") if named.search(p.read_text())]
+    args = [
+        "dataset=toy_arith",
+        PLUGIN_SEARCH_PATH,
+        "model.kind=hub",
+        f"model.name_or_path={tiny_chat_model}",
+        "model.name=tiny-chat",
+        "judge=none",
+        "loss=dpo",
+        "train.max_steps=2",
+        "train.batch_size=8",
+        "train.max_length=96",
+        "generation.max_new_tokens=4",
+        "generation.progress=false",
+        "train.progress=false",
+        "tracking=none",
+        "threads=1",
+        f"cache_dir={tmp_path}/cache",
+    ]
+    env = plugin_env(tmp_path, ENTRY_POINT_GROUP, {"toy_arith": "tests.plugins.toy_source"})
+    r = run_cli([*args, f"hydra.run.dir={tmp_path}/run"], ROOT, env_extra=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    rec = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert rec["status"] == "done", rec.get("error")
+    m = rec["metrics"]
+    assert m["data"]["conversion"] == {"source": "toy_arith", "rows": 64, "pairs": 64, "n_skipped": 0, "skipped": {}}
+    assert m["data"]["tokens"]["n_pairs"] == 48 and m["implicit_reward_accuracy"] is not None
+    (pairs_file,) = (tmp_path / "cache").rglob("pairs/*/data.json")
+    pairs = json.loads(pairs_file.read_text())
+    assert len(pairs["train"]) == 48 and len(pairs["eval"]) == 16
+    assert all(p["prompt"].startswith("What is ") and p["chosen"] != p["rejected"] for p in pairs["train"])
+    # the gold metrics are the plug-in's exact reward, recomputed here by hand from the answers
+    rows = [json.loads(x) for x in (tmp_path / "run" / "samples.jsonl").read_text().splitlines()]
+    assert len(rows) == 16 and [r["prompt"] for r in rows] == [p["prompt"] for p in pairs["eval"]]
+    by_hand = [
+        float(r["policy"].split()[:1] == [str(sum(int(x) for x in r["prompt"][8:].split("?")[0].split(" + ")))])
+        for r in rows
+    ]
+    assert m["gold_reward"] == pytest.approx(sum(by_hand) / 16) and [r["gold_policy"] for r in rows] == by_hand
+    assert m["gold_reward_sft"] is not None and 0.0 <= m["win_rate_vs_sft"] <= 1.0
+    # without the entry point the kind is unknown: one config error line, before any compute
+    bad = run_cli([*args, f"hydra.run.dir={tmp_path}/bad"], ROOT)
+    assert bad.returncode == 2, bad.stderr[-2000:]
+    last = bad.stderr.strip().splitlines()[-1]
+    assert last.startswith("po-bench: config error: dataset.kind='arith': allowed world, hf"), last

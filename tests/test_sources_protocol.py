@@ -13,11 +13,12 @@ import pytest
 from po_bench.data.sources import SOURCES, DataSource
 
 ROOT = Path(__file__).resolve().parent.parent
-PIPELINE = ("pipeline.py", "stages.py", "specs.py")  # under po_bench/
-REGISTRY = {"kind", "spec_of"}  # members the registry (sources.source_for / source_class) uses, not the pipeline
+PIPELINE = ("pipeline.py", "stages.py", "specs.py", "config.py")  # under po_bench/ (config: the source's capabilities)
+# members the registry's functions use (sources.source_for / source_class / prompts / validate_dataset), not the pipeline
+REGISTRY = {"kind", "spec_of", "prompts", "validate"}
 SOURCE_VARS = {"src"}  # the name a source (instance or class) has in the pipeline's modules
 SOURCE_ATTRS = {"source"}  # p.source: the Plan's source
-SOURCE_FACTORIES = {"source_for", "source_class"}  # source_class(spec).member
+SOURCE_FACTORIES = {"source_for", "source_class", "_source"}  # source_class(spec).member; config's _source(cfg)
 
 
 def protocol_members() -> set[str]:

@@ -277,7 +277,7 @@ def test_a_ranked_file_becomes_the_list_artifact(tmp_path, tokenizer):
 
     from omegaconf import OmegaConf
 
-    from po_bench.config import DatasetConfig
+    from po_bench.data.schema import DatasetConfig
     from po_bench.data.sources import FileSource
 
     f = tmp_path / "r.jsonl"

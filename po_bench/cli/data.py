@@ -188,7 +188,7 @@ def onpolicy(a: argparse.Namespace) -> dict:
 
 
 def inspect(a: argparse.Namespace) -> dict:
-    from po_bench.config import dataset_config  # lazy: as in world_prompts
+    from po_bench.data.schema import dataset_config  # lazy: as in world_prompts
 
     overrides = {
         k: v

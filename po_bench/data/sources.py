@@ -22,8 +22,9 @@ The pipeline uses exactly the members of :class:`DataSource` (``tests/test_sourc
 checks every registered source has each of them and that ``pipeline.py``, ``stages.py`` and
 ``specs.py`` use no other); what differs between sources (on-policy pairs sampled from the SFT
 policy, pairs read from files) is decided inside the source, not by the pipeline.  Adding a data
-source = a class with the members of ``DataSource`` and an entry in :data:`SOURCES`; the pipeline
-does not change.
+source = a class with the members of ``DataSource``, registered with :func:`register_source` (a plug-in:
+from a module of the ``po_bench.sources`` entry-point group, CONTRIBUTING.md); the pipeline does not
+change.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from po_bench.choices import OnError
 from po_bench.data import world
 from po_bench.data.formats.base import DataError
 from po_bench.data.formats.leakage import eval_sets, leakage, prompt_key
@@ -43,8 +45,41 @@ from po_bench.data.formats.paired import load_pairs, load_sft
 from po_bench.data.formats.ranked import best_worst_pair, load_lists
 from po_bench.data.formats.stats import data_stats
 from po_bench.data.formats.unpaired import load_unpaired
+from po_bench.data.schema import CONF_DATASET_DIR, dataset_config
 
 log = logging.getLogger("po_bench")
+
+
+class DatasetConfigError(ValueError):
+    """A dataset config a source refuses (:meth:`DataSource.validate`): reported as one config error line."""
+
+
+def check(cond: bool, msg: str) -> None:
+    if not cond:
+        raise DatasetConfigError(msg)
+
+
+def check_pair_fields(d) -> None:
+    """dataset.pair_source / ugc_noise / pair_models: values of their sets, whatever the source."""
+    check(
+        d.pair_source in world.PAIR_SOURCES,
+        f"dataset.pair_source={d.pair_source!r}: allowed {', '.join(world.PAIR_SOURCES)}",
+    )
+    check(
+        d.pair_models in world.PAIR_MODELS,
+        f"dataset.pair_models={d.pair_models!r}: allowed {', '.join(world.PAIR_MODELS)}",
+    )
+    check(
+        0.0 <= d.ugc_noise <= 1.0,
+        f"dataset.ugc_noise={d.ugc_noise:g}: allowed [0, 1] (the chance the UGC "
+        "drops each keyword; 2 x it off-topic words are added on average)",
+    )
+    check(
+        d.pair_source == "pugc" or d.ugc_noise == world.DEFAULT_UGC_NOISE,
+        f"dataset.ugc_noise={d.ugc_noise:g} is set but dataset.pair_source={d.pair_source}: "
+        "use dataset.pair_source=pugc",
+    )
+
 
 # ---------------------------------------------------------------------------------------------
 # the contract
@@ -87,10 +122,28 @@ class DataSource(Protocol):
     """The registry name (``dataset.kind``: ``world``, ``hf``) and the ``"kind"`` of the specs it
     makes, by which :func:`source_class` finds the class again in another process."""
 
+    world: bool
+    """True for the embedded world's data: prompts in the tiny model's word-level vocabulary (the judges
+    of real models refuse them, ``judge=gold`` needs them).  A plug-in source of real text: False."""
+
+    @classmethod
+    def validate(cls, dcfg, model_cfg) -> None:
+        """Check the dataset config's own fields (and that the model can read the data) before any
+        compute, raising :class:`DatasetConfigError` with one line naming the key and what is allowed.
+        What a loss needs of the data is checked by the loss's config (:mod:`po_bench.config`).  Called
+        by :func:`validate_dataset` once ``dataset.kind`` names this source."""
+        ...
+
     @staticmethod
     def spec_of(dcfg) -> dict:
         """The dataset config's fields that determine the data (files by their checksum): the
         source's spec, which every spec below is cut from.  Called once per run by ``source_for``."""
+        ...
+
+    @staticmethod
+    def prompts(pspec: dict) -> list:
+        """The prompts of a prompt spec this source made (:meth:`prompt_spec`), in any process (prompt
+        specs of ``kind: pairs``, a pairs artifact's held-out pairs, are read by :func:`prompts`)."""
         ...
 
     # ---- the plan (specs.plan): spec dicts that become store keys --------------------------------
@@ -243,6 +296,58 @@ class WorldSource(DataSource):
 
     kind = "world"
     always_sft = True  # the world's model is built (and trained) by the SFT stage
+    world = True
+
+    @classmethod
+    def validate(cls, d, model_cfg) -> None:
+        """The world's own fields: the tiny model (the world's tokenizer), the prompt splits, the annotator,
+        k ranked samples and how pairs are built from them (PUGC, multi-model pairs, Step-DPO, lists)."""
+        check(model_cfg.kind == "tiny", "dataset=world needs model=tiny (the world has its own word-level tokenizer)")
+        check_pair_fields(d)
+        if d.pair_source != "annotator" or d.pair_models != "single":
+            check(
+                d.pair_source == "annotator" or d.pair_models == "single",
+                f"dataset.pair_source={d.pair_source} with dataset.pair_models={d.pair_models}: one recipe at a "
+                "time (PUGC rates the policy's own samples)",
+            )
+            check(
+                not d.steps,
+                "dataset.steps=true builds step-wise pairs (Step-DPO): set "
+                "dataset.pair_source=annotator and dataset.pair_models=single",
+            )
+            check(
+                d.pair_strategy != world.LIST_STRATEGY,
+                "dataset.pair_strategy=list rates the policy's own k samples with the annotator: it does not combine "
+                "with dataset.pair_source=pugc or dataset.pair_models",
+            )
+            check(
+                d.pair_models != "strong_chosen" or (d.k_samples == 2 and d.curriculum == "none"),
+                "dataset.pair_models=strong_chosen pairs one strong sample (chosen) with one own sample (rejected): "
+                f"dataset.k_samples must be 2 and dataset.curriculum none (got {d.k_samples}, {d.curriculum})",
+            )
+        check(1 <= d.min_keywords <= d.max_keywords, "dataset.min_keywords must be >= 1 and <= dataset.max_keywords")
+        check(d.ood_min_keywords <= d.ood_max_keywords, "dataset.ood_min_keywords must be <= dataset.ood_max_keywords")
+        check(d.annotator_temperature >= 0, "dataset.annotator_temperature must be >= 0")
+        check(d.k_samples >= 2, f"dataset.k_samples={d.k_samples}: must be >= 2 (samples ranked per prompt)")
+        check(
+            d.pair_strategy in world.PAIR_STRATEGIES,
+            f"dataset.pair_strategy={d.pair_strategy!r}: allowed {', '.join(world.PAIR_STRATEGIES)}",
+        )
+        check(
+            d.curriculum in world.CURRICULA,
+            f"dataset.curriculum={d.curriculum!r}: allowed {', '.join(world.CURRICULA)}",
+        )
+        check(
+            d.step_candidates >= 1,
+            f"dataset.step_candidates={d.step_candidates}: must be >= 1 (continuations sampled per shared prefix)",
+        )
+        check(
+            not d.steps or d.curriculum == "none",
+            f"dataset.steps=true builds step-wise pairs (Step-DPO); dataset.curriculum={d.curriculum} orders ranked "
+            "pairs: set dataset.curriculum=none",
+        )
+        for k in ("n_sft", "n_pref", "n_eval", "n_ood"):
+            check(getattr(d, k) > 0, f"dataset.{k} must be > 0")
 
     def __init__(self, spec: dict):
         self.spec = {k: spec[k] for k in WORLD_FIELDS}
@@ -270,6 +375,10 @@ class WorldSource(DataSource):
 
     def prompt_spec(self, split: str) -> dict:
         return {"kind": "world", "split": split, **{k: self.spec[k] for k in _SPLIT_FIELDS[split]}}
+
+    @staticmethod
+    def prompts(pspec: dict) -> list:
+        return world.make_prompts(_world_spec(pspec), pspec["split"])
 
     def eval_prompt_spec(self, pairs: dict) -> dict:
         """The world's eval split (the pairs do not enter it)."""
@@ -607,7 +716,58 @@ class FileSource(DataSource):
 
     kind = "hf"
     always_sft = False  # SFT only with an SFT dataset; else the base model is the start
+    world = False
     gold = None
+
+    @classmethod
+    def validate(cls, d, model_cfg) -> None:
+        """The files' fields (a path or a Hub id, a known format and its columns, the error policy, the SFT
+        dataset's config), a real model, and none of the world's on-policy fields: real data brings its own
+        pairs."""
+        from po_bench.data.formats import base as formats
+
+        check(
+            model_cfg.kind != "tiny",
+            f"dataset.kind={d.kind} needs a real model (model=smollm2_135m or a Hub model); "
+            "the tiny model's tokenizer only knows the world",
+        )
+        check(bool(d.path or d.hub_id), f"dataset={d.name}: set dataset.path (a local file) or dataset.hub_id")
+        check(d.format in formats.FORMATS, f"dataset.format={d.format!r}: allowed {', '.join(formats.FORMATS)}")
+        check(d.max_rows >= 0, "dataset.max_rows must be >= 0")
+        check(OnError.allows(d.on_error), f"dataset.on_error={d.on_error!r}: allowed {OnError.listed()}")
+        check(
+            not d.steps,
+            "dataset.steps: step-wise pairs are sampled on the world (dataset=world); real data brings its own pairs",
+        )
+        check(
+            d.k_samples == 2 and d.curriculum == "none",
+            "dataset.k_samples / dataset.curriculum: k ranked on-policy samples per prompt are the world's "
+            "(dataset=world); real data brings its own pairs",
+        )
+        try:
+            formats.columns_for(d.format, dict(d.columns or {}))
+        except formats.DataError as e:
+            raise DatasetConfigError(str(e)) from None
+        if d.sft:
+            check(
+                (CONF_DATASET_DIR / f"{d.sft}.yaml").exists(),
+                f"dataset.sft={d.sft!r}: no such dataset config in conf/dataset",
+            )
+        if d.path:
+            for split in {d.split, d.eval_split} - {None}:
+                p = Path(str(d.path).replace("{split}", str(split))).expanduser()
+                check(p.exists(), f"dataset.path={p}: no such file")
+        check_pair_fields(d)
+        check(
+            d.pair_source == "annotator" and d.pair_models == "single",
+            "dataset.pair_source / dataset.pair_models build pairs from on-policy samples of the "
+            "world (dataset=world); real data brings its own pairs",
+        )
+        check(
+            d.pair_strategy != world.LIST_STRATEGY or d.format == "ranked",
+            f"dataset.pair_strategy=list reads rated lists from format ranked "
+            f"(prompt, responses, scores), not dataset.format={d.format}",
+        )
 
     def __init__(self, spec: dict):
         self.spec = spec
@@ -625,7 +785,6 @@ class FileSource(DataSource):
         if not self.spec.get("sft"):
             return None
         from po_bench.common import plain
-        from po_bench.config import dataset_config
 
         sft = plain(dataset_config(self.spec["sft"]))
         fields = {k: v for k, v in sft.items() if k in REAL_FIELDS}
@@ -640,6 +799,11 @@ class FileSource(DataSource):
 
     def prompt_spec(self, split: str) -> dict:
         return {"kind": "pairs", "split": split}  # completed with the pairs artifact's spec (eval_prompt_spec)
+
+    @staticmethod
+    def prompts(pspec: dict) -> list:
+        """None of its own: its prompt specs are ``kind: pairs`` (a pairs artifact's pairs, :func:`prompts`)."""
+        raise ValueError(f"dataset.kind=hf draws no prompts of its own (prompt spec {pspec!r})")
 
     def eval_prompt_spec(self, pairs: dict) -> dict:
         """The prompts of the pairs artifact's held-out pairs (so that artifact is built even without training)."""
@@ -776,35 +940,73 @@ class FileSource(DataSource):
         return [{"prompt": p, "policy": y, "sft": s} for p, y, s in zip(prompts_, samples, sft_samples)]
 
 
-SOURCES: dict[str, type[DataSource]] = {"world": WorldSource, "hf": FileSource}  # dataset.kind -> its source
+SOURCES: dict[str, type[DataSource]] = {}  # dataset.kind -> its source: read it through sources()
+ENTRY_POINT_GROUP = "po_bench.sources"
+LOADED: list[bool] = []  # [True] once the plug-in sources were loaded in this process
+
+
+def register_source(cls: type[DataSource]) -> type[DataSource]:
+    """Register a source class as ``dataset.kind=<cls.kind>`` (a class decorator; a kind is owned once)."""
+    kind = getattr(cls, "kind", None)
+    if not isinstance(kind, str) or not kind:
+        raise TypeError(f"@register_source: {cls!r} has no kind (the dataset.kind it answers to)")
+    old = SOURCES.get(kind)
+    if old is not None and (old.__module__, old.__qualname__) != (cls.__module__, cls.__qualname__):
+        raise ValueError(
+            f"@register_source: dataset.kind={kind!r} is registered by {old.__module__}.{old.__qualname__} and "
+            f"{cls.__module__}.{cls.__qualname__}"
+        )
+    SOURCES[kind] = cls
+    return cls
+
+
+register_source(WorldSource)
+register_source(FileSource)
+
+
+def sources() -> dict[str, type[DataSource]]:
+    """Every registered source by kind: po-bench's, then the plug-ins of the ``po_bench.sources`` entry-point
+    group (loaded once per process; one that fails to import is refused by config validation, po_bench.plugins)."""
+    if not LOADED:
+        LOADED.append(True)
+        from po_bench import plugins  # lazy: only where a kind is looked up
+
+        plugins.load(ENTRY_POINT_GROUP)
+    return SOURCES
 
 
 def source_class(spec: dict) -> type[DataSource]:
     """The source class of a (full or partial) data spec (``spec["kind"]``): what stages call the
     static builders (``sft_examples``, ``build_pairs``) of."""
+    known = sources()
     try:
-        return SOURCES[spec["kind"]]
+        return known[spec["kind"]]
     except KeyError:
-        raise ValueError(f"dataset.kind={spec.get('kind')!r}: allowed {', '.join(SOURCES)}") from None
+        raise ValueError(f"dataset.kind={spec.get('kind')!r}: allowed {', '.join(known)}") from None
 
 
 def source_for(dcfg) -> DataSource:
     """The source for a dataset config node."""
-    cls = SOURCES.get(dcfg.kind)
-    if cls is None:
-        raise ValueError(f"dataset.kind={dcfg.kind!r}: allowed {', '.join(SOURCES)}")
+    cls = source_class({"kind": dcfg.kind})
     return cls(cls.spec_of(dcfg))
 
 
+def validate_dataset(dcfg, model_cfg) -> None:
+    """The ``dataset`` section's checks: a registered ``dataset.kind``, then that source's own
+    (:meth:`DataSource.validate`); :class:`DatasetConfigError` with one line."""
+    known = sources()
+    check(dcfg.kind in known, f"dataset.kind={dcfg.kind!r}: allowed {', '.join(known)}")
+    known[dcfg.kind].validate(dcfg, model_cfg)
+
+
 def prompts(pspec: dict, pairs_artifact: dict | None = None) -> list:
-    """The prompts of a prompt spec: a world split, or the eval pairs of a pairs artifact."""
-    if pspec["kind"] == "world":
-        return world.make_prompts(_world_spec(pspec), pspec["split"])
+    """The prompts of a prompt spec: the held-out (or training) pairs of a pairs artifact (``kind: pairs``),
+    else what the source that made the spec draws (:meth:`DataSource.prompts`)."""
     if pspec["kind"] == "pairs":
         if pairs_artifact is None:
             raise ValueError("prompts of a pairs artifact need the artifact")
         return [p["prompt"] for p in pairs_artifact["eval" if pspec["split"] == "eval" else "train"]]
-    raise ValueError(f"unknown prompt spec kind {pspec['kind']!r}")
+    return source_class(pspec).prompts(pspec)
 
 
 # ---------------------------------------------------------------------------------------------

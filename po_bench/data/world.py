@@ -515,6 +515,7 @@ def step_pairs(
 # ---------------------------------------------------------------------------------------------
 
 PAIR_SOURCES = ("annotator", "pugc")
+DEFAULT_UGC_NOISE = 0.3  # dataset.ugc_noise: the chance the UGC drops each keyword
 
 
 def user_content(prompt: str, noise: float, rng: np.random.Generator) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from tqdm.auto import tqdm
 
+from po_bench.choices import GenerationBackend
 from po_bench.generation.chat import stop_token_ids
 from po_bench.generation.logprobs import render_prompt
 
@@ -44,9 +45,9 @@ def generate_hf(model, tokenizer, prompts, gen_cfg, seed: int, desc: str = "gene
 def generate(model, tokenizer, prompts, gen_cfg, seed: int, desc: str = "generate", model_path=None) -> list[str]:
     """Samples for prompts: ``generation=hf`` uses the loaded model, ``generation=vllm`` serves the
     checkpoint at ``model_path`` with vLLM's offline engine (one seed per prompt)."""
-    if gen_cfg.backend == "hf":
+    if gen_cfg.backend == GenerationBackend.HF:
         return generate_hf(model, tokenizer, prompts, gen_cfg, seed, desc)
-    if gen_cfg.backend == "vllm":
+    if gen_cfg.backend == GenerationBackend.VLLM:
         if model_path is None:
             raise ValueError("generation=vllm needs the model's checkpoint folder (model_path)")
         from po_bench.generation.vllm_engine import generate_vllm

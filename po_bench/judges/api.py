@@ -29,13 +29,14 @@ import abc
 import dataclasses
 import enum
 import importlib
-import importlib.metadata
 import pkgutil
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
+
+from po_bench import plugins
 
 ENTRY_POINT_GROUP = "po_bench.judges"
 ENV_VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # what judge.api_key_env must look like
@@ -227,13 +228,7 @@ def load_judges() -> None:
         source = Path(package.__path__[0]) / f"{info.name}.py"
         if source.is_file() and "@register_judge(" in source.read_text():
             importlib.import_module(f"{package.__name__}.{info.name}")
-    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-        try:
-            ep.load()
-        except Exception as e:  # noqa: BLE001  (a broken plug-in: say which)
-            raise ImportError(
-                f"judge plug-in {ep.name} ({ep.value}, entry point group {ENTRY_POINT_GROUP}): {e}"
-            ) from e
+    plugins.load(ENTRY_POINT_GROUP)  # a plug-in that fails to import: refused by config validation, one line
 
 
 def judges() -> dict[str, type[Judge]]:

@@ -27,6 +27,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from po_bench.choices import Launcher, Precision, Strategy
+
 log = logging.getLogger("po_bench")
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -41,7 +43,7 @@ def free_port() -> int:
 
 
 def world_size(launch) -> int:
-    return 1 if launch.strategy == "local" else int(launch.num_processes) * int(launch.num_machines)
+    return 1 if launch.strategy == Strategy.LOCAL else int(launch.num_processes) * int(launch.num_machines)
 
 
 def global_batch(train, batch_key: str = "batch_size") -> tuple[int, str]:
@@ -75,9 +77,9 @@ def is_main() -> bool:
 
 
 def use_accelerate(launch) -> bool:
-    if launch.launcher != "auto":
-        return launch.launcher == "accelerate"
-    if launch.strategy in ("zero2", "zero3"):  # DeepSpeed: GPUs only, through accelerate's launcher
+    if launch.launcher != Launcher.AUTO:
+        return launch.launcher == Launcher.ACCELERATE
+    if Strategy(launch.strategy).deepspeed:  # DeepSpeed: GPUs only, through accelerate's launcher
         return True
     import torch
 
@@ -87,7 +89,7 @@ def use_accelerate(launch) -> bool:
 def command(launch, module_args: list[str], precision: str | None = None) -> list[str]:
     """The launcher command line that runs ``python -m po_bench.stages <module_args>`` on every rank
     (``precision``: the stage's train.precision, which sets accelerate's --mixed_precision)."""
-    mixed = launch.mixed_precision or ("bf16" if precision == "bf16-mixed" else "no")
+    mixed = launch.mixed_precision or ("bf16" if precision == Precision.BF16_MIXED else "no")
     node_rank = "$SLURM_NODEID" if launch.srun else str(launch.machine_rank)
     if use_accelerate(launch):
         cmd = [sys.executable, "-m", "accelerate.commands.launch"]

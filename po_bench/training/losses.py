@@ -656,7 +656,8 @@ LOSSES.update(
 # A package adds a pure-function pairwise loss by calling register_loss at import and naming the module in
 # the entry-point group below (pyproject: [project.entry-points."po_bench.losses"] my_loss = "my_pkg.my_loss");
 # its yaml (backend: pobench, function: <name>) comes from the package's own config folder through
-# hydra.searchpath.  Every process that trains (the rank processes of launch=ddp too) loads the group here.
+# hydra.searchpath.  The group is loaded by po_bench.training.methods.loss_registry, through which every process
+# (the rank processes of launch=ddp too) looks a loss function up.
 
 ENTRY_POINT_GROUP = "po_bench.losses"
 
@@ -670,18 +671,3 @@ def register_loss(name: str, spec: LossSpec) -> LossSpec:
         raise ValueError(f"loss function {name!r} is already registered (by {owner.fn.__module__})")
     LOSSES[name] = spec
     return spec
-
-
-def load_loss_plugins() -> list[str]:
-    """Import every module of the ``po_bench.losses`` entry-point group (each registers its losses)."""
-    import importlib
-    from importlib.metadata import entry_points
-
-    loaded = []
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        importlib.import_module(ep.value)
-        loaded.append(ep.value)
-    return loaded
-
-
-load_loss_plugins()

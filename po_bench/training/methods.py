@@ -34,6 +34,8 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
+from po_bench import plugins
+
 
 class MethodKind(enum.Enum):
     PAIRWISE_TRL = "pairwise_trl"
@@ -88,6 +90,21 @@ TRL_LOSS_KINDS = (MethodKind.PAIRWISE_TRL, MethodKind.REFERENCE_FREE_TRL, Method
 REF_LOGP_ARGS = ("ld_alpha", "truncation_mode")
 
 
+LOADED: list[bool] = []  # [True] once the loss plug-ins were loaded in this process
+
+
+def loss_registry():
+    """:mod:`po_bench.training.losses`, the registry of pure-function losses, with the plug-in losses of the
+    ``po_bench.losses`` entry-point group registered in it (once per process; a plug-in that fails to import is
+    refused by config validation, po_bench.plugins).  Every lookup of a loss function goes through here."""
+    from po_bench.training import losses  # lazy: torch (~1.5 s): not for composing or validating a TRL loss
+
+    if not LOADED:
+        LOADED.append(True)
+        plugins.load(losses.ENTRY_POINT_GROUP)
+    return losses
+
+
 def known_backend(backend: str) -> bool:
     return backend in BACKEND_KINDS
 
@@ -97,13 +114,12 @@ def _kind(backend: str, function: str) -> MethodKind:
         raise ValueError(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
     if backend != "pobench":
         return BACKEND_KINDS[backend]
-    from po_bench.training.losses import LOSSES, token_level, unpaired
-
-    if unpaired(function):
+    losses = loss_registry()
+    if losses.unpaired(function):
         return MethodKind.UNPAIRED_CUSTOM
-    if token_level(function):
+    if losses.token_level(function):
         return MethodKind.TOKEN_LEVEL
-    spec = LOSSES.get(function)
+    spec = losses.LOSSES.get(function)
     if spec is not None and "sources" in spec.stage_args:
         return MethodKind.FUSED_REFERENCE
     return MethodKind.PAIRWISE_CUSTOM  # (an unknown function too: its check names the allowed ones)
@@ -240,9 +256,7 @@ class Method:
         before training (MADPO: reward_margin, Sem-DPO: semantic_distance); None for every other loss."""
         if self.kind not in (MethodKind.PAIRWISE_CUSTOM, MethodKind.FUSED_REFERENCE):
             return None
-        from po_bench.training.losses import LOSSES
-
-        spec = LOSSES.get(self.function)
+        spec = loss_registry().LOSSES.get(self.function)
         return tuple(spec.per_pair) if spec is not None and spec.per_pair else None
 
     @property
@@ -262,9 +276,7 @@ class Method:
     @property
     def needs_guide(self) -> bool:
         """Whether the loss reads a guide policy's per-token log-probs (TGDPO; ``loss.guide`` names its loss)."""
-        from po_bench.training.losses import guided
-
-        return self.backend == "pobench" and guided(self.function)
+        return self.backend == "pobench" and loss_registry().guided(self.function)
 
     @property
     def needs_source_models(self) -> bool:
@@ -281,9 +293,8 @@ class Method:
             return LISTWISE.get(self.function)
         if not self.pair_function:
             return None
-        from po_bench.training.losses import LOSSES, TOKEN_LOSSES, UNPAIRED_LOSSES
-
-        return {**LOSSES, **TOKEN_LOSSES, **UNPAIRED_LOSSES}.get(self.function)
+        losses = loss_registry()
+        return {**losses.LOSSES, **losses.TOKEN_LOSSES, **losses.UNPAIRED_LOSSES}.get(self.function)
 
     @property
     def function_args(self) -> dict:

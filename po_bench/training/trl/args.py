@@ -12,6 +12,7 @@ import dataclasses
 import os
 from pathlib import Path
 
+from po_bench.choices import Precision
 from po_bench.training.methods import Method, MethodKind, method_of
 from po_bench.training.trl.fields import CLASSES, config_class, table_fields
 
@@ -107,7 +108,6 @@ TRAIN_FIELD_MAP = {
     # the world size (specs.batch_fields)
     "global_batch_size": "per_device_train_batch_size/gradient_accumulation_steps",
 }
-PRECISIONS = ("fp32", "bf16-mixed", "bf16-pure")
 
 
 def check_train_fields(train_cfg) -> None:
@@ -123,14 +123,14 @@ def check_train_fields(train_cfg) -> None:
 
 def precision_of(train_cfg) -> str:
     p = getattr(train_cfg, "precision", None) or "fp32"
-    if p not in PRECISIONS:
-        raise ValueError(f"train.precision={p!r}: allowed {', '.join(PRECISIONS)}")
+    if not Precision.allows(p):
+        raise ValueError(f"train.precision={p!r}: allowed {Precision.listed()}")
     return p
 
 
 def precision_args(precision: str) -> dict:
     """TRL's precision flags: bf16-mixed is autocast over fp32 weights and fp32 AdamW state."""
-    return {"bf16": precision == "bf16-mixed", "fp16": False}
+    return {"bf16": precision == Precision.BF16_MIXED, "fp16": False}
 
 
 def make_config(cfg_cls, kwargs: dict, origin: dict | None = None):

@@ -46,6 +46,7 @@ def train_preference(
     guide_model=None,
     pair_scores: list[float] | None = None,
     source_models: list | None = None,
+    callbacks: list | None = None,
 ) -> dict:
     """Run the loss's TRL trainer on preference pairs; returns the logged history and final loss.
 
@@ -56,6 +57,8 @@ def train_preference(
     ``pair_scores``: one score per pair (po_bench.training.pair_scores) for a loss with per-pair weights;
     it travels with its pair through TRL's data pipeline as the ``pair_score`` column.
     ``source_models``: InfiFPO's source models (loss.args.sources), fused into its reference.
+    ``callbacks``: TrainerCallbacks run before the Trainer's own and the reporters (what they add to a logged
+    dict reaches wandb and the history: the diagnostics' probe, training/trl/probe.py).
     """
     method = method_of(loss_cfg)
     kind = method.kind
@@ -137,6 +140,7 @@ def train_preference(
             source_models=source_models,
         ),
     )
+    trainer.callback_handler.callbacks[0:0] = list(callbacks or [])
     ref_model = None  # the trainer holds it while it needs it
     if release_reference(trainer):
         log.info("reference model released: its log-probs are precomputed")
