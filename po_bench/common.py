@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import importlib.util
 import json
 import random
 import time
@@ -45,9 +47,6 @@ def cpu_only_torch() -> bool:
     """Whether the installed torch is a CPU-only build (neither CUDA nor ROCm), read from its version file
     without importing torch (~1 s): then ``torch.cuda.is_available()`` is False for certain.  False when
     it may see a GPU (ask torch) or when that cannot be told."""
-    import ast
-    import importlib.util
-
     try:
         spec = importlib.util.find_spec("torch")
         folder = Path(next(iter(spec.submodule_search_locations)))

@@ -27,6 +27,7 @@ from po_bench.choices import (
     TrackingBackend,
     TrackingMode,
 )
+from po_bench.common import cpu_only_torch
 from po_bench.data.schema import DatasetConfig
 from po_bench.data.sources import DatasetConfigError, sources, validate_dataset
 from po_bench.judges.api import (
@@ -475,8 +476,6 @@ class Config:
 
 def default_precision() -> str:
     """bf16-mixed on a GPU with bf16 support (the papers' setting), fp32 elsewhere (CPU)."""
-    from po_bench.common import cpu_only_torch
-
     if cpu_only_torch():  # known without importing torch (~1 s): composing a config needs no torch
         return "fp32"
     try:

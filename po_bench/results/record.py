@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from po_bench.common import cpu_only_torch
 from po_bench.store import atomic_write_json
 
 PACKAGES = (
@@ -68,8 +69,6 @@ def hardware() -> dict[str, Any]:
                 break
     except OSError:
         pass
-    from po_bench.common import cpu_only_torch
-
     if cpu_only_torch():  # no GPU for certain, known without importing torch (~1 s): a cached run needs none
         return hw
     try:

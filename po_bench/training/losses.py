@@ -13,6 +13,7 @@ and loss_type.  Adding a loss = one function + one ``LOSSES`` entry + one yaml +
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -28,8 +29,6 @@ class LazyModule:
 
     def __getattr__(self, attr: str):
         if self._module is None:
-            import importlib
-
             self._module = importlib.import_module(self._name)
         return getattr(self._module, attr)
 

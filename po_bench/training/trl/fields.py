@@ -12,6 +12,10 @@ fails until then)::
 
 from __future__ import annotations
 
+import dataclasses
+import subprocess
+import sys
+import textwrap
 from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -117,9 +121,6 @@ def table_fields(trl_trainer: str) -> frozenset[str] | None:
 
 def write(path: Path = Path(__file__)) -> None:
     """Write the table of the installed TRL into this module (between its markers)."""
-    import dataclasses
-    import textwrap
-
     fields = {t: [f.name for f in dataclasses.fields(config_class(t))] for t in CLASSES}
     common = sorted(set.intersection(*(set(v) for v in fields.values())))
     own = {t: sorted(set(v) - set(common)) for t, v in fields.items()}
@@ -137,9 +138,6 @@ def write(path: Path = Path(__file__)) -> None:
     ]
     marker = rest.split("\n", 1)[0]
     path.write_text(head + start + marker + "\n" + "\n".join(body) + "\n" + end + tail)
-    import subprocess
-    import sys
-
     subprocess.run([sys.executable, "-m", "ruff", "format", "-q", str(path)], check=False)  # the house format
 
 
