@@ -21,7 +21,9 @@ from pathlib import Path
 
 import hydra
 import hydra._internal.utils as hydra_utils
+from hydra._internal.config_loader_impl import ConfigLoaderImpl
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.object_type import ObjectType
 from hydra.errors import CompactHydraException, ConfigCompositionException, OverrideParseException
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
@@ -230,8 +232,6 @@ def _one_repository_for_help() -> None:
     """``po-bench --help`` lists every group's options: Hydra answers each of its ~160 questions with a
     fresh deep copy of its config repository (~1.2 s in all).  It asks them all with no overrides, so one
     copy per loader answers them all, with the same answers."""
-    from hydra._internal.config_loader_impl import ConfigLoaderImpl
-    from hydra.core.object_type import ObjectType
 
     original = ConfigLoaderImpl.get_group_options
     repos: dict = {}
