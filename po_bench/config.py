@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import logging
+import os
 import re
 import tempfile
 import typing
@@ -496,6 +497,16 @@ def _register_resolvers() -> None:
         OmegaConf.register_new_resolver("pob_default_precision", default_precision)
     if not OmegaConf.has_resolver("pob_mul"):  # ${pob_mul:${model.lr},0.1}: a scaled default
         OmegaConf.register_new_resolver("pob_mul", lambda a, b: float(a) * float(b))
+    if not OmegaConf.has_resolver("pob_cores"):  # ${pob_cores:}: the cores this process may run on
+        OmegaConf.register_new_resolver("pob_cores", available_cores)
+
+
+def available_cores() -> int:
+    """The CPU cores this process may run on (its affinity: a Slurm allocation's, a container's), else all."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # (no sched_getaffinity on this platform)
+        return os.cpu_count() or 1
 
 
 _register_resolvers()
