@@ -7,13 +7,19 @@ combinations, raising :class:`ConfigError` with one line naming the key and what
 
 from __future__ import annotations
 
+import dataclasses
+import importlib.util
+import logging
+import os
 import re
+import tempfile
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, OmegaConf
 
 from po_bench import plugins
 from po_bench.choices import (
@@ -38,7 +44,11 @@ from po_bench.judges.api import (
     judge_names,
     runner_judge_names,
 )
+from po_bench.training.launch import global_batch, split_batch, world_size
+from po_bench.training.losses import fmt_range, in_range, plain_sources
 from po_bench.training.methods import BACKENDS, MethodKind, can_guide, known_backend, method_of
+from po_bench.training.pair_scores import check
+from po_bench.training.trl.args import validate_loss_args
 
 
 @dataclass
@@ -137,7 +147,6 @@ class LossConfig:
             )
         if not method.trains_preference:
             return
-        from po_bench.training.trl.args import validate_loss_args
 
         try:
             validate_loss_args(method)
@@ -145,8 +154,6 @@ class LossConfig:
             raise ConfigError(f"loss={loss.name}: {e}") from None
         _check_pair_scores(loss)
         if method.trl_loss:
-            from po_bench.training.losses import fmt_range, in_range
-
             for k, v in dict(loss.args).items():
                 if k in TRL_ARG_RANGES and isinstance(v, (int, float)):
                     lo, hi, lo_inc, hi_inc = TRL_ARG_RANGES[k]
@@ -160,7 +167,6 @@ class LossConfig:
         """What the method needs of the rest of the config, checked once every section is valid on its own:
         the values it is defined with (loss.requires), its data shape (pairs, unpaired rows, rated lists, an
         order), its guide policy, its source models."""
-        from omegaconf import OmegaConf
 
         loss, d = cfg.loss, cfg.dataset
         method = method_of(loss)
@@ -283,7 +289,6 @@ class TrainConfig:
     @staticmethod
     def validate(cfg) -> None:
         """train.*: batch sizes (KTO's KL rows need two per batch), warmup, precision."""
-        import logging
 
         t, loss = cfg.train, cfg.loss
         method = method_of(loss)
@@ -369,7 +374,6 @@ class LaunchConfig:
                 f"train.precision={t.precision} (which the Trainer uses): set "
                 f"launch.mixed_precision={want} or leave it null",
             )
-        from po_bench.training.launch import global_batch, split_batch, world_size
 
         # the recipe's global batch is kept under every launch (specs.batch_fields derives the per-device batch
         # and the accumulation from it): the world size must divide it, for each stage that trains
@@ -479,7 +483,7 @@ def default_precision() -> str:
     if cpu_only_torch():  # known without importing torch (~1 s): composing a config needs no torch
         return "fp32"
     try:
-        import torch
+        import torch  # lazy: torch (~1.1 s)
 
         return "bf16-mixed" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
     except Exception:  # noqa: BLE001
@@ -487,12 +491,21 @@ def default_precision() -> str:
 
 
 def _register_resolvers() -> None:
-    from omegaconf import OmegaConf
 
     if not OmegaConf.has_resolver("pob_default_precision"):
         OmegaConf.register_new_resolver("pob_default_precision", default_precision)
     if not OmegaConf.has_resolver("pob_mul"):  # ${pob_mul:${model.lr},0.1}: a scaled default
         OmegaConf.register_new_resolver("pob_mul", lambda a, b: float(a) * float(b))
+    if not OmegaConf.has_resolver("pob_cores"):  # ${pob_cores:}: the cores this process may run on
+        OmegaConf.register_new_resolver("pob_cores", available_cores)
+
+
+def available_cores() -> int:
+    """The CPU cores this process may run on (its affinity: a Slurm allocation's, a container's), else all."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # (no sched_getaffinity on this platform)
+        return os.cpu_count() or 1
 
 
 _register_resolvers()
@@ -551,7 +564,6 @@ def judge_configs(cfg) -> list:
     """The judges of one run: ``judge`` itself, then each of ``judge.also`` composed from
     ``conf/judge/<name>.yaml`` + the shared fields the run changed on ``judge`` (SHARED_JUDGE_FIELDS) +
     ``judge.answer_generation`` (per judge name already) + the entry's own fields."""
-    from omegaconf import OmegaConf
 
     main = cfg.judge
     also = list(main.get("also") or [])
@@ -593,9 +605,6 @@ SECRET_KEY = re.compile(r"(^|_)(api_?key|secret|token|passw(or)?d|credentials?)(
 def _check_pair_scores(loss) -> None:
     """loss.pair_scores against the loss function: a per-pair weighting loss needs its kind of score (and
     its fields in range, an embedder that loads); every other loss none."""
-    from omegaconf import OmegaConf
-
-    from po_bench.training.pair_scores import check
 
     per_pair = method_of(loss).pair_score
     ps = OmegaConf.to_container(loss.pair_scores, resolve=True) if "pair_scores" in loss else {}
@@ -663,7 +672,6 @@ def _check_unpaired_and_sources(cfg, method) -> None:
         )
     if not method.needs_source_models:
         return
-    from po_bench.training.losses import plain_sources
 
     _check(
         _source(cfg).always_sft or cfg.stages.sft,
@@ -694,7 +702,6 @@ def _check_guide(cfg, method) -> None:
     _check(bool(loss.guide), f"loss={loss.name} needs loss.guide (the loss whose trained policy guides it, e.g. dpo)")
     path = Path(__file__).resolve().parent.parent / "conf" / "loss" / f"{loss.guide}.yaml"
     _check(path.is_file(), f"loss.guide={loss.guide!r}: no such loss config in conf/loss")
-    from omegaconf import OmegaConf
 
     g = OmegaConf.load(path)
     _check(
@@ -748,7 +755,6 @@ def _source(cfg):
 def _check_cache_dir(cache_dir) -> None:
     """cache_dir (the artifact store) must be a folder this process can create and write: made here, with
     a probe file written and removed, so that an unwritable location fails before any compute."""
-    import tempfile
 
     d = Path(str(cache_dir)).expanduser()
     fix = "set cache_dir (or PO_BENCH_CACHE) to a writable folder"
@@ -773,9 +779,7 @@ def check_machine(cfg) -> None:
     _check_cache_dir(cfg.cache_dir)
     la = cfg.launch
     if Strategy.allows(la.strategy) and Strategy(la.strategy).deepspeed and not la.dry_run:
-        import importlib.util
-
-        import torch
+        import torch  # lazy: torch (~1.1 s)
 
         _check(
             torch.cuda.is_available() and importlib.util.find_spec("deepspeed") is not None,
@@ -792,8 +796,6 @@ def _check(cond: bool, msg: str) -> None:
 def unknown_keys(node, schema=None, prefix: str = "") -> list[str]:
     """Keys of ``node`` that its structured schema (:class:`Config`) does not have: Hydra refuses them
     while composing, except those added with ``+`` (which it merges in without a word)."""
-    import dataclasses
-    import typing
 
     schema = schema or Config
     hints = typing.get_type_hints(schema)

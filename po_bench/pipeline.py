@@ -11,6 +11,7 @@ configuration recomputes nothing.
 
 from __future__ import annotations
 
+import gc
 import json
 import sys
 import time
@@ -27,7 +28,10 @@ from po_bench.results import tracking
 from po_bench.results.scores import world_rows, write_scores
 from po_bench.specs import implicit_spec, plan, run_options
 from po_bench.store import Store
+from po_bench.training.launch import dry_run
+from po_bench.training.losses import pair_weights
 from po_bench.training.methods import method_of
+from po_bench.training.pair_scores import summary
 
 
 def run(cfg, out_dir: str | Path) -> dict:
@@ -45,8 +49,6 @@ def run(cfg, out_dir: str | Path) -> dict:
     t_start = time.perf_counter()
     p = plan(cfg)
     if cfg.launch.dry_run:  # the exact launch command lines of the training stages, then stop
-        from po_bench.training.launch import dry_run
-
         dry_run(cfg.launch, store, {"sft": p.sft, "policy": p.policy})
     src, loss = p.source, cfg.loss
     opts = {**run_options(cfg), **{k: cfg.generation[k] for k in ("progress", "batch_size", "multiprocessing")}}
@@ -294,8 +296,6 @@ def implicit_judges(store: Store, spec: dict, ckpt: Checkpoints, prompts, sample
 def pair_weights_report(cfg, scores: list[float]) -> dict:
     """``metrics.pair_weights`` of run.json: the distribution of the per-pair scores (MADPO: the reward
     model's margins; Sem-DPO: the embedding distances) and of the weights the loss gives them."""
-    from po_bench.training.losses import pair_weights
-    from po_bench.training.pair_scores import summary
 
     torch_threads(cfg)  # the weights are computed with torch
     w = pair_weights(cfg.loss.function, dict(cfg.loss.args), scores).tolist()
@@ -310,7 +310,6 @@ def pair_weights_report(cfg, scores: list[float]) -> dict:
 def free_accelerator_memory() -> None:
     """Collect the models this process dropped and hand their accelerator memory back, before a
     process group trains."""
-    import gc
 
     gc.collect()
     torch = sys.modules.get("torch")  # not imported: this process holds no accelerator memory

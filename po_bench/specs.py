@@ -43,10 +43,16 @@ answers            (judges that read answers) the policy, the generation config 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
+
+from omegaconf import OmegaConf, open_dict
 
 from po_bench.common import plain
 from po_bench.data.sources import DataSource, source_for
 from po_bench.store import fingerprint
+from po_bench.training.launch import global_batch, split_batch, world_size
+from po_bench.training.losses import plain_sources
+from po_bench.training.methods import method_of
 
 # Bumped when a stage's code changes what it produces for the same spec.
 # sft/samples/policy 2: warmup reaches TRL, KTO KL order, held-out world prompts; reward_model and
@@ -142,11 +148,8 @@ def guide_config(cfg):
     """The run's config with the loss replaced by ``loss.guide`` (TGDPO: dpo), composed as Hydra composes
     ``loss=<guide>``: the schema's defaults and ``conf/loss/<guide>.yaml``; the guide policy is that run's policy
     (same data, model, training hyperparameters, seed), so it is shared with a plain run of the guide's loss."""
-    from pathlib import Path
 
-    from omegaconf import OmegaConf, open_dict
-
-    from po_bench.config import LossConfig
+    from po_bench.config import LossConfig  # lazy: hydra (~0.1 s)
 
     path = Path(__file__).resolve().parent.parent / "conf" / "loss" / f"{cfg.loss.guide}.yaml"
     g = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
@@ -159,8 +162,6 @@ def source_specs(cfg, sft: dict | None) -> list[dict]:
     """InfiFPO's source models (``loss.args.sources``): the run's SFT spec with each source's seed and model
     fields (e.g. another hidden_size); [] for a loss without sources or a run without an SFT stage
     (config.validate refuses that combination)."""
-    from po_bench.training.losses import plain_sources
-    from po_bench.training.methods import method_of
 
     if not method_of(cfg.loss).needs_source_models or sft is None:
         return []
@@ -180,7 +181,6 @@ def batch_fields(cfg, batch_key: str) -> dict:
     kept under every launch, so a launch never changes the optimizer steps; the per-device batch (at most
     train.<batch_key>) and the accumulation are derived from it and the world size (validate() refuses a
     global batch the world size does not divide).  Under launch=local these are the fields as set."""
-    from po_bench.training.launch import global_batch, split_batch, world_size
 
     ws = world_size(cfg.launch)
     per, accum = split_batch(global_batch(cfg.train, batch_key)[0], ws, cfg.train[batch_key])
@@ -262,7 +262,6 @@ def _samples(start: dict, model: dict, prompts: dict, gen: dict, seed: int, n: i
 
 def plan(cfg) -> Plan:
     """The specs of every artifact the run ``cfg`` reads or builds."""
-    from po_bench.training.methods import method_of
 
     seed = int(cfg.seed)
     src = source_for(cfg.dataset)
@@ -385,7 +384,6 @@ def implicit_spec(cfg, p: Plan) -> dict:
     sample pairs of each split (the world), the pairs artifact (real data: its eval split is held out), the
     implicit reward's kind (avg_logp without a preference stage) and beta.  Only for a run that judges
     (``stages.generate`` and ``stages.judge``)."""
-    from po_bench.training.methods import method_of
 
     loss = cfg.loss
     return {
@@ -408,8 +406,6 @@ def ref_logps_spec(loss, start: dict, model: dict, pairs: dict, train: dict, see
     are those of its rows and KL rows in its row order (training/trl/unpaired.py's kto_order), which the
     per-device batch and the seed decide.  From the policy spec's own fields, so the policy stage derives
     KTO's (whose policy spec does not hold it) as the plan does."""
-    from po_bench.training.methods import method_of
-
     method = method_of(loss)
     if not method.stores_reference_logps:
         return None
@@ -439,7 +435,6 @@ def pair_scores_spec(cfg, start: dict, model: dict, pairs: dict, seed: int) -> d
     loss): ``reward_model`` (MADPO: the start checkpoint, the pairs, the reward model's training fields,
     seed) or ``semantic_distance`` (Sem-DPO: the pairs and the embedding model's name).  The loss's own
     hyperparameters (c_max, alpha, ...) turn scores into weights and key only the policy."""
-    from po_bench.training.methods import method_of
 
     loss = cfg.loss
     stage = method_of(loss).pair_score_stage

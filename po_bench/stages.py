@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,12 @@ from po_bench.data.sources import prompts as spec_prompts
 from po_bench.data.sources import source_class
 from po_bench.specs import ref_logps_spec
 from po_bench.store import Store, atomic_write_json
+from po_bench.training import launch as launcher
+from po_bench.training import models
+from po_bench.training.launch import is_main
+from po_bench.training.methods import method_of
+from po_bench.training.models import load_checkpoint, model_path
+from po_bench.training.pair_scores import semantic_distances
 
 log = logging.getLogger("po_bench")
 
@@ -42,8 +49,6 @@ def checkpoint_dir(store: Store, ckpt: dict) -> str:
     """The folder of a checkpoint reference: a stored artifact (``{"stage", "spec"}``) or the base
     model of a model spec (``{"base": model fields}``: a Hub id, a local folder, or SmolLM2)."""
     if "base" in ckpt:
-        from po_bench.training.models import model_path
-
         return model_path(OmegaConf.create(ckpt["base"]))
     d = store.path(ckpt["stage"], ckpt["spec"])
     if not store.exists(ckpt["stage"], ckpt["spec"]):
@@ -55,13 +60,11 @@ def checkpoint_dir(store: Store, ckpt: dict) -> str:
 
 
 def load_tokenizer(path: str, model: dict):
-    from po_bench.training import models
 
     return models.load_tokenizer(path, chat_template=model.get("chat_template"))
 
 
 def load_model(path: str, model: dict):
-    from po_bench.training.models import load_checkpoint
 
     return load_checkpoint(path, model["dtype"])
 
@@ -76,8 +79,7 @@ def _distributed(launch: dict | None) -> bool:
 
 
 def build_sft(spec: dict, out: Path, store: Store, opts: dict | None = None, launch: dict | None = None) -> None:
-    from po_bench.training import models
-    from po_bench.training.trl.sft import train_sft
+    from po_bench.training.trl.sft import train_sft  # lazy: accelerate, datasets, huggingface_hub, numpy, ... (~5.9 s)
 
     seed = int(spec["seed"])
     seed_everything(seed)
@@ -116,7 +118,7 @@ def build_samples(
     spec: dict, store: Store, opts: dict | None = None, *, model=None, tokenizer=None, desc: str = "samples"
 ) -> list:
     """``n`` samples per prompt (n = 2: on-policy / held-out pairs, the second with seed + 1)."""
-    from po_bench.generation import generate
+    from po_bench.generation import generate  # lazy: its module (~0.0 s)
 
     path = checkpoint_dir(store, spec["model"])
     if tokenizer is None:
@@ -191,7 +193,7 @@ def continuation_sampler(sspec: dict, store: Store, seed: int):
     sample of every prompt is drawn with seed + 4000 + i (the pairs spec holds the samples spec and the seed)."""
 
     def sample(prompts_: list, n: int) -> list[list[str]]:
-        from po_bench.generation import generate
+        from po_bench.generation import generate  # lazy: its module (~0.0 s)
 
         path = checkpoint_dir(store, sspec["model"])
         tokenizer = load_tokenizer(path, sspec["model_fields"])
@@ -214,8 +216,9 @@ def continuation_sampler(sspec: dict, store: Store, seed: int):
 def build_policy(
     spec: dict, out: Path, store: Store, opts: dict | None = None, launch: dict | None = None, *, tokenizer=None
 ) -> None:
-    from po_bench.training.methods import method_of
-    from po_bench.training.trl.fit import merged
+    from po_bench.training.trl.fit import merged  # lazy: torch (~1.1 s)
+
+    # lazy: accelerate, datasets, huggingface_hub, numpy, ... (~5.5 s)
     from po_bench.training.trl.preference import train_preference
 
     seed = int(spec["seed"])
@@ -279,6 +282,7 @@ def build_reward_model(
 ) -> None:
     """A reward model trained on the training pairs (TRL's RewardTrainer, from the start checkpoint) and its
     margin r(x, y_w) - r(x, y_l) on every training pair (``margins.json``, in the pairs' order)."""
+    # lazy: accelerate, datasets, huggingface_hub, numpy, ... (~5.7 s)
     from po_bench.training.trl.reward import train_reward_model
 
     seed = int(spec["seed"])
@@ -295,7 +299,6 @@ def build_reward_model(
 
 def build_semantic_distance(spec: dict, store: Store, opts: dict | None = None) -> dict:
     """Sem-DPO's d = 1 - cos(e(prompt), e(chosen)) for every training pair (in the pairs' order)."""
-    from po_bench.training.pair_scores import semantic_distances
 
     pairs = get(store, "pairs", spec["pairs"])["train"]
     return {"embedder": spec["embedder"], "distance": semantic_distances(pairs, spec["embedder"])}
@@ -314,7 +317,6 @@ def publish(out: Path, model, tokenizer, info: dict, opts: dict | None, saved_by
     """Finish a training artifact, on rank 0 only (the one writer under a process group): the
     weights (unless the trainer saved consolidated ones itself), the training facts, and no
     leftover Trainer checkpoints."""
-    from po_bench.training.launch import is_main
 
     if not is_main():
         return
@@ -328,7 +330,6 @@ def publish(out: Path, model, tokenizer, info: dict, opts: dict | None, saved_by
 def cleanup_checkpoints(trainer_dir: Path, keep: bool) -> None:
     """Once an artifact is complete its Trainer checkpoints (weights + optimizer state, ~100 GB for an
     8B policy) are only needed to resume a build that is over: delete them unless asked to keep."""
-    import shutil
 
     if keep or not trainer_dir.is_dir():
         return
@@ -350,7 +351,6 @@ def get(store: Store, stage: str, spec: dict, opts: dict | None = None, launch=N
     their own process group (po_bench/training/launch.py) while this process holds the lock."""
     if stage in DIR_STAGES:
         if launch is not None and launch.strategy != "local":
-            from po_bench.training import launch as launcher
 
             def build(d: Path) -> None:
                 launcher.run_stage(stage, spec, d, store.root, opts or {}, launch)
@@ -402,7 +402,6 @@ def main(argv: list[str] | None = None) -> int:
         if a.stage not in DIR_STAGES:
             ap.error("--into builds training stages (sft, policy) only")
         DIR_STAGES[a.stage](spec, Path(a.into), store, opts, json.loads(a.launch))
-        from po_bench.training.launch import is_main
 
         if is_main():  # the launching process records them (record_reads)
             atomic_write_json(Path(a.into) / STORE_READS, {"hits": store.hits, "built": store.misses})

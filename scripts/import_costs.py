@@ -60,8 +60,8 @@ print(json.dumps({{"seconds": dt, "heavy": new}}))
 """
 
 
-def module_name(path: Path) -> str:
-    rel = path.relative_to(ROOT).with_suffix("")
+def module_name(path: Path, base: Path = ROOT) -> str:
+    rel = path.relative_to(base).with_suffix("")
     parts = list(rel.parts)
     if parts[-1] == "__init__":
         parts = parts[:-1]
@@ -74,7 +74,7 @@ def function_imports(root: Path = ROOT / "po_bench") -> list[dict]:
     out = []
     for path in sorted(root.rglob("*.py")):
         tree = ast.parse(path.read_text())
-        mod = module_name(path)
+        mod = module_name(path, root.parent)
         seen = set()
         for fn in ast.walk(tree):
             if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
@@ -89,7 +89,9 @@ def function_imports(root: Path = ROOT / "po_bench") -> list[dict]:
                     absolute = importlib.util.resolve_name("." * node.level + (node.module or ""), package)
                     node = ast.ImportFrom(module=absolute, names=node.names, level=0)
                 statement = ast.unparse(node)
-                out.append({"file": str(path.relative_to(ROOT)), "line": line, "module": mod, "target": statement})
+                out.append(
+                    {"file": str(path.relative_to(root.parent)), "line": line, "module": mod, "target": statement}
+                )
     return out
 
 

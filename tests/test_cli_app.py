@@ -4,9 +4,10 @@ line on what came from the artifact store, and the check that an experiment has 
 from __future__ import annotations
 
 import pytest
+from omegaconf import OmegaConf
 
-from po_bench.cli.app import _num, _reuse_line, check_preset
-from po_bench.config import ConfigError
+from po_bench.cli.app import _num, _reuse_line, check_preset, packed_threads
+from po_bench.config import ConfigError, available_cores
 
 from .conftest import ROOT, run_cli
 from .conftest import compose as _compose
@@ -59,3 +60,18 @@ def test_help_and_config_errors_import_no_torch_trl_or_transformers(args, code, 
     assert r.returncode == code, r.stderr[-2000:]
     assert "po_bench.config" in imported(r.stderr)  # the log is there
     assert imported(r.stderr) & HEAVY == set()
+
+
+def test_the_parallel_launcher_packs_its_runs_onto_the_cores():
+    """hydra/launcher=parallel: one job per available core by default, and threads=0 is each run's share of the
+    cores; a threads the user set, and every other launcher, keep theirs."""
+    hc = _compose(["hydra/launcher=parallel"], return_hydra_config=True).hydra.launcher
+    assert OmegaConf.to_container(hc, resolve=True)["n_jobs"] == available_cores()
+    joblib = {"_target_": "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"}
+    assert packed_threads(0, {**joblib, "n_jobs": 2}, 2) == 1
+    assert packed_threads(0, {**joblib, "n_jobs": 4}, 16) == 4
+    assert packed_threads(0, {**joblib, "n_jobs": 3}, 2) == 1  # more jobs than cores: one thread each
+    assert packed_threads(0, {**joblib, "n_jobs": -1}, 8) == 1  # joblib's -1: every core, one job each
+    assert packed_threads(0, {**joblib, "n_jobs": 1}, 8) == 0  # one job: torch's default (every core)
+    assert packed_threads(3, {**joblib, "n_jobs": 2}, 8) == 3  # set by the user: kept
+    assert packed_threads(0, {"_target_": "hydra._internal.core_plugins.basic_launcher.BasicLauncher"}, 8) == 0

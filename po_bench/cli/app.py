@@ -30,7 +30,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from po_bench.cli.cache import main as cache_main
-from po_bench.config import ENV_NAME, SECRET_KEY, ConfigError, register
+from po_bench.config import ENV_NAME, SECRET_KEY, ConfigError, available_cores, register
 from po_bench.results import sweep_report, tracking
 from po_bench.results.record import write_run_record
 
@@ -57,6 +57,14 @@ def run_job(cfg: DictConfig) -> dict | None:
     if previous is not None:  # relaunching a sweep: runs already done are skipped
         log.info("already done, skipped: %s", out_dir / "run.json")
         return previous["metrics"]
+    packed = packed_threads(int(cfg.threads), hc.launcher, available_cores())
+    if packed != cfg.threads:  # one of n_jobs runs at once on this machine: its share of the cores
+        log.info(
+            "threads=0 under hydra/launcher=parallel (n_jobs=%s): %d torch thread(s) per run",
+            hc.launcher.n_jobs,
+            packed,
+        )
+        cfg.threads = packed
     try:
         check_preset(cfg, hc.runtime.choices.get("experiment"))
         metrics = pipeline.run(cfg, out_dir)
@@ -124,6 +132,18 @@ def run_job(cfg: DictConfig) -> dict | None:
     if reused:
         log.info(reused)
     return m
+
+
+def packed_threads(threads: int, launcher, cores: int) -> int:
+    """The torch threads of one run: ``threads`` as set, but ``threads=0`` ("every core") under
+    hydra/launcher=parallel, where ``n_jobs`` runs share this machine's ``cores``, is each run's share,
+    cores // n_jobs (at least 1; joblib's negative n_jobs count back from the cores: -1 is all)."""
+    if threads or launcher is None or "JoblibLauncher" not in str(launcher.get("_target_", "")):
+        return threads
+    n_jobs = int(launcher.get("n_jobs") or 1)
+    if n_jobs < 0:
+        n_jobs = max(1, cores + 1 + n_jobs)
+    return max(1, cores // n_jobs) if n_jobs > 1 else threads
 
 
 def _num(x, digits: int = 3) -> str:

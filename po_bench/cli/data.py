@@ -40,7 +40,9 @@ from po_bench.data.formats.read import load_rows, source_name
 from po_bench.data.formats.stats import data_stats
 from po_bench.data.formats.unpaired import to_unpaired
 from po_bench.data.onpolicy_files import OnPolicyError, file_prompts, make_scorer, sample_seeds, world_prompts
+from po_bench.data.schema import dataset_config
 from po_bench.store import atomic_write_json, atomic_write_text
+from po_bench.training import models
 
 log = logging.getLogger("po_bench.data")
 
@@ -54,10 +56,9 @@ def _write_jsonl(path: Path, rows: list[dict]) -> None:
 
 def onpolicy(a: argparse.Namespace) -> dict:
     import torch  # lazy: torch, transformers and the model code (~3 s): not for --help or inspect
-    import transformers
+    import transformers  # lazy: huggingface_hub, transformers (~0.8 s)
 
-    from po_bench.generation import generate
-    from po_bench.training import models
+    from po_bench.generation import generate  # lazy: its module (~0.0 s)
 
     t_start = time.perf_counter()
     if a.threads:
@@ -188,7 +189,6 @@ def onpolicy(a: argparse.Namespace) -> dict:
 
 
 def inspect(a: argparse.Namespace) -> dict:
-    from po_bench.data.schema import dataset_config  # lazy: as in world_prompts
 
     overrides = {
         k: v

@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     # lazy: the table's libraries (scipy, ~1.5 s) are not needed for --help or a usage error
     from po_bench.results.table import tabulate, unreadable
-    from po_bench.results.writers import write_tables
+    from po_bench.results.writers import write_tables  # lazy: numpy, scipy (~0.8 s)
 
     try:
         t = tabulate(a.sweep_dir, a.title, a.best_by, a.baseline, a.claims, a.effect)

@@ -12,6 +12,7 @@ import numpy as np
 from po_bench.data import world
 from po_bench.data.formats.leakage import prompt_key
 from po_bench.data.formats.read import read_file
+from po_bench.data.schema import DatasetConfig
 from po_bench.data.sources import WorldSource
 from po_bench.data.sources import prompts as split_prompts
 
@@ -50,7 +51,10 @@ class RewardModelScorer:
 
     def __init__(self, path: str, batch_size: int = 16, device: str | None = None):
         import torch  # lazy: torch and transformers (~2 s) only where a model is loaded
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        from transformers import (  # lazy: accelerate, huggingface_hub, numpy, pandas, ... (~4.9 s)
+            AutoModelForSequenceClassification,
+            AutoTokenizer,
+        )
 
         self.tok = AutoTokenizer.from_pretrained(path)
         if self.tok.pad_token is None:
@@ -112,7 +116,6 @@ def make_scorer(spec: str, batch_size: int = 16):
 
 
 def world_prompts(split: str, n: int, world_seed: int) -> list[str]:
-    from po_bench.data.schema import DatasetConfig  # lazy: numpy (world) (~0.1 s): not for --help
 
     dcfg = DatasetConfig(seed=world_seed)
     if n > 0:  # a split's first n prompts do not depend on its size

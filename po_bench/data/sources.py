@@ -29,6 +29,7 @@ change.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import logging
 from collections.abc import Callable
@@ -37,8 +38,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from po_bench import plugins
 from po_bench.choices import OnError
 from po_bench.data import world
+from po_bench.data.formats import base as formats
 from po_bench.data.formats.base import DataError
 from po_bench.data.formats.leakage import eval_sets, leakage, prompt_key
 from po_bench.data.formats.paired import load_pairs, load_sft
@@ -46,6 +49,7 @@ from po_bench.data.formats.ranked import best_worst_pair, load_lists
 from po_bench.data.formats.stats import data_stats
 from po_bench.data.formats.unpaired import load_unpaired
 from po_bench.data.schema import CONF_DATASET_DIR, dataset_config
+from po_bench.generation.logprobs import render_prompt
 
 log = logging.getLogger("po_bench")
 
@@ -724,7 +728,6 @@ class FileSource(DataSource):
         """The files' fields (a path or a Hub id, a known format and its columns, the error policy, the SFT
         dataset's config), a real model, and none of the world's on-policy fields: real data brings its own
         pairs."""
-        from po_bench.data.formats import base as formats
 
         check(
             model_cfg.kind != "tiny",
@@ -774,7 +777,7 @@ class FileSource(DataSource):
 
     @staticmethod
     def spec_of(dcfg) -> dict:
-        from po_bench.common import plain
+        from po_bench.common import plain  # lazy: omegaconf (~0.0 s)
 
         fields = {k: v for k, v in plain(dcfg).items() if k in REAL_FIELDS}
         if dcfg.get("pair_strategy") == world.LIST_STRATEGY:  # ranked rows kept as lists (listwise losses)
@@ -784,7 +787,7 @@ class FileSource(DataSource):
     def sft_spec(self) -> dict | None:
         if not self.spec.get("sft"):
             return None
-        from po_bench.common import plain
+        from po_bench.common import plain  # lazy: omegaconf (~0.0 s)
 
         sft = plain(dataset_config(self.spec["sft"]))
         fields = {k: v for k, v in sft.items() if k in REAL_FIELDS}
@@ -792,7 +795,7 @@ class FileSource(DataSource):
 
     @staticmethod
     def sft_examples(spec: dict) -> tuple[list[dict], dict]:
-        from omegaconf import OmegaConf
+        from omegaconf import OmegaConf  # lazy: omegaconf (~0.0 s)
 
         examples, report = load_sft(OmegaConf.create({k: v for k, v in spec.items() if k != "content"}))
         return examples, report
@@ -838,7 +841,7 @@ class FileSource(DataSource):
     def make_pairs(
         spec: dict, samples, seed: int, store=None, *, paired: bool = True, tokenizer=None, max_length: int = 0
     ) -> dict:
-        from omegaconf import OmegaConf
+        from omegaconf import OmegaConf  # lazy: omegaconf (~0.0 s)
 
         d = OmegaConf.create({k: v for k, v in spec.items() if k != "content"})
         if d.get("pair_strategy") == world.LIST_STRATEGY:
@@ -969,7 +972,6 @@ def sources() -> dict[str, type[DataSource]]:
     group (loaded once per process; one that fails to import is refused by config validation, po_bench.plugins)."""
     if not LOADED:
         LOADED.append(True)
-        from po_bench import plugins  # lazy: only where a kind is looked up
 
         plugins.load(ENTRY_POINT_GROUP)
     return SOURCES
@@ -1016,7 +1018,6 @@ def prompts(pspec: dict, pairs_artifact: dict | None = None) -> list:
 
 def _line_of(source: str, row: int) -> int | None:
     """The 1-based line of row ``row`` in a JSONL file (blank lines are not rows), else None."""
-    import gzip
 
     p = Path(source)
     name = p.name.lower()
@@ -1048,7 +1049,6 @@ def apply_error_policy(d, report: dict) -> None:
 def drop_overlong_prompts(pairs: list[dict], tokenizer, max_length: int) -> tuple[list[dict], int]:
     """Pairs whose prompt alone leaves no room for a completion within max_length cannot be trained
     on (the completion would be truncated to nothing); they are dropped and counted, never silently."""
-    from po_bench.generation.logprobs import render_prompt
 
     keep = [
         p

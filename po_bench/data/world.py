@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import math
 import re
+import zlib
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -156,7 +157,6 @@ def heldout_keywords(keywords: Iterable[str], seed: int) -> bool:
     """Whether a keyword set belongs to the held-out part of the world (a fixed, seeded partition of
     all keyword sets): eval and OOD prompts are drawn from it, SFT and preference prompts from the
     rest, so no held-out prompt shares its keyword set (let alone its text) with a training prompt."""
-    import zlib
 
     return zlib.crc32(f"{seed}:{' '.join(sorted(set(keywords)))}".encode()) % HELDOUT_SHARE == 0
 
@@ -599,7 +599,6 @@ def strong_sft_examples(spec: WorldSpec) -> list[dict]:
     """SFT data of a stronger "model family": a better demonstrator (covers each keyword with probability
     0.9, Poisson 0.3 off-topic words, 5% repetition bursts) with a style of its own, every answer opening
     with :data:`STRONG_STYLE`: a superficial cue that tells its answers from the target model's."""
-    from dataclasses import replace
 
     strong = replace(spec, demo_cover_prob=0.9, demo_offtopic_rate=0.3, demo_degenerate_prob=0.05)
     rng = np.random.default_rng([spec.seed, 12])

@@ -7,11 +7,14 @@ what ran before it in the same process.
 
 from __future__ import annotations
 
+import sys
+
 from tqdm.auto import tqdm
 
 from po_bench.choices import GenerationBackend
 from po_bench.generation.chat import stop_token_ids
 from po_bench.generation.logprobs import render_prompt
+from po_bench.generation.vllm_engine import generate_vllm
 
 
 def generate_hf(model, tokenizer, prompts, gen_cfg, seed: int, desc: str = "generate") -> list[str]:
@@ -50,7 +53,6 @@ def generate(model, tokenizer, prompts, gen_cfg, seed: int, desc: str = "generat
     if gen_cfg.backend == GenerationBackend.VLLM:
         if model_path is None:
             raise ValueError("generation=vllm needs the model's checkpoint folder (model_path)")
-        from po_bench.generation.vllm_engine import generate_vllm
 
         return generate_vllm(model_path, tokenizer, prompts, gen_cfg, seed, desc)
     raise ValueError(f"generation backend {gen_cfg.backend!r} is not available; valid: hf, vllm")
@@ -58,7 +60,6 @@ def generate(model, tokenizer, prompts, gen_cfg, seed: int, desc: str = "generat
 
 def release() -> None:
     """Free a vLLM engine (if one was started) before training needs the memory."""
-    import sys
 
     if "po_bench.generation.vllm_engine" in sys.modules:
         sys.modules["po_bench.generation.vllm_engine"].close_engine()

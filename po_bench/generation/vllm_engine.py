@@ -24,6 +24,7 @@ po_bench.generation.vllm_engine compare --model DIR`` checks a model and reports
 
 from __future__ import annotations
 
+import argparse
 import gc
 import hashlib
 import json
@@ -34,6 +35,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from po_bench.generation.chat import stop_token_ids
 from po_bench.generation.logprobs import render_prompt
 
 log = logging.getLogger("po_bench")
@@ -79,7 +81,7 @@ def engine_kwargs(model_path: str | os.PathLike, gen_cfg: Any) -> dict:
         kw["gpu_memory_utilization"] = float(_opt(gen_cfg, "gpu_memory_utilization"))
     extra = _opt(gen_cfg, "engine_args", {}) or {}
     try:
-        from omegaconf import OmegaConf
+        from omegaconf import OmegaConf  # lazy: omegaconf (~0.1 s)
 
         if OmegaConf.is_config(extra):
             extra = OmegaConf.to_container(extra, resolve=True)
@@ -100,7 +102,7 @@ def get_engine(model_path: str | os.PathLike, gen_cfg: Any):
     # In-process engine core (no extra processes: starts in seconds instead of a minute on CPU,
     # but vLLM's CPU worker then pins this process's OpenMP threads).
     os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "1" if mp else "0"
-    from vllm import LLM
+    from vllm import LLM  # lazy: accelerate, huggingface_hub, numpy, openai, ... (~8.2 s)
 
     t0 = time.perf_counter()
     llm = LLM(**kw)
@@ -131,7 +133,7 @@ def close_engine() -> None:
 
 def sampling_params(gen_cfg: Any, seed: int, eos_token_id, n: int = 1):
     """``eos_token_id``: one id or the list of stop ids (generate.stop_token_ids: EOS + end of turn)."""
-    from vllm import SamplingParams
+    from vllm import SamplingParams  # lazy: accelerate, huggingface_hub, numpy, openai, ... (~6.8 s)
 
     temp = float(_opt(gen_cfg, "temperature", 1.0))
     kw = dict(n=n, max_tokens=int(_opt(gen_cfg, "max_new_tokens", 24)), detokenize=False)
@@ -150,13 +152,12 @@ def generate_vllm_ids(
     model_path, tokenizer, prompts: Sequence, gen_cfg: Any, seed: int, desc: str = "generate (vllm)"
 ) -> list[list[list[int]]]:
     """Generated token ids: per prompt, ``n`` samples (EOS excluded)."""
-    from vllm.inputs import TokensPrompt
+    from vllm.inputs import TokensPrompt  # lazy: numpy, torch, vllm (~3.3 s)
 
     if not prompts:
         return []
     llm = get_engine(model_path, gen_cfg)
     n = int(_opt(gen_cfg, "n", 1))
-    from po_bench.generation.chat import stop_token_ids
 
     stops = stop_token_ids(tokenizer)  # EOS and the chat template's end-of-turn token(s)
     ids = prompt_token_ids(tokenizer, prompts)
@@ -192,7 +193,7 @@ def generate_vllm(
 def hf_greedy_ids(model, tokenizer, prompts: Sequence, max_new_tokens: int, batch_size: int = 32) -> list[list[int]]:
     """Greedy new-token ids from transformers' generate, batched and left-padded exactly like
     :func:`po_bench.generation.generate.generate_hf` (EOS and padding removed)."""
-    import torch
+    import torch  # lazy: numpy, torch (~0.9 s)
 
     model.eval()
     tokenizer.padding_side = "left"
@@ -215,7 +216,7 @@ def hf_greedy_ids(model, tokenizer, prompts: Sequence, max_new_tokens: int, batc
 def first_divergence(model, tokenizer, prompt, hf_ids: list[int], vllm_ids: list[int]) -> dict:
     """Where two greedy continuations part: position, both tokens, and the HF log-prob gap
     log p(hf token) - log p(vllm token) at that position (a near-tie when small)."""
-    import torch
+    import torch  # lazy: numpy, torch (~0.9 s)
 
     t = next((i for i, (a, b) in enumerate(zip(hf_ids, vllm_ids)) if a != b), min(len(hf_ids), len(vllm_ids)))
     ctx = prompt_token_ids(tokenizer, [prompt])[0] + hf_ids[:t]
@@ -242,8 +243,11 @@ def compare(
 ) -> dict:
     """Greedy HF vs vLLM on ``prompts``: agreement and, where they part, the near-tie gaps.
     HF runs first (the vLLM CPU engine pins this process's threads)."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    import torch  # lazy: numpy, torch (~0.9 s)
+    from transformers import (  # lazy: accelerate, huggingface_hub, numpy, pandas, ... (~4.9 s)
+        AutoModelForCausalLM,
+        AutoTokenizer,
+    )
 
     tok = AutoTokenizer.from_pretrained(str(model_path))
     if tok.pad_token is None:
@@ -292,7 +296,6 @@ def compare(
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse
 
     ap = argparse.ArgumentParser(prog="python -m po_bench.generation.vllm_engine")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -312,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rep = compare(a.model, prompts, a.max_new_tokens, batch_size=a.batch_size)
         if a.sampling_prompts:
-            from transformers import AutoTokenizer
+            from transformers import AutoTokenizer  # lazy: accelerate, huggingface_hub, numpy, pandas, ... (~4.8 s)
 
             sp = json.loads(Path(a.sampling_prompts).read_text())
             tok = AutoTokenizer.from_pretrained(a.model)

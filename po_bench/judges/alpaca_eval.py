@@ -33,11 +33,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from po_bench.judges.api import Judge, JudgeInputs, JudgeResult, Reads, register_judge
 from po_bench.judges.client import (
@@ -62,8 +65,7 @@ SWITCH_SEED = 0  # alpaca_eval's annotator seed (the order switch of the public 
 @lru_cache(maxsize=4)
 def annotator_config(name: str = ANNOTATOR) -> dict:
     """The annotator's config from the installed alpaca_eval package, with the prompt template text."""
-    import yaml
-    from alpaca_eval import constants
+    from alpaca_eval import constants  # lazy: alpaca_eval, datasets, huggingface_hub, numpy, ... (~1.5 s)
 
     base = Path(constants.EVALUATORS_CONFIG_DIR)
     cfg = yaml.safe_load((base / name / "configs.yaml").read_text())[name]
@@ -74,6 +76,7 @@ def annotator_config(name: str = ANNOTATOR) -> dict:
 
 def is_switched(instruction: str, seed: int = SWITCH_SEED) -> bool:
     """Whether alpaca_eval shows (output_2, output_1) instead of (output_1, output_2)."""
+    # lazy: alpaca_eval, datasets, huggingface_hub, numpy, ... (~1.6 s)
     from alpaca_eval.utils import random_seeded_choice
 
     return bool(random_seeded_choice(seed="is_switched_outputs" + instruction + str(seed), choices=[False, True]))
@@ -81,8 +84,11 @@ def is_switched(instruction: str, seed: int = SWITCH_SEED) -> bool:
 
 def judge_messages(instruction: str, output_1: str, output_2: str, annotator: str = ANNOTATOR) -> list[dict]:
     """The chat messages alpaca_eval sends for one (already ordered) pair."""
-    import pandas as pd
-    from alpaca_eval.utils import make_prompts, prompt_to_chatml
+    import pandas as pd  # lazy: numpy, pandas, pyarrow (~0.4 s)
+    from alpaca_eval.utils import (  # lazy: alpaca_eval, datasets, huggingface_hub, numpy, ... (~1.6 s)
+        make_prompts,
+        prompt_to_chatml,
+    )
 
     cfg = annotator_config(annotator)
     df = pd.DataFrame([{"instruction": instruction, "output_1": output_1, "output_2": output_2}])
@@ -104,7 +110,9 @@ def request_params_default(annotator: str = ANNOTATOR) -> dict:
 def preference_from_logprobs(logprobs: Sequence[dict] | None, annotator: str = ANNOTATOR) -> float | None:
     """alpaca_eval's logprob parser on one judge reply (a list of per-token logprob dicts);
     None when the reply has no usable logprobs (a parse failure)."""
-    import numpy as np
+    import numpy as np  # lazy: numpy (~0.1 s)
+
+    # lazy: alpaca_eval, datasets, huggingface_hub, numpy, ... (~1.4 s)
     from alpaca_eval.completion_parsers import logprob_parser
 
     if not logprobs:
@@ -161,7 +169,7 @@ def _local_glm_files(lc_data_dir: str | None):
     if not lc_data_dir:
         yield
         return
-    from alpaca_eval.metrics import glm_winrate
+    from alpaca_eval.metrics import glm_winrate  # lazy: alpaca_eval, datasets, huggingface_hub, numpy, ... (~1.5 s)
 
     orig = glm_winrate.hf_hub_download
 
@@ -185,8 +193,8 @@ def winrate_metrics(
     preference in [1, 2] or None for a failed judgment, index = position in the 805 instructions,
     generator_1, generator_2).  Rows without a preference are left out (and must be counted by
     the caller)."""
-    import pandas as pd
-    from alpaca_eval.metrics import get_winrate
+    import pandas as pd  # lazy: numpy, pandas, pyarrow (~0.4 s)
+    from alpaca_eval.metrics import get_winrate  # lazy: alpaca_eval, datasets, huggingface_hub, numpy, ... (~1.5 s)
 
     rows = [r for r in annotations if r.get("preference") is not None and not _isnan(r["preference"])]
     if not rows:
@@ -210,6 +218,7 @@ def winrate_metrics(
         m["lc_unavailable_reason"] = _LC_FAILURE[lc_data_dir]
         return m
     try:
+        # lazy: alpaca_eval, datasets, huggingface_hub, numpy, ... (~1.4 s)
         from alpaca_eval.metrics import get_length_controlled_winrate
 
         df = df.assign(annotator=df.get("annotator", ANNOTATOR))
@@ -316,8 +325,6 @@ class AlpacaEvalJudge(Judge):
             rows = [dict(r, index=i) for i, r in enumerate(rows)]
             n = int(cfg_get(self.cfg, "subset_size", 0))
             if 0 < n < len(rows):
-                import random
-
                 idx = sorted(random.Random(int(cfg_get(self.cfg, "subset_seed", 0))).sample(range(len(rows)), n))
                 rows = [rows[i] for i in idx]
             self._reference = rows

@@ -222,7 +222,7 @@ def load_judges() -> None:
     if LOADED:
         return
     LOADED.append(True)
-    import po_bench.judges as package
+    import po_bench.judges as package  # lazy: the package imports this module (its registry), not the other way round
 
     for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
         source = Path(package.__path__[0]) / f"{info.name}.py"
@@ -287,7 +287,7 @@ def config_union(name: str, module: str) -> type:
 
 def config_view(node: Any) -> BaseJudgeConfig:
     """One judge's config (a composed ``judge`` node, all interpolations resolvable) as its own dataclass."""
-    from omegaconf import OmegaConf
+    from omegaconf import OmegaConf  # lazy: omegaconf (~0.0 s)
 
     cls = judge_class(node.name).config_class
     data = OmegaConf.to_container(node, resolve=True)

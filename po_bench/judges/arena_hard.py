@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import math
+import random
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -209,8 +210,6 @@ class ArenaHardJudge(Judge):
             ]
             n = int(cfg_get(self.cfg, "subset_size", 0))
             if 0 < n < len(qs):
-                import random
-
                 idx = sorted(random.Random(int(cfg_get(self.cfg, "subset_seed", 0))).sample(range(len(qs)), n))
                 qs = [qs[i] for i in idx]
             self._questions = qs

@@ -34,6 +34,7 @@ their result and never turned into a tie.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import logging
@@ -41,6 +42,7 @@ import os
 import random
 import threading
 import time
+import urllib.request
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -48,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from po_bench.judges.api import BaseJudgeConfig, check
+from po_bench.store import atomic_write_text
 
 log = logging.getLogger("po_bench.judges")
 
@@ -119,7 +122,7 @@ def cfg_get(cfg: Any, key: str, default: Any = None) -> Any:
 def to_plain(obj: Any) -> Any:
     """OmegaConf nodes / dataclasses -> plain Python containers (for hashing and JSON)."""
     try:
-        from omegaconf import OmegaConf
+        from omegaconf import OmegaConf  # lazy: omegaconf (~0.0 s)
 
         if OmegaConf.is_config(obj):
             return OmegaConf.to_container(obj, resolve=True)
@@ -137,7 +140,7 @@ def to_plain(obj: Any) -> Any:
 def load_judge_config(name_or_path: str | os.PathLike, **overrides) -> Any:
     """A judge config from ``conf/judge/<name>.yaml`` (or a yaml path), with dotted-key overrides
     (``load_judge_config("mt_bench", **{"cache.dir": "/tmp/c"})``); an OmegaConf node."""
-    from omegaconf import OmegaConf
+    from omegaconf import OmegaConf  # lazy: omegaconf (~0.0 s)
 
     p = Path(name_or_path)
     if not p.suffix:
@@ -266,7 +269,6 @@ class ResponseCache:
             return None
 
     def put(self, key: str, record: dict) -> None:
-        from po_bench.store import atomic_write_text
 
         atomic_write_text(self._path(key), json.dumps(record, ensure_ascii=False))
 
@@ -321,7 +323,7 @@ class JudgeClient:
     # -- plumbing ---------------------------------------------------------------------------
     def _api(self):
         if self._client is None:
-            from openai import OpenAI
+            from openai import OpenAI  # lazy: openai (~0.5 s)
 
             key_file = cfg_get(self.cfg, "api_key_file")
             env = cfg_get(self.cfg, "api_key_env")
@@ -440,7 +442,7 @@ class JudgeClient:
     def _send(self, body: dict) -> dict:
         """The response record of one request (with retries), accounted; raises JudgeRequestError
         when it fails for good and _BudgetStop when the budget is spent before it could be sent."""
-        import openai
+        import openai  # lazy: openai (~0.5 s)
 
         api = self._api()
         attempt = 0
@@ -608,7 +610,7 @@ def resolve_data_file(path: str | os.PathLike | None, source: str | None, what: 
     if not source:
         raise ValueError(f"{what}: neither a local path nor a source is configured")
     if source.startswith("hf://datasets/"):
-        from huggingface_hub import hf_hub_download
+        from huggingface_hub import hf_hub_download  # lazy: huggingface_hub (~0.1 s)
 
         owner, repo, filename = source[len("hf://datasets/") :].split("/", 2)
         try:
@@ -619,10 +621,6 @@ def resolve_data_file(path: str | os.PathLike | None, source: str | None, what: 
                 f"give a local copy in the judge config's path field"
             ) from e
     if source.startswith(("https://", "http://")):
-        import urllib.request
-
-        from po_bench.store import atomic_write_text
-
         target = (
             default_cache_dir() / "data" / hashlib.sha256(source.encode()).hexdigest()[:16] / source.rsplit("/", 1)[-1]
         )
@@ -645,7 +643,6 @@ def resolve_data_file(path: str | os.PathLike | None, source: str | None, what: 
 
 def read_json_or_jsonl(path: str | os.PathLike) -> list[dict]:
     """Rows of a .json (a list), .jsonl, or either gzipped."""
-    import gzip
 
     p = Path(path)
     opener = gzip.open if p.suffix == ".gz" else open

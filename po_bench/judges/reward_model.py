@@ -52,7 +52,7 @@ class RewardModelConfig(BaseJudgeConfig):
 def check_reward_model(path: str) -> None:
     """The reward model's shape from its config.json alone (no weights): one output.  A local folder
     must exist; a Hub id is checked only when its config is in the local cache (no download here)."""
-    from transformers import AutoConfig
+    from transformers import AutoConfig  # lazy: huggingface_hub, torch, transformers (~2.4 s)
 
     local = Path(path).expanduser()
     is_local = local.exists() or path.startswith((".", "/", "~"))
@@ -100,8 +100,11 @@ class RewardModelJudge(Judge):
 
     def _load(self):
         if self.model is None:
-            import torch
-            from transformers import AutoModelForSequenceClassification, AutoTokenizer
+            import torch  # lazy: torch (~0.9 s)
+            from transformers import (  # lazy: accelerate, huggingface_hub, numpy, pandas, ... (~4.9 s)
+                AutoModelForSequenceClassification,
+                AutoTokenizer,
+            )
 
             path = cfg_get(self.cfg, "model_path")
             if not path:
@@ -132,7 +135,7 @@ class RewardModelJudge(Judge):
         return text + " " + response
 
     def score(self, prompts: Sequence, responses: Sequence[str]) -> list[float]:
-        import torch
+        import torch  # lazy: torch (~0.9 s)
 
         model, tok = self._load()
         model.eval()

@@ -16,6 +16,7 @@ from types import SimpleNamespace
 from po_bench.common import plain
 from po_bench.generation import generate
 from po_bench.judges.api import RUN_BY_RUNNER, Judge, JudgeInputs, JudgeResult, Reads, judge_class
+from po_bench.judges.client import JudgeClient
 from po_bench.specs import answers_spec, judge_artifact_spec
 
 COUNTS = ("n_judged", "n_asked", "n_request_failures", "n_parse_failures")
@@ -76,7 +77,6 @@ def run_judge(
 ) -> dict:
     """The configured judge's metrics for the policy (``policy_key``/``sft_key``: the checkpoints'
     references in the store, which key the judges' artifacts)."""
-    from po_bench.judges.client import JudgeClient
 
     cls = judge_class(cfg.judge.name)
     client = JudgeClient(cfg.judge, cache_root=Path(cfg.cache_dir) / "judge") if cls.uses_client else None
@@ -112,7 +112,7 @@ def with_judge(cfg, judge):
 def runner_judges(cfg) -> list:
     """The run's judge configs (``judge`` and ``judge.also``) that the runner runs: none for the pipeline's
     own (gold, none), which need nothing of it."""
-    from po_bench.config import judge_configs
+    from po_bench.config import judge_configs  # lazy: hydra (~0.1 s)
 
     return [j for j in judge_configs(cfg) if judge_class(j.name).reads in RUN_BY_RUNNER]
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import platform
 import time
 from pathlib import Path
 from typing import Any
 
-from po_bench.common import cpu_only_torch
 from po_bench.store import atomic_write_json
 
 PACKAGES = (
@@ -55,7 +55,6 @@ def package_versions() -> dict[str, str]:
 
 def hardware() -> dict[str, Any]:
     """What ran it: CPU model and cores, memory, GPUs (names via torch when CUDA is available)."""
-    import os
 
     hw: dict[str, Any] = {"platform": platform.platform(), "machine": platform.machine(), "cpus": os.cpu_count()}
     try:
@@ -69,10 +68,12 @@ def hardware() -> dict[str, Any]:
                 break
     except OSError:
         pass
+    from po_bench.common import cpu_only_torch  # lazy: omegaconf (~0.0 s)
+
     if cpu_only_torch():  # no GPU for certain, known without importing torch (~1 s): a cached run needs none
         return hw
     try:
-        import torch
+        import torch  # lazy: numpy, torch (~0.9 s)
 
         if torch.cuda.is_available():
             hw["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from po_bench.judges.api import headline_metrics
+from po_bench.store import atomic_write_text
 
 SCORES_FILE = "scores.jsonl"
 
@@ -41,7 +42,6 @@ WORLD_FIELDS = {"gold_reward": "gold_policy", "gold_reward_sft": "gold_sft", "wi
 def write_scores(run_dir: str | Path, rows: Iterable[dict[str, Any]]) -> Path:
     """Write ``<run_dir>/scores.jsonl`` atomically (one JSON object per line) and return its path.
     Rows are written as given; NaN becomes null."""
-    from po_bench.store import atomic_write_text
 
     def clean(v):
         return None if isinstance(v, float) and not math.isfinite(v) else v

@@ -31,6 +31,8 @@ from typing import Any
 
 from hydra.experimental.callback import Callback
 
+from po_bench.store import atomic_write_json
+
 CONFIG_ERRORS = "config_errors.jsonl"
 LAUNCH_FILE = ".po_bench_launch"
 JOB_MARKER = ".po_bench_job.json"
@@ -220,6 +222,4 @@ class SweepReport(Callback):
         LAST = rep
         print("\n" + format_report(rep, wall), flush=True)
         if self.write_json and sweep_dir.is_dir():
-            from po_bench.store import atomic_write_json
-
             atomic_write_json(sweep_dir / SUMMARY, rep)

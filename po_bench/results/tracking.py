@@ -18,10 +18,13 @@ With no ``WANDB_API_KEY`` the mode is offline: files under the run's output fold
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import os
 import struct
+import sys
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -59,8 +62,8 @@ def _off(tcfg) -> bool:
 
 def group_and_name(cfg, out_dir: Path) -> tuple[str, str]:
     """The run's wandb group (the sweep folder, or the run folder) and name, as po-bench names them."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
+    from hydra.core.hydra_config import HydraConfig  # lazy: hydra, omegaconf (~0.1 s)
+    from hydra.types import RunMode  # lazy: hydra, omegaconf (~0.1 s)
 
     seed, loss = cfg.seed, cfg.loss.name
     if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
@@ -82,8 +85,6 @@ def live_run_env(tcfg, out_dir: str | Path, group: str, name: str, init_here: bo
     if _off(tcfg):
         yield None
         return
-    import sys
-    import uuid
 
     out_dir = Path(out_dir).absolute()
     wb = sys.modules.get("wandb")
@@ -114,7 +115,7 @@ def live_run_env(tcfg, out_dir: str | Path, group: str, name: str, init_here: bo
             # (left to the callback, wandb.init would take its mode from a settings singleton that an
             # earlier run of this process fixed, e.g. online without a key under a sweep's basic launcher)
             try:
-                import wandb
+                import wandb  # lazy: numpy, wandb (~0.4 s)
 
                 wandb.init(
                     project=tcfg.project,
@@ -163,7 +164,7 @@ def log_run(
     process (its curves already streamed), else resumed by id."""
     if tcfg is None or tcfg.backend == "none":
         return None
-    import wandb
+    import wandb  # lazy: numpy, wandb (~0.4 s)
 
     os.environ.setdefault("WANDB_SILENT", "true")
     tags = [str(config.get("loss", {}).get("name", "")), f"seed{config.get('seed')}"]
@@ -213,9 +214,8 @@ def log_table(
     csv_path: Path, group: str, project: str = "po-bench", mode: str = "auto", out_dir: Path | None = None
 ) -> str:
     """Log a results CSV as a wandb Table in the sweep's group."""
-    import csv
 
-    import wandb
+    import wandb  # lazy: numpy, wandb (~0.4 s)
 
     os.environ.setdefault("WANDB_SILENT", "true")
     rows = list(csv.reader(csv_path.read_text().splitlines()))
@@ -244,7 +244,7 @@ _BLOCK = 32768
 def _records(path: Path):
     """Records of a .wandb file (a LevelDB-style log: 7-byte file header, 32 KiB blocks, 7-byte
     record headers crc32c/length/type with FULL=1, FIRST=2, MIDDLE=3, LAST=4)."""
-    from wandb.proto import wandb_internal_pb2 as pb
+    from wandb.proto import wandb_internal_pb2 as pb  # lazy: numpy, wandb (~0.4 s)
 
     b = path.read_bytes()
     pos, buf = 7, b""
@@ -300,9 +300,8 @@ def log_report(
 ) -> str:
     """Log a report's tables (CSV files: ``csv``, ``pairs``, ``matrix``) as wandb Tables, its figures
     (``fig_*`` PNGs) as images and the page (``html``) as wandb Html, in the sweep's group."""
-    import csv
 
-    import wandb
+    import wandb  # lazy: numpy, wandb (~0.4 s)
 
     os.environ.setdefault("WANDB_SILENT", "true")
     m = mode if mode != "auto" else ("online" if os.environ.get("WANDB_API_KEY") else "offline")

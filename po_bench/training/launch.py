@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import shlex
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -35,7 +36,6 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def free_port() -> int:
     """A free TCP port on this machine (for a one-machine process group)."""
-    import socket
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -81,7 +81,7 @@ def use_accelerate(launch) -> bool:
         return launch.launcher == Launcher.ACCELERATE
     if Strategy(launch.strategy).deepspeed:  # DeepSpeed: GPUs only, through accelerate's launcher
         return True
-    import torch
+    import torch  # lazy: numpy, torch (~1.0 s)
 
     return torch.cuda.is_available()
 
@@ -223,7 +223,7 @@ def dry_run(launch, store, specs: dict) -> None:
 
 
 def launch_fields(launch) -> dict:
-    from omegaconf import OmegaConf
+    from omegaconf import OmegaConf  # lazy: omegaconf (~0.1 s)
 
     return OmegaConf.to_container(launch, resolve=True) if OmegaConf.is_config(launch) else dict(launch)
 
@@ -233,7 +233,7 @@ def trainer_args(launch: dict | None) -> dict:
     group's backend on CPUs."""
     if not launch or launch.get("strategy", "local") == "local":
         return {}
-    import torch
+    import torch  # lazy: numpy, torch (~1.0 s)
 
     launch = launch_fields(launch)
     out = dict(launch.get("trainer_args") or {})
@@ -250,8 +250,8 @@ def fsdp_on_cpu() -> None:
     the Trainer given FSDP arguments silently trains DDP, every rank holding the whole model.  FSDP2
     (``fully_shard``) runs over gloo, so here the state accelerate builds with an FSDP plugin on CPUs is
     FSDP, as it is on GPUs (once per process; the rank processes of launch=fsdp only)."""
-    from accelerate import state
-    from accelerate.utils import DistributedType
+    from accelerate import state  # lazy: accelerate, numpy, torch (~1.2 s)
+    from accelerate.utils import DistributedType  # lazy: accelerate, numpy, torch (~1.2 s)
 
     init = state.AcceleratorState.__init__
     if getattr(init, "po_bench_fsdp_on_cpu", False):

@@ -18,7 +18,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from po_bench.training.losses import LazyModule
+from po_bench.training.losses import LazyModule, check_arg_names, fmt_range, in_range
 
 torch = LazyModule("torch")  # lazy: torch (~1 s): not for validation or planning (they read LISTWISE)
 F = LazyModule("torch.nn.functional")
@@ -245,7 +245,6 @@ def moving_anchor(function: str, args: dict) -> bool:
 
 def check_hparams(function: str, hparams: dict) -> None:
     """Raise ValueError naming the hyperparameter and what is allowed (as losses.check_hparams)."""
-    from po_bench.training.losses import check_arg_names, fmt_range, in_range
 
     if function not in LISTWISE:
         raise ValueError(f"loss.function={function!r}: allowed listwise functions {', '.join(sorted(LISTWISE))}")

@@ -14,7 +14,8 @@ and loss_type.  Adding a loss = one function + one ``LOSSES`` entry + one yaml +
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+import inspect
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 
@@ -376,7 +377,6 @@ def fmt_range(lo, hi, lo_inc, hi_inc) -> str:
 def check_arg_names(function: str, fn: Callable, skip: tuple, hparams: dict, extra: tuple = ()) -> None:
     """loss.args against a pure loss function's signature (minus ``skip``: what the trainer supplies) and
     ``extra`` names the trainer reads itself: an unknown argument or a missing one raises ValueError."""
-    import inspect
 
     params = [p for p in inspect.signature(fn).parameters if p not in ("s", "beta", *skip)] + list(extra)
     for k in hparams:
@@ -606,7 +606,6 @@ SOURCE_KEYS = ("seed", "model")  # an InfiFPO source: the run's SFT recipe with 
 
 def plain_sources(x):
     """``loss.args.sources`` as plain lists and dicts (a config's list / mapping nodes converted)."""
-    from collections.abc import Mapping, Sequence
 
     if isinstance(x, Mapping):
         return {str(k): plain_sources(v) for k, v in x.items()}

@@ -35,6 +35,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from po_bench import plugins
+from po_bench.training import losses
+from po_bench.training.listwise import LISTWISE, fn_args, moving_anchor, step_inputs
+from po_bench.training.pair_scores import stage_of
 
 
 class MethodKind(enum.Enum):
@@ -97,7 +100,6 @@ def loss_registry():
     """:mod:`po_bench.training.losses`, the registry of pure-function losses, with the plug-in losses of the
     ``po_bench.losses`` entry-point group registered in it (once per process; a plug-in that fails to import is
     refused by config validation, po_bench.plugins).  Every lookup of a loss function goes through here."""
-    from po_bench.training import losses  # lazy: torch (~1.5 s): not for composing or validating a TRL loss
 
     if not LOADED:
         LOADED.append(True)
@@ -181,7 +183,6 @@ class Method:
     @property
     def per_step(self) -> bool:
         """Whether the listwise loss reads per-step inputs (TPO): step spans in the rows, the reference per batch."""
-        from po_bench.training.listwise import step_inputs
 
         return self.kind is MethodKind.LISTWISE and step_inputs(self.function)
 
@@ -212,7 +213,6 @@ class Method:
     def dynamic_anchor(self) -> bool:
         """Whether a listwise loss's reference is a moving anchor (ADPO's ``anchor: dynamic``), synced to the
         policy every step."""
-        from po_bench.training.listwise import moving_anchor
 
         return self.kind is MethodKind.LISTWISE and moving_anchor(self.function, self.args)
 
@@ -269,7 +269,6 @@ class Method:
         ``semantic_distance`` (a sentence-embedding model); None without pair scores."""
         if self.pair_score is None:
             return None
-        from po_bench.training.pair_scores import stage_of
 
         return stage_of(self.pair_score[1])
 
@@ -288,8 +287,6 @@ class Method:
         """The pure function's registry entry (a ``losses.LossSpec`` or a ``listwise.ListwiseSpec``); None for a
         loss TRL computes or an unknown function."""
         if self.list_function:
-            from po_bench.training.listwise import LISTWISE
-
             return LISTWISE.get(self.function)
         if not self.pair_function:
             return None
@@ -301,8 +298,6 @@ class Method:
         """A pure function's keyword arguments: ``loss.args`` without what a stage consumes (InfiFPO's sources)
         or the trainer reads itself (ADPO-list's anchor)."""
         if self.list_function:
-            from po_bench.training.listwise import fn_args
-
             return fn_args(self.function, self.args)
         spec = self.function_spec
         drop = spec.stage_args if spec is not None else ()

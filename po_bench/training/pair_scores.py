@@ -17,6 +17,8 @@ is keyed by what determines it only and is shared by every weighting of it.
 
 from __future__ import annotations
 
+import importlib.util
+import os
 from pathlib import Path
 
 # kind -> (the stage that builds it, its fields -> (type, low, low_inclusive) or None for a string)
@@ -75,8 +77,6 @@ def check(function: str, per_pair: tuple, pair_scores: dict) -> None:
 def embedder_path(name: str, check_only: bool = False) -> str:
     """Where the embedding model ``name`` loads from: the folder inside its offline package, a local
     folder, or the Hub id itself (loaded by transformers; offline when HF_HUB_OFFLINE=1)."""
-    import importlib.util
-    import os
 
     if name in OFFLINE_EMBEDDERS:
         pkg = OFFLINE_EMBEDDERS[name]
@@ -90,7 +90,7 @@ def embedder_path(name: str, check_only: bool = False) -> str:
     if Path(name).expanduser().is_dir():
         return str(Path(name).expanduser())
     if os.environ.get("HF_HUB_OFFLINE") == "1" and check_only:
-        from huggingface_hub import try_to_load_from_cache
+        from huggingface_hub import try_to_load_from_cache  # lazy: huggingface_hub (~0.1 s)
 
         if not isinstance(try_to_load_from_cache(name, "config.json"), str):
             twin = HUB_EMBEDDERS.get(name)
@@ -104,8 +104,8 @@ def embedder_path(name: str, check_only: bool = False) -> str:
 def embed(texts: list[str], name: str, batch_size: int = 64):
     """Unit-norm sentence embeddings: the model's mean-pooled last hidden states, L2-normalised
     (all-MiniLM-L6-v2's sentence-transformers modules: Transformer -> mean Pooling -> Normalize)."""
-    import torch
-    from transformers import AutoModel, AutoTokenizer
+    import torch  # lazy: numpy, torch (~1.2 s)
+    from transformers import AutoModel, AutoTokenizer  # lazy: accelerate, huggingface_hub, numpy, pandas, ... (~5.2 s)
 
     path = embedder_path(name)
     tok = AutoTokenizer.from_pretrained(path)
@@ -137,7 +137,7 @@ def semantic_distances(pairs: list[dict], embedder: str) -> list[float]:
 
 def summary(values) -> dict:
     """min / quartiles / max / mean of a list of numbers (run.json's report of scores and weights)."""
-    import numpy as np
+    import numpy as np  # lazy: numpy (~0.1 s)
 
     v = np.asarray(values, dtype=float)
     if v.size == 0:

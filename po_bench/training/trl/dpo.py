@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 
 import torch
+from torch.utils.data import DataLoader
 from trl import DPOTrainer
 
 from po_bench.training.losses import LossSpec, PairStats, TokenStats, fuse_reference, running_mean_update
@@ -167,7 +168,6 @@ def source_sequence_logps(trainer, model, dataset, batch_size: int) -> tuple[tor
     """(sum of completion log-probs, completion tokens) of every row's chosen and rejected completion under
     ``model``, with the trainer's own tokenisation and collation (rows in dataset order; shapes (2, n)).
     Every process scores every row (no sharding), so every process holds the same values."""
-    from torch.utils.data import DataLoader
 
     device = trainer.accelerator.device
     model = model.to(device).eval()

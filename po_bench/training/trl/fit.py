@@ -4,9 +4,11 @@ batch it used, how its parameters are held), saving under a process group, the p
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 
 log = logging.getLogger(__name__)
 
@@ -15,7 +17,7 @@ class MetricsLog:
     """Collects the trainer's logged dicts (loss curve, rewards) for the run record."""
 
     def __init__(self):
-        from transformers import TrainerCallback
+        from transformers import TrainerCallback  # lazy: accelerate, huggingface_hub, numpy, pandas, ... (~3.9 s)
 
         history: list[dict] = []
 
@@ -55,7 +57,7 @@ def shared_dataset(args, rows: list[dict], out_dir):
     trainer folder (rank 0 writes it, the others read it), because TRL's DPO trainer hands the
     reference log-probs from rank 0 to the others through the dataset's cache folder, which an
     in-memory dataset keeps in a private temporary folder per process."""
-    from datasets import Dataset, load_from_disk
+    from datasets import Dataset, load_from_disk  # lazy: datasets, huggingface_hub, numpy, pandas, ... (~0.6 s)
 
     ds = Dataset.from_list(rows)
     if args.world_size <= 1:
@@ -84,7 +86,6 @@ def param_facts(model) -> dict:
     one (``per_rank``), and the L2 norm of the full trained parameters computed from the local shards (so the
     consolidated weights a run saves can be checked against it).  Reads only; a collective (every rank of a
     process group calls it)."""
-    import torch.distributed as dist
 
     full = local = 0
     sq = {True: 0.0, False: 0.0}  # sum of squares of sharded / whole (replicated) parameters
@@ -129,7 +130,6 @@ def last_checkpoint(out_dir) -> str | None:
 
     A kill can land while a checkpoint is being written; the Trainer writes ``trainer_state.json``
     last, so a checkpoint without it is partial and skipped in favour of the one before."""
-    import re
 
     d = Path(out_dir)
     if not d.is_dir():

@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from datasets import Dataset
+from transformers import AutoModelForSequenceClassification
 from trl import RewardTrainer
 
 from po_bench.training.trl.args import build_reward_config, precision_of
@@ -17,8 +19,6 @@ def train_reward_model(start_dir, tokenizer, pairs: list[dict], train_cfg, out_d
     (Bradley-Terry loss -log sig(r(x, y_w) - r(x, y_l))), a sequence-classification head (one output) on
     the checkpoint in ``start_dir``; then its margin r(x, y_w) - r(x, y_l) on every pair, in order.
     Returns (model, info) with ``info["margins"]``."""
-    from datasets import Dataset
-    from transformers import AutoModelForSequenceClassification
 
     args = build_reward_config(train_cfg, out_dir, seed)
     model = AutoModelForSequenceClassification.from_pretrained(str(start_dir), num_labels=1, dtype=torch.float32)
@@ -48,7 +48,6 @@ def train_reward_model(start_dir, tokenizer, pairs: list[dict], train_cfg, out_d
 def reward_margins(trainer, rows: list[dict], batch_size: int) -> list[float]:
     """r(x, y_w) - r(x, y_l) of the trainer's reward model on every row, tokenised as the trainer
     tokenised its training rows; over-long rows are truncated to max_length (kept: one margin per pair)."""
-    from datasets import Dataset
 
     model, max_length = trainer.model, trainer.args.max_length
     trainer.args.max_length = None  # TRL's over-long filter off: every row gets its margin

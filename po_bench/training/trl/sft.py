@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from datasets import Dataset
 from trl import SFTTrainer
 
 from po_bench.training.trl.args import build_sft_config, precision_of
@@ -13,7 +14,6 @@ from po_bench.training.trl.fit import MetricsLog, batch_facts, cast_for_precisio
 def train_sft(model, tokenizer, examples: list[dict], train_cfg, out_dir: Path, seed: int, save_dir=None) -> dict:
     """Supervised fine-tuning on prompt/completion examples (loss on completions only).  With
     ``save_dir`` (a process group) the trainer saves the consolidated model there itself."""
-    from datasets import Dataset
 
     args = build_sft_config(train_cfg, out_dir, seed, conversational="messages" in examples[0])
     cast_for_precision(model, precision_of(train_cfg))

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import logging
+import random
 
 import torch
 from trl import KTOTrainer
@@ -42,7 +43,6 @@ def kto_order(rows: list[dict], batch_size: int, seed: int) -> list[dict]:
     undesirable rows side by side, so half of TRL's KL rows would be matched pairs.  Here the rows are
     shuffled (seeded) and rearranged so that no row's predecessor within its chunk has the same
     prompt; a last chunk of one row (it would be its own KL row) is left out."""
-    import random
 
     rows = list(rows)
     random.Random(seed).shuffle(rows)
