@@ -57,7 +57,10 @@ def main(argv=None) -> Report:
         for name, rs in res.items()
     ]
     names = list(res)
-    speedup = median([x["wall"] for x in res[names[1]]]) / median([x["wall"] for x in res[names[0]]])
+    n_runs = len(a.losses.split(","))
+    wall_jobs, wall_threads = (median([x["wall"] for x in res[n]]) for n in names)
+    speedup = wall_threads / wall_jobs
+    per_run_1, per_run_2 = 2 * wall_jobs / n_runs, wall_threads / n_runs
     return Report(
         NAME,
         TITLE,
@@ -66,8 +69,13 @@ def main(argv=None) -> Report:
         [Target("speed-up of 2 jobs x 1 thread over 1 job x 2 threads", speedup, ">= 1.5", speedup >= 1.5)],
         [
             "The SFT model and pairs were built before timing and copied into each side's store, so both sides "
-            "train and evaluate the same 4 policies. Small models use a second thread poorly (short matrix "
-            "products, Python overhead per step), so parallel jobs use the cores better."
+            "train and evaluate the same 4 policies.",
+            f"Per run: {per_run_1:.1f} s at 1 thread (2 jobs: each run takes a job's whole wall share) vs "
+            f"{per_run_2:.1f} s at 2 threads (one run at a time): a second thread speeds one run up "
+            f"{per_run_1 / per_run_2:.2f}x, and 2 jobs at once gain 2 / {per_run_1 / per_run_2:.2f} = "
+            f"{2 * per_run_2 / per_run_1:.2f}x over it: the 1.5x goal needs a second thread worth less than 1.33x "
+            "per run.  The parallel launcher's packing (one job per core, cores // n_jobs threads) pays most where "
+            "a run scales poorly with threads (small steps, Python overhead per step).",
         ],
         {"runs": res},
     )
