@@ -20,32 +20,14 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# the light paths' heavy packages (scripts/bench/common.py), and the others an import here may pull in
+sys.path.insert(0, str(ROOT / "scripts" / "bench"))
+from common import HEAVY as LIGHT_PATH_HEAVY  # noqa: E402
+
 HEAVY = (
-    "torch",
-    "transformers",
-    "trl",
-    "vllm",
-    "datasets",
-    "peft",
-    "accelerate",
-    "deepspeed",
-    "pandas",
-    "scipy",
-    "statsmodels",
-    "matplotlib",
-    "wandb",
-    "lm_eval",
-    "alpaca_eval",
-    "openai",
-    "httpx",
-    "sklearn",
-    "numpy",
-    "pyarrow",
-    "huggingface_hub",
-    "sentence_transformers",
-    "submitit",
-    "hydra",
-    "omegaconf",
+    *LIGHT_PATH_HEAVY,
+    *("deepspeed", "statsmodels", "lm_eval", "alpaca_eval", "openai", "httpx", "numpy", "pyarrow"),
+    *("huggingface_hub", "sentence_transformers", "submitit", "hydra", "omegaconf"),
 )
 
 PROBE = """

@@ -90,3 +90,10 @@ def test_tokenize_completion_splits_where_trl_does(tokenizer, llama3_tok):
     assert (to(p), to(c)) == (header, ["hello", "world", "<|end_of_text|>"])
     p, c = tokenize_completion(llama3_tok, conv, [{"role": "assistant", "content": "hello world"}])
     assert (to(p), to(c)) == (header, ["hello", "world", "<|eot_id|>"])
+
+
+def test_right_padded_pads_to_the_longest_and_masks_the_padding():
+    from po_bench.generation.logprobs import right_padded
+
+    ids, attn = right_padded([[5, 6, 7], [8]], pad=0)
+    assert ids.tolist() == [[5, 6, 7], [8, 0, 0]] and attn.tolist() == [[1, 1, 1], [1, 0, 0]]

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import torch
 
-from po_bench.generation.logprobs import MAX_BATCH_TOKENS, token_batches, tokenize_completion
+from po_bench.generation.logprobs import MAX_BATCH_TOKENS, right_padded, token_batches, tokenize_completion
 
 
 def ches_from_sums(s_pos: torch.Tensor, s_neg: torch.Tensor, n_pos, n_neg) -> tuple[torch.Tensor, torch.Tensor]:
@@ -55,12 +55,7 @@ def response_hidden_sums(
     sums: list[torch.Tensor] = [torch.empty(0)] * len(seqs)
     counts = torch.zeros(len(seqs), dtype=torch.long)
     for idx in token_batches([len(s) for s in seqs], batch_size, max_tokens):
-        L = max(len(seqs[i]) for i in idx)
-        ids = torch.full((len(idx), L), pad, dtype=torch.long)
-        attn = torch.zeros((len(idx), L), dtype=torch.long)
-        for row, i in enumerate(idx):
-            ids[row, : len(seqs[i])] = torch.tensor(seqs[i])
-            attn[row, : len(seqs[i])] = 1
+        ids, attn = right_padded([seqs[i] for i in idx], pad)
         out = model(input_ids=ids.to(device), attention_mask=attn.to(device), output_hidden_states=True)
         h = out.hidden_states[-1].double().cpu()
         for row, i in enumerate(idx):

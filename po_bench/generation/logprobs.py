@@ -72,6 +72,19 @@ def token_batches(lengths: list[int], max_sequences: int, max_tokens: int) -> li
     return batches
 
 
+def right_padded(seqs: list[list[int]], pad: int):
+    """(input_ids, attention_mask) of token sequences, right-padded to the longest (CPU tensors)."""
+    import torch  # lazy: as token_logps
+
+    L = max(len(x) for x in seqs)
+    ids = torch.full((len(seqs), L), pad, dtype=torch.long)
+    attn = torch.zeros((len(seqs), L), dtype=torch.long)
+    for row, x in enumerate(seqs):
+        ids[row, : len(x)] = torch.tensor(x)
+        attn[row, : len(x)] = 1
+    return ids, attn
+
+
 def token_logps(
     logits: torch.Tensor, targets: torch.Tensor, chunk_tokens: int = LOGSOFTMAX_CHUNK_TOKENS
 ) -> torch.Tensor:

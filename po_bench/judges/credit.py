@@ -22,7 +22,13 @@ import math
 import torch
 
 from po_bench.data import world
-from po_bench.generation.logprobs import MAX_BATCH_TOKENS, token_batches, token_logps, tokenize_completion
+from po_bench.generation.logprobs import (
+    MAX_BATCH_TOKENS,
+    right_padded,
+    token_batches,
+    token_logps,
+    tokenize_completion,
+)
 
 
 def completion_token_logps(model, tokenizer, prompts, completions, batch_size: int = 64, max_length=None):
@@ -35,13 +41,7 @@ def completion_token_logps(model, tokenizer, prompts, completions, batch_size: i
     out: list[list[float]] = [[] for _ in seqs]
     with torch.no_grad():
         for idx in token_batches([len(s) for s in seqs], batch_size, MAX_BATCH_TOKENS):
-            L = max(len(seqs[i]) for i in idx)
-            ids = torch.full((len(idx), L), pad, dtype=torch.long)
-            attn = torch.zeros((len(idx), L), dtype=torch.long)
-            for row, i in enumerate(idx):
-                ids[row, : len(seqs[i])] = torch.tensor(seqs[i])
-                attn[row, : len(seqs[i])] = 1
-            ids, attn = ids.to(device), attn.to(device)
+            ids, attn = (t.to(device) for t in right_padded([seqs[i] for i in idx], pad))
             lp = token_logps(model(input_ids=ids, attention_mask=attn).logits[:, :-1], ids[:, 1:]).cpu()
             for row, i in enumerate(idx):
                 start = len(encoded[i][0])  # the first completion token is predicted at position start - 1
