@@ -321,17 +321,7 @@ def two_steps(tokenizer, rows, loss_cfg, train, tmp_path):
     from po_bench.training import models
     from po_bench.training.trl.preference import train_preference
 
-    train = NS(
-        **{
-            **train,
-            "max_steps": 2,
-            "batch_size": 8,
-            "logging_steps": 1,
-            "progress": False,
-            "warmup_ratio": 0.0,
-            "lr_scheduler": "constant",
-        }
-    )
+    train = step_args(train, 2)
     model = models.build_tiny_model(tokenizer, hidden_size=64, num_layers=1, intermediate_size=128)
     ref = copy.deepcopy(model)
     before = {k: v.clone() for k, v in model.state_dict().items()}

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import math
-from types import SimpleNamespace as NS
 
 import numpy as np
 import pytest
@@ -17,6 +16,7 @@ from po_bench.specs import plan
 from po_bench.training import losses
 
 from .conftest import compose as _compose
+from .helpers import loss_args, step_args
 
 # ---- the world's steps ---------------------------------------------------------------------------
 
@@ -205,18 +205,8 @@ def test_tgdpo_two_real_optimizer_steps_with_a_guide(tokenizer, pairs, tmp_path)
             prm.add_(0.05 * torch.randn_like(prm))
     before = {k: v.clone() for k, v in model.state_dict().items()}
     g_before = {k: v.clone() for k, v in guide.state_dict().items()}
-    train = NS(
-        **{
-            **cfg.train,
-            "max_steps": 2,
-            "batch_size": 8,
-            "logging_steps": 1,
-            "progress": False,
-            "warmup_ratio": 0.0,
-            "lr_scheduler": "constant",
-        }
-    )
-    loss_cfg = NS(**{**cfg.loss, "args": dict(cfg.loss.args), "lr": 1e-3})
+    train = step_args(cfg.train, 2)
+    loss_cfg = loss_args(cfg.loss, 1e-3)
     with pytest.raises(ValueError, match="guide"):
         train_preference(
             copy.deepcopy(model), copy.deepcopy(ref), tokenizer, pairs, loss_cfg, train, tmp_path / "noguide", 0
@@ -251,18 +241,8 @@ def test_step_dpo_two_real_optimizer_steps_on_step_pairs(tokenizer, tmp_path):
     model = models.build_tiny_model(tokenizer, hidden_size=64, num_layers=1, intermediate_size=128)
     ref = copy.deepcopy(model)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    train = NS(
-        **{
-            **cfg.train,
-            "max_steps": 2,
-            "batch_size": 8,
-            "logging_steps": 1,
-            "progress": False,
-            "warmup_ratio": 0.0,
-            "lr_scheduler": "constant",
-        }
-    )
-    loss_cfg = NS(**{**cfg.loss, "args": dict(cfg.loss.args), "lr": 1e-3})
+    train = step_args(cfg.train, 2)
+    loss_cfg = loss_args(cfg.loss, 1e-3)
     res = train_preference(model, ref, tokenizer, step_pairs[:8], loss_cfg, train, tmp_path, 0)
     assert res["steps"] == 2 and math.isfinite(res["train_loss_final"])
     assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())

@@ -3,7 +3,6 @@
 the losses and gradient norms of both steps pinned in tests/golden/."""
 
 import copy
-from types import SimpleNamespace as NS
 
 import pytest
 import torch
@@ -12,7 +11,7 @@ from po_bench.training import models
 from po_bench.training.methods import method_of
 from po_bench.training.trl.preference import train_preference
 
-from .helpers import check_golden, config_with_loss, preference_losses, training_trace
+from .helpers import check_golden, config_with_loss, loss_args, preference_losses, step_args, training_trace
 
 LOSSES = preference_losses()
 
@@ -38,19 +37,9 @@ def test_two_real_optimizer_steps(loss, tokenizer, pairs, tmp_path):
     model = models.build_tiny_model(tokenizer, hidden_size=64, num_layers=1, intermediate_size=128)
     ref = None if cfg.loss.reference_free else copy.deepcopy(model)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    train = NS(
-        **{
-            **cfg.train,
-            "max_steps": 2,
-            "batch_size": 8,
-            "logging_steps": 1,
-            "progress": False,
-            "warmup_ratio": 0.0,
-            "lr_scheduler": "constant",
-        }
-    )
+    train = step_args(cfg.train, 2)
     lr = 1e-2 if loss == "sft_lowlr" else 1e-3
-    loss_cfg = NS(**{**cfg.loss, "args": dict(cfg.loss.args), "lr": lr})
+    loss_cfg = loss_args(cfg.loss, lr)
     saved = {}
     cache = (lambda: None, lambda obj: saved.update(obj)) if loss_cfg.backend == "dpo" else None
     # a guided loss (TGDPO) scores a guide policy per token: here a copy of the start (token rewards 0: DPO's step);
