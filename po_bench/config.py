@@ -419,6 +419,49 @@ class TrackingConfig:
 
 
 @dataclass
+class DiagnosticsConfig:
+    """``diagnostics.*``: the papers' own measures beside the end metrics (conf/diagnostics/: ``default``,
+    ``off``, ``full``).  The cheap one (``probe``) is on by default; the others are opt-in.  With every
+    measure off a run does no forward pass beyond training, generation and its judges.
+
+    * ``probe``: log-probability trajectories during preference training on a fixed probe set drawn from
+      the training pairs (likelihood displacement, Razin et al.; the 3D-properties, Yan et al.): summed
+      log pi(y+), log pi(y-), their change from the start, and the mass on unseen responses
+      (po_bench/training/trl/probe.py).  Part of the policy's key (its trajectory is stored with it).
+    * ``ches``: per-pair CHES and length-normalised CHES at the start of training and their rank correlation
+      with each probe pair's final change of log pi(y+) (po_bench/generation/hidden.py).
+    * ``reward_models``: DPO's implicit reward (DPORM) against an explicit Bradley-Terry reward model (EXRM)
+      trained on the same pairs, in distribution and under prompt, response and label shifts (Lin et al.).
+    * ``token_credit``: per-token beta log-ratio against the world's exact token gains (From r to Q*).
+    * ``beams``: beam widths at which the policy also generates (greedy beam search) for gold and KL against
+      beam width; [] for none.
+    """
+
+    probe: bool = True
+    probe_pairs: int = 32  # probe pairs drawn (by the seed) from the training pairs
+    probe_unseen: int = 16  # responses in no training pair, scored for the dispersed mass
+    probe_every: int = 0  # optimizer steps between probe measurements; 0: about 10 over the run
+    ches: bool = False
+    reward_models: bool = False
+    token_credit: bool = False
+    beams: list[int] = field(default_factory=list)
+
+    @staticmethod
+    def validate(cfg) -> None:
+        d = cfg.diagnostics
+        for k in ("probe_pairs", "probe_unseen", "probe_every"):
+            _check(d[k] >= 0, f"diagnostics.{k}={d[k]}: must be >= 0")
+        _check(
+            not d.probe or d.probe_pairs >= 1,
+            f"diagnostics.probe_pairs={d.probe_pairs}: the probe needs at least one pair (or diagnostics.probe=false)",
+        )
+        _check(
+            all(int(b) >= 1 for b in d.beams),
+            f"diagnostics.beams={list(d.beams)}: beam widths must be >= 1",
+        )
+
+
+@dataclass
 class StagesConfig:
     sft: bool = True
     train: bool = True
@@ -471,6 +514,7 @@ class Config:
     launch: LaunchConfig = field(default_factory=LaunchConfig)
     stages: StagesConfig = field(default_factory=StagesConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
     scale: ScaleConfig = field(default_factory=ScaleConfig)
     preset: PresetConfig = field(default_factory=PresetConfig)
     seed: int = 0
@@ -843,6 +887,7 @@ def validate(cfg) -> None:
     TrainConfig.validate(cfg)
     NoiseConfig.validate(cfg)
     TrackingConfig.validate(cfg)
+    DiagnosticsConfig.validate(cfg)
     GenerationConfig.validate(cfg)
     _check_judges(cfg)
     ModelConfig.validate(cfg)
