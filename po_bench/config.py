@@ -23,6 +23,7 @@ from omegaconf import MISSING, OmegaConf
 
 from po_bench import plugins
 from po_bench.choices import (
+    FilterKind,
     GenerationBackend,
     ImplicitReward,
     Launcher,
@@ -183,6 +184,7 @@ class LossConfig:
             "a curriculum order needs a paired loss",
         )
         _check_lists(cfg, method)
+        _check_filter(cfg, method)
         _check_guide(cfg, method)
         _check_unpaired_and_sources(cfg, method)
 
@@ -689,6 +691,32 @@ def _check_lists(cfg, method) -> None:
         d.curriculum == "none",
         f"dataset.curriculum={d.curriculum} orders pairs; dataset.pair_strategy=list "
         "has none: set dataset.curriculum=none",
+    )
+
+
+def _check_filter(cfg, method) -> None:
+    """dataset.filter: a known score and a share in (0, 1]; a filter (kind other than none) needs a run that
+    trains on pairs (CHES compares a pair's chosen and rejected response)."""
+    f, loss, d = cfg.dataset.filter, cfg.loss, cfg.dataset
+    _check(FilterKind.allows(f.kind), f"dataset.filter.kind={f.kind!r}: allowed {FilterKind.listed()}")
+    _check(0 < f.keep <= 1, f"dataset.filter.keep={f.keep}: the share of the training pairs kept, allowed (0, 1]")
+    if f.kind == FilterKind.NONE:
+        return
+    what = f"dataset.filter.kind={f.kind} keeps the training pairs with the lowest CHES"
+    _check(
+        method.trains_preference and cfg.stages.train,
+        f"{what}: this run trains on none (loss={loss.name}, stages.train={cfg.stages.train}); "
+        "set dataset.filter.kind=none",
+    )
+    _check(d.format != "unpaired", f"{what}: dataset.format=unpaired has no pairs; set dataset.filter.kind=none")
+    _check(
+        d.pair_strategy != "list",
+        f"{what}: dataset.pair_strategy=list builds rated lists, not pairs; set dataset.filter.kind=none",
+    )
+    _check(
+        bool(loss.paired),
+        f"{what}: loss={loss.name} trains on unpaired rows (loss.paired=false); use a paired loss or "
+        "dataset.filter.kind=none",
     )
 
 

@@ -172,7 +172,10 @@ class StorePairInputs:
 
 
 def build_pairs(spec: dict, store: Store, opts: dict | None = None) -> dict:
-    """Labelled preference pairs (after noise), held-out eval pairs and their statistics."""
+    """Labelled preference pairs (after noise), held-out eval pairs and their statistics; with a ``filter``
+    (dataset.filter), the kept ones of those (:func:`filtered_pairs`)."""
+    if "filter" in spec:
+        return filtered_pairs(spec, store, opts)
     src = source_class(spec["source"])
     seed = int(spec["seed"])
     art = src.build_pairs(spec, StorePairInputs(spec, store, opts))  # on-policy samples or files: the source's say
@@ -185,6 +188,32 @@ def build_pairs(spec: dict, store: Store, opts: dict | None = None) -> dict:
     if not pairs:
         raise RuntimeError("no preference pairs left after labelling (every sample pair was identical)")
     return art
+
+
+def filtered_pairs(spec: dict, store: Store, opts: dict | None = None) -> dict:
+    """The pairs artifact of the unfiltered spec (the spec without ``filter``) with only the training pairs
+    the CHES filter keeps (:func:`po_bench.generation.hidden.ches_keep`: the ``keep`` share with the lowest
+    score of ``kind``, in their order; an order to train in is kept), their indices among the unfiltered pairs
+    (``ches_kept``) and the counts in ``stats.ches_filter`` (run.json's ``metrics.data``); the eval pairs as
+    they were."""
+    from po_bench.generation.hidden import ches_keep  # lazy: torch (~1 s): only to build
+
+    flt = spec["filter"]
+    unfiltered = {k: v for k, v in spec.items() if k != "filter"}
+    if flt["ches"]["pairs"] != unfiltered:
+        raise ValueError("a filtered pairs spec's CHES must be that of its own unfiltered pairs")
+    art = get(store, "pairs", unfiltered, opts)
+    scores = get(store, "ches", flt["ches"], opts)[flt["kind"]]
+    kept = ches_keep(scores, float(flt["keep"]))
+    n = len(art["train"])
+    counts = {"kind": flt["kind"], "keep": flt["keep"], "n_before": n, "kept": len(kept), "dropped": n - len(kept)}
+    counts["max_kept_score"] = max(scores[i] for i in kept)  # the threshold: every dropped pair scores >= it
+    return {
+        **art,
+        "train": [art["train"][i] for i in kept],
+        "ches_kept": kept,
+        "stats": {**art["stats"], "ches_filter": counts},
+    }
 
 
 def continuation_sampler(sspec: dict, store: Store, seed: int):
@@ -304,6 +333,27 @@ def build_semantic_distance(spec: dict, store: Store, opts: dict | None = None) 
     return {"embedder": spec["embedder"], "distance": semantic_distances(pairs, spec["embedder"])}
 
 
+# ---------------------------------------------------------------------------------------------
+# ches (diagnostics.ches, dataset.filter): CHES of the training pairs at the start checkpoint
+# ---------------------------------------------------------------------------------------------
+
+
+def build_ches(spec: dict, store: Store, opts: dict | None = None, *, model=None, tokenizer=None) -> dict:
+    """CHES and length-normalised CHES (:func:`po_bench.generation.hidden.ches_scores`) of every training pair
+    of the pairs spec, in the pairs' order, under the start checkpoint (the reference the policy starts from),
+    responses cut at ``max_length`` as in training; with the response lengths in tokens.  ``model`` /
+    ``tokenizer``: that checkpoint already loaded (saves loading it, never changes the result)."""
+    from po_bench.generation.hidden import ches_scores  # lazy: torch (~1 s)
+
+    path = checkpoint_dir(store, spec["start"])
+    if tokenizer is None:
+        tokenizer = load_tokenizer(path, spec["model"])
+    if model is None:
+        model = load_model(path, spec["model"])
+    pairs = get(store, "pairs", spec["pairs"], opts)["train"]
+    return ches_scores(model, tokenizer, pairs, max_length=int(spec["max_length"]))
+
+
 def pair_score_values(store: Store, spec: dict | None, opts: dict | None = None) -> list[float] | None:
     """The per-pair scores of a pair-scores spec (built first when absent), or None without one."""
     if spec is None:
@@ -342,7 +392,12 @@ def cleanup_checkpoints(trainer_dir: Path, keep: bool) -> None:
 # ---------------------------------------------------------------------------------------------
 
 DIR_STAGES = {"sft": build_sft, "policy": build_policy, "reward_model": build_reward_model}
-JSON_STAGES = {"samples": build_samples, "pairs": build_pairs, "semantic_distance": build_semantic_distance}
+JSON_STAGES = {
+    "samples": build_samples,
+    "pairs": build_pairs,
+    "semantic_distance": build_semantic_distance,
+    "ches": build_ches,
+}
 
 
 def get(store: Store, stage: str, spec: dict, opts: dict | None = None, launch=None, **loaded: Any):

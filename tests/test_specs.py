@@ -65,6 +65,7 @@ SPECIAL = {
     "generation.dtype": "bfloat16",
     "dataset.pair_source": "pugc",
     "dataset.pair_models": "multi",
+    "dataset.filter.kind": "ches_ln",  # with the default keep (0.95): a filter that drops pairs
 }
 
 FIELDS = [k for k, _ in _leaves(BASE) if not k.startswith(SKIP_GROUPS)]
