@@ -431,7 +431,8 @@ class DiagnosticsConfig:
       log pi(y+), log pi(y-), their change from the start, and the mass on unseen responses
       (po_bench/training/trl/probe.py).  Part of the policy's key (its trajectory is stored with it).
     * ``ches``: per-pair CHES and length-normalised CHES at the start of training and their rank correlation
-      with each probe pair's final change of log pi(y+) (po_bench/generation/hidden.py).
+      with each probe pair's final change of log pi(y+) (po_bench/generation/hidden.py, po_bench/results/ches.py;
+      the ``ches`` artifact, which ``dataset.filter`` also reads: docs/diagnostics.md).
     * ``reward_models``: DPO's implicit reward (DPORM) against an explicit Bradley-Terry reward model (EXRM)
       trained on the same pairs, in distribution and under prompt, response and label shifts (Lin et al.).
     * ``token_credit``: per-token beta log-ratio against the world's exact token gains (From r to Q*).

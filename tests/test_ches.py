@@ -218,8 +218,16 @@ def test_a_filtered_run_trains_on_exactly_the_lowest_ches_pairs(tmp_path, tokeni
     assert d["n_pairs"] == n and d["filter"] == m["data"]["ches_filter"]
     assert d["ches_ln"]["max"] == pytest.approx(max(ln)) and d["ches"]["mean"] == pytest.approx(sum(ches["ches"]) / n)
     corr = d["correlation"]
-    if "absent" in corr:  # no probe in the policy's training facts (diagnostics.probe not wired to training)
-        assert "probe" in corr["absent"]
-    else:
-        assert {corr[v]["n"] for v in VARIANTS} == {len(m["diagnostics"]["probe"]["indices"])}
+    probe = json.loads((store.path("policy", p.policy) / "train_metrics.json").read_text()).get("probe")
+    if probe is None:  # a policy stage that does not probe (diagnostics.probe not wired to training)
+        assert "holds no probe" in corr["absent"]
+    else:  # the probe pairs index the trained (kept) pairs: their CHES are those of the kept indices
+        from scipy.stats import spearmanr
+
+        rows = [lowest[i] for i in probe["indices"]]
+        assert [trained[i]["chosen"] for i in probe["indices"]] == [unfiltered[j]["chosen"] for j in rows]
+        for v in VARIANTS:
+            want = spearmanr([ches[v][j] for j in rows], probe["per_pair"]["delta_chosen"]).statistic
+            assert corr[v]["n"] == len(rows) == min(32, len(trained))
+            assert corr[v]["spearman"] == pytest.approx(want), v
     assert m["seconds"]["ches"] > 0
