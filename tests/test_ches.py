@@ -15,7 +15,7 @@ from po_bench.config import ConfigError, validate
 from po_bench.results.ches import VARIANTS, probe_correlation, rank_correlation, run_ches_report
 from po_bench.specs import plan
 
-from .conftest import ROOT, SMALL, compose, run_cli
+from .conftest import ROOT, SHARED, SMALL, compose, run_cli
 
 # ---- the rank correlation, on numbers worked by hand -------------------------------------------------------
 
@@ -231,3 +231,34 @@ def test_a_filtered_run_trains_on_exactly_the_lowest_ches_pairs(tmp_path, tokeni
             assert corr[v]["n"] == len(rows) == min(32, len(trained))
             assert corr[v]["spearman"] == pytest.approx(want), v
     assert m["seconds"]["ches"] > 0
+
+
+@pytest.mark.slow
+def test_real_pairs_are_scored_and_filtered(tiny_chat_model, tmp_path):
+    """HH-RLHF's conversational pairs (chat-template prompts) through the same stage and filter: the kept pairs
+    are the lowest-CHES_ln half of the training pairs, the held-out eval pairs untouched."""
+    from po_bench.store import Store
+
+    hh = SHARED / "data" / "hh_rlhf" / "harmless-base_test.jsonl.gz"
+    if not hh.exists():
+        pytest.skip(f"{hh} is absent (../shared/data is provided to developers and CI only)")
+    args = [
+        *("model.kind=hub", f"model.name_or_path={tiny_chat_model}", "model.name=tiny-chat", "dataset=hh_rlhf"),
+        *(f"dataset.path={hh}", "dataset.eval_split=null", "dataset.max_rows=40", "dataset.n_eval=8", "judge=none"),
+        *("train.max_steps=1", "train.batch_size=4", "train.max_length=192", "stages.generate=false"),
+        *("train.progress=false", "tracking=none", "threads=1", "diagnostics.ches=true"),
+        *("dataset.filter.kind=ches_ln", "dataset.filter.keep=0.5", f"cache_dir={tmp_path}/cache"),
+    ]
+    r = run_cli([*args, f"hydra.run.dir={tmp_path}/run"], ROOT)
+    assert r.returncode == 0, r.stderr[-3000:]
+    m = json.loads((tmp_path / "run" / "run.json").read_text())["metrics"]
+    p = plan(compose(args))
+    store = Store(f"{tmp_path}/cache")
+    unfiltered, filtered = store.load_json("pairs", p.ches["pairs"]), store.load_json("pairs", p.pairs)
+    ln = store.load_json("ches", p.ches)["ches_ln"]
+    n = len(unfiltered["train"])
+    assert len(ln) == n >= 20 and isinstance(unfiltered["train"][0]["prompt"], list)  # chat prompts
+    lowest = sorted(sorted(range(n), key=lambda i: (ln[i], i))[: round(0.5 * n)])
+    assert filtered["train"] == [unfiltered["train"][i] for i in lowest] and filtered["eval"] == unfiltered["eval"]
+    assert m["data"]["ches_filter"]["kept"] == len(lowest) == m["data"]["tokens"]["n_pairs"]  # reported on the kept
+    assert m["diagnostics"]["ches"]["n_pairs"] == n
