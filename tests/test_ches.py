@@ -59,6 +59,16 @@ def test_probe_pairs_are_mapped_through_the_filters_kept_indices():
     assert got["ches_ln"]["spearman"] == pytest.approx(-0.5)
     # without a filter the indices are the scored pairs' own: 3, 0, 1 -> ches 0, 5, 10, ranks (1, 2, 3): rho = 0.5
     assert probe_correlation(CHES, None, tm)["ches"]["spearman"] == pytest.approx(0.5)
+    # run.json carries the probe pairs' scores beside their changes (the scatter), through the kept indices
+    art = {"train": [], "ches_kept": kept, "stats": {"ches_filter": {"kept": 4}}}
+    rep = run_ches_report(CHES, art, tm)
+    assert rep["probe_pairs"] == {
+        "indices": [5, 0, 2],
+        "ches": [3.0, 5.0, 2.0],
+        "ches_ln": [0.0, 0.5, 0.3],
+        "delta_chosen": [-2.0, -9.0, 1.0],
+    }
+    assert rep["correlation"] == got and rep["filter"] == {"kept": 4}
 
 
 def test_a_missing_probe_is_reported_absent_with_its_reason():
@@ -67,6 +77,7 @@ def test_a_missing_probe_is_reported_absent_with_its_reason():
     assert "no preference training" in probe_correlation(CHES, None, None)["absent"]
     rep = run_ches_report(CHES, {"train": [], "stats": {}}, {"train_loss_final": 0.7})
     assert rep["n_pairs"] == 6 and rep["filter"] is None and set(rep["correlation"]) == {"absent"}
+    assert "probe_pairs" not in rep
     assert rep["ches"]["max"] == 10.0 and rep["ches_ln"]["min"] == 0.0 and set(VARIANTS) <= set(rep)
     assert "absent" in run_ches_report(None, None, None)
 
@@ -225,6 +236,7 @@ def test_a_filtered_run_trains_on_exactly_the_lowest_ches_pairs(tmp_path, tokeni
         from scipy.stats import spearmanr
 
         rows = [lowest[i] for i in probe["indices"]]
+        assert d["probe_pairs"]["indices"] == rows and d["probe_pairs"]["ches_ln"] == [ln[j] for j in rows]
         assert [trained[i]["chosen"] for i in probe["indices"]] == [unfiltered[j]["chosen"] for j in rows]
         for v in VARIANTS:
             want = spearmanr([ches[v][j] for j in rows], probe["per_pair"]["delta_chosen"]).statistic

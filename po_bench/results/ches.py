@@ -7,6 +7,8 @@ at the start checkpoint) and, when the probe ran, the policy's ``train_metrics.j
 
 * ``ches`` / ``ches_ln``: summary statistics of each variant over the scored pairs (``n_pairs``);
 * ``filter``: what ``dataset.filter`` kept and dropped (None without a filter);
+* ``probe_pairs`` (when the probe ran): the probe pairs' indices among the scored pairs, their ``ches`` and
+  ``ches_ln`` and their ``delta_chosen`` (the CHES-vs-displacement scatter of po-bench-diagnostics);
 * ``correlation``: per variant, Spearman's rank correlation (scipy; ties averaged) of the score with each
   probe pair's final change of summed log pi(y+) from the start (``probe.per_pair.delta_chosen``, the probe
   pairs being ``probe.indices`` into the pairs the policy trained on), with ``n`` and the two-sided p-value.
@@ -40,13 +42,14 @@ def rank_correlation(scores: list[float], deltas: list[float]) -> dict:
     return {"n": n, "spearman": None if math.isnan(rho) else rho, "p_value": None if math.isnan(p) else p}
 
 
-def probe_correlation(ches: dict, kept: list[int] | None, train_metrics: dict | None) -> dict:
-    """Per variant, :func:`rank_correlation` over the probe pairs; ``kept``: the indices of the pairs trained
-    on among the scored ones (the filter's; None: every scored pair, in order).  ``{"absent": why}`` when the
-    policy's training facts hold no probe (``probe.indices``, ``probe.per_pair.delta_chosen``)."""
-    probe = (train_metrics or {}).get("probe")
+def probe_pairs(ches: dict, kept: list[int] | None, train_metrics: dict | None) -> dict:
+    """The probe pairs' scores beside their change of log pi(y+) (the CHES-vs-displacement scatter):
+    ``indices`` among the scored pairs, each variant's scores, ``delta_chosen``; ``kept``: the indices of the
+    pairs trained on among the scored ones (the filter's; None: every scored pair, in order).  ``{"absent": why}``
+    when the policy's training facts hold no probe (``probe.indices``, ``probe.per_pair.delta_chosen``)."""
     if train_metrics is None:
         return {"absent": "no preference training in this run (no policy to probe)"}
+    probe = train_metrics.get("probe")
     if not isinstance(probe, dict):
         return {
             "absent": "the policy's train_metrics.json holds no probe (diagnostics.probe off, or a policy built before it)"
@@ -58,19 +61,31 @@ def probe_correlation(ches: dict, kept: list[int] | None, train_metrics: dict | 
     if len(idx) != len(delta):
         raise ValueError(f"the probe's {len(idx)} indices and {len(delta)} delta_chosen differ in length")
     rows = [kept[i] for i in idx] if kept is not None else list(idx)
-    return {v: rank_correlation([ches[v][i] for i in rows], list(delta)) for v in VARIANTS}
+    return {"indices": rows, **{v: [ches[v][i] for i in rows] for v in VARIANTS}, "delta_chosen": list(delta)}
+
+
+def probe_correlation(ches: dict, kept: list[int] | None, train_metrics: dict | None) -> dict:
+    """Per variant, :func:`rank_correlation` over the probe pairs (:func:`probe_pairs`), or its ``absent``."""
+    pp = probe_pairs(ches, kept, train_metrics)
+    if "absent" in pp:
+        return pp
+    return {v: rank_correlation(pp[v], pp["delta_chosen"]) for v in VARIANTS}
 
 
 def ches_report(ches: dict, filter_stats: dict | None, kept: list[int] | None, train_metrics: dict | None) -> dict:
     """``metrics.diagnostics.ches`` (module docstring) from the ches artifact, the filter's counts and kept
     indices (the filtered pairs artifact's ``stats.ches_filter`` and ``ches_kept``; None without a filter) and
     the policy's training facts (None without preference training)."""
-    return {
+    out = {
         "n_pairs": len(ches["ches"]),
         **{v: summary(ches[v]) for v in VARIANTS},
         "filter": filter_stats,
         "correlation": probe_correlation(ches, kept, train_metrics),
     }
+    pp = probe_pairs(ches, kept, train_metrics)
+    if "absent" not in pp:  # the probe pairs' scores and changes (the figure's scatter)
+        out["probe_pairs"] = pp
+    return out
 
 
 def run_ches_report(ches: dict | None, pairs_art: dict | None, train_metrics: dict | None) -> dict:
