@@ -253,6 +253,15 @@ def test_the_launcher_does_not_change_the_global_batch_or_the_steps(ddp_sweep, t
     lt, dt = local["metrics"]["train"], ddp["metrics"]["train"]
     assert (lt["world_size"], lt["per_device_batch"], dt["world_size"], dt["per_device_batch"]) == (1, 16, 2, 8)
     assert (lt["global_batch"], lt["steps"]) == (dt["global_batch"], dt["steps"]) == (16, math.ceil(n_pairs / 16))
+    # the probe (diagnostics.probe, on by default) under ddp: every rank measured, rank 0's values are stored; the
+    # same probe set and schedule as launch=local, and the same start (the same starting checkpoint)
+    lp, dp = local["metrics"]["diagnostics"]["probe"], ddp["metrics"]["diagnostics"]["probe"]
+    assert [h["step"] for h in dp["history"]] == [h["step"] for h in lp["history"]]
+    assert dp["history"][0]["step"] == 0 and dp["history"][-1]["step"] == dt["steps"]
+    assert (dp["n_pairs"], dp["n_unseen"]) == (lp["n_pairs"], lp["n_unseen"]) and dp["n_pairs"] == 32
+    for k in ("logp_chosen", "logp_rejected", "logp_unseen"):
+        assert dp["history"][0][k] == pytest.approx(lp["history"][0][k], rel=1e-5), k
+    assert dp["delta_chosen"] != 0.0  # it trained, and the probe saw it
 
 
 @pytest.mark.slow
