@@ -28,7 +28,7 @@ from po_bench.data.sources import source_class
 from po_bench.specs import ref_logps_spec
 from po_bench.store import Store, atomic_write_json
 from po_bench.training import launch as launcher
-from po_bench.training import models
+from po_bench.training import models, probe_set
 from po_bench.training.launch import is_main
 from po_bench.training.methods import method_of
 from po_bench.training.models import load_checkpoint, model_path
@@ -300,7 +300,6 @@ def probe_callback(spec: dict, pairs: list, start: str, tokenizer) -> Probe:
     if spec.get("probe") is None:
         return Probe()
     from po_bench.generation.generate import generate_hf  # lazy: its module (~0.0 s)
-    from po_bench.training import probe_set
     from po_bench.training.trl.probe import ProbeCallback  # lazy: transformers (~4 s)
 
     ps = spec["probe"]

@@ -111,23 +111,6 @@ def test_the_trajectory_equals_a_separate_forward_pass_at_the_same_step(tokenize
 # ---- the probe set and its schedule (no training) ---------------------------------------------------------
 
 
-def test_the_probe_set_is_drawn_by_the_seed_and_reads_pairs_and_lists():
-    rows = [{"prompt": f"p{i}", "chosen": f"a{i}", "rejected": f"b{i}"} for i in range(10)]
-    idx, probe = probe_set.draw(rows, 4, seed=3)
-    assert idx == sorted(idx) and len(set(idx)) == 4 and probe == [rows[i] for i in idx]
-    assert probe_set.draw(rows, 4, seed=3)[0] == idx and probe_set.draw(rows, 4, seed=4)[0] != idx
-    assert probe_set.draw(rows, 50, seed=0)[0] == list(range(10))  # fewer pairs than asked: all of them
-    lists = [{"prompt": "p", "responses": ["best", "mid", "worst"], "scores": [3, 2, 1]}]
-    assert probe_set.draw(lists, 1, 0)[1] == [{"prompt": "p", "chosen": "best", "rejected": "worst"}]
-    assert probe_set.probe_absent(rows) is None and probe_set.probe_absent(lists) is None
-    assert "unpaired" in probe_set.probe_absent([{"prompt": "p", "completion": "y", "label": True}])
-    # unseen: responses in no training pair of their prompt, no repeats
-    prompts = probe_set.unseen_prompts(probe[:2], 5)
-    assert prompts == [probe[0]["prompt"], probe[1]["prompt"]] * 2 + [probe[0]["prompt"]]
-    kept = probe_set.keep_unseen(["p1", "p1", "p1", "p2"], ["a1", "new", "new", "a1"], rows)
-    assert kept == [{"prompt": "p1", "response": "new"}, {"prompt": "p2", "response": "a1"}]
-
-
 def test_the_interval_is_about_ten_measurements_unless_set():
     assert [interval(0, n) for n in (1, 3, 10, 11, 100, 1000)] == [1, 1, 1, 2, 10, 100]
     assert interval(7, 1000) == 7
