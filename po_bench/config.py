@@ -436,9 +436,10 @@ class DiagnosticsConfig:
       with each probe pair's final change of log pi(y+) (po_bench/generation/hidden.py).
     * ``reward_models``: DPO's implicit reward (DPORM) against an explicit Bradley-Terry reward model (EXRM)
       trained on the same pairs, in distribution and under prompt, response and label shifts (Lin et al.).
-    * ``token_credit``: per-token beta log-ratio against the world's exact token gains (From r to Q*).
-    * ``beams``: beam widths at which the policy also generates (greedy beam search) for gold and KL against
-      beam width; [] for none.
+    * ``token_credit``: per-token beta log-ratio against the world's exact token gains on the held-out eval
+      pairs (From r to Q*; the world only; po_bench/judges/r_to_q.py).
+    * ``beams``: beam widths at which the policy also answers the eval prompts (deterministic beam search; 1:
+      greedy) for gold, KL and implicit reward against beam width (po_bench/judges/r_to_q.py); [] for none.
     """
 
     probe: bool = True
@@ -468,6 +469,20 @@ class DiagnosticsConfig:
         _check(
             all(int(b) >= 1 for b in d.beams),
             f"diagnostics.beams={list(d.beams)}: beam widths must be >= 1",
+        )
+        _check(
+            len(set(d.beams)) == len(d.beams),
+            f"diagnostics.beams={list(d.beams)}: each beam width once",
+        )
+        _check(
+            not (d.beams or d.token_credit) or (cfg.stages.generate and cfg.stages.judge),
+            "diagnostics.beams and diagnostics.token_credit are measured beside the run's judges: they need "
+            "stages.generate=true and stages.judge=true",
+        )
+        _check(
+            not d.token_credit or cfg.dataset.kind == "world",
+            f"diagnostics.token_credit=true: the world only (it compares the policy's per-token credit with the "
+            f"world's exact token gains); dataset.kind={cfg.dataset.kind!r} has none",
         )
 
 
@@ -654,6 +669,8 @@ def judge_configs(cfg) -> list:
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # config keys that would carry a key (max_tokens does not match: whole _-separated words only)
 SECRET_KEY = re.compile(r"(^|_)(api_?key|secret|token|passw(or)?d|credentials?)($|_)", re.IGNORECASE)
+# schema fields whose names hold such a word and carry no key (a switch: the token-level credit diagnostic)
+NOT_SECRET = frozenset({"diagnostics.token_credit"})
 
 
 def _check_pair_scores(loss) -> None:
