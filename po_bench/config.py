@@ -420,6 +420,10 @@ class TrackingConfig:
         _check(TrackingMode.allows(tr.mode), f"tracking.mode={tr.mode!r}: allowed {TrackingMode.listed()}")
 
 
+# launches whose parameters are sharded across ranks (a callback cannot score the module): no probe there
+SHARDED_STRATEGIES = ("fsdp", "zero3")
+
+
 @dataclass
 class DiagnosticsConfig:
     """``diagnostics.*``: the papers' own measures beside the end metrics (conf/diagnostics/: ``default``,
@@ -458,6 +462,12 @@ class DiagnosticsConfig:
         _check(
             not d.probe or d.probe_pairs >= 1,
             f"diagnostics.probe_pairs={d.probe_pairs}: the probe needs at least one pair (or diagnostics.probe=false)",
+        )
+        _check(
+            not (d.probe and cfg.launch.strategy in SHARDED_STRATEGIES and cfg.stages.train)
+            or not method_of(cfg.loss).trains_preference,
+            f"diagnostics.probe under launch={cfg.launch.strategy}: the probe scores the policy between optimizer "
+            "steps and cannot read its sharded parameters; add diagnostics.probe=false",
         )
         _check(
             all(int(b) >= 1 for b in d.beams),

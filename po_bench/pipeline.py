@@ -29,6 +29,7 @@ from po_bench.results.ches import run_ches_report
 from po_bench.results.scores import world_rows, write_scores
 from po_bench.specs import implicit_spec, plan, run_options
 from po_bench.store import Store
+from po_bench.training import probe_set
 from po_bench.training.launch import dry_run
 from po_bench.training.losses import pair_weights
 from po_bench.training.methods import method_of
@@ -136,6 +137,9 @@ def run(cfg, out_dir: str | Path) -> dict:
     if cfg.diagnostics.ches:
         trained = train_metrics if p.policy is not None else None
         metrics.setdefault("diagnostics", {})["ches"] = run_ches_report(ches, pairs_art, trained)
+    probe = probe_set.run_report(cfg, p.policy, train_metrics, src)
+    if probe is not None:  # the probe's trajectory (diagnostics.probe), from the policy artifact
+        metrics.setdefault("diagnostics", {})["probe"] = probe
 
     # ---- generation -------------------------------------------------------------------------------
     if cfg.stages.generate:

@@ -28,7 +28,8 @@ reward_model       (MADPO) start checkpoint, model, pairs, loss.pair_scores' lr/
                    train.max_length/precision/lr_scheduler/warmup_ratio, seed: the reward model + margins
 semantic_distance  (Sem-DPO) pairs, loss.pair_scores.embedder: prompt/chosen embedding distances
 policy             start checkpoint, model, pairs, loss (its trainer-facing fields), preference
-                   hyperparameters, seed (+ the per-pair scores' spec for MADPO / Sem-DPO)
+                   hyperparameters, seed (+ the per-pair scores' spec for MADPO / Sem-DPO; + the probe's
+                   fields when ``diagnostics.probe`` is on: :func:`probe_spec`, its trajectory is stored with it)
 generations        policy, eval prompts, generation config, seed
 implicit           (the judge stage's implicit judges: kl_to_ref, mean_length, implicit-reward accuracy) the
                    policy, the reference (start checkpoint), their model fields, the policy's eval samples, the
@@ -392,6 +393,9 @@ def plan(cfg) -> Plan:
             p.policy["sources"] = [ref("sft", s) for s in srcs]
         if p.pair_scores is not None:
             p.policy["pair_scores"] = p.pair_scores
+        probe = probe_spec(cfg, pairs)
+        if probe is not None:  # (diagnostics.probe=false: the policy's key as before the probe existed)
+            p.policy["probe"] = probe
         if cfg.stages.generate:
             p.samples["generations"] = _samples(p.policy_ref, model, p.eval_prompts, gen, seed, 1)
     return p
@@ -435,6 +439,24 @@ def train_pairs(cfg, pairs: dict, ches: dict | None) -> dict:
         return pairs
     f = cfg.dataset.filter
     return {**pairs, "filter": {"kind": str(f.kind), "keep": float(f.keep), "ches": ches}}
+
+
+# The generation fields the probe's unseen responses are sampled with (always by HF, in the policy stage)
+PROBE_GEN_FIELDS = ("temperature", "top_p", "max_new_tokens")
+
+
+def probe_spec(cfg, pairs: dict) -> dict | None:
+    """The probe's part of the policy spec (``diagnostics.probe``, po_bench/training/probe_set.py): the probe
+    pairs' and unseen responses' counts, the measuring interval, and the generation fields the unseen
+    responses are sampled with (the seed and the start checkpoint are the policy's own).  None when the probe is
+    off, or when the training rows are unpaired (``dataset.format=unpaired``: nothing to probe, reported absent)."""
+    d = cfg.diagnostics
+    if not d.probe or pairs.get("view") == "unpaired":
+        return None
+    out = {"pairs": int(d.probe_pairs), "unseen": int(d.probe_unseen), "every": int(d.probe_every)}
+    if out["unseen"]:
+        out["gen"] = {k: cfg.generation[k] for k in PROBE_GEN_FIELDS}
+    return out
 
 
 def implicit_spec(cfg, p: Plan) -> dict:
@@ -718,11 +740,12 @@ DEPENDS: dict[str, tuple[str, ...]] = {
     "stages.generate": ("sft_samples", "heldout_eval", "heldout_ood", "generations"),
     "stages.judge": ("heldout_eval", "heldout_ood"),
     "judge.name": (),
-    # the diagnostics (issue 25): measures of a run's artifacts, keyed by their own specs
-    "diagnostics.probe": (),
-    "diagnostics.probe_pairs": (),
-    "diagnostics.probe_unseen": (),
-    "diagnostics.probe_every": (),
+    # the diagnostics (issue 25): measures of a run's artifacts, keyed by their own specs; the probe's
+    # trajectory is stored with the policy (probe_spec; diagnostics.probe=false keeps the keys of before)
+    "diagnostics.probe": _POLICY,
+    "diagnostics.probe_pairs": _POLICY,
+    "diagnostics.probe_unseen": _POLICY,
+    "diagnostics.probe_every": _POLICY,
     "diagnostics.ches": ("ches",),  # the CHES artifact of the training pairs, nothing else
     "diagnostics.reward_models": (),
     "diagnostics.token_credit": (),

@@ -28,7 +28,7 @@ from po_bench.data.sources import source_class
 from po_bench.specs import ref_logps_spec
 from po_bench.store import Store, atomic_write_json
 from po_bench.training import launch as launcher
-from po_bench.training import models
+from po_bench.training import models, probe_set
 from po_bench.training.launch import is_main
 from po_bench.training.methods import method_of
 from po_bench.training.models import load_checkpoint, model_path
@@ -274,6 +274,7 @@ def build_policy(
     sources = [
         load_model(str(get(store, "sft", s["spec"], opts)), s["spec"]["model"]) for s in spec.get("sources") or []
     ]
+    probe = probe_callback(spec, pairs, start, tokenizer)  # (before the seed: it samples the unseen responses)
     seed_everything(seed)
     pol = load_model(start, spec["model"])
     needs_ref = method_of(loss).needs_reference_model
@@ -296,9 +297,62 @@ def build_policy(
         guide_model=guide,
         pair_scores=pair_score_values(store, spec.get("pair_scores"), opts),
         source_models=sources or None,
+        callbacks=probe.callbacks,
     )
+    if probe.record is not None:
+        res["probe"] = probe.result()
     pol = res.pop("model")
     publish(out, pol if dist else merged(pol), tokenizer, res, opts, saved_by_trainer=dist)
+
+
+class Probe:
+    """The probe of a policy spec (``diagnostics.probe``): its callback (none when the spec has no probe) and
+    the record stored in ``train_metrics.json`` (``probe``: the probe indices, the unseen responses, and once
+    trained the callback's history and per-pair values; ``absent`` with the reason when the rows cannot be
+    probed)."""
+
+    def __init__(self, record: dict | None = None, callback=None):
+        self.record, self.callback = record, callback
+
+    @property
+    def callbacks(self) -> list | None:
+        return [self.callback] if self.callback is not None else None
+
+    def result(self) -> dict:
+        return {**self.record, **(self.callback.result() if self.callback is not None else {})}
+
+
+def probe_callback(spec: dict, pairs: list, start: str, tokenizer) -> Probe:
+    """The probe set of a policy spec (po_bench/training/probe_set.py) and its ProbeCallback: the probe pairs
+    drawn by the seed, and the unseen responses, sampled from the start checkpoint (loaded for it: the policy's
+    own copy is untouched) on the probe prompts and kept when they are in no training pair."""
+    if spec.get("probe") is None:
+        return Probe()
+    from po_bench.generation.generate import generate_hf  # lazy: its module (~0.0 s)
+    from po_bench.training.trl.probe import ProbeCallback  # lazy: transformers (~4 s)
+
+    ps = spec["probe"]
+    absent = probe_set.probe_absent(pairs)
+    if absent is not None:
+        return Probe({"absent": absent})
+    seed = int(spec["seed"])
+    indices, probe_pairs = probe_set.draw(pairs, ps["pairs"], seed)
+    unseen: list[dict] = []
+    if ps["unseen"]:
+        prompts_ = probe_set.unseen_prompts(probe_pairs, ps["unseen"])
+        gen = OmegaConf.create({**ps["gen"], "backend": "hf", "batch_size": GEN_OPTS["batch_size"], "progress": False})
+        sampler = load_model(start, spec["model"])
+        side = tokenizer.padding_side  # (generation pads on the left; training reads the tokenizer as it was)
+        try:
+            ys = generate_hf(sampler, tokenizer, prompts_, gen, seed + probe_set.UNSEEN_SEED_OFFSET, "probe: unseen")
+        finally:
+            tokenizer.padding_side = side
+        del sampler
+        unseen = probe_set.keep_unseen(prompts_, ys, pairs)
+    callback = ProbeCallback(
+        tokenizer, probe_pairs, unseen, max_length=int(spec["train"]["max_length"]), every=ps["every"]
+    )
+    return Probe({"indices": indices, "unseen": unseen}, callback)
 
 
 # ---------------------------------------------------------------------------------------------
