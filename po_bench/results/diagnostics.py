@@ -131,7 +131,7 @@ def diagnostics_of(run: dict) -> dict:
 
 
 def row_label(row: dict, hp_cols: list[str]) -> str:
-    extra = ", ".join(f"{k.split('.')[-1]}={row[k]}" for k in hp_cols if k != "seed" and row.get(k) is not None)
+    extra = ", ".join(f"{k.split('.', 1)[-1]}={row[k]}" for k in hp_cols if k != "seed" and row.get(k) is not None)
     return f"{row['method']} ({extra})" if extra else row["method"]
 
 
@@ -313,7 +313,7 @@ def plot_token_credit(ax, rows_runs: dict[str, list[dict]]) -> None:
     if not labels:
         ax.set_axis_off()
         return
-    ax.boxplot(ys, labels=labels, vert=False)
+    ax.boxplot(ys, tick_labels=labels, orientation="horizontal")
     ax.axvline(0, color="grey", lw=0.8)
     ax.set_xlabel("Spearman(token credit, exact token gain), per seed")
     ax.set_title("token credit (From r to Q*)", fontsize=10)
