@@ -421,7 +421,7 @@ class TrackingConfig:
 
 
 # launches whose parameters are sharded across ranks (a callback cannot score the module): no probe there
-SHARDED_STRATEGIES = ("fsdp", "zero3")
+SHARDED_STRATEGIES = (Strategy.FSDP, Strategy.ZERO3)
 
 
 @dataclass

@@ -258,7 +258,7 @@ def test_real_pairs_are_scored_and_filtered(tiny_chat_model, tmp_path):
         *("model.kind=hub", f"model.name_or_path={tiny_chat_model}", "model.name=tiny-chat", "dataset=hh_rlhf"),
         *(f"dataset.path={hh}", "dataset.eval_split=null", "dataset.max_rows=40", "dataset.n_eval=8", "judge=none"),
         *("train.max_steps=1", "train.batch_size=4", "train.max_length=192", "stages.generate=false"),
-        *("train.progress=false", "tracking=none", "threads=1", "diagnostics.ches=true", "diagnostics.probe=false"),
+        *("train.progress=false", "tracking=none", "threads=1", "diagnostics.ches=true"),
         *("dataset.filter.kind=ches_ln", "dataset.filter.keep=0.5", f"cache_dir={tmp_path}/cache"),
     ]
     r = run_cli([*args, f"hydra.run.dir={tmp_path}/run"], ROOT)
@@ -274,3 +274,5 @@ def test_real_pairs_are_scored_and_filtered(tiny_chat_model, tmp_path):
     assert filtered["train"] == [unfiltered["train"][i] for i in lowest] and filtered["eval"] == unfiltered["eval"]
     assert m["data"]["ches_filter"]["kept"] == len(lowest) == m["data"]["tokens"]["n_pairs"]  # reported on the kept
     assert m["diagnostics"]["ches"]["n_pairs"] == n
+    # the probe ran on the chat prompts (message lists) too, and the correlation read its numbers
+    assert m["diagnostics"]["probe"]["history"] and "absent" not in m["diagnostics"]["ches"]["correlation"]["ches_ln"]

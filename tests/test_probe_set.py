@@ -23,6 +23,17 @@ def test_the_probe_set_is_drawn_by_the_seed_and_reads_pairs_and_lists():
     assert prompts == [probe[0]["prompt"], probe[1]["prompt"]] * 2 + [probe[0]["prompt"]]
     kept = probe_set.keep_unseen(["p1", "p1", "p1", "p2"], ["a1", "new", "new", "a1"], rows)
     assert kept == [{"prompt": "p1", "response": "new"}, {"prompt": "p2", "response": "a1"}]
+    # conversational prompts (message lists, as HH-RLHF's): compared exactly, not by their last turn only
+    conv = [{"role": "user", "content": "hi"}]
+    other = [
+        {"role": "user", "content": "yo"},
+        {"role": "assistant", "content": "x"},
+        {"role": "user", "content": "hi"},
+    ]
+    kept = probe_set.keep_unseen(
+        [conv, conv, other], ["a", "b", "a"], [{"prompt": conv, "chosen": "a", "rejected": "c"}]
+    )
+    assert kept == [{"prompt": conv, "response": "b"}, {"prompt": other, "response": "a"}]
 
 
 def test_the_report_is_the_last_measurement_and_the_history_with_gold_on_the_world():

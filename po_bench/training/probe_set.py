@@ -14,6 +14,7 @@ which unseen responses, and what a run reports of it.  Torch-free; the measuring
 
 from __future__ import annotations
 
+import json
 import random
 
 UNSEEN_SEED_OFFSET = 5000  # the unseen responses' generation seed: the run's seed + this
@@ -50,14 +51,18 @@ def unseen_prompts(probe: list[dict], n: int) -> list[str]:
 
 def keep_unseen(prompts: list[str], responses: list[str], pairs: list[dict]) -> list[dict]:
     """The sampled (prompt, response)s that are in no training pair (nor repeat one kept before)."""
+
+    def key(x) -> str:  # exact, and hashable for a conversational prompt (a message list)
+        return json.dumps(x, sort_keys=True)
+
     seen: dict[str, set[str]] = {}
     for r in pairs:
         ys = r["responses"] if "responses" in r else [r[k] for k in ("chosen", "rejected", "completion") if k in r]
-        seen.setdefault(r["prompt"], set()).update(ys)
+        seen.setdefault(key(r["prompt"]), set()).update(key(y) for y in ys)
     out = []
     for p, y in zip(prompts, responses):
-        if y not in seen.setdefault(p, set()):
-            seen[p].add(y)
+        if key(y) not in seen.setdefault(key(p), set()):
+            seen[key(p)].add(key(y))
             out.append({"prompt": p, "response": y})
     return out
 
