@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, OmegaConf
+from omegaconf import MISSING, OmegaConf, open_dict
 
 from po_bench import plugins
 from po_bench.choices import (
@@ -148,6 +148,10 @@ class LossConfig:
             )
         if not method.trains_preference:
             return
+        if method.iterative:  # rounds of an inner loss: its own arguments, then the inner loss as a loss config
+            _check_iterative_args(loss)
+            LossConfig.validate(inner_loss_config(cfg))
+            return
 
         try:
             validate_loss_args(method)
@@ -183,6 +187,10 @@ class LossConfig:
             f"dataset.curriculum={d.curriculum}: loss={loss.name} reorders its unpaired rows (KTO's KL rows); "
             "a curriculum order needs a paired loss",
         )
+        if method.iterative:
+            _check_iterative_needs(cfg)
+            LossConfig.validate_needs(inner_loss_config(cfg))
+            return
         _check_lists(cfg, method)
         _check_filter(cfg, method)
         _check_guide(cfg, method)
@@ -786,6 +794,110 @@ def _check_unpaired_and_sources(cfg, method) -> None:
                 f"loss.args.sources[{i}].model.{k}: a source's model fields are the world "
                 f"model's sizes ({', '.join(sizes)}); the tokenizer is shared",
             )
+
+
+# loss.args of an iterative method (loss=iterative_dpo) and the values each takes
+ITERATIVE_LABELLERS = ("gold", "annotator", "implicit", "explicit")
+ITERATIVE_REF_UPDATES = ("fixed", "per_round")
+ITERATIVE_ARGS = ("rounds", "inner", "labeller", "ref_update", "reward_model")
+# the inner loss's kinds: offline losses over (prompt, chosen, rejected) pairs
+ITERATIVE_INNER_KINDS = (MethodKind.PAIRWISE_TRL, MethodKind.REFERENCE_FREE_TRL, MethodKind.PAIRWISE_CUSTOM)
+# the labellers that read the world's gold reward (the exact one, or the annotator's biased Bradley-Terry draw)
+WORLD_LABELLERS = ("gold", "annotator")
+
+
+def inner_loss_path(name: str) -> Path:
+    return Path(__file__).resolve().parent.parent / "conf" / "loss" / f"{name}.yaml"
+
+
+def inner_loss_config(cfg):
+    """The run's config with the loss replaced by an iterative method's inner loss (``loss.args.inner``), composed
+    as Hydra composes ``loss=<inner>`` (the schema's defaults and ``conf/loss/<inner>.yaml``), with the iterative
+    config's ``beta`` and ``lr`` (they are the inner loss's: set them for an inner loss whose defaults differ
+    from DPO's).  Each round's policy is that config's policy stage on the round's pairs (specs.iterative_rounds)."""
+    g = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
+    inner = OmegaConf.merge(OmegaConf.structured(LossConfig), OmegaConf.load(inner_loss_path(cfg.loss.args.inner)))
+    inner.beta, inner.lr = cfg.loss.beta, cfg.loss.lr
+    with open_dict(g):
+        g.loss = inner
+    return g
+
+
+def _check_iterative_args(loss) -> None:
+    """loss.args of an iterative method: rounds >= 1, an inner loss that trains offline on pairs, a labeller, the
+    reference rule, the reward model's training fields (labeller=explicit)."""
+    a = loss.args
+    for k in a:
+        _check(k in ITERATIVE_ARGS, f"loss.args.{k} is not an option of loss={loss.name} ({', '.join(ITERATIVE_ARGS)})")
+    rounds = a.get("rounds", 1)
+    _check(
+        isinstance(rounds, int) and not isinstance(rounds, bool) and rounds >= 1,
+        f"loss.args.rounds={rounds}: must be an integer >= 1 (rounds of sample -> label -> train)",
+    )
+    labeller = a.get("labeller", "gold")
+    _check(
+        labeller in ITERATIVE_LABELLERS, f"loss.args.labeller={labeller!r}: allowed {', '.join(ITERATIVE_LABELLERS)}"
+    )
+    ref_update = a.get("ref_update", "fixed")
+    _check(
+        ref_update in ITERATIVE_REF_UPDATES,
+        f"loss.args.ref_update={ref_update!r}: allowed {', '.join(ITERATIVE_REF_UPDATES)}",
+    )
+    inner = str(a.get("inner", "dpo"))
+    _check(inner_loss_path(inner).is_file(), f"loss.args.inner={inner!r}: no such loss config in conf/loss")
+    y = OmegaConf.load(inner_loss_path(inner))
+    m = method_of(y)
+    _check(
+        m.kind in ITERATIVE_INNER_KINDS
+        and not y.get("guide")
+        and not y.get("pair_scores")
+        and not y.get("requires")
+        and not m.needs_source_models
+        and y.get("paired", True),
+        f"loss.args.inner={inner}: each round trains an offline loss on (prompt, chosen, rejected) pairs without "
+        "artifacts of its own (e.g. dpo, ipo, simpo, cdpo); not an unpaired, listwise, guided, per-pair-scored, "
+        "multi-source or iterative loss, nor one defined on other data (loss.requires)",
+    )
+    rm = a.get("reward_model") or {}
+    for k in rm:
+        _check(k in REWARD_MODEL_ARGS, f"loss.args.reward_model.{k}: allowed {', '.join(REWARD_MODEL_ARGS)}")
+    _check(
+        labeller == "explicit" or not rm, f"loss.args.reward_model is read by labeller=explicit only (got {labeller})"
+    )
+    for k, v in rm.items():
+        _check(v > 0, f"loss.args.reward_model.{k}={v}: must be > 0")
+
+
+# the explicit labeller's reward model training fields (its loss.args.reward_model; MADPO's loss.pair_scores names)
+REWARD_MODEL_ARGS = ("lr", "epochs", "batch_size")
+
+
+def _check_iterative_needs(cfg) -> None:
+    """An iterative method samples the world's pref prompts and labels the samples itself: the world, pairs built
+    by a pair strategy from the labeller's ranking (not lists, steps, PUGC, other models or a CHES filter)."""
+    loss, d = cfg.loss, cfg.dataset
+    labeller = loss.args.get("labeller", "gold")
+    src = sources().get(d.kind)
+    world_data = bool(src is not None and src.world)
+    _check(
+        world_data or labeller not in WORLD_LABELLERS,
+        f"loss.args.labeller={labeller} needs the world's gold reward (dataset=world); dataset.kind={d.kind} has "
+        "none: use labeller=implicit or explicit",
+    )
+    _check(
+        world_data,
+        f"loss={loss.name} samples the world's pref prompts each round: dataset.kind={d.kind} is not supported yet",
+    )
+    _check(
+        d.pair_strategy != "list" and not d.steps and d.pair_source == "annotator" and d.pair_models == "single",
+        f"loss={loss.name} builds pairs from the labeller's ranking of k samples by dataset.pair_strategy: "
+        "not lists, steps (dataset.steps), PUGC (dataset.pair_source) or multi-model pairs (dataset.pair_models)",
+    )
+    _check(
+        d.filter.kind == "none" and not cfg.diagnostics.ches,
+        f"loss={loss.name}: the CHES filter and diagnostics.ches score one set of pairs at the start; each round has "
+        "its own: set dataset.filter.kind=none and diagnostics.ches=false",
+    )
 
 
 def _check_guide(cfg, method) -> None:

@@ -75,6 +75,18 @@ def run(cfg, out_dir: str | Path) -> dict:
                 objs = {"model": ckpt.policy if policy else ckpt.sft, "tokenizer": ckpt.tokenizer}
             return stages.get(store, "samples", spec, opts, desc=desc, **objs)
 
+    # ---- an iterative method's rounds (sample -> label -> train, each from the store when there) ----------
+    rounds_report: list[dict] = []
+    if p.rounds:
+        with tracking.live_run_env(
+            cfg.tracking,
+            out_dir,
+            *tracking.group_and_name(cfg, out_dir),
+            init_here=cfg.launch.strategy == "local" and not store.exists("policy", p.policy),
+        ) as live_run:
+            live_opts = {**train_opts, "report_to": "wandb" if live_run else "none"}
+            rounds_report = run_rounds(cfg, store, p, ckpt, opts, live_opts, seconds)
+
     # ---- preference pairs -------------------------------------------------------------------------
     pairs_art: dict | None = None
     ches: dict | None = None
@@ -134,6 +146,8 @@ def run(cfg, out_dir: str | Path) -> dict:
     metrics["data"] = data_report(cfg, p, pairs_art, Deferred(lambda: ckpt.tokenizer))
     if pair_weights:
         metrics["pair_weights"] = pair_weights
+    if p.rounds:  # samples generated, labels requested, judge calls and tokens, wall time per phase, per round
+        metrics["online"] = online_report(cfg, rounds_report)
     if cfg.diagnostics.ches:
         trained = train_metrics if p.policy is not None else None
         metrics.setdefault("diagnostics", {})["ches"] = run_ches_report(ches, pairs_art, trained)
@@ -208,6 +222,80 @@ def run(cfg, out_dir: str | Path) -> dict:
     }  # failed verification: moved aside, rebuilt
     metrics["history"] = train_metrics.get("history", [])
     return metrics
+
+
+def run_rounds(cfg, store: Store, p, ckpt, opts: dict, train_opts: dict, seconds: dict) -> list[dict]:
+    """Build an iterative method's rounds in order (specs.iterative_rounds): each round's samples (generate: k per
+    pref prompt from the last round's policy), pairs (label: the labeller's scores, its reward model first) and
+    policy (train: the inner loss from the last round's policy), each read from the store when there.  Returns per
+    round what run.json's ``online`` reports: counts, the gold reward of the round's samples (the world), seconds
+    per phase and what came from the store."""
+    out = []
+    for r, rnd in enumerate(p.rounds, 1):
+        phase: dict[str, float] = {}
+        cached = {role: store.exists(s["stage"], s) for role, s in rnd.items() if s is not None}
+        with timed(phase, "generate"):
+            objs = {}  # round 1 samples the start: the loaded SFT model saves loading it again
+            if r == 1 and not cached["samples"]:
+                objs = {"model": ckpt.sft, "tokenizer": ckpt.tokenizer}
+            samples = stages.get(store, "samples", rnd["samples"], opts, desc=f"round {r}: samples", **objs)
+        with timed(phase, "label"):
+            if rnd["reward_model"] is not None:
+                stages.get(
+                    store,
+                    "reward_model",
+                    rnd["reward_model"],
+                    train_opts,
+                    **ckpt.to_build("reward_model", rnd["reward_model"]),
+                )
+            pairs_art = stages.get(store, "pairs", rnd["pairs"], opts)
+        with timed(phase, "train"):
+            generate.release()  # a vLLM engine from the sampling stage frees its memory first
+            stages.get(
+                store, "policy", rnd["policy"], train_opts, launch=cfg.launch, **ckpt.to_build("policy", rnd["policy"])
+            )
+        for k, v in phase.items():
+            seconds[k] = round(seconds.get(k, 0.0) + v, 3)
+        prompts = stages.resolve_prompts(store, rnd["samples"]["prompts"])
+        flat_p = [x for x, ys in zip(prompts, samples) for _ in ys]
+        flat_y = [y for ys in samples for y in ys]
+        stats = pairs_art["stats"]
+        out.append(
+            {
+                "round": r,
+                "samples_generated": len(flat_y),
+                "labels_requested": stats.get("labels_requested", len(flat_y)),
+                "labeller": stats.get("labeller", "annotator"),
+                "judge_calls": 0,  # every labeller here is local (the world, a reward model, the policy)
+                "judge_tokens": 0,
+                "pairs": len(pairs_art["train"]),
+                "labeller_gold_agreement": stats.get("labeller_gold_agreement", stats.get("annotator_gold_agreement")),
+                "gold_reward_samples": (
+                    p.source.gold(flat_p, flat_y, flat_y)["gold_reward"] if p.source.gold is not None else None
+                ),
+                "seconds": phase,
+                "from_store": cached,
+            }
+        )
+    return out
+
+
+def online_report(cfg, rounds: list[dict]) -> dict:
+    """``metrics.online`` of run.json for an iterative method: its settings, each round's report and the totals."""
+    a = cfg.loss.args
+    return {
+        "method": cfg.loss.name,
+        "rounds": len(rounds),
+        "inner": str(a.get("inner", "dpo")),
+        "labeller": str(a.get("labeller", "gold")),
+        "ref_update": str(a.get("ref_update", "fixed")),
+        "per_round": rounds,
+        "samples_generated": sum(x["samples_generated"] for x in rounds),
+        "labels_requested": sum(x["labels_requested"] for x in rounds),
+        "judge_calls": 0,
+        "judge_tokens": 0,
+        "seconds": {k: round(sum(x["seconds"].get(k, 0.0) for x in rounds), 3) for k in ("generate", "label", "train")},
+    }
 
 
 def torch_threads(cfg) -> None:

@@ -236,6 +236,8 @@ class Plan:
     eval_prompts: dict | None = None
     extra_sft: dict[str, dict] = field(default_factory=dict)  # role -> another SFT policy the pairs read
     sources: dict[str, dict] = field(default_factory=dict)  # role -> an InfiFPO source model (an SFT spec)
+    # an iterative method's rounds, first to last (:func:`iterative_rounds`); ``policy`` is the last round's
+    rounds: list[dict] = field(default_factory=list)
 
     @property
     def policy_ref(self) -> dict:
@@ -262,6 +264,10 @@ class Plan:
             out["pair_scores"] = spec_key(self.pair_scores["stage"], self.pair_scores)
         if self.ches is not None:
             out["ches"] = spec_key("ches", self.ches)
+        for r, rnd in enumerate(self.rounds, 1):  # (the last round's pairs, ref_logps and policy are the run's too)
+            for role, s in rnd.items():
+                if s is not None:
+                    out[f"round{r}_{role}"] = spec_key(s["stage"], s)
         return out
 
 
@@ -307,6 +313,8 @@ def plan(cfg) -> Plan:
 
     # ---- preference data -----------------------------------------------------------------------
     trains = method.trains_preference and cfg.stages.train
+    if method.iterative:  # rounds of sample -> label -> train, each a policy stage of the inner loss
+        return iterative_plan(cfg, p, trains)
     noise = plain(cfg.noise)
     if src.pref_samples_n():  # pairs labelled from the SFT policy's samples on the pref prompts (the world)
         pref = _samples(start, model, src.prompt_spec("pref"), gen, seed + 3000, src.pref_samples_n())
@@ -399,6 +407,128 @@ def plan(cfg) -> Plan:
         if cfg.stages.generate:
             p.samples["generations"] = _samples(p.policy_ref, model, p.eval_prompts, gen, seed, 1)
     return p
+
+
+# Round r samples with seed + 3000 + ROUND_SEED_STRIDE * (r - 1): round 1's are the offline pairs' samples, later
+# rounds draw afresh (the i-th of k samples adds i, so the stride keeps the rounds' seeds apart for k < 10000)
+ROUND_SEED_STRIDE = 10_000
+
+
+def iterative_plan(cfg, p: Plan, trains: bool) -> Plan:
+    """The plan of an iterative method (loss=iterative_dpo): the rounds (:func:`iterative_rounds`); the run's
+    ``pairs``, ``ref_logps`` and ``policy`` are the last round's, its eval samples and judges as any run's."""
+    src, model, gen, seed = p.source, model_fields(cfg), gen_fields(cfg), int(cfg.seed)
+    p.eval_prompts = src.eval_prompt_spec({})
+    if trains:
+        p.rounds = iterative_rounds(cfg, p.start, int(cfg.loss.args.rounds))
+        last = p.rounds[-1]
+        p.pairs, p.ref_logps, p.policy = last["pairs"], last["ref_logps"], last["policy"]
+    if cfg.stages.generate:
+        p.samples["sft_samples"] = _samples(p.start, model, p.eval_prompts, gen, seed, 1)
+        if cfg.stages.judge:
+            for offset, split in zip((1000, 2000), src.heldout_splits().values()):
+                p.samples[f"heldout_{split}"] = _samples(p.start, model, src.prompt_spec(split), gen, seed + offset, 2)
+        if p.policy is not None:
+            p.samples["generations"] = _samples(p.policy_ref, model, p.eval_prompts, gen, seed, 1)
+    return p
+
+
+def iterative_rounds(cfg, start: dict, rounds: int) -> list[dict]:
+    """The specs of an iterative method's rounds 1..``rounds`` (loss.args: inner, labeller, ref_update); each
+    round a dict of ``samples`` (k = dataset.k_samples per world pref prompt from the last round's policy, round 1:
+    the start), ``pairs`` (those samples labelled, pairs by dataset.pair_strategy), ``ref_logps`` (the reference's
+    on them, None for a loss that stores none), ``policy`` (the inner loss's policy stage from the last round's
+    policy), ``reward_model`` (labeller=explicit: the reward model, else None).  A round's specs nest the last
+    round's policy, so round r's keys are the same for every ``rounds`` >= r (a sweep over R builds each round once).
+
+    The reference (ref_update): ``fixed``, the start checkpoint; ``per_round``, the previous round's policy.  It is
+    the policy spec's ``reference`` where it is not its ``start`` (so a round whose reference is its start,
+    round 1, has the key of the inner loss's plain policy on the same pairs).  The labeller: ``annotator``, the
+    world's Bradley-Terry annotator exactly as the offline pairs (the pairs spec of a plain run: round 1 is offline
+    DPO); ``gold``, the world's r*; ``implicit``, the last round's policy's implicit reward against its reference
+    (round 1 has no trained policy: the annotator's pairs); ``explicit``, a Bradley-Terry reward model (the
+    ``reward_model`` stage, MADPO's) trained once on the start's annotator pairs, scoring every round."""
+
+    from po_bench.config import inner_loss_config  # lazy: hydra (~0.1 s)
+
+    a = cfg.loss.args
+    labeller, ref_update = str(a.get("labeller", "gold")), str(a.get("ref_update", "fixed"))
+    inner_cfg = inner_loss_config(cfg)
+    inner = inner_cfg.loss
+    src = source_for(cfg.dataset)
+    model, gen, seed, noise = model_fields(cfg), gen_fields(cfg), int(cfg.seed), plain(cfg.noise)
+    train, lf = pref_train(cfg), loss_fields(inner_cfg)
+    k = src.pref_samples_n()
+    scored = {
+        "kind": "world",
+        "prompts": src.prompt_spec("pref"),
+        "ranking": {f: cfg.dataset[f] for f in ("k_samples", "pair_strategy", "curriculum")},
+    }
+    reward_model = None
+    out: list[dict] = []
+    prev, prev_ref = start, start  # the last round's policy and its reference
+    for r in range(1, rounds + 1):
+        samples = _samples(prev, model, src.prompt_spec("pref"), gen, seed + 3000 + ROUND_SEED_STRIDE * (r - 1), k)
+        pairs = {"stage": "pairs", "version": VERSIONS["pairs"], "source": src.pairs_spec(), "samples": samples}
+        if labeller == "gold":
+            pairs["source"], pairs["labeller"] = scored, {"kind": "gold"}
+        elif labeller == "implicit" and r > 1:
+            pairs["source"] = scored
+            pairs["labeller"] = {
+                "kind": "implicit",
+                "policy": prev,
+                "reference": prev_ref,
+                "model": model,
+                "implicit_reward": str(inner.implicit_reward),
+                "beta": float(inner.beta),
+            }
+        elif labeller == "explicit":
+            if reward_model is None:  # trained once, on the start's samples labelled by the annotator
+                initial = {**pairs, "noise": noise, "seed": seed}
+                reward_model = {
+                    "stage": "reward_model",
+                    "version": VERSIONS["reward_model"],
+                    "start": start,
+                    "model": model,
+                    "pairs": initial,
+                    "train": {
+                        **{"lr": float(inner.lr), "epochs": 2, "batch_size": 32},
+                        **plain(a.get("reward_model") or {}),
+                        **{f: cfg.train[f] for f in REWARD_MODEL_TRAIN_FIELDS},
+                    },
+                    "seed": seed,
+                }
+            pairs["source"] = scored
+            pairs["labeller"] = {"kind": "explicit", "reward_model": ref("reward_model", reward_model)}
+        pairs.update(noise=noise, seed=seed)
+        reference = start if ref_update == "fixed" else prev
+        policy = {
+            "stage": "policy",
+            "version": VERSIONS["policy"],
+            "start": prev,
+            "model": model,
+            "pairs": pairs,
+            "loss": lf,
+            "train": train,
+            "seed": seed,
+            "ref_logps": ref_logps_spec(inner, reference, model, pairs, train, seed),
+        }
+        if reference != prev:  # (round 1, and every per_round round: the reference is the start, no field)
+            policy["reference"] = reference
+        probe = probe_spec(cfg, pairs)
+        if probe is not None:
+            policy["probe"] = probe
+        out.append(
+            {
+                "samples": samples,
+                "pairs": pairs,
+                "ref_logps": policy["ref_logps"],
+                "policy": policy,
+                "reward_model": reward_model if labeller == "explicit" and r == 1 else None,
+            }
+        )
+        prev, prev_ref = ref("policy", policy), reference
+    return out
 
 
 def filter_on(cfg) -> bool:

@@ -16,12 +16,14 @@ import argparse
 import json
 import logging
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
 
 from po_bench.common import seed_everything
+from po_bench.data import world
 from po_bench.data.noise import flip_labels
 from po_bench.data.sources import prompts as spec_prompts
 from po_bench.data.sources import source_class
@@ -178,7 +180,10 @@ def build_pairs(spec: dict, store: Store, opts: dict | None = None) -> dict:
         return filtered_pairs(spec, store, opts)
     src = source_class(spec["source"])
     seed = int(spec["seed"])
-    art = src.build_pairs(spec, StorePairInputs(spec, store, opts))  # on-policy samples or files: the source's say
+    if "labeller" in spec:  # an iterative method's round: its samples scored by the round's labeller
+        art = labelled_pairs(spec, store, opts)
+    else:  # on-policy samples or files: the source's say
+        art = src.build_pairs(spec, StorePairInputs(spec, store, opts))
     pairs = art["train"]
     flipped: list[int] = []
     if spec["noise"]["kind"] == "flip" and pairs and "chosen" in pairs[0]:
@@ -188,6 +193,66 @@ def build_pairs(spec: dict, store: Store, opts: dict | None = None) -> dict:
     if not pairs:
         raise RuntimeError("no preference pairs left after labelling (every sample pair was identical)")
     return art
+
+
+def labelled_pairs(spec: dict, store: Store, opts: dict | None = None) -> dict:
+    """An iterative round's pairs (specs.iterative_rounds): the round's k samples per pref prompt, each scored by
+    the labeller (``gold``: the world's r*; ``implicit``: the last policy's implicit reward against its reference;
+    ``explicit``: the reward model's score), pairs by the pair strategy from that ranking
+    (:func:`po_bench.data.world.label_scored`, ties dropped), and their statistics (labels requested: one score
+    per sample; judge calls and tokens: none, every labeller is local)."""
+    src, lab = spec["source"], spec["labeller"]
+    prompts_ = resolve_prompts(store, src["prompts"])
+    samples = get(store, "samples", spec["samples"], opts)
+    flat_p = [p for p, ys in zip(prompts_, samples) for _ in ys]
+    flat_y = [y for ys in samples for y in ys]
+    if lab["kind"] == "gold":
+        flat = [world.gold_reward(p, y) for p, y in zip(flat_p, flat_y)]
+    elif lab["kind"] == "implicit":
+        from po_bench.judges import implicit  # lazy: torch (~1 s)
+
+        pol_dir = checkpoint_dir(store, lab["policy"])
+        tokenizer = load_tokenizer(pol_dir, lab["model"])
+        policy = load_model(pol_dir, lab["model"])
+        reference = load_model(checkpoint_dir(store, lab["reference"]), lab["model"])
+        rewards = implicit.implicit_rewards(
+            policy, reference, tokenizer, flat_p, flat_y, lab["implicit_reward"], float(lab["beta"])
+        )
+        flat = [float(x) for x in rewards]
+    elif lab["kind"] == "explicit":
+        from po_bench.training.trl.reward import reward_scores  # lazy: transformers, TRL (~5 s)
+
+        rm = lab["reward_model"]["spec"]
+        rm_dir = get(store, "reward_model", rm, train_opts(opts))
+        tokenizer = load_tokenizer(str(rm_dir), rm["model"])
+        train = OmegaConf.create({**rm["train"], "grad_accum": 1, "max_steps": 0, **train_opts(opts)})
+        with tempfile.TemporaryDirectory() as tmp:  # (the trainer's output folder: nothing is saved there)
+            flat = reward_scores(rm_dir, tokenizer, flat_p, flat_y, train, Path(tmp), int(rm["seed"]))
+    else:
+        raise ValueError(f"unknown labeller {lab['kind']!r}; labellers: gold, implicit, explicit")
+    scores, i = [], 0
+    for ys in samples:
+        scores.append(flat[i : i + len(ys)])
+        i += len(ys)
+    r = src["ranking"]
+    pairs = world.label_scored(prompts_, samples, scores, r["pair_strategy"], r["curriculum"])
+    mean = lambda xs: sum(xs) / len(xs) if xs else float("nan")
+    return {
+        "train": pairs,
+        "eval": [],
+        "ordered": r["curriculum"] != "none",
+        "stats": {
+            "n_pairs": len(pairs),
+            "n_identical_skipped": len(prompts_) - len({q["row"] for q in pairs}),
+            "labeller": lab["kind"],
+            "labels_requested": len(flat),
+            "labeller_gold_agreement": mean([q["gold_margin"] > 0 for q in pairs]),
+            "k_samples": int(r["k_samples"]),
+            "pair_strategy": r["pair_strategy"],
+            "curriculum": r["curriculum"],
+            "mean_rating_gap": mean([q["gap"] for q in pairs]),
+        },
+    }
 
 
 def filtered_pairs(spec: dict, store: Store, opts: dict | None = None) -> dict:
@@ -252,15 +317,15 @@ def build_policy(
 
     seed = int(spec["seed"])
     start = checkpoint_dir(store, spec["start"])
+    # the reference: the start checkpoint, or an iterative round's own (``reference``: specs.iterative_rounds)
+    reference = spec.get("reference", spec["start"])
     if tokenizer is None:
         tokenizer = load_tokenizer(start, spec["model"])
     pairs_art = get(store, "pairs", spec["pairs"])
     pairs = pairs_art["train"]
     loss = OmegaConf.create(spec["loss"])
     # KTO's policy spec holds no reference spec: it follows from the policy spec's fields
-    ref_spec = spec["ref_logps"] or ref_logps_spec(
-        loss, spec["start"], spec["model"], spec["pairs"], spec["train"], seed
-    )
+    ref_spec = spec["ref_logps"] or ref_logps_spec(loss, reference, spec["model"], spec["pairs"], spec["train"], seed)
     cache = None
     if ref_spec is not None:
         cache = (
@@ -283,7 +348,7 @@ def build_policy(
     res = train_preference(
         pol,
         # the reference, held by no name here: the trainer frees it once its log-probs are precomputed
-        load_model(start, spec["model"]) if needs_ref else None,
+        load_model(checkpoint_dir(store, reference), spec["model"]) if needs_ref else None,
         tokenizer,
         pairs,
         loss,

@@ -19,6 +19,7 @@ BACKEND = {
     "pobench": "po-bench (po_bench/training/losses.py) on TRL DPOTrainer",
     "listwise": "po-bench listwise (po_bench/training/listwise.py) on TRL DPOTrainer",
     "sft": "TRL SFTTrainer (SFT stage only)",
+    "iterative": "rounds of its inner loss's trainer (po_bench/specs.py iterative_rounds)",
 }
 SKIP_ARGS = {"loss_type"}
 
@@ -56,6 +57,9 @@ def render() -> str:
             "reward_margin": " + a reward model trained first on them (its margin per pair)",
             "semantic_distance": f" + prompt/chosen embedding distances ({ps.get('embedder')})",
         }.get(ps.get("kind"), "")
+        if d["backend"] == "iterative":  # samples and labels its own pairs each round (docs/online.md)
+            ref = "yes: the start (`ref_update=fixed`) or the previous round's policy (`per_round`)"
+            data = "its own each round: k samples per world pref prompt from the last policy, labelled, pairs"
         cite = d.get("citation", "").replace("|", "/")
         rows.append(
             f"| `{p.stem}` | {d.get('label', p.stem)} | {cite} | {d.get('formula', '').replace('|', '/')} | "
@@ -110,6 +114,10 @@ def render() -> str:
         "the authors' released code (`rdpo_loss`), not the paper's equations (unavailable here); the world's k samples",
         "stand for its in-context list, positions are ranks by the policy's rewards (`position=policy`): assumptions",
         "listed in conf/loss/irpo.yaml.  ADPO's targets are q = softmax(scores / tau) with tau = 1 (not a paper value).",
+        "`iterative_dpo` trains R rounds of its inner loss (`loss.args.inner`, DPO by default; `loss.beta` and",
+        "`loss.lr` are the inner loss's) on pairs it samples from the last round's policy and labels (gold, the",
+        "world's annotator, the last policy's implicit reward, or a reward model): each round a policy artifact keyed",
+        "by every round before it; docs/online.md has its sources and where it departs from them.",
         "Not available: unpaired BCO (TRL 1.16 has no BCOTrainer; `bco_pair` is the paired form), and the",
         "f-divergence SFT objectives of arXiv:2507.00018 (only its learning-rate-reduction recipe, `sft_lowlr`,",
         "is here).",

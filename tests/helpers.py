@@ -559,10 +559,17 @@ def world_lists(n=24, k=4, seed=0):
 
 
 def preference_losses() -> list[str]:
-    """Every loss config of conf/loss/ but SFT's (the preference losses), by name."""
+    """Every loss config of conf/loss/ with a preference trainer of its own, by name: not SFT's, not an iterative
+    method's (its rounds train its inner loss, one of these: tests/test_iterative.py)."""
+    import yaml
+
     from po_bench.cli.app import CONF_DIR
 
-    return sorted(p.stem for p in (Path(CONF_DIR) / "loss").glob("*.yaml") if p.stem != "sft")
+    return sorted(
+        p.stem
+        for p in (Path(CONF_DIR) / "loss").glob("*.yaml")
+        if p.stem != "sft" and yaml.safe_load(p.read_text())["backend"] != "iterative"
+    )
 
 
 def config_with_loss(name: str):

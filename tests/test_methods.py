@@ -41,6 +41,7 @@ KINDS = {
     "infifpo": K.FUSED_REFERENCE,
     "ipo": K.PAIRWISE_TRL,
     "irpo": K.LISTWISE,
+    "iterative_dpo": K.ITERATIVE,
     "kto": K.UNPAIRED_TRL,
     "ld_dpo": K.PAIRWISE_TRL,
     "lipo": K.LISTWISE,
@@ -141,7 +142,9 @@ def test_the_online_kind_is_reserved():
 
 
 def test_an_unknown_backend_is_refused():
-    with pytest.raises(ValueError, match="unknown backend 'nope'; valid: dpo, cpo, orpo, kto, pobench, listwise, sft"):
+    with pytest.raises(
+        ValueError, match="unknown backend 'nope'; valid: dpo, cpo, orpo, kto, pobench, listwise, sft, iterative"
+    ):
         method_of({"backend": "nope"})
 
 
@@ -157,7 +160,7 @@ def test_a_method_reads_any_config_shape():
     assert method_of({}).kind is K.PAIRWISE_TRL and isinstance(method_of({}), Method)
 
 
-@pytest.mark.parametrize("name", [n for n in CONFIGS if KINDS[n] is not K.SFT])
+@pytest.mark.parametrize("name", [n for n in CONFIGS if KINDS[n] not in (K.SFT, K.ITERATIVE)])
 def test_each_kind_trains_with_a_named_trainer_class(name):
     """The trainer of a loss config is a class defined at a module's top level (po-bench's family modules or
     TRL's own), not one assembled at run time from closures."""
@@ -174,6 +177,17 @@ def test_sft_has_no_preference_trainer():
 
     with pytest.raises(ValueError, match="backend 'sft' has no preference stage"):
         trainer_class(method_of({"backend": "sft"}))
+
+
+def test_an_iterative_method_has_no_trainer_of_its_own():
+    """Iterative DPO's rounds are policy stages of its inner loss (specs.iterative_rounds): the inner loss's
+    trainer trains them, the iterative method itself has none."""
+    from po_bench.training.trl.preference import trainer_class
+
+    m = method_of(_compose(["loss=iterative_dpo"]).loss)
+    assert m.iterative and not method_of({"backend": "dpo"}).iterative
+    with pytest.raises(ValueError, match="backend 'iterative' has no preference stage"):
+        trainer_class(m)
 
 
 # ---- only the method table compares loss.backend strings ----------------------------------------------------

@@ -375,6 +375,37 @@ def label_ranked(
     return pairs
 
 
+def label_scored(
+    prompts: Sequence[str],
+    samples: Sequence[Sequence[str]],
+    scores: Sequence[Sequence[float]],
+    strategy: str,
+    curriculum: str = "none",
+    weights: RewardWeights = RewardWeights(),
+) -> list[dict]:
+    """k samples per prompt with a labeller's scalar score each (the gold reward, a reward model's, an implicit
+    reward) -> a ranking by score (identical responses kept once) -> pairs by ``strategy`` (:func:`ranked_pairs`),
+    pairs whose two scores tie dropped (no preference: RLHFlow's rule); ``curriculum`` as :func:`label_ranked`.
+    ``gold_margin`` is r*'s difference as for every world pair."""
+    if strategy == LIST_STRATEGY or strategy not in PAIR_STRATEGIES:
+        raise ValueError(f"pair strategy {strategy!r}: allowed {', '.join(s for s in PAIR_STRATEGIES if s != 'list')}")
+    pairs = []
+    for i, (p, ys, ss) in enumerate(zip(prompts, samples, scores)):
+        seen, rated = set(), []
+        for y, sc in zip(ys, ss):
+            if y.strip() in seen:
+                continue
+            seen.add(y.strip())
+            rated.append({"response": y, "rating": float(sc), "gold": gold_reward(p, y, weights)})
+        rated.sort(key=lambda d: -d["rating"])
+        pairs += [q for q in ranked_pairs(p, rated, strategy, i) if q["gap"] > 0]
+    if curriculum == "easy_to_hard":
+        pairs = sorted(pairs, key=lambda d: -d["gap"])
+    elif curriculum != "none":
+        raise ValueError(f"curriculum {curriculum!r}: allowed {', '.join(CURRICULA)}")
+    return pairs
+
+
 # ---------------------------------------------------------------------------------------------
 # steps: a response as a sequence of clauses with a gold signal per step (Step-DPO), and per token
 # ---------------------------------------------------------------------------------------------

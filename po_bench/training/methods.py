@@ -23,6 +23,9 @@ UNPAIRED_CUSTOM        a pure function over unpaired rows (BCO)               ``
 LISTWISE               a pure function of ``training/listwise.py`` over rated  ``listwise.ListwiseTrainer``
                        lists (LiPO, IRPO, ADPO-list; TPO with step inputs)
 SFT                    no preference stage (``backend: sft``: the SFT model)   (none)
+ITERATIVE              R rounds of sample -> label -> an offline pairwise loss  each round: its inner loss's
+                       (``backend: iterative``, ``loss.args.inner``;           trainer (``specs.iterative_rounds``)
+                       iterative DPO): each round's policy an artifact
 ONLINE                 reserved: a trainer that generates and labels inside    (none yet)
                        training; no loss config has it
 =====================  =====================================================  ===============================
@@ -50,6 +53,9 @@ class MethodKind(enum.Enum):
     UNPAIRED_CUSTOM = "unpaired_custom"
     LISTWISE = "listwise"
     SFT = "sft"
+    # Rounds of an offline pairwise loss (``loss.args.inner``) on pairs labelled from the last round's samples
+    # (iterative DPO): no trainer of its own, each round is a policy stage of its inner loss (specs.iterative_rounds)
+    ITERATIVE = "iterative"
     # Reserved for the online-methods issue: a trainer that samples from the policy and labels the samples
     # inside training.  No backend maps to it yet; :func:`method_of` never returns it.
     ONLINE = "online"
@@ -74,6 +80,7 @@ BACKEND_KINDS = {
     "pobench": MethodKind.PAIRWISE_CUSTOM,
     "listwise": MethodKind.LISTWISE,
     "sft": MethodKind.SFT,
+    "iterative": MethodKind.ITERATIVE,
 }
 BACKENDS = tuple(BACKEND_KINDS)
 
@@ -145,6 +152,12 @@ class Method:
     def trains_preference(self) -> bool:
         """Whether the method has a preference stage (SFT's policy is the SFT model itself)."""
         return self.kind is not MethodKind.SFT
+
+    @property
+    def iterative(self) -> bool:
+        """Whether the method runs rounds of its inner loss (``loss.args.inner``) on pairs it samples and labels
+        itself (iterative DPO): it has no trainer of its own, each round is a policy stage of the inner loss."""
+        return self.kind is MethodKind.ITERATIVE
 
     @property
     def trl_trainer(self) -> str:

@@ -45,9 +45,26 @@ def train_reward_model(start_dir, tokenizer, pairs: list[dict], train_cfg, out_d
     }
 
 
+def reward_scores(model_dir, tokenizer, prompts: list, responses: list[str], train_cfg, out_dir: Path, seed: int):
+    """r(x, y) of the reward model saved in ``model_dir`` (:func:`train_reward_model`'s) on every (prompt,
+    response), tokenised as its training rows were (TRL's RewardTrainer pipeline, over-long rows truncated to
+    max_length): an iterative method's explicit labeller."""
+
+    args = build_reward_config(train_cfg, out_dir, seed)
+    model = AutoModelForSequenceClassification.from_pretrained(str(model_dir), num_labels=1, dtype=torch.float32)
+    rows = [{"prompt": p, "chosen": y, "rejected": y} for p, y in zip(prompts, responses)]
+    trainer = RewardTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer)
+    return [x for rc, _ in score_batches(trainer, rows, int(train_cfg.batch_size)) for x in rc.tolist()]
+
+
 def reward_margins(trainer, rows: list[dict], batch_size: int) -> list[float]:
     """r(x, y_w) - r(x, y_l) of the trainer's reward model on every row, tokenised as the trainer
     tokenised its training rows; over-long rows are truncated to max_length (kept: one margin per pair)."""
+    return [x for rc, rr in score_batches(trainer, rows, batch_size) for x in (rc - rr).tolist()]
+
+
+def score_batches(trainer, rows: list[dict], batch_size: int):
+    """(r(x, y_w), r(x, y_l)) of the trainer's reward model, batch by batch over the rows in order (tensors)."""
 
     model, max_length = trainer.model, trainer.args.max_length
     trainer.args.max_length = None  # TRL's over-long filter off: every row gets its margin
@@ -58,7 +75,6 @@ def reward_margins(trainer, rows: list[dict], batch_size: int) -> list[float]:
     cut = slice(None, max_length)
     device = next(model.parameters()).device
     model.eval()
-    out: list[float] = []
     with torch.no_grad():
         for i in range(0, len(ds), batch_size):
             chunk = ds.select(range(i, min(i + batch_size, len(ds))))
@@ -70,6 +86,4 @@ def reward_margins(trainer, rows: list[dict], batch_size: int) -> list[float]:
                 .logits.squeeze(-1)
                 .float()
             )
-            rc, rr = scores.chunk(2)
-            out += (rc - rr).tolist()
-    return out
+            yield scores.chunk(2)
