@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from po_bench import stages
+from po_bench import reward_models, stages
 from po_bench.common import cpu_only_torch, timed, write_jsonl
 from po_bench.config import check_machine, validate
 from po_bench.generation import generate
@@ -152,6 +152,10 @@ def run(cfg, out_dir: str | Path) -> dict:
             with timed(seconds, "judge"):
                 kind = loss.implicit_reward if method_of(loss).trains_preference else "avg_logp"
                 metrics.update(implicit_judges(store, implicit_spec(cfg, p), ckpt, prompts, out, held, kind, loss.beta))
+                if cfg.diagnostics.reward_models:  # DPORM vs EXRM in distribution and under shifts
+                    rm = reward_models.diagnostic(cfg, store, p, ckpt, opts)
+                    if rm is not None:
+                        metrics.setdefault("diagnostics", {})["reward_models"] = rm
                 judges = runner_judges(cfg)  # every judge of the run the runner runs (gold and none: none)
                 if any(judge_class(j.name).reads is Reads.SAMPLES for j in judges):
                     torch_threads(cfg)  # it may score the samples here (a reward model), outside the store
