@@ -434,9 +434,9 @@ class DiagnosticsConfig:
       trained on the same pairs, in distribution and under prompt, response and label shifts (Lin et al.;
       po_bench/judges/reward_shift.py).  The EXRM is the reward_model stage's (MADPO's) with ``rm_lr`` (null:
       model.lr), ``rm_epochs`` and ``rm_batch_size``: at the defaults it is MADPO's reward model on the same
-      pairs.  ``ood_pairs`` (real data): a pair file for the out-of-distribution set, e.g. AlpacaEval's GPT-4
-      annotations (``*annotations.json[.gz]``) or a JSONL of prompt/chosen/rejected; ``ood_pairs_n`` of its
-      pairs are used (0: all).
+      pairs.  ``ood_pairs`` (real data): a pair file for the out-of-distribution set, AlpacaEval annotations
+      (rows with instruction, output_1, output_2, preference; po_bench/data/annotations.py) or JSON(L) rows of
+      prompt/chosen/rejected; its first ``ood_pairs_n`` pairs are used (0: all).
     * ``token_credit``: per-token beta log-ratio against the world's exact token gains (From r to Q*).
     * ``beams``: beam widths at which the policy also generates (greedy beam search) for gold and KL against
       beam width; [] for none.

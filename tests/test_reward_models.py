@@ -146,31 +146,31 @@ def test_a_run_reports_every_shift_and_every_number_recounts_from_the_stored_sco
     p = plan(rm_run.cfg)
     spec = reward_models_spec(rm_run.cfg, p)
     art = store.load_json("reward_models", spec)
-    assert set(rep["sets"]) == set(art["sets"]) == {"id", "prompt", "response", "label"}
+    assert set(rep["shifts"]) == set(art["sets"]) == {"id", "prompt", "response", "label"}
     for name, s in art["sets"].items():
-        r = rep["sets"][name]
+        r = rep["shifts"][name]
         assert len(s["dporm_margin"]) == len(s["exrm_margin"]) == r["n"] > 0, name
         for model in ("dporm", "exrm"):
             ms = s[f"{model}_margin"]
             hand = (sum(x > 0 for x in ms) + 0.5 * sum(x == 0 for x in ms)) / len(ms)
-            assert r[f"{model}_acc"] == hand
-            assert r[f"{model}_drop"] == pytest.approx(rep["sets"]["id"][f"{model}_acc"] - hand)
-        assert r["dporm_minus_exrm"] == pytest.approx(r["dporm_acc"] - r["exrm_acc"])
-    gaps = [rep["sets"][n]["exrm_acc"] - rep["sets"][n]["dporm_acc"] for n in ("prompt", "response", "label")]
-    assert rep["shifts"] == 3 and rep["exrm_minus_dporm_mean"] == pytest.approx(sum(gaps) / 3)
+            assert r[model] == hand
+            assert r[f"{model}_drop"] == pytest.approx(rep["shifts"]["id"][model] - hand)
+        assert r["dporm_minus_exrm"] == pytest.approx(r["dporm"] - r["exrm"])
+    gaps = [rep["shifts"][n]["exrm"] - rep["shifts"][n]["dporm"] for n in ("prompt", "response", "label")]
+    assert rep["n_shifts"] == 3 and rep["exrm_minus_dporm_mean"] == pytest.approx(sum(gaps) / 3)
     assert rep["exrm_minus_dporm_max"] == pytest.approx(max(gaps))
     # the held-out sets are the implicit judge's pairs: DPORM's accuracy there is implicit_reward_accuracy
-    assert rep["sets"]["id"]["dporm_acc"] == pytest.approx(m["implicit_reward_accuracy"])
-    assert rep["sets"]["prompt"]["dporm_acc"] == pytest.approx(m["implicit_reward_accuracy_ood"])
+    assert rep["shifts"]["id"]["dporm"] == pytest.approx(m["implicit_reward_accuracy"])
+    assert rep["shifts"]["prompt"]["dporm"] == pytest.approx(m["implicit_reward_accuracy_ood"])
     # the sets' sizes from the samples in the store; every label-shift pair in gold order
     held = stages.get(store, "samples", p.samples["heldout_eval"])
     prompts = stages.resolve_prompts(store, p.samples["heldout_eval"]["prompts"])
-    assert rep["sets"]["id"]["n"] == len(world.gold_pairs(prompts, held))
+    assert rep["shifts"]["id"]["n"] == len(world.gold_pairs(prompts, held))
     gen = stages.get(store, "samples", p.samples["generations"])
     sft = stages.get(store, "samples", p.samples["sft_samples"])
-    assert rep["sets"]["response"]["n"] == len(world.gold_pairs(prompts, [[a, b] for a, b in zip(gen, sft)]))
+    assert rep["shifts"]["response"]["n"] == len(world.gold_pairs(prompts, [[a, b] for a, b in zip(gen, sft)]))
     labelled = world.label_pairs(prompts, held, world.Annotator(0.5, 0.03), rm_run.cfg.seed + reward_shift.LABEL_SEED)
-    assert rep["sets"]["label"]["n"] == sum(x["gold_margin"] < 0 for x in labelled)
+    assert rep["shifts"]["label"]["n"] == sum(x["gold_margin"] < 0 for x in labelled)
     # the EXRM's margins again, from its stored weights
     from omegaconf import OmegaConf
 
@@ -280,7 +280,7 @@ def test_exrm_training_reaches_the_accuracy_a_direct_fit_gets(rm_run):
     ceiling = float(
         np.mean([(_features(x["prompt"], x["chosen"]) - _features(x["prompt"], x["rejected"])) @ wf > 0 for x in held])
     )
-    exrm = rm_run.metrics["diagnostics"]["reward_models"]["sets"]["id"]["exrm_acc"]
+    exrm = rm_run.metrics["diagnostics"]["reward_models"]["shifts"]["id"]["exrm"]
     print(
         f"EXRM {exrm:.3f}, direct fit of its head {probe:.3f}, world-feature ceiling {ceiling:.3f} ({len(held)} pairs)"
     )

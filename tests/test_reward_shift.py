@@ -19,16 +19,16 @@ def test_report_recounts_accuracy_drops_and_gaps():
         }
     }
     r = reward_shift.report(art)
-    s = r["sets"]
-    assert (s["id"]["dporm_acc"], s["id"]["exrm_acc"]) == (0.75, 1.0)
-    assert (s["prompt"]["dporm_acc"], s["prompt"]["exrm_acc"]) == (0.375, 0.75)  # a tie counts half
+    s = r["shifts"]
+    assert (s["id"]["dporm"], s["id"]["exrm"]) == (0.75, 1.0)
+    assert (s["prompt"]["dporm"], s["prompt"]["exrm"]) == (0.375, 0.75)  # a tie counts half
     assert (s["prompt"]["dporm_drop"], s["prompt"]["exrm_drop"], s["prompt"]["dporm_minus_exrm"]) == (
         0.375,
         0.25,
         -0.375,
     )
-    assert s["prompt"]["n_prompts"] == 5 and s["empty"]["dporm_acc"] is None and s["empty"]["dporm_drop"] is None
-    assert r["shifts"] == 1 and r["exrm_minus_dporm_mean"] == r["exrm_minus_dporm_max"] == 0.375
+    assert s["prompt"]["n_prompts"] == 5 and s["empty"]["dporm"] is None and s["empty"]["dporm_drop"] is None
+    assert r["n_shifts"] == 1 and r["exrm_minus_dporm_mean"] == r["exrm_minus_dporm_max"] == 0.375
     assert r["paper"] == {"mean_drop": 0.03, "max_drop": 0.07}
 
 

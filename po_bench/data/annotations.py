@@ -7,8 +7,14 @@ prompt/chosen/rejected rows.  The out-of-distribution set of the reward_models d
 An AlpacaEval annotation row has ``instruction``, ``output_1`` (the baseline's answer), ``output_2`` (the
 model's) and ``preference`` in [1, 2]: the weighted judge's expected preference, 1 + P(output_2 preferred).
 The pair's chosen answer is output_1 below 1.5 and output_2 above it; a preference of exactly 1.5 is a tie
-(AlpacaEval counts it as half a win) and is dropped, as are rows without a preference and rows whose two
-answers are identical; each is counted.
+(AlpacaEval counts it as half a win) and is dropped, as are rows without a preference on that scale and rows
+whose two answers are identical; each is counted.  A file is read as AlpacaEval annotations when its rows
+have those four fields (whatever its name).
+
+Users with the Hub: the dataset ``tatsu-lab/alpaca_eval`` (licence cc-by-nc-4.0) lists annotation files
+(``alpaca_eval_annotations_alpaca_eval_gpt4.json``: AlpacaEval 1's GPT-4 judge; AlpacaFarm's human
+annotations); download one and pass its path.  Not verified here (no network): that their rows carry the
+same four fields and the same preference scale; a row off the scale is counted as ``no_preference``.
 """
 
 from __future__ import annotations
@@ -20,10 +26,12 @@ from pathlib import Path
 from po_bench.data.formats.base import assistant_turn
 
 
-def is_alpaca_eval(path: str | Path) -> bool:
-    """Whether a file is AlpacaEval annotations (by its name: ``*annotations.json`` or ``.json.gz``)."""
-    name = Path(path).name
-    return name.endswith(("annotations.json", "annotations.json.gz"))
+ALPACA_EVAL_FIELDS = ("instruction", "output_1", "output_2", "preference")
+
+
+def is_alpaca_eval(rows: list[dict]) -> bool:
+    """Whether rows are AlpacaEval annotations (they have instruction, output_1, output_2 and preference)."""
+    return bool(rows) and all(k in rows[0] for k in ALPACA_EVAL_FIELDS)
 
 
 def read_json(path: Path):
@@ -41,7 +49,7 @@ def alpaca_eval_pairs(rows: list[dict], conversational: bool = False) -> tuple[l
     pairs = []
     for r in rows:
         pref = r.get("preference")
-        if pref is None:
+        if pref is None or not 1 <= float(pref) <= 2:  # none, or not on AlpacaEval's scale
             counts["no_preference"] += 1
             continue
         if float(pref) == 1.5:
@@ -71,7 +79,7 @@ def read_pair_file(path: str | Path, conversational: bool = False) -> tuple[list
     JSONL rows that already have prompt, chosen and rejected (kept as they are)."""
     path = Path(path).expanduser()
     rows = read_json(path)
-    if is_alpaca_eval(path):
+    if is_alpaca_eval(rows):
         return alpaca_eval_pairs(rows, conversational)
     pairs = [{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in rows]
     return pairs, {"rows": len(rows), "pairs": len(pairs)}

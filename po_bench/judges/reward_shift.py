@@ -100,33 +100,34 @@ def label_shift(prompts: list, samples: list, annotator: dict, seed: int) -> tup
 
 
 def report(art: dict) -> dict:
-    """``metrics["diagnostics"]["reward_models"]`` from the stored margins: per set the pairs, DPORM and EXRM
-    accuracy, each one's drop from ``id`` and DPORM minus EXRM; over the shifted sets (every set but ``id``
-    with pairs) the mean and max of EXRM minus DPORM and of each model's drop, beside the paper's 3% / 7%."""
-    sets: dict = {}
+    """``metrics["diagnostics"]["reward_models"]`` from the stored margins: ``shifts`` (every set, ``id``
+    included) -> its pairs ``n``, the accuracy of each model (``dporm``, ``exrm``), each one's drop from ``id``
+    (``dporm_drop``, ``exrm_drop``), ``dporm_minus_exrm`` and the set's counts; over the shifted sets (every set
+    but ``id`` with pairs: ``n_shifts``) the mean and max of each model's drop and of EXRM minus DPORM, beside
+    the paper's 3% / 7% (``paper``)."""
+    shifts: dict = {}
     for name, s in art["sets"].items():
-        sets[name] = {
+        shifts[name] = {
             "n": len(s["dporm_margin"]),
-            "dporm_acc": accuracy(s["dporm_margin"]),
-            "exrm_acc": accuracy(s["exrm_margin"]),
+            "dporm": accuracy(s["dporm_margin"]),
+            "exrm": accuracy(s["exrm_margin"]),
             **{k: v for k, v in s.items() if k not in ("dporm_margin", "exrm_margin")},
         }
-    base = sets.get("id", {})
-    for s in sets.values():
+    base = shifts.get("id", {})
+    for s in shifts.values():
         for m in ("dporm", "exrm"):
-            a, b = base.get(f"{m}_acc"), s[f"{m}_acc"]
+            a, b = base.get(m), s[m]
             s[f"{m}_drop"] = a - b if a is not None and b is not None else None
-        both = s["dporm_acc"] is not None and s["exrm_acc"] is not None
-        s["dporm_minus_exrm"] = s["dporm_acc"] - s["exrm_acc"] if both else None
-    shifted = [s for name, s in sets.items() if name != "id" and s["dporm_minus_exrm"] is not None]
+        s["dporm_minus_exrm"] = s["dporm"] - s["exrm"] if s["dporm"] is not None and s["exrm"] is not None else None
+    shifted = [s for name, s in shifts.items() if name != "id" and s["dporm_minus_exrm"] is not None]
+    out: dict = {"shifts": shifts, "n_shifts": len(shifted), "paper": dict(PAPER)}
     gaps = [-s["dporm_minus_exrm"] for s in shifted]
-    summary = {"shifts": len(shifted), "paper": dict(PAPER)}
     if gaps:
-        summary["exrm_minus_dporm_mean"] = sum(gaps) / len(gaps)
-        summary["exrm_minus_dporm_max"] = max(gaps)
+        out["exrm_minus_dporm_mean"] = sum(gaps) / len(gaps)
+        out["exrm_minus_dporm_max"] = max(gaps)
         for m in ("dporm", "exrm"):
             drops = [s[f"{m}_drop"] for s in shifted if s[f"{m}_drop"] is not None]
             if drops:
-                summary[f"{m}_drop_mean"] = sum(drops) / len(drops)
-                summary[f"{m}_drop_max"] = max(drops)
-    return {"sets": sets, **summary}
+                out[f"{m}_drop_mean"] = sum(drops) / len(drops)
+                out[f"{m}_drop_max"] = max(drops)
+    return out
