@@ -15,7 +15,7 @@ export TOKENIZERS_PARALLELISM := false
 OFFLINE := HF_HUB_OFFLINE=1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 
-.PHONY: install lint test test-fast bench demo clean help table-survey table-simpo table-noise table-hitchhiker figure-frontier table-beyond-pairs table-zoo
+.PHONY: install lint test test-fast bench demo clean help table-survey table-simpo table-noise table-hitchhiker figure-frontier table-beyond-pairs table-zoo figure-diagnostics figure-diagnostics-real
 
 help:
 	@echo "make demo       the main job: a 5-method x 2-seed sweep on the embedded world -> results/demo.{md,csv,png}"
@@ -25,6 +25,8 @@ help:
 	@echo "make table-survey / table-simpo / table-noise / table-hitchhiker / figure-frontier   paper presets (SCALE=tiny here; SCALE=paper on GPUs)"
 	@echo "make table-zoo  35 losses at the world's shared recipe, 2 seeds"
 	@echo "make table-beyond-pairs   issue 17: ranked, listwise, adaptive, fine-grained, fused-reference and SFT-side methods vs DPO/SimPO (world)"
+	@echo "make figure-diagnostics   issue 25: the papers' diagnostics (displacement, CHES, DPORM vs EXRM, token credit, beams), world, 5 seeds"
+	@echo "make figure-diagnostics-real   the same measures on SmolLM2-135M-Instruct + HH-RLHF pairs (CPU, about an hour)"
 	@echo "make bench      speed and memory, both sides of each comparison on this machine -> results/bench/*.md (BENCH=judging,process: some)"
 	@echo "make install    create $(VENV) and install (done automatically by the targets above)"
 
@@ -126,6 +128,20 @@ table-zoo: $(STAMP)
 
 figure-frontier: $(STAMP)
 	$(call sweep_table,frontier$(SUFFIX),experiment=dpo_frontier scale=$(SCALE),--color-by loss.beta)
+
+# issue 25: the sweep's table and report, then the diagnostics finding by finding (results/<name>-findings.*)
+figure-diagnostics: $(STAMP)
+	$(call sweep_table,diagnostics,experiment=diagnostics scale=tiny)
+	$(VENV)/bin/po-bench-diagnostics results/.runs/$(call out_name,diagnostics) --out results \
+	    --name $(call out_name,diagnostics)-findings --title "Diagnostics on the embedded world, 5 seeds"
+
+# the real-model track: SmolLM2-135M-Instruct on HH-RLHF pairs (../shared's file when present, else the Hub)
+HH_FILE ?= $(wildcard ../shared/data/hh_rlhf/harmless-base_test.jsonl.gz)
+REAL_ARGS = $(if $(HH_FILE),dataset.path=$(abspath $(HH_FILE)))
+figure-diagnostics-real: $(STAMP)
+	$(call sweep_table,diagnostics-real,experiment=diagnostics scale=small $(REAL_ARGS))
+	$(VENV)/bin/po-bench-diagnostics results/.runs/$(call out_name,diagnostics-real) --out results \
+	    --name $(call out_name,diagnostics-real)-findings --title "Diagnostics on SmolLM2-135M-Instruct, HH-RLHF pairs"
 
 clean:
 	rm -rf outputs multirun .po_bench_cache results/.runs

@@ -437,9 +437,10 @@ class DiagnosticsConfig:
       pairs.  ``ood_pairs`` (real data): a pair file for the out-of-distribution set, AlpacaEval annotations
       (rows with instruction, output_1, output_2, preference; po_bench/data/annotations.py) or JSON(L) rows of
       prompt/chosen/rejected; its first ``ood_pairs_n`` pairs are used (0: all).
-    * ``token_credit``: per-token beta log-ratio against the world's exact token gains (From r to Q*).
-    * ``beams``: beam widths at which the policy also generates (greedy beam search) for gold and KL against
-      beam width; [] for none.
+    * ``token_credit``: per-token beta log-ratio against the world's exact token gains on the held-out eval
+      pairs (From r to Q*; the world only; po_bench/judges/r_to_q.py).
+    * ``beams``: beam widths at which the policy also answers the eval prompts (deterministic beam search; 1:
+      greedy) for gold, KL and implicit reward against beam width (po_bench/judges/r_to_q.py); [] for none.
     """
 
     probe: bool = True
@@ -468,6 +469,25 @@ class DiagnosticsConfig:
         _check(
             all(int(b) >= 1 for b in d.beams),
             f"diagnostics.beams={list(d.beams)}: beam widths must be >= 1",
+        )
+        _check(
+            len(set(d.beams)) == len(d.beams),
+            f"diagnostics.beams={list(d.beams)}: each beam width once",
+        )
+        _check(
+            not (d.beams or d.token_credit) or (cfg.stages.generate and cfg.stages.judge),
+            "diagnostics.beams and diagnostics.token_credit are measured beside the run's judges: they need "
+            "stages.generate=true and stages.judge=true",
+        )
+        _check(
+            not d.token_credit or cfg.dataset.kind == "world",
+            f"diagnostics.token_credit=true: the world only (it compares the policy's per-token credit with the "
+            f"world's exact token gains); dataset.kind={cfg.dataset.kind!r} has none",
+        )
+        _check(
+            not d.reward_models or (cfg.stages.generate and cfg.stages.judge),
+            "diagnostics.reward_models=true scores the held-out sets beside the run's judges: it needs "
+            "stages.generate=true and stages.judge=true",
         )
         _check(
             d.rm_epochs >= 1 and d.rm_batch_size >= 1 and d.ood_pairs_n >= 0,
@@ -666,6 +686,8 @@ def judge_configs(cfg) -> list:
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # config keys that would carry a key (max_tokens does not match: whole _-separated words only)
 SECRET_KEY = re.compile(r"(^|_)(api_?key|secret|token|passw(or)?d|credentials?)($|_)", re.IGNORECASE)
+# schema fields whose names hold such a word and carry no key (a switch: the token-level credit diagnostic)
+NOT_SECRET = frozenset({"diagnostics.token_credit"})
 
 
 def _check_pair_scores(loss) -> None:

@@ -21,7 +21,7 @@ from po_bench import reward_models, stages
 from po_bench.common import cpu_only_torch, timed, write_jsonl
 from po_bench.config import check_machine, validate
 from po_bench.generation import generate
-from po_bench.judges import implicit
+from po_bench.judges import implicit, r_to_q
 from po_bench.judges.api import Reads, judge_class
 from po_bench.judges.runner import run_judges, runner_judges
 from po_bench.results import tracking
@@ -152,10 +152,6 @@ def run(cfg, out_dir: str | Path) -> dict:
             with timed(seconds, "judge"):
                 kind = loss.implicit_reward if method_of(loss).trains_preference else "avg_logp"
                 metrics.update(implicit_judges(store, implicit_spec(cfg, p), ckpt, prompts, out, held, kind, loss.beta))
-                if cfg.diagnostics.reward_models:  # DPORM vs EXRM in distribution and under shifts
-                    rm = reward_models.diagnostic(cfg, store, p, ckpt, opts)
-                    if rm is not None:
-                        metrics.setdefault("diagnostics", {})["reward_models"] = rm
                 judges = runner_judges(cfg)  # every judge of the run the runner runs (gold and none: none)
                 if any(judge_class(j.name).reads is Reads.SAMPLES for j in judges):
                     torch_threads(cfg)  # it may score the samples here (a reward model), outside the store
@@ -176,6 +172,16 @@ def run(cfg, out_dir: str | Path) -> dict:
                             sft_key=p.start,
                         )
                     )
+            if cfg.diagnostics.beams or cfg.diagnostics.token_credit:  # From r to Q*: judges/r_to_q.py
+                with timed(seconds, "diagnostics"):
+                    loaded = lambda: {"policy": ckpt.policy, "reference": ckpt.sft, "tokenizer": ckpt.tokenizer}
+                    gold = None if src.gold is None else lambda ys: src.gold(prompts, ys, sft_samples)["gold_reward"]
+                    metrics.setdefault("diagnostics", {}).update(r_to_q.report(cfg, store, p, opts, loaded, gold))
+            if cfg.diagnostics.reward_models:  # DPORM vs EXRM in distribution and under shifts (Lin et al.)
+                with timed(seconds, "diagnostics"):
+                    rm = reward_models.diagnostic(cfg, store, p, ckpt, opts)
+                if rm is not None:
+                    metrics.setdefault("diagnostics", {})["reward_models"] = rm
         rows = src.sample_rows(prompts, out, sft_samples)
         write_jsonl(out_dir / "samples.jsonl", rows[:32])
         if src.gold is not None and cfg.stages.judge:  # per-prompt scores: comparisons between runs pair on them

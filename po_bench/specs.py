@@ -30,6 +30,12 @@ implicit           (the judge stage's implicit judges: kl_to_ref, mean_length, i
                    policy, the reference (start checkpoint), their model fields, the policy's eval samples, the
                    held-out samples (the world) and the pairs (real data: their eval split), the implicit
                    reward's kind and beta (:func:`implicit_spec`; not a Plan role: read by the pipeline)
+beams              (``diagnostics.beams``; not a Plan role: read by the pipeline) per beam width, the policy's
+                   beam samples on the eval prompts (a samples spec whose gen has ``num_beams`` and no sampling
+                   fields) and their kl_to_ref, mean_length and implicit reward against the reference
+                   (:func:`beam_specs`)
+token_credit       (``diagnostics.token_credit``, the world) the policy, the reference, their model fields, the
+                   held-out eval samples (the eval pairs' responses) and beta (:func:`token_credit_spec`)
 reward_model       (as an EXRM: diagnostics.reward_models) the same spec with diagnostics.rm_lr/rm_epochs/
                    rm_batch_size for lr/epochs/batch_size (:func:`exrm_spec`; MADPO's at the defaults)
 reward_models      (diagnostics.reward_models) DPORM and EXRM margins on each evaluation set: the policy, the
@@ -71,6 +77,8 @@ VERSIONS = {
     "reward_model": 1,
     "semantic_distance": 1,
     "implicit": 1,
+    "beams": 1,
+    "token_credit": 1,
     "reward_models": 1,
 }
 
@@ -402,6 +410,55 @@ def implicit_spec(cfg, p: Plan) -> dict:
         "pairs": p.pairs,
         "kind": loss.implicit_reward if method_of(loss).trains_preference else "avg_logp",
         "beta": float(loss.beta),
+    }
+
+
+def implicit_kind(cfg) -> str:
+    """The implicit reward's kind of a run (avg_logp without a preference stage)."""
+    return cfg.loss.implicit_reward if method_of(cfg.loss).trains_preference else "avg_logp"
+
+
+# Sampling fields a beam search does not read (it decodes deterministically)
+SAMPLING_FIELDS = ("temperature", "top_p")
+
+
+def beam_specs(cfg, p: Plan) -> dict[int, dict]:
+    """``diagnostics.beams``: width -> the spec of the ``beams`` artifact at that width (po_bench/judges/beams.py):
+    the policy's beam samples on the eval prompts (a samples spec: the generation config without its sampling
+    fields, with ``num_beams``, seed 0 since beam search draws nothing) and what it measures of them against the
+    reference, as the implicit judges do (:func:`implicit_spec`: the policy, the reference, their model fields,
+    the implicit reward's kind and beta).  {} with beams off: no run artifact changes."""
+    model = model_fields(cfg)
+    gen = {k: v for k, v in gen_fields(cfg).items() if k not in SAMPLING_FIELDS}
+    out = {}
+    for b in (int(x) for x in cfg.diagnostics.beams):
+        out[b] = {
+            "stage": "beams",
+            "version": VERSIONS["beams"],
+            "policy": p.policy_ref,
+            "reference": p.start,
+            "model": model,
+            "samples": _samples(p.policy_ref, model, p.eval_prompts, {**gen, "num_beams": b}, 0, 1),
+            "kind": implicit_kind(cfg),
+            "beta": float(cfg.loss.beta),
+        }
+    return out
+
+
+def token_credit_spec(cfg, p: Plan) -> dict | None:
+    """``diagnostics.token_credit`` (the world): the spec of the ``token_credit`` artifact
+    (po_bench/judges/credit.py on the held-out eval pairs): the policy, the reference, their model fields, the
+    held-out eval SFT samples (the pairs' responses) and beta.  None with it off."""
+    if not cfg.diagnostics.token_credit:
+        return None
+    return {
+        "stage": "token_credit",
+        "version": VERSIONS["token_credit"],
+        "policy": p.policy_ref,
+        "reference": p.start,
+        "model": model_fields(cfg),
+        "samples": p.samples["heldout_eval"],
+        "beta": float(cfg.loss.beta),
     }
 
 

@@ -356,6 +356,58 @@ def pair_score_values(store: Store, spec: dict | None, opts: dict | None = None)
     return get(store, spec["stage"], spec, opts)["distance"]
 
 
+# ---------------------------------------------------------------------------------------------
+# diagnostics (issue 25): beam search on the policy; token credit against the world's token gains
+# ---------------------------------------------------------------------------------------------
+
+
+def judged_models(store: Store, spec: dict, policy=None, reference=None, tokenizer=None) -> tuple:
+    """The policy, the reference and the tokenizer a diagnostic's spec names (``policy``, ``reference``: checkpoint
+    references; ``model``: their model fields), loaded unless handed over already loaded."""
+    if tokenizer is None:
+        tokenizer = load_tokenizer(checkpoint_dir(store, spec["reference"]), spec["model"])
+    if policy is None:
+        policy = load_model(checkpoint_dir(store, spec["policy"]), spec["model"])
+    if reference is None:
+        reference = load_model(checkpoint_dir(store, spec["reference"]), spec["model"])
+    return policy, reference, tokenizer
+
+
+def build_beams(spec: dict, store: Store, opts: dict | None = None, *, policy=None, reference=None, tokenizer=None):
+    """The policy's beam samples at one width (the samples artifact ``spec["samples"]``, built first when absent)
+    scored against the reference as the implicit judges score the eval samples: kl_to_ref and mean_length
+    (implicit.kl_and_length) and the mean implicit reward (beta * kl_to_ref for a reference-based reward, the
+    same log-ratios; avg_logp: implicit.implicit_rewards).  po_bench/judges/r_to_q.py reports them."""
+    from po_bench.judges import implicit  # lazy: its module (torch only when it computes)
+
+    sspec = spec["samples"]
+    width = sspec["gen"]["num_beams"]
+    samples = get(store, "samples", sspec, opts, desc=f"beam search (width {width})", model=policy, tokenizer=tokenizer)
+    policy, reference, tokenizer = judged_models(store, spec, policy, reference, tokenizer)
+    prompts_ = resolve_prompts(store, sspec["prompts"])
+    out = implicit.kl_and_length(policy, reference, tokenizer, prompts_, samples)
+    beta, kind = float(spec["beta"]), spec["kind"]
+    if kind == "avg_logp":
+        rewards = implicit.implicit_rewards(policy, reference, tokenizer, prompts_, samples, kind, beta)
+        out["implicit_reward"] = float(rewards.mean())
+    else:
+        out["implicit_reward"] = beta * out["kl_to_ref"]
+    return out
+
+
+def build_token_credit(
+    spec: dict, store: Store, opts: dict | None = None, *, policy=None, reference=None, tokenizer=None
+) -> dict:
+    """po_bench/judges/credit.py's numbers on the held-out eval pairs (both responses of every pair the world's
+    gold reward labels from the held-out SFT samples ``spec["samples"]``)."""
+    from po_bench.judges import credit  # lazy: torch (~1 s)
+
+    samples = get(store, "samples", spec["samples"], opts)
+    policy, reference, tokenizer = judged_models(store, spec, policy, reference, tokenizer)
+    prompts_, responses = credit.pair_responses(resolve_prompts(store, spec["samples"]["prompts"]), samples)
+    return credit.token_credit(policy, reference, tokenizer, prompts_, responses, spec["beta"])
+
+
 def publish(out: Path, model, tokenizer, info: dict, opts: dict | None, saved_by_trainer: bool) -> None:
     """Finish a training artifact, on rank 0 only (the one writer under a process group): the
     weights (unless the trainer saved consolidated ones itself), the training facts, and no
@@ -389,6 +441,8 @@ JSON_STAGES = {
     "samples": build_samples,
     "pairs": build_pairs,
     "semantic_distance": build_semantic_distance,
+    "beams": build_beams,
+    "token_credit": build_token_credit,
     "reward_models": build_reward_models,
 }
 

@@ -153,6 +153,7 @@ CLOSED_FORM = {
     "apo_down": ("1 (sig(0) + 1 - sig(0))", lambda b: 1.0),
     "discopop": ("(ln 2 + 1)/2 (modulation sig(0) = 1/2)", lambda b: (LN2 + 1) / 2),
     "sft_lowlr": ("NLL(chosen) token mean", _nll),
+    "flex_dpo": ("ln 2 (both coefficients times a zero log-ratio)", lambda b: LN2),
     "rpo": ("ln 2 + NLL(chosen)", lambda b: LN2 + float(b.args.get("alpha", 1.0)) * _nll(b)),
     "mpo": (
         "0.8 ln 2 + 0.2 (2 ln 2) + NLL(chosen)",

@@ -75,6 +75,11 @@ def ref_rpo(c, r, rc, rr, nc, nl, beta, alpha):
     return -log_sig(beta * (c - rc) - beta * (r - rr)) + alpha * (-c / nc)
 
 
+def ref_flex_dpo(c, r, rc, rr, nc, nl, beta, w_chosen, w_rejected):
+    # Yan et al. (2025), DPO with separate coefficients: -log sig(beta_w log pi/ref(y_w) - beta_l log pi/ref(y_l))
+    return -log_sig(w_chosen * beta * (c - rc) - w_rejected * beta * (r - rr))
+
+
 def ref_bco_pair(c, r, rc, rr, nc, nl, beta, delta):
     # Jung et al. (2024), eq. (7): -log sig(r_theta(x, y_w) - delta) - log sig(-(r_theta(x, y_l) - delta)),
     # r_theta = beta log pi/ref, delta the running mean of the rewards
@@ -162,6 +167,7 @@ FORMULAS = {
     "madpo": (ref_madpo, {"beta": 0.1, "c_max": 2.0, "c_min": 0.5, "lam": 1.0, "tau": 2.0, "rm_margin": 1.3}),
     "sem_dpo": (ref_sem_dpo, {"beta": 0.1, "alpha": 1.5, "distance": 0.4}),
     "rpo": (ref_rpo, {"beta": 0.1, "alpha": 1.0}),
+    "flex_dpo": (ref_flex_dpo, {"beta": 0.1, "w_chosen": 1.0, "w_rejected": 0.5}),
     "bco_pair": (ref_bco_pair, {"beta": 0.1, "delta": 0.03}),
     "mpo": (ref_mpo, {"beta": 0.1, "w_pref": 0.8, "w_bco": 0.2, "w_sft": 1.0, "delta": -0.02}),
     "fdpo_alpha": (ref_fdpo_alpha, {"beta": 0.1, "alpha": 0.3}),
@@ -214,6 +220,7 @@ SIGN_CASES = {
     "asft": (-12.0, -15.0, 0, 0, 6, 9),
     "adpo": (-14.0, -13.0, -13.0, -14.0, 6, 9),  # policy prefers y_l: below the target q
     "rpo": (-12.0, -15.0, -13.0, -14.0, 6, 9),
+    "flex_dpo": (-12.0, -15.0, -13.0, -14.0, 6, 9),
     "bco_pair": (-12.0, -15.0, -13.0, -14.0, 6, 9),
     "mpo": (-12.0, -15.0, -13.0, -14.0, 6, 9),
     "fdpo_alpha": (-12.0, -15.0, -13.0, -14.0, 6, 9),
@@ -337,6 +344,20 @@ def test_cdpo_eps_zero_is_dpo():
     s = _stats(*CASES[0])
     h = (CASES[0][0] - CASES[0][2]) - (CASES[0][1] - CASES[0][3])
     assert losses.cdpo(s, beta=0.1, eps=0.0).losses.item() == pytest.approx(-log_sig(0.1 * h), abs=1e-9)
+
+
+def test_flex_dpo_with_equal_coefficients_is_dpo_and_a_smaller_rejected_one_pushes_it_less():
+    s = _stats(*CASES[0])
+    h = (CASES[0][0] - CASES[0][2]) - (CASES[0][1] - CASES[0][3])
+    assert losses.flex_dpo(s, beta=0.1, w_chosen=1.0, w_rejected=1.0).losses.item() == pytest.approx(
+        -log_sig(0.1 * h), abs=1e-9
+    )
+    grads = []
+    for w in (1.0, 0.5):
+        st = _stats(*CASES[0], requires_grad=True)
+        losses.flex_dpo(st, beta=0.1, w_chosen=1.0, w_rejected=w).losses.sum().backward()
+        grads.append(st.rejected_logps.grad.item())
+    assert 0 < grads[1] < grads[0]  # the loss rises with log pi(y_l) in both; less steeply at w_rejected=0.5
 
 
 def test_adpo_is_a_kl_and_q_one_is_dpo():

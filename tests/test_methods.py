@@ -52,6 +52,7 @@ KINDS = {
     "r_dpo": K.PAIRWISE_CUSTOM,
     "rdpo": K.PAIRWISE_TRL,
     "rpo": K.PAIRWISE_CUSTOM,
+    "flex_dpo": K.PAIRWISE_CUSTOM,
     "rrhf": K.PAIRWISE_CUSTOM,
     "rso": K.PAIRWISE_TRL,
     "sem_dpo": K.PAIRWISE_CUSTOM,

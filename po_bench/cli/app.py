@@ -30,7 +30,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from po_bench.cli.cache import main as cache_main
-from po_bench.config import ENV_NAME, SECRET_KEY, ConfigError, available_cores, register
+from po_bench.config import ENV_NAME, NOT_SECRET, SECRET_KEY, ConfigError, available_cores, register
 from po_bench.results import sweep_report, tracking
 from po_bench.results.record import write_run_record
 
@@ -289,7 +289,7 @@ def _refuse_keys_in_overrides(argv: list[str]) -> None:
         elif leaf == "api_key_file":
             if any(not Path(v).expanduser().is_file() for v in values):
                 refuse(f"{key}: no such file")
-        elif SECRET_KEY.search(leaf):
+        elif SECRET_KEY.search(leaf) and key not in NOT_SECRET:
             refuse(
                 f"{key}: API keys are never read from the command line or a config; put the key in the "
                 "environment variable named by judge.api_key_env or a file named by judge.api_key_file"

@@ -3,6 +3,11 @@
 ``generation=hf`` is a batched ``model.generate`` backend.  Each batch draws from a generator
 seeded by (run seed, batch index), so a run is reproducible from its seed and independent of
 what ran before it in the same process.
+
+A generation config with ``num_beams`` (the beam samples of ``diagnostics.beams``; no run's own samples
+carry it) decodes deterministically instead of sampling: beam search of that width keeping the best beam
+(``generate(num_beams=b, do_sample=False, num_return_sequences=1)``; width 1 is greedy decoding), or vLLM's
+beam search (:func:`po_bench.generation.vllm_engine.generate_vllm`).
 """
 
 from __future__ import annotations
@@ -15,6 +20,12 @@ from po_bench.choices import GenerationBackend
 from po_bench.generation.chat import stop_token_ids
 from po_bench.generation.logprobs import render_prompt
 from po_bench.generation.vllm_engine import generate_vllm
+
+
+def num_beams(gen_cfg) -> int | None:
+    """The beam width of a generation config (None: it samples, as every run's own samples do)."""
+    b = gen_cfg.get("num_beams") if hasattr(gen_cfg, "get") else getattr(gen_cfg, "num_beams", None)
+    return None if b is None else int(b)
 
 
 def generate_hf(model, tokenizer, prompts, gen_cfg, seed: int, desc: str = "generate") -> list[str]:
@@ -30,7 +41,8 @@ def generate_hf(model, tokenizer, prompts, gen_cfg, seed: int, desc: str = "gene
             texts = [render_prompt(tokenizer, p) for p in prompts[start : start + bs]]
             enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
             torch.manual_seed(hash((int(seed), b)) % (2**31))
-            do_sample = gen_cfg.temperature > 0
+            beams = num_beams(gen_cfg)
+            do_sample = beams is None and gen_cfg.temperature > 0
             kw = dict(
                 max_new_tokens=gen_cfg.max_new_tokens,
                 do_sample=do_sample,
@@ -39,6 +51,8 @@ def generate_hf(model, tokenizer, prompts, gen_cfg, seed: int, desc: str = "gene
             )
             if do_sample:
                 kw.update(temperature=gen_cfg.temperature, top_p=gen_cfg.top_p, top_k=0)
+            if beams is not None:  # deterministic: the best of `beams` beams (1: greedy)
+                kw.update(num_beams=beams, num_return_sequences=1)
             out = model.generate(**enc, **kw)
             new = out[:, enc["input_ids"].shape[1] :]
             outs += [" " + t.strip() for t in tokenizer.batch_decode(new, skip_special_tokens=True)]

@@ -9,6 +9,13 @@ Same contract as :func:`po_bench.generation.generate.generate_hf`: one completio
   handed to vLLM as token ids, so both backends see identical inputs.
 * **sampling**: ``SamplingParams`` from the generation config (temperature, top_p, max_new_tokens,
   n; temperature 0 is greedy), stopping at the tokenizer's EOS as the HF backend does.
+* **beam search** (a config with ``num_beams``, the beam samples of ``diagnostics.beams``): width 1 is greedy
+  decoding (temperature 0, as HF's ``num_beams=1``); a wider beam is ``LLM.beam_search`` with
+  ``BeamSearchParams(beam_width=num_beams, max_tokens=max_new_tokens)``, the best beam per prompt.  It is not
+  HF's beam search token for token: vLLM keeps every beam that ended among the 2 x width candidates of a step
+  and ranks beams by cumulative log-prob over the length of prompt and response (HF: over the response), and
+  it ends a beam at the tokenizer's EOS only (the beam is cut at the first other stop id, a chat template's
+  end of turn, afterwards).
 * **seeds**: one seed per prompt, derived from (run seed, prompt index): a run is reproducible,
   and identical prompts still get different samples (a single fixed seed would make every
   sample of a batch the same).
@@ -177,11 +184,42 @@ def generate_vllm_ids(
     return result
 
 
+def beam_search_ids(model_path, tokenizer, prompts: Sequence, gen_cfg: Any) -> list[list[int]]:
+    """The best beam's new token ids per prompt (stop ids excluded): vLLM's beam search of width
+    ``num_beams``."""
+    from vllm.inputs import TokensPrompt  # lazy: numpy, torch, vllm (~3.3 s)
+    from vllm.sampling_params import BeamSearchParams  # lazy: as above
+
+    if not prompts:
+        return []
+    llm = get_engine(model_path, gen_cfg)
+    stops = stop_token_ids(tokenizer)
+    ids = prompt_token_ids(tokenizer, prompts)
+    params = BeamSearchParams(
+        beam_width=int(_opt(gen_cfg, "num_beams")), max_tokens=int(_opt(gen_cfg, "max_new_tokens", 24))
+    )
+    outs = llm.beam_search(
+        [TokensPrompt(prompt_token_ids=x) for x in ids], params, use_tqdm=bool(_opt(gen_cfg, "progress", False))
+    )
+    result = []
+    for x, o in zip(ids, outs):
+        t = list(o.sequences[0].tokens[len(x) :])  # a beam's tokens start with its prompt's
+        cut = next((i for i, tok in enumerate(t) if tok in stops), len(t))
+        result.append(t[:cut])
+    return result
+
+
 def generate_vllm(
     model_path, tokenizer, prompts: Sequence, gen_cfg: Any, seed: int, desc: str = "generate (vllm)"
 ) -> list:
     """One completion per prompt (``n`` = 1: a list of str, as generate_hf) or ``n`` per prompt
-    (a list of lists of str)."""
+    (a list of lists of str); with ``num_beams``: the best beam per prompt."""
+    width = _opt(gen_cfg, "num_beams")
+    if width is not None and int(width) > 1:
+        beams = beam_search_ids(model_path, tokenizer, prompts, gen_cfg)
+        return [" " + t.strip() for t in tokenizer.batch_decode(beams, skip_special_tokens=True)]
+    if width is not None:  # width 1: greedy decoding (vLLM's beam search of width 1 also keeps ended runner-ups)
+        gen_cfg = {**{k: v for k, v in gen_cfg.items() if k != "num_beams"}, "temperature": 0.0}
     ids = generate_vllm_ids(model_path, tokenizer, prompts, gen_cfg, seed, desc)
     texts = [[" " + t.strip() for t in tokenizer.batch_decode(s, skip_special_tokens=True)] for s in ids]
     return [t[0] for t in texts] if int(_opt(gen_cfg, "n", 1)) == 1 else texts

@@ -13,6 +13,11 @@ a set of responses:
   the tokens whose true gain differs from the per-token length reward), beside
   ``reward_token_share``, the share of the tokens that are such tokens (what credit spread evenly would
   give).
+
+``diagnostics.token_credit`` (the world) measures them on a run's held-out eval pairs (:func:`pair_responses`:
+both responses of every pair the gold reward labels from the held-out SFT samples, as the implicit-reward
+accuracy's pairs), with the run's beta and the start checkpoint as the reference: the ``token_credit``
+artifact (po_bench/stages.py), ``metrics["diagnostics"]["token_credit"]`` (po_bench/judges/r_to_q.py).
 """
 
 from __future__ import annotations
@@ -56,6 +61,13 @@ def reward_tokens(prompt: str, response: str, gains: list[float], w=world.Reward
         length_only = w.length if k < w.length_cap else 0.0
         out.append(abs(g - length_only) > 1e-9)
     return out
+
+
+def pair_responses(prompts, samples) -> tuple[list[str], list[str]]:
+    """(prompt, response) of both responses of every held-out eval pair (world.gold_pairs: the pairs the
+    implicit-reward accuracy is measured on; a pair of equal gold reward is left out)."""
+    pairs = world.gold_pairs(prompts, samples)
+    return [p["prompt"] for p in pairs for _ in (0, 1)], [y for p in pairs for y in (p["chosen"], p["rejected"])]
 
 
 def token_credit(policy, ref, tokenizer, prompts, responses, beta: float) -> dict:

@@ -13,7 +13,7 @@ import numpy as np
 from po_bench.results.table import Tabulated, flatten_config, method_of, metrics_of, spearman
 
 
-def _pyplot():
+def pyplot():
     """matplotlib's pyplot on the Agg backend (files only, no display)."""
     import matplotlib  # lazy: matplotlib only when a figure is drawn (po-bench-table --plot, po-bench-report)
 
@@ -56,7 +56,7 @@ def plot(
 ) -> None:
     """One point per run; colour by method, or by a config value (``color_by``, e.g. loss.beta,
     on a log colour scale with a colour bar) -- the DPO paper's Figure 2 reads that way."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 5.0), dpi=120)
     by_method: dict[str, list[tuple[float, float]]] = {}
     sft_level: dict[str, list[float]] = {}
@@ -71,7 +71,7 @@ def plot(
             sft_level.setdefault(json.dumps(r.get("config", {}).get("seed")), []).append(m["gold_reward_sft"])
     many = len(by_method) > 10
     if color_by:
-        from matplotlib.colors import LogNorm, Normalize  # lazy: as in _pyplot
+        from matplotlib.colors import LogNorm, Normalize  # lazy: as in pyplot
 
         cs, xs_, ys_ = [], [], []
         for r in runs:
@@ -131,7 +131,7 @@ def write_plots(
 def plot_matrix(an, path: str | Path, title: str = "") -> None:
     """The wins / ties / losses matrix as a heatmap: colour (wins - losses) / comparisons of the
     row against the column; text w/t/l, or the difference when there is one setting."""
-    plt = _pyplot()
+    plt = pyplot()
     labels = list(an.matrix)
     n = len(labels)
     score = np.full((n, n), np.nan)
@@ -165,7 +165,7 @@ def plot_matrix(an, path: str | Path, title: str = "") -> None:
 def plot_vs_paper(rows: list[dict], ours: str, ref_cols: list[str], path: str | Path, title: str = "") -> None:
     """One panel per paper column: the paper's number (x) against ours (y), one labelled point per
     method, Spearman in the panel title -- the rank agreement at a glance."""
-    plt = _pyplot()
+    plt = pyplot()
     cols = ref_cols[:4]
     fig, axes = plt.subplots(1, len(cols), figsize=(4.2 * len(cols), 4.0), dpi=110, squeeze=False)
     for ax, c in zip(axes[0], cols):
@@ -189,7 +189,7 @@ def plot_vs_paper(rows: list[dict], ours: str, ref_cols: list[str], path: str | 
 
 def plot_curves(runs: list[dict], path: str | Path, x: str, y: str, title: str = "") -> None:
     """One line per method: ``y`` (mean over seeds) against a config value ``x`` (e.g. noise.rate)."""
-    plt = _pyplot()
+    plt = pyplot()
     pts: dict[str, dict[float, list[float]]] = {}
     for r in runs:
         if r.get("status") != "done" or r.get("metrics", {}).get(y) is None:

@@ -154,6 +154,20 @@ def rpo(s: PairStats, beta: float, alpha: float) -> LossOutput:
     return LossOutput(losses, *_rewards(s, beta))
 
 
+def flex_dpo(s: PairStats, beta: float, w_chosen: float, w_rejected: float) -> LossOutput:
+    """DPO with separate coefficients on the chosen and rejected terms, the regulariser Yan et al. propose
+    against the 3D-properties ("3D-Properties: Identifying Challenges in DPO and Charting a Path Forward",
+    ICLR 2025: the rejected likelihood drops drastically and drags the chosen one down):
+    L = -log sig(beta_w * logratio_w - beta_l * logratio_l), beta_w = w_chosen * beta, beta_l = w_rejected * beta.
+    A smaller beta_l scales the push on the rejected response down (d L / d logratio_l = beta_l sig(-z)).
+    Reconstructed from the paper's abstract and a summary of its method ("Flex-DPO", separate betas); its
+    exact schedule for the two coefficients was not available to us (docs/diagnostics.md).  w_chosen =
+    w_rejected = 1 is DPO."""
+    bw, bl = beta * w_chosen, beta * w_rejected
+    losses = -F.logsigmoid(bw * s.chosen_logratio - bl * s.rejected_logratio)
+    return LossOutput(losses, bw * s.chosen_logratio.detach(), bl * s.rejected_logratio.detach())
+
+
 def bco_pair(s: PairStats, beta: float, delta: float) -> LossOutput:
     """BCO, paired form (Jung et al. 2024, arXiv:2404.04656, eq. 7): binary cross-entropy on the
     implicit rewards r = beta*log pi/ref shifted by delta, the running mean of the rewards
@@ -334,6 +348,9 @@ LOSSES: dict[str, LossSpec] = {
     "asft": LossSpec(asft, False, {"lam": (0.0, None, True, False)}),
     "adpo": LossSpec(adpo, True, {"q": (0.5, 1.0, False, True)}),
     "rpo": LossSpec(rpo, True, {"alpha": (0.0, None, True, False)}),
+    "flex_dpo": LossSpec(
+        flex_dpo, True, {"w_chosen": (0.0, None, False, False), "w_rejected": (0.0, None, False, False)}
+    ),
     "bco_pair": LossSpec(bco_pair, True, {}, state=("delta",)),
     "mpo": LossSpec(
         mpo,
