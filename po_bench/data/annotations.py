@@ -25,7 +25,6 @@ from pathlib import Path
 
 from po_bench.data.formats.base import assistant_turn
 
-
 ALPACA_EVAL_FIELDS = ("instruction", "output_1", "output_2", "preference")
 
 
