@@ -5,6 +5,7 @@ on every evaluation set through the store (``specs.exrm_spec``, ``specs.reward_m
 from __future__ import annotations
 
 import logging
+import time
 
 from po_bench import stages
 from po_bench.judges import reward_shift
@@ -28,4 +29,14 @@ def diagnostic(cfg, store, p, ckpt, opts: dict) -> dict | None:
     loaded = {}
     if not store.exists("reward_models", spec):
         loaded = {"policy": ckpt.policy, "reference": ckpt.sft, "tokenizer": ckpt.tokenizer}
-    return reward_shift.report(stages.get(store, "reward_models", spec, opts, **loaded))
+    t0 = time.perf_counter()
+    rep = reward_shift.report(stages.get(store, "reward_models", spec, opts, **loaded))
+    acc = lambda a: "-" if a is None else f"{a:.3f}"  # noqa: E731
+    log.info(
+        "diagnostics.reward_models (%.1f s): %s",
+        time.perf_counter() - t0,
+        "; ".join(
+            f"{k}: DPORM {acc(v['dporm'])} EXRM {acc(v['exrm'])} ({v['n']} pairs)" for k, v in rep["shifts"].items()
+        ),
+    )
+    return rep

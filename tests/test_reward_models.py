@@ -288,3 +288,55 @@ def test_exrm_training_reaches_the_accuracy_a_direct_fit_gets(rm_run):
     assert probe > 0.6  # the bar is a real one (the frozen features carry the preference)
     assert exrm >= probe - 0.1
     assert exrm <= ceiling + 0.05
+
+
+@pytest.mark.slow  # trains
+def test_real_data_reports_the_eval_split_and_alpaca_evals_pairs(tiny_chat_model, tmp_path):
+    """Real data (HH-RLHF pairs, a one-layer model with SmolLM2's tokenizer and chat template): ``id`` is the
+    held-out HH pairs, ``ood`` the first 8 pairs of AlpacaEval's real annotations of alpaca-7b, in chat form;
+    every accuracy a recount of the stored margins."""
+    from po_bench.pipeline import run
+    from po_bench.store import Store
+
+    hh = shared_or_skip(HH)
+    ood = shared_or_skip(ALPACA / "alpaca-7b" / ANNOTATIONS)
+    cfg = compose(
+        [
+            "model.kind=hub",
+            f"model.name_or_path={tiny_chat_model}",
+            "model.name=tiny-chat",
+            "dataset=hh_rlhf",
+            f"dataset.path={hh}",
+            "dataset.eval_split=null",
+            "dataset.max_rows=40",
+            "dataset.n_eval=8",
+            "judge=none",
+            "train.max_steps=2",
+            "train.batch_size=4",
+            "train.max_length=128",
+            "generation.max_new_tokens=4",
+            "generation.progress=false",
+            "train.progress=false",
+            "tracking=none",
+            "threads=1",
+            "diagnostics=off",
+            "diagnostics.reward_models=true",
+            "diagnostics.rm_epochs=1",
+            "diagnostics.rm_batch_size=8",
+            f"diagnostics.ood_pairs={ood}",
+            "diagnostics.ood_pairs_n=8",
+            f"cache_dir={tmp_path}/cache",
+        ]
+    )
+    m = run(cfg, tmp_path / "run")
+    rep = m["diagnostics"]["reward_models"]
+    assert set(rep["shifts"]) == {"id", "ood"} and rep["n_shifts"] == 1
+    assert rep["shifts"]["id"]["n"] == rep["shifts"]["id"]["n_pairs"] == 8
+    o = rep["shifts"]["ood"]
+    assert (o["n"], o["used"], o["rows"], o["ties"], o["pairs"]) == (8, 8, 805, 3, 802)
+    art = Store(cfg.cache_dir).load_json("reward_models", reward_models_spec(cfg, plan(cfg)))
+    for name, s in art["sets"].items():
+        for model in ("dporm", "exrm"):
+            assert rep["shifts"][name][model] == reward_shift.accuracy(s[f"{model}_margin"])
+            assert len(set(s[f"{model}_margin"])) > 1  # real scores, not one constant
+    assert rep["exrm_minus_dporm_mean"] == pytest.approx(o["exrm"] - o["dporm"])

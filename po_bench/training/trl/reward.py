@@ -3,6 +3,7 @@ preference pairs, then its margin on every pair."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -87,11 +88,13 @@ def score_pairs(model_dir, tokenizer, pair_sets: dict[str, list[dict]], train_cf
         name: [{"prompt": p["prompt"], "chosen": p["chosen"], "rejected": p["rejected"]} for p in pairs]
         for name, pairs in pair_sets.items()
     }
-    first = next((rows for rows in sets.values() if rows), None)
-    if first is None:
+    rows_all = [r for rows in sets.values() for r in rows]
+    if not rows_all:
         return {name: [] for name in sets}
+    # the trainer needs a training set to build: the shortest row (one TRL's over-long filter keeps)
+    shortest = min(rows_all, key=lambda r: len(json.dumps(r)))
     trainer = RewardTrainer(
-        model=model, args=args, train_dataset=Dataset.from_list(first[:1]), processing_class=tokenizer
+        model=model, args=args, train_dataset=Dataset.from_list([shortest]), processing_class=tokenizer
     )
     return {
         name: reward_margins(trainer, rows, int(train_cfg.batch_size)) if rows else [] for name, rows in sets.items()
