@@ -50,6 +50,14 @@ class NoiseKind(Choice):
     FLIP = "flip"  # each training pair's labels swapped with probability noise.rate
 
 
+class FilterKind(Choice):
+    """``dataset.filter.kind``: the score a training-pair filter keeps the lowest ``dataset.filter.keep`` share by."""
+
+    NONE = "none"  # every pair is trained on
+    CHES = "ches"  # CHES at the start checkpoint (Razin et al. 2025; po_bench/generation/hidden.py)
+    CHES_LN = "ches_ln"  # length-normalised CHES (the authors' filter)
+
+
 class OnError(Choice):
     """``dataset.on_error``: what a bad row of a data file does."""
 

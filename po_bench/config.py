@@ -23,6 +23,7 @@ from omegaconf import MISSING, OmegaConf
 
 from po_bench import plugins
 from po_bench.choices import (
+    FilterKind,
     GenerationBackend,
     ImplicitReward,
     Launcher,
@@ -183,6 +184,7 @@ class LossConfig:
             "a curriculum order needs a paired loss",
         )
         _check_lists(cfg, method)
+        _check_filter(cfg, method)
         _check_guide(cfg, method)
         _check_unpaired_and_sources(cfg, method)
 
@@ -418,6 +420,10 @@ class TrackingConfig:
         _check(TrackingMode.allows(tr.mode), f"tracking.mode={tr.mode!r}: allowed {TrackingMode.listed()}")
 
 
+# launches whose parameters are sharded across ranks (a callback cannot score the module): no probe there
+SHARDED_STRATEGIES = (Strategy.FSDP, Strategy.ZERO3)
+
+
 @dataclass
 class DiagnosticsConfig:
     """``diagnostics.*``: the papers' own measures beside the end metrics (conf/diagnostics/: ``default``,
@@ -429,7 +435,8 @@ class DiagnosticsConfig:
       log pi(y+), log pi(y-), their change from the start, and the mass on unseen responses
       (po_bench/training/trl/probe.py).  Part of the policy's key (its trajectory is stored with it).
     * ``ches``: per-pair CHES and length-normalised CHES at the start of training and their rank correlation
-      with each probe pair's final change of log pi(y+) (po_bench/generation/hidden.py).
+      with each probe pair's final change of log pi(y+) (po_bench/generation/hidden.py, po_bench/results/ches.py;
+      the ``ches`` artifact, which ``dataset.filter`` also reads: docs/diagnostics.md).
     * ``reward_models``: DPO's implicit reward (DPORM) against an explicit Bradley-Terry reward model (EXRM)
       trained on the same pairs, in distribution and under prompt, response and label shifts (Lin et al.;
       po_bench/judges/reward_shift.py).  The EXRM is the reward_model stage's (MADPO's) with ``rm_lr`` (null:
@@ -465,6 +472,12 @@ class DiagnosticsConfig:
         _check(
             not d.probe or d.probe_pairs >= 1,
             f"diagnostics.probe_pairs={d.probe_pairs}: the probe needs at least one pair (or diagnostics.probe=false)",
+        )
+        _check(
+            not (d.probe and cfg.launch.strategy in SHARDED_STRATEGIES and cfg.stages.train)
+            or not method_of(cfg.loss).trains_preference,
+            f"diagnostics.probe under launch={cfg.launch.strategy}: the probe scores the policy between optimizer "
+            "steps and cannot read its sharded parameters; add diagnostics.probe=false",
         )
         _check(
             all(int(b) >= 1 for b in d.beams),
@@ -733,6 +746,32 @@ def _check_lists(cfg, method) -> None:
         d.curriculum == "none",
         f"dataset.curriculum={d.curriculum} orders pairs; dataset.pair_strategy=list "
         "has none: set dataset.curriculum=none",
+    )
+
+
+def _check_filter(cfg, method) -> None:
+    """dataset.filter: a known score and a share in (0, 1]; a filter (kind other than none) needs a run that
+    trains on pairs (CHES compares a pair's chosen and rejected response)."""
+    f, loss, d = cfg.dataset.filter, cfg.loss, cfg.dataset
+    _check(FilterKind.allows(f.kind), f"dataset.filter.kind={f.kind!r}: allowed {FilterKind.listed()}")
+    _check(0 < f.keep <= 1, f"dataset.filter.keep={f.keep}: the share of the training pairs kept, allowed (0, 1]")
+    if f.kind == FilterKind.NONE:
+        return
+    what = f"dataset.filter.kind={f.kind} keeps the training pairs with the lowest CHES"
+    _check(
+        method.trains_preference and cfg.stages.train,
+        f"{what}: this run trains on none (loss={loss.name}, stages.train={cfg.stages.train}); "
+        "set dataset.filter.kind=none",
+    )
+    _check(d.format != "unpaired", f"{what}: dataset.format=unpaired has no pairs; set dataset.filter.kind=none")
+    _check(
+        d.pair_strategy != "list",
+        f"{what}: dataset.pair_strategy=list builds rated lists, not pairs; set dataset.filter.kind=none",
+    )
+    _check(
+        bool(loss.paired),
+        f"{what}: loss={loss.name} trains on unpaired rows (loss.paired=false); use a paired loss or "
+        "dataset.filter.kind=none",
     )
 
 

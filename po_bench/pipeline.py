@@ -25,9 +25,11 @@ from po_bench.judges import implicit, r_to_q
 from po_bench.judges.api import Reads, judge_class
 from po_bench.judges.runner import run_judges, runner_judges
 from po_bench.results import tracking
+from po_bench.results.ches import run_ches_report
 from po_bench.results.scores import world_rows, write_scores
 from po_bench.specs import implicit_spec, plan, run_options
 from po_bench.store import Store
+from po_bench.training import probe_set
 from po_bench.training.launch import dry_run
 from po_bench.training.losses import pair_weights
 from po_bench.training.methods import method_of
@@ -75,9 +77,14 @@ def run(cfg, out_dir: str | Path) -> dict:
 
     # ---- preference pairs -------------------------------------------------------------------------
     pairs_art: dict | None = None
+    ches: dict | None = None
     if p.pairs is not None:
         if "pref_samples" in p.samples:
             samples("pref_samples", "on-policy samples")
+        if p.ches is not None:  # CHES of the training pairs at the start (diagnostics.ches; dataset.filter reads it)
+            with timed(seconds, "ches"):
+                objs = {} if store.exists("ches", p.ches) else {"model": ckpt.sft, "tokenizer": ckpt.tokenizer}
+                ches = stages.get(store, "ches", p.ches, **objs)
         with timed(seconds, "data"):
             pairs_art = stages.get(store, "pairs", p.pairs)
     pair_weights: dict = {}
@@ -127,6 +134,12 @@ def run(cfg, out_dir: str | Path) -> dict:
     metrics["data"] = data_report(cfg, p, pairs_art, Deferred(lambda: ckpt.tokenizer))
     if pair_weights:
         metrics["pair_weights"] = pair_weights
+    if cfg.diagnostics.ches:
+        trained = train_metrics if p.policy is not None else None
+        metrics.setdefault("diagnostics", {})["ches"] = run_ches_report(ches, pairs_art, trained)
+    probe = probe_set.run_report(cfg, p.policy, train_metrics, src)
+    if probe is not None:  # the probe's trajectory (diagnostics.probe), from the policy artifact
+        metrics.setdefault("diagnostics", {})["probe"] = probe
 
     # ---- generation -------------------------------------------------------------------------------
     if cfg.stages.generate:

@@ -17,6 +17,10 @@ sft_strong         sft's spec on a stronger demonstrator's data; its pref-prompt
                    builds both when absent)
 pairs              the source's pair fields (+ pref_samples, annotator / files' checksums, tokenizer
                    and max_length for over-long prompts), noise, seed
+ches               (diagnostics.ches or dataset.filter) start checkpoint, model, the unfiltered pairs, max_length:
+                   CHES and length-normalised CHES of every training pair (:func:`ches_spec`)
+filtered pairs     (dataset.filter) the pairs spec plus ``filter`` (kind, keep, the ches spec): the kept pairs, a
+                   pairs artifact of its own, read by everything that trains on the pairs (:func:`train_pairs`)
 ref_logps          start checkpoint, model, pairs, max_length and the TRL fields its reference pass
                    reads (``methods.REF_LOGP_ARGS``); KTO's: its rows and KL rows, so also the per-device
                    batch and the seed that order them (:func:`ref_logps_spec`)
@@ -24,7 +28,8 @@ reward_model       (MADPO) start checkpoint, model, pairs, loss.pair_scores' lr/
                    train.max_length/precision/lr_scheduler/warmup_ratio, seed: the reward model + margins
 semantic_distance  (Sem-DPO) pairs, loss.pair_scores.embedder: prompt/chosen embedding distances
 policy             start checkpoint, model, pairs, loss (its trainer-facing fields), preference
-                   hyperparameters, seed (+ the per-pair scores' spec for MADPO / Sem-DPO)
+                   hyperparameters, seed (+ the per-pair scores' spec for MADPO / Sem-DPO; + the probe's
+                   fields when ``diagnostics.probe`` is on: :func:`probe_spec`, its trajectory is stored with it)
 generations        policy, eval prompts, generation config, seed
 implicit           (the judge stage's implicit judges: kl_to_ref, mean_length, implicit-reward accuracy) the
                    policy, the reference (start checkpoint), their model fields, the policy's eval samples, the
@@ -58,6 +63,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf, open_dict
 
+from po_bench.choices import FilterKind
 from po_bench.common import plain
 from po_bench.data.sources import DataSource, file_fingerprint, source_for
 from po_bench.store import fingerprint
@@ -77,6 +83,7 @@ VERSIONS = {
     "reward_model": 1,
     "semantic_distance": 1,
     "implicit": 1,
+    "ches": 1,
     "beams": 1,
     "token_credit": 1,
     "reward_models": 1,
@@ -231,6 +238,7 @@ class Plan:
     policy: dict | None = None
     guide: dict | None = None  # the guide policy's spec (TGDPO: the DPO policy on the same data), built first
     pair_scores: dict | None = None  # per-pair scores a weighting loss reads (MADPO: reward_model; Sem-DPO)
+    ches: dict | None = None  # CHES of the (unfiltered) training pairs: diagnostics.ches or dataset.filter
     eval_prompts: dict | None = None
     extra_sft: dict[str, dict] = field(default_factory=dict)  # role -> another SFT policy the pairs read
     sources: dict[str, dict] = field(default_factory=dict)  # role -> an InfiFPO source model (an SFT spec)
@@ -258,6 +266,8 @@ class Plan:
             out["guide"] = spec_key("policy", self.guide)
         if self.pair_scores is not None:
             out["pair_scores"] = spec_key(self.pair_scores["stage"], self.pair_scores)
+        if self.ches is not None:
+            out["ches"] = spec_key("ches", self.ches)
         return out
 
 
@@ -349,6 +359,9 @@ def plan(cfg) -> Plan:
     # built when training reads it, or when the eval prompts are its held-out pairs (real data)
     if trains or p.eval_prompts.get("pairs") is pairs:
         p.pairs = pairs
+    if trains:  # CHES of the training pairs (diagnostics.ches, dataset.filter); the filter's pairs are trained on
+        p.ches = ches_spec(cfg, start, model, pairs)
+        pairs = p.pairs = train_pairs(cfg, pairs, p.ches)
 
     # ---- SFT samples (the comparison for win rate; held-out pairs for implicit-reward accuracy) ---
     if cfg.stages.generate:
@@ -386,9 +399,70 @@ def plan(cfg) -> Plan:
             p.policy["sources"] = [ref("sft", s) for s in srcs]
         if p.pair_scores is not None:
             p.policy["pair_scores"] = p.pair_scores
+        probe = probe_spec(cfg, pairs)
+        if probe is not None:  # (diagnostics.probe=false: the policy's key as before the probe existed)
+            p.policy["probe"] = probe
         if cfg.stages.generate:
             p.samples["generations"] = _samples(p.policy_ref, model, p.eval_prompts, gen, seed, 1)
     return p
+
+
+def filter_on(cfg) -> bool:
+    """Whether ``dataset.filter`` drops pairs: a kind other than none keeping less than every pair (keep 1.0
+    keeps them all: the run's keys are those of no filter)."""
+    f = cfg.dataset.filter
+    return f.kind != FilterKind.NONE and float(f.keep) < 1
+
+
+def pair_shaped(cfg, pairs: dict) -> bool:
+    """Whether a pairs spec's training rows are (prompt, chosen, rejected) pairs: not rated lists, not the
+    unpaired view of files (the world's pairs are pairs for every loss)."""
+    return cfg.dataset.pair_strategy != "list" and pairs.get("view", "pairs") == "pairs"
+
+
+def ches_spec(cfg, start: dict, model: dict, pairs: dict) -> dict | None:
+    """The spec of the CHES of a run's training pairs (po_bench/generation/hidden.py, at the start checkpoint,
+    the reference the policy starts from; responses cut at train.max_length as in training), for
+    ``diagnostics.ches`` or a ``dataset.filter`` that drops pairs; None otherwise, or when the rows are not pairs.
+    ``pairs`` is the unfiltered pairs spec: the filter is decided by these scores."""
+    if not (cfg.diagnostics.ches or filter_on(cfg)) or not pair_shaped(cfg, pairs):
+        return None
+    return {
+        "stage": "ches",
+        "version": VERSIONS["ches"],
+        "start": start,
+        "model": model,
+        "pairs": pairs,
+        "max_length": cfg.train.max_length,
+    }
+
+
+def train_pairs(cfg, pairs: dict, ches: dict | None) -> dict:
+    """The pairs spec preference training reads: ``pairs`` itself, or with ``dataset.filter`` dropping pairs,
+    ``pairs`` plus ``filter`` (the score's kind, the share kept, the CHES spec), which the pairs stage builds as
+    the kept pairs (stages.filtered_pairs), so every artifact trained on them is keyed by the filter."""
+    if not filter_on(cfg) or ches is None:
+        return pairs
+    f = cfg.dataset.filter
+    return {**pairs, "filter": {"kind": str(f.kind), "keep": float(f.keep), "ches": ches}}
+
+
+# The generation fields the probe's unseen responses are sampled with (always by HF, in the policy stage)
+PROBE_GEN_FIELDS = ("temperature", "top_p", "max_new_tokens")
+
+
+def probe_spec(cfg, pairs: dict) -> dict | None:
+    """The probe's part of the policy spec (``diagnostics.probe``, po_bench/training/probe_set.py): the probe
+    pairs' and unseen responses' counts, the measuring interval, and the generation fields the unseen
+    responses are sampled with (the seed and the start checkpoint are the policy's own).  None when the probe is
+    off, or when the training rows are unpaired (``dataset.format=unpaired``: nothing to probe, reported absent)."""
+    d = cfg.diagnostics
+    if not d.probe or pairs.get("view") == "unpaired":
+        return None
+    out = {"pairs": int(d.probe_pairs), "unseen": int(d.probe_unseen), "every": int(d.probe_every)}
+    if out["unseen"]:
+        out["gen"] = {k: cfg.generation[k] for k in PROBE_GEN_FIELDS}
+    return out
 
 
 def implicit_spec(cfg, p: Plan) -> dict:
@@ -676,6 +750,10 @@ DEPENDS: dict[str, tuple[str, ...]] = {
     "dataset.pair_source": ("pairs", "ref_logps", "policy", "generations"),
     "dataset.ugc_noise": (),
     "dataset.pair_models": ("sft_strong", "pref_samples_strong", "pairs", "ref_logps", "policy", "generations"),
+    # the CHES filter: the kept pairs are the pairs artifact trained on, decided by the CHES artifact (built for
+    # it); its share changes nothing while the kind is none (tests/test_ches.py checks it with the filter on)
+    "dataset.filter.kind": ("ches", "pairs", "ref_logps", "policy", "generations"),
+    "dataset.filter.keep": (),
     "loss.beta": _POLICY,
     "loss.lr": _POLICY,
     "loss.args.loss_type": _POLICY,
@@ -734,12 +812,13 @@ DEPENDS: dict[str, tuple[str, ...]] = {
     "stages.generate": ("sft_samples", "heldout_eval", "heldout_ood", "generations"),
     "stages.judge": ("heldout_eval", "heldout_ood"),
     "judge.name": (),
-    # the diagnostics (issue 25): measures of a run's artifacts, keyed by their own specs
-    "diagnostics.probe": (),
-    "diagnostics.probe_pairs": (),
-    "diagnostics.probe_unseen": (),
-    "diagnostics.probe_every": (),
-    "diagnostics.ches": (),
+    # the diagnostics (issue 25): measures of a run's artifacts, keyed by their own specs; the probe's
+    # trajectory is stored with the policy (probe_spec; diagnostics.probe=false keeps the keys of before)
+    "diagnostics.probe": _POLICY,
+    "diagnostics.probe_pairs": _POLICY,
+    "diagnostics.probe_unseen": _POLICY,
+    "diagnostics.probe_every": _POLICY,
+    "diagnostics.ches": ("ches",),  # the CHES artifact of the training pairs, nothing else
     # DPORM vs EXRM (its reward_model and reward_models artifacts are read by the pipeline, not Plan roles)
     "diagnostics.reward_models": (),
     "diagnostics.rm_lr": (),

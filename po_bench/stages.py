@@ -28,7 +28,7 @@ from po_bench.data.sources import source_class
 from po_bench.specs import ref_logps_spec
 from po_bench.store import Store, atomic_write_json
 from po_bench.training import launch as launcher
-from po_bench.training import models
+from po_bench.training import models, probe_set
 from po_bench.training.launch import is_main
 from po_bench.training.methods import method_of
 from po_bench.training.models import load_checkpoint, model_path
@@ -172,7 +172,10 @@ class StorePairInputs:
 
 
 def build_pairs(spec: dict, store: Store, opts: dict | None = None) -> dict:
-    """Labelled preference pairs (after noise), held-out eval pairs and their statistics."""
+    """Labelled preference pairs (after noise), held-out eval pairs and their statistics; with a ``filter``
+    (dataset.filter), the kept ones of those (:func:`filtered_pairs`)."""
+    if "filter" in spec:
+        return filtered_pairs(spec, store, opts)
     src = source_class(spec["source"])
     seed = int(spec["seed"])
     art = src.build_pairs(spec, StorePairInputs(spec, store, opts))  # on-policy samples or files: the source's say
@@ -185,6 +188,32 @@ def build_pairs(spec: dict, store: Store, opts: dict | None = None) -> dict:
     if not pairs:
         raise RuntimeError("no preference pairs left after labelling (every sample pair was identical)")
     return art
+
+
+def filtered_pairs(spec: dict, store: Store, opts: dict | None = None) -> dict:
+    """The pairs artifact of the unfiltered spec (the spec without ``filter``) with only the training pairs
+    the CHES filter keeps (:func:`po_bench.generation.hidden.ches_keep`: the ``keep`` share with the lowest
+    score of ``kind``, in their order; an order to train in is kept), their indices among the unfiltered pairs
+    (``ches_kept``) and the counts in ``stats.ches_filter`` (run.json's ``metrics.data``); the eval pairs as
+    they were."""
+    from po_bench.generation.hidden import ches_keep  # lazy: torch (~1 s): only to build
+
+    flt = spec["filter"]
+    unfiltered = {k: v for k, v in spec.items() if k != "filter"}
+    if flt["ches"]["pairs"] != unfiltered:
+        raise ValueError("a filtered pairs spec's CHES must be that of its own unfiltered pairs")
+    art = get(store, "pairs", unfiltered, opts)
+    scores = get(store, "ches", flt["ches"], opts)[flt["kind"]]
+    kept = ches_keep(scores, float(flt["keep"]))
+    n = len(art["train"])
+    counts = {"kind": flt["kind"], "keep": flt["keep"], "n_before": n, "kept": len(kept), "dropped": n - len(kept)}
+    counts["max_kept_score"] = max(scores[i] for i in kept)  # the threshold: every dropped pair scores >= it
+    return {
+        **art,
+        "train": [art["train"][i] for i in kept],
+        "ches_kept": kept,
+        "stats": {**art["stats"], "ches_filter": counts},
+    }
 
 
 def continuation_sampler(sspec: dict, store: Store, seed: int):
@@ -245,6 +274,7 @@ def build_policy(
     sources = [
         load_model(str(get(store, "sft", s["spec"], opts)), s["spec"]["model"]) for s in spec.get("sources") or []
     ]
+    probe = probe_callback(spec, pairs, start, tokenizer)  # (before the seed: it samples the unseen responses)
     seed_everything(seed)
     pol = load_model(start, spec["model"])
     needs_ref = method_of(loss).needs_reference_model
@@ -267,9 +297,62 @@ def build_policy(
         guide_model=guide,
         pair_scores=pair_score_values(store, spec.get("pair_scores"), opts),
         source_models=sources or None,
+        callbacks=probe.callbacks,
     )
+    if probe.record is not None:
+        res["probe"] = probe.result()
     pol = res.pop("model")
     publish(out, pol if dist else merged(pol), tokenizer, res, opts, saved_by_trainer=dist)
+
+
+class Probe:
+    """The probe of a policy spec (``diagnostics.probe``): its callback (none when the spec has no probe) and
+    the record stored in ``train_metrics.json`` (``probe``: the probe indices, the unseen responses, and once
+    trained the callback's history and per-pair values; ``absent`` with the reason when the rows cannot be
+    probed)."""
+
+    def __init__(self, record: dict | None = None, callback=None):
+        self.record, self.callback = record, callback
+
+    @property
+    def callbacks(self) -> list | None:
+        return [self.callback] if self.callback is not None else None
+
+    def result(self) -> dict:
+        return {**self.record, **(self.callback.result() if self.callback is not None else {})}
+
+
+def probe_callback(spec: dict, pairs: list, start: str, tokenizer) -> Probe:
+    """The probe set of a policy spec (po_bench/training/probe_set.py) and its ProbeCallback: the probe pairs
+    drawn by the seed, and the unseen responses, sampled from the start checkpoint (loaded for it: the policy's
+    own copy is untouched) on the probe prompts and kept when they are in no training pair."""
+    if spec.get("probe") is None:
+        return Probe()
+    from po_bench.generation.generate import generate_hf  # lazy: its module (~0.0 s)
+    from po_bench.training.trl.probe import ProbeCallback  # lazy: transformers (~4 s)
+
+    ps = spec["probe"]
+    absent = probe_set.probe_absent(pairs)
+    if absent is not None:
+        return Probe({"absent": absent})
+    seed = int(spec["seed"])
+    indices, probe_pairs = probe_set.draw(pairs, ps["pairs"], seed)
+    unseen: list[dict] = []
+    if ps["unseen"]:
+        prompts_ = probe_set.unseen_prompts(probe_pairs, ps["unseen"])
+        gen = OmegaConf.create({**ps["gen"], "backend": "hf", "batch_size": GEN_OPTS["batch_size"], "progress": False})
+        sampler = load_model(start, spec["model"])
+        side = tokenizer.padding_side  # (generation pads on the left; training reads the tokenizer as it was)
+        try:
+            ys = generate_hf(sampler, tokenizer, prompts_, gen, seed + probe_set.UNSEEN_SEED_OFFSET, "probe: unseen")
+        finally:
+            tokenizer.padding_side = side
+        del sampler
+        unseen = probe_set.keep_unseen(prompts_, ys, pairs)
+    callback = ProbeCallback(
+        tokenizer, probe_pairs, unseen, max_length=int(spec["train"]["max_length"]), every=ps["every"]
+    )
+    return Probe({"indices": indices, "unseen": unseen}, callback)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -345,6 +428,27 @@ def build_reward_models(
         )
         out[name] = {**counts, "dporm_margin": [float(x) for x in dp], "exrm_margin": ex[name]}
     return {"sets": out}
+
+
+# ---------------------------------------------------------------------------------------------
+# ches (diagnostics.ches, dataset.filter): CHES of the training pairs at the start checkpoint
+# ---------------------------------------------------------------------------------------------
+
+
+def build_ches(spec: dict, store: Store, opts: dict | None = None, *, model=None, tokenizer=None) -> dict:
+    """CHES and length-normalised CHES (:func:`po_bench.generation.hidden.ches_scores`) of every training pair
+    of the pairs spec, in the pairs' order, under the start checkpoint (the reference the policy starts from),
+    responses cut at ``max_length`` as in training; with the response lengths in tokens.  ``model`` /
+    ``tokenizer``: that checkpoint already loaded (saves loading it, never changes the result)."""
+    from po_bench.generation.hidden import ches_scores  # lazy: torch (~1 s)
+
+    path = checkpoint_dir(store, spec["start"])
+    if tokenizer is None:
+        tokenizer = load_tokenizer(path, spec["model"])
+    if model is None:
+        model = load_model(path, spec["model"])
+    pairs = get(store, "pairs", spec["pairs"], opts)["train"]
+    return ches_scores(model, tokenizer, pairs, max_length=int(spec["max_length"]))
 
 
 def pair_score_values(store: Store, spec: dict | None, opts: dict | None = None) -> list[float] | None:
@@ -441,6 +545,7 @@ JSON_STAGES = {
     "samples": build_samples,
     "pairs": build_pairs,
     "semantic_distance": build_semantic_distance,
+    "ches": build_ches,
     "beams": build_beams,
     "token_credit": build_token_credit,
     "reward_models": build_reward_models,

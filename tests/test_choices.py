@@ -19,6 +19,7 @@ KEYS = {
     choices.ModelKind: "model.kind",
     choices.ImplicitReward: "loss.implicit_reward",
     choices.NoiseKind: "noise.kind",
+    choices.FilterKind: "dataset.filter.kind",
     choices.OnError: "dataset.on_error",
     choices.Precision: "train.precision",
     choices.GenerationBackend: "generation.backend",

@@ -35,7 +35,15 @@ PORT_TAKEN = ("address already in use", "eaddrinuse", "errno: 98")  # torchrun's
 
 
 def test_global_batch_sets_the_accumulation_from_the_world_size():
-    cfg = _compose(["launch=zero3", "launch.dry_run=true", "train.global_batch_size=128", "train.batch_size=2"])
+    cfg = _compose(
+        [
+            "launch=zero3",
+            "diagnostics.probe=false",
+            "launch.dry_run=true",
+            "train.global_batch_size=128",
+            "train.batch_size=2",
+        ]
+    )
     validate(cfg)
     train = plan(cfg).policy["train"]
     assert (train["grad_accum"], train["world_size"], train["strategy"]) == (16 // 2, 8, "zero3")
@@ -58,8 +66,14 @@ def test_global_batch_that_does_not_divide_is_a_config_error():
     "launch",
     [
         ["launch=ddp", "launch.num_processes=2"],
-        ["launch=fsdp", "launch.num_processes=4"],
-        ["launch=zero3", "launch.num_processes=4", "launch.num_machines=2", "launch.main_process_port=29500"],
+        ["launch=fsdp", "diagnostics.probe=false", "launch.num_processes=4"],
+        [
+            "launch=zero3",
+            "diagnostics.probe=false",
+            "launch.num_processes=4",
+            "launch.num_machines=2",
+            "launch.main_process_port=29500",
+        ],
     ],
 )
 def test_the_launcher_keeps_the_recipes_global_batch(launch):
@@ -136,7 +150,13 @@ def test_multi_node_under_slurm_starts_one_launcher_per_node():
 
 def test_dry_run_prints_the_launch_commands(tmp_path):
     r = run_cli(
-        ["launch=zero3", "launch.dry_run=true", f"cache_dir={tmp_path}/c", f"hydra.run.dir={tmp_path}/r"],
+        [
+            "launch=zero3",
+            "diagnostics.probe=false",
+            "launch.dry_run=true",
+            f"cache_dir={tmp_path}/c",
+            f"hydra.run.dir={tmp_path}/r",
+        ],
         ROOT,
         timeout=300,
     )
@@ -233,6 +253,15 @@ def test_the_launcher_does_not_change_the_global_batch_or_the_steps(ddp_sweep, t
     lt, dt = local["metrics"]["train"], ddp["metrics"]["train"]
     assert (lt["world_size"], lt["per_device_batch"], dt["world_size"], dt["per_device_batch"]) == (1, 16, 2, 8)
     assert (lt["global_batch"], lt["steps"]) == (dt["global_batch"], dt["steps"]) == (16, math.ceil(n_pairs / 16))
+    # the probe (diagnostics.probe, on by default) under ddp: every rank measured, rank 0's values are stored; the
+    # same probe set and schedule as launch=local, and the same start (the same starting checkpoint)
+    lp, dp = local["metrics"]["diagnostics"]["probe"], ddp["metrics"]["diagnostics"]["probe"]
+    assert [h["step"] for h in dp["history"]] == [h["step"] for h in lp["history"]]
+    assert dp["history"][0]["step"] == 0 and dp["history"][-1]["step"] == dt["steps"]
+    assert (dp["n_pairs"], dp["n_unseen"]) == (lp["n_pairs"], lp["n_unseen"]) and dp["n_pairs"] == 32
+    for k in ("logp_chosen", "logp_rejected", "logp_unseen"):
+        assert dp["history"][0][k] == pytest.approx(lp["history"][0][k], rel=1e-5), k
+    assert dp["delta_chosen"] != 0.0  # it trained, and the probe saw it
 
 
 @pytest.mark.slow
@@ -262,6 +291,7 @@ def test_fsdp_shards_the_parameters_on_cpu_and_saves_the_trained_weights(tmp_pat
         *SMALL,
         "threads=1",
         "launch=fsdp",
+        "diagnostics.probe=false",  # (the probe cannot score sharded parameters)
         "launch.num_processes=2",  # one machine: the rendezvous takes a free port itself (no bind-then-release)
         "train.max_steps=2",
         f"cache_dir={tmp_path}/cache",
@@ -353,4 +383,4 @@ def test_one_machine_without_a_port_takes_a_free_one_and_several_machines_need_o
     acc = launcher.command(OmegaConf.create({**_compose(["launch=ddp"]).launch, "launcher": "accelerate"}), ["sft"])
     assert int(acc[acc.index("--main_process_port") + 1]) > 0
     with pytest.raises(ConfigError, match="set launch.main_process_port"):
-        validate(_compose(["launch=fsdp", "launch.num_machines=2"]))
+        validate(_compose(["launch=fsdp", "diagnostics.probe=false", "launch.num_machines=2"]))

@@ -100,9 +100,11 @@ KEYS_BEFORE = {
 
 
 def test_run_keys_do_not_depend_on_beams_or_token_credit():
-    base = plan(compose())
+    # (the probe, on by default, keys the policy by design: tests/test_specs.py; off here, the keys of before)
+    base = plan(compose(["diagnostics.probe=false"]))
     assert base.keys() == KEYS_BEFORE
-    assert plan(compose(["diagnostics.beams=[1,2,4]", "diagnostics.token_credit=true"])).keys() == KEYS_BEFORE
+    on = ["diagnostics.probe=false", "diagnostics.beams=[1,2,4]", "diagnostics.token_credit=true"]
+    assert plan(compose(on)).keys() == KEYS_BEFORE
     assert all("num_beams" not in s["gen"] for s in base.samples.values())  # no run's samples search beams
     assert beam_specs(compose(), base) == {} and token_credit_spec(compose(), base) is None
 

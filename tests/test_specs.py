@@ -65,6 +65,7 @@ SPECIAL = {
     "generation.dtype": "bfloat16",
     "dataset.pair_source": "pugc",
     "dataset.pair_models": "multi",
+    "dataset.filter.kind": "ches_ln",  # with the default keep (0.95): a filter that drops pairs
 }
 
 FIELDS = [k for k, _ in _leaves(BASE) if not k.startswith(SKIP_GROUPS)]
@@ -239,3 +240,23 @@ def test_a_judge_artifact_key_is_the_policy_and_the_judge_fields():
         "judge": {"version": "1", "tasks": ["t"], "limit": 8},
     }
     assert fingerprint(spec) == "f19145215f4502c0"  # lm-eval's output as judges.runner keyed it before issue 23
+
+
+def test_the_probe_keys_the_policy_only_when_it_is_on():
+    """diagnostics.probe (issue 25) stores its trajectory with the policy: on (the default) the policy spec carries
+    its fields; diagnostics=off gives exactly the keys of before the probe existed (the default world run's policy
+    key computed on main at 334962d, before this field was read)."""
+    off = plan(_compose(["diagnostics=off"]))
+    assert "probe" not in off.policy and off.keys()["policy"] == "policy/ad7f4b8e7861319f"
+    on = plan(_compose())
+    assert on.policy["probe"] == {
+        "pairs": 32,
+        "unseen": 16,
+        "every": 0,
+        "gen": {"temperature": 1.0, "top_p": 1.0, "max_new_tokens": BASE.generation.max_new_tokens},
+    }
+    changed = sorted(r for r in on.keys() if on.keys()[r] != off.keys()[r])
+    assert changed == ["generations", "policy"]
+    # unpaired training rows have nothing to probe: no probe fields, the keys of before (run.json says why)
+    rows = ["dataset=hh_rlhf", "model=smollm2_135m", "dataset.format=unpaired", "loss=kto", "loss.paired=false"]
+    assert "probe" not in plan(_compose(rows)).policy

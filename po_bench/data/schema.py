@@ -14,6 +14,17 @@ from po_bench.data.world import DEFAULT_UGC_NOISE
 
 
 @dataclass
+class FilterConfig:
+    """``dataset.filter``: train on the ``keep`` share of the pairs with the lowest score of ``kind`` (ches |
+    ches_ln: CHES at the start checkpoint, Razin et al. 2025, whose filter keeps the lowest length-normalised
+    CHES; 0.95: the 5% removal of their refusal experiment) or on every pair (kind none, or keep 1.0).  The
+    filtered pairs are their own pairs artifact (specs.plan), so everything trained on them is keyed by it."""
+
+    kind: str = "none"  # none | ches | ches_ln
+    keep: float = 0.95  # the share kept, in (0, 1]
+
+
+@dataclass
 class DatasetConfig:
     name: str = "world"
     kind: str = "world"
@@ -57,6 +68,8 @@ class DatasetConfig:
     max_rows: int = 0  # >0: keep the first N rows
     on_error: str = "skip"  # skip: bad rows are skipped and counted in run.json | fail: stop at the first bad row
     sft: str | None = None  # name of a separate SFT dataset config (e.g. ultrachat)
+    # the training pairs kept by a per-pair score before preference training (any source)
+    filter: FilterConfig = field(default_factory=FilterConfig)
 
 
 CONF_DATASET_DIR = Path(__file__).resolve().parents[2] / "conf" / "dataset"

@@ -99,14 +99,29 @@ FINDINGS: list[Finding] = [
         "token_spearman",
         "token_credit",
         "Spearman(token credit, exact token gain)",
-        lambda d: d.get("spearman"),
+        lambda d: d.get("token_credit_spearman"),
         "Rafailov et al. (From r to Q*): positive",
     ),
     Finding(
         "token_share_excess",
         "token_credit",
-        "credit share on rewarded tokens minus the chance share",
-        lambda d: None if d.get("share") is None or d.get("chance") is None else d["share"] - d["chance"],
+        "credit share on reward-carrying tokens minus their share of tokens (chance)",
+        lambda d: (
+            None
+            if d.get("token_credit_on_reward_tokens") is None or d.get("reward_token_share") is None
+            else d["token_credit_on_reward_tokens"] - d["reward_token_share"]
+        ),
+    ),
+    Finding(
+        "beam_gold_gain",
+        "beams",
+        "gold reward at the best beam width minus width 1 (greedy)",
+        lambda d: (
+            None
+            if not d.get("gold_reward") or 1 not in d.get("widths", [])
+            else max(d["gold_reward"]) - d["gold_reward"][d["widths"].index(1)]
+        ),
+        "Rafailov et al.: beam search helps, then over-optimises",
     ),
 ]
 
@@ -116,7 +131,7 @@ def diagnostics_of(run: dict) -> dict:
 
 
 def row_label(row: dict, hp_cols: list[str]) -> str:
-    extra = ", ".join(f"{k.split('.')[-1]}={row[k]}" for k in hp_cols if k != "seed" and row.get(k) is not None)
+    extra = ", ".join(f"{k.split('.', 1)[-1]}={row[k]}" for k in hp_cols if k != "seed" and row.get(k) is not None)
     return f"{row['method']} ({extra})" if extra else row["method"]
 
 
@@ -290,7 +305,7 @@ def plot_shifts(ax, rows_runs: dict[str, list[dict]]) -> None:
 def plot_token_credit(ax, rows_runs: dict[str, list[dict]]) -> None:
     labels, ys = [], []
     for label, runs in rows_runs.items():
-        v = [_get(diagnostics_of(r), "token_credit", "spearman") for r in runs]
+        v = [_get(diagnostics_of(r), "token_credit", "token_credit_spearman") for r in runs]
         v = [x for x in v if x is not None]
         if v:
             labels.append(label)
@@ -298,7 +313,7 @@ def plot_token_credit(ax, rows_runs: dict[str, list[dict]]) -> None:
     if not labels:
         ax.set_axis_off()
         return
-    ax.boxplot(ys, labels=labels, vert=False)
+    ax.boxplot(ys, tick_labels=labels, orientation="horizontal")
     ax.axvline(0, color="grey", lw=0.8)
     ax.set_xlabel("Spearman(token credit, exact token gain), per seed")
     ax.set_title("token credit (From r to Q*)", fontsize=10)
@@ -311,9 +326,10 @@ def plot_beams(ax, rows_runs: dict[str, list[dict]]) -> None:
     for label, runs in rows_runs.items():
         by_w: dict[int, list[tuple[float, float]]] = {}
         for run in runs:
-            for w, v in (_get(diagnostics_of(run), "beams", "widths") or {}).items():
-                if isinstance(v, dict) and v.get("gold") is not None:
-                    by_w.setdefault(int(w), []).append((v["gold"], v.get("kl", np.nan)))
+            b = _get(diagnostics_of(run), "beams") or {}
+            for i, w in enumerate(b.get("widths") or []):
+                if b.get("gold_reward"):
+                    by_w.setdefault(int(w), []).append((b["gold_reward"][i], b["kl_to_ref"][i]))
         if not by_w:
             continue
         ws = sorted(by_w)

@@ -21,6 +21,7 @@ from typing import Any
 
 from po_bench.results import analysis, table
 from po_bench.results.plots import write_plots
+from po_bench.results.probe_view import probe_html
 from po_bench.results.writers import footer, matrix_csv, pairs_csv, to_csv
 from po_bench.store import atomic_write_text
 
@@ -268,7 +269,7 @@ def render(t: table.Tabulated, figs: dict[str, Path], foot: str = "") -> str:
 <body>
 <h1>{_e(title)}</h1>
 <p>{len(t.runs)} runs ({len(t.failed)} failed) from {_e(", ".join(str(d) for d in t.dirs))}.</p>
-<nav><a href="#board">Leaderboard</a><a href="#significance">Significance</a>{'<a href="#paper">Paper</a>' if t.ref_cols else ""}<a href="#plots">Plots</a><a href="#samples">Samples</a><a href="#runs">Runs</a></nav>
+<nav><a href="#board">Leaderboard</a><a href="#significance">Significance</a>{'<a href="#paper">Paper</a>' if t.ref_cols else ""}<a href="#plots">Plots</a><a href="#diagnostics">Diagnostics</a><a href="#samples">Samples</a><a href="#runs">Runs</a></nav>
 <h2 id="board">Leaderboard</h2>
 <p>Click a column header to sort.</p>
 {leaderboard(t)}
@@ -279,6 +280,9 @@ def render(t: table.Tabulated, figs: dict[str, Path], foot: str = "") -> str:
 {paper}
 <h2 id="plots">Plots</h2>
 <p>{_img(figs.get("png"), "sweep plot", "fig-main")}</p>
+<h2 id="diagnostics">Diagnostics</h2>
+<h3 id="probe">Probe: log-probability trajectories (change from the start)</h3>
+{probe_html(t.runs, _run_label)}
 <h2 id="samples">Samples</h2>
 <p><label>Run: <select id="sample-run">{options}</select></label></p>
 <table class="samples"><thead><tr><th>#</th><th>prompt</th><th>policy</th><th>SFT</th><th>gold (policy)</th><th>gold (SFT)</th></tr></thead>
