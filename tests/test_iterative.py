@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 
 from po_bench.config import ConfigError, inner_loss_config, validate
 from po_bench.data import world
-from po_bench.specs import ROUND_SEED_STRIDE, plan, ref, spec_key
+from po_bench.specs import ROUND_SEED_STRIDE, exrm_spec, plan, ref, spec_key
 
 from .conftest import SMALL
 from .conftest import compose as _compose
@@ -96,6 +96,8 @@ def test_each_labeller_keys_what_it_reads():
     for rnd in exp.rounds:
         assert rnd["pairs"]["labeller"] == {"kind": "explicit", "reward_model": ref("reward_model", madpo.pair_scores)}
     assert exp.keys()["round1_reward_model"] == spec_key("reward_model", madpo.pair_scores)
+    dpo_cfg = _compose(["loss=dpo", "diagnostics.reward_models=true"])  # and the reward_models diagnostic's EXRM
+    assert exrm_spec(dpo_cfg, plan(dpo_cfg)) == exp.rounds[0]["reward_model"]
     rm = _plan("loss.args.labeller=explicit", "+loss.args.reward_model={epochs: 3}").rounds[0]["reward_model"]
     assert rm["train"]["epochs"] == 3 and rm != madpo.pair_scores
 
@@ -327,7 +329,7 @@ def test_the_explicit_labeller_ranks_by_the_reward_model(cache, tmp_path):
     """labeller=explicit: the reward model (MADPO's reward_model stage on the start's annotator pairs) is built
     once, and a round's pairs are its samples ranked by its scores."""
     from po_bench import stages
-    from po_bench.training.trl.reward import reward_scores
+    from po_bench.training.trl.reward import score_pairs
 
     cfg, m = _run(cache, tmp_path, "explicit", "loss.args.rounds=1", "loss.args.labeller=explicit")
     p, store = plan(cfg), _store(cache)
@@ -337,9 +339,6 @@ def test_the_explicit_labeller_ranks_by_the_reward_model(cache, tmp_path):
     rm_dir = stages.checkpoint_dir(store, ref("reward_model", rm))
     tok = stages.load_tokenizer(rm_dir, rm["model"])
     train = OmegaConf.create({**rm["train"], "grad_accum": 1, "max_steps": 0, **stages.train_opts({})})
-    prompts = [q["prompt"] for q in pairs]
-    sc, sr = (
-        reward_scores(rm_dir, tok, prompts, [q[key] for q in pairs], train, tmp_path / "score", 0)
-        for key in ("chosen", "rejected")
-    )
-    assert pairs and all(c > r for c, r in zip(sc, sr))
+    margins = score_pairs(rm_dir, tok, {"pairs": pairs}, train, tmp_path / "score", 0)["pairs"]
+    assert pairs and all(x > 0 for x in margins)  # the reward model prefers every pair's chosen response
+    assert [q["gap"] for q in pairs] == pytest.approx(margins, abs=1e-4)

@@ -3,6 +3,7 @@ preference pairs, then its margin on every pair."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -45,26 +46,9 @@ def train_reward_model(start_dir, tokenizer, pairs: list[dict], train_cfg, out_d
     }
 
 
-def reward_scores(model_dir, tokenizer, prompts: list, responses: list[str], train_cfg, out_dir: Path, seed: int):
-    """r(x, y) of the reward model saved in ``model_dir`` (:func:`train_reward_model`'s) on every (prompt,
-    response), tokenised as its training rows were (TRL's RewardTrainer pipeline, over-long rows truncated to
-    max_length): an iterative method's explicit labeller."""
-
-    args = build_reward_config(train_cfg, out_dir, seed)
-    model = AutoModelForSequenceClassification.from_pretrained(str(model_dir), num_labels=1, dtype=torch.float32)
-    rows = [{"prompt": p, "chosen": y, "rejected": y} for p, y in zip(prompts, responses)]
-    trainer = RewardTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer)
-    return [x for rc, _ in score_batches(trainer, rows, int(train_cfg.batch_size)) for x in rc.tolist()]
-
-
 def reward_margins(trainer, rows: list[dict], batch_size: int) -> list[float]:
     """r(x, y_w) - r(x, y_l) of the trainer's reward model on every row, tokenised as the trainer
     tokenised its training rows; over-long rows are truncated to max_length (kept: one margin per pair)."""
-    return [x for rc, rr in score_batches(trainer, rows, batch_size) for x in (rc - rr).tolist()]
-
-
-def score_batches(trainer, rows: list[dict], batch_size: int):
-    """(r(x, y_w), r(x, y_l)) of the trainer's reward model, batch by batch over the rows in order (tensors)."""
 
     model, max_length = trainer.model, trainer.args.max_length
     trainer.args.max_length = None  # TRL's over-long filter off: every row gets its margin
@@ -75,6 +59,7 @@ def score_batches(trainer, rows: list[dict], batch_size: int):
     cut = slice(None, max_length)
     device = next(model.parameters()).device
     model.eval()
+    out: list[float] = []
     with torch.no_grad():
         for i in range(0, len(ds), batch_size):
             chunk = ds.select(range(i, min(i + batch_size, len(ds))))
@@ -86,4 +71,31 @@ def score_batches(trainer, rows: list[dict], batch_size: int):
                 .logits.squeeze(-1)
                 .float()
             )
-            yield scores.chunk(2)
+            rc, rr = scores.chunk(2)
+            out += (rc - rr).tolist()
+    return out
+
+
+def score_pairs(model_dir, tokenizer, pair_sets: dict[str, list[dict]], train_cfg, out_dir: Path, seed: int) -> dict:
+    """name -> the margins r(x, y_w) - r(x, y_l) of the stored reward model in ``model_dir`` (the reward_model
+    stage's) on each list of pairs, tokenised as its trainer tokenised its training rows (a RewardTrainer of
+    the same config, which trains nothing here); over-long rows are cut to max_length."""
+
+    args = build_reward_config(train_cfg, out_dir, seed)
+    model = AutoModelForSequenceClassification.from_pretrained(str(model_dir), num_labels=1, dtype=torch.float32)
+    cast_for_precision(model, precision_of(train_cfg))
+    sets = {
+        name: [{"prompt": p["prompt"], "chosen": p["chosen"], "rejected": p["rejected"]} for p in pairs]
+        for name, pairs in pair_sets.items()
+    }
+    rows_all = [r for rows in sets.values() for r in rows]
+    if not rows_all:
+        return {name: [] for name in sets}
+    # the trainer needs a training set to build: the shortest row (one TRL's over-long filter keeps)
+    shortest = min(rows_all, key=lambda r: len(json.dumps(r)))
+    trainer = RewardTrainer(
+        model=model, args=args, train_dataset=Dataset.from_list([shortest]), processing_class=tokenizer
+    )
+    return {
+        name: reward_margins(trainer, rows, int(train_cfg.batch_size)) if rows else [] for name, rows in sets.items()
+    }
