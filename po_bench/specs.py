@@ -30,6 +30,11 @@ semantic_distance  (Sem-DPO) pairs, loss.pair_scores.embedder: prompt/chosen emb
 policy             start checkpoint, model, pairs, loss (its trainer-facing fields), preference
                    hyperparameters, seed (+ the per-pair scores' spec for MADPO / Sem-DPO; + the probe's
                    fields when ``diagnostics.probe`` is on: :func:`probe_spec`, its trajectory is stored with it)
+round<r>_*         (an iterative method: loss=iterative_dpo) per round r, the samples (k per pref prompt from round
+                   r-1's policy, round 1: the start), the pairs (those samples, the labeller's spec: gold, the
+                   annotator, the last policy's implicit reward, a reward model), the ref_logps and the policy (the
+                   inner loss from round r-1's policy; ``reference`` where it is not its start), each nesting round
+                   r-1's policy (:func:`iterative_rounds`); the run's pairs / ref_logps / policy are the last round's
 generations        policy, eval prompts, generation config, seed
 implicit           (the judge stage's implicit judges: kl_to_ref, mean_length, implicit-reward accuracy) the
                    policy, the reference (start checkpoint), their model fields, the policy's eval samples, the
