@@ -124,9 +124,7 @@ def test_tiny_presets_are_small_enough_for_a_cpu():
     }
     seeds = {e: {j for job in _jobs(e, "tiny") for j in job if j.startswith("seed=")} for e in EXPERIMENTS}
     five = ("dpo_frontier", "survey_table", "pugc", "more_is_less", "beyond_pairs", "diagnostics")
-    assert all(len(seeds[e]) == 5 for e in five), (
-        seeds
-    )
+    assert all(len(seeds[e]) == 5 for e in five), seeds
     assert len(seeds["loss_zoo"]) == 2
 
 
