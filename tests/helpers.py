@@ -559,10 +559,17 @@ def world_lists(n=24, k=4, seed=0):
 
 
 def preference_losses() -> list[str]:
-    """Every loss config of conf/loss/ but SFT's (the preference losses), by name."""
+    """Every loss config of conf/loss/ but SFT's and the online methods' (the preference losses a TRL trainer
+    runs on fixed pairs), by name.  The online ones (backend: online) train in tests/test_online.py."""
+    import yaml
+
     from po_bench.cli.app import CONF_DIR
 
-    return sorted(p.stem for p in (Path(CONF_DIR) / "loss").glob("*.yaml") if p.stem != "sft")
+    return sorted(
+        p.stem
+        for p in (Path(CONF_DIR) / "loss").glob("*.yaml")
+        if p.stem != "sft" and yaml.safe_load(p.read_text())["backend"] != "online"
+    )
 
 
 def config_with_loss(name: str):

@@ -23,8 +23,9 @@ UNPAIRED_CUSTOM        a pure function over unpaired rows (BCO)               ``
 LISTWISE               a pure function of ``training/listwise.py`` over rated  ``listwise.ListwiseTrainer``
                        lists (LiPO, IRPO, ADPO-list; TPO with step inputs)
 SFT                    no preference stage (``backend: sft``: the SFT model)   (none)
-ONLINE                 reserved: a trainer that generates and labels inside    (none yet)
-                       training; no loss config has it
+ONLINE                 the online loop: samples from the current policy, a     ``training/online.py`` (po-bench's
+                       preference source labels them, a DPO-style update      own loop, no TRL Trainer)
+                       (``backend: online``: online_dpo, xpo)
 =====================  =====================================================  ===============================
 """
 
@@ -50,8 +51,7 @@ class MethodKind(enum.Enum):
     UNPAIRED_CUSTOM = "unpaired_custom"
     LISTWISE = "listwise"
     SFT = "sft"
-    # Reserved for the online-methods issue: a trainer that samples from the policy and labels the samples
-    # inside training.  No backend maps to it yet; :func:`method_of` never returns it.
+    # the online loop (po_bench/training/online.py): samples from the policy and labels them inside training
     ONLINE = "online"
 
 
@@ -74,6 +74,7 @@ BACKEND_KINDS = {
     "pobench": MethodKind.PAIRWISE_CUSTOM,
     "listwise": MethodKind.LISTWISE,
     "sft": MethodKind.SFT,
+    "online": MethodKind.ONLINE,
 }
 BACKENDS = tuple(BACKEND_KINDS)
 
@@ -166,6 +167,12 @@ class Method:
         return self.kind in PAIR_FUNCTION_KINDS
 
     @property
+    def online(self) -> bool:
+        """Whether the method trains in the online loop (training/online.py): its pairs are sampled from the
+        current policy and labelled during training, not read from the pairs artifact."""
+        return self.kind is MethodKind.ONLINE
+
+    @property
     def list_function(self) -> bool:
         """Whether the loss is a pure function of ``training/listwise.py`` over rated lists."""
         return self.kind is MethodKind.LISTWISE
@@ -230,7 +237,7 @@ class Method:
         if self.kind is MethodKind.UNPAIRED_TRL:
             return not self.reference_free and not self.moving_reference
         return (
-            self.kind not in (MethodKind.REFERENCE_FREE_TRL, MethodKind.TOKEN_LEVEL, MethodKind.SFT)
+            self.kind not in (MethodKind.REFERENCE_FREE_TRL, MethodKind.TOKEN_LEVEL, MethodKind.SFT, MethodKind.ONLINE)
             and not self.reference_free  # (a pure unpaired function is not paired: config.validate says so)
             and self.paired
             and not self.moving_reference
