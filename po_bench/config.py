@@ -850,6 +850,11 @@ def _check_online(cfg, method) -> None:
         f"loss={loss.name}: loss.args.label_temperature does not apply to the annotator "
         "(it samples at dataset.annotator_temperature)",
     )
+    _check(
+        args.get("labeller", "gold") != "implicit" or bool(args.get("label_temperature")),
+        f"loss={loss.name}: loss.args.labeller=implicit at label_temperature=0 never labels a pair (the policy starts "
+        "at its reference: every implicit reward is 0, every pair a tie); set loss.args.label_temperature > 0",
+    )
 
 
 def _check_judges(cfg) -> None:

@@ -220,6 +220,6 @@ def train_online(
         "grad_accum": 1,
         "global_batch": batch,
         "world_size": 1,
-        "online": {**counts, "seconds": {k: round(v, 3) for k, v in phases.seconds.items()}},
+        "online": {**counts, "seconds": {k: round(v, 6) for k, v in phases.seconds.items()}},
         "online_record": record,
     }
