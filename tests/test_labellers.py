@@ -56,8 +56,9 @@ def test_the_annotator_is_the_worlds_length_biased_one():
 
 def test_the_implicit_source_reads_the_current_policys_scores():
     lab = labeller_for({"kind": "implicit", "temperature": 0.0})
-    scores = lambda ps, ys: [float(len(y)) for y in ys]  # noqa: E731 (a stand-in for beta*log pi/ref)
-    assert lab.label(_req([GOOD, BAD], [BAD, LONG], scores=scores)).first_wins == [True, False]
+    first, second = [GOOD, BAD], [BAD, LONG]
+    scores = lambda which: [float(len(y)) for y in (first, second)[which]]  # noqa: E731 (stands in for beta*log pi/ref)
+    assert lab.label(_req(first, second, scores=scores)).first_wins == [True, False]
     with pytest.raises(ValueError, match="needs the current policy's scores"):
         lab.label(_req([GOOD], [BAD]))
 

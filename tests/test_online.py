@@ -16,7 +16,6 @@ from omegaconf import OmegaConf
 
 from po_bench.data import world
 from po_bench.generation.generate import generate_hf
-from po_bench.generation.logprobs import completion_logps
 from po_bench.specs import plan
 from po_bench.stages import get
 from po_bench.store import Store
@@ -76,6 +75,15 @@ def _run(tokenizer, function, args, labeller=None, noise=None, steps=3, logging_
     return res, start, moved
 
 
+def _logp_by_hand(model, tokenizer, prompt: str, completion_ids: list[int]) -> float:
+    """log pi(y | x) of sampled tokens, one sequence at a time: sum over t of log softmax(logits_{t-1})[y_t]."""
+    p = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([p + list(completion_ids)])).logits[0].double()
+    lsm = torch.log_softmax(logits, -1)
+    return float(sum(lsm[len(p) - 1 + t, y] for t, y in enumerate(completion_ids)))
+
+
 def _gen(model, tokenizer, xs, seed):
     side = tokenizer.padding_side
     try:
@@ -123,10 +131,11 @@ def test_xpo_pairs_a_policy_sample_with_the_references_and_adds_its_bonus(tokeni
     assert [s[0] for s in last["samples"]] != _gen(start, tokenizer, last["prompts"], SEED + GEN_SEED_OFFSET + 4)
     # the first step from policy == reference: DPO's part is log 2 for every pair, the bonus alpha * mean log pi(y~)
     used = first["pairs"]
-    ys = [first["samples"][p["row"]][1] for p in used]
-    lp, _ = completion_logps(start, tokenizer, [p["prompt"] for p in used], ys, max_length=48)
+    _, ref_ids = generate_hf(start, tokenizer, first["prompts"], GEN, SEED + GEN_SEED_OFFSET + 1, with_ids=True)
+    tokenizer.padding_side = "right"
+    lp = [_logp_by_hand(start, tokenizer, p["prompt"], ref_ids[p["row"]]) for p in used]
     h = res["history"]
-    assert h[0]["loss"] == pytest.approx(math.log(2) + alpha * float(lp.mean()), abs=1e-4)
+    assert h[0]["loss"] == pytest.approx(math.log(2) + alpha * sum(lp) / len(lp), abs=1e-4)
     per_step = [e["labels_used"] for e in h]
     expected_rows = [sum(per_step[: i + 1]) for i in range(3)] if accumulate else per_step
     assert [e["rows"] for e in h] == expected_rows  # the growing preference set, re-solved on all of it each step

@@ -38,15 +38,15 @@ from po_bench.data import world
 
 @dataclass
 class LabelRequest:
-    """Pairs to label: prompt i with its two responses ``first[i]``, ``second[i]``.  ``scores``: (prompts,
-    responses) -> one score each under the current policy (the implicit reward), for a source that reads it.
-    ``rng``: the draws of a sampled (Bradley-Terry) verdict."""
+    """Pairs to label: prompt i with its two responses ``first[i]``, ``second[i]``.  ``scores``: 0 (the first
+    responses) or 1 (the second) -> one score each under the current policy (the implicit reward, computed on the
+    sampled tokens), for a source that reads it.  ``rng``: the draws of a sampled (Bradley-Terry) verdict."""
 
     prompts: Sequence[str]
     first: Sequence[str]
     second: Sequence[str]
     rng: np.random.Generator
-    scores: Callable[[Sequence[str], Sequence[str]], Sequence[float]] | None = None
+    scores: Callable[[int], Sequence[float]] | None = None
 
 
 @dataclass
@@ -176,6 +176,5 @@ class ImplicitLabeller:
     def label(self, req: LabelRequest) -> Labels:
         if req.scores is None:
             raise ValueError("the implicit labeller needs the current policy's scores (LabelRequest.scores)")
-        sa = list(req.scores(req.prompts, req.first))
-        sb = list(req.scores(req.prompts, req.second))
+        sa, sb = list(req.scores(0)), list(req.scores(1))
         return Labels(drop_identical(req, verdicts(sa, sb, self.temperature, req.rng)), len(req.prompts))

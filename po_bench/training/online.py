@@ -27,7 +27,7 @@ from transformers import get_scheduler
 
 from po_bench.data.noise import flip_labels
 from po_bench.generation.generate import generate_hf
-from po_bench.generation.logprobs import right_padded, token_logps, tokenize_completion
+from po_bench.generation.logprobs import render_prompt, right_padded, token_logps
 from po_bench.training.labellers import LabelRequest
 from po_bench.training.losses import PairStats
 from po_bench.training.online_losses import ONLINE_LOSSES, POLICY_REFERENCE, online_args
@@ -36,11 +36,15 @@ MAX_GRAD_NORM = 1.0  # TRL's (transformers') default clip
 GEN_SEED_OFFSET = 10_000  # step s, draw i: seed + 10000 + 2 s + i (the SFT samples use seed .. seed + 3001)
 
 
-def sequence_logps(model, tokenizer, prompts, completions, max_length: int | None):
-    """(summed completion log-probs, completion token counts) of each (prompt, completion) under ``model``, with
-    the gradient (one right-padded batch; sequences cut at ``max_length`` as in training)."""
+def sequence_logps(model, tokenizer, prompts, completion_ids: list[list[int]], max_length: int | None):
+    """(summed completion log-probs, completion token counts) of each prompt's sampled completion tokens (as
+    generation drew them: po_bench/generation/generate.py's ``with_ids``) under ``model``, with the gradient (one
+    right-padded batch; sequences cut at ``max_length`` as in training)."""
     device = next(model.parameters()).device
-    enc = [tokenize_completion(tokenizer, p, c) for p, c in zip(prompts, completions)]
+    enc = [
+        (tokenizer(render_prompt(tokenizer, p), add_special_tokens=False)["input_ids"], list(c))
+        for p, c in zip(prompts, completion_ids)
+    ]
     seqs = [(p + c)[:max_length] if max_length else p + c for p, c in enc]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     ids, attn = right_padded(seqs, pad)
@@ -131,23 +135,25 @@ def train_online(
     pool: list[dict] = []  # XPO with accumulate: every labelled pair so far (the paper's growing preference set)
     label_rng = np.random.default_rng([int(seed), 43])
 
-    def implicit_scores(ps, ys):
-        with torch.no_grad():
-            lp, _ = sequence_logps(policy, tokenizer, ps, ys, max_length)
-            lr_, _ = sequence_logps(ref_model, tokenizer, ps, ys, max_length)
-        return (beta * (lp - lr_)).tolist()
+    def logps_of(model, ps, ids):
+        return sequence_logps(model, tokenizer, ps, ids, max_length)
 
     last_loss = None
     for step, xs in enumerate(prompt_batches(prompts, batch, steps, seed)):
         base = int(seed) + GEN_SEED_OFFSET + 2 * step
         with phases.timed("generate"):
-            first = generate_hf(policy, tokenizer, xs, gen_cfg, base, "online samples")
+            first, first_ids = generate_hf(policy, tokenizer, xs, gen_cfg, base, "online samples", with_ids=True)
             second_model = ref_model if spec.pairing == POLICY_REFERENCE else policy
-            second = generate_hf(second_model, tokenizer, xs, gen_cfg, base + 1, "online samples")
+            second, second_ids = generate_hf(second_model, tokenizer, xs, gen_cfg, base + 1, "online samples", True)
         counts["samples_generated"] += 2 * len(xs)
         policy.train()
+
+        def implicit(which: int, xs=xs, ids=(first_ids, second_ids)) -> list[float]:
+            with torch.no_grad():  # beta * log pi/ref of the first (0) or second (1) samples, under the current policy
+                return (beta * (logps_of(policy, xs, ids[which])[0] - logps_of(ref_model, xs, ids[which])[0])).tolist()
+
         with phases.timed("label"):
-            labels = labeller.label(LabelRequest(xs, first, second, label_rng, implicit_scores))
+            labels = labeller.label(LabelRequest(xs, first, second, label_rng, implicit))
         counts["labels_requested"] += labels.requested
         counts["judge_calls"] += labels.judge_calls
         counts["judge_tokens"] += labels.judge_tokens
@@ -156,17 +162,22 @@ def train_online(
             if w is None:
                 continue
             chosen, rejected = (y1, y2) if w else (y2, y1)
-            pairs.append({"prompt": x, "chosen": chosen, "rejected": rejected, "row": i, "second_chosen": not w})
+            ids = (first_ids[i], second_ids[i]) if w else (second_ids[i], first_ids[i])
+            pairs.append(
+                {"prompt": x, "chosen": chosen, "rejected": rejected, "row": i, "second_chosen": not w, "ids": ids}
+            )
         counts["ties_dropped"] += len(xs) - len(pairs)
         if noise.get("kind") == "flip" and pairs:
             pairs, flipped = flip_labels(pairs, float(noise["rate"]), int(seed) * 1_000_003 + step)
-            for i in flipped:  # the second response's side follows its text
+            for i in flipped:  # the token ids and the second response's side follow the texts
                 pairs[i]["second_chosen"] = not pairs[i]["second_chosen"]
+                pairs[i]["ids"] = pairs[i]["ids"][::-1]
             counts["noise_flipped"] += len(flipped)
         counts["labels_used"] += len(pairs)
         if step == 0 or step == steps - 1:
+            kept = [{k: v for k, v in p.items() if k != "ids"} for p in pairs]
             record.append(
-                {"step": step, "prompts": xs, "samples": [list(s) for s in zip(first, second)], "pairs": pairs}
+                {"step": step, "prompts": xs, "samples": [list(s) for s in zip(first, second)], "pairs": kept}
             )
         if accumulate:
             pool += pairs
@@ -181,10 +192,10 @@ def train_online(
             continue
         with phases.timed("train"):
             ps = [r["prompt"] for r in rows]
-            ys = [r["chosen"] for r in rows] + [r["rejected"] for r in rows]
-            lp, n = sequence_logps(policy, tokenizer, ps + ps, ys, max_length)
+            ys = [r["ids"][0] for r in rows] + [r["ids"][1] for r in rows]
+            lp, n = logps_of(policy, ps + ps, ys)
             with torch.no_grad():
-                lr_, _ = sequence_logps(ref_model, tokenizer, ps + ps, ys, max_length)
+                lr_, _ = logps_of(ref_model, ps + ps, ys)
             k = len(rows)
             s = PairStats(lp[:k], lp[k:], n[:k], n[k:], lr_[:k], lr_[k:])
             if spec.pairing == POLICY_REFERENCE:  # the reference's sample: the second response, on its side
