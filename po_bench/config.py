@@ -439,7 +439,12 @@ class DiagnosticsConfig:
       with each probe pair's final change of log pi(y+) (po_bench/generation/hidden.py, po_bench/results/ches.py;
       the ``ches`` artifact, which ``dataset.filter`` also reads: docs/diagnostics.md).
     * ``reward_models``: DPO's implicit reward (DPORM) against an explicit Bradley-Terry reward model (EXRM)
-      trained on the same pairs, in distribution and under prompt, response and label shifts (Lin et al.).
+      trained on the same pairs, in distribution and under prompt, response and label shifts (Lin et al.;
+      po_bench/judges/reward_shift.py).  The EXRM is the reward_model stage's (MADPO's) with ``rm_lr`` (null:
+      model.lr), ``rm_epochs`` and ``rm_batch_size``: at the defaults it is MADPO's reward model on the same
+      pairs.  ``ood_pairs`` (real data): a pair file for the out-of-distribution set, AlpacaEval annotations
+      (rows with instruction, output_1, output_2, preference; po_bench/data/annotations.py) or JSON(L) rows of
+      prompt/chosen/rejected; its first ``ood_pairs_n`` pairs are used (0: all).
     * ``token_credit``: per-token beta log-ratio against the world's exact token gains on the held-out eval
       pairs (From r to Q*; the world only; po_bench/judges/r_to_q.py).
     * ``beams``: beam widths at which the policy also answers the eval prompts (deterministic beam search; 1:
@@ -452,6 +457,11 @@ class DiagnosticsConfig:
     probe_every: int = 0  # optimizer steps between probe measurements; 0: about 10 over the run
     ches: bool = False
     reward_models: bool = False
+    rm_lr: float | None = None  # the EXRM's learning rate; null: model.lr (MADPO's reward model's default)
+    rm_epochs: int = 2
+    rm_batch_size: int = 32
+    ood_pairs: str | None = None  # real data: the OOD pair file of the reward_models diagnostic
+    ood_pairs_n: int = 512
     token_credit: bool = False
     beams: list[int] = field(default_factory=list)
 
@@ -488,6 +498,23 @@ class DiagnosticsConfig:
             f"diagnostics.token_credit=true: the world only (it compares the policy's per-token credit with the "
             f"world's exact token gains); dataset.kind={cfg.dataset.kind!r} has none",
         )
+        _check(
+            not d.reward_models or (cfg.stages.generate and cfg.stages.judge),
+            "diagnostics.reward_models=true scores the held-out sets beside the run's judges: it needs "
+            "stages.generate=true and stages.judge=true",
+        )
+        _check(
+            d.rm_epochs >= 1 and d.rm_batch_size >= 1 and d.ood_pairs_n >= 0,
+            f"diagnostics.rm_epochs={d.rm_epochs}, rm_batch_size={d.rm_batch_size}, ood_pairs_n={d.ood_pairs_n}: "
+            "the epochs and batch size must be >= 1, ood_pairs_n >= 0",
+        )
+        if d.ood_pairs is not None:
+            _check(
+                cfg.dataset.kind != "world",
+                "diagnostics.ood_pairs: the world's shifts are its own (held-out prompts, other policies' responses, "
+                "the annotator's labels); an OOD pair file is for real data",
+            )
+            _check(Path(d.ood_pairs).expanduser().is_file(), f"diagnostics.ood_pairs={d.ood_pairs}: no such file")
 
 
 @dataclass

@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from po_bench import stages
+from po_bench import reward_models, stages
 from po_bench.common import cpu_only_torch, timed, write_jsonl
 from po_bench.config import check_machine, validate
 from po_bench.generation import generate
@@ -192,6 +192,11 @@ def run(cfg, out_dir: str | Path) -> dict:
                     loaded = lambda: {"policy": ckpt.policy, "reference": ckpt.sft, "tokenizer": ckpt.tokenizer}
                     gold = None if src.gold is None else lambda ys: src.gold(prompts, ys, sft_samples)["gold_reward"]
                     metrics.setdefault("diagnostics", {}).update(r_to_q.report(cfg, store, p, opts, loaded, gold))
+            if cfg.diagnostics.reward_models:  # DPORM vs EXRM in distribution and under shifts (Lin et al.)
+                with timed(seconds, "diagnostics"):
+                    rm = reward_models.diagnostic(cfg, store, p, ckpt, opts)
+                if rm is not None:
+                    metrics.setdefault("diagnostics", {})["reward_models"] = rm
         rows = src.sample_rows(prompts, out, sft_samples)
         write_jsonl(out_dir / "samples.jsonl", rows[:32])
         if src.gold is not None and cfg.stages.judge:  # per-prompt scores: comparisons between runs pair on them

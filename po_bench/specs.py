@@ -41,6 +41,11 @@ beams              (``diagnostics.beams``; not a Plan role: read by the pipeline
                    (:func:`beam_specs`)
 token_credit       (``diagnostics.token_credit``, the world) the policy, the reference, their model fields, the
                    held-out eval samples (the eval pairs' responses) and beta (:func:`token_credit_spec`)
+reward_model       (as an EXRM: diagnostics.reward_models) the same spec with diagnostics.rm_lr/rm_epochs/
+                   rm_batch_size for lr/epochs/batch_size (:func:`exrm_spec`; MADPO's at the defaults)
+reward_models      (diagnostics.reward_models) DPORM and EXRM margins on each evaluation set: the policy, the
+                   reference, the EXRM's spec, each set's sample / pair / file specs, kind and beta
+                   (:func:`reward_models_spec`; not a Plan role: read by the pipeline)
 answers            (judges that read answers) the policy, the generation config with the judge's answer
                    settings, the judge's question set (:data:`JUDGE_QUESTION_FIELDS`), the conversations
 <judge kind>       (judges with an artifact of their own, e.g. ``openllm``: lm-eval's output) the policy and
@@ -60,7 +65,7 @@ from omegaconf import OmegaConf, open_dict
 
 from po_bench.choices import FilterKind
 from po_bench.common import plain
-from po_bench.data.sources import DataSource, source_for
+from po_bench.data.sources import DataSource, file_fingerprint, source_for
 from po_bench.store import fingerprint
 from po_bench.training.labellers import labeller_spec
 from po_bench.training.launch import global_batch, split_batch, world_size
@@ -83,6 +88,7 @@ VERSIONS = {
     "ches": 1,
     "beams": 1,
     "token_credit": 1,
+    "reward_models": 1,
 }
 
 # Run options that never change an artifact (logging, progress bars, checkpoint frequency, threads).
@@ -604,16 +610,82 @@ def pair_scores_spec(cfg, start: dict, model: dict, pairs: dict, seed: int) -> d
     ps = plain(loss.get("pair_scores") or {})
     fields = {k: v for k, v in ps.items() if k != "kind"}
     if stage == "reward_model":
-        return {
-            "stage": stage,
-            "version": VERSIONS[stage],
-            "start": start,
-            "model": model,
-            "pairs": pairs,
-            "train": {**fields, **{k: cfg.train[k] for k in REWARD_MODEL_TRAIN_FIELDS}},
-            "seed": seed,
-        }
+        return reward_model_spec(cfg, start, model, pairs, seed, fields)
     return {"stage": stage, "version": VERSIONS[stage], "pairs": pairs, **fields}
+
+
+def reward_model_spec(cfg, start: dict, model: dict, pairs: dict, seed: int, fields: dict) -> dict:
+    """The spec of a Bradley-Terry reward model on ``pairs`` (the reward_model stage): the start checkpoint,
+    the pairs, its own training fields ``fields`` (lr, epochs, batch_size) and the run's
+    :data:`REWARD_MODEL_TRAIN_FIELDS`, the seed.  MADPO's pair scores and the reward_models diagnostic's
+    EXRM share it (the same fields: the same artifact)."""
+    return {
+        "stage": "reward_model",
+        "version": VERSIONS["reward_model"],
+        "start": start,
+        "model": model,
+        "pairs": pairs,
+        "train": {**fields, **{k: cfg.train[k] for k in REWARD_MODEL_TRAIN_FIELDS}},
+        "seed": seed,
+    }
+
+
+def exrm_spec(cfg, p: Plan) -> dict:
+    """The reward_models diagnostic's explicit reward model (EXRM): a reward model on the run's training pairs
+    from its start checkpoint, with ``diagnostics.rm_lr`` (null: model.lr), ``rm_epochs``, ``rm_batch_size``;
+    at the defaults the same artifact as MADPO's reward model on the same pairs and seed."""
+    d = cfg.diagnostics
+    lr = float(d.rm_lr) if d.rm_lr is not None else cfg.model.lr
+    fields = {"lr": lr, "epochs": int(d.rm_epochs), "batch_size": int(d.rm_batch_size)}
+    return reward_model_spec(cfg, p.start, model_fields(cfg), p.pairs, int(cfg.seed), fields)
+
+
+# A shift set's seed offset (the annotator's labels of held-out pairs: none of the run's other draws)
+LABEL_SHIFT_SEED = 5000
+
+
+def reward_models_spec(cfg, p: Plan) -> dict | None:
+    """The spec of the reward_models diagnostic's scores (DPORM and EXRM margins on every evaluation set,
+    :mod:`po_bench.judges.reward_shift`): the policy, the reference (the start checkpoint), their model fields,
+    the EXRM's spec, the implicit reward's kind and beta, and each set's inputs.  The world: ``id`` (held-out
+    eval sample pairs), ``prompt`` (the OOD split's), ``response`` (the policy's eval generations against the
+    SFT model's eval samples), ``label`` (held-out eval sample pairs on which the run's annotator's label
+    contradicts gold), all labelled by gold.  Real data: ``id`` (the pairs' eval split) and ``ood`` (the
+    ``diagnostics.ood_pairs`` file, its content's checksum, ``ood_pairs_n``).  None where it cannot be
+    measured (no preference-trained policy, no generation or judge stage)."""
+    if p.policy is None or p.pairs is None or "generations" not in p.samples or not cfg.stages.judge:
+        return None
+    seed = int(cfg.seed)
+    if p.source.world:
+        held = {split: p.samples[f"heldout_{split}"] for split in ("eval", "ood")}
+        ann = {"temperature": cfg.dataset.annotator_temperature, "length_bias": cfg.dataset.annotator_length_bias}
+        sets = {
+            "id": {"kind": "gold", "samples": held["eval"]},
+            "prompt": {"kind": "gold", "samples": held["ood"]},
+            "response": {"kind": "gold_vs", "samples": p.samples["generations"], "other": p.samples["sft_samples"]},
+            "label": {"kind": "annotator_disagrees", "samples": held["eval"], "annotator": ann, "seed": seed},
+        }
+    else:
+        sets = {"id": {"kind": "eval_pairs", "pairs": p.pairs}}
+        ood = cfg.diagnostics.ood_pairs
+        if ood is not None:
+            sets["ood"] = {
+                "kind": "file",
+                "path": str(ood),
+                "content": file_fingerprint(Path(ood).expanduser()),
+                "n": int(cfg.diagnostics.ood_pairs_n),
+            }
+    loss = cfg.loss
+    return {
+        "version": VERSIONS["reward_models"],
+        "policy": p.policy_ref,
+        "reference": p.start,
+        "model": model_fields(cfg),
+        "exrm": exrm_spec(cfg, p),
+        "sets": sets,
+        "kind": loss.implicit_reward if method_of(loss).trains_preference else "avg_logp",
+        "beta": float(loss.beta),
+    }
 
 
 # The judge's fields that determine its question set (answers to the same questions are shared by every
@@ -777,7 +849,13 @@ DEPENDS: dict[str, tuple[str, ...]] = {
     "diagnostics.probe_unseen": _POLICY,
     "diagnostics.probe_every": _POLICY,
     "diagnostics.ches": ("ches",),  # the CHES artifact of the training pairs, nothing else
+    # DPORM vs EXRM (its reward_model and reward_models artifacts are read by the pipeline, not Plan roles)
     "diagnostics.reward_models": (),
+    "diagnostics.rm_lr": (),
+    "diagnostics.rm_epochs": (),
+    "diagnostics.rm_batch_size": (),
+    "diagnostics.ood_pairs": (),
+    "diagnostics.ood_pairs_n": (),
     "diagnostics.token_credit": (),
     "diagnostics.beams": (),
     "tracking.backend": (),

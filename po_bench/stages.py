@@ -433,6 +433,49 @@ def build_semantic_distance(spec: dict, store: Store, opts: dict | None = None) 
     return {"embedder": spec["embedder"], "distance": semantic_distances(pairs, spec["embedder"])}
 
 
+def build_reward_models(
+    spec: dict, store: Store, opts: dict | None = None, *, policy=None, reference=None, tokenizer=None
+) -> dict:
+    """The reward_models diagnostic's scores (:mod:`po_bench.judges.reward_shift`): on every evaluation set of
+    the spec, each pair's DPORM margin (the policy's implicit reward against the reference) and EXRM margin
+    (the reward model of ``spec["exrm"]``, built first when absent), sequences cut to train.max_length, and
+    the set's counts.  The loaded policy, reference and tokenizer save loading them (never change the result)."""
+    import tempfile
+
+    from po_bench.judges import implicit, reward_shift  # lazy: torch through the scoring (~1 s)
+
+    # lazy: accelerate, datasets, huggingface_hub, numpy, ... (~5.7 s)
+    from po_bench.training.trl.reward import score_pairs
+
+    ref_dir = checkpoint_dir(store, spec["reference"])
+    if tokenizer is None:
+        tokenizer = load_tokenizer(ref_dir, spec["model"])
+    exrm = spec["exrm"]
+    exrm_dir = get(store, "reward_model", exrm, train_opts(opts), tokenizer=tokenizer)
+    sets = reward_shift.eval_sets(
+        spec["sets"],
+        lambda s: (resolve_prompts(store, s["prompts"]), get(store, "samples", s)),
+        lambda s: get(store, "pairs", s),
+    )
+    if policy is None:
+        policy = load_model(checkpoint_dir(store, spec["policy"]), spec["model"])
+    if reference is None:
+        reference = load_model(ref_dir, spec["model"])
+    max_length = int(exrm["train"]["max_length"])
+    train = OmegaConf.create({**exrm["train"], "grad_accum": 1, "max_steps": 0, **train_opts(opts)})
+    with tempfile.TemporaryDirectory() as tmp:
+        ex = score_pairs(exrm_dir, tokenizer, {n: pairs for n, (pairs, _) in sets.items()}, train, Path(tmp), 0)
+    out = {}
+    for name, (pairs, counts) in sets.items():
+        dp = (
+            implicit.implicit_margins(policy, reference, tokenizer, pairs, spec["kind"], spec["beta"], max_length)
+            if pairs
+            else []
+        )
+        out[name] = {**counts, "dporm_margin": [float(x) for x in dp], "exrm_margin": ex[name]}
+    return {"sets": out}
+
+
 # ---------------------------------------------------------------------------------------------
 # ches (diagnostics.ches, dataset.filter): CHES of the training pairs at the start checkpoint
 # ---------------------------------------------------------------------------------------------
@@ -551,6 +594,7 @@ JSON_STAGES = {
     "ches": build_ches,
     "beams": build_beams,
     "token_credit": build_token_credit,
+    "reward_models": build_reward_models,
 }
 
 

@@ -13,21 +13,30 @@ from __future__ import annotations
 from po_bench.generation.logprobs import completion_logps
 
 
-def implicit_rewards(policy, ref, tokenizer, prompts, completions, kind: str, beta: float, batch_size=128):
-    lp, n = completion_logps(policy, tokenizer, prompts, completions, batch_size)
+def implicit_rewards(
+    policy, ref, tokenizer, prompts, completions, kind: str, beta: float, batch_size=128, max_length=None
+):
+    lp, n = completion_logps(policy, tokenizer, prompts, completions, batch_size, max_length)
     if kind == "avg_logp":
         return beta * lp / n.clamp(min=1)
-    lr, _ = completion_logps(ref, tokenizer, prompts, completions, batch_size)
+    lr, _ = completion_logps(ref, tokenizer, prompts, completions, batch_size, max_length)
     return beta * (lp - lr)
+
+
+def implicit_margins(policy, ref, tokenizer, pairs, kind: str, beta: float, max_length=None):
+    """The implicit reward's margin r(x, y_w) - r(x, y_l) on every pair (a tensor), each sequence cut to
+    ``max_length`` tokens when given."""
+    prompts = [p["prompt"] for p in pairs]
+    rc = implicit_rewards(policy, ref, tokenizer, prompts, [p["chosen"] for p in pairs], kind, beta, 128, max_length)
+    rr = implicit_rewards(policy, ref, tokenizer, prompts, [p["rejected"] for p in pairs], kind, beta, 128, max_length)
+    return rc - rr
 
 
 def implicit_reward_accuracy(policy, ref, tokenizer, pairs, kind: str, beta: float) -> float:
     if not pairs:
         return float("nan")
-    prompts = [p["prompt"] for p in pairs]
-    rc = implicit_rewards(policy, ref, tokenizer, prompts, [p["chosen"] for p in pairs], kind, beta)
-    rr = implicit_rewards(policy, ref, tokenizer, prompts, [p["rejected"] for p in pairs], kind, beta)
-    return float(((rc > rr).float() + 0.5 * (rc == rr).float()).mean())
+    m = implicit_margins(policy, ref, tokenizer, pairs, kind, beta)
+    return float(((m > 0).float() + 0.5 * (m == 0).float()).mean())
 
 
 def kl_and_length(policy, ref, tokenizer, prompts, samples) -> dict:

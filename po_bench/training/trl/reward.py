@@ -3,6 +3,7 @@ preference pairs, then its margin on every pair."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -73,3 +74,28 @@ def reward_margins(trainer, rows: list[dict], batch_size: int) -> list[float]:
             rc, rr = scores.chunk(2)
             out += (rc - rr).tolist()
     return out
+
+
+def score_pairs(model_dir, tokenizer, pair_sets: dict[str, list[dict]], train_cfg, out_dir: Path, seed: int) -> dict:
+    """name -> the margins r(x, y_w) - r(x, y_l) of the stored reward model in ``model_dir`` (the reward_model
+    stage's) on each list of pairs, tokenised as its trainer tokenised its training rows (a RewardTrainer of
+    the same config, which trains nothing here); over-long rows are cut to max_length."""
+
+    args = build_reward_config(train_cfg, out_dir, seed)
+    model = AutoModelForSequenceClassification.from_pretrained(str(model_dir), num_labels=1, dtype=torch.float32)
+    cast_for_precision(model, precision_of(train_cfg))
+    sets = {
+        name: [{"prompt": p["prompt"], "chosen": p["chosen"], "rejected": p["rejected"]} for p in pairs]
+        for name, pairs in pair_sets.items()
+    }
+    rows_all = [r for rows in sets.values() for r in rows]
+    if not rows_all:
+        return {name: [] for name in sets}
+    # the trainer needs a training set to build: the shortest row (one TRL's over-long filter keeps)
+    shortest = min(rows_all, key=lambda r: len(json.dumps(r)))
+    trainer = RewardTrainer(
+        model=model, args=args, train_dataset=Dataset.from_list([shortest]), processing_class=tokenizer
+    )
+    return {
+        name: reward_margins(trainer, rows, int(train_cfg.batch_size)) if rows else [] for name, rows in sets.items()
+    }
