@@ -21,7 +21,7 @@ from po_bench.stages import get
 from po_bench.store import Store
 from po_bench.training import labellers, models
 from po_bench.training.labellers import labeller_for
-from po_bench.training.online import GEN_SEED_OFFSET, train_online
+from po_bench.training.online import gen_seed, train_online
 
 from .conftest import compose, run_cli
 
@@ -103,12 +103,11 @@ def test_online_dpo_labels_the_current_policys_samples_of_each_step(tokenizer):
     assert set(c["seconds"]) == {"generate", "label", "train"} and all(v > 0 for v in c["seconds"].values())
     first, last = res["online_record"]
     assert (first["step"], last["step"]) == (0, 2)
-    base0 = SEED + GEN_SEED_OFFSET
     # step 0: the current policy is the start; its samples are exactly what the start draws at the step's seeds
-    assert [s[0] for s in first["samples"]] == _gen(start, tokenizer, first["prompts"], base0)
-    assert [s[1] for s in first["samples"]] == _gen(start, tokenizer, first["prompts"], base0 + 1)
+    assert [s[0] for s in first["samples"]] == _gen(start, tokenizer, first["prompts"], gen_seed(SEED, 0, 0))
+    assert [s[1] for s in first["samples"]] == _gen(start, tokenizer, first["prompts"], gen_seed(SEED, 0, 1))
     # the last step: the policy has moved, so its samples are no longer the start's at those seeds
-    assert [s[0] for s in last["samples"]] != _gen(start, tokenizer, last["prompts"], base0 + 4)
+    assert [s[0] for s in last["samples"]] != _gen(start, tokenizer, last["prompts"], gen_seed(SEED, 2, 0))
     for rec in (first, last):
         for p in rec["pairs"]:  # every labelled pair is the step's two samples of its prompt, the gold argmax chosen
             assert p["prompt"] == rec["prompts"][p["row"]]
@@ -127,11 +126,11 @@ def test_xpo_pairs_a_policy_sample_with_the_references_and_adds_its_bonus(tokeni
     assert moved
     first, last = res["online_record"]
     # the second response is the reference's (the start's, fixed) at every step, the first the current policy's
-    assert [s[1] for s in last["samples"]] == _gen(start, tokenizer, last["prompts"], SEED + GEN_SEED_OFFSET + 5)
-    assert [s[0] for s in last["samples"]] != _gen(start, tokenizer, last["prompts"], SEED + GEN_SEED_OFFSET + 4)
+    assert [s[1] for s in last["samples"]] == _gen(start, tokenizer, last["prompts"], gen_seed(SEED, 2, 1))
+    assert [s[0] for s in last["samples"]] != _gen(start, tokenizer, last["prompts"], gen_seed(SEED, 2, 0))
     # the first step from policy == reference: DPO's part is log 2 for every pair, the bonus alpha * mean log pi(y~)
     used = first["pairs"]
-    _, ref_ids = generate_hf(start, tokenizer, first["prompts"], GEN, SEED + GEN_SEED_OFFSET + 1, with_ids=True)
+    _, ref_ids = generate_hf(start, tokenizer, first["prompts"], GEN, gen_seed(SEED, 0, 1), with_ids=True)
     tokenizer.padding_side = "right"
     lp = [_logp_by_hand(start, tokenizer, p["prompt"], ref_ids[p["row"]]) for p in used]
     h = res["history"]

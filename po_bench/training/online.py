@@ -33,7 +33,12 @@ from po_bench.training.losses import PairStats
 from po_bench.training.online_losses import ONLINE_LOSSES, POLICY_REFERENCE, online_args
 
 MAX_GRAD_NORM = 1.0  # TRL's (transformers') default clip
-GEN_SEED_OFFSET = 10_000  # step s, draw i: seed + 10000 + 2 s + i (the SFT samples use seed .. seed + 3001)
+
+
+def gen_seed(seed: int, step: int, draw: int) -> int:
+    """The generation seed of a step's first (0) or second (1) draw: distinct across steps (below a million) and
+    run seeds (replicate seeds share no random stream), and apart from the run's sample seeds (seed .. seed + 4001)."""
+    return 10_000 + int(seed) * 2_000_003 + 2 * int(step) + int(draw)
 
 
 def sequence_logps(model, tokenizer, prompts, completion_ids: list[list[int]], max_length: int | None):
@@ -140,11 +145,14 @@ def train_online(
 
     last_loss = None
     for step, xs in enumerate(prompt_batches(prompts, batch, steps, seed)):
-        base = int(seed) + GEN_SEED_OFFSET + 2 * step
         with phases.timed("generate"):
-            first, first_ids = generate_hf(policy, tokenizer, xs, gen_cfg, base, "online samples", with_ids=True)
+            first, first_ids = generate_hf(
+                policy, tokenizer, xs, gen_cfg, gen_seed(seed, step, 0), "online samples", True
+            )
             second_model = ref_model if spec.pairing == POLICY_REFERENCE else policy
-            second, second_ids = generate_hf(second_model, tokenizer, xs, gen_cfg, base + 1, "online samples", True)
+            second, second_ids = generate_hf(
+                second_model, tokenizer, xs, gen_cfg, gen_seed(seed, step, 1), "online samples", True
+            )
         counts["samples_generated"] += 2 * len(xs)
         policy.train()
 
