@@ -137,7 +137,9 @@ figure-diagnostics: $(STAMP)
 
 # the real-model track: SmolLM2-135M-Instruct on HH-RLHF pairs (../shared's file when present, else the Hub)
 HH_FILE ?= $(wildcard ../shared/data/hh_rlhf/harmless-base_test.jsonl.gz)
-REAL_ARGS = $(if $(HH_FILE),dataset.path=$(abspath $(HH_FILE)))
+OOD_FILE ?= $(wildcard ../shared/data/alpaca_eval/alpaca-7b/weighted_alpaca_eval_gpt4_turbo_annotations.json.gz)
+REAL_ARGS = $(if $(HH_FILE),dataset.path=$(abspath $(HH_FILE)) dataset.eval_split=null) \
+            $(if $(OOD_FILE),diagnostics.ood_pairs=$(abspath $(OOD_FILE)))
 figure-diagnostics-real: $(STAMP)
 	$(call sweep_table,diagnostics-real,experiment=diagnostics scale=small $(REAL_ARGS))
 	$(VENV)/bin/po-bench-diagnostics results/.runs/$(call out_name,diagnostics-real) --out results \

@@ -65,14 +65,14 @@ def _one_per_method(jobs):
 
 
 # the paper scale's grids are the large ones (seconds each to compose): make test checks them, make test-fast the tiny scale
-@pytest.mark.parametrize("scale", ["tiny", pytest.param("paper", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("scale", ["tiny", "small", pytest.param("paper", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_preset_composes_and_its_jobs_validate(experiment, scale):
     if not (Path(CONF_DIR) / "preset" / experiment / f"{scale}.yaml").exists():
         # a world-only preset (its data strategy is defined on the embedded world: pugc, more_is_less,
-        # beyond_pairs)
-        assert scale == "paper"
-        with pytest.raises(ConfigError, match=f"experiment={experiment} has no scale=paper preset"):
+        # beyond_pairs); scale=small (a real small model on CPU) only where a preset defines it (diagnostics)
+        assert scale in ("paper", "small")
+        with pytest.raises(ConfigError, match=f"experiment={experiment} has no scale={scale} preset"):
             check_preset(_compose([f"experiment={experiment}", f"scale={scale}"]), experiment)
         return
     jobs = _jobs(experiment, scale)
@@ -92,6 +92,8 @@ def test_every_preset_composes_and_its_jobs_validate(experiment, scale):
                 assert str(OmegaConf.select(cfg, key)) == str(yaml.safe_load(val)), ov
         if scale == "tiny":
             assert cfg.dataset.kind == "world" and cfg.model.kind == "tiny"
+        elif scale == "small":  # the real small model, offline, on real pairs (no LLM judge: CPU)
+            assert cfg.model.kind == "smollm2" and cfg.dataset.kind == "hf"
         else:
             assert cfg.model.kind == "hub" and cfg.dataset.kind == "hf" and cfg.judge.name not in ("gold", "none")
 
@@ -118,11 +120,11 @@ def test_tiny_presets_are_small_enough_for_a_cpu():
         "more_is_less": 15,
         "beyond_pairs": 100,
         "loss_zoo": 70,
+        "diagnostics": 40,
     }
     seeds = {e: {j for job in _jobs(e, "tiny") for j in job if j.startswith("seed=")} for e in EXPERIMENTS}
-    assert all(len(seeds[e]) == 5 for e in ("dpo_frontier", "survey_table", "pugc", "more_is_less", "beyond_pairs")), (
-        seeds
-    )
+    five = ("dpo_frontier", "survey_table", "pugc", "more_is_less", "beyond_pairs", "diagnostics")
+    assert all(len(seeds[e]) == 5 for e in five), seeds
     assert len(seeds["loss_zoo"]) == 2
 
 

@@ -32,3 +32,24 @@ def test_no_trajectory_says_so_and_one_point_draws_no_plot(sweep, tmp_path):
     page = write_report([sweep], tmp_path, name="rep")["html"].read_text()
     assert '<p id="probe-none">' in page and 'class="probe-run"' not in page
     assert svg([{"step": 0, "delta_chosen": 0.0}]) == ""
+
+
+def test_report_shows_the_other_diagnostics_per_run(sweep, tmp_path):
+    """CHES's correlation, DPORM vs EXRM, token credit and the beams of a run with them; the line saying none
+    otherwise."""
+    page = write_report([sweep], tmp_path / "a", name="rep")["html"].read_text()
+    assert "No run measured CHES, reward models, token credit or beams." in page
+    path = sweep / "2_loss=dpo_s0" / "run.json"
+    rec = json.loads(path.read_text())
+    rec["metrics"]["diagnostics"] = {
+        "ches": {"correlation": {"ches_ln": {"n": 32, "spearman": -0.375, "p_value": 0.03}}},
+        "reward_models": {"shifts": {"id": {"dporm": 0.625, "exrm": 0.5}}, "dporm_drop_mean": 0.0625},
+        "token_credit": {"token_credit_spearman": 0.25},
+        "beams": {"widths": [1, 4], "gold_reward": [0.5, -1.25]},
+    }
+    path.write_text(json.dumps(rec))
+    page = write_report([sweep], tmp_path / "b", name="rep")["html"].read_text()
+    section = page[page.index('<h3 id="diagnostics-summary">') : page.index('<h2 id="samples">')]
+    assert section.count("<tr><td>") == 1
+    for text in ("-0.375", "+0.625", "+0.500", "+0.062", "+0.250", "1:+0.50 4:-1.25"):
+        assert text in section, text

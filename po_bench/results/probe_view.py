@@ -87,3 +87,48 @@ def probe_html(runs: list[dict], label) -> str:
     if not items:
         return '<p id="probe-none">No run carries a probe trajectory (diagnostics.probe).</p>'
     return "".join(items)
+
+
+# The other diagnostics in the report: one row per run, one column per number (absent: empty)
+SUMMARY = (
+    ("CHES_ln ρ", ("ches", "correlation", "ches_ln", "spearman")),
+    ("DPORM id", ("reward_models", "shifts", "id", "dporm")),
+    ("EXRM id", ("reward_models", "shifts", "id", "exrm")),
+    ("DPORM drop", ("reward_models", "dporm_drop_mean")),
+    ("EXRM drop", ("reward_models", "exrm_drop_mean")),
+    ("token credit ρ", ("token_credit", "token_credit_spearman")),
+)
+
+
+def _path(d, keys):
+    for k in keys:
+        if not isinstance(d, dict) or k not in d:
+            return None
+        d = d[k]
+    return d
+
+
+def summary_html(runs: list[dict], label) -> str:
+    """The report's table of each run's other diagnostics (CHES's rank correlation with displacement, DPORM vs EXRM
+    in distribution and their mean drop under shift, token credit, gold reward per beam width); a line saying
+    none when no run measured any."""
+    rows = []
+    for r in runs:
+        diag = (r.get("metrics") or {}).get("diagnostics") or {}
+        vals = [_path(diag, keys) for _, keys in SUMMARY]
+        beams = diag.get("beams") or {}
+        gold = beams.get("gold_reward") or beams.get("implicit_reward")
+        beam_cell = (
+            " ".join(f"{w}:{g:+.2f}" for w, g in zip(beams.get("widths", []), gold)) if isinstance(gold, list) else ""
+        )
+        if all(v is None for v in vals) and not beam_cell:
+            continue
+        cells = "".join(f'<td class="num">{_cell(v)}</td>' for v in vals)
+        rows.append(f"<tr><td>{_e(label(r))}</td>{cells}<td>{_e(beam_cell)}</td></tr>")
+    if not rows:
+        return '<p id="diagnostics-none">No run measured CHES, reward models, token credit or beams.</p>'
+    head = "".join(f"<th>{_e(c)}</th>" for c, _ in SUMMARY)
+    return (
+        f'<table class="diagnostics"><thead><tr><th>run</th>{head}<th>beams (width: gold, else implicit)</th></tr>'
+        f"</thead><tbody>{''.join(rows)}</tbody></table>"
+    )

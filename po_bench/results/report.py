@@ -21,7 +21,7 @@ from typing import Any
 
 from po_bench.results import analysis, table
 from po_bench.results.plots import write_plots
-from po_bench.results.probe_view import probe_html
+from po_bench.results.probe_view import probe_html, summary_html
 from po_bench.results.writers import footer, matrix_csv, pairs_csv, to_csv
 from po_bench.store import atomic_write_text
 
@@ -283,6 +283,8 @@ def render(t: table.Tabulated, figs: dict[str, Path], foot: str = "") -> str:
 <h2 id="diagnostics">Diagnostics</h2>
 <h3 id="probe">Probe: log-probability trajectories (change from the start)</h3>
 {probe_html(t.runs, _run_label)}
+<h3 id="diagnostics-summary">CHES, reward models, token credit, beam search</h3>
+{summary_html(t.runs, _run_label)}
 <h2 id="samples">Samples</h2>
 <p><label>Run: <select id="sample-run">{options}</select></label></p>
 <table class="samples"><thead><tr><th>#</th><th>prompt</th><th>policy</th><th>SFT</th><th>gold (policy)</th><th>gold (SFT)</th></tr></thead>
