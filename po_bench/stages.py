@@ -16,6 +16,7 @@ import argparse
 import json
 import logging
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -440,8 +441,6 @@ def build_reward_models(
     the spec, each pair's DPORM margin (the policy's implicit reward against the reference) and EXRM margin
     (the reward model of ``spec["exrm"]``, built first when absent), sequences cut to train.max_length, and
     the set's counts.  The loaded policy, reference and tokenizer save loading them (never change the result)."""
-    import tempfile
-
     from po_bench.judges import implicit, reward_shift  # lazy: torch through the scoring (~1 s)
 
     # lazy: accelerate, datasets, huggingface_hub, numpy, ... (~5.7 s)
