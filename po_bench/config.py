@@ -195,6 +195,7 @@ class LossConfig:
         _check_filter(cfg, method)
         _check_guide(cfg, method)
         _check_unpaired_and_sources(cfg, method)
+        _check_online(cfg, method)
 
 
 @dataclass
@@ -949,6 +950,50 @@ def _check_guide(cfg, method) -> None:
         "(its token rewards are beta*log(pi_guide/pi_ref))",
     )
     _check(not cfg.model.lora.enabled, f"loss={loss.name}: a guide policy with model.lora.enabled is not supported")
+
+
+def _check_online(cfg, method) -> None:
+    """An online method (loss.backend=online, po_bench/training/online.py): what its loop supports today, each a
+    one-line refusal (the world's prompts and gold, one process, HF generation, fp32 weights, no LoRA, no filter)."""
+    if not method.online:
+        return
+    loss = cfg.loss
+    _check(
+        cfg.dataset.kind == "world",
+        f"loss={loss.name} samples and labels online on the embedded world: dataset=world (got {cfg.dataset.kind})",
+    )
+    _check(
+        cfg.launch.strategy == "local",
+        f"loss={loss.name}: the online loop runs in one process (launch=local; got {cfg.launch.strategy})",
+    )
+    _check(
+        cfg.generation.backend == "hf",
+        f"loss={loss.name} samples from the policy while it trains: generation=hf (got {cfg.generation.backend})",
+    )
+    _check(
+        cfg.train.precision == "fp32",
+        f"loss={loss.name}: the online loop trains in fp32 (train.precision=fp32; got {cfg.train.precision})",
+    )
+    _check(not cfg.model.lora.enabled, f"loss={loss.name}: model.lora.enabled is not supported by the online loop")
+    _check(
+        cfg.dataset.filter.kind == "none",
+        f"loss={loss.name} trains on its own samples: dataset.filter does not apply (set dataset.filter.kind=none)",
+    )
+    _check(
+        not cfg.diagnostics.ches,
+        f"loss={loss.name} trains on its own samples: diagnostics.ches measures offline pairs (set it false)",
+    )
+    args = dict(loss.args)
+    _check(
+        args.get("labeller", "gold") != "annotator" or not args.get("label_temperature"),
+        f"loss={loss.name}: loss.args.label_temperature does not apply to the annotator "
+        "(it samples at dataset.annotator_temperature)",
+    )
+    _check(
+        args.get("labeller", "gold") != "implicit" or bool(args.get("label_temperature")),
+        f"loss={loss.name}: loss.args.labeller=implicit at label_temperature=0 never labels a pair (the policy starts "
+        "at its reference: every implicit reward is 0, every pair a tie); set loss.args.label_temperature > 0",
+    )
 
 
 def _check_judges(cfg) -> None:

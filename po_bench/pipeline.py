@@ -141,6 +141,8 @@ def run(cfg, out_dir: str | Path) -> dict:
             if k in train_metrics
         },
     }
+    if "online" in train_metrics:  # an online method: samples, labels, judge calls and tokens, time per phase
+        metrics["online"] = train_metrics["online"]
     if src.gold is None:
         metrics.update(gold_reward=None, gold_reward_sft=None, win_rate_vs_sft=None, implicit_reward_accuracy_ood=None)
     metrics["data"] = data_report(cfg, p, pairs_art, Deferred(lambda: ckpt.tokenizer))

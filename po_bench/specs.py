@@ -72,9 +72,11 @@ from po_bench.choices import FilterKind
 from po_bench.common import plain
 from po_bench.data.sources import DataSource, file_fingerprint, source_for
 from po_bench.store import fingerprint
+from po_bench.training.labellers import labeller_spec
 from po_bench.training.launch import global_batch, split_batch, world_size
 from po_bench.training.losses import plain_sources
 from po_bench.training.methods import method_of
+from po_bench.training.online_losses import online_args
 
 # Bumped when a stage's code changes what it produces for the same spec.
 # sft/samples/policy 2: warmup reaches TRL, KTO KL order, held-out world prompts; reward_model and
@@ -323,7 +325,9 @@ def plan(cfg) -> Plan:
     p = Plan(source=src, start=start, sft=sft)
 
     # ---- preference data -----------------------------------------------------------------------
-    trains = method.trains_preference and cfg.stages.train
+    # (an online method samples and labels its own pairs while it trains: no pairs artifact, training_pairs below)
+    online = method.online and method.trains_preference and cfg.stages.train
+    trains = method.trains_preference and cfg.stages.train and not online
     if method.iterative:  # rounds of sample -> label -> train, each a policy stage of the inner loss
         return iterative_plan(cfg, p, trains)
     noise = plain(cfg.noise)
@@ -415,8 +419,10 @@ def plan(cfg) -> Plan:
         probe = probe_spec(cfg, pairs)
         if probe is not None:  # (diagnostics.probe=false: the policy's key as before the probe existed)
             p.policy["probe"] = probe
-        if cfg.stages.generate:
-            p.samples["generations"] = _samples(p.policy_ref, model, p.eval_prompts, gen, seed, 1)
+    elif online:
+        p.policy = online_policy_spec(cfg, src, start, model, gen, noise, seed)
+    if (trains or online) and cfg.stages.generate:
+        p.samples["generations"] = _samples(p.policy_ref, model, p.eval_prompts, gen, seed, 1)
     return p
 
 
@@ -534,6 +540,30 @@ def iterative_rounds(cfg, start: dict, rounds: int) -> list[dict]:
         )
         prev, prev_ref = ref("policy", policy), reference
     return out
+
+
+def online_policy_spec(cfg, src: DataSource, start: dict, model: dict, gen: dict, noise: dict, seed: int) -> dict:
+    """The policy of an online method (po_bench/training/online.py): the start checkpoint (also the fixed
+    reference), the model fields, the loop's world (the source's pref prompts, which the gold reward scores), the
+    generation fields its samples are drawn with, the preference source's spec (po_bench/training/labellers.py),
+    the label noise, the loss fields (the method's and the loop's arguments), the training fields and the seed."""
+    method = method_of(cfg.loss)
+    args = online_args(method.function, method.args)
+    return {
+        "stage": "policy",
+        "version": VERSIONS["policy"],
+        "start": start,
+        "model": model,
+        "online": {
+            "prompts": src.prompt_spec("pref"),
+            "gen": gen,
+            "labeller": labeller_spec(args, cfg.dataset),
+            "noise": noise,
+        },
+        "loss": loss_fields(cfg),
+        "train": pref_train(cfg),
+        "seed": seed,
+    }
 
 
 def filter_on(cfg) -> bool:

@@ -31,6 +31,7 @@ from po_bench.specs import ref_logps_spec
 from po_bench.store import Store, atomic_write_json
 from po_bench.training import launch as launcher
 from po_bench.training import models, probe_set
+from po_bench.training.labellers import gold_scorer, labeller_for
 from po_bench.training.launch import is_main
 from po_bench.training.methods import method_of
 from po_bench.training.models import load_checkpoint, model_path
@@ -315,6 +316,9 @@ def continuation_sampler(sspec: dict, store: Store, seed: int):
 def build_policy(
     spec: dict, out: Path, store: Store, opts: dict | None = None, launch: dict | None = None, *, tokenizer=None
 ) -> None:
+    if "online" in spec:  # an online method: po-bench's online loop samples and labels its own pairs
+        build_online_policy(spec, out, store, opts, tokenizer=tokenizer)
+        return
     from po_bench.training.trl.fit import merged  # lazy: torch (~1.1 s)
 
     # lazy: accelerate, datasets, huggingface_hub, numpy, ... (~5.5 s)
@@ -373,6 +377,48 @@ def build_policy(
         res["probe"] = probe.result()
     pol = res.pop("model")
     publish(out, pol if dist else merged(pol), tokenizer, res, opts, saved_by_trainer=dist)
+
+
+def build_online_policy(spec: dict, out: Path, store: Store, opts: dict | None = None, *, tokenizer=None) -> None:
+    """An online method's policy (po_bench/training/online.py): from the start checkpoint, the reference fixed at
+    it, the source's pref prompts sampled and labelled by the spec's preference source as it trains; the training
+    facts, the loop's counts and phase times and its first and last step's samples in ``train_metrics.json``."""
+    from po_bench.training import online  # lazy: torch, transformers (~2 s)
+
+    seed = int(spec["seed"])
+    start = checkpoint_dir(store, spec["start"])
+    if tokenizer is None:
+        tokenizer = load_tokenizer(start, spec["model"])
+    o = spec["online"]
+    prompts_ = spec_prompts(o["prompts"])
+    loss = spec["loss"]
+    train = OmegaConf.create({**spec["train"], **train_opts(opts)})
+    gen = OmegaConf.create({**o["gen"], **GEN_OPTS, "progress": False})
+    seed_everything(seed)
+    pol = load_model(start, spec["model"])
+    ref_model = load_model(start, spec["model"])
+    side = tokenizer.padding_side  # (generation pads on the left; the saved tokenizer stays as it was)
+    res = online.train_online(
+        pol,
+        ref_model,
+        tokenizer,
+        prompts_,
+        loss["function"],
+        dict(loss.get("args") or {}),
+        float(loss["beta"]),
+        float(loss["lr"]),
+        train,
+        gen,
+        labeller_for(o["labeller"]),
+        o["noise"],
+        seed,
+        gold=gold_scorer(o["prompts"]),
+        logging_steps=int(train.logging_steps),
+    )
+    tokenizer.padding_side = side
+    res["params"] = sum(p.numel() for p in pol.parameters())
+    res["precision"] = spec["train"]["precision"]
+    publish(out, res.pop("model"), tokenizer, res, opts, saved_by_trainer=False)
 
 
 class Probe:
@@ -464,8 +510,6 @@ def build_reward_models(
     the spec, each pair's DPORM margin (the policy's implicit reward against the reference) and EXRM margin
     (the reward model of ``spec["exrm"]``, built first when absent), sequences cut to train.max_length, and
     the set's counts.  The loaded policy, reference and tokenizer save loading them (never change the result)."""
-    import tempfile
-
     from po_bench.judges import implicit, reward_shift  # lazy: torch through the scoring (~1 s)
 
     # lazy: accelerate, datasets, huggingface_hub, numpy, ... (~5.7 s)

@@ -20,6 +20,7 @@ BACKEND = {
     "listwise": "po-bench listwise (po_bench/training/listwise.py) on TRL DPOTrainer",
     "sft": "TRL SFTTrainer (SFT stage only)",
     "iterative": "rounds of its inner loss's trainer (po_bench/specs.py iterative_rounds)",
+    "online": "po-bench online loop (po_bench/training/online.py)",
 }
 SKIP_ARGS = {"loss_type"}
 
@@ -32,7 +33,7 @@ def render() -> str:
         backend = BACKEND[d["backend"]]
         if d["backend"] in ("dpo", "cpo") and "loss_type" in args:
             backend += f" `loss_type={args['loss_type']}`"
-        if d["backend"] in ("pobench", "listwise"):
+        if d["backend"] in ("pobench", "listwise", "online"):
             backend += f" `{d['function']}`"
         if d["backend"] == "pobench" and d.get("paired") is False:  # unpaired po-bench losses (BCO): KTO's trainer
             backend = backend.replace("TRL DPOTrainer", "TRL KTOTrainer (KL rows off)")
@@ -49,6 +50,8 @@ def render() -> str:
                 if d["backend"] == "sft"
                 else "rated lists (k responses + scores per prompt)"
                 if d["backend"] == "listwise"
+                else "pairs sampled online and labelled by loss.args.labeller (docs/online.md)"
+                if d["backend"] == "online"
                 else "pairs"
             )
         )

@@ -559,8 +559,9 @@ def world_lists(n=24, k=4, seed=0):
 
 
 def preference_losses() -> list[str]:
-    """Every loss config of conf/loss/ with a preference trainer of its own, by name: not SFT's, not an iterative
-    method's (its rounds train its inner loss, one of these: tests/test_iterative.py)."""
+    """Every loss config of conf/loss/ with a preference trainer of its own on fixed pairs, by name: not SFT's, not an
+    iterative method's (its rounds train its inner loss, one of these: tests/test_iterative.py), not an online
+    method's (backend: online, po-bench's online loop: tests/test_online.py)."""
     import yaml
 
     from po_bench.cli.app import CONF_DIR
@@ -568,7 +569,7 @@ def preference_losses() -> list[str]:
     return sorted(
         p.stem
         for p in (Path(CONF_DIR) / "loss").glob("*.yaml")
-        if p.stem != "sft" and yaml.safe_load(p.read_text())["backend"] != "iterative"
+        if p.stem != "sft" and yaml.safe_load(p.read_text())["backend"] not in ("iterative", "online")
     )
 
 

@@ -160,3 +160,34 @@ def test_validating_every_config_imports_no_torch_trl_or_transformers():
     assert r.returncode == 0, r.stderr[-2000:]
     out = json.loads(r.stdout.strip().splitlines()[-1])
     assert out["checked"] > 60 and set(out["modules"]) & HEAVY == set()
+
+
+@pytest.mark.parametrize("loss", ["online_dpo", "xpo"])
+def test_the_online_losses_validate(loss):
+    validate(_compose([f"loss={loss}"]))
+    validate(_compose([f"loss={loss}", "loss.args.labeller=annotator"]))
+    validate(_compose([f"loss={loss}", "loss.args.labeller=implicit", "loss.args.label_temperature=1.0"]))
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["loss.args.labeller=oracle"], "loss=xpo: loss.args.labeller='oracle': allowed gold, annotator, implicit"),
+        (["loss.args.alpha=-1"], "loss=xpo: loss.args.alpha=-1: must be a number >= 0"),
+        (["+loss.args.beta2=1"], "loss=xpo: loss.args.beta2 is not an argument of xpo"),
+        (["loss.args.labeller=implicit"], "loss=xpo: loss.args.labeller=implicit at label_temperature=0 never labels"),
+        (
+            ["loss.args.labeller=annotator", "loss.args.label_temperature=0.5"],
+            "loss=xpo: loss.args.label_temperature does not apply to the annotator",
+        ),
+        (["generation=vllm"], "loss=xpo samples from the policy while it trains: generation=hf (got vllm)"),
+        (["launch=ddp"], "loss=xpo: the online loop runs in one process (launch=local; got ddp)"),
+        (["train.precision=bf16-mixed"], "loss=xpo: the online loop trains in fp32"),
+        (["model.lora.enabled=true"], "loss=xpo: model.lora.enabled is not supported by the online loop"),
+        (["diagnostics.ches=true"], "loss=xpo trains on its own samples: diagnostics.ches"),
+    ],
+)
+def test_the_online_loop_refuses_what_it_does_not_support(overrides, message):
+    with pytest.raises(ConfigError) as e:
+        validate(_compose(["loss=xpo", *overrides]))
+    assert str(e.value).startswith(message), str(e.value)

@@ -49,6 +49,7 @@ KINDS = {
     "madpo": K.PAIRWISE_CUSTOM,
     "mpo": K.PAIRWISE_CUSTOM,
     "nca": K.PAIRWISE_TRL,
+    "online_dpo": K.ONLINE,
     "orpo": K.REFERENCE_FREE_TRL,
     "r_dpo": K.PAIRWISE_CUSTOM,
     "rdpo": K.PAIRWISE_TRL,
@@ -70,6 +71,7 @@ KINDS = {
     "tpo": K.LISTWISE,
     "tr_dpo": K.PAIRWISE_TRL,
     "wpo": K.PAIRWISE_TRL,
+    "xpo": K.ONLINE,
 }
 LOSS_DIR = Path(CONF_DIR) / "loss"
 CONFIGS = sorted(p.stem for p in LOSS_DIR.glob("*.yaml"))
@@ -135,15 +137,23 @@ def test_the_store_holds_reference_logps_exactly_where_the_method_says(name):
     assert bool(p.sources) == m.needs_source_models and (p.guide is not None) == m.needs_guide
 
 
-def test_the_online_kind_is_reserved():
-    """MethodKind.ONLINE is documented for the online-methods issue; no backend maps to it yet."""
-    assert K.ONLINE not in set(KINDS.values())
-    assert {method_of({"backend": b, "function": ""}).kind for b in BACKENDS if b != "pobench"} <= set(K) - {K.ONLINE}
+def test_the_online_backend_is_the_online_kind():
+    """backend: online runs in po-bench's online loop (training/online.py): no pairs artifact, no stored reference
+    log-probs, no TRL trainer class; every other backend maps to another kind."""
+    assert method_of({"backend": "online", "function": "xpo"}).kind is K.ONLINE
+    assert method_of({"backend": "online"}).online and not method_of({"backend": "dpo"}).online
+    assert {method_of({"backend": b, "function": ""}).kind for b in BACKENDS if b not in ("pobench", "online")} <= (
+        set(K) - {K.ONLINE}
+    )
+    for name in ("online_dpo", "xpo"):
+        p = plan(_compose([f"loss={name}"]))
+        assert p.pairs is None and p.ref_logps is None and "pref_samples" not in p.samples and "online" in p.policy
 
 
 def test_an_unknown_backend_is_refused():
     with pytest.raises(
-        ValueError, match="unknown backend 'nope'; valid: dpo, cpo, orpo, kto, pobench, listwise, sft, iterative"
+        ValueError,
+        match="unknown backend 'nope'; valid: dpo, cpo, orpo, kto, pobench, listwise, sft, iterative, online",
     ):
         method_of({"backend": "nope"})
 
@@ -160,7 +170,9 @@ def test_a_method_reads_any_config_shape():
     assert method_of({}).kind is K.PAIRWISE_TRL and isinstance(method_of({}), Method)
 
 
-@pytest.mark.parametrize("name", [n for n in CONFIGS if KINDS[n] not in (K.SFT, K.ITERATIVE)])
+# (the online kind trains in po-bench's online loop, training/online.py, not a TRL Trainer: tests/test_online.py;
+# an iterative method's rounds train its inner loss: tests/test_iterative.py)
+@pytest.mark.parametrize("name", [n for n in CONFIGS if KINDS[n] not in (K.SFT, K.ITERATIVE, K.ONLINE)])
 def test_each_kind_trains_with_a_named_trainer_class(name):
     """The trainer of a loss config is a class defined at a module's top level (po-bench's family modules or
     TRL's own), not one assembled at run time from closures."""
@@ -197,6 +209,7 @@ METHOD_TABLE = "training/methods.py"
 # the other backends (generation, lm-eval, tracking): (file, the compared expression)
 OTHER_BACKENDS = {
     ("generation/generate.py", "gen_cfg.backend"),  # generation.backend: hf | vllm
+    ("config.py", "cfg.generation.backend"),  # the online loop samples with hf (config._check_online)
     ("judges/openllm.py", "self.backend"),  # lm-eval's model backend
     ("judges/openllm.py", "self.lm_eval_backend"),  # judge=openllm_v2's config: the same
     ("results/tracking.py", "tcfg.backend"),  # tracking: wandb | none

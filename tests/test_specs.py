@@ -260,3 +260,47 @@ def test_the_probe_keys_the_policy_only_when_it_is_on():
     # unpaired training rows have nothing to probe: no probe fields, the keys of before (run.json says why)
     rows = ["dataset=hh_rlhf", "model=smollm2_135m", "dataset.format=unpaired", "loss=kto", "loss.paired=false"]
     assert "probe" not in plan(_compose(rows)).policy
+
+
+# The online methods' policy (po_bench/training/online.py): keyed by the start checkpoint, the model, the pref
+# prompts, the generation fields, the preference source, the noise, the loss fields (the loop's arguments too),
+# the training fields and the seed; no pairs, no pref samples, no reference log-probs (their fields change nothing)
+ONLINE_POLICY = ("generations", "policy")
+ONLINE_DEPENDS = {
+    "loss.args.labeller": ("annotator", ONLINE_POLICY),
+    "loss.args.label_temperature": (0.5, ONLINE_POLICY),
+    "loss.args.alpha": (0.1, ONLINE_POLICY),
+    "loss.args.accumulate": (True, ONLINE_POLICY),
+    "loss.beta": (0.2, ONLINE_POLICY),
+    "noise.kind": ("flip", ONLINE_POLICY),
+    "generation.temperature": (0.7, ("generations", "heldout_eval", "heldout_ood", "policy", "sft_samples")),
+    "dataset.n_pref": (99, ONLINE_POLICY),
+    "train.batch_size": (8, ONLINE_POLICY),
+    "train.max_steps": (3, ("sft",) + ONLINE_POLICY + ("sft_samples", "heldout_eval", "heldout_ood")),
+    "seed": (1, ("sft", "sft_samples", "heldout_eval", "heldout_ood") + ONLINE_POLICY),
+    # the offline pairs' fields: nothing of an online run reads them (the annotator's only as its labeller)
+    "dataset.annotator_temperature": (0.9, ()),
+    "dataset.k_samples": (4, ()),
+    "dataset.curriculum": ("easy_to_hard", ()),
+    "diagnostics.probe": (False, ()),
+}
+
+
+@pytest.mark.parametrize("field", sorted(ONLINE_DEPENDS))
+def test_an_online_policy_is_keyed_by_what_its_loop_reads(field):
+    base = _compose(["loss=xpo"])
+    bkeys = _keys(base)
+    assert sorted(bkeys) == ["generations", "heldout_eval", "heldout_ood", "policy", "sft", "sft_samples"]
+    value, declared = ONLINE_DEPENDS[field]
+    cfg = OmegaConf.create(OmegaConf.to_container(base, resolve=False))
+    with open_dict(cfg):
+        OmegaConf.update(cfg, field, value, merge=False, force_add=True)
+    keys = _keys(cfg)
+    assert sorted(r for r in set(bkeys) | set(keys) if bkeys.get(r) != keys.get(r)) == sorted(declared), field
+
+
+def test_the_annotator_settings_key_an_online_policy_labelled_by_the_annotator():
+    a = _compose(["loss=online_dpo", "loss.args.labeller=annotator"])
+    b = _compose(["loss=online_dpo", "loss.args.labeller=annotator", "dataset.annotator_length_bias=0.1"])
+    assert plan(a).policy["online"]["labeller"] == {"kind": "annotator", "temperature": 0.5, "length_bias": 0.03}
+    assert _keys(a)["policy"] != _keys(b)["policy"]

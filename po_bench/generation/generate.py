@@ -28,7 +28,19 @@ def num_beams(gen_cfg) -> int | None:
     return None if b is None else int(b)
 
 
-def generate_hf(model, tokenizer, prompts, gen_cfg, seed: int, desc: str = "generate") -> list[str]:
+def sampled_ids(new_tokens: list[int], stops: list[int]) -> list[int]:
+    """The tokens a sequence of ``generate`` really sampled: up to and including the first stop token (what
+    follows it is padding), all of them when generation stopped at its budget."""
+    for i, t in enumerate(new_tokens):
+        if t in stops:
+            return new_tokens[: i + 1]
+    return new_tokens
+
+
+def generate_hf(model, tokenizer, prompts, gen_cfg, seed: int, desc: str = "generate", with_ids: bool = False):
+    """Samples for prompts (texts).  ``with_ids``: (texts, the sampled token ids of each, :func:`sampled_ids`),
+    for a caller that scores exactly what was sampled (the online loop: a decoded text drops special tokens and
+    cannot say whether the sample stopped or ran out of budget)."""
     import torch  # lazy: torch (~1 s): not for a run whose samples all come from the store
 
     with torch.no_grad():
@@ -36,6 +48,7 @@ def generate_hf(model, tokenizer, prompts, gen_cfg, seed: int, desc: str = "gene
         device = next(model.parameters()).device
         tokenizer.padding_side = "left"
         outs: list[str] = []
+        ids: list[list[int]] = []
         bs = gen_cfg.batch_size
         for b, start in enumerate(tqdm(range(0, len(prompts), bs), desc=desc, disable=not gen_cfg.progress)):
             texts = [render_prompt(tokenizer, p) for p in prompts[start : start + bs]]
@@ -56,7 +69,9 @@ def generate_hf(model, tokenizer, prompts, gen_cfg, seed: int, desc: str = "gene
             out = model.generate(**enc, **kw)
             new = out[:, enc["input_ids"].shape[1] :]
             outs += [" " + t.strip() for t in tokenizer.batch_decode(new, skip_special_tokens=True)]
-        return outs
+            if with_ids:
+                ids += [sampled_ids(row, kw["eos_token_id"]) for row in new.tolist()]
+        return (outs, ids) if with_ids else outs
 
 
 def generate(model, tokenizer, prompts, gen_cfg, seed: int, desc: str = "generate", model_path=None) -> list[str]:

@@ -26,8 +26,9 @@ SFT                    no preference stage (``backend: sft``: the SFT model)   (
 ITERATIVE              R rounds of sample -> label -> an offline pairwise loss  each round: its inner loss's
                        (``backend: iterative``, ``loss.args.inner``;           trainer (``specs.iterative_rounds``)
                        iterative DPO): each round's policy an artifact
-ONLINE                 reserved: a trainer that generates and labels inside    (none yet)
-                       training; no loss config has it
+ONLINE                 the online loop: samples from the current policy, a     ``training/online.py`` (po-bench's
+                       preference source labels them, a DPO-style update      own loop, no TRL Trainer)
+                       (``backend: online``: online_dpo, xpo)
 =====================  =====================================================  ===============================
 """
 
@@ -56,8 +57,7 @@ class MethodKind(enum.Enum):
     # Rounds of an offline pairwise loss (``loss.args.inner``) on pairs labelled from the last round's samples
     # (iterative DPO): no trainer of its own, each round is a policy stage of its inner loss (specs.iterative_rounds)
     ITERATIVE = "iterative"
-    # Reserved for the online-methods issue: a trainer that samples from the policy and labels the samples
-    # inside training.  No backend maps to it yet; :func:`method_of` never returns it.
+    # the online loop (po_bench/training/online.py): samples from the policy and labels them inside training
     ONLINE = "online"
 
 
@@ -81,6 +81,7 @@ BACKEND_KINDS = {
     "listwise": MethodKind.LISTWISE,
     "sft": MethodKind.SFT,
     "iterative": MethodKind.ITERATIVE,
+    "online": MethodKind.ONLINE,
 }
 BACKENDS = tuple(BACKEND_KINDS)
 
@@ -179,6 +180,12 @@ class Method:
         return self.kind in PAIR_FUNCTION_KINDS
 
     @property
+    def online(self) -> bool:
+        """Whether the method trains in the online loop (training/online.py): its pairs are sampled from the
+        current policy and labelled during training, not read from the pairs artifact."""
+        return self.kind is MethodKind.ONLINE
+
+    @property
     def list_function(self) -> bool:
         """Whether the loss is a pure function of ``training/listwise.py`` over rated lists."""
         return self.kind is MethodKind.LISTWISE
@@ -243,7 +250,7 @@ class Method:
         if self.kind is MethodKind.UNPAIRED_TRL:
             return not self.reference_free and not self.moving_reference
         return (
-            self.kind not in (MethodKind.REFERENCE_FREE_TRL, MethodKind.TOKEN_LEVEL, MethodKind.SFT)
+            self.kind not in (MethodKind.REFERENCE_FREE_TRL, MethodKind.TOKEN_LEVEL, MethodKind.SFT, MethodKind.ONLINE)
             and not self.reference_free  # (a pure unpaired function is not paired: config.validate says so)
             and self.paired
             and not self.moving_reference

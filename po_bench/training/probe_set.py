@@ -94,6 +94,8 @@ def run_report(cfg, policy_spec: dict | None, train_metrics: dict, source) -> di
     not None) scores the unseen responses through the source's sample rows."""
     if not cfg.diagnostics.probe or policy_spec is None:
         return None
+    if "online" in policy_spec:
+        return {"absent": "online training samples and labels its own pairs: no fixed pairs to probe"}
     if policy_spec.get("probe") is None:
         return {"absent": "the training rows are unpaired (dataset.format=unpaired): no chosen/rejected pair to probe"}
     gold = None

@@ -14,10 +14,12 @@ import os
 from pathlib import Path
 
 from po_bench.choices import Precision
+from po_bench.training.labellers import labeller_names
 from po_bench.training.launch import trainer_args
 from po_bench.training.listwise import check_hparams as check_listwise
 from po_bench.training.losses import check_hparams
 from po_bench.training.methods import Method, MethodKind, method_of
+from po_bench.training.online_losses import check_online
 from po_bench.training.trl.fields import CLASSES, config_class, table_fields
 
 
@@ -37,6 +39,9 @@ def validate_loss_args(method: Method) -> None:
         return
     if method.list_function:  # po_bench.training.listwise: the function's hyperparameters and the trainer's
         check_listwise(method.function, method.args)
+        return
+    if method.online:  # po_bench.training.online_losses: the method's and the online loop's arguments
+        check_online(method.function, method.args, labeller_names())
         return
     fields = trl_fields(method)
     for key in method.args:

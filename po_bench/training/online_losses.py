@@ -1,0 +1,109 @@
+"""The online methods' losses and arguments (``backend: online``): pure functions over per-sequence statistics
+of the pairs the online loop (:mod:`po_bench.training.online`) samples and labels, and the registry of what
+each method samples and which ``loss.args`` it takes.
+
+- ``online_dpo``: two samples of the current policy per prompt, labelled; the DPO loss against the fixed
+  reference (the start checkpoint).
+- ``xpo`` (Xie et al. 2024, "Exploratory Preference Optimization", Algorithm 1): one sample of the current
+  policy and one of the reference per prompt, labelled; the DPO loss plus ``alpha * log pi(y~)`` summed over the
+  reference samples y~ (the exploration bonus: minimising it lowers the policy's likelihood of what the reference
+  says, pushing it off the reference's support).  ``accumulate``: false, a fresh batch each step (TRL's former
+  XPOTrainer); true, the paper's growing preference set, every pair and reference sample so far in each update.
+
+Every online method also reads the loop's arguments (:data:`LOOP_ARGS`): the preference source that labels
+the samples (``labeller``, :mod:`po_bench.training.labellers`) and its Bradley-Terry temperature.
+Nothing here imports torch at module level (config validation reads the registry).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from po_bench.training.losses import F, LossOutput, PairStats
+
+
+def dpo_losses(s: PairStats, beta: float):
+    """-log sigmoid(beta * [log pi/ref (y_w) - log pi/ref (y_l)]) per pair."""
+    return -F.logsigmoid(beta * (s.chosen_logratio - s.rejected_logratio))
+
+
+def online_dpo(s: PairStats, beta: float) -> LossOutput:
+    """Online DPO (Guo et al. 2024, "Direct Language Model Alignment from Online AI Feedback"): DPO's loss on
+    the labelled pair of two current-policy samples."""
+    return LossOutput(dpo_losses(s, beta), beta * s.chosen_logratio.detach(), beta * s.rejected_logratio.detach())
+
+
+def xpo(s: PairStats, beta: float, alpha: float, ref_sample_logps) -> LossOutput:
+    """XPO: DPO's loss on the labelled (policy sample, reference sample) pair plus alpha * log pi(y~), y~ the
+    reference's sample (``ref_sample_logps``: its summed log-prob under the policy, one per pair)."""
+    losses = dpo_losses(s, beta) + alpha * ref_sample_logps
+    return LossOutput(losses, beta * s.chosen_logratio.detach(), beta * s.rejected_logratio.detach())
+
+
+# which model draws each of the two responses of a pair
+POLICY_POLICY = "policy_policy"
+POLICY_REFERENCE = "policy_reference"
+
+
+@dataclass(frozen=True)
+class OnlineSpec:
+    """An online method: its loss function, who samples the pair, its own arguments (name -> (allowed type,
+    check, the one-line rule)) and their defaults."""
+
+    fn: Callable
+    pairing: str
+    args: dict[str, tuple] = field(default_factory=dict)
+    defaults: dict = field(default_factory=dict)
+
+
+def _nonneg(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0
+
+
+ONLINE_LOSSES: dict[str, OnlineSpec] = {
+    "online_dpo": OnlineSpec(online_dpo, POLICY_POLICY),
+    "xpo": OnlineSpec(
+        xpo,
+        POLICY_REFERENCE,
+        args={
+            "alpha": (_nonneg, "a number >= 0"),
+            "accumulate": (lambda v: isinstance(v, bool), "true or false"),
+        },
+        defaults={"alpha": 1e-5, "accumulate": False},
+    ),
+}
+
+# the loop's arguments every online method reads: the preference source and its Bradley-Terry temperature
+# (0: the argmax of the source's scores; > 0: the label sampled with P(a > b) = sigmoid((s_a - s_b) / T))
+LOOP_ARGS: dict[str, tuple] = {
+    "labeller": (lambda v: isinstance(v, str), "a preference source's name"),
+    "label_temperature": (_nonneg, "a number >= 0"),
+}
+LOOP_DEFAULTS = {"labeller": "gold", "label_temperature": 0.0}
+
+
+def online(function: str) -> bool:
+    return function in ONLINE_LOSSES
+
+
+def check_online(function: str, args: dict, labellers: tuple[str, ...]) -> None:
+    """ValueError naming the first problem of an online method's ``loss.args``: an unknown function or argument,
+    a value out of its range, an unknown preference source (``labellers``: the registered ones)."""
+    if function not in ONLINE_LOSSES:
+        raise ValueError(f"loss.function={function!r}: allowed {', '.join(ONLINE_LOSSES)}")
+    allowed = {**LOOP_ARGS, **ONLINE_LOSSES[function].args}
+    for k, v in args.items():
+        if k not in allowed:
+            raise ValueError(f"loss.args.{k} is not an argument of {function} (allowed: {', '.join(allowed)})")
+        ok, rule = allowed[k]
+        if not ok(v):
+            raise ValueError(f"loss.args.{k}={v!r}: must be {rule}")
+    lab = args.get("labeller", LOOP_DEFAULTS["labeller"])
+    if lab not in labellers:
+        raise ValueError(f"loss.args.labeller={lab!r}: allowed {', '.join(labellers)}")
+
+
+def online_args(function: str, args: dict) -> dict:
+    """An online method's arguments with the defaults filled in (the loop's and the method's)."""
+    return {**LOOP_DEFAULTS, **ONLINE_LOSSES[function].defaults, **args}
