@@ -89,7 +89,10 @@ def test_a_mitigation_in_the_data_is_a_method_row_of_its_own():
     ]
     runs[0]["config"]["dataset"] = runs[1]["config"]["dataset"] = {"filter": {"kind": "none", "keep": 0.95}}
     labels, ests = D.estimates(runs)
-    assert sorted(labels) == ["DPO (filter.keep=0.5)", "DPO (filter.keep=0.95)"]
+    runs.append(_run("ipo", 0, _diag(-1.0), dataset={"filter": {"kind": "none", "keep": 0.95}}))
+    labels, ests = D.estimates(runs)
+    # only where a row departs from the rows' most common setting
+    assert sorted(labels) == ["DPO", "DPO (filter.keep=0.5)", "IPO"]
     by = {(e["method"], e["finding"]): e["mean"] for e in ests}
     assert by[("DPO (filter.keep=0.5)", "delta_chosen")] == pytest.approx(-0.7)
 

@@ -137,9 +137,23 @@ def diagnostics_of(run: dict) -> dict:
     return ((run.get("metrics") or {}).get("diagnostics")) or {}
 
 
-def row_label(row: dict, hp_cols: list[str]) -> str:
-    extra = ", ".join(f"{k.split('.', 1)[-1]}={row[k]}" for k in hp_cols if k != "seed" and row.get(k) is not None)
-    return f"{row['method']} ({extra})" if extra else row["method"]
+def row_labels(rows: list[dict], hp_cols: list[str]) -> list[str]:
+    """Each row's method, with the settings where it departs from the rows' most common value (a mitigation in
+    the data: ``DPO (filter.keep=0.5)``); the section prefix (``dataset.``) is left out."""
+    cols = [k for k in hp_cols if k != "seed"]
+    modal = {}
+    for k in cols:
+        vals = [json.dumps(r.get(k), default=str) for r in rows]
+        modal[k] = max(set(vals), key=vals.count)
+    out = []
+    for r in rows:
+        extra = ", ".join(
+            f"{k.split('.', 1)[-1]}={r[k]}"
+            for k in cols
+            if r.get(k) is not None and json.dumps(r.get(k), default=str) != modal[k]
+        )
+        out.append(f"{r['method']} ({extra})" if extra else r["method"])
+    return out
 
 
 def seed_of(run: dict):
@@ -149,8 +163,7 @@ def seed_of(run: dict):
 def estimates(runs: list[dict], findings: list[Finding] = FINDINGS) -> tuple[list[str], list[dict]]:
     """(row labels in table order, one dict per (row, finding): mean, 95% method-level interval, seeds)."""
     hp_cols, rows, _ = build_table(runs)
-    hp_cols = [k for k in hp_cols if k != "seed"]
-    labels = [row_label(r, hp_cols) for r in rows]
+    labels = row_labels(rows, hp_cols)
     out = []
     for f in findings:
         values = {}
@@ -238,8 +251,7 @@ def _trajectories(rows_runs: dict[str, list[dict]], key: str) -> dict[str, tuple
 def plot_diagnostics(runs: list[dict], path: str | Path, title: str = "") -> None:
     plt = pyplot()
     hp_cols, rows, _ = build_table(runs)
-    hp_cols = [k for k in hp_cols if k != "seed"]
-    rows_runs = {row_label(r, hp_cols): r["_runs"] for r in rows}
+    rows_runs = dict(zip(row_labels(rows, hp_cols), (r["_runs"] for r in rows)))
     fig, axes = plt.subplots(2, 3, figsize=(16, 9), dpi=110)
     for ax, key in zip(axes[0][:2], ("delta_chosen", "delta_rejected")):
         for label, (x, y) in _trajectories(rows_runs, key).items():
@@ -305,8 +317,8 @@ def plot_shifts(ax, rows_runs: dict[str, list[dict]]) -> None:
     ax.set_xticks(np.arange(len(names)) + 0.4 - width / 2, names)
     ax.set_ylabel("accuracy against gold")
     ax.set_ylim(0.4, 1.0)
-    ax.set_title("DPORM vs EXRM, in distribution and under shifts", fontsize=10)
-    ax.legend(fontsize=6, ncol=2)
+    ax.set_title("DPORM (plain) vs EXRM (hatched), in distribution and under shifts", fontsize=10)
+    ax.legend(fontsize=5, ncol=2, loc="upper right", framealpha=0.6)
 
 
 def plot_token_credit(ax, rows_runs: dict[str, list[dict]]) -> None:
