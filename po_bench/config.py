@@ -994,6 +994,21 @@ def _check_online(cfg, method) -> None:
         f"loss={loss.name}: loss.args.labeller=implicit at label_temperature=0 never labels a pair (the policy starts "
         "at its reference: every implicit reward is 0, every pair a tie); set loss.args.label_temperature > 0",
     )
+    if method.function == "brain":  # n samples weighted by a scalar reward: no pairs, no verdicts
+        _check(
+            args.get("labeller", "gold") in ("gold", "annotator"),
+            f"loss={loss.name} weights samples by a scalar reward: loss.args.labeller gold or annotator "
+            f"(got {args.get('labeller')})",
+        )
+        _check(
+            not args.get("label_temperature"),
+            f"loss={loss.name} weights samples by softmax(r/beta), not by sampled verdicts: "
+            "loss.args.label_temperature does not apply (leave it 0)",
+        )
+        _check(
+            cfg.noise.kind == "none",
+            f"loss={loss.name} weights samples by a scalar reward: noise={cfg.noise.kind} flips pair labels (set noise=none)",
+        )
 
 
 def _check_judges(cfg) -> None:

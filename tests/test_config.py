@@ -162,6 +162,28 @@ def test_validating_every_config_imports_no_torch_trl_or_transformers():
     assert out["checked"] > 60 and set(out["modules"]) & HEAVY == set()
 
 
+def test_brain_validates_and_refuses_what_it_cannot_weight():
+    """brain weights n samples by a scalar reward: the gold reward or the annotator's score, no verdicts, no flips."""
+    validate(_compose(["loss=brain"]))
+    validate(_compose(["loss=brain", "loss.args.labeller=annotator", "loss.args.proposal=policy"]))
+    for extra, msg in (
+        (
+            ["loss.args.labeller=implicit", "loss.args.label_temperature=1.0"],
+            "loss=brain weights samples by a scalar reward: loss.args.labeller gold or annotator (got implicit)",
+        ),
+        (["loss.args.label_temperature=0.5"], "loss=brain weights samples by softmax(r/beta), not by sampled"),
+        (
+            ["noise=flip"],
+            "loss=brain weights samples by a scalar reward: noise=flip flips pair labels (set noise=none)",
+        ),
+        (["loss.args.n=1"], "loss=brain: loss.args.n=1: must be an integer >= 2"),
+        (["loss.args.targets=hard"], "loss=brain: loss.args.targets='hard': must be soft or argmax"),
+    ):
+        with pytest.raises(ConfigError) as e:
+            validate(_compose(["loss=brain", *extra]))
+        assert str(e.value).startswith(msg), str(e.value)
+
+
 @pytest.mark.parametrize("loss", ["online_dpo", "xpo"])
 def test_the_online_losses_validate(loss):
     validate(_compose([f"loss={loss}"]))

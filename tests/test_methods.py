@@ -29,6 +29,7 @@ KINDS = {
     "bco": K.UNPAIRED_CUSTOM,
     "bco_pair": K.PAIRWISE_CUSTOM,
     "beta_dpo": K.PAIRWISE_CUSTOM,
+    "brain": K.ONLINE,
     "cdpo": K.PAIRWISE_CUSTOM,
     "cpo": K.REFERENCE_FREE_TRL,
     "curry_dpo": K.PAIRWISE_TRL,
@@ -145,7 +146,7 @@ def test_the_online_backend_is_the_online_kind():
     assert {method_of({"backend": b, "function": ""}).kind for b in BACKENDS if b not in ("pobench", "online")} <= (
         set(K) - {K.ONLINE}
     )
-    for name in ("online_dpo", "xpo"):
+    for name in ("online_dpo", "xpo", "brain"):
         p = plan(_compose([f"loss={name}"]))
         assert p.pairs is None and p.ref_logps is None and "pref_samples" not in p.samples and "online" in p.policy
 

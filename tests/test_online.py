@@ -1,7 +1,8 @@
 """po-bench's online loop (po_bench/training/online.py) with real generation, the world's real preference sources
 and real optimizer steps on the tiny model: the labels are those of the current policy's samples of the step (not
 the offline pairs), XPO's second response is the reference's, its growing preference set, label noise, a new
-preference source through the registry, and the pipeline end to end (run.json's counts, reuse from the store)."""
+preference source through the registry, BRAIn's n samples per prompt, and the pipeline end to end (run.json's counts,
+reuse from the store)."""
 
 from __future__ import annotations
 
@@ -224,3 +225,73 @@ def test_online_runs_end_to_end_report_their_counts_and_reuse_the_policy(tmp_pat
     assert online_pairs and not set(online_pairs) & offline_pairs
     for rec in record:  # each the step's two samples of its prompt, as the loop drew them
         assert all({p["chosen"], p["rejected"]} == set(rec["samples"][p["row"]]) for p in rec["pairs"])
+
+
+# BRAIn (loss=brain): n samples per prompt from the proposal (the SFT model, i.e. the loop's fixed reference, or
+# the current policy), weighted by the source's scalar reward; its loss against a hand transcription and its
+# relation to DPO: tests/test_online_losses.py
+
+
+def _brain(tokenizer, proposal: str, n: int = 3, labeller=None):
+    return _run(tokenizer, "brain", {"n": n, "proposal": proposal}, labeller=labeller)
+
+
+@pytest.mark.slow  # trains (make test-fast runs no training)
+@pytest.mark.parametrize("proposal", ["sft", "policy"])
+def test_brain_draws_n_samples_per_prompt_from_its_proposal_and_weights_them_by_the_gold_reward(tokenizer, proposal):
+    n = 3
+    res, start, moved = _brain(tokenizer, proposal, n)
+    c = res["online"]
+    assert moved and math.isfinite(res["train_loss_final"])
+    assert c["samples_generated"] == n * 4 * 3 == c["labels_requested"] == c["labels_used"]
+    assert c["ties_dropped"] == c["judge_calls"] == c["judge_tokens"] == c["noise_flipped"] == 0
+    assert set(c["seconds"]) == {"generate", "label", "train"} and all(v > 0 for v in c["seconds"].values())
+    first, last = res["online_record"]
+    for rec, step in ((first, 0), (last, 2)):
+        rep = [x for x in rec["prompts"] for _ in range(n)]
+        drawn = [y for ys in rec["samples"] for y in ys]
+        assert all(len(ys) == n for ys in rec["samples"])
+        # the rewards are the world's exact r* of exactly those samples
+        assert [r for rs in rec["rewards"] for r in rs] == pytest.approx(
+            [world.gold_reward(p, y) for p, y in zip(rep, drawn)]
+        )
+        from_start = _gen(start, tokenizer, rep, gen_seed(SEED, step, 0))
+        if proposal == "sft" or step == 0:  # the SFT proposal is the fixed start; the policy is the start at step 0
+            assert drawn == from_start
+        else:  # the policy proposal has moved by the last step
+            assert drawn != from_start
+    h = res["history"]
+    assert [e["step"] for e in h] == [1, 2, 3]
+    # step 0: the policy is its reference and its proposal, every self-normalised weight 1/n: the loss is log n
+    assert h[0]["loss"] == pytest.approx(math.log(n), abs=1e-5) and h[0]["kl"] == pytest.approx(0.0, abs=1e-5)
+    assert all(1.0 <= e["target_ess"] <= n for e in h)
+    key = "gold_reward" if proposal == "policy" else "gold_reward_proposal"
+    assert all(key in e for e in h)
+
+
+@pytest.mark.slow  # trains (make test-fast runs no training)
+def test_brain_reads_the_annotators_biased_score(tokenizer):
+    lab = labeller_for({"kind": "annotator", "temperature": 0.5, "length_bias": 0.5})
+    res, _, _ = _brain(tokenizer, "sft", 2, labeller=lab)
+    rec = res["online_record"][0]
+    for x, ys, rs in zip(rec["prompts"], rec["samples"], rec["rewards"]):
+        assert rs == pytest.approx([world.gold_reward(x, y) + 0.5 * len(y.split()) for y in ys], rel=1e-6)
+
+
+@pytest.mark.slow  # end to end: SFT, online training, generation, judges
+def test_brain_runs_end_to_end_reports_its_counts_and_reuses_the_policy(tmp_path):
+    cache = tmp_path / "cache"
+    args = ["loss=brain", "loss.args.n=3", *SMALL, f"cache_dir={cache}"]
+    runs = []
+    for name in ("first", "again"):
+        r = run_cli([*args, f"hydra.run.dir={tmp_path / name}"], cwd=tmp_path, env_extra={"OMP_NUM_THREADS": "1"})
+        assert r.returncode == 0, r.stderr[-3000:]
+        runs.append(json.loads((tmp_path / name / "run.json").read_text())["metrics"])
+    m, again = runs
+    assert m["online"]["samples_generated"] == 3 * 8 * 4 == m["online"]["labels_requested"]
+    assert m["online"]["judge_calls"] == 0 and set(m["online"]["seconds"]) == {"generate", "label", "train"}
+    assert m["train"]["steps"] == 4 and math.isfinite(m["gold_reward"]) and 0 <= m["win_rate_vs_sft"] <= 1
+    assert not any(k.startswith(("pairs/", "ref_logps/")) for k in m["artifacts"]["built"])
+    assert any(k.startswith("policy/") for k in m["artifacts"]["built"])
+    assert again["artifacts"]["built"] == [] and any(k.startswith("policy/") for k in again["artifacts"]["hits"])
+    assert again["gold_reward"] == m["gold_reward"]

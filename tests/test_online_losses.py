@@ -10,7 +10,15 @@ import torch
 
 from po_bench.training.labellers import labeller_names
 from po_bench.training.losses import PairStats
-from po_bench.training.online_losses import ONLINE_LOSSES, check_online, online_args, online_dpo, xpo
+from po_bench.training.online_losses import (
+    ONLINE_LOSSES,
+    brain,
+    brain_targets,
+    check_online,
+    online_args,
+    online_dpo,
+    xpo,
+)
 
 # two pairs: policy / reference log-probs of chosen and rejected, and the policy's log-prob of XPO's reference sample
 PC, PR, RC, RR = [-5.0, -9.0], [-7.5, -4.0], [-6.0, -8.0], [-6.5, -5.5]
@@ -55,7 +63,18 @@ def test_xpo_with_alpha_zero_is_online_dpo_and_its_bonus_pushes_the_reference_sa
 def test_defaults_and_arguments():
     assert online_args("xpo", {}) == {"labeller": "gold", "label_temperature": 0.0, "alpha": 1e-5, "accumulate": False}
     assert online_args("online_dpo", {"labeller": "implicit"})["labeller"] == "implicit"
-    assert set(ONLINE_LOSSES) == {"online_dpo", "xpo"}
+    assert set(ONLINE_LOSSES) == {"online_dpo", "xpo", "brain"}
+    assert online_args("brain", {}) == {
+        "labeller": "gold",
+        "label_temperature": 0.0,
+        "n": 4,
+        "proposal": "sft",
+        "targets": "soft",
+    }
+    with pytest.raises(ValueError, match=r"loss.args.n=1: must be an integer >= 2"):
+        check_online("brain", {"n": 1}, labeller_names())
+    with pytest.raises(ValueError, match=r"loss.args.proposal='ref': must be sft or policy"):
+        check_online("brain", {"proposal": "ref"}, labeller_names())
     names = labeller_names()
     check_online("xpo", {"alpha": 0.0, "accumulate": True, "labeller": "annotator"}, names)
     with pytest.raises(ValueError, match=r"loss.args.alpha=-1: must be a number >= 0"):
@@ -66,5 +85,63 @@ def test_defaults_and_arguments():
         check_online("online_dpo", {"alpha": 0.1}, names)
     with pytest.raises(ValueError, match=r"loss.args.labeller='oracle': allowed gold, annotator, implicit"):
         check_online("online_dpo", {"labeller": "oracle"}, names)
-    with pytest.raises(ValueError, match=r"loss.function='nope': allowed online_dpo, xpo"):
+    with pytest.raises(ValueError, match=r"loss.function='nope': allowed online_dpo, xpo, brain"):
         check_online("nope", {}, names)
+
+
+# BRAIn on two prompts of three samples: policy, reference (SFT) and proposal log-probs, and the rewards
+BP = [[-5.0, -9.0, -7.0], [-4.0, -6.5, -8.0]]
+BR = [[-6.0, -8.0, -7.5], [-5.0, -5.5, -9.0]]
+BQ = [[-5.5, -8.5, -6.0], [-4.5, -7.0, -8.5]]
+BRW = [[1.0, 0.2, 0.7], [0.1, 0.9, 0.9]]
+
+
+def _t(x):
+    return torch.tensor(x, dtype=torch.float64)
+
+
+def _brain_by_hand(i: int, beta: float, q) -> float:
+    """Pandey et al. 2024: targets alpha_j = exp(r_j/beta + log p_sft(y_j) - log q(y_j)) / sum_k (same); the
+    policy's self-normalised weights w_j = exp(log pi(y_j) - log q(y_j)) / sum_k (same); loss -sum_j alpha_j log w_j."""
+    a = [math.exp(BRW[i][j] / beta + BR[i][j] - q[i][j]) for j in range(3)]
+    w = [math.exp(BP[i][j] - q[i][j]) for j in range(3)]
+    return -sum(a[j] / sum(a) * math.log(w[j] / sum(w)) for j in range(3))
+
+
+@pytest.mark.parametrize("beta", [0.5, 1.0, 2.0])
+@pytest.mark.parametrize("proposal", ["sft", "other"])
+def test_brain_is_the_cross_entropy_of_the_posterior_weights_and_the_policys_self_normalised_weights(beta, proposal):
+    q = BR if proposal == "sft" else BQ
+    out = brain(_t(BP), _t(BR), _t(q), _t(BRW), beta)
+    assert out.tolist() == pytest.approx([_brain_by_hand(i, beta, q) for i in range(2)], rel=1e-12)
+
+
+def test_brains_gradient_is_target_minus_self_normalised_baseline():
+    """grad of the loss wrt log pi(y_j) = -(alpha_j - w_j): the paper's estimator with its self-normalised baseline."""
+    lp = _t(BP).requires_grad_(True)
+    brain(lp, _t(BR), _t(BQ), _t(BRW), 1.0).sum().backward()
+    alpha = brain_targets(_t(BRW), _t(BR), _t(BQ), 1.0)
+    w = (_t(BP) - _t(BQ)).softmax(-1)
+    assert torch.allclose(lp.grad, w - alpha, rtol=0, atol=1e-12)
+    # argmax targets: a one-hot, ties split evenly
+    hard = brain_targets(_t(BRW), _t(BR), _t(BR), 1.0, "argmax")
+    assert hard.tolist() == [[1.0, 0.0, 0.0], [0.0, 0.5, 0.5]]
+
+
+def test_brain_with_two_sft_samples_and_argmax_targets_is_dpo_at_beta_one():
+    """The paper's connection (DPO-sft as a special case of BRAIn): q = p_sft, n = 2, argmax targets.  Then
+    loss = -log [pi/ref(y_w) / (pi/ref(y_w) + pi/ref(y_l))] = -log sigmoid(log pi/ref(y_w) - log pi/ref(y_l)),
+    DPO's loss at beta 1 with the SFT model as reference, exactly.  The reference terms are *included* (the
+    policy's self-normalised weights are over log pi - log q); a softmax over log pi alone would equal DPO only
+    when log p_sft(y_w) = log p_sft(y_l)."""
+    pc, pr, rc, rr = _t(PC), _t(PR), _t(RC), _t(RR)
+    lp, lref = torch.stack([pc, pr], -1), torch.stack([rc, rr], -1)
+    rewards = _t([[1.0, 0.0], [0.3, -2.0]])  # the first sample is the chosen one in both pairs
+    out = brain(lp, lref, lref, rewards, 0.37, "argmax")  # beta only scales r: argmax does not depend on it
+    s = PairStats(pc, pr, _t([1.0, 1.0]), _t([1.0, 1.0]), rc, rr)
+    assert out.tolist() == pytest.approx(online_dpo(s, 1.0).losses.tolist(), rel=1e-12)
+    assert out.tolist() == pytest.approx([_dpo_by_hand(i, 1.0) for i in range(2)], rel=1e-12)
+    no_ref = -(lp.log_softmax(-1)[:, 0])  # softmax over log pi alone: not DPO unless the reference terms are equal
+    assert no_ref.tolist() != pytest.approx(out.tolist())
+    equal = brain(lp, torch.zeros_like(lref), torch.zeros_like(lref), rewards, 1.0, "argmax")
+    assert equal.tolist() == pytest.approx(no_ref.tolist(), rel=1e-12)

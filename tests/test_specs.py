@@ -299,6 +299,19 @@ def test_an_online_policy_is_keyed_by_what_its_loop_reads(field):
     assert sorted(r for r in set(bkeys) | set(keys) if bkeys.get(r) != keys.get(r)) == sorted(declared), field
 
 
+# brain's own arguments (the number of samples, the proposal, hard or soft targets) key its policy like XPO's
+BRAIN_DEPENDS = {"loss.args.n": 3, "loss.args.proposal": "policy", "loss.args.targets": "argmax", "loss.beta": 0.5}
+
+
+@pytest.mark.parametrize("field", sorted(BRAIN_DEPENDS))
+def test_a_brain_policy_is_keyed_by_its_arguments(field):
+    base = _compose(["loss=brain"])
+    bkeys = _keys(base)
+    cfg = _compose(["loss=brain", f"{field}={BRAIN_DEPENDS[field]}"])
+    keys = _keys(cfg)
+    assert sorted(r for r in set(bkeys) | set(keys) if bkeys.get(r) != keys.get(r)) == sorted(ONLINE_POLICY), field
+
+
 def test_the_annotator_settings_key_an_online_policy_labelled_by_the_annotator():
     a = _compose(["loss=online_dpo", "loss.args.labeller=annotator"])
     b = _compose(["loss=online_dpo", "loss.args.labeller=annotator", "dataset.annotator_length_bias=0.1"])

@@ -23,6 +23,10 @@ Sources here:
   scores in ``request.scores``), argmax or Bradley-Terry sampled as ``gold``.
 
 Identical responses carry no preference with every source (as the offline pairs, world.label_pairs).
+
+A source that also gives each response a scalar reward has ``rewards(prompts, responses) -> list[float]`` (the
+methods that weight samples by a reward, ``brain``, read it): ``gold`` r*, ``annotator`` its biased score
+r* + length_bias x words (the quantity its Bradley-Terry verdict compares).  ``implicit`` has none.
 """
 
 from __future__ import annotations
@@ -132,6 +136,9 @@ class GoldLabeller:
         rb = [world.gold_reward(p, y, self.weights) for p, y in zip(req.prompts, req.second)]
         return Labels(drop_identical(req, verdicts(ra, rb, self.temperature, req.rng)), len(req.prompts))
 
+    def rewards(self, prompts: Sequence[str], responses: Sequence[str]) -> list[float]:
+        return [world.gold_reward(p, y, self.weights) for p, y in zip(prompts, responses)]
+
 
 @register_labeller("annotator")
 class AnnotatorLabeller:
@@ -160,6 +167,12 @@ class AnnotatorLabeller:
             )
             wins.append(bool(u < pa))
         return Labels(drop_identical(req, wins), len(req.prompts))
+
+    def rewards(self, prompts: Sequence[str], responses: Sequence[str]) -> list[float]:
+        return [
+            world.gold_reward(p, y, self.weights) + self.annotator.length_bias * len(y.split())
+            for p, y in zip(prompts, responses)
+        ]
 
 
 @register_labeller("implicit")

@@ -30,7 +30,7 @@ from po_bench.generation.generate import generate_hf
 from po_bench.generation.logprobs import render_prompt, right_padded, token_logps
 from po_bench.training.labellers import LabelRequest
 from po_bench.training.losses import PairStats
-from po_bench.training.online_losses import ONLINE_LOSSES, POLICY_REFERENCE, online_args
+from po_bench.training.online_losses import N_SAMPLES, ONLINE_LOSSES, POLICY_REFERENCE, brain_targets, online_args
 
 MAX_GRAD_NORM = 1.0  # TRL's (transformers') default clip
 
@@ -77,6 +77,56 @@ def prompt_batches(prompts: list, batch: int, steps: int, seed: int) -> list[lis
     while len(order) < steps * batch:
         order += [int(i) for i in rng.permutation(len(prompts))]
     return [[prompts[i] for i in order[s * batch : (s + 1) * batch]] for s in range(steps)]
+
+
+def _samples_step(policy, ref_model, tokenizer, xs, a, beta, gen_cfg, labeller, seed, step, max_length):
+    """One step of a method over n samples per prompt (``brain``): n draws per prompt from the proposal (the
+    reference, i.e. the start/SFT checkpoint, or the current policy) in one generation call, the source's scalar
+    reward of each, and the loss's backward pass (the caller clips and steps).  Returns the logged entry (with
+    the phase times, the proposal's (prompt, sample) pairs and the step's record) and the loss."""
+    n = int(a["n"])
+    t0 = time.perf_counter()
+    rep = [x for x in xs for _ in range(n)]  # prompt i's samples are rows i*n .. i*n + n-1
+    proposal = policy if a["proposal"] == "policy" else ref_model
+    ys, ids = generate_hf(proposal, tokenizer, rep, gen_cfg, gen_seed(seed, step, 0), "online samples", True)
+    t1 = time.perf_counter()
+    if not hasattr(labeller, "rewards"):
+        raise ValueError(f"the {labeller.name} preference source gives no scalar reward (brain weights by one)")
+    r = torch.tensor(labeller.rewards(rep, ys), dtype=torch.float32)
+    t2 = time.perf_counter()
+    policy.train()
+    lp, _ = sequence_logps(policy, tokenizer, rep, ids, max_length)
+    with torch.no_grad():
+        lr_, _ = sequence_logps(ref_model, tokenizer, rep, ids, max_length)
+    lq = lp.detach() if a["proposal"] == "policy" else lr_
+    B = len(xs)
+    fn = ONLINE_LOSSES["brain"].fn
+    losses = fn(lp.view(B, n), lr_.view(B, n), lq.view(B, n), r.to(lp.device).view(B, n), beta, a["targets"])
+    loss = losses.mean()
+    loss.backward()
+    t3 = time.perf_counter()
+    with torch.no_grad():
+        t = brain_targets(r.to(lp.device).view(B, n), lr_.view(B, n), lq.view(B, n), beta, a["targets"])
+        ess = float((1.0 / (t**2).sum(-1)).mean())
+    entry = {
+        "labels_used": B * n,
+        "rows": B,
+        "loss": float(loss.detach()),
+        "kl": float((lp.detach() - lr_).mean()),  # sequence-level log pi/ref on the proposal's samples
+        "reward_mean": float(r.mean()),
+        "target_ess": ess,  # effective sample size of the targets, 1 (one-hot) .. n (uniform)
+        "samples_generated": B * n,
+        "samples": list(zip(rep, ys)),
+        "seconds_generate": t1 - t0,
+        "seconds_label": t2 - t1,
+        "seconds_train": t3 - t2,
+        "record": {
+            "prompts": list(xs),
+            "samples": [list(ys[i * n : (i + 1) * n]) for i in range(B)],
+            "rewards": [r[i * n : (i + 1) * n].tolist() for i in range(B)],
+        },
+    }
+    return entry, entry["loss"]
 
 
 class Phases:
@@ -145,6 +195,35 @@ def train_online(
 
     last_loss = None
     for step, xs in enumerate(prompt_batches(prompts, batch, steps, seed)):
+        if spec.pairing == N_SAMPLES:
+            entry, last_loss = _samples_step(
+                policy, ref_model, tokenizer, xs, a, beta, gen_cfg, labeller, seed, step, max_length
+            )
+            entry["step"] = step + 1
+            if gold is not None:
+                proposal = entry.pop("samples")
+                key = "gold_reward" if a["proposal"] == "policy" else "gold_reward_proposal"
+                entry[key] = float(np.mean([gold(x, y) for x, y in proposal]))
+            else:
+                entry.pop("samples")
+            counts["samples_generated"] += entry["samples_generated"]
+            counts["labels_requested"] += entry["samples_generated"]
+            counts["labels_used"] += entry["samples_generated"]
+            for k in ("generate", "label", "train"):
+                phases.seconds[k] += entry.pop(f"seconds_{k}")
+            if step == 0 or step == steps - 1:
+                record.append({"step": step, **entry.pop("record")})
+            else:
+                entry.pop("record")
+            entry.pop("samples_generated")
+            with phases.timed("train"):
+                entry["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(policy.parameters(), MAX_GRAD_NORM))
+                opt.step()
+                sched.step()
+                opt.zero_grad(set_to_none=True)
+            entry["learning_rate"] = float(sched.get_last_lr()[0])
+            history.append(entry)
+            continue
         with phases.timed("generate"):
             first, first_ids = generate_hf(
                 policy, tokenizer, xs, gen_cfg, gen_seed(seed, step, 0), "online samples", True

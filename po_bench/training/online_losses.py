@@ -9,6 +9,10 @@ each method samples and which ``loss.args`` it takes.
   reference samples y~ (the exploration bonus: minimising it lowers the policy's likelihood of what the reference
   says, pushing it off the reference's support).  ``accumulate``: false, a fresh batch each step (TRL's former
   XPOTrainer); true, the paper's growing preference set, every pair and reference sample so far in each update.
+- ``brain`` (Pandey et al. 2024, "BRAIn: Bayesian Reward-conditioned Amortized Inference"): n samples per prompt
+  from a proposal q (the SFT model, or the current policy), each scored by the source's scalar reward; the
+  cross-entropy between the reward-conditioned posterior's self-normalised importance weights and the policy's
+  self-normalised weights over the same samples (:func:`brain`).
 
 Every online method also reads the loop's arguments (:data:`LOOP_ARGS`): the preference source that labels
 the samples (``labeller``, :mod:`po_bench.training.labellers`) and its Bradley-Terry temperature.
@@ -20,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from po_bench.training.losses import F, LossOutput, PairStats
+from po_bench.training.losses import F, LossOutput, PairStats, torch
 
 
 def dpo_losses(s: PairStats, beta: float):
@@ -41,9 +45,34 @@ def xpo(s: PairStats, beta: float, alpha: float, ref_sample_logps) -> LossOutput
     return LossOutput(losses, beta * s.chosen_logratio.detach(), beta * s.rejected_logratio.detach())
 
 
+def brain_targets(rewards, ref_logps, q_logps, beta: float, targets: str = "soft"):
+    """BRAIn's targets per prompt (rows: prompts, columns: its n samples): the self-normalised importance weights
+    of the reward-conditioned posterior p(y | x, G=1) ~ p_sft(y) exp(r(y) / beta) under the proposal q,
+    softmax_i(r_i / beta + log p_sft(y_i) - log q(y_i)); ``argmax``: the one-hot of its largest logit (ties: the
+    mass split evenly among them)."""
+    logits = rewards / beta + ref_logps - q_logps
+    if targets == "soft":
+        return logits.softmax(-1)
+    top = (logits == logits.max(-1, keepdim=True).values).to(logits.dtype)
+    return top / top.sum(-1, keepdim=True)
+
+
+def brain(policy_logps, ref_logps, q_logps, rewards, beta: float, targets: str = "soft"):
+    """BRAIn's loss per prompt: -sum_i t_i log softmax_j(log pi(y_j) - log q(y_j))_i, t = :func:`brain_targets`
+    (no gradient).  Its gradient is sum_i (t_i - w_i) grad log pi(y_i), w = softmax(log pi - log q): the paper's
+    distillation gradient with its self-normalised baseline (the w_i term).  With q = p_sft (the reference),
+    n = 2 and argmax targets it is -log sigmoid(log pi/ref(y_w) - log pi/ref(y_l)): DPO at beta 1 on the SFT
+    samples (tests/test_online_losses.py)."""
+    with torch.no_grad():
+        t = brain_targets(rewards, ref_logps, q_logps, beta, targets)
+    return -(t * (policy_logps - q_logps.detach()).log_softmax(-1)).sum(-1)
+
+
 # which model draws each of the two responses of a pair
 POLICY_POLICY = "policy_policy"
 POLICY_REFERENCE = "policy_reference"
+# n samples per prompt from a proposal (brain: loss.args.proposal), weighted by a scalar reward, no pairs
+N_SAMPLES = "n_samples"
 
 
 @dataclass(frozen=True)
@@ -71,6 +100,16 @@ ONLINE_LOSSES: dict[str, OnlineSpec] = {
             "accumulate": (lambda v: isinstance(v, bool), "true or false"),
         },
         defaults={"alpha": 1e-5, "accumulate": False},
+    ),
+    "brain": OnlineSpec(
+        brain,
+        N_SAMPLES,
+        args={
+            "n": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 2, "an integer >= 2"),
+            "proposal": (lambda v: v in ("sft", "policy"), "sft or policy"),
+            "targets": (lambda v: v in ("soft", "argmax"), "soft or argmax"),
+        },
+        defaults={"n": 4, "proposal": "sft", "targets": "soft"},
     ),
 }
 
