@@ -115,7 +115,7 @@ ONLINE_LOSSES: dict[str, OnlineSpec] = {
             "clip": (_nonneg, "a number >= 0"),
             "kl_coef": (_nonneg, "a number >= 0"),
         },
-        defaults={"dense": True, "clip": 1.0, "kl_coef": 0.05},
+        defaults={"dense": True, "clip": 0.05, "kl_coef": 0.01},
         guided=True,
     ),
 }
