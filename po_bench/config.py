@@ -984,6 +984,15 @@ def _check_online(cfg, method) -> None:
         f"loss={loss.name} trains on its own samples: diagnostics.ches measures offline pairs (set it false)",
     )
     args = dict(loss.args)
+    if method.function == "rto":  # scored samples, not labelled pairs: the sparse reward is the world's gold
+        _check(
+            args.get("labeller", "gold") == "gold",
+            f"loss={loss.name}: the sparse reward is the world's gold reward (loss.args.labeller=gold)",
+        )
+        _check(
+            cfg.noise.kind == "none",
+            f"loss={loss.name} scores samples, it labels no pairs: noise does not apply (set noise=none)",
+        )
     _check(
         args.get("labeller", "gold") != "annotator" or not args.get("label_temperature"),
         f"loss={loss.name}: loss.args.label_temperature does not apply to the annotator "

@@ -27,7 +27,7 @@ from po_bench.judges.runner import run_judges, runner_judges
 from po_bench.results import tracking
 from po_bench.results.ches import run_ches_report
 from po_bench.results.scores import world_rows, write_scores
-from po_bench.specs import implicit_spec, plan, run_options
+from po_bench.specs import implicit_spec, plan, run_options, spec_key
 from po_bench.store import Store
 from po_bench.training import probe_set
 from po_bench.training.launch import dry_run
@@ -143,6 +143,11 @@ def run(cfg, out_dir: str | Path) -> dict:
     }
     if "online" in train_metrics:  # an online method: samples, labels, judge calls and tokens, time per phase
         metrics["online"] = train_metrics["online"]
+        if p.guide is not None:  # RTO: its DPO guide policy's labels (the offline pairs it was trained on)
+            metrics["online"]["guide"] = {
+                "policy": spec_key("policy", p.guide),
+                "pairs": len(stages.get(store, "pairs", p.guide["pairs"])["train"]),
+            }
     if src.gold is None:
         metrics.update(gold_reward=None, gold_reward_sft=None, win_rate_vs_sft=None, implicit_reward_accuracy_ood=None)
     metrics["data"] = data_report(cfg, p, pairs_art, Deferred(lambda: ckpt.tokenizer))

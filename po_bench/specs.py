@@ -76,6 +76,7 @@ from po_bench.training.labellers import labeller_spec
 from po_bench.training.launch import global_batch, split_batch, world_size
 from po_bench.training.losses import plain_sources
 from po_bench.training.methods import method_of
+from po_bench.training.online_losses import guided as online_guided
 from po_bench.training.online_losses import online_args
 
 # Bumped when a stage's code changes what it produces for the same spec.
@@ -421,6 +422,9 @@ def plan(cfg) -> Plan:
             p.policy["probe"] = probe
     elif online:
         p.policy = online_policy_spec(cfg, src, start, model, gen, noise, seed)
+        if online_guided(method.function, method.args) and loss.guide:  # RTO: the DPO policy on the same data
+            p.guide = plan(guide_config(cfg)).policy
+            p.policy["guide"] = ref("policy", p.guide)
     if (trains or online) and cfg.stages.generate:
         p.samples["generations"] = _samples(p.policy_ref, model, p.eval_prompts, gen, seed, 1)
     return p

@@ -398,23 +398,45 @@ def build_online_policy(spec: dict, out: Path, store: Store, opts: dict | None =
     pol = load_model(start, spec["model"])
     ref_model = load_model(start, spec["model"])
     side = tokenizer.padding_side  # (generation pads on the left; the saved tokenizer stays as it was)
-    res = online.train_online(
-        pol,
-        ref_model,
-        tokenizer,
-        prompts_,
-        loss["function"],
-        dict(loss.get("args") or {}),
-        float(loss["beta"]),
-        float(loss["lr"]),
-        train,
-        gen,
-        labeller_for(o["labeller"]),
-        o["noise"],
-        seed,
-        gold=gold_scorer(o["prompts"]),
-        logging_steps=int(train.logging_steps),
-    )
+    if loss["function"] == "rto":  # RTO: per-token rewards from the DPO guide policy (built first when absent)
+        from po_bench.training import rto  # lazy: torch, transformers
+
+        guide = None
+        if spec.get("guide") is not None:
+            guide = load_model(str(get(store, "policy", spec["guide"]["spec"], opts)), spec["model"])
+        res = rto.train_rto(
+            pol,
+            ref_model,
+            guide,
+            tokenizer,
+            prompts_,
+            dict(loss.get("args") or {}),
+            float(loss["beta"]),
+            float(loss["lr"]),
+            train,
+            gen,
+            gold_scorer(o["prompts"]),
+            seed,
+            logging_steps=int(train.logging_steps),
+        )
+    else:
+        res = online.train_online(
+            pol,
+            ref_model,
+            tokenizer,
+            prompts_,
+            loss["function"],
+            dict(loss.get("args") or {}),
+            float(loss["beta"]),
+            float(loss["lr"]),
+            train,
+            gen,
+            labeller_for(o["labeller"]),
+            o["noise"],
+            seed,
+            gold=gold_scorer(o["prompts"]),
+            logging_steps=int(train.logging_steps),
+        )
     tokenizer.padding_side = side
     res["params"] = sum(p.numel() for p in pol.parameters())
     res["precision"] = spec["train"]["precision"]

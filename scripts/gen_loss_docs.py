@@ -63,6 +63,12 @@ def render() -> str:
             "reward_margin": " + a reward model trained first on them (its margin per pair)",
             "semantic_distance": f" + prompt/chosen embedding distances ({ps.get('embedder')})",
         }.get(ps.get("kind"), "")
+        if d["backend"] == "online" and d.get("guide"):  # RTO: scored samples, a guide policy's token rewards
+            backend = "po-bench online loop (po_bench/training/rto.py) `rto`"
+            data = (
+                "two policy samples per prompt each step, each scored by the world's gold reward; "
+                f"+ a `{d['guide']}` guide policy trained first on the pairs (docs/online.md)"
+            )
         if d["backend"] == "iterative":  # samples and labels its own pairs each round (docs/online.md)
             ref = "yes: the start (`ref_update=fixed`) or the previous round's policy (`per_round`)"
             data = "its own each round: k samples per world pref prompt from the last policy, labelled, pairs"

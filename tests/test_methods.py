@@ -73,6 +73,7 @@ KINDS = {
     "tr_dpo": K.PAIRWISE_TRL,
     "wpo": K.PAIRWISE_TRL,
     "xpo": K.ONLINE,
+    "rto": K.ONLINE,
 }
 LOSS_DIR = Path(CONF_DIR) / "loss"
 CONFIGS = sorted(p.stem for p in LOSS_DIR.glob("*.yaml"))

@@ -15,8 +15,11 @@ from po_bench.training.online_losses import (
     brain,
     brain_targets,
     check_online,
+    guided,
     online_args,
     online_dpo,
+    reinforce_losses,
+    rto_token_rewards,
     xpo,
 )
 
@@ -63,7 +66,7 @@ def test_xpo_with_alpha_zero_is_online_dpo_and_its_bonus_pushes_the_reference_sa
 def test_defaults_and_arguments():
     assert online_args("xpo", {}) == {"labeller": "gold", "label_temperature": 0.0, "alpha": 1e-5, "accumulate": False}
     assert online_args("online_dpo", {"labeller": "implicit"})["labeller"] == "implicit"
-    assert set(ONLINE_LOSSES) == {"online_dpo", "xpo", "brain"}
+    assert set(ONLINE_LOSSES) == {"online_dpo", "xpo", "brain", "rto"}
     assert online_args("brain", {}) == {
         "labeller": "gold",
         "label_temperature": 0.0,
@@ -85,7 +88,7 @@ def test_defaults_and_arguments():
         check_online("online_dpo", {"alpha": 0.1}, names)
     with pytest.raises(ValueError, match=r"loss.args.labeller='oracle': allowed gold, annotator, implicit"):
         check_online("online_dpo", {"labeller": "oracle"}, names)
-    with pytest.raises(ValueError, match=r"loss.function='nope': allowed online_dpo, xpo, brain"):
+    with pytest.raises(ValueError, match=r"loss.function='nope': allowed online_dpo, xpo, brain, rto"):
         check_online("nope", {}, names)
 
 
@@ -145,3 +148,67 @@ def test_brain_with_two_sft_samples_and_argmax_targets_is_dpo_at_beta_one():
     assert no_ref.tolist() != pytest.approx(out.tolist())
     equal = brain(lp, torch.zeros_like(lref), torch.zeros_like(lref), rewards, 1.0, "argmax")
     assert equal.tolist() == pytest.approx(no_ref.tolist(), rel=1e-12)
+
+
+# RTO (Zhong et al. 2024): two samples, three completion tokens at most, right-padded (the second sample has two)
+POL = [[-1.0, -2.0, -0.5], [-0.3, -1.2, 0.0]]
+REF = [[-1.5, -1.0, -0.7], [-0.2, -2.0, 0.0]]
+GUIDE = [[-0.5, -3.0, -0.1], [-0.1, -0.4, 0.0]]
+MASK = [[1.0, 1.0, 1.0], [1.0, 1.0, 0.0]]
+SPARSE = [2.0, -1.0]
+
+
+def _rto_by_hand(beta, clip, kl, dense):
+    """r_t = clip(beta (g_t - ref_t), -c, c) [dense] - kl (pol_t - ref_t) + r* at the last token, one token at a
+    time."""
+    out = []
+    for i in range(2):
+        n = int(sum(MASK[i]))
+        row = []
+        for t in range(3):
+            if t >= n:
+                row.append(0.0)
+                continue
+            r = -kl * (POL[i][t] - REF[i][t])
+            if dense:
+                r += min(max(beta * (GUIDE[i][t] - REF[i][t]), -clip), clip)
+            if t == n - 1:
+                r += SPARSE[i]
+            row.append(r)
+        out.append(row)
+    return out
+
+
+@pytest.mark.parametrize("dense", [True, False])
+@pytest.mark.parametrize(("beta", "clip", "kl"), [(0.1, 1.0, 0.05), (1.0, 0.3, 0.0), (2.0, 0.5, 0.2)])
+def test_rto_token_rewards_and_reinforce_loss_match_a_hand_transcription(dense, beta, clip, kl):
+    t = torch.tensor
+    r = rto_token_rewards(t(POL), t(REF), t(GUIDE), t(MASK), t(SPARSE), beta, clip, kl, dense)
+    hand = _rto_by_hand(beta, clip, kl, dense)
+    assert torch.allclose(r, t(hand), atol=1e-6)
+    # REINFORCE with the other sample's total return as the baseline: loss_i = -sum_t (G_i,t - G_j,0) log pi_t
+    pol = t(POL, requires_grad=True)
+    losses, adv = reinforce_losses(pol, r, t(MASK), t([1, 0]))
+    togo = [[sum(hand[i][u] for u in range(s, 3)) for s in range(3)] for i in range(2)]
+    want = []
+    for i, j in ((0, 1), (1, 0)):
+        n = int(sum(MASK[i]))
+        want.append(-sum((togo[i][s] - togo[j][0]) * POL[i][s] for s in range(n)))
+    assert torch.allclose(losses, t(want), atol=1e-5)
+    losses.sum().backward()  # the gradient of log pi_t is -(advantage_t): rewards carry none
+    assert torch.allclose(pol.grad, -adv, atol=1e-6)
+    assert adv[1, 2] == 0 and pol.grad[1, 2] == 0  # padding
+
+
+def test_rto_sparse_only_is_rloo_and_the_dense_term_is_clipped():
+    t = torch.tensor
+    r = rto_token_rewards(t(POL), t(REF), None, t(MASK), t(SPARSE), 0.1, 1.0, 0.0, False)
+    _, adv = reinforce_losses(t(POL), r, t(MASK), t([1, 0]))
+    assert adv.tolist() == [[3.0, 3.0, 3.0], [-3.0, -3.0, 0.0]]  # every token: r*(y) - r*(other): RLOO, k = 2
+    big = rto_token_rewards(t(POL), t(REF), t(GUIDE), t(MASK), t([0.0, 0.0]), 10.0, 0.25, 0.0, True)
+    assert big.abs().max() == 0.25 and big[0, 0] == 0.25 and big[0, 1] == -0.25
+    assert guided("rto", {}) and not guided("rto", {"dense": False}) and not guided("xpo", {})
+    names = labeller_names()
+    check_online("rto", {"dense": False, "clip": 0.5, "kl_coef": 0.0}, names)
+    with pytest.raises(ValueError, match=r"loss.args.dense='no': must be true or false"):
+        check_online("rto", {"dense": "no"}, names)

@@ -317,3 +317,14 @@ def test_the_annotator_settings_key_an_online_policy_labelled_by_the_annotator()
     b = _compose(["loss=online_dpo", "loss.args.labeller=annotator", "dataset.annotator_length_bias=0.1"])
     assert plan(a).policy["online"]["labeller"] == {"kind": "annotator", "temperature": 0.5, "length_bias": 0.03}
     assert _keys(a)["policy"] != _keys(b)["policy"]
+
+
+def test_rto_nests_the_dpo_policy_of_the_same_data_and_its_sparse_row_has_no_guide():
+    """loss=rto (loss.guide=dpo): its guide is loss=dpo's policy on the same data (one artifact, shared); its
+    spec nests it; loss.args.dense=false (the sparse-only row) has no guide and a policy key of its own."""
+    dense, sparse, dpo = (
+        plan(_compose(o)) for o in (["loss=rto"], ["loss=rto", "loss.args.dense=false"], ["loss=dpo"])
+    )
+    assert dense.guide == dpo.policy and dense.policy["guide"] == {"stage": "policy", "spec": dpo.policy}
+    assert sparse.guide is None and "guide" not in sparse.policy and "online" in sparse.policy
+    assert _keys(_compose(["loss=rto"]))["policy"] != _keys(_compose(["loss=rto", "loss.args.dense=false"]))["policy"]

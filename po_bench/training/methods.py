@@ -41,6 +41,7 @@ from typing import Any
 from po_bench import plugins
 from po_bench.training import losses
 from po_bench.training.listwise import LISTWISE, fn_args, moving_anchor, step_inputs
+from po_bench.training.online_losses import ONLINE_LOSSES
 from po_bench.training.pair_scores import stage_of
 
 
@@ -294,7 +295,10 @@ class Method:
 
     @property
     def needs_guide(self) -> bool:
-        """Whether the loss reads a guide policy's per-token log-probs (TGDPO; ``loss.guide`` names its loss)."""
+        """Whether the loss reads a guide policy's per-token log-probs (TGDPO, RTO; ``loss.guide`` names its loss)."""
+        if self.online:
+            spec = ONLINE_LOSSES.get(self.function)
+            return spec is not None and spec.guided
         return self.backend == "pobench" and loss_registry().guided(self.function)
 
     @property

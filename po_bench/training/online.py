@@ -45,6 +45,13 @@ def sequence_logps(model, tokenizer, prompts, completion_ids: list[list[int]], m
     """(summed completion log-probs, completion token counts) of each prompt's sampled completion tokens (as
     generation drew them: po_bench/generation/generate.py's ``with_ids``) under ``model``, with the gradient (one
     right-padded batch; sequences cut at ``max_length`` as in training)."""
+    tok, m = completion_token_logps(model, tokenizer, prompts, completion_ids, max_length)
+    return (tok * m).sum(-1), m.sum(-1)
+
+
+def completion_token_logps(model, tokenizer, prompts, completion_ids: list[list[int]], max_length: int | None):
+    """(per-token log-probs [B, T-1], completion mask [B, T-1]) of each prompt's sampled completion tokens under
+    ``model``, with the gradient (:func:`sequence_logps` sums them); position t scores token t+1 of the row."""
     device = next(model.parameters()).device
     enc = [
         (tokenizer(render_prompt(tokenizer, p), add_special_tokens=False)["input_ids"], list(c))
@@ -58,9 +65,7 @@ def sequence_logps(model, tokenizer, prompts, completion_ids: list[list[int]], m
         cmask[i, len(p) : len(s)] = 1.0
     ids, attn, cmask = ids.to(device), attn.to(device), cmask.to(device)
     logits = model(input_ids=ids, attention_mask=attn, use_cache=False).logits[:, :-1]
-    tok = token_logps(logits, ids[:, 1:])
-    m = cmask[:, 1:]
-    return (tok * m).sum(-1), m.sum(-1)
+    return token_logps(logits, ids[:, 1:]), cmask[:, 1:]
 
 
 def steps_of(train, n_prompts: int) -> int:

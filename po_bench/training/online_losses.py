@@ -13,6 +13,11 @@ each method samples and which ``loss.args`` it takes.
   from a proposal q (the SFT model, or the current policy), each scored by the source's scalar reward; the
   cross-entropy between the reward-conditioned posterior's self-normalised importance weights and the policy's
   self-normalised weights over the same samples (:func:`brain`).
+- ``rto`` (Zhong et al. 2024, "DPO Meets PPO: Reinforced Token Optimization for RLHF"): two samples of the current
+  policy per prompt, each scored by the sparse reward (the world's gold r*); a per-token reward
+  (:func:`rto_token_rewards`: a trained DPO guide policy's clipped token log-ratio, the KL penalty to the
+  reference, the sparse reward at the last token) optimised by REINFORCE with the other sample of the prompt as
+  the baseline (:func:`reinforce_losses`).  ``dense: false`` drops the DPO term: the sparse-only baseline.
 
 Every online method also reads the loop's arguments (:data:`LOOP_ARGS`): the preference source that labels
 the samples (``labeller``, :mod:`po_bench.training.labellers`) and its Bradley-Terry temperature.
@@ -68,11 +73,40 @@ def brain(policy_logps, ref_logps, q_logps, rewards, beta: float, targets: str =
     return -(t * (policy_logps - q_logps.detach()).log_softmax(-1)).sum(-1)
 
 
+def rto_token_rewards(policy_tok, ref_tok, guide_tok, mask, sparse, beta: float, clip: float, kl_coef: float, dense):
+    """RTO's reward of each completion token (rows: samples; ``mask`` 1 on completion tokens, right-padded):
+    ``clamp(beta * log(pi_dpo/pi_ref)(y_t), -clip, clip)`` (the guide's token reward, when ``dense``) minus
+    ``kl_coef * log(pi/pi_ref)(y_t)`` (the KL penalty to the reference), plus the sparse reward at the sample's
+    last token.  Every input is a per-token log-prob tensor [B, T] (``guide_tok`` unused when not dense) and
+    ``sparse`` [B]; no gradient flows through the rewards."""
+    with torch.no_grad():
+        r = -kl_coef * (policy_tok - ref_tok)
+        if dense:
+            r = r + torch.clamp(beta * (guide_tok - ref_tok), -clip, clip)
+        last = (mask.cumsum(-1) == mask.sum(-1, keepdim=True)) & (mask > 0)
+        r = r + last.to(r.dtype) * sparse.to(r.dtype)[:, None]
+        return r * mask
+
+
+def reinforce_losses(policy_tok, rewards, mask, pair_of):
+    """REINFORCE with a leave-one-out baseline, per sample: ``-sum_t (G_t - b) log pi(y_t)``, G_t the reward to go
+    from token t (undiscounted), b the total return G_0 of the other sample of the same prompt (``pair_of[i]``:
+    its row; RLOO with two samples, so b does not depend on the sample's own tokens).  Returns (losses [B],
+    advantages [B, T])."""
+    with torch.no_grad():
+        togo = torch.flip(torch.cumsum(torch.flip(rewards * mask, [-1]), -1), [-1])
+        total = togo[:, 0]
+        adv = (togo - total[pair_of][:, None]) * mask
+    return -(adv * policy_tok * mask).sum(-1), adv
+
+
 # which model draws each of the two responses of a pair
 POLICY_POLICY = "policy_policy"
 POLICY_REFERENCE = "policy_reference"
 # n samples per prompt from a proposal (brain: loss.args.proposal), weighted by a scalar reward, no pairs
 N_SAMPLES = "n_samples"
+# two policy samples per prompt, each scored (not a pairwise label): RTO's loop (po_bench/training/rto.py)
+POLICY_SCORED = "policy_scored"
 
 
 @dataclass(frozen=True)
@@ -84,6 +118,7 @@ class OnlineSpec:
     pairing: str
     args: dict[str, tuple] = field(default_factory=dict)
     defaults: dict = field(default_factory=dict)
+    guided: bool = False  # reads a guide policy (``loss.guide``, e.g. RTO's DPO policy)
 
 
 def _nonneg(v) -> bool:
@@ -111,6 +146,17 @@ ONLINE_LOSSES: dict[str, OnlineSpec] = {
         },
         defaults={"n": 4, "proposal": "sft", "targets": "soft"},
     ),
+    "rto": OnlineSpec(
+        rto_token_rewards,
+        POLICY_SCORED,
+        args={
+            "dense": (lambda v: isinstance(v, bool), "true or false"),
+            "clip": (_nonneg, "a number >= 0"),
+            "kl_coef": (_nonneg, "a number >= 0"),
+        },
+        defaults={"dense": True, "clip": 0.05, "kl_coef": 0.01},
+        guided=True,
+    ),
 }
 
 # the loop's arguments every online method reads: the preference source and its Bradley-Terry temperature
@@ -124,6 +170,12 @@ LOOP_DEFAULTS = {"labeller": "gold", "label_temperature": 0.0}
 
 def online(function: str) -> bool:
     return function in ONLINE_LOSSES
+
+
+def guided(function: str, args: dict) -> bool:
+    """Whether an online method with these ``loss.args`` reads a guide policy (RTO unless ``dense: false``)."""
+    spec = ONLINE_LOSSES.get(function)
+    return spec is not None and spec.guided and bool({**spec.defaults, **args}.get("dense", True))
 
 
 def check_online(function: str, args: dict, labellers: tuple[str, ...]) -> None:
