@@ -312,6 +312,13 @@ def train_online(
             learning_rate=float(sched.get_last_lr()[0]),
         )
         history.append(entry)
+    return loop_result(policy, history, last_loss, steps, batch, logging_steps, counts, phases, record)
+
+
+def loop_result(policy, history, last_loss, steps, batch, logging_steps, counts, phases, record) -> dict:
+    """What a loop on the online pieces returns to the policy stage (train_online, rto.train_rto): the policy in
+    eval mode, every ``logging_steps``-th step's history (and the last), the batch layout of one process, and the
+    counts with the seconds per phase."""
     policy.eval()
     logged = [h for i, h in enumerate(history) if (i + 1) % max(1, logging_steps) == 0 or i == len(history) - 1]
     return {

@@ -19,7 +19,15 @@ import torch
 from transformers import get_scheduler
 
 from po_bench.generation.generate import generate_hf
-from po_bench.training.online import MAX_GRAD_NORM, Phases, completion_token_logps, gen_seed, prompt_batches, steps_of
+from po_bench.training.online import (
+    MAX_GRAD_NORM,
+    Phases,
+    completion_token_logps,
+    gen_seed,
+    loop_result,
+    prompt_batches,
+    steps_of,
+)
 from po_bench.training.online_losses import online_args, reinforce_losses, rto_token_rewards
 
 
@@ -117,17 +125,4 @@ def train_rto(
                 "learning_rate": float(sched.get_last_lr()[0]),
             }
         )
-    policy.eval()
-    logged = [h for i, h in enumerate(history) if (i + 1) % max(1, logging_steps) == 0 or i == len(history) - 1]
-    return {
-        "model": policy,
-        "train_loss_final": last_loss,
-        "history": logged,
-        "steps": steps,
-        "per_device_batch": batch,
-        "grad_accum": 1,
-        "global_batch": batch,
-        "world_size": 1,
-        "online": {**counts, "seconds": {k: round(v, 6) for k, v in phases.seconds.items()}},
-        "online_record": record,
-    }
+    return loop_result(policy, history, last_loss, steps, batch, logging_steps, counts, phases, record)
