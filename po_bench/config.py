@@ -954,7 +954,7 @@ def _check_guide(cfg, method) -> None:
 
 def _check_online(cfg, method) -> None:
     """An online method (loss.backend=online, po_bench/training/online.py): what its loop supports today, each a
-    one-line refusal (the world's prompts and gold, one process, HF generation, fp32 weights, no LoRA, no filter)."""
+    one-line refusal (the world's prompts and gold, one process or DDP (RTO: one), HF generation, fp32 weights, no LoRA, no filter)."""
     if not method.online:
         return
     loss = cfg.loss
@@ -963,8 +963,10 @@ def _check_online(cfg, method) -> None:
         f"loss={loss.name} samples and labels online on the embedded world: dataset=world (got {cfg.dataset.kind})",
     )
     _check(
-        cfg.launch.strategy == "local",
-        f"loss={loss.name}: the online loop runs in one process (launch=local; got {cfg.launch.strategy})",
+        cfg.launch.strategy == "local" or (cfg.launch.strategy == "ddp" and method.function != "rto"),
+        f"loss={loss.name}: the online loop runs in one process (launch=local; got {cfg.launch.strategy})"
+        if method.function == "rto"
+        else f"loss={loss.name}: the online loop runs in one process or under launch=ddp (got {cfg.launch.strategy})",
     )
     _check(
         cfg.generation.backend == "hf",

@@ -394,6 +394,7 @@ def build_online_policy(spec: dict, out: Path, store: Store, opts: dict | None =
     loss = spec["loss"]
     train = OmegaConf.create({**spec["train"], **train_opts(opts)})
     gen = OmegaConf.create({**o["gen"], **GEN_OPTS, "progress": False})
+    online.Group()  # under a launcher: the process group (each rank on its own GPU) before the models load
     seed_everything(seed)
     pol = load_model(start, spec["model"])
     ref_model = load_model(start, spec["model"])

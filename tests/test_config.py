@@ -203,7 +203,10 @@ def test_the_online_losses_validate(loss):
             "loss=xpo: loss.args.label_temperature does not apply to the annotator",
         ),
         (["generation=vllm"], "loss=xpo samples from the policy while it trains: generation=hf (got vllm)"),
-        (["launch=ddp"], "loss=xpo: the online loop runs in one process (launch=local; got ddp)"),
+        (
+            ["launch=fsdp", "diagnostics.probe=false"],
+            "loss=xpo: the online loop runs in one process or under launch=ddp",
+        ),
         (["train.precision=bf16-mixed"], "loss=xpo: the online loop trains in fp32"),
         (["model.lora.enabled=true"], "loss=xpo: model.lora.enabled is not supported by the online loop"),
         (["diagnostics.ches=true"], "loss=xpo trains on its own samples: diagnostics.ches"),
@@ -213,3 +216,9 @@ def test_the_online_loop_refuses_what_it_does_not_support(overrides, message):
     with pytest.raises(ConfigError) as e:
         validate(_compose(["loss=xpo", *overrides]))
     assert str(e.value).startswith(message), str(e.value)
+
+
+def test_the_online_loop_runs_under_ddp_but_rto_in_one_process():
+    validate(_compose(["loss=xpo", "launch=ddp", "launch.num_processes=2"]))  # po_bench/training/online.py's Group
+    with pytest.raises(ConfigError, match=r"^loss=rto: the online loop runs in one process \(launch=local; got ddp\)"):
+        validate(_compose(["loss=rto", "launch=ddp", "launch.num_processes=2"]))

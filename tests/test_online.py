@@ -295,3 +295,44 @@ def test_brain_runs_end_to_end_reports_its_counts_and_reuses_the_policy(tmp_path
     assert any(k.startswith("policy/") for k in m["artifacts"]["built"])
     assert again["artifacts"]["built"] == [] and any(k.startswith("policy/") for k in again["artifacts"]["hits"])
     assert again["gold_reward"] == m["gold_reward"]
+
+
+# ---- launch=ddp: a real 2-process gloo group on the CPU ------------------------------------------------------
+
+
+def test_generation_seeds_differ_per_rank_and_one_process_keeps_its_own():
+    seeds = {gen_seed(SEED, step, draw, rank, 2) for step in range(50) for draw in (0, 1) for rank in (0, 1)}
+    assert len(seeds) == 200  # distinct across steps, draws and ranks
+    assert [gen_seed(SEED, s, d, 0, 1) for s in range(3) for d in (0, 1)] == [
+        10_000 + SEED * 2_000_003 + 2 * s + d for s in range(3) for d in (0, 1)
+    ]  # one process: the seeds (and so the artifacts) of before the process group
+
+
+@pytest.mark.slow  # a 2-process group: the online loop under launch=ddp
+def test_online_dpo_under_ddp_shards_the_prompts_sums_the_counts_and_keeps_the_weights_identical(tmp_path):
+    cache = tmp_path / "cache"
+    args = ["loss=online_dpo", *SMALL, "stages.sft=false", "stages.generate=false", "launch=ddp"]
+    args += ["launch.num_processes=2", f"cache_dir={cache}", f"hydra.run.dir={tmp_path / 'run'}"]
+    r = run_cli(args, cwd=tmp_path, env_extra={"OMP_NUM_THREADS": "1"}, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    m = json.loads((tmp_path / "run" / "run.json").read_text())["metrics"]
+    t, o = m["train"], m["online"]
+    assert (t["world_size"], t["per_device_batch"], t["global_batch"], t["steps"]) == (2, 4, 8, 4)
+    ranks = o["ranks"]
+    assert len(ranks) == 2 and o["samples_generated"] == 2 * 8 * 4  # the global batch's, as one process draws
+    for k in ("samples_generated", "labels_requested", "labels_used", "ties_dropped", "judge_calls", "judge_tokens"):
+        assert o[k] == sum(x[k] for x in ranks), k
+    assert all(x["samples_generated"] == 2 * 4 * 4 for x in ranks)
+    assert o["seconds"] == {k: max(x["seconds"][k] for x in ranks) for k in ("generate", "label", "train")}
+    assert ranks[0]["weights_sha256"] == ranks[1]["weights_sha256"]  # the averaged gradients: one model
+    (metrics_file,) = (cache / "v2" / "policy").glob("*/train_metrics.json")
+    record = json.loads(metrics_file.read_text())["online_record"]
+    assert sorted((rec["rank"], rec["step"]) for rec in record) == [(0, 0), (0, 3), (1, 0), (1, 3)]
+    for step in (0, 3):  # each rank its own half of the step's prompts, its own samples, labels of those samples
+        r0, r1 = (next(x for x in record if (x["rank"], x["step"]) == (k, step)) for k in (0, 1))
+        assert len(r0["prompts"]) == len(r1["prompts"]) == 4 and not set(r0["prompts"]) & set(r1["prompts"])
+        for rec in (r0, r1):
+            for p in rec["pairs"]:
+                assert p["prompt"] == rec["prompts"][p["row"]]
+                assert {p["chosen"], p["rejected"]} == set(rec["samples"][p["row"]])
+            assert rec["pairs"], "a step without labels checks nothing"

@@ -13,11 +13,22 @@ What the loop counts (run.json's ``metrics.online``): samples generated, labels 
 dropped, labels flipped by the noise, judge calls and tokens (0 without a judge), and the wall time of each
 phase (generate, label, train).  The first and the last step's prompts, samples and labelled pairs are kept
 (``record``) so a test can check that the labels are those of the current policy's samples.
+
+Under ``launch=ddp`` (a process group: po_bench/training/launch.py starts every rank on the policy stage) the
+step's batch is the global batch (per-device batch x accumulation x world size, the recipe's, as offline): each
+rank samples and labels its own consecutive shard of the step's prompts with its own generation seeds, label and
+noise streams, the loss's gradients are averaged over the ranks weighted by their labelled rows (the gradient of
+the mean loss over every rank's rows, as one process on the whole batch), so every rank takes the same optimizer
+step and the weights stay identical.  The counts are summed over the ranks, the seconds per phase are the slowest
+rank's (the ranks run the phases concurrently); ``ranks`` keeps each rank's counts, seconds and a digest of its
+final weights, and the record each rank's steps (``rank``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
+import os
 import time
 from collections.abc import Callable
 
@@ -35,10 +46,72 @@ from po_bench.training.online_losses import N_SAMPLES, ONLINE_LOSSES, POLICY_REF
 MAX_GRAD_NORM = 1.0  # TRL's (transformers') default clip
 
 
-def gen_seed(seed: int, step: int, draw: int) -> int:
-    """The generation seed of a step's first (0) or second (1) draw: distinct across steps (below a million) and
-    run seeds (replicate seeds share no random stream), and apart from the run's sample seeds (seed .. seed + 4001)."""
-    return 10_000 + int(seed) * 2_000_003 + 2 * int(step) + int(draw)
+def gen_seed(seed: int, step: int, draw: int, rank: int = 0, world: int = 1) -> int:
+    """The generation seed of a step's first (0) or second (1) draw on ``rank`` of ``world`` processes: distinct
+    across steps and ranks (steps x world below a million) and run seeds (replicate seeds share no random stream),
+    and apart from the run's sample seeds (seed .. seed + 4001).  The ranks of a step draw as consecutive steps
+    of one process would, so one process (rank 0 of 1) keeps its seeds."""
+    return 10_000 + int(seed) * 2_000_003 + 2 * (int(step) * int(world) + int(rank)) + int(draw)
+
+
+class Group:
+    """The process group the loop runs in (``WORLD_SIZE`` / ``RANK`` of a launcher; one process: every
+    collective is the identity).  Started here when a launcher started the ranks and nothing else has (gloo on
+    CPUs, NCCL on GPUs, each rank on its ``LOCAL_RANK``'s GPU)."""
+
+    def __init__(self):
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        if self.world > 1:
+            import torch.distributed as dist  # lazy: only under a launcher
+
+            if not dist.is_initialized():
+                if torch.cuda.is_available():
+                    torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+                dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+            self.dist = dist
+
+    def sum(self, values: list[float]) -> list[float]:
+        """The sum over the ranks of each value (float64)."""
+        if self.world == 1:
+            return list(values)
+        t = torch.tensor(values, dtype=torch.float64, device=self.device)
+        self.dist.all_reduce(t)
+        return t.tolist()
+
+    @property
+    def device(self):
+        return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+
+    def average_gradients(self, model) -> None:
+        """Every rank's gradients replaced by their mean over the ranks (a rank that trained no row adds zeros)."""
+        if self.world == 1:
+            return
+        params = [p for p in model.parameters() if p.requires_grad]
+        flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params])
+        self.dist.all_reduce(flat)
+        flat /= self.world
+        offset = 0
+        for p in params:
+            p.grad = flat[offset : offset + p.numel()].view_as(p).clone()
+            offset += p.numel()
+
+    def gather(self, obj) -> list:
+        """Every rank's ``obj``, in rank order."""
+        if self.world == 1:
+            return [obj]
+        out: list = [None] * self.world
+        self.dist.all_gather_object(out, obj)
+        return out
+
+
+def weights_digest(model) -> str:
+    """A sha256 of a model's parameters (names and bytes), to check that the ranks hold the same weights."""
+    h = hashlib.sha256()
+    for name, p in model.named_parameters():
+        h.update(name.encode())
+        h.update(p.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
 
 
 def sequence_logps(model, tokenizer, prompts, completion_ids: list[list[int]], max_length: int | None):
@@ -68,8 +141,10 @@ def completion_token_logps(model, tokenizer, prompts, completion_ids: list[list[
     return token_logps(logits, ids[:, 1:]), cmask[:, 1:]
 
 
-def steps_of(train, n_prompts: int) -> int:
-    batch = int(train.batch_size) * int(train.grad_accum)
+def steps_of(train, n_prompts: int, world: int = 1) -> int:
+    """The loop's steps: train.max_steps when set, else the epochs over the prompts at the global batch (one
+    process's batch x ``world`` processes)."""
+    batch = int(train.batch_size) * int(train.grad_accum) * int(world)
     if int(train.max_steps) > 0:
         return int(train.max_steps)
     return max(1, math.ceil(float(train.epochs) * n_prompts / batch))
@@ -84,7 +159,7 @@ def prompt_batches(prompts: list, batch: int, steps: int, seed: int) -> list[lis
     return [[prompts[i] for i in order[s * batch : (s + 1) * batch]] for s in range(steps)]
 
 
-def _samples_step(policy, ref_model, tokenizer, xs, a, beta, gen_cfg, labeller, seed, step, max_length):
+def _samples_step(policy, ref_model, tokenizer, xs, a, beta, gen_cfg, labeller, seed, step, max_length, group):
     """One step of a method over n samples per prompt (``brain``): n draws per prompt from the proposal (the
     reference, i.e. the start/SFT checkpoint, or the current policy) in one generation call, the source's scalar
     reward of each, and the loss's backward pass (the caller clips and steps).  Returns the logged entry (with
@@ -93,7 +168,8 @@ def _samples_step(policy, ref_model, tokenizer, xs, a, beta, gen_cfg, labeller, 
     t0 = time.perf_counter()
     rep = [x for x in xs for _ in range(n)]  # prompt i's samples are rows i*n .. i*n + n-1
     proposal = policy if a["proposal"] == "policy" else ref_model
-    ys, ids = generate_hf(proposal, tokenizer, rep, gen_cfg, gen_seed(seed, step, 0), "online samples", True)
+    draw = gen_seed(seed, step, 0, group.rank, group.world)
+    ys, ids = generate_hf(proposal, tokenizer, rep, gen_cfg, draw, "online samples", True)
     t1 = time.perf_counter()
     if not hasattr(labeller, "rewards"):
         raise ValueError(f"the {labeller.name} preference source gives no scalar reward (brain weights by one)")
@@ -109,17 +185,21 @@ def _samples_step(policy, ref_model, tokenizer, xs, a, beta, gen_cfg, labeller, 
     losses = fn(lp.view(B, n), lr_.view(B, n), lq.view(B, n), r.to(lp.device).view(B, n), beta, a["targets"])
     loss = losses.mean()
     loss.backward()
+    group.average_gradients(policy)  # every rank's B x n rows: the mean of the ranks' means is the batch's mean
     t3 = time.perf_counter()
     with torch.no_grad():
         t = brain_targets(r.to(lp.device).view(B, n), lr_.view(B, n), lq.view(B, n), beta, a["targets"])
         ess = float((1.0 / (t**2).sum(-1)).mean())
+    logged = [float(loss.detach()), float((lp.detach() - lr_).mean()), float(r.mean()), ess]
+    if group.world > 1:  # the batch's means over the ranks' equal shares
+        logged = [v / group.world for v in group.sum(logged)]
     entry = {
-        "labels_used": B * n,
-        "rows": B,
-        "loss": float(loss.detach()),
-        "kl": float((lp.detach() - lr_).mean()),  # sequence-level log pi/ref on the proposal's samples
-        "reward_mean": float(r.mean()),
-        "target_ess": ess,  # effective sample size of the targets, 1 (one-hot) .. n (uniform)
+        "labels_used": B * n * group.world,
+        "rows": B * group.world,
+        "loss": logged[0],
+        "kl": logged[1],  # sequence-level log pi/ref on the proposal's samples
+        "reward_mean": logged[2],
+        "target_ess": logged[3],  # effective sample size of the targets, 1 (one-hot) .. n (uniform)
         "samples_generated": B * n,
         "samples": list(zip(rep, ys)),
         "seconds_generate": t1 - t0,
@@ -177,8 +257,9 @@ def train_online(
     a = online_args(function, args)
     hp = {k: a[k] for k in spec.defaults if k != "accumulate"}
     accumulate = bool(a.get("accumulate", False))
-    batch = int(train.batch_size) * int(train.grad_accum)
-    steps = steps_of(train, len(prompts))
+    group = Group()
+    batch = int(train.batch_size) * int(train.grad_accum)  # one rank's share of the step's prompts
+    steps = steps_of(train, len(prompts), group.world)
     max_length = int(train.max_length)
     ref_model.eval()
     for p in ref_model.parameters():
@@ -193,25 +274,27 @@ def train_online(
     history: list[dict] = []
     record: list[dict] = []
     pool: list[dict] = []  # XPO with accumulate: every labelled pair so far (the paper's growing preference set)
-    label_rng = np.random.default_rng([int(seed), 43])
+    label_rng = np.random.default_rng([int(seed), 43] if group.world == 1 else [int(seed), 43, group.rank])
 
     def logps_of(model, ps, ids):
         return sequence_logps(model, tokenizer, ps, ids, max_length)
 
     last_loss = None
-    for step, xs in enumerate(prompt_batches(prompts, batch, steps, seed)):
+    shard = slice(group.rank * batch, (group.rank + 1) * batch)
+    for step, step_prompts in enumerate(prompt_batches(prompts, batch * group.world, steps, seed)):
+        xs = step_prompts[shard]
         if spec.pairing == N_SAMPLES:
             entry, last_loss = _samples_step(
-                policy, ref_model, tokenizer, xs, a, beta, gen_cfg, labeller, seed, step, max_length
+                policy, ref_model, tokenizer, xs, a, beta, gen_cfg, labeller, seed, step, max_length, group
             )
             entry["step"] = step + 1
             if gold is not None:
                 proposal = entry.pop("samples")
                 key = "gold_reward" if a["proposal"] == "policy" else "gold_reward_proposal"
-                entry[key] = float(np.mean([gold(x, y) for x, y in proposal]))
+                entry[key] = group.sum([float(np.mean([gold(x, y) for x, y in proposal]))])[0] / group.world
             else:
                 entry.pop("samples")
-            counts["samples_generated"] += entry["samples_generated"]
+            counts["samples_generated"] += entry["samples_generated"]  # this rank's (summed over the ranks at the end)
             counts["labels_requested"] += entry["samples_generated"]
             counts["labels_used"] += entry["samples_generated"]
             for k in ("generate", "label", "train"):
@@ -231,11 +314,17 @@ def train_online(
             continue
         with phases.timed("generate"):
             first, first_ids = generate_hf(
-                policy, tokenizer, xs, gen_cfg, gen_seed(seed, step, 0), "online samples", True
+                policy, tokenizer, xs, gen_cfg, gen_seed(seed, step, 0, group.rank, group.world), "online samples", True
             )
             second_model = ref_model if spec.pairing == POLICY_REFERENCE else policy
             second, second_ids = generate_hf(
-                second_model, tokenizer, xs, gen_cfg, gen_seed(seed, step, 1), "online samples", True
+                second_model,
+                tokenizer,
+                xs,
+                gen_cfg,
+                gen_seed(seed, step, 1, group.rank, group.world),
+                "online samples",
+                True,
             )
         counts["samples_generated"] += 2 * len(xs)
         policy.train()
@@ -260,7 +349,8 @@ def train_online(
             )
         counts["ties_dropped"] += len(xs) - len(pairs)
         if noise.get("kind") == "flip" and pairs:
-            pairs, flipped = flip_labels(pairs, float(noise["rate"]), int(seed) * 1_000_003 + step)
+            noise_seed = int(seed) * 1_000_003 + step * group.world + group.rank  # one process: seed x 1000003 + step
+            pairs, flipped = flip_labels(pairs, float(noise["rate"]), noise_seed)
             for i in flipped:  # the token ids and the second response's side follow the texts
                 pairs[i]["second_chosen"] = not pairs[i]["second_chosen"]
                 pairs[i]["ids"] = pairs[i]["ids"][::-1]
@@ -274,53 +364,87 @@ def train_online(
         if accumulate:
             pool += pairs
         rows = pool if accumulate else pairs
-        entry: dict = {"step": step + 1, "labels_used": len(pairs), "rows": len(rows)}
+        used, n_rows = (int(v) for v in group.sum([len(pairs), len(rows)]))
+        entry: dict = {"step": step + 1, "labels_used": used, "rows": n_rows}
         if gold is not None:
-            entry["gold_reward"] = float(np.mean([gold(x, y) for x, y in zip(xs, first)]))
-        if not rows:
+            g = float(np.mean([gold(x, y) for x, y in zip(xs, first)]))
+            entry["gold_reward"] = group.sum([g])[0] / group.world  # the ranks' shards are equal
+        if not n_rows:
             counts["steps_without_pairs"] += 1
             sched.step()
             history.append(entry)
             continue
         with phases.timed("train"):
-            ps = [r["prompt"] for r in rows]
-            ys = [r["ids"][0] for r in rows] + [r["ids"][1] for r in rows]
-            lp, n = logps_of(policy, ps + ps, ys)
-            with torch.no_grad():
-                lr_, _ = logps_of(ref_model, ps + ps, ys)
             k = len(rows)
-            s = PairStats(lp[:k], lp[k:], n[:k], n[k:], lr_[:k], lr_[k:])
-            if spec.pairing == POLICY_REFERENCE:  # the reference's sample: the second response, on its side
-                second_chosen = torch.tensor([r["second_chosen"] for r in rows], device=lp.device)
-                out = spec.fn(s, beta, ref_sample_logps=torch.where(second_chosen, lp[:k], lp[k:]), **hp)
-                from_policy = torch.where(second_chosen, s.rejected_logratio, s.chosen_logratio)
-            else:
-                out = spec.fn(s, beta, **hp)
-                from_policy = torch.cat([s.chosen_logratio, s.rejected_logratio])
-            loss = out.losses.mean()
-            loss.backward()
+            if k:
+                ps = [r["prompt"] for r in rows]
+                ys = [r["ids"][0] for r in rows] + [r["ids"][1] for r in rows]
+                lp, n = logps_of(policy, ps + ps, ys)
+                with torch.no_grad():
+                    lr_, _ = logps_of(ref_model, ps + ps, ys)
+                s = PairStats(lp[:k], lp[k:], n[:k], n[k:], lr_[:k], lr_[k:])
+                if spec.pairing == POLICY_REFERENCE:  # the reference's sample: the second response, on its side
+                    second_chosen = torch.tensor([r["second_chosen"] for r in rows], device=lp.device)
+                    out = spec.fn(s, beta, ref_sample_logps=torch.where(second_chosen, lp[:k], lp[k:]), **hp)
+                    from_policy = torch.where(second_chosen, s.rejected_logratio, s.chosen_logratio)
+                else:
+                    out = spec.fn(s, beta, **hp)
+                    from_policy = torch.cat([s.chosen_logratio, s.rejected_logratio])
+                margin = out.chosen_rewards - out.rejected_rewards
+            if group.world == 1:
+                loss = out.losses.mean()
+                loss.backward()
+                logged = [float(loss.detach()), float(from_policy.detach().mean()), float(margin.detach().mean())]
+            else:  # the mean over every rank's rows: this rank's sum x world / all rows, its gradient averaged
+                mine = [0.0, 0.0, 0.0, 0]
+                if k:
+                    mine = [
+                        float(out.losses.detach().sum()),
+                        float(from_policy.detach().sum()),
+                        0.0,
+                        from_policy.numel(),
+                    ]
+                    mine[2] = float(margin.detach().sum())
+                sums = group.sum(mine)
+                if k:
+                    (out.losses.sum() * (group.world / n_rows)).backward()
+                group.average_gradients(policy)
+                logged = [sums[0] / n_rows, sums[1] / sums[3], sums[2] / n_rows]
             grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), MAX_GRAD_NORM)
             opt.step()
             sched.step()
             opt.zero_grad(set_to_none=True)
-        last_loss = float(loss.detach())
+        last_loss = logged[0]
         entry.update(
             loss=last_loss,
             grad_norm=float(grad_norm),
-            kl=float(from_policy.detach().mean()),  # sequence-level KL(pi || ref) estimate on the policy's samples
-            rewards_margin=float((out.chosen_rewards - out.rejected_rewards).mean()),
+            kl=logged[1],  # sequence-level KL(pi || ref) estimate on the policy's samples
+            rewards_margin=logged[2],
             learning_rate=float(sched.get_last_lr()[0]),
         )
         history.append(entry)
-    return loop_result(policy, history, last_loss, steps, batch, logging_steps, counts, phases, record)
+    return loop_result(policy, history, last_loss, steps, batch, logging_steps, counts, phases, record, group)
 
 
-def loop_result(policy, history, last_loss, steps, batch, logging_steps, counts, phases, record) -> dict:
+def loop_result(policy, history, last_loss, steps, batch, logging_steps, counts, phases, record, group=None) -> dict:
     """What a loop on the online pieces returns to the policy stage (train_online, rto.train_rto): the policy in
-    eval mode, every ``logging_steps``-th step's history (and the last), the batch layout of one process, and the
-    counts with the seconds per phase."""
+    eval mode, every ``logging_steps``-th step's history (and the last), the batch layout, and the counts with the
+    seconds per phase.  Under a process group (``group``, module docstring) the counts are summed over the ranks
+    (``steps_without_pairs``: the group's steps, the same on every rank), the seconds the slowest rank's, and
+    ``ranks`` / the record keep each rank's."""
     policy.eval()
     logged = [h for i, h in enumerate(history) if (i + 1) % max(1, logging_steps) == 0 or i == len(history) - 1]
+    world = 1 if group is None else group.world
+    seconds = {k: round(v, 6) for k, v in phases.seconds.items()}
+    online: dict = {**counts, "seconds": seconds}
+    if world > 1:
+        mine = {**counts, "seconds": seconds, "weights_sha256": weights_digest(policy)}
+        ranks = group.gather(mine)
+        online = {k: sum(r[k] for r in ranks) for k in counts}
+        online["steps_without_pairs"] = counts["steps_without_pairs"]
+        online["seconds"] = {k: max(r["seconds"][k] for r in ranks) for k in seconds}
+        online["ranks"] = ranks
+        record = [{"rank": r, **rec} for r, recs in enumerate(group.gather(record)) for rec in recs]
     return {
         "model": policy,
         "train_loss_final": last_loss,
@@ -328,8 +452,8 @@ def loop_result(policy, history, last_loss, steps, batch, logging_steps, counts,
         "steps": steps,
         "per_device_batch": batch,
         "grad_accum": 1,
-        "global_batch": batch,
-        "world_size": 1,
-        "online": {**counts, "seconds": {k: round(v, 6) for k, v in phases.seconds.items()}},
+        "global_batch": batch * world,
+        "world_size": world,
+        "online": online,
         "online_record": record,
     }
