@@ -952,6 +952,16 @@ def _check_guide(cfg, method) -> None:
     _check(not cfg.model.lora.enabled, f"loss={loss.name}: a guide policy with model.lora.enabled is not supported")
 
 
+def _online_vllm(cfg, method) -> bool:
+    """Whether the online loop can draw a method's samples from a colocated vLLM engine synced to the policy each
+    step (po_bench/generation/vllm_engine.py's PolicyEngine): one process, every sample the policy's (online_dpo,
+    brain with proposal=policy: no reference samples, which a second engine would have to draw)."""
+    if cfg.launch.strategy != "local":
+        return False
+    args = dict(cfg.loss.args)
+    return method.function == "online_dpo" or (method.function == "brain" and args.get("proposal") == "policy")
+
+
 def _check_online(cfg, method) -> None:
     """An online method (loss.backend=online, po_bench/training/online.py): what its loop supports today, each a
     one-line refusal (the world's prompts and gold, one process or DDP (RTO: one), HF generation, fp32 weights, no LoRA, no filter)."""
@@ -969,7 +979,7 @@ def _check_online(cfg, method) -> None:
         else f"loss={loss.name}: the online loop runs in one process or under launch=ddp (got {cfg.launch.strategy})",
     )
     _check(
-        cfg.generation.backend == "hf",
+        cfg.generation.backend == "hf" or _online_vllm(cfg, method),
         f"loss={loss.name} samples from the policy while it trains: generation=hf (got {cfg.generation.backend})",
     )
     _check(

@@ -421,6 +421,11 @@ def build_online_policy(spec: dict, out: Path, store: Store, opts: dict | None =
             logging_steps=int(train.logging_steps),
         )
     else:
+        engine = None
+        if gen.backend == "vllm":  # the policy's samples from a vLLM engine on the start checkpoint, synced per step
+            from po_bench.generation.vllm_engine import PolicyEngine  # lazy: its module (vllm once built)
+
+            engine = PolicyEngine(start, tokenizer, gen)
         res = online.train_online(
             pol,
             ref_model,
@@ -437,7 +442,12 @@ def build_online_policy(spec: dict, out: Path, store: Store, opts: dict | None =
             seed,
             gold=gold_scorer(o["prompts"]),
             logging_steps=int(train.logging_steps),
+            engine=engine,
         )
+        if engine is not None:
+            from po_bench.generation.vllm_engine import close_engine  # lazy: its module
+
+            close_engine()  # (the pipeline's own generation builds its engine on the trained policy)
     tokenizer.padding_side = side
     res["params"] = sum(p.numel() for p in pol.parameters())
     res["precision"] = spec["train"]["precision"]

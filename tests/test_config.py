@@ -218,6 +218,14 @@ def test_the_online_loop_refuses_what_it_does_not_support(overrides, message):
     assert str(e.value).startswith(message), str(e.value)
 
 
+def test_the_online_loop_samples_through_vllm_when_every_sample_is_the_policys_in_one_process():
+    validate(_compose(["loss=online_dpo", "generation=vllm"]))  # po_bench/generation/vllm_engine.py's PolicyEngine
+    validate(_compose(["loss=brain", "loss.args.proposal=policy", "generation=vllm"]))
+    for refused in (["loss=brain", "generation=vllm"], ["loss=online_dpo", "generation=vllm", "launch=ddp"]):
+        with pytest.raises(ConfigError, match=r"samples from the policy while it trains: generation=hf \(got vllm\)"):
+            validate(_compose([*refused, "launch.num_processes=2"] if "launch=ddp" in refused else refused))
+
+
 def test_the_online_loop_runs_under_ddp_but_rto_in_one_process():
     validate(_compose(["loss=xpo", "launch=ddp", "launch.num_processes=2"]))  # po_bench/training/online.py's Group
     with pytest.raises(ConfigError, match=r"^loss=rto: the online loop runs in one process \(launch=local; got ddp\)"):

@@ -249,3 +249,74 @@ def test_vllm_sampling_params_stop_at_both(llama3_tok):
     sp = sampling_params(gen, 0, chat.stop_token_ids(llama3_tok))
     assert llama3_tok.convert_ids_to_tokens(list(sp.stop_token_ids)) == ["<|end_of_text|>", "<|eot_id|>"]
     assert sp.max_tokens == 4096 and sp.temperature == 0.9
+
+
+# ---- the online loop's colocated engine (vllm_engine.PolicyEngine): weights synced in place each step ----------
+
+SYNC_SCRIPT = """
+import json, sys
+from pathlib import Path
+import torch
+from transformers import AutoModelForCausalLM
+from po_bench.data import world
+from po_bench.generation import vllm_engine
+
+def main():
+    d = Path(sys.argv[1])
+    tok = __import__("transformers").AutoTokenizer.from_pretrained(str(d / "model"))
+    model = AutoModelForCausalLM.from_pretrained(str(d / "model"))
+    prompts = world.make_prompts(world.WorldSpec(n_eval=16), "eval")
+    gen = {"temperature": 0.0, "max_new_tokens": 16, "dtype": "float32", "max_model_len": 64,
+           "kv_cache_memory_gib": 0.05, "enforce_eager": True}
+    engine = vllm_engine.PolicyEngine(d / "model", tok, gen)
+    before = engine.generate(prompts, 0)[1]
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():  # an optimizer step's worth of change, the tied embedding (and so the LM head) included
+        for name, p in model.named_parameters():
+            if "norm" not in name:
+                p.add_(torch.randn(p.shape, generator=g) * 0.05)
+    engine.sync(model)
+    synced = engine.generate(prompts, 0)[1]
+    model.save_pretrained(str(d / "moved")); tok.save_pretrained(str(d / "moved"))
+    vllm_engine.close_engine()
+    fresh = vllm_engine.PolicyEngine(d / "moved", tok, gen).generate(prompts, 0)[1]
+    json.dump({"before": before, "synced": synced, "fresh": fresh}, open(d / "out.json", "w"))
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+@pytest.mark.slow  # two in-process vLLM engines on the tiny world model (head_dim 32)
+def test_the_policy_engine_syncs_the_policys_weights_in_place(tmp_path):
+    build_tiny_world_model(tmp_path / "model")
+    (tmp_path / "sync.py").write_text(SYNC_SCRIPT)
+    r = subprocess.run(
+        [sys.executable, str(tmp_path / "sync.py"), str(tmp_path)], cwd=ROOT, env=_env(), capture_output=True, text=True
+    )
+    assert r.returncode == 0, r.stderr[-4000:]
+    out = json.loads((tmp_path / "out.json").read_text())
+    # the synced engine samples what an engine built on the moved weights samples, not what it sampled before
+    assert out["synced"] == out["fresh"] and out["synced"] != out["before"]
+    assert sum(a != b for a, b in zip(out["synced"], out["before"])) > 8
+
+
+@pytest.mark.slow  # end to end: online DPO whose samples come from a colocated vLLM engine on the CPU
+def test_online_dpo_samples_through_a_colocated_vllm_engine(tmp_path):
+    from .conftest import run_cli
+
+    args = ["loss=online_dpo", "dataset.n_pref=64", "dataset.n_eval=32", "dataset.n_ood=16", "train.max_steps=4"]
+    args += ["train.batch_size=8", "tracking=none", "threads=1", "stages.sft=false", "generation=vllm"]
+    args += ["generation.multiprocessing=false", "generation.kv_cache_memory_gib=0.05", "generation.max_model_len=64"]
+    args += [f"cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={tmp_path / 'run'}"]
+    r = run_cli(args, cwd=tmp_path, env_extra={"OMP_NUM_THREADS": "1", "VLLM_LOGGING_LEVEL": "WARNING"}, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    m = json.loads((tmp_path / "run" / "run.json").read_text())["metrics"]
+    o = m["online"]
+    assert o["samples_generated"] == 2 * 8 * 4 and o["labels_requested"] == 32 and m["train"]["steps"] == 4
+    assert o["weight_syncs"] == 3  # before the draws of every step after the first
+    (metrics_file,) = (tmp_path / "cache" / "v2" / "policy").glob("*/train_metrics.json")
+    record = json.loads(metrics_file.read_text())["online_record"]
+    for rec in record:  # the labels are those of the engine's samples of the step
+        assert rec["pairs"] and all({p["chosen"], p["rejected"]} == set(rec["samples"][p["row"]]) for p in rec["pairs"])
+    assert m["kl_to_ref"] != 0.0  # the policy moved

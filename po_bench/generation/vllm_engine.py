@@ -156,9 +156,16 @@ def sampling_params(gen_cfg: Any, seed: int, eos_token_id, n: int = 1):
 
 
 def generate_vllm_ids(
-    model_path, tokenizer, prompts: Sequence, gen_cfg: Any, seed: int, desc: str = "generate (vllm)"
+    model_path,
+    tokenizer,
+    prompts: Sequence,
+    gen_cfg: Any,
+    seed: int,
+    desc: str = "generate (vllm)",
+    keep_stop: bool = False,
 ) -> list[list[list[int]]]:
-    """Generated token ids: per prompt, ``n`` samples (EOS excluded)."""
+    """Generated token ids: per prompt, ``n`` samples (the stop token excluded; ``keep_stop``: kept, as
+    po_bench/generation/generate.py's ``sampled_ids`` keeps it, for a caller that scores what was sampled)."""
     from vllm.inputs import TokensPrompt  # lazy: numpy, torch, vllm (~3.3 s)
 
     if not prompts:
@@ -177,7 +184,7 @@ def generate_vllm_ids(
         samples = []
         for c in sorted(o.outputs, key=lambda c: c.index):
             t = list(c.token_ids)
-            if t and t[-1] in stops:
+            if t and t[-1] in stops and not keep_stop:
                 t = t[:-1]
             samples.append(t)
         result.append(samples)
@@ -207,6 +214,60 @@ def beam_search_ids(model_path, tokenizer, prompts: Sequence, gen_cfg: Any) -> l
         cut = next((i for i, tok in enumerate(t) if tok in stops), len(t))
         result.append(t[:cut])
     return result
+
+
+class PolicyEngine:
+    """A vLLM engine colocated with a policy that trains (the online loop, ``generation=vllm``): built once on the
+    start checkpoint ``model_path`` in this process (no engine-core process: the loop reaches the engine's model),
+    its weights replaced by the policy's after every optimizer step (:meth:`sync`), and samples drawn as
+    :func:`po_bench.generation.generate.generate_hf` with ``with_ids`` returns them (texts, sampled ids).
+
+    The weights go in through the model runner's in-place reload (``reload_weights(weights_iterator=...)``, the
+    layer-wise reload that re-runs each layer's post-load processing, as TRL's colocate mode streams
+    ``load_weights``; plain ``load_weights`` fails on vLLM's CPU backend, whose packed linear layers keep no
+    ``weight_loader``: "'Parameter' object has no attribute 'weight_loader'").  A tied LM head is re-tied and
+    re-processed after the reload (on the CPU backend it keeps a packed copy of the embedding that the reload
+    leaves stale), and the prefix cache is cleared."""
+
+    def __init__(self, model_path, tokenizer, gen_cfg: Any):
+        self.path, self.tokenizer = model_path, tokenizer
+        self.gen_cfg = {**_plain(gen_cfg), "multiprocessing": False, "n": 1}
+        self.llm = get_engine(model_path, self.gen_cfg)
+        self.syncs, self.sync_seconds = 0, 0.0
+
+    def _runner(self):
+        return self.llm.llm_engine.model_executor.driver_worker.model_runner
+
+    def sync(self, model) -> None:
+        """The engine's weights := ``model``'s (an HF causal LM of the engine's architecture)."""
+        t0 = time.perf_counter()
+        runner = self._runner()
+        runner.reload_weights(weights_iterator=((n, p.detach()) for n, p in model.named_parameters()))
+        vm = runner.get_model()
+        head, inner = getattr(vm, "lm_head", None), getattr(vm, "model", None)
+        if getattr(model.config, "tie_word_embeddings", False) and head is not None and hasattr(inner, "embed_tokens"):
+            head.tie_weights(inner.embed_tokens)
+            head.quant_method.process_weights_after_loading(head)
+        self.llm.reset_prefix_cache()
+        self.syncs += 1
+        self.sync_seconds += time.perf_counter() - t0
+
+    def generate(self, prompts: Sequence, seed: int) -> tuple[list[str], list[list[int]]]:
+        """One sample per prompt at the engine's current weights: (texts, the sampled token ids, a stop token
+        included as generate_hf's ``with_ids`` includes it)."""
+        ids = [s[0] for s in generate_vllm_ids(self.path, self.tokenizer, prompts, self.gen_cfg, seed, keep_stop=True)]
+        return [" " + t.strip() for t in self.tokenizer.batch_decode(ids, skip_special_tokens=True)], ids
+
+
+def _plain(cfg: Any) -> dict:
+    try:
+        from omegaconf import OmegaConf  # lazy: omegaconf (~0.1 s)
+
+        if OmegaConf.is_config(cfg):
+            return OmegaConf.to_container(cfg, resolve=True)
+    except ImportError:  # pragma: no cover
+        pass
+    return dict(cfg)
 
 
 def generate_vllm(

@@ -159,7 +159,7 @@ def prompt_batches(prompts: list, batch: int, steps: int, seed: int) -> list[lis
     return [[prompts[i] for i in order[s * batch : (s + 1) * batch]] for s in range(steps)]
 
 
-def _samples_step(policy, ref_model, tokenizer, xs, a, beta, gen_cfg, labeller, seed, step, max_length, group):
+def _samples_step(policy, ref_model, tokenizer, xs, a, beta, draw, labeller, seed, step, max_length, group):
     """One step of a method over n samples per prompt (``brain``): n draws per prompt from the proposal (the
     reference, i.e. the start/SFT checkpoint, or the current policy) in one generation call, the source's scalar
     reward of each, and the loss's backward pass (the caller clips and steps).  Returns the logged entry (with
@@ -168,8 +168,7 @@ def _samples_step(policy, ref_model, tokenizer, xs, a, beta, gen_cfg, labeller, 
     t0 = time.perf_counter()
     rep = [x for x in xs for _ in range(n)]  # prompt i's samples are rows i*n .. i*n + n-1
     proposal = policy if a["proposal"] == "policy" else ref_model
-    draw = gen_seed(seed, step, 0, group.rank, group.world)
-    ys, ids = generate_hf(proposal, tokenizer, rep, gen_cfg, draw, "online samples", True)
+    ys, ids = draw(proposal, rep, gen_seed(seed, step, 0, group.rank, group.world))
     t1 = time.perf_counter()
     if not hasattr(labeller, "rewards"):
         raise ValueError(f"the {labeller.name} preference source gives no scalar reward (brain weights by one)")
@@ -249,10 +248,14 @@ def train_online(
     seed: int,
     gold: Callable[[str, str], float] | None = None,
     logging_steps: int = 5,
+    engine=None,
 ) -> dict:
     """Run the online loop (module docstring) on ``policy``; ``ref_model`` is the fixed reference (and XPO's
     second sampler).  ``gold``: the source's exact reward of one response, logged for the policy's samples of each
-    step (None: not logged).  Returns the trained model, the logged history, the counts and the phase times."""
+    step (None: not logged).  ``engine``: the policy's samples from a colocated vLLM engine
+    (po_bench/generation/vllm_engine.py's PolicyEngine, ``generation=vllm``), its weights synced to the policy's
+    before the first draw after each optimizer step (the sync's time counts as generation); None: HF generation.
+    Returns the trained model, the logged history, the counts and the phase times."""
     spec = ONLINE_LOSSES[function]
     a = online_args(function, args)
     hp = {k: a[k] for k in spec.defaults if k != "accumulate"}
@@ -279,13 +282,23 @@ def train_online(
     def logps_of(model, ps, ids):
         return sequence_logps(model, tokenizer, ps, ids, max_length)
 
+    stale = [False]  # the engine's weights are the start's: the policy's until its first optimizer step
+
+    def draw(model, xs_, seed_):
+        if engine is None or model is not policy:
+            return generate_hf(model, tokenizer, xs_, gen_cfg, seed_, "online samples", True)
+        if stale[0]:
+            engine.sync(policy)
+            stale[0] = False
+        return engine.generate(xs_, seed_)
+
     last_loss = None
     shard = slice(group.rank * batch, (group.rank + 1) * batch)
     for step, step_prompts in enumerate(prompt_batches(prompts, batch * group.world, steps, seed)):
         xs = step_prompts[shard]
         if spec.pairing == N_SAMPLES:
             entry, last_loss = _samples_step(
-                policy, ref_model, tokenizer, xs, a, beta, gen_cfg, labeller, seed, step, max_length, group
+                policy, ref_model, tokenizer, xs, a, beta, draw, labeller, seed, step, max_length, group
             )
             entry["step"] = step + 1
             if gold is not None:
@@ -309,23 +322,14 @@ def train_online(
                 opt.step()
                 sched.step()
                 opt.zero_grad(set_to_none=True)
+                stale[0] = True
             entry["learning_rate"] = float(sched.get_last_lr()[0])
             history.append(entry)
             continue
         with phases.timed("generate"):
-            first, first_ids = generate_hf(
-                policy, tokenizer, xs, gen_cfg, gen_seed(seed, step, 0, group.rank, group.world), "online samples", True
-            )
+            first, first_ids = draw(policy, xs, gen_seed(seed, step, 0, group.rank, group.world))
             second_model = ref_model if spec.pairing == POLICY_REFERENCE else policy
-            second, second_ids = generate_hf(
-                second_model,
-                tokenizer,
-                xs,
-                gen_cfg,
-                gen_seed(seed, step, 1, group.rank, group.world),
-                "online samples",
-                True,
-            )
+            second, second_ids = draw(second_model, xs, gen_seed(seed, step, 1, group.rank, group.world))
         counts["samples_generated"] += 2 * len(xs)
         policy.train()
 
@@ -414,6 +418,7 @@ def train_online(
             opt.step()
             sched.step()
             opt.zero_grad(set_to_none=True)
+            stale[0] = True
         last_loss = logged[0]
         entry.update(
             loss=last_loss,
@@ -423,6 +428,8 @@ def train_online(
             learning_rate=float(sched.get_last_lr()[0]),
         )
         history.append(entry)
+    if engine is not None:
+        counts["weight_syncs"] = engine.syncs
     return loop_result(policy, history, last_loss, steps, batch, logging_steps, counts, phases, record, group)
 
 
