@@ -952,6 +952,11 @@ def _check_guide(cfg, method) -> None:
     _check(not cfg.model.lora.enabled, f"loss={loss.name}: a guide policy with model.lora.enabled is not supported")
 
 
+# online methods with a loop of their own (po_bench/training/rto.py, oprl.py): one process (online.py's train_online,
+# the others' loop, shards each step over a launch=ddp process group)
+ONE_PROCESS_LOOPS = ("rto", "oprl")
+
+
 def _online_vllm(cfg, method) -> bool:
     """Whether the online loop can draw a method's samples from a colocated vLLM engine synced to the policy each
     step (po_bench/generation/vllm_engine.py's PolicyEngine): one process, every sample the policy's (online_dpo,
@@ -964,7 +969,8 @@ def _online_vllm(cfg, method) -> bool:
 
 def _check_online(cfg, method) -> None:
     """An online method (loss.backend=online, po_bench/training/online.py): what its loop supports today, each a
-    one-line refusal (the world's prompts and gold, one process or DDP (RTO: one), HF generation, fp32 weights, no LoRA, no filter)."""
+    one-line refusal (the world's prompts and gold, one process or DDP (RTO, OPRL: one), HF
+    generation or a colocated vLLM engine, fp32 weights, no LoRA, no filter)."""
     if not method.online:
         return
     loss = cfg.loss
@@ -972,10 +978,11 @@ def _check_online(cfg, method) -> None:
         cfg.dataset.kind == "world",
         f"loss={loss.name} samples and labels online on the embedded world: dataset=world (got {cfg.dataset.kind})",
     )
+    one_process = method.function in ONE_PROCESS_LOOPS
     _check(
-        cfg.launch.strategy == "local" or (cfg.launch.strategy == "ddp" and method.function != "rto"),
+        cfg.launch.strategy == "local" or (cfg.launch.strategy == "ddp" and not one_process),
         f"loss={loss.name}: the online loop runs in one process (launch=local; got {cfg.launch.strategy})"
-        if method.function == "rto"
+        if one_process
         else f"loss={loss.name}: the online loop runs in one process or under launch=ddp (got {cfg.launch.strategy})",
     )
     _check(

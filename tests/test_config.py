@@ -226,7 +226,11 @@ def test_the_online_loop_samples_through_vllm_when_every_sample_is_the_policys_i
             validate(_compose([*refused, "launch.num_processes=2"] if "launch=ddp" in refused else refused))
 
 
-def test_the_online_loop_runs_under_ddp_but_rto_in_one_process():
+def test_the_online_loop_runs_under_ddp_but_rto_and_oprl_in_one_process():
     validate(_compose(["loss=xpo", "launch=ddp", "launch.num_processes=2"]))  # po_bench/training/online.py's Group
-    with pytest.raises(ConfigError, match=r"^loss=rto: the online loop runs in one process \(launch=local; got ddp\)"):
-        validate(_compose(["loss=rto", "launch=ddp", "launch.num_processes=2"]))
+    for loss in ("rto", "oprl"):  # loops of their own
+        with pytest.raises(
+            ConfigError, match=rf"^loss={loss}: the online loop runs in one process \(launch=local; got ddp"
+        ):
+            extra = ["dataset.steps=true"] if loss == "oprl" else []
+            validate(_compose([f"loss={loss}", *extra, "launch=ddp", "launch.num_processes=2"]))

@@ -219,6 +219,7 @@ OTHER_BACKENDS = {
     ("specs.py", "g.get('backend')"),  # gen_fields: the generation config's backend
     ("stages.py", "spec['gen']['backend']"),  # the samples spec's generation.backend
     ("stages.py", "sspec['gen']['backend']"),
+    ("stages.py", "gen.backend"),  # the online loop's generation: a colocated vLLM engine (generation=vllm)
 }
 
 
