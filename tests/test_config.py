@@ -169,7 +169,7 @@ def test_brain_validates_and_refuses_what_it_cannot_weight():
     for extra, msg in (
         (
             ["loss.args.labeller=implicit", "loss.args.label_temperature=1.0"],
-            "loss=brain weights samples by a scalar reward: loss.args.labeller gold or annotator (got implicit)",
+            "loss=brain weights samples by a scalar reward: loss.args.labeller gold, annotator or explicit (got implicit)",
         ),
         (["loss.args.label_temperature=0.5"], "loss=brain weights samples by softmax(r/beta), not by sampled"),
         (
