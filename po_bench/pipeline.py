@@ -149,6 +149,11 @@ def run(cfg, out_dir: str | Path) -> dict:
         inputs = p.policy["online"]["labeller"].get("inputs") or {}
         if inputs:  # the stored artifacts its preference source read (the explicit source's reward model)
             metrics["online"]["labeller_inputs"] = {n: spec_key(r["stage"], r["spec"]) for n, r in inputs.items()}
+            rms = [r["spec"] for r in inputs.values() if r["stage"] == "reward_model"]
+            if rms:  # the pairs its reward model learnt from (labels spent before the loop: iterative DPO's field)
+                metrics["online"]["reward_model_pairs"] = sum(
+                    len(stages.get(store, "pairs", rm["pairs"], opts)["train"]) for rm in rms
+                )
         if p.guide is not None:  # RTO: its DPO guide policy's labels (the offline pairs it was trained on)
             metrics["online"]["guide"] = {
                 "policy": spec_key("policy", p.guide),

@@ -169,6 +169,7 @@ def test_the_explicit_source_labels_by_the_shared_reward_models_scores(cache, tm
         "reward_model", rm
     )
     o = m["online"]
+    assert o["reward_model_pairs"] == len(store.load_json("pairs", rm["pairs"])["train"]) > 0  # labels before the loop
     assert o["samples_generated"] == 2 * 8 * 3 and o["labels_requested"] == 24 and o["judge_calls"] == 0
     assert o["labels_used"] + o["ties_dropped"] == 24 and o["labels_failed"] == 0
     pairs = [p for rec in _record(store, cfg) for p in rec["pairs"]]
