@@ -89,6 +89,8 @@ def test_cli_config_error_is_one_line_exit_2(tmp_path):
         "judge.api_key_env=sk-PLANTED-cli",
         "judge.api_key_file=sk-PLANTED-cli",
         "hydra.job.env_set.OPENAI_API_KEY=sk-PLANTED-cli",
+        "+loss.args.judge.api_key=sk-PLANTED-cli",  # the online loop's judge preference source
+        "+loss.args.judge.api_key_env=sk-PLANTED-cli",
     ],
 )
 def test_cli_refuses_a_key_on_the_command_line(override, tmp_path):

@@ -20,7 +20,9 @@ each method samples and which ``loss.args`` it takes.
   the baseline (:func:`reinforce_losses`).  ``dense: false`` drops the DPO term: the sparse-only baseline.
 
 Every online method also reads the loop's arguments (:data:`LOOP_ARGS`): the preference source that labels
-the samples (``labeller``, :mod:`po_bench.training.labellers`) and its Bradley-Terry temperature.
+the samples (``labeller``, :mod:`po_bench.training.labellers`), its Bradley-Terry temperature, and a source's own
+fields (:data:`SOURCE_ARGS`: ``reward_model`` for ``explicit``, ``judge`` for ``judge``; keyed through the source's
+spec, refused with any other source).
 Nothing here imports torch at module level (config validation reads the registry).
 """
 
