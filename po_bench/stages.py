@@ -398,6 +398,13 @@ def build_online_policy(spec: dict, out: Path, store: Store, opts: dict | None =
     pol = load_model(start, spec["model"])
     ref_model = load_model(start, spec["model"])
     side = tokenizer.padding_side  # (generation pads on the left; the saved tokenizer stays as it was)
+    # the preference source: the stored artifacts it reads (the explicit source's reward model), built first when
+    # absent, and its run-time options (a judge's endpoint, budget, cache: no key) from the run options
+    inputs = {
+        name: LABELLER_LOADERS[r["stage"]](get(store, r["stage"], r["spec"], train_opts(opts)), r["spec"])
+        for name, r in o["labeller"].get("inputs", {}).items()
+    }
+    labeller = labeller_for(o["labeller"], inputs, (opts or {}).get("labeller"))
     if loss["function"] == "rto":  # RTO: per-token rewards from the DPO guide policy (built first when absent)
         from po_bench.training import rto  # lazy: torch, transformers
 
@@ -432,19 +439,13 @@ def build_online_policy(spec: dict, out: Path, store: Store, opts: dict | None =
             float(loss["lr"]),
             train,
             gen,
-            labeller_for(o["labeller"]),
+            labeller,
             gold_step_gains(o["prompts"]),
             seed,
             gold=gold_scorer(o["prompts"]),
             logging_steps=int(train.logging_steps),
         )
     else:
-        # the stored artifacts the preference source reads (the explicit source's reward model), built first when
-        # absent; its run-time options (a judge's endpoint, budget, cache: no key) from the run options
-        inputs = {
-            name: LABELLER_LOADERS[r["stage"]](get(store, r["stage"], r["spec"], train_opts(opts)), r["spec"])
-            for name, r in o["labeller"].get("inputs", {}).items()
-        }
         res = online.train_online(
             pol,
             ref_model,
@@ -456,7 +457,7 @@ def build_online_policy(spec: dict, out: Path, store: Store, opts: dict | None =
             float(loss["lr"]),
             train,
             gen,
-            labeller_for(o["labeller"], inputs, (opts or {}).get("labeller")),
+            labeller,
             o["noise"],
             seed,
             gold=gold_scorer(o["prompts"]),
