@@ -10,8 +10,9 @@ batch)`` (each prompt sampled ``epochs`` times).  Learning-rate schedule, warmup
 are those the TRL trainers use.
 
 What the loop counts (run.json's ``metrics.online``): samples generated, labels requested and used, ties
-dropped, labels flipped by the noise, judge calls and tokens (0 without a judge), and the wall time of each
-phase (generate, label, train).  The first and the last step's prompts, samples and labelled pairs are kept
+dropped, verdicts the source failed to give (``labels_failed``: their pairs dropped), labels flipped by the noise,
+judge calls and tokens (0 without a judge), the source's own counts (``labeller``: a judge's cache hits, request
+and parse failures), and the wall time of each phase (generate, label, train).  The first and the last step's prompts, samples and labelled pairs are kept
 (``record``) so a test can check that the labels are those of the current policy's samples.
 
 Under ``launch=ddp`` (a process group: po_bench/training/launch.py starts every rank on the policy stage) the
@@ -103,6 +104,14 @@ class Group:
         out: list = [None] * self.world
         self.dist.all_gather_object(out, obj)
         return out
+
+
+def _summed(values: list):
+    """The sum over the ranks of one count (a dict of counts, the labeller's: per key; absent on a rank: 0)."""
+    if any(isinstance(v, dict) for v in values):
+        keys = {k for v in values if v for k in v}
+        return {k: sum((v or {}).get(k, 0) for v in values) for k in sorted(keys)}
+    return sum(v or 0 for v in values)
 
 
 def weights_digest(model) -> str:
@@ -273,7 +282,8 @@ def train_online(
     )
     phases = Phases()
     counts = {"samples_generated": 0, "labels_requested": 0, "labels_used": 0, "ties_dropped": 0}
-    counts.update(noise_flipped=0, judge_calls=0, judge_tokens=0, steps_without_pairs=0)
+    counts.update(noise_flipped=0, judge_calls=0, judge_tokens=0, steps_without_pairs=0, labels_failed=0)
+    details: dict = {}  # the source's own counts (Labels.details), summed
     history: list[dict] = []
     record: list[dict] = []
     pool: list[dict] = []  # XPO with accumulate: every labelled pair so far (the paper's growing preference set)
@@ -342,6 +352,9 @@ def train_online(
         counts["labels_requested"] += labels.requested
         counts["judge_calls"] += labels.judge_calls
         counts["judge_tokens"] += labels.judge_tokens
+        counts["labels_failed"] += labels.failed
+        for k, v in labels.details.items():
+            details[k] = details.get(k, 0) + v
         pairs = []
         for i, (x, y1, y2, w) in enumerate(zip(xs, first, second, labels.first_wins)):
             if w is None:
@@ -351,7 +364,7 @@ def train_online(
             pairs.append(
                 {"prompt": x, "chosen": chosen, "rejected": rejected, "row": i, "second_chosen": not w, "ids": ids}
             )
-        counts["ties_dropped"] += len(xs) - len(pairs)
+        counts["ties_dropped"] += len(xs) - len(pairs) - labels.failed
         if noise.get("kind") == "flip" and pairs:
             noise_seed = int(seed) * 1_000_003 + step * group.world + group.rank  # one process: seed x 1000003 + step
             pairs, flipped = flip_labels(pairs, float(noise["rate"]), noise_seed)
@@ -428,6 +441,8 @@ def train_online(
             learning_rate=float(sched.get_last_lr()[0]),
         )
         history.append(entry)
+    if details:
+        counts["labeller"] = details
     if engine is not None:
         counts["weight_syncs"] = engine.syncs
     return loop_result(policy, history, last_loss, steps, batch, logging_steps, counts, phases, record, group)
@@ -447,7 +462,8 @@ def loop_result(policy, history, last_loss, steps, batch, logging_steps, counts,
     if world > 1:
         mine = {**counts, "seconds": seconds, "weights_sha256": weights_digest(policy)}
         ranks = group.gather(mine)
-        online = {k: sum(r[k] for r in ranks) for k in counts}
+        keys = dict.fromkeys(k for r in ranks for k in r if k not in ("seconds", "weights_sha256"))
+        online = {k: _summed([r.get(k) for r in ranks]) for k in keys}
         online["steps_without_pairs"] = counts["steps_without_pairs"]
         online["seconds"] = {k: max(r["seconds"][k] for r in ranks) for k in seconds}
         online["ranks"] = ranks
