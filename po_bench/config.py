@@ -1003,6 +1003,18 @@ def _check_online(cfg, method) -> None:
         f"loss={loss.name}: loss.args.labeller=implicit at label_temperature=0 never labels a pair (the policy starts "
         "at its reference: every implicit reward is 0, every pair a tie); set loss.args.label_temperature > 0",
     )
+    if method.function == "ofs_dpo" and args.get("domains"):  # COFS-DPO: families by the prompts' keyword counts
+        span = int(cfg.dataset.max_keywords) - int(cfg.dataset.min_keywords) + 1
+        _check(
+            int(args["domains"]) <= span,
+            f"loss={loss.name}: loss.args.domains={args['domains']} families need as many keyword counts "
+            f"(dataset.min_keywords..max_keywords gives {span})",
+        )
+        w = args.get("weights")
+        _check(
+            w is None or len(w) == int(args["domains"]),
+            f"loss={loss.name}: loss.args.weights needs one weight per domain ({args['domains']})",
+        )
     if method.function == "brain":  # n samples weighted by a scalar reward: no pairs, no verdicts
         _check(
             args.get("labeller", "gold") in ("gold", "annotator"),

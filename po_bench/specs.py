@@ -550,20 +550,24 @@ def online_policy_spec(cfg, src: DataSource, start: dict, model: dict, gen: dict
     """The policy of an online method (po_bench/training/online.py): the start checkpoint (also the fixed
     reference), the model fields, the loop's world (the source's pref prompts, which the gold reward scores), the
     generation fields its samples are drawn with, the preference source's spec (po_bench/training/labellers.py),
-    the label noise, the loss fields (the method's and the loop's arguments), the training fields and the seed."""
+    the label noise, the loss fields (the method's and the loop's arguments), the training fields and the seed;
+    COFS-DPO (``ofs_dpo`` with ``loss.args.domains``) adds the eval prompts its forgetting is measured on."""
     method = method_of(cfg.loss)
     args = online_args(method.function, method.args)
+    online = {
+        "prompts": src.prompt_spec("pref"),
+        "gen": gen,
+        "labeller": labeller_spec(args, cfg.dataset),
+        "noise": noise,
+    }
+    if args.get("domains"):  # COFS-DPO: each family's held-out prompts (the world's eval split) measure forgetting
+        online["heldout"] = src.prompt_spec("eval")
     return {
         "stage": "policy",
         "version": VERSIONS["policy"],
         "start": start,
         "model": model,
-        "online": {
-            "prompts": src.prompt_spec("pref"),
-            "gen": gen,
-            "labeller": labeller_spec(args, cfg.dataset),
-            "noise": noise,
-        },
+        "online": online,
         "loss": loss_fields(cfg),
         "train": pref_train(cfg),
         "seed": seed,
