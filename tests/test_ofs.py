@@ -172,11 +172,11 @@ def test_cofs_presents_the_families_in_sequence_and_measures_forgetting(tokenize
 
 
 SMALL = [
-    "dataset.n_sft=300",
+    "dataset.n_sft=200",
     "dataset.n_pref=48",
-    "dataset.n_eval=48",
-    "dataset.n_ood=16",
-    "train.sft_epochs=2",
+    "dataset.n_eval=30",
+    "dataset.n_ood=8",
+    "train.sft_epochs=1",
     "train.max_steps=2",
     "train.batch_size=8",
     "tracking=none",
@@ -184,18 +184,24 @@ SMALL = [
 ]
 
 
-@pytest.mark.slow  # end to end: SFT, OFS / COFS training, generation, judges
-def test_ofs_and_cofs_run_end_to_end_and_report_their_counts(tmp_path):
-    cache = tmp_path / "cache"
-    runs = {}
-    for name, extra in (("ofs", []), ("cofs", ["loss.args.domains=3"])):
-        args = ["loss=ofs_dpo", *SMALL, *extra, f"cache_dir={cache}", f"hydra.run.dir={tmp_path / name}"]
-        r = run_cli(args, cwd=tmp_path, env_extra={"OMP_NUM_THREADS": "1"})
-        assert r.returncode == 0, r.stderr[-3000:]
-        runs[name] = json.loads((tmp_path / name / "run.json").read_text())["metrics"]
-    ofs, cofs = runs["ofs"], runs["cofs"]
+def _cli(tmp_path, extra) -> dict:
+    args = ["loss=ofs_dpo", *SMALL, *extra, f"cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={tmp_path / 'run'}"]
+    r = run_cli(args, cwd=tmp_path, env_extra={"OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    return json.loads((tmp_path / "run" / "run.json").read_text())["metrics"]
+
+
+@pytest.mark.slow  # end to end: SFT, OFS training, generation, judges
+def test_ofs_runs_end_to_end_and_reports_its_counts(tmp_path):
+    ofs = _cli(tmp_path, [])
     assert ofs["online"]["samples_generated"] == 2 * 8 * 2 and ofs["online"]["labels_requested"] == 16
     assert set(ofs["online"]["seconds"]) == {"generate", "label", "train"} and "swaps" in ofs["online"]
-    assert math.isfinite(ofs["gold_reward"]) and "cofs" not in ofs["online"]
+    assert math.isfinite(ofs["gold_reward"]) and "cofs" not in ofs["online"] and ofs["online"]["deployed"] == "fast"
+
+
+@pytest.mark.slow  # end to end: SFT, COFS training over three families, forgetting, generation, judges
+def test_cofs_runs_end_to_end_and_reports_forgetting(tmp_path):
+    cofs = _cli(tmp_path, ["loss.args.domains=3"])
     assert cofs["train"]["steps"] == 6 and cofs["online"]["samples_generated"] == 2 * 8 * 6
+    assert cofs["online"]["deployed"] == "cofs" and math.isfinite(cofs["gold_reward"])
     assert len(cofs["online"]["cofs"]["after_domain"]) == 3 and len(cofs["online"]["cofs"]["forgetting"]["fast"]) == 2
