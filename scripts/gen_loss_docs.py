@@ -69,6 +69,12 @@ def render() -> str:
                 "two policy samples per prompt each step, each scored by the world's gold reward; "
                 f"+ a `{d['guide']}` guide policy trained first on the pairs (docs/online.md)"
             )
+        if d["backend"] == "online" and d.get("function") == "oprl":  # scored groups, an implicit PRM beside
+            backend = "po-bench online loop (po_bench/training/oprl.py) `oprl`"
+            data = (
+                "n policy samples per prompt each step, each scored by loss.args.labeller's scalar reward (the "
+                "outcome); + an implicit PRM trained online on them; the world's steps (docs/online.md)"
+            )
         if d["backend"] == "online" and d.get("function") == "ofs_dpo":  # two LoRA modules; COFS: families in turn
             backend = "po-bench online loop (po_bench/training/ofs.py) `ofs_dpo`"
             ref = "yes: the start checkpoint (the base with the LoRA modules off)"
