@@ -1032,8 +1032,8 @@ def _check_online(cfg, method) -> None:
         )
     if method.function == "brain":  # n samples weighted by a scalar reward: no pairs, no verdicts
         _check(
-            args.get("labeller", "gold") in ("gold", "annotator"),
-            f"loss={loss.name} weights samples by a scalar reward: loss.args.labeller gold or annotator "
+            args.get("labeller", "gold") in ("gold", "annotator", "explicit"),
+            f"loss={loss.name} weights samples by a scalar reward: loss.args.labeller gold, annotator or explicit "
             f"(got {args.get('labeller')})",
         )
         _check(

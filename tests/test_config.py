@@ -89,6 +89,8 @@ def test_cli_config_error_is_one_line_exit_2(tmp_path):
         "judge.api_key_env=sk-PLANTED-cli",
         "judge.api_key_file=sk-PLANTED-cli",
         "hydra.job.env_set.OPENAI_API_KEY=sk-PLANTED-cli",
+        "+loss.args.judge.api_key=sk-PLANTED-cli",  # the online loop's judge preference source
+        "+loss.args.judge.api_key_env=sk-PLANTED-cli",
     ],
 )
 def test_cli_refuses_a_key_on_the_command_line(override, tmp_path):
@@ -169,7 +171,7 @@ def test_brain_validates_and_refuses_what_it_cannot_weight():
     for extra, msg in (
         (
             ["loss.args.labeller=implicit", "loss.args.label_temperature=1.0"],
-            "loss=brain weights samples by a scalar reward: loss.args.labeller gold or annotator (got implicit)",
+            "loss=brain weights samples by a scalar reward: loss.args.labeller gold, annotator or explicit (got implicit)",
         ),
         (["loss.args.label_temperature=0.5"], "loss=brain weights samples by softmax(r/beta), not by sampled"),
         (

@@ -34,13 +34,15 @@ each method samples and which ``loss.args`` it takes.
   reconstructed.
 
 Every online method also reads the loop's arguments (:data:`LOOP_ARGS`): the preference source that labels
-the samples (``labeller``, :mod:`po_bench.training.labellers`) and its Bradley-Terry temperature.
+the samples (``labeller``, :mod:`po_bench.training.labellers`), its Bradley-Terry temperature, and a source's own
+fields (:data:`SOURCE_ARGS`: ``reward_model`` for ``explicit``, ``judge`` for ``judge``; keyed through the source's
+spec, refused with any other source).
 Nothing here imports torch at module level (config validation reads the registry).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from po_bench.training.losses import F, LossOutput, PairStats, torch
@@ -290,7 +292,20 @@ ONLINE_LOSSES: dict[str, OnlineSpec] = {
 LOOP_ARGS: dict[str, tuple] = {
     "labeller": (lambda v: isinstance(v, str), "a preference source's name"),
     "label_temperature": (_nonneg, "a number >= 0"),
+    # labeller=explicit: the reward model's lr / epochs / batch_size (iterative_dpo's loss.args.reward_model)
+    "reward_model": (
+        lambda v: (
+            isinstance(v, Mapping)
+            and set(v) <= {"lr", "epochs", "batch_size"}
+            and all(isinstance(x, (int, float)) and not isinstance(x, bool) and x > 0 for x in v.values())
+        ),
+        "a map of lr, epochs, batch_size, each > 0",
+    ),
+    # labeller=judge: the judge's fields (po_bench/training/labellers.py JUDGE_KEY_FIELDS, JUDGE_RUN_FIELDS)
+    "judge": (lambda v: isinstance(v, Mapping), "a map of the judge's fields"),
 }
+# the loop's arguments read by one preference source only (keyed through the source's spec, not the loss's)
+SOURCE_ARGS = {"reward_model": "explicit", "judge": "judge"}
 LOOP_DEFAULTS = {"labeller": "gold", "label_temperature": 0.0}
 
 
@@ -314,11 +329,20 @@ def check_online(function: str, args: dict, labellers: tuple[str, ...]) -> None:
         if k not in allowed:
             raise ValueError(f"loss.args.{k} is not an argument of {function} (allowed: {', '.join(allowed)})")
         ok, rule = allowed[k]
-        if not ok(v):
-            raise ValueError(f"loss.args.{k}={v!r}: must be {rule}")
+        if not ok(v):  # (a source's map of fields is not shown: a judge's could hold a planted key)
+            raise ValueError(f"loss.args.{k}{'' if k in SOURCE_ARGS else f'={v!r}'}: must be {rule}")
     lab = args.get("labeller", LOOP_DEFAULTS["labeller"])
     if lab not in labellers:
         raise ValueError(f"loss.args.labeller={lab!r}: allowed {', '.join(labellers)}")
+    for k, source in SOURCE_ARGS.items():
+        if k in args and lab != source:
+            raise ValueError(f"loss.args.{k} is read by labeller={source} only (got {lab})")
+    if lab == "judge":
+        from po_bench.training.labellers import judge_args_problem  # lazy: its module (numpy, the world)
+
+        problem = judge_args_problem(args.get("judge"))
+        if problem:
+            raise ValueError(problem)
 
 
 def online_args(function: str, args: dict) -> dict:
