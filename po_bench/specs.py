@@ -576,24 +576,28 @@ def online_policy_spec(cfg, src: DataSource, start: dict, model: dict, gen: dict
     with the references of the stored artifacts it reads: the explicit source's reward model), the label noise,
     the loss fields (the method's and the loop's arguments; a source's own arguments, ``loss.args.reward_model``
     and ``loss.args.judge``, only through its spec: the judge's endpoint, key, budget and cache key nothing), the
-    training fields and the seed."""
+    training fields and the seed;
+    COFS-DPO (``ofs_dpo`` with ``loss.args.domains``) adds the eval prompts its forgetting is measured on."""
     method = method_of(cfg.loss)
     args = online_args(method.function, method.args)
     inputs = {name: LABELLER_INPUTS[name](cfg, start, args) for name in labeller_needs(args)}
     lf = loss_fields(cfg)
     if any(k in lf.get("args", {}) for k in SOURCE_ARGS):
         lf["args"] = {k: v for k, v in lf["args"].items() if k not in SOURCE_ARGS}
+    online = {
+        "prompts": src.prompt_spec("pref"),
+        "gen": gen,
+        "labeller": labeller_spec(args, cfg.dataset, inputs),
+        "noise": noise,
+    }
+    if args.get("domains"):  # COFS-DPO: each family's held-out prompts (the world's eval split) measure forgetting
+        online["heldout"] = src.prompt_spec("eval")
     return {
         "stage": "policy",
         "version": VERSIONS["policy"],
         "start": start,
         "model": model,
-        "online": {
-            "prompts": src.prompt_spec("pref"),
-            "gen": gen,
-            "labeller": labeller_spec(args, cfg.dataset, inputs),
-            "noise": noise,
-        },
+        "online": online,
         "loss": lf,
         "train": pref_train(cfg),
         "seed": seed,

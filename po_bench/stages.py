@@ -397,7 +397,6 @@ def build_online_policy(spec: dict, out: Path, store: Store, opts: dict | None =
     online.Group()  # under a launcher: the process group (each rank on its own GPU) before the models load
     seed_everything(seed)
     pol = load_model(start, spec["model"])
-    ref_model = load_model(start, spec["model"])
     side = tokenizer.padding_side  # (generation pads on the left; the saved tokenizer stays as it was)
     # the preference source: the stored artifacts it reads (the explicit source's reward model), built first when
     # absent, and its run-time options (a judge's endpoint, budget, cache: no key) from the run options
@@ -406,6 +405,33 @@ def build_online_policy(spec: dict, out: Path, store: Store, opts: dict | None =
         for name, r in o["labeller"].get("inputs", {}).items()
     }
     labeller = labeller_for(o["labeller"], inputs, (opts or {}).get("labeller"))
+    if loss["function"] == "ofs_dpo":  # two LoRA modules on the start checkpoint; the reference: adapters off
+        from po_bench.training import ofs  # lazy: torch, transformers, peft
+
+        res = ofs.train_ofs(
+            pol,
+            tokenizer,
+            prompts_,
+            o["prompts"],
+            dict(loss.get("args") or {}),
+            float(loss["beta"]),
+            float(loss["lr"]),
+            train,
+            gen,
+            labeller,
+            o["noise"],
+            seed,
+            gold=gold_scorer(o["prompts"]),
+            heldout=spec_prompts(o["heldout"]) if "heldout" in o else None,
+            logging_steps=int(train.logging_steps),
+        )
+        pol = res["model"]
+        tokenizer.padding_side = side
+        res["params"] = sum(p.numel() for p in pol.parameters())
+        res["precision"] = spec["train"]["precision"]
+        publish(out, res.pop("model"), tokenizer, res, opts, saved_by_trainer=False)
+        return
+    ref_model = load_model(start, spec["model"])
     if loss["function"] == "rto":  # RTO: per-token rewards from the DPO guide policy (built first when absent)
         from po_bench.training import rto  # lazy: torch, transformers
 

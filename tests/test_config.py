@@ -186,6 +186,19 @@ def test_brain_validates_and_refuses_what_it_cannot_weight():
         assert str(e.value).startswith(msg), str(e.value)
 
 
+def test_ofs_dpo_validates_and_refuses_more_domains_than_keyword_counts():
+    validate(_compose(["loss=ofs_dpo"]))
+    validate(_compose(["loss=ofs_dpo", "loss.args.domains=3", "loss.args.weights=[1,1,2]"]))
+    for extra, msg in (
+        (["loss.args.domains=4"], "loss=ofs_dpo: loss.args.domains=4 families need as many keyword counts"),
+        (["loss.args.domains=2", "loss.args.weights=[1]"], "loss=ofs_dpo: loss.args.weights needs one weight per"),
+        (["model.lora.enabled=true"], "loss=ofs_dpo: model.lora.enabled is not supported by the online loop"),
+    ):
+        with pytest.raises(ConfigError) as e:
+            validate(_compose(["loss=ofs_dpo", *extra]))
+        assert str(e.value).startswith(msg), str(e.value)
+
+
 @pytest.mark.parametrize("loss", ["online_dpo", "xpo"])
 def test_the_online_losses_validate(loss):
     validate(_compose([f"loss={loss}"]))

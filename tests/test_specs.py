@@ -405,3 +405,29 @@ def test_the_judge_sources_spec_holds_no_endpoint():
     lab = plan(_compose(JUDGE)).policy["online"]["labeller"]
     assert lab["kind"] == "judge" and lab["judge"]["model"] == "judge-a" and "base_url" not in json.dumps(lab)
     assert "judge" not in plan(_compose(JUDGE)).policy["loss"]["args"]
+
+
+# OFS-DPO's own arguments key its policy like XPO's; COFS-DPO (domains > 0) also reads the eval prompts (each
+# family's held-out prompts measure its forgetting), OFS-DPO does not
+OFS_DEPENDS = {
+    "loss.args.chase": 0.5,
+    "loss.args.lr_ratio": 2.0,
+    "loss.args.lora_r": 4,
+    "loss.args.lora_alpha": 8,
+    "loss.args.domains": 3,
+    "loss.lr": 0.01,
+}
+
+
+@pytest.mark.parametrize("field", sorted(OFS_DEPENDS))
+def test_an_ofs_policy_is_keyed_by_its_arguments(field):
+    bkeys = _keys(_compose(["loss=ofs_dpo"]))
+    keys = _keys(_compose(["loss=ofs_dpo", f"{field}={OFS_DEPENDS[field]}"]))
+    assert sorted(r for r in set(bkeys) | set(keys) if bkeys.get(r) != keys.get(r)) == sorted(ONLINE_POLICY), field
+
+
+@pytest.mark.parametrize("domains, keyed", [(0, False), (3, True)])
+def test_only_a_cofs_policy_is_keyed_by_the_eval_prompts(domains, keyed):
+    a = _keys(_compose(["loss=ofs_dpo", f"loss.args.domains={domains}"]))
+    b = _keys(_compose(["loss=ofs_dpo", f"loss.args.domains={domains}", "dataset.n_eval=99"]))
+    assert (a["policy"] != b["policy"]) == keyed

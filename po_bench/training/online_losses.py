@@ -25,6 +25,13 @@ each method samples and which ``loss.args`` it takes.
   tokens of log(pi_prm/pi_old) (:func:`oprl_step_rewards`); GRPO's group-normalised outcome advantage plus alpha
   times the group-normalised step reward on each step's tokens (:func:`oprl_token_advantages`), and GRPO's
   clipped surrogate (:func:`grpo_losses`).  po_bench/training/oprl.py runs it.
+- ``ofs_dpo`` (Qi et al. 2024, "Online DPO: Online Direct Preference Optimization with Fast-Slow Chasing"): two
+  LoRA modules on the same base, a fast one (``lr``) and a slow one (``lr / lr_ratio``); two samples of the fast
+  module per prompt, labelled; each module's DPO loss plus ``chase`` times the chasing regulariser (:func:`ofs_dpo`),
+  the modules exchanging roles when the slow one's DPO loss falls below the fast one's
+  (po_bench/training/ofs.py).  ``domains`` > 0: COFS-DPO, the world's prompt families in sequence and the finished
+  fast modules combined linearly.  The paper's method section was not available: docs/online.md says what is
+  reconstructed.
 
 Every online method also reads the loop's arguments (:data:`LOOP_ARGS`): the preference source that labels
 the samples (``labeller``, :mod:`po_bench.training.labellers`), its Bradley-Terry temperature, and a source's own
@@ -35,7 +42,7 @@ Nothing here imports torch at module level (config validation reads the registry
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from po_bench.training.losses import F, LossOutput, PairStats, torch
@@ -166,6 +173,26 @@ def grpo_losses(policy_tok, old_tok, adv, mask, clip: float):
     return -(tok * mask).sum(-1) / mask.sum(-1).clamp(min=1)
 
 
+def ofs_dpo(fast: PairStats, slow: PairStats, beta: float, chase: float) -> LossOutput:
+    """OFS-DPO's loss per pair (a reconstruction, docs/online.md): the fast module's and the slow module's DPO
+    losses against the fixed reference, plus ``chase`` times the chasing regulariser
+    ``-log sigmoid(beta * (h_fast - sg(h_slow)))`` (h = log pi/ref(y_w) - log pi/ref(y_l)): DPO with the slow
+    module as the fast one's reference, which keeps the fast module's preference margin ahead of the slow one's (a
+    gradient that does not vanish as the DPO term saturates, as long as the slow module follows).  No gradient
+    flows into the slow module through the regulariser.  The rewards are the fast module's."""
+    h_fast = fast.chosen_logratio - fast.rejected_logratio
+    h_slow = slow.chosen_logratio - slow.rejected_logratio
+    chase_term = -F.logsigmoid(beta * (h_fast - h_slow.detach()))
+    losses = dpo_losses(fast, beta) + dpo_losses(slow, beta) + chase * chase_term
+    return LossOutput(losses, beta * fast.chosen_logratio.detach(), beta * fast.rejected_logratio.detach())
+
+
+def ofs_swaps(fast_dpo_loss: float, slow_dpo_loss: float) -> bool:
+    """OFS-DPO's swap rule (a reconstruction): the modules exchange roles when the slow one's DPO loss on the
+    step's labelled pairs (before the update) is below the fast one's: it has overtaken the fast one."""
+    return slow_dpo_loss < fast_dpo_loss
+
+
 # which model draws each of the two responses of a pair
 POLICY_POLICY = "policy_policy"
 POLICY_REFERENCE = "policy_reference"
@@ -175,6 +202,8 @@ N_SAMPLES = "n_samples"
 POLICY_SCORED = "policy_scored"
 # n policy samples per prompt, each scored, a PRM trained on the group's pairs: OPRL's loop (training/oprl.py)
 POLICY_GROUP = "policy_group"
+# two samples of the fast LoRA module per prompt, labelled, both modules trained: OFS-DPO's loop (training/ofs.py)
+FAST_SLOW = "fast_slow"
 
 
 @dataclass(frozen=True)
@@ -234,6 +263,27 @@ ONLINE_LOSSES: dict[str, OnlineSpec] = {
             "clip": (_nonneg, "a number >= 0"),
         },
         defaults={"n": 4, "alpha": 1.0, "clip": 0.2},
+    ),
+    "ofs_dpo": OnlineSpec(
+        ofs_dpo,
+        FAST_SLOW,
+        args={
+            "chase": (_nonneg, "a number >= 0"),
+            "lr_ratio": (lambda v: _nonneg(v) and v >= 1, "a number >= 1 (fast lr / slow lr)"),
+            "lora_r": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1, "an integer >= 1"),
+            "lora_alpha": (lambda v: _nonneg(v) and v > 0, "a number > 0"),
+            "domains": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "an integer >= 0"),
+            "weights": (
+                lambda v: (
+                    v is None
+                    or (
+                        isinstance(v, Sequence) and not isinstance(v, str) and all(_nonneg(w) for w in v) and sum(v) > 0
+                    )
+                ),
+                "null (uniform) or a list of numbers >= 0, one per domain, not all 0",
+            ),
+        },
+        defaults={"chase": 1.0, "lr_ratio": 4.0, "lora_r": 8, "lora_alpha": 16, "domains": 0, "weights": None},
     ),
 }
 
