@@ -952,9 +952,9 @@ def _check_guide(cfg, method) -> None:
     _check(not cfg.model.lora.enabled, f"loss={loss.name}: a guide policy with model.lora.enabled is not supported")
 
 
-# online methods with a loop of their own (po_bench/training/rto.py, oprl.py): one process (online.py's train_online,
+# online methods with a loop of their own (po_bench/training/rto.py, oprl.py, ofs.py): one process (online.py's train_online,
 # the others' loop, shards each step over a launch=ddp process group)
-ONE_PROCESS_LOOPS = ("rto", "oprl")
+ONE_PROCESS_LOOPS = ("rto", "oprl", "ofs_dpo")
 
 
 def _online_vllm(cfg, method) -> bool:
@@ -969,7 +969,7 @@ def _online_vllm(cfg, method) -> bool:
 
 def _check_online(cfg, method) -> None:
     """An online method (loss.backend=online, po_bench/training/online.py): what its loop supports today, each a
-    one-line refusal (the world's prompts and gold, one process or DDP (RTO, OPRL: one), HF
+    one-line refusal (the world's prompts and gold, one process or DDP (RTO, OPRL, OFS: one), HF
     generation or a colocated vLLM engine, fp32 weights, no LoRA, no filter)."""
     if not method.online:
         return

@@ -243,7 +243,7 @@ def test_the_online_loop_samples_through_vllm_when_every_sample_is_the_policys_i
 
 def test_the_online_loop_runs_under_ddp_but_rto_and_oprl_in_one_process():
     validate(_compose(["loss=xpo", "launch=ddp", "launch.num_processes=2"]))  # po_bench/training/online.py's Group
-    for loss in ("rto", "oprl"):  # loops of their own
+    for loss in ("rto", "oprl", "ofs_dpo"):  # loops of their own
         with pytest.raises(
             ConfigError, match=rf"^loss={loss}: the online loop runs in one process \(launch=local; got ddp"
         ):
