@@ -15,7 +15,7 @@ export TOKENIZERS_PARALLELISM := false
 OFFLINE := HF_HUB_OFFLINE=1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 
-.PHONY: install lint test test-fast bench demo clean help table-survey table-simpo table-noise table-hitchhiker figure-frontier table-beyond-pairs table-zoo figure-diagnostics figure-diagnostics-real
+.PHONY: install lint test test-fast bench demo clean help table-survey table-simpo table-noise table-hitchhiker figure-frontier table-beyond-pairs table-zoo figure-diagnostics figure-diagnostics-real table-online
 
 help:
 	@echo "make demo       the main job: a 5-method x 2-seed sweep on the embedded world -> results/demo.{md,csv,png}"
@@ -27,6 +27,7 @@ help:
 	@echo "make table-beyond-pairs   issue 17: ranked, listwise, adaptive, fine-grained, fused-reference and SFT-side methods vs DPO/SimPO (world)"
 	@echo "make figure-diagnostics   issue 25: the papers' diagnostics (displacement, CHES, DPORM vs EXRM, token credit, beams), world, 5 seeds"
 	@echo "make figure-diagnostics-real   the same measures on SmolLM2-135M-Instruct + HH-RLHF pairs (CPU, about an hour)"
+	@echo "make table-online   issue 24: online and iterative methods vs offline DPO at equal labels, 5 seeds, + gold-vs-labels curve"
 	@echo "make bench      speed and memory, both sides of each comparison on this machine -> results/bench/*.md (BENCH=judging,process: some)"
 	@echo "make install    create $(VENV) and install (done automatically by the targets above)"
 
@@ -144,6 +145,15 @@ figure-diagnostics-real: $(STAMP)
 	$(call sweep_table,diagnostics-real,experiment=diagnostics scale=small $(REAL_ARGS))
 	$(VENV)/bin/po-bench-diagnostics results/.runs/$(call out_name,diagnostics-real) --out results \
 	    --name $(call out_name,diagnostics-real)-findings --title "Diagnostics on SmolLM2-135M-Instruct, HH-RLHF pairs"
+
+# issue 24: every method at the offline DPO run's label budget (the table, 5 seeds), the same methods at 1/4 and
+# 1/2 of it (the curve, 3 seeds), then gold reward against labels (results/online-labels.{md,csv,png})
+table-online: $(STAMP)
+	$(call sweep_table,online,experiment=online_table scale=tiny)
+	$(VENV)/bin/po-bench -m experiment=online_curve scale=tiny generation.progress=false train.progress=false \
+	    hydra.sweep.dir=results/.runs/online-curve $(SWEEP_ARGS)
+	$(VENV)/bin/po-bench-online results/.runs/online results/.runs/online-curve --out results --name online-labels \
+	    --title "Online and iterative methods vs offline DPO at equal labels (embedded world)"
 
 clean:
 	rm -rf outputs multirun .po_bench_cache results/.runs

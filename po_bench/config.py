@@ -1003,6 +1003,21 @@ def _check_online(cfg, method) -> None:
         f"loss={loss.name}: loss.args.labeller=implicit at label_temperature=0 never labels a pair (the policy starts "
         "at its reference: every implicit reward is 0, every pair a tie); set loss.args.label_temperature > 0",
     )
+    if method.function == "oprl":  # n samples scored by a scalar reward (the outcome): its own pairs, no verdicts
+        _check(
+            args.get("labeller", "gold") in ("gold", "annotator"),
+            f"loss={loss.name} scores each sample's outcome by a scalar reward: loss.args.labeller gold or annotator "
+            f"(got {args.get('labeller')})",
+        )
+        _check(
+            not args.get("label_temperature"),
+            f"loss={loss.name} orders its samples by their outcome rewards, it samples no verdicts: "
+            "loss.args.label_temperature does not apply (leave it 0)",
+        )
+        _check(
+            cfg.noise.kind == "none",
+            f"loss={loss.name} scores samples, it labels no pairs: noise does not apply (set noise=none)",
+        )
     if method.function == "brain":  # n samples weighted by a scalar reward: no pairs, no verdicts
         _check(
             args.get("labeller", "gold") in ("gold", "annotator"),

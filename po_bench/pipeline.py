@@ -251,6 +251,7 @@ def run_rounds(cfg, store: Store, p, ckpt, opts: dict, train_opts: dict, seconds
             if r == 1 and not cached["samples"]:
                 objs = {"model": ckpt.sft, "tokenizer": ckpt.tokenizer}
             samples = stages.get(store, "samples", rnd["samples"], opts, desc=f"round {r}: samples", **objs)
+        rm_pairs = None
         with timed(phase, "label"):
             if rnd["reward_model"] is not None:
                 stages.get(
@@ -260,6 +261,8 @@ def run_rounds(cfg, store: Store, p, ckpt, opts: dict, train_opts: dict, seconds
                     train_opts,
                     **ckpt.to_build("reward_model", rnd["reward_model"]),
                 )
+                # the reward model's own labels: the start's annotator pairs it was trained on
+                rm_pairs = len(stages.get(store, "pairs", rnd["reward_model"]["pairs"], opts)["train"])
             pairs_art = stages.get(store, "pairs", rnd["pairs"], opts)
         with timed(phase, "train"):
             generate.release()  # a vLLM engine from the sampling stage frees its memory first
@@ -281,6 +284,7 @@ def run_rounds(cfg, store: Store, p, ckpt, opts: dict, train_opts: dict, seconds
                 "judge_calls": 0,  # every labeller here is local (the world, a reward model, the policy)
                 "judge_tokens": 0,
                 "pairs": len(pairs_art["train"]),
+                "reward_model_pairs": rm_pairs,  # labeller=explicit, round 1: the pairs its reward model learnt from
                 "labeller_gold_agreement": stats.get("labeller_gold_agreement", stats.get("annotator_gold_agreement")),
                 "gold_reward_samples": (
                     p.source.gold(flat_p, flat_y, flat_y)["gold_reward"] if p.source.gold is not None else None
@@ -304,6 +308,7 @@ def online_report(cfg, rounds: list[dict]) -> dict:
         "per_round": rounds,
         "samples_generated": sum(x["samples_generated"] for x in rounds),
         "labels_requested": sum(x["labels_requested"] for x in rounds),
+        "reward_model_pairs": sum(x["reward_model_pairs"] or 0 for x in rounds),
         "judge_calls": 0,
         "judge_tokens": 0,
         "seconds": {k: round(sum(x["seconds"].get(k, 0.0) for x in rounds), 3) for k in ("generate", "label", "train")},

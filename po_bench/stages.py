@@ -31,7 +31,7 @@ from po_bench.specs import ref_logps_spec
 from po_bench.store import Store, atomic_write_json
 from po_bench.training import launch as launcher
 from po_bench.training import models, probe_set
-from po_bench.training.labellers import gold_scorer, labeller_for
+from po_bench.training.labellers import gold_scorer, gold_step_gains, labeller_for
 from po_bench.training.launch import is_main
 from po_bench.training.methods import method_of
 from po_bench.training.models import load_checkpoint, model_path
@@ -417,6 +417,25 @@ def build_online_policy(spec: dict, out: Path, store: Store, opts: dict | None =
             gen,
             gold_scorer(o["prompts"]),
             seed,
+            logging_steps=int(train.logging_steps),
+        )
+    elif loss["function"] == "oprl":  # OPRL: an implicit PRM, its own copy of the start checkpoint, beside the policy
+        from po_bench.training import oprl  # lazy: torch, transformers, scipy
+
+        res = oprl.train_oprl(  # the PRM: the second copy of the start checkpoint (no fixed reference in OPRL)
+            pol,
+            ref_model,
+            tokenizer,
+            prompts_,
+            dict(loss.get("args") or {}),
+            float(loss["beta"]),
+            float(loss["lr"]),
+            train,
+            gen,
+            labeller_for(o["labeller"]),
+            gold_step_gains(o["prompts"]),
+            seed,
+            gold=gold_scorer(o["prompts"]),
             logging_steps=int(train.logging_steps),
         )
     else:

@@ -69,6 +69,12 @@ def render() -> str:
                 "two policy samples per prompt each step, each scored by the world's gold reward; "
                 f"+ a `{d['guide']}` guide policy trained first on the pairs (docs/online.md)"
             )
+        if d["backend"] == "online" and d.get("function") == "oprl":  # scored groups, an implicit PRM beside
+            backend = "po-bench online loop (po_bench/training/oprl.py) `oprl`"
+            data = (
+                "n policy samples per prompt each step, each scored by loss.args.labeller's scalar reward (the "
+                "outcome); + an implicit PRM trained online on them; the world's steps (docs/online.md)"
+            )
         if d["backend"] == "iterative":  # samples and labels its own pairs each round (docs/online.md)
             ref = "yes: the start (`ref_update=fixed`) or the previous round's policy (`per_round`)"
             data = "its own each round: k samples per world pref prompt from the last policy, labelled, pairs"

@@ -335,6 +335,9 @@ def test_the_explicit_labeller_ranks_by_the_reward_model(cache, tmp_path):
     p, store = plan(cfg), _store(cache)
     rm = p.rounds[0]["reward_model"]
     assert store.exists("reward_model", rm) and m["online"]["per_round"][0]["labeller"] == "explicit"
+    # the reward model's own labels are reported: the start's annotator pairs it learnt from
+    rm_pairs = len(store.load_json("pairs", rm["pairs"])["train"])
+    assert m["online"]["per_round"][0]["reward_model_pairs"] == m["online"]["reward_model_pairs"] == rm_pairs > 0
     pairs = store.load_json("pairs", p.rounds[0]["pairs"])["train"]
     rm_dir = stages.checkpoint_dir(store, ref("reward_model", rm))
     tok = stages.load_tokenizer(rm_dir, rm["model"])

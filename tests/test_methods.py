@@ -51,6 +51,7 @@ KINDS = {
     "mpo": K.PAIRWISE_CUSTOM,
     "nca": K.PAIRWISE_TRL,
     "online_dpo": K.ONLINE,
+    "oprl": K.ONLINE,
     "orpo": K.REFERENCE_FREE_TRL,
     "r_dpo": K.PAIRWISE_CUSTOM,
     "rdpo": K.PAIRWISE_TRL,

@@ -15,9 +15,13 @@ from po_bench.training.online_losses import (
     brain,
     brain_targets,
     check_online,
+    grpo_losses,
     guided,
     online_args,
     online_dpo,
+    oprl_prm_losses,
+    oprl_step_rewards,
+    oprl_token_advantages,
     reinforce_losses,
     rto_token_rewards,
     xpo,
@@ -66,7 +70,7 @@ def test_xpo_with_alpha_zero_is_online_dpo_and_its_bonus_pushes_the_reference_sa
 def test_defaults_and_arguments():
     assert online_args("xpo", {}) == {"labeller": "gold", "label_temperature": 0.0, "alpha": 1e-5, "accumulate": False}
     assert online_args("online_dpo", {"labeller": "implicit"})["labeller"] == "implicit"
-    assert set(ONLINE_LOSSES) == {"online_dpo", "xpo", "brain", "rto"}
+    assert set(ONLINE_LOSSES) == {"online_dpo", "xpo", "brain", "rto", "oprl"}
     assert online_args("brain", {}) == {
         "labeller": "gold",
         "label_temperature": 0.0,
@@ -88,7 +92,7 @@ def test_defaults_and_arguments():
         check_online("online_dpo", {"alpha": 0.1}, names)
     with pytest.raises(ValueError, match=r"loss.args.labeller='oracle': allowed gold, annotator, implicit"):
         check_online("online_dpo", {"labeller": "oracle"}, names)
-    with pytest.raises(ValueError, match=r"loss.function='nope': allowed online_dpo, xpo, brain, rto"):
+    with pytest.raises(ValueError, match=r"loss.function='nope': allowed online_dpo, xpo, brain, rto, oprl"):
         check_online("nope", {}, names)
 
 
@@ -212,3 +216,86 @@ def test_rto_sparse_only_is_rloo_and_the_dense_term_is_clipped():
     check_online("rto", {"dense": False, "clip": 0.5, "kl_coef": 0.0}, names)
     with pytest.raises(ValueError, match=r"loss.args.dense='no': must be true or false"):
         check_online("rto", {"dense": "no"}, names)
+
+
+# OPRL (Liu et al. 2025): one prompt's group of three samples, four completion positions at most (right-padded);
+# the PRM's and the sampling policy's (pi_old) per-token log-probs, each token's world step (-1: none)
+OP = [[-1.0, -2.0, -0.5, -0.7], [-0.3, -1.2, -2.2, 0.0], [-0.9, -0.4, 0.0, 0.0]]
+OO = [[-1.5, -1.0, -0.7, -0.6], [-0.2, -2.0, -1.0, 0.0], [-0.5, -0.5, 0.0, 0.0]]
+OM = [[1.0, 1.0, 1.0, 1.0], [1.0, 1.0, 1.0, 0.0], [1.0, 1.0, 0.0, 0.0]]
+OSTEP = [[0, 0, 1, 2], [0, 1, 1, -1], [-1, -1, -1, -1]]  # the third sample has no steps
+OUT = [[1.0, -0.5, 0.25]]
+
+
+def _oprl_by_hand(beta, alpha):
+    """The step rewards beta * sum_{t in k} (prm_t - old_t); A_E = (r - mean) / (std + 1e-4) over the group (std
+    unbiased); A_S the same over every step reward of the group; A_t = A_E + alpha * A_S(step of t), one value at
+    a time."""
+    steps = [[0.0] * 3 for _ in range(3)]
+    for i in range(3):
+        for t in range(4):
+            if OM[i][t] and OSTEP[i][t] >= 0:
+                steps[i][OSTEP[i][t]] += beta * (OP[i][t] - OO[i][t])
+    n_steps = [3, 2, 0]
+
+    def z(xs):
+        m = sum(xs) / len(xs)
+        sd = math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1))
+        return [(x - m) / (sd + 1e-4) for x in xs]
+
+    a_e = z(OUT[0])
+    flat = [steps[i][k] for i in range(3) for k in range(n_steps[i])]
+    zs = iter(z(flat))
+    a_s = [[next(zs) if k < n_steps[i] else 0.0 for k in range(3)] for i in range(3)]
+    adv = [[a_e[i] + (alpha * a_s[i][OSTEP[i][t]] if OSTEP[i][t] >= 0 else 0.0) for t in range(4)] for i in range(3)]
+    return steps, a_e, a_s, adv
+
+
+@pytest.mark.parametrize(("beta", "alpha"), [(0.1, 1.0), (0.5, 0.3), (1.0, 0.0)])
+def test_oprl_step_rewards_and_advantages_match_a_hand_transcription(beta, alpha):
+    t = lambda x: torch.tensor(x, dtype=torch.float64)  # noqa: E731
+    step = torch.tensor(OSTEP)
+    r = oprl_step_rewards(t(OP), t(OO), step, 3, beta)
+    steps, a_e, a_s, adv = _oprl_by_hand(beta, alpha)
+    assert torch.allclose(r, t(steps), rtol=0, atol=1e-12)
+    smask = t([[1, 1, 1], [1, 1, 0], [0, 0, 0]])
+    got, got_e, got_s = oprl_token_advantages(t(OUT), r, smask, step, alpha)
+    assert torch.allclose(got_e, t(a_e), rtol=1e-12, atol=0)
+    assert torch.allclose(got_s, t(a_s), rtol=1e-12, atol=1e-12)
+    assert torch.allclose(got, t(adv), rtol=1e-12, atol=1e-12)
+    assert got[2].tolist() == pytest.approx([a_e[2]] * 4)  # no steps: the outcome advantage alone
+
+
+@pytest.mark.parametrize("beta", [0.1, 0.5])
+def test_oprl_prm_loss_is_trajectory_dpo_against_the_previous_policy(beta):
+    """J_PRM = -log sigma(beta * [log pi_prm/pi_old (tau+) - log pi_prm/pi_old (tau-)]) per pair."""
+    prm_w, old_w, prm_l, old_l = [-5.0, -9.0], [-6.0, -8.0], [-7.5, -4.0], [-6.5, -5.5]
+    got = oprl_prm_losses(_t(prm_w), _t(old_w), _t(prm_l), _t(old_l), beta)
+    hand = [-math.log(1 / (1 + math.exp(-beta * ((prm_w[i] - old_w[i]) - (prm_l[i] - old_l[i]))))) for i in range(2)]
+    assert got.tolist() == pytest.approx(hand, rel=1e-12)
+
+
+@pytest.mark.parametrize("clip", [0.2, 0.05])
+def test_grpo_surrogate_matches_a_hand_transcription_and_is_the_policy_gradient_at_ratio_one(clip):
+    """-mean_t min(rho_t A_t, clip(rho_t, 1-c, 1+c) A_t) per sample; at pi = pi_old (one update per batch, as the
+    loop takes) its gradient is -A_t / |y| on log pi(y_t): the clip never acts."""
+    adv = [[0.5, -1.0, 2.0, 0.3], [-0.4, 0.1, 1.5, 9.0], [1.0, 1.0, 0.0, 0.0]]
+    got = grpo_losses(_t(OP), _t(OO), _t(adv), _t(OM), clip)
+    hand = []
+    for i in range(3):
+        n = int(sum(OM[i]))
+        terms = []
+        for k in range(n):
+            rho = math.exp(OP[i][k] - OO[i][k])
+            terms.append(min(rho * adv[i][k], min(max(rho, 1 - clip), 1 + clip) * adv[i][k]))
+        hand.append(-sum(terms) / n)
+    assert got.tolist() == pytest.approx(hand, rel=1e-12)
+    lp = _t(OP).requires_grad_()
+    grpo_losses(lp, _t(OP), _t(adv), _t(OM), clip).sum().backward()
+    want = [[-adv[i][k] * OM[i][k] / sum(OM[i]) for k in range(4)] for i in range(3)]
+    assert torch.allclose(lp.grad, _t(want), rtol=1e-12, atol=0)
+    names = labeller_names()
+    check_online("oprl", {"n": 2, "alpha": 0.0, "clip": 0.1, "labeller": "annotator"}, names)
+    with pytest.raises(ValueError, match=r"loss.args.n=1: must be an integer >= 2"):
+        check_online("oprl", {"n": 1}, names)
+    assert online_args("oprl", {}) == {"labeller": "gold", "label_temperature": 0.0, "n": 4, "alpha": 1.0, "clip": 0.2}

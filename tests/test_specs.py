@@ -312,6 +312,18 @@ def test_a_brain_policy_is_keyed_by_its_arguments(field):
     assert sorted(r for r in set(bkeys) | set(keys) if bkeys.get(r) != keys.get(r)) == sorted(ONLINE_POLICY), field
 
 
+# OPRL's own arguments (samples per prompt, the step advantage's weight, the clip) and the PRM's beta key its policy
+OPRL_DEPENDS = {"loss.args.n": 3, "loss.args.alpha": 0.5, "loss.args.clip": 0.1, "loss.beta": 0.5}
+
+
+@pytest.mark.parametrize("field", sorted(OPRL_DEPENDS))
+def test_an_oprl_policy_is_keyed_by_its_arguments(field):
+    base = ["loss=oprl", "dataset.steps=true"]
+    bkeys = _keys(_compose(base))
+    keys = _keys(_compose([*base, f"{field}={OPRL_DEPENDS[field]}"]))
+    assert sorted(r for r in set(bkeys) | set(keys) if bkeys.get(r) != keys.get(r)) == sorted(ONLINE_POLICY), field
+
+
 def test_the_annotator_settings_key_an_online_policy_labelled_by_the_annotator():
     a = _compose(["loss=online_dpo", "loss.args.labeller=annotator"])
     b = _compose(["loss=online_dpo", "loss.args.labeller=annotator", "dataset.annotator_length_bias=0.1"])

@@ -97,6 +97,15 @@ def gold_scorer(prompts_spec: dict) -> Callable[[str, str], float] | None:
     return lambda prompt, response: world.gold_reward(prompt, response, weights)
 
 
+def gold_step_gains(prompts_spec: dict) -> Callable[[str, str], list[float]] | None:
+    """The exact gain of each step of a response (world.step_gains over world.split_steps: r*(prefix + step) -
+    r*(prefix), summing to r*) for a prompt of the prompt spec's source, or None for a source without one."""
+    if prompts_spec.get("kind") != "world":
+        return None
+    weights = world.RewardWeights()
+    return lambda prompt, response: world.step_gains(prompt, world.split_steps(response), weights)
+
+
 def verdicts(s_first: Sequence[float], s_second: Sequence[float], temperature: float, rng) -> list[bool | None]:
     """First-wins verdicts from two scores per pair: the argmax (temperature 0; a tie: None) or Bradley-Terry
     sampled at the temperature (one uniform draw per pair, drawn for every pair so the draws do not depend on

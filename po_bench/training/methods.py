@@ -28,7 +28,8 @@ ITERATIVE              R rounds of sample -> label -> an offline pairwise loss  
                        iterative DPO): each round's policy an artifact
 ONLINE                 the online loop: samples from the current policy, a     ``training/online.py`` (po-bench's
                        preference source labels them, a DPO-style update      own loop, no TRL Trainer)
-                       (``backend: online``: online_dpo, xpo, brain, rto)
+                       (``backend: online``: online_dpo, xpo, brain, rto,
+                       oprl)
 =====================  =====================================================  ===============================
 """
 

@@ -18,6 +18,13 @@ each method samples and which ``loss.args`` it takes.
   (:func:`rto_token_rewards`: a trained DPO guide policy's clipped token log-ratio, the KL penalty to the
   reference, the sparse reward at the last token) optimised by REINFORCE with the other sample of the prompt as
   the baseline (:func:`reinforce_losses`).  ``dense: false`` drops the DPO term: the sparse-only baseline.
+- ``oprl`` (Liu et al. 2025, "Online Process Reward Learning for Agentic Reinforcement Learning"): n samples of
+  the current policy per prompt, each scored by the source's scalar reward (the outcome); an implicit PRM (its own
+  copy of the start checkpoint) trained on the group's outcome-ordered trajectory pairs with the trajectory DPO
+  loss against the sampling policy (:func:`oprl_prm_losses`); its step rewards beta * sum over a world step's
+  tokens of log(pi_prm/pi_old) (:func:`oprl_step_rewards`); GRPO's group-normalised outcome advantage plus alpha
+  times the group-normalised step reward on each step's tokens (:func:`oprl_token_advantages`), and GRPO's
+  clipped surrogate (:func:`grpo_losses`).  po_bench/training/oprl.py runs it.
 
 Every online method also reads the loop's arguments (:data:`LOOP_ARGS`): the preference source that labels
 the samples (``labeller``, :mod:`po_bench.training.labellers`) and its Bradley-Terry temperature.
@@ -100,6 +107,63 @@ def reinforce_losses(policy_tok, rewards, mask, pair_of):
     return -(adv * policy_tok * mask).sum(-1), adv
 
 
+def oprl_prm_losses(prm_w, old_w, prm_l, old_l, beta: float):
+    """OPRL's PRM loss per trajectory pair (the paper's J_PRM, a trajectory DPO loss against the previous policy
+    snapshot pi_old): -log sigmoid(beta * [log pi_prm/pi_old (tau+) - log pi_prm/pi_old (tau-)]); each argument the
+    summed completion log-probs of the preferred (w) or the other (l) trajectory of each pair."""
+    return -F.logsigmoid(beta * ((prm_w - old_w) - (prm_l - old_l)))
+
+
+def oprl_step_rewards(prm_tok, old_tok, token_step, n_steps: int, beta: float):
+    """OPRL's implicit step rewards [B, n_steps]: beta * sum over the tokens of step k of log(pi_prm/pi_old)(y_t)
+    (the paper's r_phi(o_1:t, a_t) = beta * log pi_phi(a_t | .)/pi_old(a_t | .), a_t the step's tokens).
+    ``token_step`` [B, T]: the step index of each completion token, -1 for none (prompt, padding, a response
+    without steps); no gradient."""
+    with torch.no_grad():
+        r = beta * (prm_tok - old_tok)
+        idx = token_step.clamp(min=0)
+        keep = (token_step >= 0).to(r.dtype)
+        out = torch.zeros(r.shape[0], max(1, n_steps), dtype=r.dtype, device=r.device)
+        return out.scatter_add_(1, idx, r * keep)[:, :n_steps]
+
+
+def group_normalised(x, mask, eps: float = 1e-4):
+    """(x - mean) / (std + eps) over each group's valid entries (rows: groups; ``mask`` 1 where valid; std the
+    unbiased one, as TRL's GRPO; a group with fewer than 2 valid entries gets 0)."""
+    with torch.no_grad():
+        m = mask.to(x.dtype)
+        k = m.sum(-1, keepdim=True)
+        mean = (x * m).sum(-1, keepdim=True) / k.clamp(min=1)
+        var = (((x - mean) * m) ** 2).sum(-1, keepdim=True) / (k - 1).clamp(min=1)
+        return torch.where(k >= 2, (x - mean) / (var.sqrt() + eps), torch.zeros_like(x)) * m
+
+
+def oprl_token_advantages(outcome, step_rewards, step_mask, token_step, alpha: float):
+    """OPRL's advantage of each completion token [G*n, T]: A_E(tau) + alpha * A_S(step of the token), A_E GRPO's
+    group-normalised outcome (``outcome`` [G, n]: a group is one prompt's n samples) and A_S the step reward
+    group-normalised over every step of the group's n samples (``step_rewards``, ``step_mask`` [G*n, S]); a token
+    of no step (``token_step`` -1, e.g. a response without steps) gets A_E alone.  Returns (A [G*n, T], A_E [G*n],
+    A_S [G*n, S])."""
+    with torch.no_grad():
+        G, n = outcome.shape
+        S = step_rewards.shape[-1]
+        a_e = group_normalised(outcome, torch.ones_like(outcome)).reshape(G * n)
+        a_s = group_normalised(step_rewards.reshape(G, n * S), step_mask.reshape(G, n * S)).reshape(G * n, S)
+        if S == 0:
+            per_tok = torch.zeros(token_step.shape, dtype=outcome.dtype, device=outcome.device)
+        else:
+            per_tok = torch.gather(a_s, 1, token_step.clamp(min=0)) * (token_step >= 0).to(a_s.dtype)
+        return a_e[:, None] + alpha * per_tok, a_e, a_s
+
+
+def grpo_losses(policy_tok, old_tok, adv, mask, clip: float):
+    """GRPO's clipped surrogate per sample: -mean over its completion tokens of min(rho_t A_t, clip(rho_t, 1-c,
+    1+c) A_t), rho_t = pi/pi_old(y_t) (``old_tok`` without gradient); no KL term."""
+    rho = torch.exp(policy_tok - old_tok.detach())
+    tok = torch.minimum(rho * adv, torch.clamp(rho, 1 - clip, 1 + clip) * adv)
+    return -(tok * mask).sum(-1) / mask.sum(-1).clamp(min=1)
+
+
 # which model draws each of the two responses of a pair
 POLICY_POLICY = "policy_policy"
 POLICY_REFERENCE = "policy_reference"
@@ -107,6 +171,8 @@ POLICY_REFERENCE = "policy_reference"
 N_SAMPLES = "n_samples"
 # two policy samples per prompt, each scored (not a pairwise label): RTO's loop (po_bench/training/rto.py)
 POLICY_SCORED = "policy_scored"
+# n policy samples per prompt, each scored, a PRM trained on the group's pairs: OPRL's loop (training/oprl.py)
+POLICY_GROUP = "policy_group"
 
 
 @dataclass(frozen=True)
@@ -156,6 +222,16 @@ ONLINE_LOSSES: dict[str, OnlineSpec] = {
         },
         defaults={"dense": True, "clip": 0.05, "kl_coef": 0.01},
         guided=True,
+    ),
+    "oprl": OnlineSpec(
+        grpo_losses,
+        POLICY_GROUP,
+        args={
+            "n": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 2, "an integer >= 2"),
+            "alpha": (_nonneg, "a number >= 0"),
+            "clip": (_nonneg, "a number >= 0"),
+        },
+        defaults={"n": 4, "alpha": 1.0, "clip": 0.2},
     ),
 }
 
