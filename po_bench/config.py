@@ -1018,10 +1018,22 @@ def _check_online(cfg, method) -> None:
             cfg.noise.kind == "none",
             f"loss={loss.name} scores samples, it labels no pairs: noise does not apply (set noise=none)",
         )
+    if method.function == "ofs_dpo" and args.get("domains"):  # COFS-DPO: families by the prompts' keyword counts
+        span = int(cfg.dataset.max_keywords) - int(cfg.dataset.min_keywords) + 1
+        _check(
+            int(args["domains"]) <= span,
+            f"loss={loss.name}: loss.args.domains={args['domains']} families need as many keyword counts "
+            f"(dataset.min_keywords..max_keywords gives {span})",
+        )
+        w = args.get("weights")
+        _check(
+            w is None or len(w) == int(args["domains"]),
+            f"loss={loss.name}: loss.args.weights needs one weight per domain ({args['domains']})",
+        )
     if method.function == "brain":  # n samples weighted by a scalar reward: no pairs, no verdicts
         _check(
-            args.get("labeller", "gold") in ("gold", "annotator"),
-            f"loss={loss.name} weights samples by a scalar reward: loss.args.labeller gold or annotator "
+            args.get("labeller", "gold") in ("gold", "annotator", "explicit"),
+            f"loss={loss.name} weights samples by a scalar reward: loss.args.labeller gold, annotator or explicit "
             f"(got {args.get('labeller')})",
         )
         _check(

@@ -30,6 +30,7 @@ from po_bench.results.scores import world_rows, write_scores
 from po_bench.specs import implicit_spec, plan, run_options, spec_key
 from po_bench.store import Store
 from po_bench.training import probe_set
+from po_bench.training.labellers import labeller_options
 from po_bench.training.launch import dry_run
 from po_bench.training.losses import pair_weights
 from po_bench.training.methods import method_of
@@ -123,6 +124,8 @@ def run(cfg, out_dir: str | Path) -> dict:
                 init_here=cfg.launch.strategy == "local" and trains,
             ) as live_run:
                 live_opts = {**train_opts, "report_to": "wandb" if live_run else "none"}
+                if "online" in p.policy:  # the preference source's run-time options (a judge's endpoint: no key)
+                    live_opts["labeller"] = labeller_options(method_of(cfg.loss).args, cfg.cache_dir)
                 if p.guide is not None:  # TGDPO: the guide policy (e.g. DPO on the same pairs) trains first
                     stages.get(
                         store, "policy", p.guide, live_opts, launch=cfg.launch, **ckpt.to_build("policy", p.guide)
@@ -143,6 +146,14 @@ def run(cfg, out_dir: str | Path) -> dict:
     }
     if "online" in train_metrics:  # an online method: samples, labels, judge calls and tokens, time per phase
         metrics["online"] = train_metrics["online"]
+        inputs = p.policy["online"]["labeller"].get("inputs") or {}
+        if inputs:  # the stored artifacts its preference source read (the explicit source's reward model)
+            metrics["online"]["labeller_inputs"] = {n: spec_key(r["stage"], r["spec"]) for n, r in inputs.items()}
+            rms = [r["spec"] for r in inputs.values() if r["stage"] == "reward_model"]
+            if rms:  # the pairs its reward model learnt from (labels spent before the loop: iterative DPO's field)
+                metrics["online"]["reward_model_pairs"] = sum(
+                    len(stages.get(store, "pairs", rm["pairs"], opts)["train"]) for rm in rms
+                )
         if p.guide is not None:  # RTO: its DPO guide policy's labels (the offline pairs it was trained on)
             metrics["online"]["guide"] = {
                 "policy": spec_key("policy", p.guide),

@@ -25,7 +25,9 @@ ref_logps          start checkpoint, model, pairs, max_length and the TRL fields
                    reads (``methods.REF_LOGP_ARGS``); KTO's: its rows and KL rows, so also the per-device
                    batch and the seed that order them (:func:`ref_logps_spec`)
 reward_model       (MADPO) start checkpoint, model, pairs, loss.pair_scores' lr/epochs/batch_size,
-                   train.max_length/precision/lr_scheduler/warmup_ratio, seed: the reward model + margins
+                   train.max_length/precision/lr_scheduler/warmup_ratio, seed: the reward model + margins; the
+                   explicit labeller's (iterative_dpo and the online loop, loss.args.reward_model) on the start's
+                   annotator pairs (:func:`explicit_reward_model_spec`), nested in the online policy's labeller
 semantic_distance  (Sem-DPO) pairs, loss.pair_scores.embedder: prompt/chosen embedding distances
 policy             start checkpoint, model, pairs, loss (its trainer-facing fields), preference
                    hyperparameters, seed (+ the per-pair scores' spec for MADPO / Sem-DPO; + the probe's
@@ -72,12 +74,12 @@ from po_bench.choices import FilterKind
 from po_bench.common import plain
 from po_bench.data.sources import DataSource, file_fingerprint, source_for
 from po_bench.store import fingerprint
-from po_bench.training.labellers import labeller_spec
+from po_bench.training.labellers import labeller_needs, labeller_spec
 from po_bench.training.launch import global_batch, split_batch, world_size
 from po_bench.training.losses import plain_sources
 from po_bench.training.methods import method_of
+from po_bench.training.online_losses import SOURCE_ARGS, online_args
 from po_bench.training.online_losses import guided as online_guided
-from po_bench.training.online_losses import online_args
 
 # Bumped when a stage's code changes what it produces for the same spec.
 # sft/samples/policy 2: warmup reaches TRL, KTO KL order, held-out world prompts; reward_model and
@@ -505,14 +507,7 @@ def iterative_rounds(cfg, start: dict, rounds: int) -> list[dict]:
             }
         elif labeller == "explicit":
             if reward_model is None:  # trained once, on the start's samples labelled by the annotator
-                initial = {**pairs, "noise": noise, "seed": seed}
-                fields = {
-                    "lr": float(cfg.model.lr),
-                    "epochs": 2,
-                    "batch_size": 32,
-                    **plain(a.get("reward_model") or {}),
-                }
-                reward_model = reward_model_spec(cfg, start, model, initial, seed, fields)
+                reward_model = explicit_reward_model_spec(cfg, start, plain(a.get("reward_model") or {}))
             pairs["source"] = scored
             pairs["labeller"] = {"kind": "explicit", "reward_model": ref("reward_model", reward_model)}
         pairs.update(noise=noise, seed=seed)
@@ -546,25 +541,64 @@ def iterative_rounds(cfg, start: dict, rounds: int) -> list[dict]:
     return out
 
 
+def explicit_reward_model_spec(cfg, start: dict, fields: dict) -> dict:
+    """The explicit labeller's Bradley-Terry reward model (iterative_dpo's and the online loop's ``labeller:
+    explicit``, one artifact for both): the reward_model stage on the start checkpoint's samples of the world's pref
+    prompts labelled by the annotator (the offline pairs' spec: round 1 of an iterative run), trained with
+    ``fields`` (loss.args.reward_model: lr, epochs, batch_size) over the defaults model.lr, 2 epochs, batch 32."""
+    src, model, gen, seed = source_for(cfg.dataset), model_fields(cfg), gen_fields(cfg), int(cfg.seed)
+    samples = _samples(start, model, src.prompt_spec("pref"), gen, seed + 3000, src.pref_samples_n())
+    initial = {
+        "stage": "pairs",
+        "version": VERSIONS["pairs"],
+        "source": src.pairs_spec(),
+        "samples": samples,
+        "noise": plain(cfg.noise),
+        "seed": seed,
+    }
+    fields = {"lr": float(cfg.model.lr), "epochs": 2, "batch_size": 32, **fields}
+    return reward_model_spec(cfg, start, model, initial, seed, fields)
+
+
+# The stored artifacts a preference source may read (its ``needs``, po_bench/training/labellers.py): name -> its
+# spec for a run (cfg, the start checkpoint, the online method's args)
+LABELLER_INPUTS = {
+    "reward_model": lambda cfg, start, args: ref(
+        "reward_model", explicit_reward_model_spec(cfg, start, plain(args.get("reward_model") or {}))
+    ),
+}
+
+
 def online_policy_spec(cfg, src: DataSource, start: dict, model: dict, gen: dict, noise: dict, seed: int) -> dict:
     """The policy of an online method (po_bench/training/online.py): the start checkpoint (also the fixed
     reference), the model fields, the loop's world (the source's pref prompts, which the gold reward scores), the
-    generation fields its samples are drawn with, the preference source's spec (po_bench/training/labellers.py),
-    the label noise, the loss fields (the method's and the loop's arguments), the training fields and the seed."""
+    generation fields its samples are drawn with, the preference source's spec (po_bench/training/labellers.py,
+    with the references of the stored artifacts it reads: the explicit source's reward model), the label noise,
+    the loss fields (the method's and the loop's arguments; a source's own arguments, ``loss.args.reward_model``
+    and ``loss.args.judge``, only through its spec: the judge's endpoint, key, budget and cache key nothing), the
+    training fields and the seed;
+    COFS-DPO (``ofs_dpo`` with ``loss.args.domains``) adds the eval prompts its forgetting is measured on."""
     method = method_of(cfg.loss)
     args = online_args(method.function, method.args)
+    inputs = {name: LABELLER_INPUTS[name](cfg, start, args) for name in labeller_needs(args)}
+    lf = loss_fields(cfg)
+    if any(k in lf.get("args", {}) for k in SOURCE_ARGS):
+        lf["args"] = {k: v for k, v in lf["args"].items() if k not in SOURCE_ARGS}
+    online = {
+        "prompts": src.prompt_spec("pref"),
+        "gen": gen,
+        "labeller": labeller_spec(args, cfg.dataset, inputs),
+        "noise": noise,
+    }
+    if args.get("domains"):  # COFS-DPO: each family's held-out prompts (the world's eval split) measure forgetting
+        online["heldout"] = src.prompt_spec("eval")
     return {
         "stage": "policy",
         "version": VERSIONS["policy"],
         "start": start,
         "model": model,
-        "online": {
-            "prompts": src.prompt_spec("pref"),
-            "gen": gen,
-            "labeller": labeller_spec(args, cfg.dataset),
-            "noise": noise,
-        },
-        "loss": loss_fields(cfg),
+        "online": online,
+        "loss": lf,
         "train": pref_train(cfg),
         "seed": seed,
     }

@@ -396,8 +396,41 @@ def build_online_policy(spec: dict, out: Path, store: Store, opts: dict | None =
     gen = OmegaConf.create({**o["gen"], **GEN_OPTS, "progress": False})
     seed_everything(seed)
     pol = load_model(start, spec["model"])
-    ref_model = load_model(start, spec["model"])
     side = tokenizer.padding_side  # (generation pads on the left; the saved tokenizer stays as it was)
+    # the preference source: the stored artifacts it reads (the explicit source's reward model), built first when
+    # absent, and its run-time options (a judge's endpoint, budget, cache: no key) from the run options
+    inputs = {
+        name: LABELLER_LOADERS[r["stage"]](get(store, r["stage"], r["spec"], train_opts(opts)), r["spec"])
+        for name, r in o["labeller"].get("inputs", {}).items()
+    }
+    labeller = labeller_for(o["labeller"], inputs, (opts or {}).get("labeller"))
+    if loss["function"] == "ofs_dpo":  # two LoRA modules on the start checkpoint; the reference: adapters off
+        from po_bench.training import ofs  # lazy: torch, transformers, peft
+
+        res = ofs.train_ofs(
+            pol,
+            tokenizer,
+            prompts_,
+            o["prompts"],
+            dict(loss.get("args") or {}),
+            float(loss["beta"]),
+            float(loss["lr"]),
+            train,
+            gen,
+            labeller,
+            o["noise"],
+            seed,
+            gold=gold_scorer(o["prompts"]),
+            heldout=spec_prompts(o["heldout"]) if "heldout" in o else None,
+            logging_steps=int(train.logging_steps),
+        )
+        pol = res["model"]
+        tokenizer.padding_side = side
+        res["params"] = sum(p.numel() for p in pol.parameters())
+        res["precision"] = spec["train"]["precision"]
+        publish(out, res.pop("model"), tokenizer, res, opts, saved_by_trainer=False)
+        return
+    ref_model = load_model(start, spec["model"])
     if loss["function"] == "rto":  # RTO: per-token rewards from the DPO guide policy (built first when absent)
         from po_bench.training import rto  # lazy: torch, transformers
 
@@ -432,7 +465,7 @@ def build_online_policy(spec: dict, out: Path, store: Store, opts: dict | None =
             float(loss["lr"]),
             train,
             gen,
-            labeller_for(o["labeller"]),
+            labeller,
             gold_step_gains(o["prompts"]),
             seed,
             gold=gold_scorer(o["prompts"]),
@@ -450,7 +483,7 @@ def build_online_policy(spec: dict, out: Path, store: Store, opts: dict | None =
             float(loss["lr"]),
             train,
             gen,
-            labeller_for(o["labeller"]),
+            labeller,
             o["noise"],
             seed,
             gold=gold_scorer(o["prompts"]),
@@ -460,6 +493,21 @@ def build_online_policy(spec: dict, out: Path, store: Store, opts: dict | None =
     res["params"] = sum(p.numel() for p in pol.parameters())
     res["precision"] = spec["train"]["precision"]
     publish(out, res.pop("model"), tokenizer, res, opts, saved_by_trainer=False)
+
+
+def reward_scorer(rm_dir: Path, rm: dict):
+    """The stored reward model of spec ``rm`` loaded as a scorer (po_bench/training/trl/reward.py RewardScorer:
+    tokenised and scored as :func:`labelled_pairs` and the reward_models diagnostic score it)."""
+    # lazy: accelerate, datasets, huggingface_hub, numpy, ... (~5.7 s)
+    from po_bench.training.trl.reward import RewardScorer
+
+    tokenizer = load_tokenizer(str(rm_dir), rm["model"])
+    train = OmegaConf.create({**rm["train"], "grad_accum": 1, "max_steps": 0, **train_opts({})})
+    return RewardScorer(rm_dir, tokenizer, train, int(rm["seed"]))
+
+
+# A preference source's stored inputs (po_bench/training/labellers.py ``needs``), loaded by their stage
+LABELLER_LOADERS = {"reward_model": reward_scorer}
 
 
 class Probe:

@@ -75,6 +75,13 @@ def render() -> str:
                 "n policy samples per prompt each step, each scored by loss.args.labeller's scalar reward (the "
                 "outcome); + an implicit PRM trained online on them; the world's steps (docs/online.md)"
             )
+        if d["backend"] == "online" and d.get("function") == "ofs_dpo":  # two LoRA modules; COFS: families in turn
+            backend = "po-bench online loop (po_bench/training/ofs.py) `ofs_dpo`"
+            ref = "yes: the start checkpoint (the base with the LoRA modules off)"
+            data = (
+                "pairs of two samples of the fast LoRA module, labelled online by loss.args.labeller; "
+                "`domains` > 0: the world's prompt families in turn (docs/online.md)"
+            )
         if d["backend"] == "iterative":  # samples and labels its own pairs each round (docs/online.md)
             ref = "yes: the start (`ref_update=fixed`) or the previous round's policy (`per_round`)"
             data = "its own each round: k samples per world pref prompt from the last policy, labelled, pairs"

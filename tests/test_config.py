@@ -89,6 +89,8 @@ def test_cli_config_error_is_one_line_exit_2(tmp_path):
         "judge.api_key_env=sk-PLANTED-cli",
         "judge.api_key_file=sk-PLANTED-cli",
         "hydra.job.env_set.OPENAI_API_KEY=sk-PLANTED-cli",
+        "+loss.args.judge.api_key=sk-PLANTED-cli",  # the online loop's judge preference source
+        "+loss.args.judge.api_key_env=sk-PLANTED-cli",
     ],
 )
 def test_cli_refuses_a_key_on_the_command_line(override, tmp_path):
@@ -169,7 +171,7 @@ def test_brain_validates_and_refuses_what_it_cannot_weight():
     for extra, msg in (
         (
             ["loss.args.labeller=implicit", "loss.args.label_temperature=1.0"],
-            "loss=brain weights samples by a scalar reward: loss.args.labeller gold or annotator (got implicit)",
+            "loss=brain weights samples by a scalar reward: loss.args.labeller gold, annotator or explicit (got implicit)",
         ),
         (["loss.args.label_temperature=0.5"], "loss=brain weights samples by softmax(r/beta), not by sampled"),
         (
@@ -181,6 +183,19 @@ def test_brain_validates_and_refuses_what_it_cannot_weight():
     ):
         with pytest.raises(ConfigError) as e:
             validate(_compose(["loss=brain", *extra]))
+        assert str(e.value).startswith(msg), str(e.value)
+
+
+def test_ofs_dpo_validates_and_refuses_more_domains_than_keyword_counts():
+    validate(_compose(["loss=ofs_dpo"]))
+    validate(_compose(["loss=ofs_dpo", "loss.args.domains=3", "loss.args.weights=[1,1,2]"]))
+    for extra, msg in (
+        (["loss.args.domains=4"], "loss=ofs_dpo: loss.args.domains=4 families need as many keyword counts"),
+        (["loss.args.domains=2", "loss.args.weights=[1]"], "loss=ofs_dpo: loss.args.weights needs one weight per"),
+        (["model.lora.enabled=true"], "loss=ofs_dpo: model.lora.enabled is not supported by the online loop"),
+    ):
+        with pytest.raises(ConfigError) as e:
+            validate(_compose(["loss=ofs_dpo", *extra]))
         assert str(e.value).startswith(msg), str(e.value)
 
 

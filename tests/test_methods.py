@@ -75,6 +75,7 @@ KINDS = {
     "wpo": K.PAIRWISE_TRL,
     "xpo": K.ONLINE,
     "rto": K.ONLINE,
+    "ofs_dpo": K.ONLINE,
 }
 LOSS_DIR = Path(CONF_DIR) / "loss"
 CONFIGS = sorted(p.stem for p in LOSS_DIR.glob("*.yaml"))
@@ -148,7 +149,7 @@ def test_the_online_backend_is_the_online_kind():
     assert {method_of({"backend": b, "function": ""}).kind for b in BACKENDS if b not in ("pobench", "online")} <= (
         set(K) - {K.ONLINE}
     )
-    for name in ("online_dpo", "xpo", "brain"):
+    for name in ("online_dpo", "xpo", "brain", "ofs_dpo"):
         p = plan(_compose([f"loss={name}"]))
         assert p.pairs is None and p.ref_logps is None and "pref_samples" not in p.samples and "online" in p.policy
 

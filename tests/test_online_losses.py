@@ -17,6 +17,8 @@ from po_bench.training.online_losses import (
     check_online,
     grpo_losses,
     guided,
+    ofs_dpo,
+    ofs_swaps,
     online_args,
     online_dpo,
     oprl_prm_losses,
@@ -70,7 +72,7 @@ def test_xpo_with_alpha_zero_is_online_dpo_and_its_bonus_pushes_the_reference_sa
 def test_defaults_and_arguments():
     assert online_args("xpo", {}) == {"labeller": "gold", "label_temperature": 0.0, "alpha": 1e-5, "accumulate": False}
     assert online_args("online_dpo", {"labeller": "implicit"})["labeller"] == "implicit"
-    assert set(ONLINE_LOSSES) == {"online_dpo", "xpo", "brain", "rto", "oprl"}
+    assert set(ONLINE_LOSSES) == {"online_dpo", "xpo", "brain", "rto", "oprl", "ofs_dpo"}
     assert online_args("brain", {}) == {
         "labeller": "gold",
         "label_temperature": 0.0,
@@ -92,7 +94,7 @@ def test_defaults_and_arguments():
         check_online("online_dpo", {"alpha": 0.1}, names)
     with pytest.raises(ValueError, match=r"loss.args.labeller='oracle': allowed gold, annotator, implicit"):
         check_online("online_dpo", {"labeller": "oracle"}, names)
-    with pytest.raises(ValueError, match=r"loss.function='nope': allowed online_dpo, xpo, brain, rto, oprl"):
+    with pytest.raises(ValueError, match=r"loss.function='nope': allowed online_dpo, xpo, brain, rto, oprl, ofs_dpo"):
         check_online("nope", {}, names)
 
 
@@ -299,3 +301,66 @@ def test_grpo_surrogate_matches_a_hand_transcription_and_is_the_policy_gradient_
     with pytest.raises(ValueError, match=r"loss.args.n=1: must be an integer >= 2"):
         check_online("oprl", {"n": 1}, names)
     assert online_args("oprl", {}) == {"labeller": "gold", "label_temperature": 0.0, "n": 4, "alpha": 1.0, "clip": 0.2}
+
+
+# OFS-DPO (a reconstruction: docs/online.md): the fast and the slow LoRA modules' log-probs of the same pairs
+SC, SR = [-5.5, -8.0], [-7.0, -4.5]  # the slow module's chosen / rejected log-probs (the fast one's: PC, PR)
+
+
+def _slow_stats():
+    t = lambda x: torch.tensor(x, dtype=torch.float64)  # noqa: E731
+    return PairStats(t(SC), t(SR), t([3.0, 4.0]), t([5.0, 2.0]), t(RC), t(RR))
+
+
+@pytest.mark.parametrize("beta, chase", [(0.1, 1.0), (0.5, 0.3), (1.0, 0.0)])
+def test_ofs_dpo_is_both_modules_dpo_plus_the_chasing_term(beta, chase):
+    out = ofs_dpo(_stats(), _slow_stats(), beta, chase)
+    for i in range(2):
+        h_fast = (PC[i] - RC[i]) - (PR[i] - RR[i])
+        h_slow = (SC[i] - RC[i]) - (SR[i] - RR[i])
+        sig = lambda z: 1.0 / (1.0 + math.exp(-z))  # noqa: E731
+        want = (
+            -math.log(sig(beta * h_fast))
+            - math.log(sig(beta * h_slow))
+            - chase * math.log(sig(beta * (h_fast - h_slow)))
+        )
+        assert out.losses[i].item() == pytest.approx(want, rel=1e-12)
+        assert out.chosen_rewards[i].item() == pytest.approx(beta * (PC[i] - RC[i]))  # the fast module's rewards
+        assert out.rejected_rewards[i].item() == pytest.approx(beta * (PR[i] - RR[i]))
+
+
+def test_ofs_dpos_chasing_term_moves_only_the_fast_module_and_the_swap_rule():
+    t = lambda x: torch.tensor(x, dtype=torch.float64, requires_grad=True)  # noqa: E731
+    fc, fr, sc, sr = t(PC), t(PR), t(SC), t(SR)
+    ref = lambda x: torch.tensor(x, dtype=torch.float64)  # noqa: E731
+    n = ref([1.0, 1.0])
+    fast, slow = PairStats(fc, fr, n, n, ref(RC), ref(RR)), PairStats(sc, sr, n, n, ref(RC), ref(RR))
+    (ofs_dpo(fast, slow, 0.1, 1.0).losses.sum() - ofs_dpo(fast, slow, 0.1, 0.0).losses.sum()).backward()
+    assert sc.grad.abs().sum() == 0 and sr.grad.abs().sum() == 0  # the regulariser: no gradient into the slow one
+    assert (fc.grad < 0).all() and (fr.grad > 0).all()  # it raises the fast module's margin over the slow one's
+    assert ofs_swaps(0.7, 0.6) and not ofs_swaps(0.6, 0.7) and not ofs_swaps(0.6, 0.6)
+
+
+def test_ofs_dpo_arguments():
+    names = labeller_names()
+    a = online_args("ofs_dpo", {})
+    assert a == {
+        "labeller": "gold",
+        "label_temperature": 0.0,
+        "chase": 1.0,
+        "lr_ratio": 4.0,
+        "lora_r": 8,
+        "lora_alpha": 16,
+        "domains": 0,
+        "weights": None,
+    }
+    check_online("ofs_dpo", {"domains": 3, "weights": [1, 2, 1], "lr_ratio": 1}, names)
+    for args, msg in (
+        ({"lr_ratio": 0.5}, r"loss.args.lr_ratio=0.5: must be a number >= 1"),
+        ({"lora_r": 0}, r"loss.args.lora_r=0: must be an integer >= 1"),
+        ({"domains": -1}, r"loss.args.domains=-1: must be an integer >= 0"),
+        ({"weights": [0, 0]}, r"loss.args.weights=\[0, 0\]: must be null"),
+        ({"chase": -1}, r"loss.args.chase=-1: must be a number >= 0"),
+    ):
+        with pytest.raises(ValueError, match=msg):
+            check_online("ofs_dpo", args, names)

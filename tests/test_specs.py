@@ -340,3 +340,94 @@ def test_rto_nests_the_dpo_policy_of_the_same_data_and_its_sparse_row_has_no_gui
     assert dense.guide == dpo.policy and dense.policy["guide"] == {"stage": "policy", "spec": dpo.policy}
     assert sparse.guide is None and "guide" not in sparse.policy and "online" in sparse.policy
     assert _keys(_compose(["loss=rto"]))["policy"] != _keys(_compose(["loss=rto", "loss.args.dense=false"]))["policy"]
+
+
+# The explicit and judge preference sources (po_bench/training/labellers.py): the explicit source's reward model is
+# the reward_model stage's artifact that iterative_dpo's explicit labeller and MADPO read (one artifact), its spec in
+# the labeller's spec (so in the online policy's key); the judge's key fields key the policy, its endpoint, key,
+# budget, speed and cache do not
+def test_the_explicit_source_nests_the_shared_reward_model_in_the_online_policys_key():
+    from po_bench.specs import ref
+
+    exp = plan(_compose(["loss=online_dpo", "loss.args.labeller=explicit"]))
+    it = plan(_compose(["loss=iterative_dpo", "loss.args.labeller=explicit"]))
+    madpo = plan(_compose(["loss=madpo"]))
+    rm = it.rounds[0]["reward_model"]
+    assert rm == madpo.pair_scores
+    assert exp.policy["online"]["labeller"] == {
+        "kind": "explicit",
+        "temperature": 0.0,
+        "inputs": {"reward_model": ref("reward_model", rm)},
+    }
+    assert "reward_model" not in exp.policy["loss"]["args"]
+    gold = _keys(_compose(["loss=online_dpo"]))
+    base = _keys(_compose(["loss=online_dpo", "loss.args.labeller=explicit"]))
+    assert base["policy"] != gold["policy"] and {r for r in base if base[r] != gold[r]} == set(ONLINE_POLICY)
+    # the reward model's fields: its spec (the same as iterative_dpo's with them), so the policy's key
+    more = _compose(["loss=online_dpo", "loss.args.labeller=explicit", "+loss.args.reward_model={epochs: 3}"])
+    it3 = plan(_compose(["loss=iterative_dpo", "loss.args.labeller=explicit", "+loss.args.reward_model={epochs: 3}"]))
+    assert plan(more).policy["online"]["labeller"]["inputs"]["reward_model"]["spec"] == it3.rounds[0]["reward_model"]
+    assert _keys(more)["policy"] != base["policy"]
+    # what changes the reward model changes the policy (the annotator that labels the reward model's pairs)
+    bias = _keys(_compose(["loss=online_dpo", "loss.args.labeller=explicit", "dataset.annotator_length_bias=0.2"]))
+    assert bias["policy"] != base["policy"]
+
+
+JUDGE = ["loss=online_dpo", "loss.args.labeller=judge", "+loss.args.judge.base_url=http://127.0.0.1:1/v1"]
+JUDGE += ["+loss.args.judge.model=judge-a"]
+
+
+@pytest.mark.parametrize(
+    "extra, keyed",
+    [
+        (["++loss.args.judge.model=judge-b"], True),
+        (["+loss.args.judge.temperature=0.0"], True),
+        (["+loss.args.judge.switch_seed=1"], True),
+        (["+loss.args.judge.version=2"], True),
+        (["loss.args.label_temperature=1.0"], True),
+        (["++loss.args.judge.base_url=http://elsewhere:8000/v1"], False),
+        (["+loss.args.judge.api_key_env=JUDGE_KEY"], False),
+        (["+loss.args.judge.max_requests=10"], False),
+        (["+loss.args.judge.max_cost_usd=1.0"], False),
+        (["+loss.args.judge.timeout=5"], False),
+        (["+loss.args.judge.max_concurrency=2"], False),
+        (["+loss.args.judge.cache.dir=/tmp/elsewhere"], False),
+    ],
+)
+def test_the_judge_sources_key_fields_key_the_online_policy_and_its_endpoint_fields_do_not(extra, keyed):
+    base = _keys(_compose(JUDGE))
+    other = _keys(_compose([*JUDGE, *extra]))
+    changed = {r for r in base if base[r] != other[r]}
+    assert changed == (set(ONLINE_POLICY) if keyed else set()), extra
+
+
+def test_the_judge_sources_spec_holds_no_endpoint():
+    lab = plan(_compose(JUDGE)).policy["online"]["labeller"]
+    assert lab["kind"] == "judge" and lab["judge"]["model"] == "judge-a" and "base_url" not in json.dumps(lab)
+    assert "judge" not in plan(_compose(JUDGE)).policy["loss"]["args"]
+
+
+# OFS-DPO's own arguments key its policy like XPO's; COFS-DPO (domains > 0) also reads the eval prompts (each
+# family's held-out prompts measure its forgetting), OFS-DPO does not
+OFS_DEPENDS = {
+    "loss.args.chase": 0.5,
+    "loss.args.lr_ratio": 2.0,
+    "loss.args.lora_r": 4,
+    "loss.args.lora_alpha": 8,
+    "loss.args.domains": 3,
+    "loss.lr": 0.01,
+}
+
+
+@pytest.mark.parametrize("field", sorted(OFS_DEPENDS))
+def test_an_ofs_policy_is_keyed_by_its_arguments(field):
+    bkeys = _keys(_compose(["loss=ofs_dpo"]))
+    keys = _keys(_compose(["loss=ofs_dpo", f"{field}={OFS_DEPENDS[field]}"]))
+    assert sorted(r for r in set(bkeys) | set(keys) if bkeys.get(r) != keys.get(r)) == sorted(ONLINE_POLICY), field
+
+
+@pytest.mark.parametrize("domains, keyed", [(0, False), (3, True)])
+def test_only_a_cofs_policy_is_keyed_by_the_eval_prompts(domains, keyed):
+    a = _keys(_compose(["loss=ofs_dpo", f"loss.args.domains={domains}"]))
+    b = _keys(_compose(["loss=ofs_dpo", f"loss.args.domains={domains}", "dataset.n_eval=99"]))
+    assert (a["policy"] != b["policy"]) == keyed

@@ -29,7 +29,7 @@ ITERATIVE              R rounds of sample -> label -> an offline pairwise loss  
 ONLINE                 the online loop: samples from the current policy, a     ``training/online.py`` (po-bench's
                        preference source labels them, a DPO-style update      own loop, no TRL Trainer)
                        (``backend: online``: online_dpo, xpo, brain, rto,
-                       oprl)
+                       oprl, ofs_dpo)
 =====================  =====================================================  ===============================
 """
 

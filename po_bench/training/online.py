@@ -10,8 +10,9 @@ batch)`` (each prompt sampled ``epochs`` times).  Learning-rate schedule, warmup
 are those the TRL trainers use.
 
 What the loop counts (run.json's ``metrics.online``): samples generated, labels requested and used, ties
-dropped, labels flipped by the noise, judge calls and tokens (0 without a judge), and the wall time of each
-phase (generate, label, train).  The first and the last step's prompts, samples and labelled pairs are kept
+dropped, verdicts the source failed to give (``labels_failed``: their pairs dropped), labels flipped by the noise,
+judge calls and tokens (0 without a judge), the source's own counts (``labeller``: a judge's cache hits, request
+and parse failures), and the wall time of each phase (generate, label, train).  The first and the last step's prompts, samples and labelled pairs are kept
 (``record``) so a test can check that the labels are those of the current policy's samples.
 """
 
@@ -189,7 +190,8 @@ def train_online(
     )
     phases = Phases()
     counts = {"samples_generated": 0, "labels_requested": 0, "labels_used": 0, "ties_dropped": 0}
-    counts.update(noise_flipped=0, judge_calls=0, judge_tokens=0, steps_without_pairs=0)
+    counts.update(noise_flipped=0, judge_calls=0, judge_tokens=0, steps_without_pairs=0, labels_failed=0)
+    details: dict = {}  # the source's own counts (Labels.details), summed
     history: list[dict] = []
     record: list[dict] = []
     pool: list[dict] = []  # XPO with accumulate: every labelled pair so far (the paper's growing preference set)
@@ -249,6 +251,9 @@ def train_online(
         counts["labels_requested"] += labels.requested
         counts["judge_calls"] += labels.judge_calls
         counts["judge_tokens"] += labels.judge_tokens
+        counts["labels_failed"] += labels.failed
+        for k, v in labels.details.items():
+            details[k] = details.get(k, 0) + v
         pairs = []
         for i, (x, y1, y2, w) in enumerate(zip(xs, first, second, labels.first_wins)):
             if w is None:
@@ -258,7 +263,7 @@ def train_online(
             pairs.append(
                 {"prompt": x, "chosen": chosen, "rejected": rejected, "row": i, "second_chosen": not w, "ids": ids}
             )
-        counts["ties_dropped"] += len(xs) - len(pairs)
+        counts["ties_dropped"] += len(xs) - len(pairs) - labels.failed
         if noise.get("kind") == "flip" and pairs:
             pairs, flipped = flip_labels(pairs, float(noise["rate"]), int(seed) * 1_000_003 + step)
             for i in flipped:  # the token ids and the second response's side follow the texts
@@ -312,6 +317,8 @@ def train_online(
             learning_rate=float(sched.get_last_lr()[0]),
         )
         history.append(entry)
+    if details:
+        counts["labeller"] = details
     return loop_result(policy, history, last_loss, steps, batch, logging_steps, counts, phases, record)
 
 

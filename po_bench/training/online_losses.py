@@ -25,15 +25,24 @@ each method samples and which ``loss.args`` it takes.
   tokens of log(pi_prm/pi_old) (:func:`oprl_step_rewards`); GRPO's group-normalised outcome advantage plus alpha
   times the group-normalised step reward on each step's tokens (:func:`oprl_token_advantages`), and GRPO's
   clipped surrogate (:func:`grpo_losses`).  po_bench/training/oprl.py runs it.
+- ``ofs_dpo`` (Qi et al. 2024, "Online DPO: Online Direct Preference Optimization with Fast-Slow Chasing"): two
+  LoRA modules on the same base, a fast one (``lr``) and a slow one (``lr / lr_ratio``); two samples of the fast
+  module per prompt, labelled; each module's DPO loss plus ``chase`` times the chasing regulariser (:func:`ofs_dpo`),
+  the modules exchanging roles when the slow one's DPO loss falls below the fast one's
+  (po_bench/training/ofs.py).  ``domains`` > 0: COFS-DPO, the world's prompt families in sequence and the finished
+  fast modules combined linearly.  The paper's method section was not available: docs/online.md says what is
+  reconstructed.
 
 Every online method also reads the loop's arguments (:data:`LOOP_ARGS`): the preference source that labels
-the samples (``labeller``, :mod:`po_bench.training.labellers`) and its Bradley-Terry temperature.
+the samples (``labeller``, :mod:`po_bench.training.labellers`), its Bradley-Terry temperature, and a source's own
+fields (:data:`SOURCE_ARGS`: ``reward_model`` for ``explicit``, ``judge`` for ``judge``; keyed through the source's
+spec, refused with any other source).
 Nothing here imports torch at module level (config validation reads the registry).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from po_bench.training.losses import F, LossOutput, PairStats, torch
@@ -164,6 +173,26 @@ def grpo_losses(policy_tok, old_tok, adv, mask, clip: float):
     return -(tok * mask).sum(-1) / mask.sum(-1).clamp(min=1)
 
 
+def ofs_dpo(fast: PairStats, slow: PairStats, beta: float, chase: float) -> LossOutput:
+    """OFS-DPO's loss per pair (a reconstruction, docs/online.md): the fast module's and the slow module's DPO
+    losses against the fixed reference, plus ``chase`` times the chasing regulariser
+    ``-log sigmoid(beta * (h_fast - sg(h_slow)))`` (h = log pi/ref(y_w) - log pi/ref(y_l)): DPO with the slow
+    module as the fast one's reference, which keeps the fast module's preference margin ahead of the slow one's (a
+    gradient that does not vanish as the DPO term saturates, as long as the slow module follows).  No gradient
+    flows into the slow module through the regulariser.  The rewards are the fast module's."""
+    h_fast = fast.chosen_logratio - fast.rejected_logratio
+    h_slow = slow.chosen_logratio - slow.rejected_logratio
+    chase_term = -F.logsigmoid(beta * (h_fast - h_slow.detach()))
+    losses = dpo_losses(fast, beta) + dpo_losses(slow, beta) + chase * chase_term
+    return LossOutput(losses, beta * fast.chosen_logratio.detach(), beta * fast.rejected_logratio.detach())
+
+
+def ofs_swaps(fast_dpo_loss: float, slow_dpo_loss: float) -> bool:
+    """OFS-DPO's swap rule (a reconstruction): the modules exchange roles when the slow one's DPO loss on the
+    step's labelled pairs (before the update) is below the fast one's: it has overtaken the fast one."""
+    return slow_dpo_loss < fast_dpo_loss
+
+
 # which model draws each of the two responses of a pair
 POLICY_POLICY = "policy_policy"
 POLICY_REFERENCE = "policy_reference"
@@ -173,6 +202,8 @@ N_SAMPLES = "n_samples"
 POLICY_SCORED = "policy_scored"
 # n policy samples per prompt, each scored, a PRM trained on the group's pairs: OPRL's loop (training/oprl.py)
 POLICY_GROUP = "policy_group"
+# two samples of the fast LoRA module per prompt, labelled, both modules trained: OFS-DPO's loop (training/ofs.py)
+FAST_SLOW = "fast_slow"
 
 
 @dataclass(frozen=True)
@@ -233,6 +264,27 @@ ONLINE_LOSSES: dict[str, OnlineSpec] = {
         },
         defaults={"n": 4, "alpha": 1.0, "clip": 0.2},
     ),
+    "ofs_dpo": OnlineSpec(
+        ofs_dpo,
+        FAST_SLOW,
+        args={
+            "chase": (_nonneg, "a number >= 0"),
+            "lr_ratio": (lambda v: _nonneg(v) and v >= 1, "a number >= 1 (fast lr / slow lr)"),
+            "lora_r": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1, "an integer >= 1"),
+            "lora_alpha": (lambda v: _nonneg(v) and v > 0, "a number > 0"),
+            "domains": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "an integer >= 0"),
+            "weights": (
+                lambda v: (
+                    v is None
+                    or (
+                        isinstance(v, Sequence) and not isinstance(v, str) and all(_nonneg(w) for w in v) and sum(v) > 0
+                    )
+                ),
+                "null (uniform) or a list of numbers >= 0, one per domain, not all 0",
+            ),
+        },
+        defaults={"chase": 1.0, "lr_ratio": 4.0, "lora_r": 8, "lora_alpha": 16, "domains": 0, "weights": None},
+    ),
 }
 
 # the loop's arguments every online method reads: the preference source and its Bradley-Terry temperature
@@ -240,7 +292,20 @@ ONLINE_LOSSES: dict[str, OnlineSpec] = {
 LOOP_ARGS: dict[str, tuple] = {
     "labeller": (lambda v: isinstance(v, str), "a preference source's name"),
     "label_temperature": (_nonneg, "a number >= 0"),
+    # labeller=explicit: the reward model's lr / epochs / batch_size (iterative_dpo's loss.args.reward_model)
+    "reward_model": (
+        lambda v: (
+            isinstance(v, Mapping)
+            and set(v) <= {"lr", "epochs", "batch_size"}
+            and all(isinstance(x, (int, float)) and not isinstance(x, bool) and x > 0 for x in v.values())
+        ),
+        "a map of lr, epochs, batch_size, each > 0",
+    ),
+    # labeller=judge: the judge's fields (po_bench/training/labellers.py JUDGE_KEY_FIELDS, JUDGE_RUN_FIELDS)
+    "judge": (lambda v: isinstance(v, Mapping), "a map of the judge's fields"),
 }
+# the loop's arguments read by one preference source only (keyed through the source's spec, not the loss's)
+SOURCE_ARGS = {"reward_model": "explicit", "judge": "judge"}
 LOOP_DEFAULTS = {"labeller": "gold", "label_temperature": 0.0}
 
 
@@ -264,11 +329,20 @@ def check_online(function: str, args: dict, labellers: tuple[str, ...]) -> None:
         if k not in allowed:
             raise ValueError(f"loss.args.{k} is not an argument of {function} (allowed: {', '.join(allowed)})")
         ok, rule = allowed[k]
-        if not ok(v):
-            raise ValueError(f"loss.args.{k}={v!r}: must be {rule}")
+        if not ok(v):  # (a source's map of fields is not shown: a judge's could hold a planted key)
+            raise ValueError(f"loss.args.{k}{'' if k in SOURCE_ARGS else f'={v!r}'}: must be {rule}")
     lab = args.get("labeller", LOOP_DEFAULTS["labeller"])
     if lab not in labellers:
         raise ValueError(f"loss.args.labeller={lab!r}: allowed {', '.join(labellers)}")
+    for k, source in SOURCE_ARGS.items():
+        if k in args and lab != source:
+            raise ValueError(f"loss.args.{k} is read by labeller={source} only (got {lab})")
+    if lab == "judge":
+        from po_bench.training.labellers import judge_args_problem  # lazy: its module (numpy, the world)
+
+        problem = judge_args_problem(args.get("judge"))
+        if problem:
+            raise ValueError(problem)
 
 
 def online_args(function: str, args: dict) -> dict:

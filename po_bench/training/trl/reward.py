@@ -4,6 +4,7 @@ preference pairs, then its margin on every pair."""
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 import torch
@@ -50,6 +51,16 @@ def reward_margins(trainer, rows: list[dict], batch_size: int) -> list[float]:
     """r(x, y_w) - r(x, y_l) of the trainer's reward model on every row, tokenised as the trainer
     tokenised its training rows; over-long rows are truncated to max_length (kept: one margin per pair)."""
 
+    out: list[float] = []
+    for rc, rr in _row_scores(trainer, rows, batch_size):
+        out += (rc - rr).tolist()
+    return out
+
+
+def _row_scores(trainer, rows: list[dict], batch_size: int):
+    """(r(x, chosen), r(x, rejected)) of the trainer's reward model, one pair of tensors per batch of rows (as
+    :func:`reward_margins` tokenises them)."""
+
     model, max_length = trainer.model, trainer.args.max_length
     trainer.args.max_length = None  # TRL's over-long filter off: every row gets its margin
     try:
@@ -59,7 +70,6 @@ def reward_margins(trainer, rows: list[dict], batch_size: int) -> list[float]:
     cut = slice(None, max_length)
     device = next(model.parameters()).device
     model.eval()
-    out: list[float] = []
     with torch.no_grad():
         for i in range(0, len(ds), batch_size):
             chunk = ds.select(range(i, min(i + batch_size, len(ds))))
@@ -71,9 +81,7 @@ def reward_margins(trainer, rows: list[dict], batch_size: int) -> list[float]:
                 .logits.squeeze(-1)
                 .float()
             )
-            rc, rr = scores.chunk(2)
-            out += (rc - rr).tolist()
-    return out
+            yield scores.chunk(2)
 
 
 def score_pairs(model_dir, tokenizer, pair_sets: dict[str, list[dict]], train_cfg, out_dir: Path, seed: int) -> dict:
@@ -99,3 +107,30 @@ def score_pairs(model_dir, tokenizer, pair_sets: dict[str, list[dict]], train_cf
     return {
         name: reward_margins(trainer, rows, int(train_cfg.batch_size)) if rows else [] for name, rows in sets.items()
     }
+
+
+class RewardScorer:
+    """The stored reward model in ``model_dir`` (the reward_model stage's), loaded once, scoring responses as
+    :func:`score_pairs` does (a RewardTrainer of the same config, which trains nothing, tokenises the rows):
+    the online loop's explicit preference source (po_bench/training/labellers.py) asks it every step."""
+
+    def __init__(self, model_dir, tokenizer, train_cfg, seed: int):
+        self._tmp = tempfile.TemporaryDirectory()  # (the trainer's output folder: nothing is saved there)
+        args = build_reward_config(train_cfg, Path(self._tmp.name), seed)
+        model = AutoModelForSequenceClassification.from_pretrained(str(model_dir), num_labels=1, dtype=torch.float32)
+        cast_for_precision(model, precision_of(train_cfg))
+        dummy = [{"prompt": "x", "chosen": "a", "rejected": "b"}]  # (the trainer needs a training set to build)
+        self.trainer = RewardTrainer(
+            model=model, args=args, train_dataset=Dataset.from_list(dummy), processing_class=tokenizer
+        )
+        self.batch_size = int(train_cfg.batch_size)
+
+    def pair_scores(self, prompts, first, second) -> tuple[list[float], list[float]]:
+        """(r(x, first), r(x, second)) of each prompt's two responses."""
+        rows = [{"prompt": p, "chosen": a, "rejected": b} for p, a, b in zip(prompts, first, second)]
+        ra: list[float] = []
+        rb: list[float] = []
+        for rc, rr in _row_scores(self.trainer, rows, self.batch_size):
+            ra += rc.tolist()
+            rb += rr.tolist()
+        return ra, rb
