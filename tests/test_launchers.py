@@ -26,8 +26,12 @@ import pytest
 from .conftest import ROOT, SMALL, read_runs, run_cli
 
 SCRIPTS = ROOT / "scripts"
-# the tiny world with one torch thread per run: two runs side by side on two cores
-SWEEP = [o for o in SMALL if not o.startswith("threads=")] + ["threads=1", "loss=sft,dpo", "seed=0"]
+# the tiny world with one torch thread per run: two runs side by side on two cores.  SFT trains one epoch (25
+# steps, not SMALL's 50): these tests claim that a launcher runs a sweep's jobs to the end (side by side, as a
+# Slurm array), not anything about how well the policy learned, and the two jobs still overlap (they wait on
+# one shared SFT build, and the dpo job trains after it).
+WORLD = [o for o in SMALL if not o.startswith(("threads=", "train.sft_epochs="))] + ["threads=1", "train.sft_epochs=1"]
+SWEEP = [*WORLD, "loss=sft,dpo", "seed=0"]
 SWEEP_TIMEOUT = 240  # a job killed outside Python can leave submitit polling forever
 
 
@@ -314,15 +318,13 @@ def test_slurm_sweep_with_a_failing_job_exits_1(tmp_path, slurm_cluster):
     is built): it is recorded failed, the other job is done, and po-bench exits 1 with the error in the summary."""
     conf, partition = slurm_cluster
     sweep = tmp_path / "sweep"
-    small = [o for o in SMALL if not o.startswith("threads=")]
     try:
         r = run_cli(
             [
                 "-m",
                 "hydra/launcher=slurm",
                 *_slurm_launcher(partition),
-                *small,
-                "threads=1",
+                *WORLD,
                 "train.max_steps=4",
                 "loss=ipo",
                 "loss.args.loss_type=[ipo],[no_such_loss]",

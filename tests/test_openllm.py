@@ -490,6 +490,10 @@ def test_pipeline_run_records_openllm_metrics(tiny_chat_model, tmp_path):
         "judge.tasks=[smol_mc,smol_gen]",
         f"judge.include_path={tasks}",
         "judge.batch_size=4",
+        # the probe still scores real pairs and unseen responses at every step, 4 + 2 of them instead of 32 + 16
+        # (with SmolLM2's 49k vocabulary its scoring was half of the training time; nothing here reads its size)
+        "diagnostics.probe_pairs=4",
+        "diagnostics.probe_unseen=2",
         "generation.progress=false",
         "train.progress=false",
         "tracking=none",

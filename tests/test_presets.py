@@ -9,6 +9,7 @@ hyperparameters checked against the papers' numbers in results/reference/.
 from __future__ import annotations
 
 import csv
+import functools
 import itertools
 import json
 from pathlib import Path
@@ -44,10 +45,18 @@ def _hydra():
 
 
 def _jobs(experiment, scale, cli=()):
+    return [list(job) for job in _expanded(experiment, scale, tuple(cli))]
+
+
+@functools.cache
+def _expanded(experiment, scale, cli):
+    """A preset's jobs, expanded once per file: composing with the hydra config takes a second or more (the
+    same presets are expanded by several tests below; the expansion is a pure function of the files)."""
     c = _compose([f"experiment={experiment}", f"scale={scale}"], return_hydra_config=True)
     sw = c.hydra.sweeper
     assert sw._target_.endswith("GridSweeper")
-    return expand(dict(sw.params or {}), [dict(g) for g in sw.grids or []], list(cli), parse_overrides)
+    jobs = expand(dict(sw.params or {}), [dict(g) for g in sw.grids or []], list(cli), parse_overrides)
+    return tuple(tuple(job) for job in jobs)
 
 
 # --- every preset at every scale -----------------------------------------------------------------
