@@ -48,6 +48,7 @@ from po_bench.judges.api import (
 from po_bench.training.launch import global_batch, split_batch, world_size
 from po_bench.training.losses import fmt_range, in_range, plain_sources
 from po_bench.training.methods import BACKENDS, MethodKind, can_guide, known_backend, method_of
+from po_bench.training.online_losses import loop_of
 from po_bench.training.pair_scores import check
 from po_bench.training.trl.args import validate_loss_args
 
@@ -952,11 +953,6 @@ def _check_guide(cfg, method) -> None:
     _check(not cfg.model.lora.enabled, f"loss={loss.name}: a guide policy with model.lora.enabled is not supported")
 
 
-# online methods with a loop of their own (po_bench/training/rto.py, oprl.py, ofs.py): one process (online.py's train_online,
-# the others' loop, shards each step over a launch=ddp process group)
-ONE_PROCESS_LOOPS = ("rto", "oprl", "ofs_dpo")
-
-
 def _online_vllm(cfg, method) -> bool:
     """Whether the online loop can draw a method's samples from a colocated vLLM engine synced to the policy each
     step (po_bench/generation/vllm_engine.py's PolicyEngine): one process, every sample the policy's (online_dpo,
@@ -978,7 +974,9 @@ def _check_online(cfg, method) -> None:
         cfg.dataset.kind == "world",
         f"loss={loss.name} samples and labels online on the embedded world: dataset=world (got {cfg.dataset.kind})",
     )
-    one_process = method.function in ONE_PROCESS_LOOPS
+    # a loop of its own (po_bench/training/rto.py, oprl.py, ofs.py): one process (online.py's train_online, the
+    # others' loop, shards each step over a launch=ddp process group)
+    one_process = not loop_of(method.function).ddp
     _check(
         cfg.launch.strategy == "local" or (cfg.launch.strategy == "ddp" and not one_process),
         f"loss={loss.name}: the online loop runs in one process (launch=local; got {cfg.launch.strategy})"

@@ -35,6 +35,7 @@ from po_bench.training.labellers import gold_scorer, gold_step_gains, labeller_f
 from po_bench.training.launch import is_main
 from po_bench.training.methods import method_of
 from po_bench.training.models import load_checkpoint, model_path
+from po_bench.training.online_losses import ONLINE_LOSSES, loop_function
 from po_bench.training.pair_scores import semantic_distances
 
 log = logging.getLogger("po_bench")
@@ -405,105 +406,51 @@ def build_online_policy(spec: dict, out: Path, store: Store, opts: dict | None =
         for name, r in o["labeller"].get("inputs", {}).items()
     }
     labeller = labeller_for(o["labeller"], inputs, (opts or {}).get("labeller"))
-    if loss["function"] == "ofs_dpo":  # two LoRA modules on the start checkpoint; the reference: adapters off
-        from po_bench.training import ofs  # lazy: torch, transformers, peft
+    # what the method's loop reads beyond the policy, by its OnlineSpec: a second copy of the start checkpoint (the
+    # reference; OPRL's PRM), the guide policy (RTO's DPO policy, built first when absent), a vLLM engine on the
+    # start checkpoint for the policy's samples (synced each step)
+    method = ONLINE_LOSSES[loss["function"]]
+    ref_model = load_model(start, spec["model"]) if method.reference else None
+    guide = None
+    if method.guided and spec.get("guide") is not None:
+        guide = load_model(str(get(store, "policy", spec["guide"]["spec"], opts)), spec["model"])
+    engine = None
+    if method.engine and gen.backend == "vllm":
+        from po_bench.generation.vllm_engine import PolicyEngine  # lazy: its module (vllm once built)
 
-        res = ofs.train_ofs(
-            pol,
-            tokenizer,
-            prompts_,
-            o["prompts"],
-            dict(loss.get("args") or {}),
-            float(loss["beta"]),
-            float(loss["lr"]),
-            train,
-            gen,
-            labeller,
-            o["noise"],
-            seed,
-            gold=gold_scorer(o["prompts"]),
-            heldout=spec_prompts(o["heldout"]) if "heldout" in o else None,
-            logging_steps=int(train.logging_steps),
-        )
-        pol = res["model"]
-        tokenizer.padding_side = side
-        res["params"] = sum(p.numel() for p in pol.parameters())
-        res["precision"] = spec["train"]["precision"]
-        publish(out, res.pop("model"), tokenizer, res, opts, saved_by_trainer=False)
-        return
-    ref_model = load_model(start, spec["model"])
-    if loss["function"] == "rto":  # RTO: per-token rewards from the DPO guide policy (built first when absent)
-        from po_bench.training import rto  # lazy: torch, transformers
+        engine = PolicyEngine(start, tokenizer, gen)
+    inp = online.LoopInputs(
+        policy=pol,
+        tokenizer=tokenizer,
+        prompts=prompts_,
+        function=loss["function"],
+        args=dict(loss.get("args") or {}),
+        beta=float(loss["beta"]),
+        lr=float(loss["lr"]),
+        train=train,
+        gen=gen,
+        seed=seed,
+        labeller=labeller,
+        noise=o["noise"],
+        prompts_spec=o["prompts"],
+        gold=gold_scorer(o["prompts"]),
+        step_gains=gold_step_gains(o["prompts"]),
+        heldout=spec_prompts(o["heldout"]) if "heldout" in o else None,
+        ref_model=ref_model,
+        guide=guide,
+        logging_steps=int(train.logging_steps),
+        engine=engine,
+    )
+    res = loop_function(loss["function"])(inp)  # lazy: the loop's module (torch, transformers, peft, scipy)
+    if engine is not None:
+        from po_bench.generation.vllm_engine import close_engine  # lazy: its module
 
-        guide = None
-        if spec.get("guide") is not None:
-            guide = load_model(str(get(store, "policy", spec["guide"]["spec"], opts)), spec["model"])
-        res = rto.train_rto(
-            pol,
-            ref_model,
-            guide,
-            tokenizer,
-            prompts_,
-            dict(loss.get("args") or {}),
-            float(loss["beta"]),
-            float(loss["lr"]),
-            train,
-            gen,
-            gold_scorer(o["prompts"]),
-            seed,
-            logging_steps=int(train.logging_steps),
-        )
-    elif loss["function"] == "oprl":  # OPRL: an implicit PRM, its own copy of the start checkpoint, beside the policy
-        from po_bench.training import oprl  # lazy: torch, transformers, scipy
-
-        res = oprl.train_oprl(  # the PRM: the second copy of the start checkpoint (no fixed reference in OPRL)
-            pol,
-            ref_model,
-            tokenizer,
-            prompts_,
-            dict(loss.get("args") or {}),
-            float(loss["beta"]),
-            float(loss["lr"]),
-            train,
-            gen,
-            labeller,
-            gold_step_gains(o["prompts"]),
-            seed,
-            gold=gold_scorer(o["prompts"]),
-            logging_steps=int(train.logging_steps),
-        )
-    else:
-        engine = None
-        if gen.backend == "vllm":  # the policy's samples from a vLLM engine on the start checkpoint, synced per step
-            from po_bench.generation.vllm_engine import PolicyEngine  # lazy: its module (vllm once built)
-
-            engine = PolicyEngine(start, tokenizer, gen)
-        res = online.train_online(
-            pol,
-            ref_model,
-            tokenizer,
-            prompts_,
-            loss["function"],
-            dict(loss.get("args") or {}),
-            float(loss["beta"]),
-            float(loss["lr"]),
-            train,
-            gen,
-            labeller,
-            o["noise"],
-            seed,
-            gold=gold_scorer(o["prompts"]),
-            logging_steps=int(train.logging_steps),
-            engine=engine,
-        )
-        if engine is not None:
-            from po_bench.generation.vllm_engine import close_engine  # lazy: its module
-
-            close_engine()  # (the pipeline's own generation builds its engine on the trained policy)
+        close_engine()  # (the pipeline's own generation builds its engine on the trained policy)
     tokenizer.padding_side = side
-    res["params"] = sum(p.numel() for p in pol.parameters())
+    model = res.pop("model")  # (OFS-DPO: the base with the deployed module merged)
+    res["params"] = sum(p.numel() for p in model.parameters())
     res["precision"] = spec["train"]["precision"]
-    publish(out, res.pop("model"), tokenizer, res, opts, saved_by_trainer=False)
+    publish(out, model, tokenizer, res, opts, saved_by_trainer=False)
 
 
 def reward_scorer(rm_dir: Path, rm: dict):

@@ -21,7 +21,7 @@ from po_bench.generation import vllm_engine
 from po_bench.training import smollm2
 from po_bench.training.labellers import labeller_for
 from po_bench.training.models import load_checkpoint, load_tokenizer
-from po_bench.training.online import train_online
+from po_bench.training.online import LoopInputs, train_online
 
 
 def main() -> None:
@@ -43,9 +43,11 @@ def main() -> None:
     engine = vllm_engine.PolicyEngine(path, tok, gen)
     built = time.perf_counter() - t0
     gold = labeller_for({"kind": "gold", "temperature": 0.0})
-    res = train_online(
-        policy, ref, tok, prompts, "online_dpo", {}, 0.1, 1e-5, train, OmegaConf.create(gen), gold, {}, 0, engine=engine
+    gen_cfg = OmegaConf.create(gen)
+    inp = LoopInputs(
+        policy, tok, prompts, "online_dpo", {}, 0.1, 1e-5, train, gen_cfg, 0, gold, ref_model=ref, engine=engine
     )
+    res = train_online(inp)
     engine.sync(res["model"])  # the last step's weights, then greedy from the synced and from a fresh engine
     greedy = {**gen, "temperature": 0.0}
     synced = vllm_engine.generate_vllm_ids(path, tok, prompts[:16], {**engine.gen_cfg, **greedy}, 0)

@@ -16,6 +16,7 @@ from po_bench.data import world
 from po_bench.training import models
 from po_bench.training.labellers import labeller_for
 from po_bench.training.ofs import ADAPTERS, FastSlow, cofs_weights, families, family_of, swap_roles, train_ofs
+from po_bench.training.online import LoopInputs
 
 from .conftest import run_cli
 
@@ -112,21 +113,24 @@ def test_the_combination_of_fast_modules_is_the_weighted_sum_of_their_deltas(tok
 
 def _run(tokenizer, args, steps):
     return train_ofs(
-        _tiny(tokenizer),
-        tokenizer,
-        PREF,
-        PSPEC,
-        args,
-        beta=0.1,
-        lr=1e-2,
-        train=_train(steps),
-        gen_cfg=GEN,
-        labeller=labeller_for({"kind": "gold", "temperature": 0.0}),
-        noise={"kind": "none", "rate": 0.0},
-        seed=3,
-        gold=world.gold_reward,
-        heldout=HELD,
-        logging_steps=1,
+        LoopInputs(
+            policy=_tiny(tokenizer),
+            tokenizer=tokenizer,
+            prompts=PREF,
+            function="ofs_dpo",
+            args=args,
+            beta=0.1,
+            lr=1e-2,
+            train=_train(steps),
+            gen=GEN,
+            seed=3,
+            labeller=labeller_for({"kind": "gold", "temperature": 0.0}),
+            noise={"kind": "none", "rate": 0.0},
+            prompts_spec=PSPEC,
+            gold=world.gold_reward,
+            heldout=HELD,
+            logging_steps=1,
+        )
     )
 
 

@@ -22,7 +22,7 @@ from po_bench.stages import get
 from po_bench.store import Store
 from po_bench.training import labellers, models
 from po_bench.training.labellers import labeller_for
-from po_bench.training.online import gen_seed, train_online
+from po_bench.training.online import LoopInputs, gen_seed, train_online
 
 from .conftest import compose, run_cli
 
@@ -56,21 +56,23 @@ def _run(tokenizer, function, args, labeller=None, noise=None, steps=3, logging_
     policy, ref, start = _models(tokenizer)
     before = {k: v.clone() for k, v in policy.state_dict().items()}
     res = train_online(
-        policy,
-        ref,
-        tokenizer,
-        PROMPTS,
-        function,
-        args,
-        beta=0.1,
-        lr=1e-3,
-        train=_train(steps),
-        gen_cfg=GEN,
-        labeller=labeller or labeller_for({"kind": "gold", "temperature": 0.0}),
-        noise=noise or {"kind": "none", "rate": 0.0},
-        seed=SEED,
-        gold=lambda p, y: world.gold_reward(p, y),
-        logging_steps=logging_steps,
+        LoopInputs(
+            policy=policy,
+            tokenizer=tokenizer,
+            prompts=PROMPTS,
+            function=function,
+            args=args,
+            beta=0.1,
+            lr=1e-3,
+            train=_train(steps),
+            gen=GEN,
+            seed=SEED,
+            labeller=labeller or labeller_for({"kind": "gold", "temperature": 0.0}),
+            noise=noise or {"kind": "none", "rate": 0.0},
+            gold=lambda p, y: world.gold_reward(p, y),
+            ref_model=ref,
+            logging_steps=logging_steps,
+        )
     )
     moved = any(not torch.equal(before[k], v) for k, v in res["model"].state_dict().items())
     return res, start, moved

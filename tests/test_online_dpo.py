@@ -16,7 +16,7 @@ from po_bench.data import world
 from po_bench.generation.generate import generate_hf
 from po_bench.training import models
 from po_bench.training.labellers import labeller_for
-from po_bench.training.online import train_online
+from po_bench.training.online import LoopInputs, train_online
 from po_bench.training.trl.online_dpo import reward_function, train_trl_online_dpo
 
 SPEC = world.WorldSpec(n_pref=64, n_eval=64)
@@ -56,7 +56,8 @@ def _gain(which: str, seed: int, tokenizer, tmp_path) -> float:
     before = _gold(model, tokenizer)
     if which == "po-bench":
         gold = labeller_for({"kind": "gold", "temperature": 0.0})
-        res = train_online(model, ref, tokenizer, PREF, "online_dpo", {}, BETA, LR, TRAIN, GEN, gold, {}, seed)
+        inp = LoopInputs(model, tokenizer, PREF, "online_dpo", {}, BETA, LR, TRAIN, GEN, seed, gold, ref_model=ref)
+        res = train_online(inp)
     else:
         res = train_trl_online_dpo(model, ref, tokenizer, PREF, BETA, LR, TRAIN, GEN, world.gold_reward, seed, tmp_path)
         assert res["steps"] == TRAIN.max_steps

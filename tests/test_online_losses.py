@@ -3,6 +3,7 @@ per-pair losses, on per-sequence statistics; and the check of their arguments.""
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import pytest
@@ -10,13 +11,16 @@ import torch
 
 from po_bench.training.labellers import labeller_names
 from po_bench.training.losses import PairStats
+from po_bench.training.online import LoopInputs
 from po_bench.training.online_losses import (
+    LOOPS,
     ONLINE_LOSSES,
     brain,
     brain_targets,
     check_online,
     grpo_losses,
     guided,
+    loop_function,
     ofs_dpo,
     ofs_swaps,
     online_args,
@@ -364,3 +368,16 @@ def test_ofs_dpo_arguments():
     ):
         with pytest.raises(ValueError, match=msg):
             check_online("ofs_dpo", args, names)
+
+
+def test_every_online_method_names_a_loop_that_is_a_function_of_one_inputs_record():
+    """An online method's loop is its OnlineSpec's ``loop`` (LOOPS: ``module:function``, imported when run), a
+    function of one LoopInputs (keyword-only extras allowed); the policy stage builds the record and calls it."""
+    assert set(LOOPS) == {spec.loop for spec in ONLINE_LOSSES.values()}
+    for function in ONLINE_LOSSES:
+        params = list(inspect.signature(loop_function(function), eval_str=True).parameters.values())
+        assert params[0].annotation is LoopInputs, function
+        assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in params[1:]), function
+    # OFS-DPO's reference is its base with the adapters off: the stage loads no second copy for it
+    assert [f for f, s in ONLINE_LOSSES.items() if not s.reference] == ["ofs_dpo"]
+    assert {f for f, s in ONLINE_LOSSES.items() if not LOOPS[s.loop].ddp} == {"rto", "oprl", "ofs_dpo"}

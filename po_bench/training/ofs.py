@@ -26,7 +26,6 @@ public summaries (docs/online.md says exactly what is reconstructed).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -39,6 +38,7 @@ from po_bench.training.labellers import LabelRequest
 from po_bench.training.losses import PairStats
 from po_bench.training.online import (
     MAX_GRAD_NORM,
+    LoopInputs,
     Phases,
     gen_seed,
     loop_result,
@@ -148,26 +148,14 @@ def _gold_of(model, tokenizer, prompts, gen_cfg, seed, gold) -> float | None:
     return float(np.mean([gold(x, y) for x, y in zip(prompts, ys)]))
 
 
-def train_ofs(
-    base,
-    tokenizer,
-    prompts: list,
-    prompts_spec: dict,
-    args: dict,
-    beta: float,
-    lr: float,
-    train,
-    gen_cfg,
-    labeller,
-    noise: dict,
-    seed: int,
-    gold: Callable[[str, str], float] | None = None,
-    heldout: list | None = None,
-    logging_steps: int = 5,
-) -> dict:
-    """Run OFS-DPO (``domains`` 0) or COFS-DPO (module docstring) from ``base`` (the start checkpoint, also the
-    reference with the adapters off).  Returns what :func:`po_bench.training.online.loop_result` returns, the
-    model being the base with the deployed module merged, ``online.swaps`` and (COFS) ``online.cofs``."""
+def train_ofs(inp: LoopInputs) -> dict:
+    """Run OFS-DPO (``domains`` 0) or COFS-DPO (module docstring) from ``inp.policy`` (the start checkpoint, also
+    the reference with the adapters off: ``inp.ref_model`` unread).  Returns what
+    :func:`po_bench.training.online.loop_result` returns, the model being the base with the deployed module merged,
+    ``online.swaps`` and (COFS) ``online.cofs``."""
+    base, tokenizer, prompts, prompts_spec, args = inp.policy, inp.tokenizer, inp.prompts, inp.prompts_spec, inp.args
+    beta, lr, train, gen_cfg, labeller, noise = inp.beta, inp.lr, inp.train, inp.gen, inp.labeller, inp.noise
+    seed, gold, heldout, logging_steps = inp.seed, inp.gold, inp.heldout, inp.logging_steps
     a = online_args("ofs_dpo", args)
     fs = FastSlow(base, a["lora_r"], float(a["lora_alpha"]))
     model = fs.model

@@ -32,6 +32,8 @@ import math
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -241,30 +243,48 @@ class Phases:
         return T()
 
 
-def train_online(
-    policy,
-    ref_model,
-    tokenizer,
-    prompts: list,
-    function: str,
-    args: dict,
-    beta: float,
-    lr: float,
-    train,
-    gen_cfg,
-    labeller,
-    noise: dict,
-    seed: int,
-    gold: Callable[[str, str], float] | None = None,
-    logging_steps: int = 5,
-    engine=None,
-) -> dict:
-    """Run the online loop (module docstring) on ``policy``; ``ref_model`` is the fixed reference (and XPO's
-    second sampler).  ``gold``: the source's exact reward of one response, logged for the policy's samples of each
-    step (None: not logged).  ``engine``: the policy's samples from a colocated vLLM engine
+@dataclass(frozen=True)
+class LoopInputs:
+    """What every online loop may read (an OnlineSpec's ``loop``, po_bench/training/online_losses.py LOOPS: each
+    a function of one record), built once by the policy stage (po_bench/stages.py build_online_policy)."""
+
+    policy: Any  # the model trained: the start checkpoint (OFS-DPO: the base its LoRA modules go on)
+    tokenizer: Any  # the start checkpoint's tokenizer (generation sets its padding side; the stage restores it)
+    prompts: list  # the source's preference prompts, the loop's training prompts
+    function: str  # the online method (``loss.function``, a name in ONLINE_LOSSES)
+    args: dict  # ``loss.args`` as given (each loop fills in the defaults: online_losses.online_args)
+    beta: float  # ``loss.beta``
+    lr: float  # ``loss.lr`` (OFS-DPO: the fast module's)
+    train: Any  # the training config (batch_size, grad_accum, max_steps, epochs, max_length, schedule, ...)
+    gen: Any  # the sampling config of the policy's samples (backend, temperature, top_p, max_new_tokens, ...)
+    seed: int  # the run's seed (generation seeds, label and noise streams)
+    labeller: Any = None  # the preference source (po_bench/training/labellers.py; RTO reads none: gold scores it)
+    noise: dict = field(default_factory=dict)  # the label noise group ({} or kind none: no flips)
+    prompts_spec: dict | None = None  # the prompts' source spec (COFS-DPO: the world's prompt families)
+    gold: Callable[[str, str], float] | None = None  # the exact reward of one response (None: not logged)
+    step_gains: Callable[[str, str], list[float]] | None = None  # the exact gain of each step of a response (OPRL)
+    heldout: list | None = None  # held-out prompts (COFS-DPO's forgetting measure; None: none)
+    # the second copy of the start checkpoint (OnlineSpec ``reference``): the fixed reference (XPO's second sampler;
+    # OPRL: its implicit PRM); None where the spec loads none (OFS-DPO: the base with the adapters off)
+    ref_model: Any = None
+    guide: Any = None  # the guide policy (OnlineSpec ``guided``: RTO's DPO policy; None: not dense, or unguided)
+    logging_steps: int = 5  # every logging_steps-th step's history is kept (and the last)
+    # the policy's samples from a colocated vLLM engine (OnlineSpec ``engine`` under generation=vllm:
+    # po_bench/generation/vllm_engine.py's PolicyEngine); None: HF generation
+    engine: Any = None
+
+
+def train_online(inp: LoopInputs) -> dict:
+    """Run the online loop (module docstring) on ``inp.policy``; ``inp.ref_model`` is the fixed reference (and
+    XPO's second sampler).  ``inp.gold``: the source's exact reward of one response, logged for the policy's
+    samples of each step (None: not logged).  ``inp.engine``: the policy's samples from a colocated vLLM engine
     (po_bench/generation/vllm_engine.py's PolicyEngine, ``generation=vllm``), its weights synced to the policy's
     before the first draw after each optimizer step (the sync's time counts as generation); None: HF generation.
     Returns the trained model, the logged history, the counts and the phase times."""
+    policy, ref_model, tokenizer, prompts = inp.policy, inp.ref_model, inp.tokenizer, inp.prompts
+    function, args, beta, lr, train, gen_cfg = inp.function, inp.args, inp.beta, inp.lr, inp.train, inp.gen
+    seed = inp.seed
+    labeller, noise, gold, logging_steps, engine = inp.labeller, inp.noise, inp.gold, inp.logging_steps, inp.engine
     spec = ONLINE_LOSSES[function]
     a = online_args(function, args)
     hp = {k: a[k] for k in spec.defaults if k != "accumulate"}

@@ -42,6 +42,7 @@ Nothing here imports torch at module level (config validation reads the registry
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -207,15 +208,42 @@ FAST_SLOW = "fast_slow"
 
 
 @dataclass(frozen=True)
+class Loop:
+    """An online loop: the function that runs it (``module:function``, imported when the loop runs: the loops
+    import torch, peft, scipy), a function of one :class:`po_bench.training.online.LoopInputs`; ``ddp``: it
+    shards each step over a ``launch=ddp`` process group (else it runs in one process)."""
+
+    target: str
+    ddp: bool = False
+
+
+# the online loops by name (an OnlineSpec's ``loop``)
+LOOPS: dict[str, Loop] = {
+    "pairs": Loop("po_bench.training.online:train_online", ddp=True),  # the shared loop (po_bench/training/online.py)
+    "rto": Loop("po_bench.training.rto:train_rto"),
+    "oprl": Loop("po_bench.training.oprl:train_oprl"),
+    "ofs": Loop("po_bench.training.ofs:train_ofs"),
+}
+
+
+@dataclass(frozen=True)
 class OnlineSpec:
     """An online method: its loss function, who samples the pair, its own arguments (name -> (allowed type,
-    check, the one-line rule)) and their defaults."""
+    check, the one-line rule)) and their defaults, the loop that trains it (:data:`LOOPS`) and what the policy
+    stage loads for that loop (po_bench/stages.py build_online_policy)."""
 
     fn: Callable
     pairing: str
     args: dict[str, tuple] = field(default_factory=dict)
     defaults: dict = field(default_factory=dict)
     guided: bool = False  # reads a guide policy (``loss.guide``, e.g. RTO's DPO policy)
+    loop: str = "pairs"  # the loop that trains it (a name in LOOPS)
+    # a second copy of the start checkpoint beside the policy: the fixed reference (OPRL: its implicit PRM); false
+    # for a loop that needs none (OFS-DPO: the reference is the base with the adapters off)
+    reference: bool = True
+    # under generation=vllm the policy's samples come from a colocated vLLM engine (the loop takes one; config.py
+    # says which methods' samples allow it)
+    engine: bool = False
 
 
 def _nonneg(v) -> bool:
@@ -223,7 +251,7 @@ def _nonneg(v) -> bool:
 
 
 ONLINE_LOSSES: dict[str, OnlineSpec] = {
-    "online_dpo": OnlineSpec(online_dpo, POLICY_POLICY),
+    "online_dpo": OnlineSpec(online_dpo, POLICY_POLICY, engine=True),
     "xpo": OnlineSpec(
         xpo,
         POLICY_REFERENCE,
@@ -232,6 +260,7 @@ ONLINE_LOSSES: dict[str, OnlineSpec] = {
             "accumulate": (lambda v: isinstance(v, bool), "true or false"),
         },
         defaults={"alpha": 1e-5, "accumulate": False},
+        engine=True,
     ),
     "brain": OnlineSpec(
         brain,
@@ -242,6 +271,7 @@ ONLINE_LOSSES: dict[str, OnlineSpec] = {
             "targets": (lambda v: v in ("soft", "argmax"), "soft or argmax"),
         },
         defaults={"n": 4, "proposal": "sft", "targets": "soft"},
+        engine=True,
     ),
     "rto": OnlineSpec(
         rto_token_rewards,
@@ -253,6 +283,7 @@ ONLINE_LOSSES: dict[str, OnlineSpec] = {
         },
         defaults={"dense": True, "clip": 0.05, "kl_coef": 0.01},
         guided=True,
+        loop="rto",
     ),
     "oprl": OnlineSpec(
         grpo_losses,
@@ -263,6 +294,7 @@ ONLINE_LOSSES: dict[str, OnlineSpec] = {
             "clip": (_nonneg, "a number >= 0"),
         },
         defaults={"n": 4, "alpha": 1.0, "clip": 0.2},
+        loop="oprl",
     ),
     "ofs_dpo": OnlineSpec(
         ofs_dpo,
@@ -284,6 +316,8 @@ ONLINE_LOSSES: dict[str, OnlineSpec] = {
             ),
         },
         defaults={"chase": 1.0, "lr_ratio": 4.0, "lora_r": 8, "lora_alpha": 16, "domains": 0, "weights": None},
+        loop="ofs",
+        reference=False,
     ),
 }
 
@@ -311,6 +345,18 @@ LOOP_DEFAULTS = {"labeller": "gold", "label_temperature": 0.0}
 
 def online(function: str) -> bool:
     return function in ONLINE_LOSSES
+
+
+def loop_of(function: str) -> Loop:
+    """The loop that trains an online method (its OnlineSpec's ``loop``)."""
+    return LOOPS[ONLINE_LOSSES[function].loop]
+
+
+def loop_function(function: str) -> Callable:
+    """The function that runs an online method's loop, a function of one LoopInputs (its module imported now:
+    torch, transformers, and what the loop reads)."""
+    module, name = loop_of(function).target.split(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def guided(function: str, args: dict) -> bool:

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left
-from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -38,6 +37,7 @@ from po_bench.data import world
 from po_bench.generation.generate import generate_hf
 from po_bench.training.online import (
     MAX_GRAD_NORM,
+    LoopInputs,
     Phases,
     completion_token_logps,
     gen_seed,
@@ -101,26 +101,15 @@ def spearman(a: list[float], b: list[float]) -> float | None:
     return float(spearmanr(a, b).statistic)
 
 
-def train_oprl(
-    policy,
-    prm,
-    tokenizer,
-    prompts: list,
-    args: dict,
-    beta: float,
-    lr: float,
-    train,
-    gen_cfg,
-    labeller,
-    step_gains: Callable[[str, str], list[float]],
-    seed: int,
-    gold: Callable[[str, str], float] | None = None,
-    logging_steps: int = 5,
-) -> dict:
-    """Train ``policy`` with OPRL (module docstring); ``prm`` the implicit PRM (a copy of the start checkpoint),
-    ``step_gains(prompt, response)`` the world's exact gain of each of the response's steps, ``gold`` the exact
-    reward logged for the policy's samples.  Returns what :func:`po_bench.training.online.train_online` returns,
-    with ``online.oprl`` (the step rewards' Spearman correlation with the step gains, first / last / mean)."""
+def train_oprl(inp: LoopInputs) -> dict:
+    """Train ``inp.policy`` with OPRL (module docstring); ``inp.ref_model`` the implicit PRM (a copy of the start
+    checkpoint), ``inp.step_gains(prompt, response)`` the world's exact gain of each of the response's steps,
+    ``inp.gold`` the exact reward logged for the policy's samples.  Returns what
+    :func:`po_bench.training.online.train_online` returns, with ``online.oprl`` (the step rewards' Spearman
+    correlation with the step gains, first / last / mean)."""
+    policy, prm, tokenizer, prompts, args = inp.policy, inp.ref_model, inp.tokenizer, inp.prompts, inp.args
+    beta, lr, train, gen_cfg, labeller, seed = inp.beta, inp.lr, inp.train, inp.gen, inp.labeller, inp.seed
+    step_gains, gold, logging_steps = inp.step_gains, inp.gold, inp.logging_steps
     a = online_args("oprl", args)
     n, alpha, clip = int(a["n"]), float(a["alpha"]), float(a["clip"])
     if not hasattr(labeller, "rewards"):

@@ -12,7 +12,6 @@ on the tiny world would be a second model to train for a variance reduction the 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -21,6 +20,7 @@ from transformers import get_scheduler
 from po_bench.generation.generate import generate_hf
 from po_bench.training.online import (
     MAX_GRAD_NORM,
+    LoopInputs,
     Phases,
     completion_token_logps,
     gen_seed,
@@ -31,23 +31,13 @@ from po_bench.training.online import (
 from po_bench.training.online_losses import online_args, reinforce_losses, rto_token_rewards
 
 
-def train_rto(
-    policy,
-    ref_model,
-    guide_model,
-    tokenizer,
-    prompts: list,
-    args: dict,
-    beta: float,
-    lr: float,
-    train,
-    gen_cfg,
-    gold: Callable[[str, str], float],
-    seed: int,
-    logging_steps: int = 5,
-) -> dict:
-    """Train ``policy`` with RTO (module docstring); ``guide_model`` the DPO guide (None when not dense).  Returns
-    what :func:`po_bench.training.online.train_online` returns (the counts: one label per sample)."""
+def train_rto(inp: LoopInputs) -> dict:
+    """Train ``inp.policy`` with RTO (module docstring); ``inp.ref_model`` the fixed reference, ``inp.guide`` the
+    DPO guide (None when not dense), ``inp.gold`` the sparse reward.  Returns what
+    :func:`po_bench.training.online.train_online` returns (the counts: one label per sample)."""
+    policy, ref_model, guide_model, tokenizer = inp.policy, inp.ref_model, inp.guide, inp.tokenizer
+    prompts, args, beta, lr, train, gen_cfg = inp.prompts, inp.args, inp.beta, inp.lr, inp.train, inp.gen
+    gold, seed, logging_steps = inp.gold, inp.seed, inp.logging_steps
     a = online_args("rto", args)
     dense, clip, kl_coef = bool(a["dense"]), float(a["clip"]), float(a["kl_coef"])
     if dense and guide_model is None:
