@@ -1022,9 +1022,9 @@ def _check_online(cfg, method) -> None:
     )
     if method.function == "oprl":  # n samples scored by a scalar reward (the outcome): its own pairs, no verdicts
         _check(
-            args.get("labeller", "gold") in ("gold", "annotator"),
-            f"loss={loss.name} scores each sample's outcome by a scalar reward: loss.args.labeller gold or annotator "
-            f"(got {args.get('labeller')})",
+            args.get("labeller", "gold") in ("gold", "annotator", "explicit"),
+            f"loss={loss.name} scores each sample's outcome by a scalar reward: loss.args.labeller gold, annotator or "
+            f"explicit (got {args.get('labeller')})",
         )
         _check(
             not args.get("label_temperature"),

@@ -15,6 +15,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from po_bench.config import ConfigError, validate
+from po_bench.data import world
 from po_bench.judges.alpaca_eval import is_switched
 from po_bench.specs import plan, ref, spec_key
 from po_bench.store import Store
@@ -205,3 +206,25 @@ def test_the_judge_source_in_an_online_run_counts_the_servers_requests_and_a_rer
         _, again = _run(cache, tmp_path / "again", "loss.args.labeller=judge", *judge)
         assert len(server.requests) == n and again["online"]["judge_calls"] == again["online"]["judge_tokens"] == 0
         assert again["online"]["labeller"]["cache_hits"] == n and again["online"]["labels_used"] == o["labels_used"]
+
+
+@pytest.mark.slow  # trains a reward model and OPRL's policy and PRM online (make test-fast runs no training)
+def test_oprl_takes_its_outcome_rewards_from_the_explicit_source(cache, tmp_path):
+    """loss=oprl with loss.args.labeller=explicit: each sample's outcome is the reward model's score of that sample
+    (the source's ``rewards``), not the world's gold reward."""
+    from po_bench import pipeline, stages
+
+    cfg = _compose(["loss=oprl", "dataset.steps=true", *RUN, f"cache_dir={cache}", "loss.args.labeller=explicit"])
+    m = pipeline.run(cfg, tmp_path / "oprl")
+    o, store = m["online"], Store(str(cache))
+    ((name, r),) = plan(cfg).policy["online"]["labeller"]["inputs"].items()
+    assert name == "reward_model" and o["labeller_inputs"] == {"reward_model": spec_key("reward_model", r["spec"])}
+    assert o["labels_requested"] == 4 * 8 * 3 and o["reward_model_pairs"] > 0 and o["judge_calls"] == 0
+    rm_dir = stages.checkpoint_dir(store, ref("reward_model", r["spec"]))
+    lab = labeller_for(
+        plan(cfg).policy["online"]["labeller"], {"reward_model": stages.reward_scorer(rm_dir, r["spec"])}
+    )
+    for rec in _record(store, cfg):  # the first and the last step: the outcomes are the reward model's scores
+        flat = [(x, y) for x, ys in zip(rec["prompts"], rec["samples"]) for y in ys]
+        assert rec["rewards"] == pytest.approx(lab.rewards([x for x, _ in flat], [y for _, y in flat]), abs=1e-4)
+        assert rec["rewards"] != pytest.approx([world.gold_reward(x, y) for x, y in flat], abs=1e-3)

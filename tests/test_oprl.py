@@ -42,7 +42,7 @@ SMALL = [
         (["loss=oprl"], "loss=oprl needs dataset.steps=True (got False): the method is defined on that data"),
         (
             ["loss=oprl", "dataset.steps=true", "loss.args.labeller=implicit", "+loss.args.label_temperature=0.5"],
-            "loss=oprl scores each sample's outcome by a scalar reward: loss.args.labeller gold or annotator",
+            "loss=oprl scores each sample's outcome by a scalar reward: loss.args.labeller gold, annotator or explicit",
         ),
         (
             ["loss=oprl", "dataset.steps=true", "noise=flip"],
