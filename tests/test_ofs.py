@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 
 from po_bench.data import world
 from po_bench.training import models
-from po_bench.training.labellers import labeller_for
+from po_bench.training.labellers import Labels, labeller_for
 from po_bench.training.ofs import ADAPTERS, FastSlow, cofs_weights, families, family_of, swap_roles, train_ofs
 from po_bench.training.online import LoopInputs
 
@@ -111,7 +111,7 @@ def test_the_combination_of_fast_modules_is_the_weighted_sum_of_their_deltas(tok
     assert checked > 0
 
 
-def _run(tokenizer, args, steps):
+def _run(tokenizer, args, steps, labeller=None):
     return train_ofs(
         LoopInputs(
             policy=_tiny(tokenizer),
@@ -124,7 +124,7 @@ def _run(tokenizer, args, steps):
             train=_train(steps),
             gen=GEN,
             seed=3,
-            labeller=labeller_for({"kind": "gold", "temperature": 0.0}),
+            labeller=labeller or labeller_for({"kind": "gold", "temperature": 0.0}),
             noise={"kind": "none", "rate": 0.0},
             prompts_spec=PSPEC,
             gold=world.gold_reward,
@@ -154,6 +154,34 @@ def test_ofs_trains_both_modules_on_the_fast_modules_labelled_samples(tokenizer)
         for p in rec["pairs"]:
             i = rec["prompts"].index(p["prompt"])
             assert {p["chosen"], p["rejected"]} == set(rec["samples"][i])
+
+
+class FailingJudge:
+    """A stand-in judge: every other pair it cannot judge (a failed verdict, counted), the rest it gives to the
+    shorter response; one call per pair, its own ``failed_requests`` count."""
+
+    name = "failing_judge"
+
+    def label(self, req):
+        wins = [None if i % 2 else len(a) < len(b) for i, (a, b) in enumerate(zip(req.first, req.second))]
+        failed = sum(i % 2 for i in range(len(wins)))
+        return Labels(wins, len(wins), judge_calls=len(wins), failed=failed, details={"failed_requests": failed})
+
+
+@pytest.mark.slow  # trains (make test-fast runs no training)
+def test_ofs_counts_the_sources_failed_verdicts_apart_from_ties(tokenizer):
+    """OFS-DPO takes any source through the online loop's labelling: a verdict the source failed to give drops its
+    pair and is counted as failed (not as a tie), and the source's own counts reach metrics.online.labeller."""
+    res = _run(tokenizer, {"lr_ratio": 4.0}, steps=2, labeller=FailingJudge())
+    on = res["online"]
+    assert on["labels_requested"] == on["judge_calls"] == 8 and on["labels_failed"] == 4
+    assert on["labeller"] == {"failed_requests": 4}
+    assert on["labels_used"] + on["ties_dropped"] + on["labels_failed"] == 8 and on["labels_used"] > 0
+    for rec in res["online_record"]:
+        assert all(
+            len(p["chosen"]) < len(p["rejected"]) or len(p["chosen"]) == len(p["rejected"]) for p in rec["pairs"]
+        )
+        assert all(p["row"] % 2 == 0 for p in rec["pairs"])  # the failed (odd) rows never became pairs
 
 
 @pytest.mark.slow  # trains (make test-fast runs no training)

@@ -25,13 +25,9 @@ public summaries (docs/online.md says exactly what is reconstructed).
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
-from transformers import get_scheduler
 
-from po_bench.data.noise import flip_labels
 from po_bench.data.world import parse_prompt
 from po_bench.generation.generate import generate_hf
 from po_bench.training.labellers import LabelRequest
@@ -40,8 +36,12 @@ from po_bench.training.online import (
     MAX_GRAD_NORM,
     LoopInputs,
     Phases,
+    adamw,
     gen_seed,
+    labelled_pairs,
     loop_result,
+    new_counts,
+    noisy,
     prompt_batches,
     sequence_logps,
     steps_of,
@@ -168,8 +168,8 @@ def train_ofs(inp: LoopInputs) -> dict:
             raise ValueError(f"loss.args.domains={domains}: family {d} has no preference prompts")
     held = families(heldout or [], prompts_spec, domains) if domains else []
     phases = Phases()
-    counts = {"samples_generated": 0, "labels_requested": 0, "labels_used": 0, "ties_dropped": 0}
-    counts.update(noise_flipped=0, judge_calls=0, judge_tokens=0, steps_without_pairs=0, swaps=0)
+    counts = new_counts(swaps=0, labels_failed=0)
+    details: dict = {}  # the source's own counts (Labels.details), summed
     history: list[dict] = []
     record: list[dict] = []
     label_rng = np.random.default_rng([int(seed), 43])
@@ -190,14 +190,8 @@ def train_ofs(inp: LoopInputs) -> dict:
         if d > 0:  # the family's modules start from the last family's fast module
             fs.copy(fs.fast, fs.slow)
         groups = {fs.fast: float(lr), fs.slow: float(lr) / float(a["lr_ratio"])}
-        opt = torch.optim.AdamW(
-            [{"params": list(fs.params(n).values()), "lr": groups[n]} for n in ADAPTERS], lr=lr, weight_decay=0.0
-        )
-        sched = get_scheduler(
-            train.lr_scheduler,
-            opt,
-            num_warmup_steps=math.ceil(float(train.warmup_ratio) * steps),
-            num_training_steps=steps,
+        opt, sched = adamw(
+            [{"params": list(fs.params(n).values()), "lr": groups[n]} for n in ADAPTERS], lr, train, steps
         )
         for step, xs in enumerate(prompt_batches(fam, batch, steps, seed + 7919 * d)):
             gstep = total_steps + step
@@ -214,21 +208,8 @@ def train_ofs(inp: LoopInputs) -> dict:
 
             with phases.timed("label"):
                 labels = labeller.label(LabelRequest(xs, first, second, label_rng, implicit))
-            counts["labels_requested"] += labels.requested
-            counts["judge_calls"] += labels.judge_calls
-            counts["judge_tokens"] += labels.judge_tokens
-            pairs = []
-            for i, (x, y1, y2, w) in enumerate(zip(xs, first, second, labels.first_wins)):
-                if w is None:
-                    continue
-                ids = (first_ids[i], second_ids[i]) if w else (second_ids[i], first_ids[i])
-                pairs.append({"prompt": x, "chosen": y1 if w else y2, "rejected": y2 if w else y1, "ids": ids})
-            counts["ties_dropped"] += len(xs) - len(pairs)
-            if noise.get("kind") == "flip" and pairs:
-                pairs, flipped = flip_labels(pairs, float(noise["rate"]), int(seed) * 1_000_003 + gstep)
-                for i in flipped:
-                    pairs[i]["ids"] = pairs[i]["ids"][::-1]
-                counts["noise_flipped"] += len(flipped)
+            pairs = labelled_pairs(xs, first, second, first_ids, second_ids, labels, counts, details)
+            pairs = noisy(pairs, noise, int(seed) * 1_000_003 + gstep, counts)
             counts["labels_used"] += len(pairs)
             if gstep == 0 or (d == len(parts) - 1 and step == steps - 1):
                 kept = [{k: v for k, v in p.items() if k != "ids"} for p in pairs]
@@ -299,6 +280,8 @@ def train_ofs(inp: LoopInputs) -> dict:
     else:
         deployed = fs.merged(fs.fast)
     counts["deployed"] = "cofs" if domains else "fast"
+    if details:
+        counts["labeller"] = details
     res = loop_result(deployed, history, last_loss, total_steps, batch, logging_steps, counts, phases, record)
     if domains:
         res["online"]["cofs"] = cofs_report(after, [len(f) for f in parts], [len(h) for h in held])

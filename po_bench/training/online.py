@@ -224,6 +224,67 @@ def _samples_step(policy, ref_model, tokenizer, xs, a, beta, draw, labeller, see
     return entry, entry["loss"]
 
 
+def new_counts(**extra) -> dict:
+    """The counts every online loop reports in ``metrics.online`` (zero), plus the loop's own ``extra`` ones."""
+    counts = {"samples_generated": 0, "labels_requested": 0, "labels_used": 0, "ties_dropped": 0}
+    counts.update(noise_flipped=0, judge_calls=0, judge_tokens=0, steps_without_pairs=0, **extra)
+    return counts
+
+
+def adamw(params, lr: float, train, steps: int):
+    """(AdamW without weight decay, the run's learning-rate schedule with its warmup ratio of ``steps``): the
+    optimizer of every online loop (``params``: parameters or parameter groups)."""
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    warm = math.ceil(float(train.warmup_ratio) * steps)
+    return opt, get_scheduler(train.lr_scheduler, opt, num_warmup_steps=warm, num_training_steps=steps)
+
+
+def frozen(*models) -> None:
+    """Eval mode and no gradient for each model given (the reference, a guide)."""
+    for m in models:
+        if m is not None:
+            m.eval()
+            for p in m.parameters():
+                p.requires_grad_(False)
+
+
+def labelled_pairs(xs, first, second, first_ids, second_ids, labels, counts: dict, details: dict) -> list[dict]:
+    """The step's labelled pairs from the source's ``labels`` (a verdict per prompt: None drops the pair), with the
+    counts it reports: labels requested, judge calls and tokens, verdicts the source failed to give
+    (``labels_failed``: their pairs dropped, not counted as ties), ties, and the source's own counts (``details``).
+    Each pair keeps its row, which side the second response is on and the sampled token ids, chosen first."""
+    counts["labels_requested"] += labels.requested
+    counts["judge_calls"] += labels.judge_calls
+    counts["judge_tokens"] += labels.judge_tokens
+    counts["labels_failed"] += labels.failed
+    for k, v in labels.details.items():
+        details[k] = details.get(k, 0) + v
+    pairs = []
+    for i, (x, y1, y2, w) in enumerate(zip(xs, first, second, labels.first_wins)):
+        if w is None:
+            continue
+        chosen, rejected = (y1, y2) if w else (y2, y1)
+        ids = (first_ids[i], second_ids[i]) if w else (second_ids[i], first_ids[i])
+        pairs.append(
+            {"prompt": x, "chosen": chosen, "rejected": rejected, "row": i, "second_chosen": not w, "ids": ids}
+        )
+    counts["ties_dropped"] += len(xs) - len(pairs) - labels.failed
+    return pairs
+
+
+def noisy(pairs: list[dict], noise: dict, noise_seed: int, counts: dict) -> list[dict]:
+    """The ``noise`` group's flips of the step's pairs (``noise=flip``: round(rate x n) of them, drawn from
+    ``noise_seed``); a flipped pair's token ids and second-response side follow its texts."""
+    if noise.get("kind") != "flip" or not pairs:
+        return pairs
+    pairs, flipped = flip_labels(pairs, float(noise["rate"]), noise_seed)
+    for i in flipped:
+        pairs[i]["second_chosen"] = not pairs[i]["second_chosen"]
+        pairs[i]["ids"] = pairs[i]["ids"][::-1]
+    counts["noise_flipped"] += len(flipped)
+    return pairs
+
+
 class Phases:
     """Wall time per phase (generate, label, train)."""
 
@@ -293,16 +354,10 @@ def train_online(inp: LoopInputs) -> dict:
     batch = int(train.batch_size) * int(train.grad_accum)  # one rank's share of the step's prompts
     steps = steps_of(train, len(prompts), group.world)
     max_length = int(train.max_length)
-    ref_model.eval()
-    for p in ref_model.parameters():
-        p.requires_grad_(False)
-    opt = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=lr, weight_decay=0.0)
-    sched = get_scheduler(
-        train.lr_scheduler, opt, num_warmup_steps=math.ceil(float(train.warmup_ratio) * steps), num_training_steps=steps
-    )
+    frozen(ref_model)
+    opt, sched = adamw([p for p in policy.parameters() if p.requires_grad], lr, train, steps)
     phases = Phases()
-    counts = {"samples_generated": 0, "labels_requested": 0, "labels_used": 0, "ties_dropped": 0}
-    counts.update(noise_flipped=0, judge_calls=0, judge_tokens=0, steps_without_pairs=0, labels_failed=0)
+    counts = new_counts(labels_failed=0)
     details: dict = {}  # the source's own counts (Labels.details), summed
     history: list[dict] = []
     record: list[dict] = []
@@ -369,29 +424,9 @@ def train_online(inp: LoopInputs) -> dict:
 
         with phases.timed("label"):
             labels = labeller.label(LabelRequest(xs, first, second, label_rng, implicit))
-        counts["labels_requested"] += labels.requested
-        counts["judge_calls"] += labels.judge_calls
-        counts["judge_tokens"] += labels.judge_tokens
-        counts["labels_failed"] += labels.failed
-        for k, v in labels.details.items():
-            details[k] = details.get(k, 0) + v
-        pairs = []
-        for i, (x, y1, y2, w) in enumerate(zip(xs, first, second, labels.first_wins)):
-            if w is None:
-                continue
-            chosen, rejected = (y1, y2) if w else (y2, y1)
-            ids = (first_ids[i], second_ids[i]) if w else (second_ids[i], first_ids[i])
-            pairs.append(
-                {"prompt": x, "chosen": chosen, "rejected": rejected, "row": i, "second_chosen": not w, "ids": ids}
-            )
-        counts["ties_dropped"] += len(xs) - len(pairs) - labels.failed
-        if noise.get("kind") == "flip" and pairs:
-            noise_seed = int(seed) * 1_000_003 + step * group.world + group.rank  # one process: seed x 1000003 + step
-            pairs, flipped = flip_labels(pairs, float(noise["rate"]), noise_seed)
-            for i in flipped:  # the token ids and the second response's side follow the texts
-                pairs[i]["second_chosen"] = not pairs[i]["second_chosen"]
-                pairs[i]["ids"] = pairs[i]["ids"][::-1]
-            counts["noise_flipped"] += len(flipped)
+        pairs = labelled_pairs(xs, first, second, first_ids, second_ids, labels, counts, details)
+        noise_seed = int(seed) * 1_000_003 + step * group.world + group.rank  # one process: seed x 1000003 + step
+        pairs = noisy(pairs, noise, noise_seed, counts)
         counts["labels_used"] += len(pairs)
         if step == 0 or step == steps - 1:
             kept = [{k: v for k, v in p.items() if k != "ids"} for p in pairs]

@@ -25,13 +25,11 @@ outcomes (no PRM pair), ``prm_pairs`` the pairs the PRM trained on.
 
 from __future__ import annotations
 
-import math
 from bisect import bisect_left
 
 import numpy as np
 import torch
 from scipy.stats import spearmanr
-from transformers import get_scheduler
 
 from po_bench.data import world
 from po_bench.generation.generate import generate_hf
@@ -39,9 +37,11 @@ from po_bench.training.online import (
     MAX_GRAD_NORM,
     LoopInputs,
     Phases,
+    adamw,
     completion_token_logps,
     gen_seed,
     loop_result,
+    new_counts,
     prompt_batches,
     steps_of,
 )
@@ -118,16 +118,10 @@ def train_oprl(inp: LoopInputs) -> dict:
     steps = steps_of(train, len(prompts))
     max_length = int(train.max_length)
 
-    def adamw(model):
-        o = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.0)
-        warm = math.ceil(float(train.warmup_ratio) * steps)
-        return o, get_scheduler(train.lr_scheduler, o, num_warmup_steps=warm, num_training_steps=steps)
-
-    opt, sched = adamw(policy)
-    prm_opt, prm_sched = adamw(prm)
+    opt, sched = adamw([p for p in policy.parameters() if p.requires_grad], lr, train, steps)
+    prm_opt, prm_sched = adamw([p for p in prm.parameters() if p.requires_grad], lr, train, steps)
     phases = Phases()
-    counts = {"samples_generated": 0, "labels_requested": 0, "labels_used": 0, "ties_dropped": 0}
-    counts.update(noise_flipped=0, judge_calls=0, judge_tokens=0, steps_without_pairs=0, prm_pairs=0)
+    counts = new_counts(prm_pairs=0)
     history: list[dict] = []
     record: list[dict] = []
     rhos: list[tuple[int, float]] = []  # (step, rho) where the correlation is defined

@@ -11,20 +11,20 @@ on the tiny world would be a second model to train for a variance reduction the 
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
-from transformers import get_scheduler
 
 from po_bench.generation.generate import generate_hf
 from po_bench.training.online import (
     MAX_GRAD_NORM,
     LoopInputs,
     Phases,
+    adamw,
     completion_token_logps,
+    frozen,
     gen_seed,
     loop_result,
+    new_counts,
     prompt_batches,
     steps_of,
 )
@@ -45,18 +45,10 @@ def train_rto(inp: LoopInputs) -> dict:
     batch = int(train.batch_size) * int(train.grad_accum)
     steps = steps_of(train, len(prompts))
     max_length = int(train.max_length)
-    for m in (ref_model, guide_model):
-        if m is not None:
-            m.eval()
-            for p in m.parameters():
-                p.requires_grad_(False)
-    opt = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=lr, weight_decay=0.0)
-    sched = get_scheduler(
-        train.lr_scheduler, opt, num_warmup_steps=math.ceil(float(train.warmup_ratio) * steps), num_training_steps=steps
-    )
+    frozen(ref_model, guide_model)
+    opt, sched = adamw([p for p in policy.parameters() if p.requires_grad], lr, train, steps)
     phases = Phases()
-    counts = {"samples_generated": 0, "labels_requested": 0, "labels_used": 0, "ties_dropped": 0}
-    counts.update(noise_flipped=0, judge_calls=0, judge_tokens=0, steps_without_pairs=0)
+    counts = new_counts()
     history: list[dict] = []
     record: list[dict] = []
     last_loss = None
